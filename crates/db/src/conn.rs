@@ -1,0 +1,107 @@
+//! Opening the database: SQLite gets WAL, a busy timeout and foreign keys; PostgreSQL a pool.
+//! Writers on SQLite start IMMEDIATE transactions so two writers queue instead of failing.
+
+use anyhow::Context;
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, Statement, TransactionOptions, TransactionTrait, Value,
+};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbKind {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone, Debug)]
+pub struct Db {
+    conn: DatabaseConnection,
+    kind: DbKind,
+}
+
+impl Db {
+    /// Connects to `url` (`sqlite://path?mode=rwc` or `postgres://…`).
+    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Db> {
+        let kind = if url.starts_with("sqlite:") {
+            DbKind::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            DbKind::Postgres
+        } else {
+            anyhow::bail!("DATABASE_URL must start with sqlite: or postgres:");
+        };
+        let mut opts = ConnectOptions::new(url.to_string());
+        opts.sqlx_logging(false)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(10));
+        match kind {
+            DbKind::Sqlite => {
+                opts.max_connections(max_connections.min(8))
+                    .min_connections(1);
+                opts.map_sqlx_sqlite_opts(|o| {
+                    o.create_if_missing(true)
+                        .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                        .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                        .busy_timeout(Duration::from_secs(10))
+                        .foreign_keys(true)
+                });
+            }
+            DbKind::Postgres => {
+                opts.max_connections(max_connections).min_connections(1);
+            }
+        }
+        let conn = Database::connect(opts)
+            .await
+            .with_context(|| format!("cannot connect to the {kind:?} database"))?;
+        Ok(Db { conn, kind })
+    }
+
+    pub fn kind(&self) -> DbKind {
+        self.kind
+    }
+
+    pub fn conn(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        match self.kind {
+            DbKind::Sqlite => DbBackend::Sqlite,
+            DbKind::Postgres => DbBackend::Postgres,
+        }
+    }
+
+    /// A statement with `$n` placeholders, which both backends accept.
+    pub fn stmt(&self, sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
+        Statement::from_sql_and_values(self.backend(), sql, values)
+    }
+
+    /// Begins a transaction that will write; on SQLite it takes the write lock up front.
+    pub async fn begin_write(&self) -> Result<DatabaseTransaction, DbErr> {
+        let mut o = TransactionOptions::default();
+        if self.kind == DbKind::Sqlite {
+            o.sqlite_transaction_mode = Some(sea_orm::SqliteTransactionMode::Immediate);
+        }
+        self.conn.begin_with_options(o).await
+    }
+
+    pub async fn ping(&self) -> Result<(), DbErr> {
+        self.conn.execute_unprepared("SELECT 1").await.map(|_| ())
+    }
+
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        crate::migrate::run(self).await
+    }
+
+    pub async fn execute(
+        &self,
+        sql: &str,
+        values: impl IntoIterator<Item = Value>,
+    ) -> Result<u64, DbErr> {
+        Ok(self
+            .conn
+            .execute_raw(self.stmt(sql, values))
+            .await?
+            .rows_affected())
+    }
+}

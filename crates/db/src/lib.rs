@@ -1,0 +1,21 @@
+//! The only crate that speaks SQL: connection set-up for SQLite and PostgreSQL, the migration
+//! runner and one repository module per table family. Timestamps are Unix microseconds (UTC).
+
+mod conn;
+mod migrate;
+pub mod sessions;
+pub mod users;
+
+pub use conn::{Db, DbKind};
+pub use sea_orm::DbErr;
+
+/// Current time in Unix microseconds, the unit every timestamp column uses.
+pub fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+/// True when the error is a unique-constraint violation on either backend.
+pub fn is_unique_violation(err: &DbErr) -> bool {
+    let msg = err.to_string();
+    msg.contains("UNIQUE constraint failed") || msg.contains("duplicate key value")
+}

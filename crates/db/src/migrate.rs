@@ -1,0 +1,46 @@
+//! Forward-only migrations embedded in the binary. The SQL is written once in a portable subset
+//! (TEXT, BIGINT, INTEGER, BOOLEAN) so the same files serve SQLite and PostgreSQL.
+
+use crate::Db;
+use anyhow::Context;
+use sea_orm::ConnectionTrait;
+
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "accounts", include_str!("migrations/0001_accounts.sql"))];
+
+pub async fn run(db: &Db) -> anyhow::Result<()> {
+    db.conn()
+        .execute_unprepared(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+        )
+        .await
+        .context("creating schema_migrations")?;
+    for &(version, name, sql) in MIGRATIONS {
+        let tx = db.begin_write().await?;
+        let done = tx
+            .query_one_raw(db.stmt(
+                "SELECT version FROM schema_migrations WHERE version = $1",
+                [version.into()],
+            ))
+            .await?
+            .is_some();
+        if done {
+            tx.rollback().await?;
+            continue;
+        }
+        for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            tx.execute_unprepared(statement)
+                .await
+                .with_context(|| format!("migration {version} ({name}) failed at: {statement}"))?;
+        }
+        tx.execute_raw(db.stmt(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+            [version.into(), name.into(), crate::now_micros().into()],
+        ))
+        .await?;
+        tx.commit().await?;
+        tracing::info!(version, name, "migration applied");
+    }
+    Ok(())
+}

@@ -1,0 +1,237 @@
+//! Sessions and their refresh tokens. A session is checked on every authenticated request, so
+//! logout, password change or suspension take effect at once.
+
+use crate::users::UserRow;
+use crate::{Db, now_micros};
+use sea_orm::{ConnectionTrait, DbErr, FromQueryResult};
+
+#[derive(Debug, Clone, FromQueryResult)]
+pub struct SessionRow {
+    pub id: String,
+    pub user_id: String,
+    pub remember_me: bool,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+pub struct NewSession<'a> {
+    pub id: &'a str,
+    pub user_id: &'a str,
+    pub refresh_hash: &'a str,
+    pub remember_me: bool,
+    pub user_agent: Option<&'a str>,
+    pub ip: Option<&'a str>,
+    pub expires_at: i64,
+}
+
+/// What presenting a refresh token led to.
+#[derive(Debug)]
+pub enum Rotation {
+    /// The token was current: it is now used up and `new_hash` replaces it.
+    Rotated {
+        session_id: String,
+        user_id: String,
+        remember_me: bool,
+    },
+    /// The token had already been used: the session has been revoked.
+    Reused,
+    /// Unknown, expired or belonging to a revoked session.
+    Invalid,
+}
+
+/// Session plus its user, read in one query for request authentication.
+#[derive(Debug, Clone)]
+pub struct ActiveSession {
+    pub session: SessionRow,
+    pub user: UserRow,
+}
+
+impl Db {
+    pub async fn insert_session(&self, s: NewSession<'_>) -> Result<(), DbErr> {
+        let now = now_micros();
+        let tx = self.begin_write().await?;
+        tx.execute_raw(self.stmt(
+            "INSERT INTO sessions (id, user_id, refresh_hash, remember_me, user_agent, ip, \
+             created_at, last_seen_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)",
+            [
+                s.id.into(),
+                s.user_id.into(),
+                s.refresh_hash.into(),
+                s.remember_me.into(),
+                s.user_agent.map(str::to_string).into(),
+                s.ip.map(str::to_string).into(),
+                now.into(),
+                s.expires_at.into(),
+            ],
+        ))
+        .await?;
+        tx.execute_raw(self.stmt(
+            "INSERT INTO refresh_tokens (token_hash, session_id, created_at) VALUES ($1, $2, $3)",
+            [s.refresh_hash.into(), s.id.into(), now.into()],
+        ))
+        .await?;
+        tx.commit().await
+    }
+
+    /// The session with its user when the session is live (not revoked, not expired).
+    pub async fn active_session(&self, session_id: &str) -> Result<Option<ActiveSession>, DbErr> {
+        let sql = "SELECT s.id AS s_id, s.user_id AS s_user_id, s.remember_me AS s_remember_me, \
+             s.user_agent AS s_user_agent, s.ip AS s_ip, s.created_at AS s_created_at, \
+             s.last_seen_at AS s_last_seen_at, s.expires_at AS s_expires_at, \
+             s.revoked_at AS s_revoked_at, \
+             u.id, u.username, u.email, u.name, u.password_hash, u.role, u.avatar_key, \
+             u.avatar_content_type, u.exp, u.is_active, u.is_verified, u.failed_logins, \
+             u.locked_until, u.created_at, u.updated_at \
+             FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2";
+        let Some(row) = self
+            .conn()
+            .query_one_raw(self.stmt(sql, [session_id.into(), now_micros().into()]))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let session = SessionRow {
+            id: row.try_get("", "s_id")?,
+            user_id: row.try_get("", "s_user_id")?,
+            remember_me: row.try_get("", "s_remember_me")?,
+            user_agent: row.try_get("", "s_user_agent")?,
+            ip: row.try_get("", "s_ip")?,
+            created_at: row.try_get("", "s_created_at")?,
+            last_seen_at: row.try_get("", "s_last_seen_at")?,
+            expires_at: row.try_get("", "s_expires_at")?,
+            revoked_at: row.try_get("", "s_revoked_at")?,
+        };
+        let user = UserRow::from_query_result(&row, "")?;
+        Ok(Some(ActiveSession { session, user }))
+    }
+
+    /// Marks the session seen, at most once a minute so reads stay reads.
+    pub async fn touch_session(&self, session_id: &str) -> Result<(), DbErr> {
+        let now = now_micros();
+        self.execute(
+            "UPDATE sessions SET last_seen_at = $2 WHERE id = $1 AND last_seen_at < $3",
+            [session_id.into(), now.into(), (now - 60_000_000).into()],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Uses up `old_hash` and installs `new_hash` in the same transaction. Presenting a token
+    /// that was already used revokes the whole session: someone else holds a copy.
+    pub async fn rotate_refresh(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        new_expires_at: impl Fn(bool) -> i64,
+    ) -> Result<Rotation, DbErr> {
+        let now = now_micros();
+        let tx = self.begin_write().await?;
+        let used = tx
+            .execute_raw(self.stmt(
+                "UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL",
+                [old_hash.into(), now.into()],
+            ))
+            .await?
+            .rows_affected();
+        let found = tx
+            .query_one_raw(self.stmt(
+                "SELECT s.id, s.user_id, s.remember_me, s.revoked_at, s.expires_at \
+                 FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id \
+                 WHERE t.token_hash = $1",
+                [old_hash.into()],
+            ))
+            .await?;
+        let Some(row) = found else {
+            tx.rollback().await?;
+            return Ok(Rotation::Invalid);
+        };
+        let session_id: String = row.try_get("", "id")?;
+        let user_id: String = row.try_get("", "user_id")?;
+        let remember_me: bool = row.try_get("", "remember_me")?;
+        let revoked_at: Option<i64> = row.try_get("", "revoked_at")?;
+        let expires_at: i64 = row.try_get("", "expires_at")?;
+        if revoked_at.is_some() || expires_at <= now {
+            tx.rollback().await?;
+            return Ok(Rotation::Invalid);
+        }
+        if used == 0 {
+            tx.execute_raw(self.stmt(
+                "UPDATE sessions SET revoked_at = $2, revoked_reason = 'refresh_reuse' \
+                 WHERE id = $1 AND revoked_at IS NULL",
+                [session_id.into(), now.into()],
+            ))
+            .await?;
+            tx.commit().await?;
+            return Ok(Rotation::Reused);
+        }
+        tx.execute_raw(self.stmt(
+            "INSERT INTO refresh_tokens (token_hash, session_id, created_at) VALUES ($1, $2, $3)",
+            [new_hash.into(), session_id.clone().into(), now.into()],
+        ))
+        .await?;
+        tx.execute_raw(self.stmt(
+            "UPDATE sessions SET refresh_hash = $2, last_seen_at = $3, expires_at = $4 WHERE id = $1",
+            [
+                session_id.clone().into(),
+                new_hash.into(),
+                now.into(),
+                new_expires_at(remember_me).into(),
+            ],
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(Rotation::Rotated {
+            session_id,
+            user_id,
+            remember_me,
+        })
+    }
+
+    pub async fn revoke_session(&self, session_id: &str, reason: &str) -> Result<bool, DbErr> {
+        Ok(self
+            .execute(
+                "UPDATE sessions SET revoked_at = $2, revoked_reason = $3 \
+                 WHERE id = $1 AND revoked_at IS NULL",
+                [session_id.into(), now_micros().into(), reason.into()],
+            )
+            .await?
+            > 0)
+    }
+
+    /// Revokes every live session of a user except `keep` (the caller's own, when given).
+    pub async fn revoke_user_sessions(
+        &self,
+        user_id: &str,
+        keep: Option<&str>,
+        reason: &str,
+    ) -> Result<u64, DbErr> {
+        self.execute(
+            "UPDATE sessions SET revoked_at = $2, revoked_reason = $3 \
+             WHERE user_id = $1 AND revoked_at IS NULL AND id <> $4",
+            [
+                user_id.into(),
+                now_micros().into(),
+                reason.into(),
+                keep.unwrap_or("").into(),
+            ],
+        )
+        .await
+    }
+
+    pub async fn list_sessions(&self, user_id: &str) -> Result<Vec<SessionRow>, DbErr> {
+        SessionRow::find_by_statement(self.stmt(
+            "SELECT id, user_id, remember_me, user_agent, ip, created_at, last_seen_at, \
+             expires_at, revoked_at FROM sessions \
+             WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 \
+             ORDER BY last_seen_at DESC",
+            [user_id.into(), now_micros().into()],
+        ))
+        .all(self.conn())
+        .await
+    }
+}

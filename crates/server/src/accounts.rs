@@ -1,0 +1,497 @@
+//! Account operations shared by the JSON API and the web pages: registration, login, session
+//! issue and rotation, profile and password changes, avatars.
+
+use crate::cookies;
+use crate::error::ApiError;
+use crate::session::{Auth, ClientInfo};
+use crate::state::AppState;
+use axum::http::HeaderMap;
+use bytes::Bytes;
+use etx_db::sessions::{NewSession, Rotation};
+use etx_db::users::{NewUser, UserRow};
+use etx_db::{is_unique_violation, now_micros};
+use etx_domain::{Email, FieldErrors, Role, Username, validate_new_password};
+use std::time::Duration;
+
+const MINUTE: Duration = Duration::from_secs(60);
+pub const INVALID_CREDENTIALS: &str = "Invalid credentials";
+
+/// Tokens handed to a client that has just logged in or refreshed.
+pub struct Issued {
+    pub access_token: String,
+    pub expires_in: i64,
+    pub refresh_token: String,
+    pub refresh_max_age: i64,
+    pub csrf_token: String,
+}
+
+impl Issued {
+    pub fn set_cookies(&self, state: &AppState, h: &mut HeaderMap) {
+        let secure = state.secure_cookies();
+        cookies::append(
+            h,
+            cookies::build(
+                cookies::ACCESS,
+                &self.access_token,
+                self.expires_in,
+                true,
+                secure,
+            ),
+        );
+        cookies::append(
+            h,
+            cookies::build(
+                cookies::REFRESH,
+                &self.refresh_token,
+                self.refresh_max_age,
+                true,
+                secure,
+            ),
+        );
+        cookies::append(
+            h,
+            cookies::build(
+                cookies::CSRF,
+                &self.csrf_token,
+                self.refresh_max_age,
+                false,
+                secure,
+            ),
+        );
+    }
+}
+
+pub fn clear_cookies(state: &AppState, h: &mut HeaderMap) {
+    let secure = state.secure_cookies();
+    for (name, http_only) in [
+        (cookies::ACCESS, true),
+        (cookies::REFRESH, true),
+        (cookies::CSRF, false),
+    ] {
+        cookies::append(h, cookies::build(name, "", 0, http_only, secure));
+    }
+}
+
+pub struct Registration<'a> {
+    pub username: &'a str,
+    pub email: &'a str,
+    pub password: &'a str,
+    pub name: Option<&'a str>,
+}
+
+fn check_name(name: Option<&str>, errors: &mut FieldErrors) -> Option<String> {
+    let n = name.map(str::trim).filter(|n| !n.is_empty())?;
+    if n.chars().count() > 100 || n.chars().any(char::is_control) {
+        errors.add("name", "must be at most 100 printable characters");
+        return None;
+    }
+    Some(n.to_string())
+}
+
+async fn rate_limit(state: &AppState, key: &str, limit: u32) -> Result<(), ApiError> {
+    let d = state.limiter.hit(key, limit, MINUTE).await?;
+    if d.allowed {
+        Ok(())
+    } else {
+        Err(ApiError::RateLimited {
+            retry_after_secs: d.reset_after_secs,
+            limit,
+        })
+    }
+}
+
+/// Creates an account with the `user` role; a role in the request is never honoured.
+pub async fn register(
+    state: &AppState,
+    r: Registration<'_>,
+    client: &ClientInfo,
+) -> Result<UserRow, ApiError> {
+    rate_limit(
+        state,
+        &format!("register:ip:{}", client.ip),
+        state.config.rate_limit.register_per_ip_per_minute,
+    )
+    .await?;
+    let mut errors = FieldErrors::new();
+    let username = errors.check(Username::parse(r.username));
+    let email = errors.check(Email::parse(r.email));
+    let password = errors.check(validate_new_password(
+        r.password,
+        Some(r.username),
+        Some(r.email),
+    ));
+    let name = check_name(r.name, &mut errors);
+    let (Some(username), Some(email), Some(password)) = (username, email, password) else {
+        return Err(ApiError::validation(errors));
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    ensure_unique(state, &username, &email, None).await?;
+    let hash = state.hasher.hash(password.expose()).await?;
+    let id = uuid::Uuid::now_v7().to_string();
+    let new = NewUser {
+        id: &id,
+        username: username.as_str(),
+        email: email.as_str(),
+        name: name.as_deref(),
+        password_hash: &hash,
+        role: Role::User.as_str(),
+        is_verified: false,
+    };
+    match state.db.insert_user(new).await {
+        Ok(u) => {
+            tracing::info!(user_id = %u.id, "account registered");
+            Ok(u)
+        }
+        // Two registrations racing for the same name: the database decides.
+        Err(e) if is_unique_violation(&e) => Err(duplicate_error(&e.to_string())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn duplicate_error(msg: &str) -> ApiError {
+    if msg.contains("email") {
+        ApiError::conflict_field("email", "is already registered")
+    } else {
+        ApiError::conflict_field("username", "is already taken")
+    }
+}
+
+async fn ensure_unique(
+    state: &AppState,
+    username: &Username,
+    email: &Email,
+    except: Option<&str>,
+) -> Result<(), ApiError> {
+    let (u, e) = state
+        .db
+        .username_or_email_taken(username.as_str(), email.as_str(), except)
+        .await?;
+    if u {
+        return Err(ApiError::conflict_field("username", "is already taken"));
+    }
+    if e {
+        return Err(ApiError::conflict_field("email", "is already registered"));
+    }
+    Ok(())
+}
+
+/// Checks credentials and opens a session. Unknown user, wrong password and a locked account all
+/// answer the same generic message, after the same amount of hashing work.
+pub async fn login(
+    state: &AppState,
+    login: &str,
+    password: &str,
+    remember_me: bool,
+    client: &ClientInfo,
+) -> Result<(UserRow, Issued), ApiError> {
+    let cfg = &state.config;
+    rate_limit(
+        state,
+        &format!("login:ip:{}", client.ip),
+        cfg.rate_limit.login_per_ip_per_minute,
+    )
+    .await?;
+    if login.trim().is_empty() || password.is_empty() || password.len() > 1024 {
+        return Err(ApiError::Unauthorized(INVALID_CREDENTIALS.into()));
+    }
+    let user = state.db.user_by_login(login).await?;
+    let ok = state
+        .hasher
+        .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
+        .await;
+    let Some(user) = user else {
+        return Err(ApiError::Unauthorized(INVALID_CREDENTIALS.into()));
+    };
+    let now = now_micros();
+    let locked = user.locked_until.is_some_and(|t| t > now);
+    if locked {
+        tracing::warn!(user_id = %user.id, "login refused: account locked");
+        return Err(ApiError::Unauthorized(INVALID_CREDENTIALS.into()));
+    }
+    if !ok {
+        // A lock that has run out starts a fresh count.
+        if user.locked_until.is_some() {
+            state.db.reset_failed_logins(&user.id).await?;
+        }
+        state
+            .db
+            .record_failed_login(
+                &user.id,
+                cfg.auth.lockout_threshold,
+                cfg.auth.lockout_minutes * 60_000_000,
+            )
+            .await?;
+        tracing::info!(user_id = %user.id, "login failed: wrong password");
+        return Err(ApiError::Unauthorized(INVALID_CREDENTIALS.into()));
+    }
+    if !user.is_active {
+        return Err(ApiError::Forbidden("this account is suspended".into()));
+    }
+    state.db.reset_failed_logins(&user.id).await?;
+    let issued = start_session(state, &user, remember_me, client).await?;
+    tracing::info!(user_id = %user.id, "logged in");
+    Ok((user, issued))
+}
+
+fn refresh_lifetime_secs(state: &AppState, remember_me: bool) -> i64 {
+    let a = &state.config.auth;
+    86_400
+        * if remember_me {
+            a.refresh_remember_days
+        } else {
+            a.refresh_ttl_days
+        }
+}
+
+pub async fn start_session(
+    state: &AppState,
+    user: &UserRow,
+    remember_me: bool,
+    client: &ClientInfo,
+) -> Result<Issued, ApiError> {
+    let session_id = uuid::Uuid::now_v7().to_string();
+    let refresh = etx_auth::random_token();
+    let lifetime = refresh_lifetime_secs(state, remember_me);
+    let ip = client.ip.to_string();
+    state
+        .db
+        .insert_session(NewSession {
+            id: &session_id,
+            user_id: &user.id,
+            refresh_hash: &etx_auth::hash_token(&refresh),
+            remember_me,
+            user_agent: client.user_agent.as_deref(),
+            ip: Some(&ip),
+            expires_at: now_micros() + lifetime * 1_000_000,
+        })
+        .await?;
+    Ok(issue(state, &user.id, &session_id, refresh, lifetime))
+}
+
+fn issue(
+    state: &AppState,
+    user_id: &str,
+    session_id: &str,
+    refresh: String,
+    lifetime: i64,
+) -> Issued {
+    let (access, _) = state.tokens.issue_access(user_id, session_id);
+    Issued {
+        access_token: access,
+        expires_in: state.tokens.access_ttl_secs,
+        refresh_token: refresh,
+        refresh_max_age: lifetime,
+        csrf_token: etx_auth::random_token(),
+    }
+}
+
+/// Rotates a refresh token. Reuse of a rotated token ends the session it belonged to.
+pub async fn refresh(state: &AppState, token: &str) -> Result<(UserRow, Issued), ApiError> {
+    let new_refresh = etx_auth::random_token();
+    let rotation = state
+        .db
+        .rotate_refresh(
+            &etx_auth::hash_token(token),
+            &etx_auth::hash_token(&new_refresh),
+            |remember| now_micros() + refresh_lifetime_secs(state, remember) * 1_000_000,
+        )
+        .await?;
+    match rotation {
+        Rotation::Rotated {
+            session_id,
+            user_id,
+            remember_me,
+        } => {
+            let user = state.db.user_by_id(&user_id).await?;
+            let Some(user) = user.filter(|u| u.is_active) else {
+                state.db.revoke_session(&session_id, "suspended").await?;
+                return Err(ApiError::Unauthorized("account suspended".into()));
+            };
+            let lifetime = refresh_lifetime_secs(state, remember_me);
+            Ok((
+                user,
+                issue(state, &user_id, &session_id, new_refresh, lifetime),
+            ))
+        }
+        Rotation::Reused => {
+            tracing::warn!("refresh token reuse detected; session revoked");
+            Err(ApiError::Unauthorized(
+                "refresh token was already used; the session has been ended".into(),
+            ))
+        }
+        Rotation::Invalid => Err(ApiError::Unauthorized(
+            "invalid or expired refresh token".into(),
+        )),
+    }
+}
+
+pub async fn change_password(
+    state: &AppState,
+    auth: &Auth,
+    current: &str,
+    new: &str,
+) -> Result<(), ApiError> {
+    if !state
+        .hasher
+        .verify(current, Some(&auth.user.password_hash))
+        .await
+    {
+        return Err(ApiError::field("current_password", "is incorrect"));
+    }
+    let password = validate_new_password(new, Some(&auth.user.username), Some(&auth.user.email))
+        .map_err(|e| ApiError::field("new_password", &e.message))?;
+    if current == new {
+        return Err(ApiError::field(
+            "new_password",
+            "must differ from the current password",
+        ));
+    }
+    let hash = state.hasher.hash(password.expose()).await?;
+    state.db.set_password_hash(&auth.user.id, &hash).await?;
+    let ended = state
+        .db
+        .revoke_user_sessions(&auth.user.id, Some(&auth.session_id), "password_changed")
+        .await?;
+    tracing::info!(user_id = %auth.user.id, other_sessions_ended = ended, "password changed");
+    Ok(())
+}
+
+pub struct ProfileChange<'a> {
+    pub username: Option<&'a str>,
+    pub email: Option<&'a str>,
+    pub name: Option<&'a str>,
+}
+
+pub async fn update_profile(
+    state: &AppState,
+    user: &UserRow,
+    c: ProfileChange<'_>,
+) -> Result<UserRow, ApiError> {
+    let mut errors = FieldErrors::new();
+    let username = errors.check(Username::parse(c.username.unwrap_or(&user.username)));
+    let email = errors.check(Email::parse(c.email.unwrap_or(&user.email)));
+    let name = match c.name {
+        Some(n) => check_name(Some(n), &mut errors),
+        None => user.name.clone(),
+    };
+    let (Some(username), Some(email)) = (username, email) else {
+        return Err(ApiError::validation(errors));
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    ensure_unique(state, &username, &email, Some(&user.id)).await?;
+    let email_changed = email.lower() != user.email.to_lowercase();
+    match state
+        .db
+        .update_profile(
+            &user.id,
+            username.as_str(),
+            email.as_str(),
+            name.as_deref(),
+            email_changed,
+        )
+        .await
+    {
+        Ok(()) => {}
+        Err(e) if is_unique_violation(&e) => return Err(duplicate_error(&e.to_string())),
+        Err(e) => return Err(e.into()),
+    }
+    state
+        .db
+        .user_by_id(&user.id)
+        .await?
+        .ok_or(ApiError::NotFound)
+}
+
+/// Validates and re-encodes an avatar, stores it under a fresh key, points the user at it and
+/// only then removes the previous object.
+pub async fn set_avatar(
+    state: &AppState,
+    user: &UserRow,
+    data: Bytes,
+) -> Result<UserRow, ApiError> {
+    if data.is_empty() {
+        return Err(ApiError::field("file", "is empty"));
+    }
+    let processed = tokio::task::spawn_blocking(move || etx_storage::process_avatar(&data))
+        .await
+        .map_err(anyhow::Error::from)?
+        .map_err(|e| match e {
+            etx_storage::AvatarError::UnsupportedType => {
+                ApiError::UnsupportedMediaType(e.to_string())
+            }
+            other => ApiError::field("file", &other.to_string()),
+        })?;
+    let key = format!(
+        "avatars/{}/{}.{}",
+        user.id,
+        uuid::Uuid::now_v7(),
+        processed.extension
+    );
+    state
+        .storage
+        .put(&key, Bytes::from(processed.bytes))
+        .await?;
+    state
+        .db
+        .set_avatar(&user.id, Some(&key), Some(processed.content_type))
+        .await?;
+    if let Some(old) = &user.avatar_key
+        && let Err(e) = state.storage.delete(old).await
+    {
+        tracing::warn!(error = %e, "old avatar could not be removed");
+    }
+    state
+        .db
+        .user_by_id(&user.id)
+        .await?
+        .ok_or(ApiError::NotFound)
+}
+
+pub async fn remove_avatar(state: &AppState, user: &UserRow) -> Result<UserRow, ApiError> {
+    if let Some(old) = &user.avatar_key {
+        state.db.set_avatar(&user.id, None, None).await?;
+        state.storage.delete(old).await?;
+    }
+    state
+        .db
+        .user_by_id(&user.id)
+        .await?
+        .ok_or(ApiError::NotFound)
+}
+
+/// Creates an administrator (CLI and first-start bootstrap). Fails if the name is taken.
+pub async fn create_admin(
+    db: &etx_db::Db,
+    hasher: &etx_auth::PasswordHasher,
+    email: &str,
+    username: &str,
+    password: &str,
+) -> anyhow::Result<UserRow> {
+    let username = Username::parse(username).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let email = Email::parse(email).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let password = validate_new_password(password, Some(username.as_str()), Some(email.as_str()))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (u, e) = db
+        .username_or_email_taken(username.as_str(), email.as_str(), None)
+        .await?;
+    if u || e {
+        anyhow::bail!("a user with that username or email already exists");
+    }
+    let hash = hasher.hash(password.expose()).await?;
+    let id = uuid::Uuid::now_v7().to_string();
+    Ok(db
+        .insert_user(NewUser {
+            id: &id,
+            username: username.as_str(),
+            email: email.as_str(),
+            name: None,
+            password_hash: &hash,
+            role: Role::Admin.as_str(),
+            is_verified: true,
+        })
+        .await?)
+}

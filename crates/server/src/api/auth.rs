@@ -1,0 +1,384 @@
+//! `/api/auth/*`: registration, login (JSON or OAuth2 password form), refresh, logout, the
+//! current user, password change and the CSRF token.
+
+use crate::accounts::{self, Issued, ProfileChange, Registration};
+use crate::cookies;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::AppJson;
+use crate::session::{Auth, ClientInfo, check_csrf};
+use crate::state::AppState;
+use crate::views::UserView;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Form, Json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(signup))
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+        .routes(routes!(me, update_me))
+        .routes(routes!(change_password))
+        .routes(routes!(csrf))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct RegisterRequest {
+    #[schema(example = "alice")]
+    pub username: String,
+    #[schema(example = "alice@example.com")]
+    pub email: String,
+    #[schema(example = "Str0ng-Passphrase")]
+    pub password: String,
+    pub name: Option<String>,
+}
+
+/// Tokens issued at login, registration or refresh. The same tokens are also set as cookies.
+#[derive(Serialize, ToSchema)]
+pub struct AuthResponse {
+    pub user: UserView,
+    pub access_token: String,
+    #[schema(example = "bearer")]
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    /// Opaque, single-use; send it to `/api/auth/refresh` for a new pair.
+    pub refresh_token: String,
+    /// Echo it in `X-CSRF-Token` on unsafe requests authenticated by cookie.
+    pub csrf_token: String,
+}
+
+fn auth_response(
+    state: &AppState,
+    status: StatusCode,
+    user: &etx_db::users::UserRow,
+    issued: Issued,
+) -> Response {
+    let mut headers = HeaderMap::new();
+    issued.set_cookies(state, &mut headers);
+    headers.insert(
+        header::CACHE_CONTROL,
+        "no-store".parse().expect("static header"),
+    );
+    let body = AuthResponse {
+        user: user.into(),
+        access_token: issued.access_token,
+        token_type: "bearer",
+        expires_in: issued.expires_in,
+        refresh_token: issued.refresh_token,
+        csrf_token: issued.csrf_token,
+    };
+    (status, headers, Json(body)).into_response()
+}
+
+async fn do_register(
+    state: &AppState,
+    client: &ClientInfo,
+    req: RegisterRequest,
+) -> ApiResult<Response> {
+    let user = accounts::register(
+        state,
+        Registration {
+            username: &req.username,
+            email: &req.email,
+            password: &req.password,
+            name: req.name.as_deref(),
+        },
+        client,
+    )
+    .await?;
+    let issued = accounts::start_session(state, &user, false, client).await?;
+    Ok(auth_response(state, StatusCode::CREATED, &user, issued))
+}
+
+/// Create an account. The new user always has the `user` role; a `role` field is ignored.
+#[utoipa::path(post, path = "/api/auth/register", tag = "auth", request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Account created and signed in", body = AuthResponse),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 409, description = "Username or email already taken", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "Invalid fields", body = ErrorBody),
+        (status = 429, description = "Too many registrations from this address", body = ErrorBody),
+    ))]
+async fn register(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    AppJson(req): AppJson<RegisterRequest>,
+) -> ApiResult<Response> {
+    do_register(&state, &client, req).await
+}
+
+/// Alias of `/api/auth/register`.
+#[utoipa::path(post, path = "/api/auth/signup", tag = "auth", request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Account created and signed in", body = AuthResponse),
+        (status = 409, description = "Username or email already taken", body = ErrorBody),
+        (status = 422, description = "Invalid fields", body = ErrorBody),
+    ))]
+async fn signup(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    AppJson(req): AppJson<RegisterRequest>,
+) -> ApiResult<Response> {
+    do_register(&state, &client, req).await
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct LoginRequest {
+    /// Username or email.
+    #[schema(example = "alice")]
+    pub login: String,
+    pub password: String,
+    #[serde(default)]
+    pub remember_me: bool,
+}
+
+/// OAuth2 resource-owner password form, for standard password-flow clients.
+#[derive(Deserialize, ToSchema)]
+pub struct LoginForm {
+    pub username: String,
+    pub password: String,
+    pub grant_type: Option<String>,
+    pub scope: Option<String>,
+}
+
+/// Either body format, chosen by Content-Type.
+pub struct LoginInput(LoginRequest);
+
+impl FromRequest<AppState> for LoginInput {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let is_form = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        if is_form {
+            let Form(f) = Form::<LoginForm>::from_request(req, state)
+                .await
+                .map_err(|e| ApiError::Validation {
+                    message: e.body_text(),
+                    fields: Default::default(),
+                })?;
+            if f.grant_type.as_deref().is_some_and(|g| g != "password") {
+                return Err(ApiError::BadRequest(
+                    "unsupported grant_type; use password".into(),
+                ));
+            }
+            let _ = f.scope;
+            Ok(LoginInput(LoginRequest {
+                login: f.username,
+                password: f.password,
+                remember_me: false,
+            }))
+        } else {
+            let AppJson(r) = AppJson::<LoginRequest>::from_request(req, state).await?;
+            Ok(LoginInput(r))
+        }
+    }
+}
+
+/// Log in with username or email and password.
+///
+/// Unknown user, wrong password and a locked account all answer 401 "Invalid credentials".
+/// Five failures lock the account for 15 minutes; each address is also throttled (429).
+#[utoipa::path(post, path = "/api/auth/login", tag = "auth",
+    request_body(content(
+        (LoginRequest = "application/json"),
+        (LoginForm = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "Signed in", body = AuthResponse),
+        (status = 401, description = "Invalid credentials", body = ErrorBody),
+        (status = 403, description = "Account suspended", body = ErrorBody),
+        (status = 422, description = "Malformed body", body = ErrorBody),
+        (status = 429, description = "Too many attempts from this address", body = ErrorBody),
+    ))]
+async fn login(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    LoginInput(req): LoginInput,
+) -> ApiResult<Response> {
+    let (user, issued) =
+        accounts::login(&state, &req.login, &req.password, req.remember_me, &client).await?;
+    Ok(auth_response(&state, StatusCode::OK, &user, issued))
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+pub struct RefreshRequest {
+    pub refresh_token: Option<String>,
+}
+
+/// Exchange a refresh token (cookie, or body for non-browser clients) for a new token pair.
+///
+/// The presented token is used up. Presenting it again ends the session.
+#[utoipa::path(post, path = "/api/auth/refresh", tag = "auth", request_body(content = Option<RefreshRequest>),
+    responses(
+        (status = 200, description = "New tokens", body = AuthResponse),
+        (status = 401, description = "Invalid, expired or reused refresh token", body = ErrorBody),
+        (status = 403, description = "Cookie used without a valid CSRF token", body = ErrorBody),
+    ))]
+async fn refresh(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let from_body = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        let r: RefreshRequest =
+            serde_json::from_slice(&body).map_err(|e| ApiError::Validation {
+                message: e.to_string(),
+                fields: Default::default(),
+            })?;
+        r.refresh_token
+    };
+    let token = match from_body {
+        Some(t) => t,
+        None => {
+            let t = cookies::get(&headers, cookies::REFRESH)
+                .ok_or_else(|| ApiError::Unauthorized("refresh token required".into()))?
+                .to_string();
+            check_csrf(&headers, None)?;
+            t
+        }
+    };
+    let (user, issued) = accounts::refresh(&state, &token).await?;
+    Ok(auth_response(&state, StatusCode::OK, &user, issued))
+}
+
+/// End the current session and clear the auth cookies.
+#[utoipa::path(post, path = "/api/auth/logout", tag = "auth",
+    responses(
+        (status = 204, description = "Signed out"),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "CSRF token missing or invalid", body = ErrorBody),
+    ))]
+async fn logout(State(state): State<AppState>, auth: Auth) -> ApiResult<Response> {
+    state.db.revoke_session(&auth.session_id, "logout").await?;
+    let mut headers = HeaderMap::new();
+    accounts::clear_cookies(&state, &mut headers);
+    Ok((StatusCode::NO_CONTENT, headers).into_response())
+}
+
+/// The signed-in user.
+#[utoipa::path(get, path = "/api/auth/me", tag = "auth",
+    responses(
+        (status = 200, description = "The current user", body = UserView),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+    ))]
+async fn me(auth: Auth) -> Json<UserView> {
+    Json((&auth.user).into())
+}
+
+/// Editable profile fields. Anything else (role, level, exp, …) is refused.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMeRequest {
+    pub username: Option<String>,
+    pub email: Option<String>,
+    pub name: Option<String>,
+}
+
+/// Update the signed-in user's username, email or display name. Changing the email clears
+/// the verified flag.
+#[utoipa::path(put, path = "/api/auth/me", tag = "auth", request_body = UpdateMeRequest,
+    responses(
+        (status = 200, description = "Updated user", body = UserView),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "CSRF token missing or invalid", body = ErrorBody),
+        (status = 409, description = "Username or email taken", body = ErrorBody),
+        (status = 422, description = "Invalid or forbidden fields", body = ErrorBody),
+    ))]
+async fn update_me(
+    State(state): State<AppState>,
+    auth: Auth,
+    AppJson(req): AppJson<UpdateMeRequest>,
+) -> ApiResult<Json<UserView>> {
+    let change = ProfileChange {
+        username: req.username.as_deref(),
+        email: req.email.as_deref(),
+        name: req.name.as_deref(),
+    };
+    let user = accounts::update_profile(&state, &auth.user, change).await?;
+    Ok(Json((&user).into()))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ChangePasswordRequest {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MessageResponse {
+    pub message: String,
+}
+
+/// Change the password. Every other session of the user is signed out.
+#[utoipa::path(post, path = "/api/auth/change-password", tag = "auth", request_body = ChangePasswordRequest,
+    responses(
+        (status = 200, description = "Password changed", body = MessageResponse),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "CSRF token missing or invalid", body = ErrorBody),
+        (status = 422, description = "Wrong current password or weak new one", body = ErrorBody),
+    ))]
+async fn change_password(
+    State(state): State<AppState>,
+    auth: Auth,
+    AppJson(req): AppJson<ChangePasswordRequest>,
+) -> ApiResult<Json<MessageResponse>> {
+    accounts::change_password(&state, &auth, &req.current_password, &req.new_password).await?;
+    Ok(Json(MessageResponse {
+        message: "password changed; other sessions were signed out".into(),
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CsrfResponse {
+    pub csrf_token: String,
+    /// The header to echo it in.
+    #[schema(example = "X-CSRF-Token")]
+    pub header: &'static str,
+}
+
+/// The CSRF token for cookie-authenticated requests; sets the `csrf_token` cookie if missing.
+#[utoipa::path(get, path = "/api/csrf", tag = "auth",
+    responses((status = 200, description = "The token", body = CsrfResponse)))]
+async fn csrf(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let existing = cookies::get(&headers, cookies::CSRF).filter(|t| t.len() >= 32 && t.len() <= 64);
+    let mut out = HeaderMap::new();
+    let token = match existing {
+        Some(t) => t.to_string(),
+        None => {
+            let t = etx_auth::random_token();
+            let max_age = state.config.auth.refresh_remember_days * 86_400;
+            cookies::append(
+                &mut out,
+                cookies::build(cookies::CSRF, &t, max_age, false, state.secure_cookies()),
+            );
+            t
+        }
+    };
+    out.insert(
+        header::CACHE_CONTROL,
+        "no-store".parse().expect("static header"),
+    );
+    (
+        out,
+        Json(CsrfResponse {
+            csrf_token: token,
+            header: "X-CSRF-Token",
+        }),
+    )
+        .into_response()
+}

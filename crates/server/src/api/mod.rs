@@ -1,0 +1,55 @@
+//! The JSON API: one module per area, each with `router()`; this file assembles them and the
+//! OpenAPI document generated from their annotations.
+
+pub mod auth;
+pub mod ops;
+pub mod users;
+
+use crate::state::AppState;
+use axum::Router;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "ETX Processor API", description = "Accounts, wallets, markets and processing."),
+    modifiers(&Security),
+    security(("bearer" = []), ("cookie" = [])),
+    tags(
+        (name = "auth", description = "Registration, login, tokens and the current user"),
+        (name = "users", description = "Profiles, avatars and user administration"),
+        (name = "ops", description = "Configuration, health and metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let c = openapi.components.get_or_insert_with(Default::default);
+        c.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+        c.add_security_scheme(
+            "cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new("access_token"))),
+        );
+    }
+}
+
+/// All API routes plus the OpenAPI document describing them.
+pub fn router(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(auth::router())
+        .merge(users::router(state))
+        .merge(ops::router())
+        .split_for_parts()
+}

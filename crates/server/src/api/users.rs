@@ -1,0 +1,464 @@
+//! `/api/users*` and `/api/leaderboard`: staff user management, public profiles, recipient
+//! search and avatars.
+
+use crate::accounts;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{AppJson, AppQuery};
+use crate::session::Auth;
+use crate::state::AppState;
+use crate::views::{PublicUserView, UserView};
+use axum::Json;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::BytesMut;
+use etx_db::users::{AdminPatch, SortField, UserFilter};
+use etx_domain::Role;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::router::UtoipaMethodRouterExt;
+use utoipa_axum::routes;
+
+pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
+    // Multipart framing needs a little room beyond the image itself; the exact image limit is
+    // enforced while streaming the part.
+    let avatar_limit = state.config.avatar.max_bytes + 64 * 1024;
+    OpenApiRouter::new()
+        .routes(routes!(list_users))
+        .routes(routes!(search_users))
+        .routes(routes!(leaderboard))
+        .routes(routes!(get_user, update_user, delete_user))
+        .routes(routes!(get_avatar))
+        .routes(routes!(upload_avatar, delete_avatar).layer(DefaultBodyLimit::max(avatar_limit)))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListUsersQuery {
+    /// Matches username, email or name (case-insensitive substring).
+    pub q: Option<String>,
+    /// `user`, `moderator` or `admin`.
+    pub role: Option<String>,
+    /// `active`, `suspended`, `verified` or `unverified`.
+    pub status: Option<String>,
+    /// `created_at` (default), `username`, `level` or `exp`.
+    pub sort: Option<String>,
+    /// `asc` or `desc` (default).
+    pub order: Option<String>,
+    pub skip: Option<i64>,
+    /// At most 100 (default 20).
+    pub limit: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserList {
+    pub users: Vec<UserView>,
+    pub total: i64,
+    pub skip: i64,
+    pub limit: i64,
+}
+
+pub fn paging(skip: Option<i64>, limit: Option<i64>) -> Result<(i64, i64), ApiError> {
+    let skip = skip.unwrap_or(0);
+    let limit = limit.unwrap_or(20);
+    if skip < 0 {
+        return Err(ApiError::field("skip", "must be zero or more"));
+    }
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::field("limit", "must be between 1 and 100"));
+    }
+    Ok((skip, limit))
+}
+
+/// List users (staff). Search, filter by role and status, sort, page.
+#[utoipa::path(get, path = "/api/users", tag = "users", params(ListUsersQuery),
+    responses(
+        (status = 200, description = "A page of users", body = UserList),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Not staff", body = ErrorBody),
+        (status = 422, description = "Bad query parameter", body = ErrorBody),
+    ))]
+async fn list_users(
+    State(state): State<AppState>,
+    auth: Auth,
+    AppQuery(q): AppQuery<ListUsersQuery>,
+) -> ApiResult<Json<UserList>> {
+    auth.require_staff()?;
+    let (skip, limit) = paging(q.skip, q.limit)?;
+    let mut filter = UserFilter {
+        search: q.q,
+        ..Default::default()
+    };
+    if let Some(r) = q.role.as_deref() {
+        let role: Role = r
+            .parse()
+            .map_err(|_| ApiError::field("role", "must be user, moderator or admin"))?;
+        filter.role = Some(role.as_str().to_string());
+    }
+    match q.status.as_deref() {
+        None => {}
+        Some("active") => filter.is_active = Some(true),
+        Some("suspended") | Some("inactive") => filter.is_active = Some(false),
+        Some("verified") => filter.is_verified = Some(true),
+        Some("unverified") => filter.is_verified = Some(false),
+        Some(_) => {
+            return Err(ApiError::field(
+                "status",
+                "must be active, suspended, verified or unverified",
+            ));
+        }
+    }
+    let sort = match q.sort.as_deref() {
+        None | Some("created_at") => SortField::CreatedAt,
+        Some("username") => SortField::Username,
+        Some("level") | Some("exp") => SortField::Exp,
+        Some(_) => {
+            return Err(ApiError::field(
+                "sort",
+                "must be created_at, username, level or exp",
+            ));
+        }
+    };
+    let descending = match q.order.as_deref() {
+        None | Some("desc") => true,
+        Some("asc") => false,
+        Some(_) => return Err(ApiError::field("order", "must be asc or desc")),
+    };
+    let page = state
+        .db
+        .list_users(&filter, sort, descending, skip, limit)
+        .await?;
+    Ok(Json(UserList {
+        users: page.items.iter().map(UserView::from).collect(),
+        total: page.total,
+        skip,
+        limit,
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SearchQuery {
+    /// Username prefix, or an exact email address.
+    pub q: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RecipientList {
+    pub users: Vec<PublicUserView>,
+}
+
+/// Recipient lookup as you type: active, verified users other than yourself, at most 10.
+#[utoipa::path(get, path = "/api/users/search", tag = "users", params(SearchQuery),
+    responses(
+        (status = 200, description = "Matching users", body = RecipientList),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 422, description = "Query too short or too long", body = ErrorBody),
+    ))]
+async fn search_users(
+    State(state): State<AppState>,
+    auth: Auth,
+    AppQuery(q): AppQuery<SearchQuery>,
+) -> ApiResult<Json<RecipientList>> {
+    let term = q.q.trim();
+    if term.chars().count() < 2 || term.len() > 254 {
+        return Err(ApiError::field("q", "must be 2 to 254 characters"));
+    }
+    let rows = state.db.search_recipients(term, &auth.user.id, 10).await?;
+    Ok(Json(RecipientList {
+        users: rows.iter().map(PublicUserView::from).collect(),
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Leaderboard {
+    pub users: Vec<PublicUserView>,
+}
+
+/// The 20 users with the most experience.
+#[utoipa::path(get, path = "/api/leaderboard", tag = "users",
+    responses(
+        (status = 200, description = "Top users", body = Leaderboard),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+    ))]
+async fn leaderboard(State(state): State<AppState>, _auth: Auth) -> ApiResult<Json<Leaderboard>> {
+    let rows = state.db.leaderboard(20).await?;
+    Ok(Json(Leaderboard {
+        users: rows.iter().map(PublicUserView::from).collect(),
+    }))
+}
+
+fn parse_id(id: &str) -> Result<String, ApiError> {
+    // Anything that is not a UUID cannot name a user; answer as for a missing one.
+    uuid::Uuid::parse_str(id)
+        .map(|u| u.to_string())
+        .map_err(|_| ApiError::NotFound)
+}
+
+/// A user. Yourself and staff see the full record; others see the public profile of an active
+/// user.
+#[utoipa::path(get, path = "/api/users/{id}", tag = "users", params(("id" = String, Path, description = "User id")),
+    responses(
+        (status = 200, description = "Full record (self or staff) or public profile", body = UserView),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+    ))]
+async fn get_user(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let id = parse_id(&id)?;
+    let user = state.db.user_by_id(&id).await?.ok_or(ApiError::NotFound)?;
+    if user.id == auth.user.id || auth.role.is_staff() {
+        return Ok(Json(UserView::from(&user)).into_response());
+    }
+    if !user.is_active {
+        return Err(ApiError::NotFound);
+    }
+    Ok(Json(PublicUserView::from(&user)).into_response())
+}
+
+/// Fields an admin may change. Unknown fields (level, exp, password…) are refused.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdminUpdateRequest {
+    pub role: Option<String>,
+    pub is_active: Option<bool>,
+    pub is_verified: Option<bool>,
+}
+
+/// Change a user's role, active or verified flag (admin). The last active admin cannot be
+/// demoted or suspended. Suspending signs the user out everywhere.
+#[utoipa::path(put, path = "/api/users/{id}", tag = "users", params(("id" = String, Path, description = "User id")),
+    request_body = AdminUpdateRequest,
+    responses(
+        (status = 200, description = "Updated user", body = UserView),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Not an admin, or CSRF failure", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+        (status = 409, description = "Would leave no active admin", body = ErrorBody),
+        (status = 422, description = "Invalid fields", body = ErrorBody),
+    ))]
+async fn update_user(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    AppJson(req): AppJson<AdminUpdateRequest>,
+) -> ApiResult<Json<UserView>> {
+    if !auth.role.is_admin() {
+        // Staff may know the user exists; others get the same answer as for any foreign object.
+        return Err(if auth.role.is_staff() {
+            ApiError::Forbidden("admins only".into())
+        } else {
+            ApiError::NotFound
+        });
+    }
+    let id = parse_id(&id)?;
+    let role = match req.role.as_deref() {
+        Some(r) => Some(
+            r.parse::<Role>()
+                .map_err(|e| ApiError::field("role", &e.message))?
+                .as_str()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let patch = AdminPatch {
+        role,
+        is_active: req.is_active,
+        is_verified: req.is_verified,
+    };
+    state.db.user_by_id(&id).await?.ok_or(ApiError::NotFound)?;
+    if !state.db.admin_update_user(&id, &patch).await? {
+        return Err(ApiError::Conflict {
+            message: "this change would leave no active admin".into(),
+            fields: Default::default(),
+        });
+    }
+    if req.is_active == Some(false) {
+        state
+            .db
+            .revoke_user_sessions(&id, None, "suspended")
+            .await?;
+    }
+    let user = state.db.user_by_id(&id).await?.ok_or(ApiError::NotFound)?;
+    tracing::info!(actor = %auth.user.id, target = %id, "user updated by admin");
+    Ok(Json((&user).into()))
+}
+
+/// Delete a user (admin). Never the last active admin.
+#[utoipa::path(delete, path = "/api/users/{id}", tag = "users", params(("id" = String, Path, description = "User id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Not an admin, or CSRF failure", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+        (status = 409, description = "Last active admin", body = ErrorBody),
+    ))]
+async fn delete_user(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    if !auth.role.is_admin() {
+        return Err(if auth.role.is_staff() {
+            ApiError::Forbidden("admins only".into())
+        } else {
+            ApiError::NotFound
+        });
+    }
+    let id = parse_id(&id)?;
+    let user = state.db.user_by_id(&id).await?.ok_or(ApiError::NotFound)?;
+    match state.db.delete_user(&id).await? {
+        None => Err(ApiError::NotFound),
+        Some(false) => Err(ApiError::Conflict {
+            message: "the last active admin cannot be deleted".into(),
+            fields: Default::default(),
+        }),
+        Some(true) => {
+            if let Some(key) = &user.avatar_key
+                && let Err(e) = state.storage.delete(key).await
+            {
+                tracing::warn!(error = %e, "avatar of deleted user could not be removed");
+            }
+            tracing::info!(actor = %auth.user.id, target = %id, "user deleted by admin");
+            Ok(StatusCode::NO_CONTENT)
+        }
+    }
+}
+
+/// A user's avatar image (signed-in users only).
+#[utoipa::path(get, path = "/api/users/{id}/avatar", tag = "users", params(("id" = String, Path, description = "User id")),
+    responses(
+        (status = 200, description = "The image", content_type = "image/*"),
+        (status = 304, description = "Unchanged"),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 404, description = "No avatar", body = ErrorBody),
+    ))]
+async fn get_avatar(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let id = parse_id(&id)?;
+    let user = state.db.user_by_id(&id).await?.ok_or(ApiError::NotFound)?;
+    if !user.is_active && user.id != auth.user.id && !auth.role.is_staff() {
+        return Err(ApiError::NotFound);
+    }
+    let (Some(key), Some(ct)) = (&user.avatar_key, &user.avatar_content_type) else {
+        return Err(ApiError::NotFound);
+    };
+    let etag = format!("\"{}\"", key.rsplit('/').next().unwrap_or(key));
+    let mut out = HeaderMap::new();
+    out.insert(header::ETAG, etag.parse().map_err(anyhow::Error::from)?);
+    out.insert(
+        header::CACHE_CONTROL,
+        "private, max-age=86400".parse().expect("static header"),
+    );
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        == Some(etag.as_str())
+    {
+        return Ok((StatusCode::NOT_MODIFIED, out).into_response());
+    }
+    let data = state.storage.get(key).await?.ok_or(ApiError::NotFound)?;
+    out.insert(
+        header::CONTENT_TYPE,
+        ct.parse().map_err(anyhow::Error::from)?,
+    );
+    Ok((out, data).into_response())
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct AvatarUpload {
+    /// PNG, JPEG, WebP or GIF, at most 5 MB.
+    #[schema(value_type = String, format = Binary)]
+    pub file: Vec<u8>,
+}
+
+/// Reads the `file` (or `avatar`) part of a multipart body, stopping as soon as it exceeds
+/// `max` bytes instead of buffering the whole upload.
+pub async fn read_image_part(mut mp: Multipart, max: usize) -> Result<bytes::Bytes, ApiError> {
+    while let Some(mut field) = mp.next_field().await.map_err(multipart_error)? {
+        if !matches!(field.name(), Some("file") | Some("avatar")) {
+            continue;
+        }
+        let mut buf = BytesMut::new();
+        while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+            if buf.len() + chunk.len() > max {
+                return Err(ApiError::PayloadTooLarge(format!(
+                    "the image must be at most {} MB",
+                    max / (1024 * 1024)
+                )));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        return Ok(buf.freeze());
+    }
+    Err(ApiError::field("file", "is required"))
+}
+
+fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge("the upload is too large".into())
+    } else {
+        ApiError::BadRequest(format!("malformed multipart body: {}", e.body_text()))
+    }
+}
+
+/// Reject oversized uploads from the announced length, before reading a byte.
+pub fn check_content_length(headers: &HeaderMap, max: usize) -> Result<(), ApiError> {
+    let len = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    match len {
+        Some(n) if n > max + 64 * 1024 => {
+            Err(ApiError::PayloadTooLarge("the upload is too large".into()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Upload or replace your avatar (multipart field `file`). The image is checked by content,
+/// re-encoded without metadata and scaled to fit 512×512; the previous one is deleted.
+#[utoipa::path(post, path = "/api/users/avatar", tag = "users",
+    request_body(content = AvatarUpload, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "Updated user", body = UserView),
+        (status = 400, description = "Malformed multipart body", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "CSRF token missing or invalid", body = ErrorBody),
+        (status = 413, description = "Larger than 5 MB", body = ErrorBody),
+        (status = 415, description = "Not a PNG, JPEG, WebP or GIF", body = ErrorBody),
+        (status = 422, description = "Missing, empty or undecodable image", body = ErrorBody),
+    ))]
+async fn upload_avatar(
+    State(state): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    mp: Multipart,
+) -> ApiResult<Json<UserView>> {
+    let max = state.config.avatar.max_bytes;
+    check_content_length(&headers, max)?;
+    let data = read_image_part(mp, max).await?;
+    let user = accounts::set_avatar(&state, &auth.user, data).await?;
+    Ok(Json((&user).into()))
+}
+
+/// Remove your avatar.
+#[utoipa::path(delete, path = "/api/users/avatar", tag = "users",
+    responses(
+        (status = 200, description = "Updated user", body = UserView),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "CSRF token missing or invalid", body = ErrorBody),
+    ))]
+async fn delete_avatar(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<UserView>> {
+    let user = accounts::remove_avatar(&state, &auth.user).await?;
+    Ok(Json((&user).into()))
+}

@@ -1,0 +1,135 @@
+//! The command line: `etx serve`, `etx migrate`, `etx admin create`. Running `etx` alone serves.
+
+use crate::config::Config;
+use crate::startup::{Application, open_db, shutdown_signal};
+use clap::{Parser, Subcommand};
+use std::io::{BufRead, IsTerminal};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "etx",
+    version,
+    about = "ETX Processor: accounts, wallets, markets and processing"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve {
+        /// Address to listen on (default 127.0.0.1:8080, or ETX_BIND).
+        #[arg(long)]
+        bind: Option<String>,
+        /// Directory for the SQLite database, objects and the generated secret (default ./data).
+        #[arg(long)]
+        data_dir: Option<String>,
+    },
+    /// Create or update the database schema, then exit.
+    Migrate,
+    /// Administer users.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an administrator. The password is prompted for, or read from standard input.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        username: String,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut overrides = Vec::new();
+    if let Some(Command::Serve { bind, data_dir }) = &cli.command {
+        if let Some(b) = bind {
+            overrides.push(("bind", b.clone()));
+        }
+        if let Some(d) = data_dir {
+            overrides.push(("data_dir", d.clone()));
+        }
+    }
+    let config = match Config::load(&overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("etx: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::telemetry::init_logging(&config.log.format, &config.log.level);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("etx: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async move {
+        match cli.command.unwrap_or(Command::Serve {
+            bind: None,
+            data_dir: None,
+        }) {
+            Command::Serve { .. } => serve(config).await,
+            Command::Migrate => {
+                open_db(&config).await?;
+                println!("database is up to date");
+                Ok(())
+            }
+            Command::Admin {
+                command: AdminCommand::Create { email, username },
+            } => admin_create(config, &email, &username).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("etx: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let app = Application::build(config).await?;
+    let addr = app.local_addr();
+    tracing::info!(%addr, "listening");
+    println!("ETX Processor is running at http://{addr}/  (API docs: http://{addr}/api/docs)");
+    app.run_until(shutdown_signal()).await
+}
+
+async fn admin_create(config: Config, email: &str, username: &str) -> anyhow::Result<()> {
+    let password = read_password()?;
+    let db = open_db(&config).await?;
+    let hasher = crate::startup::hasher(&config)?;
+    let user = crate::accounts::create_admin(&db, &hasher, email, username, &password).await?;
+    println!("admin {} created (id {})", user.username, user.id);
+    Ok(())
+}
+
+fn read_password() -> anyhow::Result<String> {
+    if std::io::stdin().is_terminal() {
+        let p = rpassword::prompt_password("Password: ")?;
+        let again = rpassword::prompt_password("Repeat password: ")?;
+        anyhow::ensure!(p == again, "the passwords do not match");
+        Ok(p)
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        let p = line.trim_end_matches(['\r', '\n']).to_string();
+        anyhow::ensure!(!p.is_empty(), "no password on standard input");
+        Ok(p)
+    }
+}

@@ -1,0 +1,298 @@
+//! Configuration: embedded defaults, then `etx.toml`, then `ETX__SECTION__KEY`, then the
+//! documented top-level variables (`ETX_BIND`, `DATABASE_URL`, …), then command-line flags.
+//! A bad value stops start-up with one line naming it.
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULTS: &str = include_str!("../../../config/default.toml");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunEnv {
+    Dev,
+    Production,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Config {
+    pub env: RunEnv,
+    pub bind: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub redis_url: Option<String>,
+    pub public_url: Option<String>,
+    pub secret_key: Option<String>,
+    pub database: DatabaseConfig,
+    pub auth: AuthConfig,
+    pub rate_limit: RateLimitConfig,
+    pub http: HttpConfig,
+    pub storage: StorageSection,
+    pub avatar: AvatarConfig,
+    #[serde(default)]
+    pub bootstrap: BootstrapConfig,
+    pub log: LogConfig,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets (database passwords, the secret key) stay out of debug output.
+        f.debug_struct("Config")
+            .field("env", &self.env)
+            .field("bind", &self.bind)
+            .field("data_dir", &self.data_dir)
+            .field("database", &self.database_kind())
+            .field("redis", &self.redis_url.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DatabaseConfig {
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuthConfig {
+    pub access_ttl_secs: i64,
+    pub refresh_ttl_days: i64,
+    pub refresh_remember_days: i64,
+    pub lockout_threshold: i32,
+    pub lockout_minutes: i64,
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+    pub hash_concurrency: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RateLimitConfig {
+    pub login_per_ip_per_minute: u32,
+    pub register_per_ip_per_minute: u32,
+    pub transactions_per_user_per_minute: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HttpConfig {
+    pub cors_origins: Vec<String>,
+    pub trust_forwarded_for: bool,
+    pub request_timeout_secs: u64,
+    pub json_body_limit_bytes: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StorageSection {
+    pub backend: String,
+    pub s3_bucket: Option<String>,
+    pub s3_endpoint: Option<String>,
+    pub s3_region: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AvatarConfig {
+    pub max_bytes: usize,
+}
+
+#[derive(Clone, Default, Serialize, Deserialize)]
+pub struct BootstrapConfig {
+    pub admin_email: Option<String>,
+    pub admin_username: Option<String>,
+    pub admin_password: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogConfig {
+    pub format: String,
+    pub level: String,
+}
+
+/// Top-level environment variables documented in the README, and where each lands.
+const ENV_MAP: &[(&str, &str)] = &[
+    ("ETX_ENV", "env"),
+    ("ETX_BIND", "bind"),
+    ("ETX_DATA_DIR", "data_dir"),
+    ("DATABASE_URL", "database_url"),
+    ("REDIS_URL", "redis_url"),
+    ("ETX_PUBLIC_URL", "public_url"),
+    ("ETX_SECRET_KEY", "secret_key"),
+    ("ETX_S3_BUCKET", "storage.s3_bucket"),
+    ("ETX_S3_ENDPOINT", "storage.s3_endpoint"),
+    ("AWS_REGION", "storage.s3_region"),
+    ("ETX_BOOTSTRAP_ADMIN_EMAIL", "bootstrap.admin_email"),
+    ("ETX_BOOTSTRAP_ADMIN_USERNAME", "bootstrap.admin_username"),
+    ("ETX_BOOTSTRAP_ADMIN_PASSWORD", "bootstrap.admin_password"),
+];
+
+impl Config {
+    /// The embedded defaults alone, as tests start from.
+    pub fn defaults() -> Config {
+        Figment::from(Toml::string(DEFAULTS))
+            .extract()
+            .expect("embedded defaults must parse")
+    }
+
+    /// Full layering for the binary. `overrides` are command-line flags as `(key, value)`.
+    pub fn load(overrides: &[(&str, String)]) -> anyhow::Result<Config> {
+        let mut fig = Figment::from(Toml::string(DEFAULTS));
+        let file = std::env::var("ETX_CONFIG").unwrap_or_else(|_| "etx.toml".into());
+        if Path::new(&file).exists() {
+            fig = fig.merge(Toml::file(&file));
+        }
+        fig = fig.merge(Env::prefixed("ETX__").split("__"));
+        for (var, key) in ENV_MAP {
+            if let Ok(v) = std::env::var(var)
+                && !v.is_empty()
+            {
+                fig = fig.merge(Serialized::default(key, v));
+            }
+        }
+        if std::env::var("ETX_S3_BUCKET").is_ok_and(|b| !b.is_empty()) {
+            fig = fig.merge(Serialized::default("storage.backend", "s3"));
+        }
+        for (k, v) in overrides {
+            fig = fig.merge(Serialized::default(k, v));
+        }
+        let cfg: Config = fig.extract().map_err(|e| {
+            let e = e
+                .into_iter()
+                .next()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            anyhow::anyhow!("invalid setting: {e}")
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let a = &self.auth;
+        if a.access_ttl_secs < 30 || a.access_ttl_secs > 86_400 {
+            anyhow::bail!("invalid setting auth.access_ttl_secs: must be 30..=86400");
+        }
+        if a.refresh_ttl_days < 1 || a.refresh_remember_days < a.refresh_ttl_days {
+            anyhow::bail!("invalid setting auth.refresh_*_days: must be >= 1 and remember >= ttl");
+        }
+        if !matches!(self.storage.backend.as_str(), "local" | "s3" | "memory") {
+            anyhow::bail!("invalid setting storage.backend: must be local, s3 or memory");
+        }
+        if self.storage.backend == "s3" && self.storage.s3_bucket.is_none() {
+            anyhow::bail!("invalid setting storage.s3_bucket: required when storage.backend = s3");
+        }
+        if let Some(u) = &self.database_url
+            && !(u.starts_with("sqlite:")
+                || u.starts_with("postgres:")
+                || u.starts_with("postgresql:"))
+        {
+            anyhow::bail!("invalid setting DATABASE_URL: must start with sqlite: or postgres:");
+        }
+        if let Some(u) = &self.redis_url
+            && !(u.starts_with("redis://") || u.starts_with("rediss://"))
+        {
+            anyhow::bail!("invalid setting REDIS_URL: must start with redis:// or rediss://");
+        }
+        if let Some(k) = &self.secret_key
+            && k.len() < 32
+        {
+            anyhow::bail!("invalid setting ETX_SECRET_KEY: must be at least 32 characters");
+        }
+        if self.env == RunEnv::Production && self.public_url.is_none() {
+            anyhow::bail!("invalid setting ETX_PUBLIC_URL: required when ETX_ENV=production");
+        }
+        Ok(())
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("etx.db").display()
+            )
+        })
+    }
+
+    pub fn database_kind(&self) -> &'static str {
+        if self.database_url().starts_with("sqlite:") {
+            "sqlite"
+        } else {
+            "postgres"
+        }
+    }
+
+    pub fn is_dev(&self) -> bool {
+        self.env == RunEnv::Dev
+    }
+
+    /// The server secret: configured, or generated once and kept in the data dir.
+    pub fn load_or_create_secret(&self) -> anyhow::Result<Vec<u8>> {
+        if let Some(k) = &self.secret_key {
+            return Ok(k.as_bytes().to_vec());
+        }
+        let path = self.data_dir.join("secret.key");
+        if let Ok(s) = std::fs::read_to_string(&path) {
+            let s = s.trim();
+            if s.len() >= 32 {
+                return Ok(s.as_bytes().to_vec());
+            }
+        }
+        std::fs::create_dir_all(&self.data_dir)?;
+        let key = etx_auth::random_token();
+        write_private(&path, &key)?;
+        Ok(key.into_bytes())
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(content.as_bytes())?;
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
+    std::fs::write(path, content)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse_and_validate() {
+        let c = Config::defaults();
+        c.validate().unwrap();
+        assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
+        assert!(c.database_url().starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let mut c = Config::defaults();
+        c.storage.backend = "ftp".into();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("storage.backend")
+        );
+        let mut c = Config::defaults();
+        c.database_url = Some("mysql://x".into());
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("DATABASE_URL")
+        );
+    }
+}

@@ -1,0 +1,43 @@
+//! Reading and writing the three cookies: `access_token` and `refresh_token` (HttpOnly) and
+//! `csrf_token` (readable by scripts, echoed back in `X-CSRF-Token`).
+
+use axum::http::{HeaderMap, HeaderValue, header};
+
+pub const ACCESS: &str = "access_token";
+pub const REFRESH: &str = "refresh_token";
+pub const CSRF: &str = "csrf_token";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+pub fn get<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"'))
+        .filter(|v| !v.is_empty())
+}
+
+/// A `Set-Cookie` value. `max_age_secs = 0` deletes the cookie.
+pub fn build(
+    name: &str,
+    value: &str,
+    max_age_secs: i64,
+    http_only: bool,
+    secure: bool,
+) -> HeaderValue {
+    let mut s = format!("{name}={value}; Path=/; Max-Age={max_age_secs}; SameSite=Lax");
+    if http_only {
+        s.push_str("; HttpOnly");
+    }
+    if secure {
+        s.push_str("; Secure");
+    }
+    HeaderValue::from_str(&s).expect("cookie values are URL-safe base64 or JWTs")
+}
+
+pub fn append(headers: &mut HeaderMap, v: HeaderValue) {
+    headers.append(header::SET_COOKIE, v);
+}

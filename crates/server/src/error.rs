@@ -1,0 +1,196 @@
+//! The one error type of the HTTP edge. Every failure becomes the SPEC error shape
+//! `{"error":{code,message,request_id,fields}}`; internal causes are logged, never shown.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use etx_domain::FieldErrors;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+
+tokio::task_local! {
+    /// The id of the request being served, for error bodies and log lines.
+    pub static REQUEST_ID: String;
+}
+
+pub fn current_request_id() -> String {
+    REQUEST_ID.try_with(|id| id.clone()).unwrap_or_default()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{message}")]
+    Validation {
+        message: String,
+        fields: BTreeMap<String, String>,
+    },
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("not found")]
+    NotFound,
+    #[error("{message}")]
+    Conflict {
+        message: String,
+        fields: BTreeMap<String, String>,
+    },
+    #[error("too many requests")]
+    RateLimited { retry_after_secs: u64, limit: u32 },
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("CSRF token missing")]
+    CsrfMissing,
+    #[error("CSRF token invalid")]
+    CsrfInvalid,
+    #[error("{0}")]
+    ServiceUnavailable(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// The error envelope, as documented in OpenAPI.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `VALIDATION_ERROR`.
+    pub code: &'static str,
+    pub message: String,
+    pub request_id: String,
+    /// Per-field messages for validation errors.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub fields: BTreeMap<String, String>,
+}
+
+impl ApiError {
+    pub fn validation(fields: FieldErrors) -> Self {
+        let message = fields
+            .0
+            .iter()
+            .next()
+            .map(|(k, v)| format!("{k} {v}"))
+            .unwrap_or_else(|| "invalid input".into());
+        ApiError::Validation {
+            message,
+            fields: fields.0,
+        }
+    }
+
+    pub fn field(field: &str, message: &str) -> Self {
+        let mut f = FieldErrors::new();
+        f.add(field, message);
+        Self::validation(f)
+    }
+
+    pub fn conflict_field(field: &str, message: &str) -> Self {
+        let mut fields = BTreeMap::new();
+        fields.insert(field.to_string(), message.to_string());
+        ApiError::Conflict {
+            message: format!("{field} {message}"),
+            fields,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) | ApiError::CsrfMissing | ApiError::CsrfInvalid => {
+                StatusCode::FORBIDDEN
+            }
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "BAD_REQUEST",
+            ApiError::Validation { .. } => "VALIDATION_ERROR",
+            ApiError::Unauthorized(_) => "UNAUTHORIZED",
+            ApiError::Forbidden(_) => "FORBIDDEN",
+            ApiError::NotFound => "NOT_FOUND",
+            ApiError::Conflict { .. } => "CONFLICT",
+            ApiError::RateLimited { .. } => "RATE_LIMITED",
+            ApiError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
+            ApiError::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
+            ApiError::CsrfMissing => "CSRF_TOKEN_MISSING",
+            ApiError::CsrfInvalid => "CSRF_TOKEN_INVALID",
+            ApiError::ServiceUnavailable(_) => "SERVICE_UNAVAILABLE",
+            ApiError::Internal(_) => "INTERNAL_ERROR",
+        }
+    }
+
+    /// What the user is told; internal details stay in the log.
+    pub fn public_message(&self) -> String {
+        match self {
+            ApiError::Internal(_) => "an internal error occurred".into(),
+            ApiError::NotFound => "not found".into(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl From<etx_db::DbErr> for ApiError {
+    fn from(e: etx_db::DbErr) -> Self {
+        ApiError::Internal(anyhow::Error::new(e).context("database"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let request_id = current_request_id();
+        if let ApiError::Internal(e) = &self {
+            tracing::error!(request_id = %request_id, error = format!("{e:#}"), "internal error");
+        }
+        let status = self.status();
+        let (fields, retry) = match &self {
+            ApiError::Validation { fields, .. } | ApiError::Conflict { fields, .. } => {
+                (fields.clone(), None)
+            }
+            ApiError::RateLimited {
+                retry_after_secs,
+                limit,
+            } => (BTreeMap::new(), Some((*retry_after_secs, *limit))),
+            _ => (BTreeMap::new(), None),
+        };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code(),
+                message: self.public_message(),
+                request_id,
+                fields,
+            },
+        };
+        let mut resp = (status, Json(body)).into_response();
+        if let Some((secs, limit)) = retry {
+            let h = resp.headers_mut();
+            h.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            h.insert("x-ratelimit-limit", HeaderValue::from(limit));
+            h.insert("x-ratelimit-remaining", HeaderValue::from(0u32));
+            h.insert("x-ratelimit-reset", HeaderValue::from(secs.max(1)));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

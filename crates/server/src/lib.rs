@@ -1,0 +1,20 @@
+//! The `etx` server: configuration, start-up, the JSON API, the web UI and the command line.
+
+pub mod accounts;
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod cookies;
+pub mod error;
+pub mod extract;
+pub mod middleware;
+pub mod ratelimit;
+pub mod session;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+pub mod views;
+pub mod web;
+
+pub use config::Config;
+pub use startup::Application;

@@ -1,0 +1,171 @@
+//! Who is calling. A request is authenticated by a bearer token or the `access_token` cookie;
+//! either way the session it names is looked up, so a revoked session or suspended user loses
+//! access immediately. Cookie-authenticated unsafe requests must also pass the CSRF check.
+
+use crate::cookies;
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, header};
+use etx_auth::TokenError;
+use etx_db::users::UserRow;
+use etx_domain::Role;
+use std::net::{IpAddr, SocketAddr};
+
+#[derive(Debug, Clone)]
+pub struct Auth {
+    pub user: UserRow,
+    pub role: Role,
+    pub session_id: String,
+    pub via_cookie: bool,
+}
+
+impl Auth {
+    pub fn require_staff(&self) -> Result<(), ApiError> {
+        if self.role.is_staff() {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden("staff only".into()))
+        }
+    }
+
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.role.is_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden("admins only".into()))
+        }
+    }
+}
+
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+fn is_unsafe(m: &Method) -> bool {
+    !matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
+}
+
+/// Double-submit check: the `X-CSRF-Token` header must equal the `csrf_token` cookie.
+pub fn check_csrf(headers: &HeaderMap, submitted: Option<&str>) -> Result<(), ApiError> {
+    let cookie = cookies::get(headers, cookies::CSRF);
+    let sent = submitted.or_else(|| {
+        headers
+            .get(cookies::CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+    });
+    match (cookie, sent) {
+        (_, None) | (None, _) => Err(ApiError::CsrfMissing),
+        (Some(c), Some(s)) if constant_time_eq(c.as_bytes(), s.as_bytes()) => Ok(()),
+        _ => Err(ApiError::CsrfInvalid),
+    }
+}
+
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Authenticates an access token against its live session.
+pub async fn authenticate(
+    state: &AppState,
+    token: &str,
+    via_cookie: bool,
+) -> Result<Auth, ApiError> {
+    let claims = state.tokens.verify_access(token).map_err(|e| match e {
+        TokenError::Expired => ApiError::Unauthorized("access token expired".into()),
+        TokenError::Invalid => ApiError::Unauthorized("invalid access token".into()),
+    })?;
+    let active = state
+        .db
+        .active_session(&claims.sid)
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("session has ended; log in again".into()))?;
+    if active.user.id != claims.sub {
+        return Err(ApiError::Unauthorized("invalid access token".into()));
+    }
+    if !active.user.is_active {
+        return Err(ApiError::Unauthorized("account suspended".into()));
+    }
+    if active.session.last_seen_at < etx_db::now_micros() - 60_000_000 {
+        state.db.touch_session(&active.session.id).await?;
+    }
+    let role = active.user.role.parse().unwrap_or(Role::User);
+    Ok(Auth {
+        user: active.user,
+        role,
+        session_id: active.session.id,
+        via_cookie,
+    })
+}
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if let Some(t) = bearer(&parts.headers) {
+            return authenticate(state, t, false).await;
+        }
+        let Some(t) = cookies::get(&parts.headers, cookies::ACCESS) else {
+            return Err(ApiError::Unauthorized("authentication required".into()));
+        };
+        if is_unsafe(&parts.method) {
+            check_csrf(&parts.headers, None)?;
+        }
+        authenticate(state, t, true).await
+    }
+}
+
+/// The caller's address: the socket peer, or the first `X-Forwarded-For` hop when configured
+/// to trust a proxy in front.
+pub fn client_ip(state: &AppState, parts_headers: &HeaderMap, peer: Option<SocketAddr>) -> IpAddr {
+    if state.config.http.trust_forwarded_for
+        && let Some(ip) = parts_headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok())
+    {
+        return ip;
+    }
+    peer.map(|p| p.ip()).unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}
+
+/// Client address and user agent, extracted together for session records and audit.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    pub ip: IpAddr,
+    pub user_agent: Option<String>,
+}
+
+impl FromRequestParts<AppState> for ClientInfo {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<SocketAddr>>()
+            .map(|c| c.0);
+        let ip = client_ip(state, &parts.headers, peer);
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(256).collect());
+        Ok(ClientInfo { ip, user_agent })
+    }
+}

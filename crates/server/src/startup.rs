@@ -1,0 +1,206 @@
+//! Building the application from configuration: state, router, listener. `main`, the tests and
+//! the benchmarks all go through `Application::build`, so they run the same server.
+
+use crate::config::Config;
+use crate::ratelimit::{RateLimiter, RedisLimiter};
+use crate::state::{AppState, Inner};
+use crate::{api, middleware, telemetry, web};
+use anyhow::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
+use etx_auth::{HashParams, PasswordHasher, TokenKeys};
+use etx_db::Db;
+use etx_storage::{ObjectStorage, StorageConfig};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::TimeoutLayer;
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    pub state: AppState,
+}
+
+pub async fn open_db(config: &Config) -> anyhow::Result<Db> {
+    if config.database_kind() == "sqlite" {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    }
+    let db = Db::connect(&config.database_url(), config.database.max_connections).await?;
+    db.migrate().await?;
+    Ok(db)
+}
+
+pub fn hasher(config: &Config) -> anyhow::Result<PasswordHasher> {
+    let a = &config.auth;
+    PasswordHasher::new(
+        HashParams {
+            memory_kib: a.argon2_memory_kib,
+            iterations: a.argon2_iterations,
+            parallelism: a.argon2_parallelism,
+        },
+        a.hash_concurrency,
+    )
+}
+
+fn storage_config(config: &Config) -> StorageConfig {
+    match config.storage.backend.as_str() {
+        "s3" => StorageConfig::S3 {
+            bucket: config.storage.s3_bucket.clone().unwrap_or_default(),
+            endpoint: config.storage.s3_endpoint.clone(),
+            region: config.storage.s3_region.clone(),
+            access_key_id: std::env::var("AWS_ACCESS_KEY_ID").ok(),
+            secret_access_key: std::env::var("AWS_SECRET_ACCESS_KEY").ok(),
+        },
+        "memory" => StorageConfig::Memory,
+        _ => StorageConfig::Local {
+            root: config.data_dir.join("objects"),
+        },
+    }
+}
+
+pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
+    let db = open_db(&config).await?;
+    let secret = config.load_or_create_secret()?;
+    let tokens = TokenKeys::new(&secret, "etx", "etx-api", config.auth.access_ttl_secs);
+    let storage =
+        ObjectStorage::open(&storage_config(&config)).context("opening object storage")?;
+    let limiter = match &config.redis_url {
+        Some(url) => RateLimiter::Redis(
+            RedisLimiter::connect(url)
+                .await
+                .context("connecting to Redis")?,
+        ),
+        None => RateLimiter::local(),
+    };
+    let hasher = hasher(&config)?;
+    bootstrap_admin(&config, &db, &hasher).await?;
+    Ok(AppState::new(Inner {
+        config,
+        db,
+        hasher,
+        tokens,
+        storage,
+        limiter,
+        metrics: telemetry::metrics_handle(),
+        started: Instant::now(),
+    }))
+}
+
+/// With `ETX_BOOTSTRAP_ADMIN_*` set and no admin yet, creates the first admin.
+async fn bootstrap_admin(config: &Config, db: &Db, hasher: &PasswordHasher) -> anyhow::Result<()> {
+    let b = &config.bootstrap;
+    let (Some(email), Some(password)) = (&b.admin_email, &b.admin_password) else {
+        return Ok(());
+    };
+    if db.count_active_admins().await? > 0 {
+        return Ok(());
+    }
+    let username = b.admin_username.clone().unwrap_or_else(|| "admin".into());
+    let user = crate::accounts::create_admin(db, hasher, email, &username, password)
+        .await
+        .context("ETX_BOOTSTRAP_ADMIN_*")?;
+    tracing::info!(user_id = %user.id, "bootstrap admin created");
+    Ok(())
+}
+
+pub fn build_router(state: AppState) -> Router {
+    let (api_router, openapi) = api::router(&state);
+    let cfg = &state.config;
+    let origins: Vec<HeaderValue> = cfg
+        .http
+        .cors_origins
+        .iter()
+        .filter_map(|o| o.parse().ok())
+        .collect();
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_credentials(true)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::PATCH,
+        ])
+        .allow_headers([
+            axum::http::header::CONTENT_TYPE,
+            axum::http::header::AUTHORIZATION,
+            HeaderName::from_static("x-csrf-token"),
+            HeaderName::from_static("idempotency-key"),
+        ])
+        .max_age(Duration::from_secs(600));
+    Router::new()
+        .merge(api_router)
+        .merge(web::router(&state))
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/api/docs").url("/api/openapi.json", openapi))
+        .fallback(web::not_found)
+        .layer(DefaultBodyLimit::max(cfg.http.json_body_limit_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::security_headers,
+        ))
+        .layer(cors)
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(cfg.http.request_timeout_secs),
+        ))
+        .layer(axum::middleware::from_fn(middleware::request_context))
+        .with_state(state)
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let bind = config.bind;
+        let state = build_state(config).await?;
+        let listener = TcpListener::bind(bind)
+            .await
+            .with_context(|| format!("cannot listen on {bind}"))?;
+        let router = build_router(state.clone());
+        Ok(Application {
+            listener,
+            router,
+            state,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await?;
+        Ok(())
+    }
+}
+
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}

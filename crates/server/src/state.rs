@@ -1,0 +1,43 @@
+//! Everything a request handler may need, built once at start-up and shared by reference.
+
+use crate::config::Config;
+use crate::ratelimit::RateLimiter;
+use etx_auth::{PasswordHasher, TokenKeys};
+use etx_db::Db;
+use etx_storage::ObjectStorage;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub config: Config,
+    pub db: Db,
+    pub hasher: PasswordHasher,
+    pub tokens: TokenKeys,
+    pub storage: ObjectStorage,
+    pub limiter: RateLimiter,
+    pub metrics: PrometheusHandle,
+    pub started: Instant,
+}
+
+impl AppState {
+    pub fn new(inner: Inner) -> Self {
+        AppState(Arc::new(inner))
+    }
+
+    /// Cookies carry `Secure` everywhere but local development over plain HTTP.
+    pub fn secure_cookies(&self) -> bool {
+        !self.config.is_dev()
+    }
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}

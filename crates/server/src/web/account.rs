@@ -1,0 +1,460 @@
+//! Account pages: home, login, registration, logout and profile (details, avatar, password).
+
+use super::{Layout, WebUser, check_form_csrf, ensure_csrf, error_page};
+use crate::accounts::{self, ProfileChange, Registration};
+use crate::api::users::{check_content_length, read_image_part};
+use crate::error::ApiError;
+use crate::session::ClientInfo;
+use crate::state::AppState;
+use crate::views::UserView;
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Form;
+use axum::extract::{Multipart, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Template, WebTemplate)]
+#[template(path = "home.html")]
+pub struct HomePage {
+    layout: Layout,
+    user: UserView,
+    initial: String,
+}
+
+fn initial(u: &UserView) -> String {
+    u.username
+        .chars()
+        .next()
+        .map(|c| c.to_ascii_uppercase().to_string())
+        .unwrap_or_default()
+}
+
+#[derive(Deserialize, Default)]
+pub struct NoticeQuery {
+    msg: Option<String>,
+}
+
+/// Fixed notices chosen by key, so nothing from the URL is ever echoed into the page.
+fn notice(q: &NoticeQuery) -> Option<&'static str> {
+    match q.msg.as_deref()? {
+        "welcome" => Some("Welcome to ETX Processor! Your account is ready."),
+        "saved" => Some("Your profile was saved."),
+        "avatar" => Some("Your avatar was updated."),
+        "avatar-removed" => Some("Your avatar was removed."),
+        "password" => Some("Your password was changed. Other sessions were signed out."),
+        "logged-out" => Some("You have been logged out."),
+        _ => None,
+    }
+}
+
+pub async fn view_home_get(u: WebUser, Query(q): Query<NoticeQuery>) -> HomePage {
+    let user = UserView::from(&u.auth.user);
+    let mut layout = Layout::new(Some(UserView::from(&u.auth.user)), u.csrf, "home");
+    layout.notice = notice(&q);
+    HomePage {
+        initial: initial(&user),
+        layout,
+        user,
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    layout: Layout,
+    login: String,
+    error: Option<String>,
+}
+
+pub async fn view_login_get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<NoticeQuery>,
+) -> Response {
+    let mut out = HeaderMap::new();
+    let csrf = ensure_csrf(&state, &headers, &mut out);
+    let mut layout = Layout::new(None, csrf, "login");
+    layout.notice = notice(&q);
+    (
+        out,
+        LoginPage {
+            layout,
+            login: String::new(),
+            error: None,
+        },
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+pub struct LoginFormInput {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    login: String,
+    #[serde(default)]
+    password: String,
+    remember_me: Option<String>,
+}
+
+pub async fn view_login_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    client: ClientInfo,
+    Form(f): Form<LoginFormInput>,
+) -> Response {
+    let mut out = HeaderMap::new();
+    let csrf = ensure_csrf(&state, &headers, &mut out);
+    let result = match check_form_csrf(&headers, &f.csrf_token) {
+        Ok(()) => {
+            accounts::login(
+                &state,
+                &f.login,
+                &f.password,
+                f.remember_me.is_some(),
+                &client,
+            )
+            .await
+        }
+        Err(_) => Err(ApiError::BadRequest(
+            "Your form expired; please try again.".into(),
+        )),
+    };
+    match result {
+        Ok((_, issued)) => {
+            issued.set_cookies(&state, &mut out);
+            (out, Redirect::to("/")).into_response()
+        }
+        Err(e) => {
+            let status = e.status();
+            let mut resp = e.into_response();
+            let retry = resp.headers_mut().remove(axum::http::header::RETRY_AFTER);
+            let message = match status {
+                StatusCode::TOO_MANY_REQUESTS => {
+                    "Too many attempts. Please wait a minute and try again.".to_string()
+                }
+                StatusCode::INTERNAL_SERVER_ERROR => {
+                    "Something went wrong. Please try again.".to_string()
+                }
+                _ => login_message(status),
+            };
+            let page = LoginPage {
+                layout: Layout::new(None, csrf, "login"),
+                login: f.login,
+                error: Some(message),
+            };
+            let mut r = (status, out, page).into_response();
+            if let Some(v) = retry {
+                r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+            }
+            r
+        }
+    }
+}
+
+fn login_message(status: StatusCode) -> String {
+    match status {
+        StatusCode::FORBIDDEN => "This account is suspended.".into(),
+        StatusCode::BAD_REQUEST => "Your form expired; please try again.".into(),
+        _ => accounts::INVALID_CREDENTIALS.to_string() + ".",
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "register.html")]
+pub struct RegisterPage {
+    layout: Layout,
+    username: String,
+    email: String,
+    error: Option<String>,
+    field_errors: BTreeMap<String, String>,
+}
+
+pub async fn view_register_get(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let mut out = HeaderMap::new();
+    let csrf = ensure_csrf(&state, &headers, &mut out);
+    let page = RegisterPage {
+        layout: Layout::new(None, csrf, "register"),
+        username: String::new(),
+        email: String::new(),
+        error: None,
+        field_errors: BTreeMap::new(),
+    };
+    (out, page).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct RegisterFormInput {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    confirm_password: String,
+    terms: Option<String>,
+}
+
+pub async fn view_register_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    client: ClientInfo,
+    Form(f): Form<RegisterFormInput>,
+) -> Response {
+    let mut out = HeaderMap::new();
+    let csrf = ensure_csrf(&state, &headers, &mut out);
+    let mut fields = BTreeMap::new();
+    if f.password != f.confirm_password {
+        fields.insert(
+            "confirm_password".to_string(),
+            "does not match the password".to_string(),
+        );
+    }
+    if f.terms.is_none() {
+        fields.insert(
+            "terms".to_string(),
+            "You must accept the terms to register.".to_string(),
+        );
+    }
+    let result = if let Err(e) = check_form_csrf(&headers, &f.csrf_token) {
+        Err(e)
+    } else if !fields.is_empty() {
+        Err(ApiError::Validation {
+            message: "please correct the marked fields".into(),
+            fields: BTreeMap::new(),
+        })
+    } else {
+        let r = Registration {
+            username: &f.username,
+            email: &f.email,
+            password: &f.password,
+            name: None,
+        };
+        match accounts::register(&state, r, &client).await {
+            Ok(user) => accounts::start_session(&state, &user, false, &client).await,
+            Err(e) => Err(e),
+        }
+    };
+    match result {
+        Ok(issued) => {
+            issued.set_cookies(&state, &mut out);
+            (out, Redirect::to("/?msg=welcome")).into_response()
+        }
+        Err(e) => {
+            let status = e.status();
+            let error = match &e {
+                ApiError::Validation { fields: f2, .. } | ApiError::Conflict { fields: f2, .. } => {
+                    for (k, v) in f2 {
+                        fields.insert(k.clone(), v.clone());
+                    }
+                    Some("Please correct the marked fields.".to_string())
+                }
+                ApiError::CsrfMissing | ApiError::CsrfInvalid => {
+                    Some("Your form expired; please try again.".into())
+                }
+                ApiError::RateLimited { .. } => {
+                    Some("Too many attempts. Please wait a minute.".into())
+                }
+                _ => Some("Something went wrong. Please try again.".into()),
+            };
+            let page = RegisterPage {
+                layout: Layout::new(None, csrf, "register"),
+                username: f.username,
+                email: f.email,
+                error,
+                field_errors: fields,
+            };
+            (status, out, page).into_response()
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CsrfOnly {
+    #[serde(default)]
+    csrf_token: String,
+}
+
+pub async fn view_logout_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    u: Result<WebUser, super::LoginRedirect>,
+    Form(f): Form<CsrfOnly>,
+) -> Response {
+    if check_form_csrf(&headers, &f.csrf_token).is_err() {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "Form expired",
+            "Please go back, reload the page and try again.",
+        );
+    }
+    if let Ok(u) = u
+        && let Err(e) = state.db.revoke_session(&u.auth.session_id, "logout").await
+    {
+        return ApiError::from(e).into_response();
+    }
+    let mut out = HeaderMap::new();
+    accounts::clear_cookies(&state, &mut out);
+    (out, Redirect::to("/login?msg=logged-out")).into_response()
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "profile.html")]
+pub struct ProfilePage {
+    layout: Layout,
+    user: UserView,
+    initial: String,
+    error: Option<String>,
+    field_errors: BTreeMap<String, String>,
+}
+
+fn profile_page(
+    u: &WebUser,
+    user: &etx_db::users::UserRow,
+    notice_text: Option<&'static str>,
+) -> ProfilePage {
+    let view = UserView::from(user);
+    let mut layout = Layout::new(Some(UserView::from(user)), u.csrf.clone(), "profile");
+    layout.notice = notice_text;
+    ProfilePage {
+        initial: initial(&view),
+        layout,
+        user: view,
+        error: None,
+        field_errors: BTreeMap::new(),
+    }
+}
+
+pub async fn view_profile_get(u: WebUser, Query(q): Query<NoticeQuery>) -> ProfilePage {
+    profile_page(&u, &u.auth.user, notice(&q))
+}
+
+/// Renders the profile page again with the error of a failed form.
+fn profile_error(u: &WebUser, e: ApiError) -> Response {
+    let status = e.status();
+    let mut page = profile_page(u, &u.auth.user, None);
+    match e {
+        ApiError::Validation { fields, message } | ApiError::Conflict { fields, message } => {
+            page.error = Some(if fields.is_empty() {
+                message
+            } else {
+                "Please correct the marked fields.".into()
+            });
+            page.field_errors = fields;
+        }
+        ApiError::CsrfMissing | ApiError::CsrfInvalid => {
+            page.error = Some("Your form expired; please try again.".into())
+        }
+        ApiError::Internal(_) => {
+            let _ = ApiError::Internal(anyhow::anyhow!("profile form")).into_response();
+            page.error = Some("Something went wrong. Please try again.".into());
+        }
+        other => page.error = Some(other.public_message()),
+    }
+    (status, page).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct ProfileFormInput {
+    #[serde(default)]
+    csrf_token: String,
+    username: Option<String>,
+    email: Option<String>,
+    name: Option<String>,
+}
+
+pub async fn view_profile_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    u: WebUser,
+    Form(f): Form<ProfileFormInput>,
+) -> Response {
+    if let Err(e) = check_form_csrf(&headers, &f.csrf_token) {
+        return profile_error(&u, e);
+    }
+    let change = ProfileChange {
+        username: f.username.as_deref(),
+        email: f.email.as_deref(),
+        name: f.name.as_deref(),
+    };
+    match accounts::update_profile(&state, &u.auth.user, change).await {
+        Ok(_) => Redirect::to("/profile?msg=saved").into_response(),
+        Err(e) => profile_error(&u, e),
+    }
+}
+
+/// Multipart avatar form: the CSRF field comes first, then the file.
+pub async fn view_avatar_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    u: WebUser,
+    mut mp: Multipart,
+) -> Response {
+    let max = state.config.avatar.max_bytes;
+    if let Err(e) = check_content_length(&headers, max) {
+        return profile_error(&u, e);
+    }
+    let token = match mp.next_field().await {
+        Ok(Some(field)) if field.name() == Some("csrf_token") => {
+            field.text().await.unwrap_or_default()
+        }
+        _ => String::new(),
+    };
+    if let Err(e) = check_form_csrf(&headers, &token) {
+        return profile_error(&u, e);
+    }
+    let result = match read_image_part(mp, max).await {
+        Ok(data) => accounts::set_avatar(&state, &u.auth.user, data).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(_) => Redirect::to("/profile?msg=avatar").into_response(),
+        Err(e) => profile_error(&u, e),
+    }
+}
+
+pub async fn view_avatar_delete_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    u: WebUser,
+    Form(f): Form<CsrfOnly>,
+) -> Response {
+    if let Err(e) = check_form_csrf(&headers, &f.csrf_token) {
+        return profile_error(&u, e);
+    }
+    match accounts::remove_avatar(&state, &u.auth.user).await {
+        Ok(_) => Redirect::to("/profile?msg=avatar-removed").into_response(),
+        Err(e) => profile_error(&u, e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct PasswordFormInput {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    current_password: String,
+    #[serde(default)]
+    new_password: String,
+}
+
+pub async fn view_password_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    u: WebUser,
+    Form(f): Form<PasswordFormInput>,
+) -> Response {
+    if let Err(e) = check_form_csrf(&headers, &f.csrf_token) {
+        return profile_error(&u, e);
+    }
+    match accounts::change_password(&state, &u.auth, &f.current_password, &f.new_password).await {
+        Ok(()) => Redirect::to("/profile?msg=password").into_response(),
+        Err(e) => profile_error(&u, e),
+    }
+}

@@ -1,0 +1,202 @@
+//! The server-rendered web UI. Pages are plain HTML forms (no JS needed); cookies carry the
+//! session and a hidden `csrf_token` field guards every form.
+
+mod account;
+mod assets;
+
+use crate::accounts;
+use crate::cookies;
+use crate::error::ApiError;
+use crate::session::{Auth, authenticate, constant_time_eq};
+use crate::state::AppState;
+use crate::views::UserView;
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Router;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+
+pub fn router(state: &AppState) -> Router<AppState> {
+    Router::new()
+        .route("/", get(account::view_home_get))
+        .route(
+            "/login",
+            get(account::view_login_get).post(account::view_login_post),
+        )
+        .route(
+            "/register",
+            get(account::view_register_get).post(account::view_register_post),
+        )
+        .route("/logout", post(account::view_logout_post))
+        .route(
+            "/profile",
+            get(account::view_profile_get).post(account::view_profile_post),
+        )
+        .route("/profile/avatar", post(account::view_avatar_post))
+        .route(
+            "/profile/avatar/delete",
+            post(account::view_avatar_delete_post),
+        )
+        .route("/profile/password", post(account::view_password_post))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            refresh_on_navigation,
+        ))
+        .route("/static/{*file}", get(assets::serve))
+}
+
+/// What the shared layout needs: the signed-in user (if any), the CSRF token for forms, which
+/// navigation entry is current and an optional notice.
+pub struct Layout {
+    pub user: Option<UserView>,
+    pub csrf: String,
+    pub active: &'static str,
+    pub notice: Option<&'static str>,
+    pub version: &'static str,
+}
+
+impl Layout {
+    pub fn new(user: Option<UserView>, csrf: String, active: &'static str) -> Self {
+        Layout {
+            user,
+            csrf,
+            active,
+            notice: None,
+            version: env!("CARGO_PKG_VERSION"),
+        }
+    }
+}
+
+/// The signed-in user of a page request, or a redirect to the login page.
+pub struct WebUser {
+    pub auth: Auth,
+    pub csrf: String,
+}
+
+pub struct LoginRedirect;
+
+impl IntoResponse for LoginRedirect {
+    fn into_response(self) -> Response {
+        Redirect::to("/login").into_response()
+    }
+}
+
+impl FromRequestParts<AppState> for WebUser {
+    type Rejection = LoginRedirect;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = cookies::get(&parts.headers, cookies::ACCESS).ok_or(LoginRedirect)?;
+        let auth = authenticate(state, token, true)
+            .await
+            .map_err(|_| LoginRedirect)?;
+        let csrf = cookies::get(&parts.headers, cookies::CSRF)
+            .unwrap_or_default()
+            .to_string();
+        Ok(WebUser { auth, csrf })
+    }
+}
+
+/// A form's `csrf_token` must match the cookie.
+pub fn check_form_csrf(headers: &HeaderMap, submitted: &str) -> Result<(), ApiError> {
+    match cookies::get(headers, cookies::CSRF) {
+        None => Err(ApiError::CsrfMissing),
+        Some(_) if submitted.is_empty() => Err(ApiError::CsrfMissing),
+        Some(c) if constant_time_eq(c.as_bytes(), submitted.as_bytes()) => Ok(()),
+        Some(_) => Err(ApiError::CsrfInvalid),
+    }
+}
+
+/// The page's CSRF token, creating the cookie on first visit.
+pub fn ensure_csrf(state: &AppState, headers: &HeaderMap, out: &mut HeaderMap) -> String {
+    if let Some(t) = cookies::get(headers, cookies::CSRF) {
+        return t.to_string();
+    }
+    let t = etx_auth::random_token();
+    let max_age = state.config.auth.refresh_remember_days * 86_400;
+    cookies::append(
+        out,
+        cookies::build(cookies::CSRF, &t, max_age, false, state.secure_cookies()),
+    );
+    t
+}
+
+/// Keeps a browsing user signed in: when the short-lived access cookie has expired but a
+/// refresh cookie is present, rotate it before the page handler runs and pass the new cookies
+/// both to the handler and back to the browser.
+async fn refresh_on_navigation(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let headers = req.headers();
+    let needs = match cookies::get(headers, cookies::ACCESS) {
+        None => true,
+        Some(t) => state.tokens.verify_access(t).is_err(),
+    };
+    let refresh = cookies::get(headers, cookies::REFRESH).map(str::to_string);
+    let (Some(refresh), true) = (refresh, needs) else {
+        return next.run(req).await;
+    };
+    let Ok((_, issued)) = accounts::refresh(&state, &refresh).await else {
+        return next.run(req).await;
+    };
+    let mut req = req;
+    let cookie_line = format!(
+        "{}={}; {}={}; {}={}",
+        cookies::ACCESS,
+        issued.access_token,
+        cookies::REFRESH,
+        issued.refresh_token,
+        cookies::CSRF,
+        issued.csrf_token
+    );
+    req.headers_mut().remove(header::COOKIE);
+    if let Ok(v) = HeaderValue::from_str(&cookie_line) {
+        req.headers_mut().insert(header::COOKIE, v);
+    }
+    let mut resp = next.run(req).await;
+    issued.set_cookies(&state, resp.headers_mut());
+    resp
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "error.html")]
+pub struct ErrorPage {
+    pub layout: Layout,
+    pub title: String,
+    pub message: String,
+}
+
+pub fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
+    let page = ErrorPage {
+        layout: Layout::new(None, String::new(), ""),
+        title: title.to_string(),
+        message: message.to_string(),
+    };
+    (status, page).into_response()
+}
+
+/// Unknown paths: JSON for API clients, a page for people.
+pub async fn not_found(uri: Uri) -> Response {
+    let p = uri.path();
+    if p.starts_with("/api/")
+        || p == "/api"
+        || p.starts_with("/health")
+        || p.starts_with("/metrics")
+    {
+        ApiError::NotFound.into_response()
+    } else {
+        error_page(
+            StatusCode::NOT_FOUND,
+            "Page not found",
+            "There is nothing at this address.",
+        )
+    }
+}

@@ -1,0 +1,37 @@
+// ETX Processor — progressive enhancement only; every page works without this file.
+(function () {
+  "use strict";
+  var root = document.documentElement;
+  var saved = null;
+  try { saved = localStorage.getItem("etx-theme"); } catch (e) { /* storage may be blocked */ }
+  if (saved === "dark" || saved === "light") root.setAttribute("data-theme", saved);
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var toggle = document.getElementById("theme-toggle");
+    if (toggle) {
+      toggle.addEventListener("click", function () {
+        var dark = root.getAttribute("data-theme") === "dark" ||
+          (!root.getAttribute("data-theme") && window.matchMedia("(prefers-color-scheme: dark)").matches);
+        var next = dark ? "light" : "dark";
+        root.setAttribute("data-theme", next);
+        try { localStorage.setItem("etx-theme", next); } catch (e) { /* ignore */ }
+      });
+    }
+    // Password strength: length and character classes, shown on a <meter>.
+    var labels = ["Too weak", "Weak", "Fair", "Good", "Strong"];
+    document.querySelectorAll("input[data-strength]").forEach(function (input) {
+      var meter = document.getElementById(input.getAttribute("data-strength"));
+      var text = document.getElementById(input.getAttribute("data-strength") + "-text");
+      input.addEventListener("input", function () {
+        var v = input.value, s = 0;
+        if (v.length >= 8) s++;
+        if (v.length >= 12) s++;
+        if (/[a-z]/.test(v) && /[A-Z]/.test(v)) s++;
+        if (/\d/.test(v) && /[^A-Za-z0-9]/.test(v)) s++;
+        if (v.length < 8) s = Math.min(s, 1);
+        if (meter) meter.value = s;
+        if (text) text.textContent = v ? labels[s] : "";
+      });
+    });
+  });
+})();

@@ -1,0 +1,12 @@
+//! The integration suite: real HTTP against a server on 127.0.0.1:0, backed by SQLite (default)
+//! or PostgreSQL (`TEST_DATABASE_URL`), with Redis where a test needs it. One binary, so the
+//! crate is linked once.
+
+mod support;
+
+mod auth;
+mod avatar;
+mod cli;
+mod ops;
+mod users;
+mod web;

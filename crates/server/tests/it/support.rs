@@ -1,0 +1,214 @@
+//! `TestApp::spawn()` starts the real application on a free port with a fresh database: a
+//! temporary SQLite file, or a new schema in the PostgreSQL database named by
+//! `TEST_DATABASE_URL`.
+
+#![allow(dead_code)]
+
+use etx_server::config::Config;
+use etx_server::startup::Application;
+use etx_server::state::AppState;
+use reqwest::{Client, Response, StatusCode};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+
+pub const PASSWORD: &str = "Str0ng-Passphrase";
+
+pub struct TestApp {
+    pub base: String,
+    pub state: AppState,
+    pub client: Client,
+    pub data_dir: PathBuf,
+}
+
+pub struct TestUser {
+    pub id: String,
+    pub username: String,
+    pub email: String,
+    pub token: String,
+    pub refresh: String,
+    pub csrf: String,
+}
+
+/// A connection URL giving this test its own empty database.
+pub async fn fresh_database_url(data_dir: &std::path::Path) -> Option<String> {
+    let base = std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|s| !s.is_empty())?;
+    let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
+    let db = etx_db::Db::connect(&base, 1)
+        .await
+        .expect("TEST_DATABASE_URL must be reachable");
+    db.execute(&format!("CREATE SCHEMA {schema}"), [])
+        .await
+        .expect("create test schema");
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let _ = data_dir;
+    Some(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
+}
+
+pub fn test_config(data_dir: PathBuf) -> Config {
+    let mut c = Config::defaults();
+    c.bind = "127.0.0.1:0".parse().unwrap();
+    c.data_dir = data_dir;
+    c.secret_key = Some("test-secret-key-that-is-long-enough-0123456789".into());
+    // Cheap hashing keeps the suite fast; the production parameters are tested in etx-auth.
+    c.auth.argon2_memory_kib = 64;
+    c.auth.argon2_iterations = 1;
+    c.database.max_connections = 8;
+    c
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let data_dir = std::env::temp_dir().join(format!("etx-test-{}", uuid::Uuid::now_v7()));
+        let mut config = test_config(data_dir.clone());
+        config.database_url = fresh_database_url(&data_dir).await;
+        adjust(&mut config);
+        Self::start(config).await
+    }
+
+    pub async fn start(config: Config) -> TestApp {
+        let data_dir = config.data_dir.clone();
+        let app = Application::build(config)
+            .await
+            .expect("application starts");
+        let addr = app.local_addr();
+        let state = app.state.clone();
+        tokio::spawn(app.run_until(std::future::pending()));
+        TestApp {
+            base: format!("http://{addr}"),
+            state,
+            client: Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            data_dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
+        let mut r = self.client.get(self.url(path));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send().await.unwrap()
+    }
+
+    pub async fn post(&self, path: &str, body: Value, token: Option<&str>) -> Response {
+        self.send(reqwest::Method::POST, path, body, token).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value, token: Option<&str>) -> Response {
+        self.send(reqwest::Method::PUT, path, body, token).await
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Response {
+        let mut r = self.client.delete(self.url(path));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send().await.unwrap()
+    }
+
+    pub async fn send(
+        &self,
+        m: reqwest::Method,
+        path: &str,
+        body: Value,
+        token: Option<&str>,
+    ) -> Response {
+        let mut r = self.client.request(m, self.url(path)).json(&body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send().await.unwrap()
+    }
+
+    pub async fn register(&self, username: &str) -> TestUser {
+        let email = format!("{username}@example.com");
+        let r = self
+            .post(
+                "/api/auth/register",
+                json!({"username": username, "email": email, "password": PASSWORD}),
+                None,
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED, "register {username}");
+        let b: Value = r.json().await.unwrap();
+        TestUser {
+            id: b["user"]["id"].as_str().unwrap().into(),
+            username: username.into(),
+            email,
+            token: b["access_token"].as_str().unwrap().into(),
+            refresh: b["refresh_token"].as_str().unwrap().into(),
+            csrf: b["csrf_token"].as_str().unwrap().into(),
+        }
+    }
+
+    pub async fn login(&self, login: &str, password: &str) -> Response {
+        self.post(
+            "/api/auth/login",
+            json!({"login": login, "password": password}),
+            None,
+        )
+        .await
+    }
+
+    /// A registered user given `role` directly in the database (as an operator would).
+    pub async fn user_with_role(&self, username: &str, role: &str) -> TestUser {
+        let u = self.register(username).await;
+        self.state
+            .db
+            .execute(
+                "UPDATE users SET role = $1, is_verified = TRUE WHERE id = $2",
+                [role.into(), u.id.clone().into()],
+            )
+            .await
+            .unwrap();
+        u
+    }
+
+    pub async fn verify(&self, user: &TestUser) {
+        self.state
+            .db
+            .execute(
+                "UPDATE users SET is_verified = TRUE WHERE id = $1",
+                [user.id.clone().into()],
+            )
+            .await
+            .unwrap();
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        self.state.db.scalar_i64(sql, vec![]).await.unwrap()
+    }
+}
+
+pub async fn error_code(r: Response) -> (StatusCode, String, Value) {
+    let status = r.status();
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    (
+        status,
+        body["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        body,
+    )
+}
+
+/// A small valid PNG of the given size.
+pub fn png(w: u32, h: u32) -> Vec<u8> {
+    let img = image::DynamicImage::new_rgb8(w, h);
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}

@@ -1,0 +1,220 @@
+//! The server-rendered pages driven over HTTP with a cookie-keeping client, as a browser would.
+
+use crate::support::*;
+use reqwest::StatusCode;
+
+/// Cookie jars follow host names, so pages are visited as `localhost` like a person would.
+fn at(app: &TestApp, path: &str) -> String {
+    app.url(path).replace("127.0.0.1", "localhost")
+}
+
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::limited(5))
+        .build()
+        .unwrap()
+}
+
+/// The value of the hidden CSRF field on a page.
+fn csrf_of(html: &str) -> String {
+    let needle = "name=\"csrf_token\" value=\"";
+    let i = html.find(needle).expect("form has a csrf field") + needle.len();
+    html[i..].split('"').next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn register_home_profile_logout_through_pages() {
+    let app = TestApp::spawn().await;
+    let b = browser();
+    // Anonymous visitors land on the login page.
+    let r = b.get(at(&app, "/")).send().await.unwrap();
+    assert!(r.url().path().ends_with("/login"));
+    let page = b
+        .get(at(&app, "/register"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = csrf_of(&page);
+    // Mismatched confirmation is shown inline and creates nothing.
+    let r = b
+        .post(at(&app, "/register"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("username", "webby"),
+            ("email", "webby@example.com"),
+            ("password", PASSWORD),
+            ("confirm_password", "nope"),
+            ("terms", "on"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().await.unwrap().contains("does not match"));
+    let r = b
+        .post(at(&app, "/register"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("username", "webby"),
+            ("email", "webby@example.com"),
+            ("password", PASSWORD),
+            ("confirm_password", PASSWORD),
+            ("terms", "on"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let home = r.text().await.unwrap();
+    assert!(
+        home.contains("webby") && home.contains("Level") && home.contains("<progress"),
+        "{home}"
+    );
+    // Profile edit.
+    let page = b
+        .get(at(&app, "/profile"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = csrf_of(&page);
+    let r = b
+        .post(at(&app, "/profile"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("username", "webby"),
+            ("email", "webby@example.com"),
+            ("name", "Web Person"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.text().await.unwrap().contains("Web Person"));
+    // A form without the token changes nothing.
+    let r = b
+        .post(at(&app, "/profile"))
+        .form(&[("username", "hijacked"), ("email", "webby@example.com")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // Avatar through the page form.
+    let form = reqwest::multipart::Form::new()
+        .text("csrf_token", csrf.clone())
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(png(40, 40))
+                .file_name("a.png")
+                .mime_str("image/png")
+                .unwrap(),
+        );
+    let r = b
+        .post(at(&app, "/profile/avatar"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("Your avatar was updated") && html.contains("/avatar?v="),
+        "{html}"
+    );
+    // Logout ends the session.
+    let r = b
+        .post(at(&app, "/logout"))
+        .form(&[("csrf_token", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.url().path().ends_with("/login"));
+    let r = b.get(at(&app, "/profile")).send().await.unwrap();
+    assert!(r.url().path().ends_with("/login"));
+}
+
+#[tokio::test]
+async fn login_page_errors_inline_and_refreshes_expired_access() {
+    let app = TestApp::spawn().await;
+    app.register("pager").await;
+    let b = browser();
+    let page = b
+        .get(at(&app, "/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = csrf_of(&page);
+    let r = b
+        .post(at(&app, "/login"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("login", "pager"),
+            ("password", "Wrong-Pass-1"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("Invalid credentials") && html.contains("value=\"pager\""));
+    let r = b
+        .post(at(&app, "/login"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("login", "pager"),
+            ("password", PASSWORD),
+            ("remember_me", "on"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.text().await.unwrap().contains("pager"));
+    // With only the refresh cookie (the access cookie has lapsed), a page load signs in again.
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login: serde_json::Value = app.login("pager", PASSWORD).await.json().await.unwrap();
+    let r = plain
+        .get(app.url("/"))
+        .header(
+            "cookie",
+            format!("refresh_token={}", login["refresh_token"].as_str().unwrap()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let set: Vec<_> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert!(
+        set.iter().any(|c| c.starts_with("access_token=ey")),
+        "{set:?}"
+    );
+}
+
+#[tokio::test]
+async fn static_assets_and_unknown_pages() {
+    let app = TestApp::spawn().await;
+    let r = app.get("/static/app.css", None).await;
+    assert_eq!(r.headers()["content-type"], "text/css; charset=utf-8");
+    assert_eq!(
+        app.get("/static/nope.js", None).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let r = app.get("/no/such/page", None).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(r.text().await.unwrap().contains("Page not found"));
+}

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Runs the whole test suite twice: on SQLite (a temporary file per test) and on PostgreSQL (a
+# fresh schema per test). PostgreSQL and Redis are started if they are installed but down; the
+# run fails loudly if either cannot be reached.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PG_URL_BASE="${ETX_TEST_PG:-postgres://postgres@127.0.0.1:5432}"
+export TEST_REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379}"
+
+ensure_postgres() {
+  if pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then return; fi
+  if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
+    echo "starting PostgreSQL"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main start || true
+  fi
+  for _ in $(seq 1 30); do
+    pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null && return
+    sleep 1
+  done
+  echo "ERROR: PostgreSQL is not reachable on 127.0.0.1:5432" >&2
+  exit 1
+}
+
+ensure_redis() {
+  if redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then return; fi
+  if command -v redis-server >/dev/null; then
+    echo "starting Redis"
+    mkdir -p /var/lib/redis /var/log/redis 2>/dev/null || true
+    redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+      --dir /var/lib/redis --logfile /var/log/redis/ci.log || true
+  fi
+  for _ in $(seq 1 30); do
+    redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && return
+    sleep 1
+  done
+  echo "ERROR: Redis is not reachable on 127.0.0.1:6379" >&2
+  exit 1
+}
+
+ensure_postgres
+ensure_redis
+
+# A clean database for this run; every test then makes its own schema inside it.
+psql "$PG_URL_BASE/postgres" -v ON_ERROR_STOP=1 -q -c "DROP DATABASE IF EXISTS etx_test WITH (FORCE)" -c "CREATE DATABASE etx_test"
+
+echo "== tests on SQLite =="
+env -u TEST_DATABASE_URL cargo test --workspace --locked
+
+echo "== tests on PostgreSQL =="
+TEST_DATABASE_URL="$PG_URL_BASE/etx_test" cargo test --workspace --locked
