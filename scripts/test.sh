@@ -38,8 +38,19 @@ ensure_redis() {
   exit 1
 }
 
+ensure_moto() {
+  command -v moto_server >/dev/null && return
+  echo "installing moto's S3 server (PyPI)"
+  python3 -m pip install --quiet 'moto[server]'
+  if command -v pyenv >/dev/null; then pyenv rehash; fi
+  command -v moto_server >/dev/null || { echo "ERROR: moto_server not on PATH after install" >&2; exit 1; }
+}
+
 ensure_postgres
 ensure_redis
+ensure_moto
+# The browser test (crate etx-e2e) drives Debian's Chromium through chromedriver.
+./scripts/e2e-deps.sh
 
 # A clean database for this run; every test then makes its own schema inside it.
 psql "$PG_URL_BASE/postgres" -v ON_ERROR_STOP=1 -q -c "DROP DATABASE IF EXISTS etx_test WITH (FORCE)" -c "CREATE DATABASE etx_test"

@@ -83,12 +83,33 @@ pub struct HttpConfig {
     pub json_body_limit_bytes: usize,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct StorageSection {
     pub backend: String,
     pub s3_bucket: Option<String>,
     pub s3_endpoint: Option<String>,
     pub s3_region: String,
+    /// Usually from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`; without them the S3 client
+    /// falls back to instance credentials.
+    #[serde(default)]
+    pub s3_access_key_id: Option<String>,
+    #[serde(default)]
+    pub s3_secret_access_key: Option<String>,
+}
+
+impl std::fmt::Debug for StorageSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageSection")
+            .field("backend", &self.backend)
+            .field("s3_bucket", &self.s3_bucket)
+            .field("s3_endpoint", &self.s3_endpoint)
+            .field("s3_region", &self.s3_region)
+            .field(
+                "credentials",
+                &self.s3_access_key_id.as_ref().map(|_| "[REDACTED]"),
+            )
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -121,6 +142,8 @@ const ENV_MAP: &[(&str, &str)] = &[
     ("ETX_S3_BUCKET", "storage.s3_bucket"),
     ("ETX_S3_ENDPOINT", "storage.s3_endpoint"),
     ("AWS_REGION", "storage.s3_region"),
+    ("AWS_ACCESS_KEY_ID", "storage.s3_access_key_id"),
+    ("AWS_SECRET_ACCESS_KEY", "storage.s3_secret_access_key"),
     ("ETX_BOOTSTRAP_ADMIN_EMAIL", "bootstrap.admin_email"),
     ("ETX_BOOTSTRAP_ADMIN_USERNAME", "bootstrap.admin_username"),
     ("ETX_BOOTSTRAP_ADMIN_PASSWORD", "bootstrap.admin_password"),

@@ -52,8 +52,8 @@ fn storage_config(config: &Config) -> StorageConfig {
             bucket: config.storage.s3_bucket.clone().unwrap_or_default(),
             endpoint: config.storage.s3_endpoint.clone(),
             region: config.storage.s3_region.clone(),
-            access_key_id: std::env::var("AWS_ACCESS_KEY_ID").ok(),
-            secret_access_key: std::env::var("AWS_SECRET_ACCESS_KEY").ok(),
+            access_key_id: config.storage.s3_access_key_id.clone(),
+            secret_access_key: config.storage.s3_secret_access_key.clone(),
         },
         "memory" => StorageConfig::Memory,
         _ => StorageConfig::Local {

@@ -88,3 +88,101 @@ fn a_bad_setting_stops_startup_with_one_line_naming_it() {
     assert!(err.contains("bind"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
+
+/// Runs the real binary with JSON logs, drives registration, login, refresh and a failed login,
+/// then checks that no password or token ever appears in a log line.
+#[tokio::test]
+async fn logs_are_json_with_request_ids_and_never_contain_secrets() {
+    let dir = std::env::temp_dir().join(format!("etx-cli-{}", uuid::Uuid::now_v7()));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = etx(&dir)
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..100 {
+        if client
+            .get(format!("{base}/health/ready"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(up, "server became ready");
+    let password = "Log-Secret-Passw0rd";
+    let reg: serde_json::Value = client
+        .post(format!("{base}/api/auth/register"))
+        .json(&serde_json::json!({"username": "logger", "email": "logger@example.com", "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let refresh = reg["refresh_token"].as_str().unwrap().to_string();
+    let access = reg["access_token"].as_str().unwrap().to_string();
+    client
+        .post(format!("{base}/api/auth/login"))
+        .json(&serde_json::json!({"login": "logger", "password": "Wr0ng-but-secret"}))
+        .send()
+        .await
+        .unwrap();
+    let rotated: serde_json::Value = client
+        .post(format!("{base}/api/auth/refresh"))
+        .json(&serde_json::json!({"refresh_token": refresh}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    client
+        .get(format!("{base}/api/auth/me"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    // Stop the server and collect everything it logged.
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let out = child.wait_with_output().unwrap();
+    let logs = String::from_utf8_lossy(&out.stderr);
+    let mut requests = 0;
+    for line in logs.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        if v["message"] == "request" {
+            requests += 1;
+            assert!(
+                v["request_id"].as_str().is_some_and(|s| !s.is_empty()),
+                "{line}"
+            );
+        }
+    }
+    assert!(requests >= 5, "one line per request: {logs}");
+    for secret in [
+        password,
+        "Wr0ng-but-secret",
+        &refresh,
+        &access,
+        rotated["refresh_token"].as_str().unwrap(),
+        rotated["access_token"].as_str().unwrap(),
+    ] {
+        assert!(!logs.contains(secret), "a secret leaked into the logs");
+    }
+}

@@ -8,5 +8,6 @@ mod auth;
 mod avatar;
 mod cli;
 mod ops;
+mod s3;
 mod users;
 mod web;

@@ -323,3 +323,29 @@ async fn recipient_search_finds_verified_active_users_only() {
         .unwrap();
     assert!(lb["users"].as_array().unwrap().len() >= 3);
 }
+
+#[tokio::test]
+async fn first_start_bootstraps_an_admin_once() {
+    let app = TestApp::spawn_with(|c| {
+        c.bootstrap.admin_email = Some("root@example.com".into());
+        c.bootstrap.admin_username = Some("root".into());
+        c.bootstrap.admin_password = Some("Bootstrap-Passw0rd".into());
+    })
+    .await;
+    let r = app.login("root", "Bootstrap-Passw0rd").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["user"]["role"], "admin");
+    assert_eq!(b["user"]["is_verified"], true);
+    // A restart with the same settings does not create a second admin or fail.
+    let mut config = test_config(app.data_dir.clone());
+    config.database_url = app.state.config.database_url.clone();
+    config.bootstrap = app.state.config.bootstrap.clone();
+    let again = TestApp::start(config).await;
+    assert_eq!(
+        again
+            .count("SELECT COUNT(*) FROM users WHERE role = 'admin'")
+            .await,
+        1
+    );
+}

@@ -1,0 +1,113 @@
+//! The web UI driven in headless Chromium: what a person does on a first visit, with real form
+//! submission, cookies, redirects, file upload and image loading.
+
+use etx_e2e::{App, Browser, TempDir};
+use std::path::Path;
+use std::time::Instant;
+
+const USERNAME: &str = "browser_user";
+const EMAIL: &str = "browser_user@example.com";
+const PASSWORD: &str = "Str0ng-Passphrase";
+const HOME_SCREENSHOT: &str = "/tmp/etx-home.png";
+
+fn png(w: u32, h: u32) -> Vec<u8> {
+    // A gradient rather than a flat colour, so a broken re-encode cannot pass as a blank image.
+    let img =
+        image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 4) as u8, (y * 4) as u8, 160]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(&mut out, image::ImageFormat::Png)
+        .expect("encode png");
+    out.into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_login_avatar_logout_in_chromium() {
+    let started = Instant::now();
+    let (app, b) = tokio::join!(App::spawn(), Browser::launch());
+
+    // Register through the form, terms box included.
+    b.goto(&app.url("/register")).await;
+    b.fill("#username", USERNAME).await;
+    b.fill("#email", EMAIL).await;
+    b.fill("#password", PASSWORD).await;
+    b.fill("#confirm_password", PASSWORD).await;
+    b.click("input[name=terms]").await;
+    assert!(
+        b.find("input[name=terms]")
+            .await
+            .is_selected()
+            .await
+            .unwrap(),
+        "terms checkbox is ticked"
+    );
+    b.click("form[action='/register'] button[type=submit]")
+        .await;
+
+    // Home page: who, role, level and XP progress.
+    b.wait_for_path("/").await;
+    assert_eq!(b.text("#profile-title").await, USERNAME);
+    assert_eq!(b.text(".badge[class*='role-']").await, "user");
+    let level: u32 = b.text("#level").await.parse().expect("level is a number");
+    assert!(level >= 1, "level {level}");
+    let max: f64 = b
+        .attr("progress#xp", "max")
+        .await
+        .expect("progress has a max")
+        .parse()
+        .expect("numeric max");
+    assert!(max > 0.0, "XP progress max {max}");
+    assert!(b.find("progress#xp").await.is_displayed().await.unwrap());
+    assert!(b.text(".who").await.contains(USERNAME));
+    b.screenshot(Path::new(HOME_SCREENSHOT)).await;
+
+    // Log out, then back in through the login form.
+    b.click("form[action='/logout'] button[type=submit]").await;
+    b.wait_for_path("/login").await;
+    b.fill("#login", USERNAME).await;
+    b.fill("#password", PASSWORD).await;
+    b.click("form[action='/login'] button[type=submit]").await;
+    b.wait_for_path("/").await;
+    assert_eq!(b.text("#profile-title").await, USERNAME);
+
+    // Avatar upload through the file input; the browser must be able to load the result.
+    b.goto(&app.url("/profile")).await;
+    b.wait_for_path("/profile").await;
+    assert!(
+        !b.exists("#avatar-img").await,
+        "a new account has no avatar yet"
+    );
+    let files = TempDir::new("etx-e2e-upload");
+    let avatar = files.path().join("avatar.png");
+    std::fs::write(&avatar, png(48, 48)).expect("write avatar file");
+    b.find("#avatar-file")
+        .await
+        .send_keys(avatar.to_str().expect("utf-8 temp path"))
+        .await
+        .expect("choose the avatar file");
+    b.click("form[action='/profile/avatar'] button[type=submit]")
+        .await;
+    b.wait_for_path("/profile?msg=avatar").await;
+    assert!(
+        b.text(".notice").await.contains("avatar was updated"),
+        "upload notice"
+    );
+    let width = b
+        .wait_for_js(
+            "const i = document.getElementById('avatar-img'); \
+             return i && i.complete && i.naturalWidth > 0 ? i.naturalWidth : null;",
+            "avatar image loads",
+        )
+        .await;
+    assert!(width.as_u64().unwrap_or(0) > 0, "naturalWidth {width}");
+
+    // After logging out the profile is out of reach.
+    b.click("form[action='/logout'] button[type=submit]").await;
+    b.wait_for_path("/login").await;
+    b.goto(&app.url("/profile")).await;
+    b.wait_for_path("/login").await;
+    assert!(b.exists("form[action='/login']").await);
+
+    b.close().await;
+    eprintln!("browser journey took {:?}", started.elapsed());
+}
