@@ -2,12 +2,13 @@
 //! runner and one repository module per table family. Timestamps are Unix microseconds (UTC).
 
 mod conn;
+pub mod ledger;
 mod migrate;
 pub mod sessions;
 pub mod users;
 
 pub use conn::{Db, DbKind};
-pub use sea_orm::DbErr;
+pub use sea_orm::{DatabaseTransaction, DbErr};
 
 /// Current time in Unix microseconds, the unit every timestamp column uses.
 pub fn now_micros() -> i64 {

@@ -5,8 +5,10 @@ use crate::Db;
 use anyhow::Context;
 use sea_orm::ConnectionTrait;
 
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "accounts", include_str!("migrations/0001_accounts.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "accounts", include_str!("migrations/0001_accounts.sql")),
+    (2, "ledger", include_str!("migrations/0002_ledger.sql")),
+];
 
 pub async fn run(db: &Db) -> anyhow::Result<()> {
     db.conn()
@@ -29,7 +31,13 @@ pub async fn run(db: &Db) -> anyhow::Result<()> {
             tx.rollback().await?;
             continue;
         }
-        for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        // Comments may contain semicolons, so they go before the file is split into statements.
+        let code: String = sql
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("--"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        for statement in code.split(';').map(str::trim).filter(|s| !s.is_empty()) {
             tx.execute_unprepared(statement)
                 .await
                 .with_context(|| format!("migration {version} ({name}) failed at: {statement}"))?;

@@ -115,6 +115,31 @@ impl Db {
         self.one_user("id = $1", vec![id.into()]).await
     }
 
+    /// `user_by_login` on a given connection or transaction.
+    pub async fn user_by_login_in(
+        &self,
+        c: &impl ConnectionTrait,
+        login: &str,
+    ) -> Result<Option<UserRow>, DbErr> {
+        let l = login.trim().to_lowercase();
+        let sql =
+            format!("SELECT {COLUMNS} FROM users WHERE username_lower = $1 OR email_lower = $1");
+        UserRow::find_by_statement(self.stmt(&sql, [l.into()]))
+            .one(c)
+            .await
+    }
+
+    pub async fn user_by_id_in(
+        &self,
+        c: &impl ConnectionTrait,
+        id: &str,
+    ) -> Result<Option<UserRow>, DbErr> {
+        let sql = format!("SELECT {COLUMNS} FROM users WHERE id = $1");
+        UserRow::find_by_statement(self.stmt(&sql, [id.into()]))
+            .one(c)
+            .await
+    }
+
     /// Finds a user by username or email, both case-insensitively.
     pub async fn user_by_login(&self, login: &str) -> Result<Option<UserRow>, DbErr> {
         let l = login.trim().to_lowercase();

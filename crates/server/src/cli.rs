@@ -35,6 +35,17 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Ledger maintenance.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum LedgerCommand {
+    /// Check every ledger invariant; exits non-zero naming each violation.
+    Verify,
 }
 
 #[derive(Subcommand)]
@@ -91,6 +102,9 @@ pub fn main() -> ExitCode {
             Command::Admin {
                 command: AdminCommand::Create { email, username },
             } => admin_create(config, &email, &username).await,
+            Command::Ledger {
+                command: LedgerCommand::Verify,
+            } => ledger_verify(config).await,
         }
     });
     match result {
@@ -117,6 +131,21 @@ async fn admin_create(config: Config, email: &str, username: &str) -> anyhow::Re
     let user = crate::accounts::create_admin(&db, &hasher, email, username, &password).await?;
     println!("admin {} created (id {})", user.username, user.id);
     Ok(())
+}
+
+async fn ledger_verify(config: Config) -> anyhow::Result<()> {
+    let db = open_db(&config).await?;
+    let problems = db.verify_ledger().await?;
+    if problems.is_empty() {
+        println!(
+            "ledger OK: every entry balanced, every asset sums to zero, balances match postings"
+        );
+        return Ok(());
+    }
+    for p in &problems {
+        println!("VIOLATION {p}");
+    }
+    anyhow::bail!("{} ledger invariant violation(s)", problems.len())
 }
 
 fn read_password() -> anyhow::Result<String> {

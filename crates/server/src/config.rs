@@ -34,6 +34,8 @@ pub struct Config {
     pub avatar: AvatarConfig,
     #[serde(default)]
     pub bootstrap: BootstrapConfig,
+    pub assets: Vec<AssetConfig>,
+    pub transfers: TransferConfig,
     pub log: LogConfig,
 }
 
@@ -110,6 +112,21 @@ impl std::fmt::Debug for StorageSection {
             )
             .finish()
     }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AssetConfig {
+    pub code: String,
+    pub scale: u8,
+    /// Decimal USD price of one whole unit.
+    pub usd_price: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TransferConfig {
+    pub min_usd: String,
+    pub max_usd: String,
+    pub daily_cap_usd: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -221,6 +238,8 @@ impl Config {
         {
             anyhow::bail!("invalid setting ETX_SECRET_KEY: must be at least 32 characters");
         }
+        crate::wallet::Assets::from_config(&self.assets)?;
+        crate::wallet::TransferLimits::from_config(&self.transfers)?;
         if self.env == RunEnv::Production && self.public_url.is_none() {
             anyhow::bail!("invalid setting ETX_PUBLIC_URL: required when ETX_ENV=production");
         }

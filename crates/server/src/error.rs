@@ -40,6 +40,10 @@ pub enum ApiError {
     },
     #[error("too many requests")]
     RateLimited { retry_after_secs: u64, limit: u32 },
+    #[error("insufficient funds")]
+    InsufficientFunds,
+    #[error("{0}")]
+    LimitExceeded(String),
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
@@ -111,6 +115,9 @@ impl ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::InsufficientFunds | ApiError::LimitExceeded(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -127,6 +134,8 @@ impl ApiError {
             ApiError::NotFound => "NOT_FOUND",
             ApiError::Conflict { .. } => "CONFLICT",
             ApiError::RateLimited { .. } => "RATE_LIMITED",
+            ApiError::InsufficientFunds => "INSUFFICIENT_FUNDS",
+            ApiError::LimitExceeded(_) => "LIMIT_EXCEEDED",
             ApiError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
             ApiError::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
             ApiError::CsrfMissing => "CSRF_TOKEN_MISSING",

@@ -14,6 +14,7 @@ pub mod startup;
 pub mod state;
 pub mod telemetry;
 pub mod views;
+pub mod wallet;
 pub mod web;
 
 pub use config::Config;

@@ -78,7 +78,11 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     };
     let hasher = hasher(&config)?;
     bootstrap_admin(&config, &db, &hasher).await?;
+    let assets = crate::wallet::Assets::from_config(&config.assets)?;
+    let transfer_limits = crate::wallet::TransferLimits::from_config(&config.transfers)?;
     Ok(AppState::new(Inner {
+        assets,
+        transfer_limits,
         config,
         db,
         hasher,

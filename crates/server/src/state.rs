@@ -22,6 +22,8 @@ pub struct Inner {
     pub limiter: RateLimiter,
     pub metrics: PrometheusHandle,
     pub started: Instant,
+    pub assets: crate::wallet::Assets,
+    pub transfer_limits: crate::wallet::TransferLimits,
 }
 
 impl AppState {

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod ops;
 pub mod users;
+pub mod wallet;
 
 use crate::state::AppState;
 use axum::Router;
@@ -19,6 +20,8 @@ use utoipa_axum::router::OpenApiRouter;
     tags(
         (name = "auth", description = "Registration, login, tokens and the current user"),
         (name = "users", description = "Profiles, avatars and user administration"),
+        (name = "wallet", description = "Balances and P2P transfers"),
+        (name = "admin", description = "Administration of money and users"),
         (name = "ops", description = "Configuration, health and metrics"),
     )
 )]
@@ -50,6 +53,7 @@ pub fn router(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) 
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(auth::router())
         .merge(users::router(state))
+        .merge(wallet::router())
         .merge(ops::router())
         .split_for_parts()
 }

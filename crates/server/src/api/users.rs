@@ -295,7 +295,7 @@ async fn update_user(
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "Not an admin, or CSRF failure", body = ErrorBody),
         (status = 404, description = "No such user", body = ErrorBody),
-        (status = 409, description = "Last active admin", body = ErrorBody),
+        (status = 409, description = "Last active admin, or the user holds funds", body = ErrorBody),
     ))]
 async fn delete_user(
     State(state): State<AppState>,
@@ -311,6 +311,12 @@ async fn delete_user(
     }
     let id = parse_id(&id)?;
     let user = state.db.user_by_id(&id).await?.ok_or(ApiError::NotFound)?;
+    if state.db.holds_funds(&id).await? {
+        return Err(ApiError::Conflict {
+            message: "this user still holds funds; move or adjust them to zero first".into(),
+            fields: Default::default(),
+        });
+    }
     match state.db.delete_user(&id).await? {
         None => Err(ApiError::NotFound),
         Some(false) => Err(ApiError::Conflict {

@@ -186,3 +186,42 @@ async fn logs_are_json_with_request_ids_and_never_contain_secrets() {
         assert!(!logs.contains(secret), "a secret leaked into the logs");
     }
 }
+
+#[tokio::test]
+async fn ledger_verify_passes_then_names_a_tampered_account() {
+    use crate::support::TestApp;
+    let app = TestApp::spawn().await;
+    let admin = app.user_with_role("auditor", "admin").await;
+    let user = app.register("tampered").await;
+    app.fund(&admin, &user, "USD", "10.00").await;
+    let run = || {
+        let mut c = etx(&app.data_dir);
+        if let Some(url) = &app.state.config.database_url {
+            c.env("DATABASE_URL", url);
+        }
+        c.args(["ledger", "verify"]).output().unwrap()
+    };
+    let out = run();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Edit a cached balance behind the ledger's back.
+    app.state
+        .db
+        .execute(
+            "UPDATE ledger_accounts SET balance = balance + 1 WHERE owner_id = $1",
+            [user.id.clone().into()],
+        )
+        .await
+        .unwrap();
+    let out = run();
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("account wallet:{}:USD", user.id)),
+        "{stdout}"
+    );
+}

@@ -10,4 +10,5 @@ mod cli;
 mod ops;
 mod s3;
 mod users;
+mod wallet;
 mod web;

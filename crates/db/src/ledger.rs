@@ -1,0 +1,423 @@
+//! Ledger accounts, journal entries and postings, plus the idempotency records of money POSTs.
+//! Every movement is applied inside a caller's write transaction: conditional balance updates in
+//! account-id order (so concurrent opposite movements cannot deadlock), then the postings.
+
+use crate::{Db, now_micros};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, FromQueryResult};
+
+pub const PLATFORM: &str = "";
+
+/// Deterministic account ids, so a movement never has to look an account up before locking it.
+pub fn account_id(owner: &str, kind: &str, asset: &str) -> String {
+    format!("{kind}:{owner}:{asset}")
+}
+
+pub struct Leg {
+    pub account_id: String,
+    pub amount: i64,
+}
+
+pub struct NewEntry<'a> {
+    pub id: &'a str,
+    pub kind: &'a str,
+    pub asset: &'a str,
+    pub memo: Option<&'a str>,
+    pub created_by: Option<&'a str>,
+    pub legs: Vec<Leg>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PostError {
+    #[error("insufficient funds")]
+    InsufficientFunds,
+    #[error("unbalanced entry")]
+    Unbalanced,
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+pub enum IdemClaim {
+    /// First use of the key: go ahead, then `finish_idempotency` in the same transaction.
+    New,
+    /// Seen before with the same request: answer with the stored response.
+    Replay { status: u16, response: String },
+    /// Seen before with a different request.
+    Mismatch,
+}
+
+#[derive(Debug, Clone, FromQueryResult)]
+pub struct TransactionRow {
+    pub id: String,
+    pub user_id: String,
+    pub kind: String,
+    pub direction: String,
+    pub asset: String,
+    pub amount: i64,
+    pub fee: i64,
+    pub status: String,
+    pub counterparty_id: Option<String>,
+    pub note: Option<String>,
+    pub entry_id: Option<String>,
+    pub created_at: i64,
+    pub counterparty_username: Option<String>,
+}
+
+pub struct NewTransaction<'a> {
+    pub id: &'a str,
+    pub user_id: &'a str,
+    pub kind: &'a str,
+    pub direction: &'a str,
+    pub asset: &'a str,
+    pub amount: i64,
+    pub status: &'a str,
+    pub counterparty_id: Option<&'a str>,
+    pub note: Option<&'a str>,
+    pub entry_id: Option<&'a str>,
+}
+
+impl Db {
+    /// Creates the account if it does not exist yet; safe under concurrency.
+    pub async fn ensure_account(
+        &self,
+        tx: &DatabaseTransaction,
+        owner: &str,
+        kind: &str,
+        asset: &str,
+        allow_negative: bool,
+    ) -> Result<String, DbErr> {
+        let id = account_id(owner, kind, asset);
+        let now = now_micros();
+        tx.execute_raw(self.stmt(
+            "INSERT INTO ledger_accounts (id, owner_id, kind, asset, balance, allow_negative, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, 0, $5, $6, $6) ON CONFLICT DO NOTHING",
+            [
+                id.clone().into(),
+                owner.into(),
+                kind.into(),
+                asset.into(),
+                allow_negative.into(),
+                now.into(),
+            ],
+        ))
+        .await?;
+        Ok(id)
+    }
+
+    /// Applies a balanced entry. Fails with `InsufficientFunds` if any account that may not go
+    /// negative would; the caller then rolls the transaction back.
+    pub async fn post_entry(
+        &self,
+        tx: &DatabaseTransaction,
+        e: NewEntry<'_>,
+    ) -> Result<(), PostError> {
+        let sum = e
+            .legs
+            .iter()
+            .try_fold(0i64, |acc, l| acc.checked_add(l.amount));
+        if sum != Some(0) || e.legs.len() < 2 || e.legs.iter().any(|l| l.amount == 0) {
+            return Err(PostError::Unbalanced);
+        }
+        let now = now_micros();
+        let mut legs = e.legs;
+        legs.sort_by(|a, b| a.account_id.cmp(&b.account_id));
+        for leg in &legs {
+            let n = tx
+                .execute_raw(self.stmt(
+                    "UPDATE ledger_accounts SET balance = balance + $2, updated_at = $3 \
+                     WHERE id = $1 AND (allow_negative OR balance + $2 >= 0)",
+                    [leg.account_id.clone().into(), leg.amount.into(), now.into()],
+                ))
+                .await?
+                .rows_affected();
+            if n != 1 {
+                return Err(PostError::InsufficientFunds);
+            }
+        }
+        tx.execute_raw(self.stmt(
+            "INSERT INTO journal_entries (id, kind, memo, created_by, created_at) VALUES ($1, $2, $3, $4, $5)",
+            [
+                e.id.into(),
+                e.kind.into(),
+                e.memo.map(str::to_string).into(),
+                e.created_by.map(str::to_string).into(),
+                now.into(),
+            ],
+        ))
+        .await?;
+        for leg in &legs {
+            tx.execute_raw(self.stmt(
+                "INSERT INTO postings (id, entry_id, account_id, asset, amount, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                [
+                    uuid::Uuid::now_v7().to_string().into(),
+                    e.id.into(),
+                    leg.account_id.clone().into(),
+                    e.asset.into(),
+                    leg.amount.into(),
+                    now.into(),
+                ],
+            ))
+            .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn insert_transaction(
+        &self,
+        tx: &DatabaseTransaction,
+        t: NewTransaction<'_>,
+    ) -> Result<(), DbErr> {
+        tx.execute_raw(self.stmt(
+            "INSERT INTO transactions (id, user_id, type, direction, asset, amount, fee, status, \
+             counterparty_id, note, entry_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $9, $10, $11)",
+            [
+                t.id.into(),
+                t.user_id.into(),
+                t.kind.into(),
+                t.direction.into(),
+                t.asset.into(),
+                t.amount.into(),
+                t.status.into(),
+                t.counterparty_id.map(str::to_string).into(),
+                t.note.map(str::to_string).into(),
+                t.entry_id.map(str::to_string).into(),
+                now_micros().into(),
+            ],
+        ))
+        .await
+        .map(|_| ())
+    }
+
+    /// Adds `cents` to the user's sent-today total unless that would pass `cap`; `false` when
+    /// the cap would be exceeded. One statement, so concurrent transfers cannot both slip under.
+    pub async fn add_transfer_usage(
+        &self,
+        tx: &DatabaseTransaction,
+        user_id: &str,
+        day: i64,
+        cents: i64,
+        cap: i64,
+    ) -> Result<bool, DbErr> {
+        if cents > cap {
+            return Ok(false);
+        }
+        let n = tx
+            .execute_raw(self.stmt(
+                "INSERT INTO transfer_usage (user_id, day, used_cents) VALUES ($1, $2, $3) \
+                 ON CONFLICT (user_id, day) DO UPDATE SET used_cents = transfer_usage.used_cents + excluded.used_cents \
+                 WHERE transfer_usage.used_cents + excluded.used_cents <= $4",
+                [user_id.into(), day.into(), cents.into(), cap.into()],
+            ))
+            .await?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    pub async fn claim_idempotency(
+        &self,
+        tx: &DatabaseTransaction,
+        user_id: &str,
+        key: &str,
+        scope: &str,
+        request_hash: &str,
+    ) -> Result<IdemClaim, DbErr> {
+        let n = tx
+            .execute_raw(self.stmt(
+                "INSERT INTO idempotency_keys (user_id, idem_key, scope, request_hash, status, response, created_at) \
+                 VALUES ($1, $2, $3, $4, 0, '', $5) ON CONFLICT DO NOTHING",
+                [user_id.into(), key.into(), scope.into(), request_hash.into(), now_micros().into()],
+            ))
+            .await?
+            .rows_affected();
+        if n == 1 {
+            return Ok(IdemClaim::New);
+        }
+        let row = tx
+            .query_one_raw(self.stmt(
+                "SELECT scope, request_hash, status, response FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2",
+                [user_id.into(), key.into()],
+            ))
+            .await?
+            .ok_or_else(|| DbErr::RecordNotFound("idempotency key vanished".into()))?;
+        let same = row.try_get::<String>("", "scope")? == scope
+            && row.try_get::<String>("", "request_hash")? == request_hash;
+        if !same {
+            return Ok(IdemClaim::Mismatch);
+        }
+        let status: i32 = row.try_get("", "status")?;
+        Ok(IdemClaim::Replay {
+            status: u16::try_from(status).unwrap_or(200),
+            response: row.try_get("", "response")?,
+        })
+    }
+
+    pub async fn finish_idempotency(
+        &self,
+        tx: &DatabaseTransaction,
+        user_id: &str,
+        key: &str,
+        status: u16,
+        response: &str,
+    ) -> Result<(), DbErr> {
+        tx.execute_raw(self.stmt(
+            "UPDATE idempotency_keys SET status = $3, response = $4 WHERE user_id = $1 AND idem_key = $2",
+            [user_id.into(), key.into(), i32::from(status).into(), response.into()],
+        ))
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn account_balance(&self, tx: &DatabaseTransaction, id: &str) -> Result<i64, DbErr> {
+        tx.query_one_raw(self.stmt(
+            "SELECT balance FROM ledger_accounts WHERE id = $1",
+            [id.into()],
+        ))
+        .await?
+        .map(|r| r.try_get_by_index::<i64>(0))
+        .transpose()
+        .map(|b| b.unwrap_or(0))
+    }
+
+    /// True when the user holds a non-zero balance of any asset.
+    pub async fn holds_funds(&self, user_id: &str) -> Result<bool, DbErr> {
+        Ok(self
+            .scalar_i64(
+                "SELECT COUNT(*) FROM ledger_accounts WHERE owner_id = $1 AND kind = 'wallet' AND balance <> 0",
+                vec![user_id.into()],
+            )
+            .await?
+            > 0)
+    }
+
+    /// Wallet balances of a user by asset (only assets that have an account).
+    pub async fn wallet_balances(&self, user_id: &str) -> Result<Vec<(String, i64, i64)>, DbErr> {
+        let rows = self
+            .conn()
+            .query_all_raw(self.stmt(
+                "SELECT asset, balance, updated_at FROM ledger_accounts WHERE owner_id = $1 AND kind = 'wallet'",
+                [user_id.into()],
+            ))
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("", "asset")?,
+                    r.try_get("", "balance")?,
+                    r.try_get("", "updated_at")?,
+                ))
+            })
+            .collect()
+    }
+
+    pub async fn user_transactions(
+        &self,
+        user_id: &str,
+        kind: Option<&str>,
+        skip: i64,
+        limit: i64,
+    ) -> Result<(Vec<TransactionRow>, i64), DbErr> {
+        let filter = if kind.is_some() {
+            "AND t.type = $2"
+        } else {
+            "AND $2 = $2"
+        };
+        let k = kind.unwrap_or("").to_string();
+        let total = self
+            .scalar_i64(
+                &format!("SELECT COUNT(*) FROM transactions t WHERE t.user_id = $1 {filter}"),
+                vec![user_id.into(), k.clone().into()],
+            )
+            .await?;
+        let rows = TransactionRow::find_by_statement(self.stmt(
+            &format!(
+                "SELECT t.id, t.user_id, t.type AS kind, t.direction, t.asset, t.amount, t.fee, t.status, \
+                 t.counterparty_id, t.note, t.entry_id, t.created_at, u.username AS counterparty_username \
+                 FROM transactions t LEFT JOIN users u ON u.id = t.counterparty_id \
+                 WHERE t.user_id = $1 {filter} ORDER BY t.created_at DESC, t.id DESC LIMIT $3 OFFSET $4"
+            ),
+            [user_id.into(), k.into(), limit.into(), skip.into()],
+        ))
+        .all(self.conn())
+        .await?;
+        Ok((rows, total))
+    }
+
+    /// Per asset: the sum of all postings (must be zero) and of all cached balances (must match).
+    pub async fn ledger_totals(&self) -> Result<Vec<(String, i64, i64)>, DbErr> {
+        let rows = self
+            .conn()
+            .query_all_raw(self.stmt(
+                "SELECT a.asset AS asset, \
+                 CAST(COALESCE((SELECT SUM(p.amount) FROM postings p WHERE p.asset = a.asset), 0) AS BIGINT) AS postings, \
+                 CAST(SUM(a.balance) AS BIGINT) AS balances \
+                 FROM ledger_accounts a GROUP BY a.asset ORDER BY a.asset",
+                [],
+            ))
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("", "asset")?,
+                    r.try_get("", "postings")?,
+                    r.try_get("", "balances")?,
+                ))
+            })
+            .collect()
+    }
+}
+
+impl Db {
+    /// Checks every ledger invariant and describes each violation found (empty: all hold).
+    /// Per asset all postings sum to zero; every entry has two or more postings summing to zero;
+    /// each cached balance equals its postings; no account that may not go negative is negative.
+    pub async fn verify_ledger(&self) -> Result<Vec<String>, DbErr> {
+        let mut problems = Vec::new();
+        let c = self.conn();
+        for r in c
+            .query_all_raw(self.stmt(
+                "SELECT asset, CAST(SUM(amount) AS BIGINT) AS s FROM postings GROUP BY asset HAVING SUM(amount) <> 0",
+                [],
+            ))
+            .await?
+        {
+            let (asset, s): (String, i64) = (r.try_get("", "asset")?, r.try_get("", "s")?);
+            problems.push(format!("asset {asset}: postings sum to {s}, not 0"));
+        }
+        for r in c
+            .query_all_raw(self.stmt(
+                "SELECT e.id AS id, COUNT(p.id) AS n, CAST(COALESCE(SUM(p.amount), 0) AS BIGINT) AS s \
+                 FROM journal_entries e LEFT JOIN postings p ON p.entry_id = e.id GROUP BY e.id \
+                 HAVING COUNT(p.id) < 2 OR COALESCE(SUM(p.amount), 0) <> 0",
+                [],
+            ))
+            .await?
+        {
+            let (id, n, s): (String, i64, i64) = (r.try_get("", "id")?, r.try_get("", "n")?, r.try_get("", "s")?);
+            problems.push(format!("entry {id}: {n} postings summing to {s}"));
+        }
+        for r in c
+            .query_all_raw(self.stmt(
+                "SELECT a.id AS id, a.balance AS balance, CAST(COALESCE(SUM(p.amount), 0) AS BIGINT) AS s \
+                 FROM ledger_accounts a LEFT JOIN postings p ON p.account_id = a.id \
+                 GROUP BY a.id, a.balance HAVING a.balance <> COALESCE(SUM(p.amount), 0)",
+                [],
+            ))
+            .await?
+        {
+            let (id, b, s): (String, i64, i64) = (r.try_get("", "id")?, r.try_get("", "balance")?, r.try_get("", "s")?);
+            problems.push(format!("account {id}: cached balance {b} but postings sum to {s}"));
+        }
+        for r in c
+            .query_all_raw(self.stmt(
+                "SELECT id, balance FROM ledger_accounts WHERE allow_negative = FALSE AND balance < 0",
+                [],
+            ))
+            .await?
+        {
+            let (id, b): (String, i64) = (r.try_get("", "id")?, r.try_get("", "balance")?);
+            problems.push(format!("account {id}: negative balance {b}"));
+        }
+        Ok(problems)
+    }
+}

@@ -1,0 +1,255 @@
+//! `/api/wallet/*`, `/api/transfers/*` and `/api/admin/wallets/adjust`: balances, P2P transfers
+//! and their history, and admin adjustments.
+
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{AppJson, AppQuery};
+use crate::session::Auth;
+use crate::state::AppState;
+use crate::views::rfc3339;
+use crate::wallet::{self, Outcome};
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use etx_domain::format_amount;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(balance))
+        .routes(routes!(p2p))
+        .routes(routes!(p2p_history))
+        .routes(routes!(admin_adjust))
+}
+
+impl IntoResponse for Outcome {
+    fn into_response(self) -> Response {
+        let mut r = (self.status, self.body).into_response();
+        let h = r.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if self.replayed {
+            h.insert("idempotent-replayed", HeaderValue::from_static("true"));
+        }
+        r
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Wallet {
+    /// Every supported asset, as a decimal string with the asset's scale.
+    #[schema(example = json!({"USD": "12.50", "BTC": "0.00000000"}))]
+    pub balances: BTreeMap<String, String>,
+    pub updated_at: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BalanceResponse {
+    pub wallet: Wallet,
+}
+
+/// Your balance in every supported asset.
+#[utoipa::path(get, path = "/api/wallet/balance", tag = "wallet",
+    responses(
+        (status = 200, description = "Balances", body = BalanceResponse),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+    ))]
+async fn balance(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<BalanceResponse>> {
+    let rows = state.db.wallet_balances(&auth.user.id).await?;
+    let mut balances = BTreeMap::new();
+    let mut updated = None::<i64>;
+    for a in state.assets.iter() {
+        let found = rows.iter().find(|(code, _, _)| *code == a.code);
+        if let Some((_, _, u)) = found {
+            updated = Some(updated.map_or(*u, |x| x.max(*u)));
+        }
+        balances.insert(
+            a.code.clone(),
+            format_amount(found.map_or(0, |(_, b, _)| *b), a.scale),
+        );
+    }
+    Ok(Json(BalanceResponse {
+        wallet: Wallet {
+            balances,
+            updated_at: updated.map(rfc3339),
+        },
+    }))
+}
+
+/// Body of a P2P transfer.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct P2pBody {
+    /// Username or email of an active, verified user.
+    recipient: String,
+    /// Decimal string (or number) with at most the asset's decimals.
+    #[schema(value_type = String, example = "25.00")]
+    amount: String,
+    #[schema(example = "USD")]
+    currency: String,
+    note: Option<String>,
+}
+
+/// Send money to another user. Requires an `Idempotency-Key` header: repeating the same request
+/// with the same key returns the first answer and moves nothing again.
+#[utoipa::path(post, path = "/api/transfers/p2p", tag = "wallet", request_body = P2pBody,
+    params(("Idempotency-Key" = String, Header, description = "Unique per intended transfer")),
+    responses(
+        (status = 201, description = "Transferred; body has the transfer and your new balance"),
+        (status = 400, description = "Missing Idempotency-Key or malformed JSON", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "CSRF token missing or invalid", body = ErrorBody),
+        (status = 409, description = "Key reused with a different body", body = ErrorBody),
+        (status = 422, description = "Invalid amount/currency/recipient, INSUFFICIENT_FUNDS or LIMIT_EXCEEDED", body = ErrorBody),
+    ))]
+async fn p2p(
+    State(state): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    AppJson(body): AppJson<serde_json::Value>,
+) -> ApiResult<Outcome> {
+    let key = wallet::idempotency_key(&headers)?;
+    if !body.is_object() {
+        return Err(ApiError::Validation {
+            message: "the body must be a JSON object".into(),
+            fields: Default::default(),
+        });
+    }
+    wallet::transfer_p2p(&state, &auth.user, &key, body).await
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    pub skip: Option<i64>,
+    /// At most 100 (default 20).
+    pub limit: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TransactionView {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `in` or `out`, seen from your side.
+    pub direction: String,
+    pub currency: String,
+    pub amount: String,
+    pub fee: String,
+    pub status: String,
+    pub counterparty: Option<Counterparty>,
+    pub note: Option<String>,
+    pub created_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Counterparty {
+    pub id: String,
+    pub username: Option<String>,
+}
+
+impl TransactionView {
+    pub fn new(state: &AppState, t: &etx_db::ledger::TransactionRow) -> Self {
+        let scale = state.assets.get(&t.asset).map_or(0, |a| a.scale);
+        TransactionView {
+            id: t.id.clone(),
+            kind: t.kind.clone(),
+            direction: t.direction.clone(),
+            currency: t.asset.clone(),
+            amount: format_amount(t.amount, scale),
+            fee: format_amount(t.fee, scale),
+            status: t.status.clone(),
+            counterparty: t.counterparty_id.as_ref().map(|id| Counterparty {
+                id: id.clone(),
+                username: t.counterparty_username.clone(),
+            }),
+            note: t.note.clone(),
+            created_at: rfc3339(t.created_at),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TransferHistory {
+    pub transfers: Vec<TransactionView>,
+    pub total: i64,
+    pub skip: i64,
+    pub limit: i64,
+}
+
+/// Your P2P transfers, sent and received, newest first.
+#[utoipa::path(get, path = "/api/transfers/p2p/history", tag = "wallet", params(PageQuery),
+    responses(
+        (status = 200, description = "A page of transfers", body = TransferHistory),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 422, description = "Bad paging parameters", body = ErrorBody),
+    ))]
+async fn p2p_history(
+    State(state): State<AppState>,
+    auth: Auth,
+    AppQuery(q): AppQuery<PageQuery>,
+) -> ApiResult<Json<TransferHistory>> {
+    let (skip, limit) = super::users::paging(q.skip, q.limit)?;
+    let (rows, total) = state
+        .db
+        .user_transactions(&auth.user.id, Some("p2p"), skip, limit)
+        .await?;
+    let transfers = rows
+        .iter()
+        .map(|t| TransactionView::new(&state, t))
+        .collect();
+    Ok(Json(TransferHistory {
+        transfers,
+        total,
+        skip,
+        limit,
+    }))
+}
+
+/// Body of an admin adjustment.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct AdjustBody {
+    user_id: String,
+    currency: String,
+    /// Signed decimal: positive credits, negative debits.
+    #[schema(value_type = String, example = "-5.00")]
+    amount: String,
+    /// Why; kept on the journal entry.
+    reason: String,
+}
+
+/// Credit or debit a user's balance (admin), posted against the platform equity account.
+/// Requires an `Idempotency-Key` header.
+#[utoipa::path(post, path = "/api/admin/wallets/adjust", tag = "admin", request_body = AdjustBody,
+    params(("Idempotency-Key" = String, Header, description = "Unique per intended adjustment")),
+    responses(
+        (status = 201, description = "Adjusted; body has the new balance"),
+        (status = 400, description = "Missing Idempotency-Key or malformed JSON", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Not an admin, or CSRF failure", body = ErrorBody),
+        (status = 409, description = "Key reused with a different body", body = ErrorBody),
+        (status = 422, description = "Invalid fields or INSUFFICIENT_FUNDS for a debit", body = ErrorBody),
+    ))]
+async fn admin_adjust(
+    State(state): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    AppJson(body): AppJson<serde_json::Value>,
+) -> ApiResult<Outcome> {
+    auth.require_admin()?;
+    let key = wallet::idempotency_key(&headers)?;
+    if !body.is_object() {
+        return Err(ApiError::Validation {
+            message: "the body must be a JSON object".into(),
+            fields: Default::default(),
+        });
+    }
+    wallet::adjust(&state, &auth.user, &key, body).await
+}

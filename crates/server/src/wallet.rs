@@ -1,0 +1,525 @@
+//! Money movements as the product defines them: P2P transfers and admin adjustments. Each runs
+//! in ONE write transaction — idempotency claim, conditional balance updates, entry, postings,
+//! history rows and the stored response — and is retried if the database reports a transient
+//! conflict, so a client never sees a deadlock.
+
+use crate::config::{AssetConfig, TransferConfig};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::views::rfc3339;
+use axum::http::StatusCode;
+use etx_db::DbErr;
+use etx_db::ledger::{IdemClaim, Leg, NewEntry, NewTransaction, PLATFORM, PostError, account_id};
+use etx_db::users::UserRow;
+use etx_domain::{AmountError, format_amount, parse_amount, parse_positive_amount};
+use serde::{Deserialize, Deserializer};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, Clone)]
+pub struct Asset {
+    pub code: String,
+    pub scale: u8,
+    /// USD cents per whole unit.
+    pub usd_price_cents: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Assets(Vec<Asset>);
+
+impl Assets {
+    pub fn from_config(list: &[AssetConfig]) -> anyhow::Result<Self> {
+        let mut out: Vec<Asset> = Vec::new();
+        for a in list {
+            let code = a.code.trim().to_ascii_uppercase();
+            if code.is_empty()
+                || code.len() > 10
+                || !code.bytes().all(|b| b.is_ascii_alphanumeric())
+            {
+                anyhow::bail!("invalid setting assets.code: {:?}", a.code);
+            }
+            if a.scale > 18 {
+                anyhow::bail!("invalid setting assets.scale for {code}: at most 18");
+            }
+            let price = parse_amount(&a.usd_price, 2)
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| anyhow::anyhow!("invalid setting assets.usd_price for {code}"))?;
+            if out.iter().any(|x| x.code == code) {
+                anyhow::bail!("invalid setting assets: {code} listed twice");
+            }
+            out.push(Asset {
+                code,
+                scale: a.scale,
+                usd_price_cents: price,
+            });
+        }
+        if out.is_empty() {
+            anyhow::bail!("invalid setting assets: at least one asset is required");
+        }
+        Ok(Assets(out))
+    }
+
+    pub fn get(&self, code: &str) -> Option<&Asset> {
+        self.0
+            .iter()
+            .find(|a| a.code.eq_ignore_ascii_case(code.trim()))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Asset> {
+        self.0.iter()
+    }
+
+    /// USD-equivalent in cents, rounded down; `None` on overflow.
+    pub fn usd_cents(asset: &Asset, minor: i64) -> Option<i64> {
+        let v = i128::from(minor) * i128::from(asset.usd_price_cents)
+            / 10i128.pow(u32::from(asset.scale));
+        i64::try_from(v).ok()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct TransferLimits {
+    pub min_cents: i64,
+    pub max_cents: i64,
+    pub daily_cap_cents: i64,
+}
+
+impl TransferLimits {
+    pub fn from_config(c: &TransferConfig) -> anyhow::Result<Self> {
+        let p = |v: &str, name: &str| {
+            parse_positive_amount(v, 2)
+                .map_err(|_| anyhow::anyhow!("invalid setting transfers.{name}"))
+        };
+        let l = TransferLimits {
+            min_cents: p(&c.min_usd, "min_usd")?,
+            max_cents: p(&c.max_usd, "max_usd")?,
+            daily_cap_cents: p(&c.daily_cap_usd, "daily_cap_usd")?,
+        };
+        if l.min_cents > l.max_cents {
+            anyhow::bail!("invalid setting transfers.min_usd: above max_usd");
+        }
+        Ok(l)
+    }
+}
+
+/// An amount given as a JSON string (`"12.50"`) or number (`12.5`), kept as its decimal text.
+#[derive(Debug, Clone)]
+pub struct AmountText(pub String);
+
+impl<'de> Deserialize<'de> for AmountText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Value::deserialize(d)? {
+            Value::String(s) => Ok(AmountText(s)),
+            Value::Number(n) => Ok(AmountText(n.to_string())),
+            _ => Err(serde::de::Error::custom(
+                "amount must be a decimal string or a number",
+            )),
+        }
+    }
+}
+
+pub fn amount_field(e: AmountError) -> ApiError {
+    ApiError::field("amount", &e.to_string())
+}
+
+/// `Idempotency-Key`: required on money POSTs, 1–255 visible ASCII characters.
+pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<String, ApiError> {
+    let v = headers
+        .get("idempotency-key")
+        .ok_or_else(|| ApiError::BadRequest("the Idempotency-Key header is required".into()))?;
+    let s = v
+        .to_str()
+        .map_err(|_| ApiError::BadRequest("Idempotency-Key must be visible ASCII".into()))?;
+    if s.is_empty() || s.len() > 255 || !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::BadRequest(
+            "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
+        ));
+    }
+    Ok(s.to_string())
+}
+
+pub fn request_hash(body: &Value) -> String {
+    hex::encode(Sha256::digest(body.to_string().as_bytes()))
+}
+
+/// The answer to a money POST: the status and JSON body, exactly as stored for replays.
+pub struct Outcome {
+    pub status: StatusCode,
+    pub body: String,
+    pub replayed: bool,
+}
+
+enum Failure {
+    Api(ApiError),
+    Db(DbErr),
+}
+
+impl From<DbErr> for Failure {
+    fn from(e: DbErr) -> Self {
+        Failure::Db(e)
+    }
+}
+
+impl From<ApiError> for Failure {
+    fn from(e: ApiError) -> Self {
+        Failure::Api(e)
+    }
+}
+
+impl From<PostError> for Failure {
+    fn from(e: PostError) -> Self {
+        match e {
+            PostError::InsufficientFunds => Failure::Api(ApiError::InsufficientFunds),
+            PostError::Unbalanced => {
+                Failure::Api(ApiError::Internal(anyhow::anyhow!("unbalanced entry")))
+            }
+            PostError::Db(d) => Failure::Db(d),
+        }
+    }
+}
+
+fn is_transient(e: &DbErr) -> bool {
+    let m = e.to_string();
+    m.contains("deadlock detected")
+        || m.contains("could not serialize")
+        || m.contains("database is locked")
+        || m.contains("database table is locked")
+}
+
+/// Runs one attempt of a movement; retries transient conflicts a few times with a short pause.
+async fn with_retry<F, Fut>(mut attempt: F) -> Result<Outcome, ApiError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Outcome, Failure>>,
+{
+    let mut tries = 0u32;
+    loop {
+        tries += 1;
+        match attempt().await {
+            Ok(o) => return Ok(o),
+            Err(Failure::Api(e)) => return Err(e),
+            Err(Failure::Db(e)) if is_transient(&e) && tries < 5 => {
+                tracing::warn!(tries, error = %e, "transient conflict; retrying the movement");
+                tokio::time::sleep(std::time::Duration::from_millis(5 * u64::from(tries))).await;
+            }
+            Err(Failure::Db(e)) => return Err(e.into()),
+        }
+    }
+}
+
+/// Returns early from a movement with the stored answer, or a 409, when the key was seen.
+async fn claim(
+    state: &AppState,
+    tx: &etx_db::DatabaseTransaction,
+    user_id: &str,
+    key: &str,
+    scope: &str,
+    hash: &str,
+) -> Result<Option<Outcome>, Failure> {
+    match state
+        .db
+        .claim_idempotency(tx, user_id, key, scope, hash)
+        .await?
+    {
+        IdemClaim::New => Ok(None),
+        IdemClaim::Replay { status, response } => Ok(Some(Outcome {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+            body: response,
+            replayed: true,
+        })),
+        IdemClaim::Mismatch => Err(ApiError::Conflict {
+            message: "this Idempotency-Key was already used with a different request".into(),
+            fields: Default::default(),
+        }
+        .into()),
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct P2pRequest {
+    pub recipient: String,
+    pub amount: AmountText,
+    pub currency: String,
+    pub note: Option<String>,
+}
+
+pub async fn transfer_p2p(
+    state: &AppState,
+    sender: &UserRow,
+    key: &str,
+    body: Value,
+) -> Result<Outcome, ApiError> {
+    let hash = request_hash(&body);
+    let req: P2pRequest = serde_json::from_value(body).map_err(|e| ApiError::Validation {
+        message: e.to_string(),
+        fields: Default::default(),
+    })?;
+    with_retry(|| p2p_attempt(state, sender, key, &hash, &req)).await
+}
+
+async fn p2p_attempt(
+    state: &AppState,
+    sender: &UserRow,
+    key: &str,
+    hash: &str,
+    req: &P2pRequest,
+) -> Result<Outcome, Failure> {
+    let db = &state.db;
+    let tx = db.begin_write().await?;
+    if let Some(replay) = claim(state, &tx, &sender.id, key, "p2p", hash).await? {
+        return Ok(replay);
+    }
+    let asset = state
+        .assets
+        .get(&req.currency)
+        .ok_or_else(|| ApiError::field("currency", "is not a supported asset"))?;
+    let amount = parse_positive_amount(req.amount.0.trim(), asset.scale).map_err(amount_field)?;
+    let note = req.note.as_deref().map(str::trim).filter(|n| !n.is_empty());
+    if note.is_some_and(|n| n.chars().count() > 280 || n.chars().any(char::is_control)) {
+        return Err(ApiError::field("note", "must be at most 280 printable characters").into());
+    }
+    let recipient = db
+        .user_by_login_in(&tx, &req.recipient)
+        .await?
+        .filter(|u| u.is_active && u.is_verified)
+        .ok_or_else(|| {
+            ApiError::field(
+                "recipient",
+                "no active, verified user has that username or email",
+            )
+        })?;
+    if recipient.id == sender.id {
+        return Err(ApiError::field("recipient", "you cannot send money to yourself").into());
+    }
+    let limits = state.transfer_limits;
+    let usd =
+        Assets::usd_cents(asset, amount).ok_or_else(|| amount_field(AmountError::Overflow))?;
+    if usd < limits.min_cents || usd > limits.max_cents {
+        return Err(ApiError::LimitExceeded(format!(
+            "a transfer must be worth between ${} and ${}",
+            format_amount(limits.min_cents, 2),
+            format_amount(limits.max_cents, 2)
+        ))
+        .into());
+    }
+    let from = db
+        .ensure_account(&tx, &sender.id, "wallet", &asset.code, false)
+        .await?;
+    let to = db
+        .ensure_account(&tx, &recipient.id, "wallet", &asset.code, false)
+        .await?;
+    let entry_id = uuid::Uuid::now_v7().to_string();
+    db.post_entry(
+        &tx,
+        NewEntry {
+            id: &entry_id,
+            kind: "p2p",
+            asset: &asset.code,
+            memo: note,
+            created_by: Some(&sender.id),
+            legs: vec![
+                Leg {
+                    account_id: from.clone(),
+                    amount: -amount,
+                },
+                Leg {
+                    account_id: to,
+                    amount,
+                },
+            ],
+        },
+    )
+    .await?;
+    let day = chrono::Utc::now().timestamp().div_euclid(86_400);
+    if !db
+        .add_transfer_usage(&tx, &sender.id, day, usd, limits.daily_cap_cents)
+        .await?
+    {
+        return Err(ApiError::LimitExceeded(format!(
+            "this transfer would pass your daily limit of ${}",
+            format_amount(limits.daily_cap_cents, 2)
+        ))
+        .into());
+    }
+    let out_id = uuid::Uuid::now_v7().to_string();
+    for (id, user, dir, other) in [
+        (out_id.clone(), &sender.id, "out", &recipient.id),
+        (
+            uuid::Uuid::now_v7().to_string(),
+            &recipient.id,
+            "in",
+            &sender.id,
+        ),
+    ] {
+        db.insert_transaction(
+            &tx,
+            NewTransaction {
+                id: &id,
+                user_id: user,
+                kind: "p2p",
+                direction: dir,
+                asset: &asset.code,
+                amount,
+                status: "completed",
+                counterparty_id: Some(other),
+                note,
+                entry_id: Some(&entry_id),
+            },
+        )
+        .await?;
+    }
+    let balance = db.account_balance(&tx, &from).await?;
+    let body = json!({
+        "transfer": {
+            "id": out_id,
+            "entry_id": entry_id,
+            "sender": {"id": sender.id, "username": sender.username},
+            "recipient": {"id": recipient.id, "username": recipient.username},
+            "amount": format_amount(amount, asset.scale),
+            "currency": asset.code,
+            "note": note,
+            "status": "completed",
+            "created_at": rfc3339(etx_db::now_micros()),
+        },
+        "balance": format_amount(balance, asset.scale),
+    })
+    .to_string();
+    db.finish_idempotency(&tx, &sender.id, key, 201, &body)
+        .await?;
+    tx.commit().await?;
+    tracing::info!(entry_id, sender = %sender.id, recipient = %recipient.id, asset = %asset.code, "p2p transfer");
+    Ok(Outcome {
+        status: StatusCode::CREATED,
+        body,
+        replayed: false,
+    })
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdjustRequest {
+    pub user_id: String,
+    pub currency: String,
+    /// Signed: positive credits the user, negative debits.
+    pub amount: AmountText,
+    pub reason: String,
+}
+
+/// Admin balance adjustment, posted against the platform equity account of the asset.
+pub async fn adjust(
+    state: &AppState,
+    admin: &UserRow,
+    key: &str,
+    body: Value,
+) -> Result<Outcome, ApiError> {
+    let hash = request_hash(&body);
+    let req: AdjustRequest = serde_json::from_value(body).map_err(|e| ApiError::Validation {
+        message: e.to_string(),
+        fields: Default::default(),
+    })?;
+    with_retry(|| adjust_attempt(state, admin, key, &hash, &req)).await
+}
+
+async fn adjust_attempt(
+    state: &AppState,
+    admin: &UserRow,
+    key: &str,
+    hash: &str,
+    req: &AdjustRequest,
+) -> Result<Outcome, Failure> {
+    let db = &state.db;
+    let tx = db.begin_write().await?;
+    if let Some(replay) = claim(state, &tx, &admin.id, key, "admin_adjust", hash).await? {
+        return Ok(replay);
+    }
+    let asset = state
+        .assets
+        .get(&req.currency)
+        .ok_or_else(|| ApiError::field("currency", "is not a supported asset"))?;
+    let amount = parse_amount(req.amount.0.trim(), asset.scale).map_err(amount_field)?;
+    if amount == 0 {
+        return Err(amount_field(AmountError::NotPositive).into());
+    }
+    let reason = req.reason.trim();
+    if reason.chars().count() < 3 || reason.chars().count() > 500 {
+        return Err(ApiError::field("reason", "must be 3 to 500 characters").into());
+    }
+    let user = match uuid::Uuid::parse_str(&req.user_id) {
+        Ok(id) => db.user_by_id_in(&tx, &id.to_string()).await?,
+        Err(_) => None,
+    }
+    .ok_or_else(|| ApiError::field("user_id", "no such user"))?;
+    let wallet = db
+        .ensure_account(&tx, &user.id, "wallet", &asset.code, false)
+        .await?;
+    let equity = db
+        .ensure_account(&tx, PLATFORM, "equity", &asset.code, true)
+        .await?;
+    let entry_id = uuid::Uuid::now_v7().to_string();
+    db.post_entry(
+        &tx,
+        NewEntry {
+            id: &entry_id,
+            kind: "adjustment",
+            asset: &asset.code,
+            memo: Some(reason),
+            created_by: Some(&admin.id),
+            legs: vec![
+                Leg {
+                    account_id: wallet.clone(),
+                    amount,
+                },
+                Leg {
+                    account_id: equity,
+                    amount: -amount,
+                },
+            ],
+        },
+    )
+    .await?;
+    let txn_id = uuid::Uuid::now_v7().to_string();
+    db.insert_transaction(
+        &tx,
+        NewTransaction {
+            id: &txn_id,
+            user_id: &user.id,
+            kind: "adjustment",
+            direction: if amount > 0 { "in" } else { "out" },
+            asset: &asset.code,
+            amount: amount.abs(),
+            status: "completed",
+            counterparty_id: None,
+            note: Some(reason),
+            entry_id: Some(&entry_id),
+        },
+    )
+    .await?;
+    let balance = db.account_balance(&tx, &wallet).await?;
+    let body = json!({
+        "adjustment": {
+            "id": txn_id,
+            "entry_id": entry_id,
+            "user_id": user.id,
+            "currency": asset.code,
+            "amount": format_amount(amount, asset.scale),
+            "reason": reason,
+            "balance": format_amount(balance, asset.scale),
+        }
+    })
+    .to_string();
+    db.finish_idempotency(&tx, &admin.id, key, 201, &body)
+        .await?;
+    tx.commit().await?;
+    tracing::info!(entry_id, actor = %admin.id, target = %user.id, asset = %asset.code, "balance adjusted by admin");
+    Ok(Outcome {
+        status: StatusCode::CREATED,
+        body,
+        replayed: false,
+    })
+}
+
+/// The ledger's own account id for a user's wallet, for tests and verification.
+pub fn wallet_account(user_id: &str, asset: &str) -> String {
+    account_id(user_id, "wallet", asset)
+}
