@@ -309,62 +309,6 @@ impl Db {
             })
             .collect()
     }
-
-    pub async fn user_transactions(
-        &self,
-        user_id: &str,
-        kind: Option<&str>,
-        skip: i64,
-        limit: i64,
-    ) -> Result<(Vec<TransactionRow>, i64), DbErr> {
-        let filter = if kind.is_some() {
-            "AND t.type = $2"
-        } else {
-            "AND $2 = $2"
-        };
-        let k = kind.unwrap_or("").to_string();
-        let total = self
-            .scalar_i64(
-                &format!("SELECT COUNT(*) FROM transactions t WHERE t.user_id = $1 {filter}"),
-                vec![user_id.into(), k.clone().into()],
-            )
-            .await?;
-        let rows = TransactionRow::find_by_statement(self.stmt(
-            &format!(
-                "SELECT t.id, t.user_id, t.type AS kind, t.direction, t.asset, t.amount, t.fee, t.status, \
-                 t.counterparty_id, t.note, t.entry_id, t.created_at, u.username AS counterparty_username \
-                 FROM transactions t LEFT JOIN users u ON u.id = t.counterparty_id \
-                 WHERE t.user_id = $1 {filter} ORDER BY t.created_at DESC, t.id DESC LIMIT $3 OFFSET $4"
-            ),
-            [user_id.into(), k.into(), limit.into(), skip.into()],
-        ))
-        .all(self.conn())
-        .await?;
-        Ok((rows, total))
-    }
-
-    /// Per asset: the sum of all postings (must be zero) and of all cached balances (must match).
-    pub async fn ledger_totals(&self) -> Result<Vec<(String, i64, i64)>, DbErr> {
-        let rows = self
-            .conn()
-            .query_all_raw(self.stmt(
-                "SELECT a.asset AS asset, \
-                 CAST(COALESCE((SELECT SUM(p.amount) FROM postings p WHERE p.asset = a.asset), 0) AS BIGINT) AS postings, \
-                 CAST(SUM(a.balance) AS BIGINT) AS balances \
-                 FROM ledger_accounts a GROUP BY a.asset ORDER BY a.asset",
-                [],
-            ))
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("", "asset")?,
-                    r.try_get("", "postings")?,
-                    r.try_get("", "balances")?,
-                ))
-            })
-            .collect()
-    }
 }
 
 impl Db {
@@ -419,5 +363,135 @@ impl Db {
             problems.push(format!("account {id}: negative balance {b}"));
         }
         Ok(problems)
+    }
+}
+
+/// Filters of a user's history. Times are Unix microseconds, `to` exclusive.
+#[derive(Debug, Clone, Default)]
+pub struct TxFilter {
+    pub kind: Option<String>,
+    pub asset: Option<String>,
+    pub status: Option<String>,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+/// Position after which the next keyset page starts (newest first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxCursor {
+    pub created_at: i64,
+    pub id: String,
+}
+
+#[derive(Debug, Clone, FromQueryResult)]
+pub struct TxSummaryRow {
+    pub kind: String,
+    pub asset: String,
+    pub direction: String,
+    pub n: i64,
+    pub total: i64,
+}
+
+const TX_COLUMNS: &str = "t.id, t.user_id, t.type AS kind, t.direction, t.asset, t.amount, t.fee, \
+    t.status, t.counterparty_id, t.note, t.entry_id, t.created_at, u.username AS counterparty_username";
+
+impl Db {
+    fn tx_where(user_id: &str, f: &TxFilter) -> (String, Vec<sea_orm::Value>) {
+        let mut clauses = vec!["t.user_id = $1".to_string()];
+        let mut vals: Vec<sea_orm::Value> = vec![user_id.into()];
+        let mut add = |sql: &str, v: sea_orm::Value, vals: &mut Vec<sea_orm::Value>| {
+            vals.push(v);
+            clauses.push(sql.replace('?', &format!("${}", vals.len())));
+        };
+        if let Some(k) = &f.kind {
+            add("t.type = ?", k.clone().into(), &mut vals);
+        }
+        if let Some(a) = &f.asset {
+            add("t.asset = ?", a.clone().into(), &mut vals);
+        }
+        if let Some(s) = &f.status {
+            add("t.status = ?", s.clone().into(), &mut vals);
+        }
+        if let Some(from) = f.from {
+            add("t.created_at >= ?", from.into(), &mut vals);
+        }
+        if let Some(to) = f.to {
+            add("t.created_at < ?", to.into(), &mut vals);
+        }
+        (clauses.join(" AND "), vals)
+    }
+
+    pub async fn count_transactions(&self, user_id: &str, f: &TxFilter) -> Result<i64, DbErr> {
+        let (w, vals) = Self::tx_where(user_id, f);
+        self.scalar_i64(
+            &format!("SELECT COUNT(*) FROM transactions t WHERE {w}"),
+            vals,
+        )
+        .await
+    }
+
+    /// A page of history, newest first: after `cursor` when given (keyset, any depth at the
+    /// same cost), else at `skip`.
+    pub async fn list_transactions(
+        &self,
+        user_id: &str,
+        f: &TxFilter,
+        cursor: Option<&TxCursor>,
+        skip: i64,
+        limit: i64,
+    ) -> Result<Vec<TransactionRow>, DbErr> {
+        let (mut w, mut vals) = Self::tx_where(user_id, f);
+        let mut offset = skip;
+        if let Some(c) = cursor {
+            vals.push(c.created_at.into());
+            let a = vals.len();
+            vals.push(c.id.clone().into());
+            let b = vals.len();
+            w.push_str(&format!(
+                " AND (t.created_at < ${a} OR (t.created_at = ${a} AND t.id < ${b}))"
+            ));
+            offset = 0;
+        }
+        vals.push(limit.into());
+        let l = vals.len();
+        vals.push(offset.into());
+        let o = vals.len();
+        let sql = format!(
+            "SELECT {TX_COLUMNS} FROM transactions t LEFT JOIN users u ON u.id = t.counterparty_id \
+             WHERE {w} ORDER BY t.created_at DESC, t.id DESC LIMIT ${l} OFFSET ${o}"
+        );
+        TransactionRow::find_by_statement(self.stmt(&sql, vals))
+            .all(self.conn())
+            .await
+    }
+
+    pub async fn transaction_of_user(
+        &self,
+        user_id: &str,
+        id: &str,
+    ) -> Result<Option<TransactionRow>, DbErr> {
+        let sql = format!(
+            "SELECT {TX_COLUMNS} FROM transactions t LEFT JOIN users u ON u.id = t.counterparty_id \
+             WHERE t.user_id = $1 AND t.id = $2"
+        );
+        TransactionRow::find_by_statement(self.stmt(&sql, [user_id.into(), id.into()]))
+            .one(self.conn())
+            .await
+    }
+
+    pub async fn transaction_summary(
+        &self,
+        user_id: &str,
+        f: &TxFilter,
+    ) -> Result<Vec<TxSummaryRow>, DbErr> {
+        let (w, vals) = Self::tx_where(user_id, f);
+        let sql = format!(
+            "SELECT t.type AS kind, t.asset AS asset, t.direction AS direction, COUNT(*) AS n, \
+             CAST(SUM(t.amount) AS BIGINT) AS total FROM transactions t WHERE {w} \
+             GROUP BY t.type, t.asset, t.direction ORDER BY t.type, t.asset, t.direction"
+        );
+        TxSummaryRow::find_by_statement(self.stmt(&sql, vals))
+            .all(self.conn())
+            .await
     }
 }

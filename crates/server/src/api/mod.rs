@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod ops;
+pub mod transactions;
 pub mod users;
 pub mod wallet;
 
@@ -21,6 +22,7 @@ use utoipa_axum::router::OpenApiRouter;
         (name = "auth", description = "Registration, login, tokens and the current user"),
         (name = "users", description = "Profiles, avatars and user administration"),
         (name = "wallet", description = "Balances and P2P transfers"),
+        (name = "transactions", description = "History, summary and export"),
         (name = "admin", description = "Administration of money and users"),
         (name = "ops", description = "Configuration, health and metrics"),
     )
@@ -54,6 +56,7 @@ pub fn router(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) 
         .merge(auth::router())
         .merge(users::router(state))
         .merge(wallet::router())
+        .merge(transactions::router())
         .merge(ops::router())
         .split_for_parts()
 }

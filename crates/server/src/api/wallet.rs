@@ -196,9 +196,14 @@ async fn p2p_history(
     AppQuery(q): AppQuery<PageQuery>,
 ) -> ApiResult<Json<TransferHistory>> {
     let (skip, limit) = super::users::paging(q.skip, q.limit)?;
-    let (rows, total) = state
+    let filter = etx_db::ledger::TxFilter {
+        kind: Some("p2p".into()),
+        ..Default::default()
+    };
+    let total = state.db.count_transactions(&auth.user.id, &filter).await?;
+    let rows = state
         .db
-        .user_transactions(&auth.user.id, Some("p2p"), skip, limit)
+        .list_transactions(&auth.user.id, &filter, None, skip, limit)
         .await?;
     let transfers = rows
         .iter()

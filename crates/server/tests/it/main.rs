@@ -9,6 +9,7 @@ mod avatar;
 mod cli;
 mod ops;
 mod s3;
+mod transactions;
 mod users;
 mod wallet;
 mod web;

@@ -1,0 +1,250 @@
+//! Transaction history: filters, offset and keyset paging, detail, summary, export, rate limit.
+
+use crate::support::*;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::collections::HashSet;
+
+async fn history_fixture(app: &TestApp) -> (TestUser, TestUser) {
+    let admin = app.user_with_role("treasurer", "admin").await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    app.verify(&alice).await;
+    app.verify(&bob).await;
+    app.fund(&admin, &alice, "USD", "1000").await;
+    app.fund(&admin, &alice, "BTC", "1").await;
+    for i in 0..12 {
+        let note = if i == 0 {
+            "=HYPERLINK(\"http://evil\")".to_string()
+        } else {
+            format!("n{i}")
+        };
+        let body = json!({"recipient": "bob", "amount": format!("{}.00", i + 1), "currency": "USD", "note": note});
+        let r = app
+            .money_post(
+                "/api/transfers/p2p",
+                Some(&format!("h{i}")),
+                body,
+                &alice.token,
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    let r = app
+        .money_post(
+            "/api/transfers/p2p",
+            Some("btc"),
+            json!({"recipient": "bob", "amount": "0.001", "currency": "BTC"}),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    (alice, bob)
+}
+
+#[tokio::test]
+async fn list_filters_pages_and_cursors() {
+    let app = TestApp::spawn().await;
+    let (alice, bob) = history_fixture(&app).await;
+    let get = |q: &str| {
+        let path = format!("/api/transactions{q}");
+        let (app, token) = (&app, alice.token.clone());
+        async move { app.get(&path, Some(&token)).await }
+    };
+    let all: Value = get("").await.json().await.unwrap();
+    assert_eq!(all["total"], 15, "2 adjustments + 13 transfers");
+    let p2p: Value = get("?type=p2p&currency=usd&limit=5")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            p2p["total"].as_i64(),
+            p2p["transactions"].as_array().unwrap().len()
+        ),
+        (Some(12), 5)
+    );
+    assert_eq!(p2p["transactions"][0]["amount"], "12.00", "newest first");
+    let btc: Value = get("?currency=BTC&type=p2p").await.json().await.unwrap();
+    assert_eq!(btc["transactions"][0]["amount"], "0.00100000");
+    let skipped: Value = get("?type=p2p&skip=10&limit=5").await.json().await.unwrap();
+    assert_eq!(skipped["transactions"].as_array().unwrap().len(), 3);
+    // Keyset paging visits every row exactly once.
+    let mut seen = HashSet::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let q = match &cursor {
+            Some(c) => format!("?limit=4&cursor={c}"),
+            None => "?limit=4".into(),
+        };
+        let page: Value = get(&q).await.json().await.unwrap();
+        for t in page["transactions"].as_array().unwrap() {
+            assert!(
+                seen.insert(t["id"].as_str().unwrap().to_string()),
+                "duplicate across pages"
+            );
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 15);
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let dated: Value = get(&format!("?from={today}&to={today}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(dated["total"], 15);
+    let future: Value = get("?from=2999-01-01").await.json().await.unwrap();
+    assert_eq!(future["total"], 0);
+    for bad in [
+        "?limit=0",
+        "?limit=x",
+        "?cursor=nope",
+        "?from=yesterday",
+        "?currency=DOGE",
+        "?type=p2p';--",
+        "?from=2026-02-02&to=2026-02-01",
+    ] {
+        let (s, c, b) = error_code(get(bad).await).await;
+        assert_eq!(
+            (s, c.as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR"),
+            "{bad}: {b}"
+        );
+    }
+    // Detail: your own, never someone else's.
+    let id = all["transactions"][0]["id"].as_str().unwrap();
+    assert_eq!(
+        app.get(&format!("/api/transactions/{id}"), Some(&alice.token))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.get(&format!("/api/transactions/{id}"), Some(&bob.token))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get("/api/transactions/not-a-uuid", Some(&bob.token))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    let s: Value = app
+        .get("/api/transactions/summary", Some(&bob.token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let usd = s["summary"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["type"] == "p2p" && l["currency"] == "USD")
+        .unwrap();
+    assert_eq!(
+        (
+            usd["count"].as_i64(),
+            usd["total_in"].as_str(),
+            usd["total_out"].as_str()
+        ),
+        (Some(12), Some("78.00"), Some("0.00"))
+    );
+}
+
+#[tokio::test]
+async fn export_streams_csv_and_json_safely() {
+    let app = TestApp::spawn().await;
+    let (alice, _bob) = history_fixture(&app).await;
+    let r = app
+        .get(
+            "/api/transactions/export?format=csv&type=p2p",
+            Some(&alice.token),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
+    let cd = r.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        cd.starts_with("attachment; filename=\"transactions-") && cd.ends_with(".csv\""),
+        "{cd}"
+    );
+    let csv = r.text().await.unwrap();
+    let lines: Vec<&str> = csv.trim_end().split("\r\n").collect();
+    assert_eq!(
+        lines[0],
+        "id,created_at,type,direction,currency,amount,fee,status,counterparty,note"
+    );
+    assert_eq!(lines.len(), 14, "header + 13 transfers");
+    assert!(
+        csv.contains("\"'=HYPERLINK(\"\"http://evil\"\")\""),
+        "formula neutralised: {csv}"
+    );
+    assert!(!csv.contains(",=HYPERLINK"));
+    let r = app
+        .client
+        .post(app.url("/api/transactions/export"))
+        .bearer_auth(&alice.token)
+        .json(&json!({"format": "json", "currency": "BTC"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .ends_with(".json\"")
+    );
+    let items: Vec<Value> = r.json().await.unwrap();
+    assert_eq!(items.len(), 2, "the BTC funding and the BTC transfer");
+    let (s, _, _) = error_code(
+        app.get("/api/transactions/export?format=xlsx", Some(&alice.token))
+            .await,
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    // Large enough to span several internal pages.
+    let admin = app.user_with_role("bulk_admin", "admin").await;
+    for i in 0..30 {
+        app.fund(&admin, &alice, "USD", &format!("{}", i + 1)).await;
+    }
+    let csv = app
+        .get("/api/transactions/export?format=csv", Some(&alice.token))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(csv.trim_end().split("\r\n").count(), 1 + 15 + 30);
+}
+
+#[tokio::test]
+async fn transactions_are_rate_limited_per_user() {
+    let app = TestApp::spawn_with(|c| c.rate_limit.transactions_per_user_per_minute = 3).await;
+    let a = app.register("limited").await;
+    let b = app.register("other").await;
+    for left in [2, 1, 0] {
+        let r = app.get("/api/transactions", Some(&a.token)).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(
+            r.headers()["x-ratelimit-remaining"],
+            left.to_string().as_str()
+        );
+    }
+    let r = app.get("/api/transactions/summary", Some(&a.token)).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(
+        app.get("/api/transactions", Some(&b.token)).await.status(),
+        StatusCode::OK,
+        "budgets are per user"
+    );
+}
