@@ -7,6 +7,8 @@ mod support;
 mod auth;
 mod avatar;
 mod cli;
+mod crash;
+mod model;
 mod ops;
 mod s3;
 mod transactions;
