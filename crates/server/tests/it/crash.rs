@@ -130,10 +130,10 @@ async fn sigkill_mid_load_loses_no_acknowledged_transfer() {
                     .send()
                     .await;
                 let Ok(r) = r else { break };
-                if r.status() == StatusCode::CREATED {
-                    if let Ok(b) = r.json::<Value>().await {
-                        acked.push(b["transfer"]["entry_id"].as_str().unwrap().to_string());
-                    }
+                if r.status() == StatusCode::CREATED
+                    && let Ok(b) = r.json::<Value>().await
+                {
+                    acked.push(b["transfer"]["entry_id"].as_str().unwrap().to_string());
                 }
             }
             acked
