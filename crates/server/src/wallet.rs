@@ -519,6 +519,30 @@ async fn adjust_attempt(
     })
 }
 
+/// Every configured asset with the user's balance as a decimal string, and when any changed last.
+pub async fn balance_list(
+    state: &AppState,
+    user_id: &str,
+) -> Result<(Vec<(String, String)>, Option<i64>), DbErr> {
+    let rows = state.db.wallet_balances(user_id).await?;
+    let mut updated = None::<i64>;
+    let list = state
+        .assets
+        .iter()
+        .map(|a| {
+            let found = rows.iter().find(|(code, _, _)| *code == a.code);
+            if let Some((_, _, u)) = found {
+                updated = Some(updated.map_or(*u, |x: i64| x.max(*u)));
+            }
+            (
+                a.code.clone(),
+                format_amount(found.map_or(0, |(_, b, _)| *b), a.scale),
+            )
+        })
+        .collect();
+    Ok((list, updated))
+}
+
 /// The ledger's own account id for a user's wallet, for tests and verification.
 pub fn wallet_account(user_id: &str, asset: &str) -> String {
     account_id(user_id, "wallet", asset)

@@ -35,3 +35,30 @@
     });
   });
 })();
+
+// Recipient lookup as you type: fills the input's <datalist> from /api/users/search.
+document.addEventListener("DOMContentLoaded", function () {
+  "use strict";
+  document.querySelectorAll("input[data-lookup]").forEach(function (input) {
+    var list = document.getElementById(input.getAttribute("data-lookup"));
+    var timer = null;
+    input.addEventListener("input", function () {
+      clearTimeout(timer);
+      var q = input.value.trim();
+      if (q.length < 2 || !list) return;
+      timer = setTimeout(function () {
+        fetch("/api/users/search?q=" + encodeURIComponent(q), { credentials: "same-origin" })
+          .then(function (r) { return r.ok ? r.json() : { users: [] }; })
+          .then(function (b) {
+            list.replaceChildren();
+            b.users.forEach(function (u) {
+              var o = document.createElement("option");
+              o.value = u.username;
+              list.appendChild(o);
+            });
+          })
+          .catch(function () { /* lookup is a convenience; typing still works */ });
+      }, 200);
+    });
+  });
+});

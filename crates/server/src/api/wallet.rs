@@ -61,19 +61,8 @@ pub struct BalanceResponse {
         (status = 401, description = "Not signed in", body = ErrorBody),
     ))]
 async fn balance(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<BalanceResponse>> {
-    let rows = state.db.wallet_balances(&auth.user.id).await?;
-    let mut balances = BTreeMap::new();
-    let mut updated = None::<i64>;
-    for a in state.assets.iter() {
-        let found = rows.iter().find(|(code, _, _)| *code == a.code);
-        if let Some((_, _, u)) = found {
-            updated = Some(updated.map_or(*u, |x| x.max(*u)));
-        }
-        balances.insert(
-            a.code.clone(),
-            format_amount(found.map_or(0, |(_, b, _)| *b), a.scale),
-        );
-    }
+    let (list, updated) = wallet::balance_list(&state, &auth.user.id).await?;
+    let balances = list.into_iter().collect();
     Ok(Json(BalanceResponse {
         wallet: Wallet {
             balances,

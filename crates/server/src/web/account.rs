@@ -22,6 +22,8 @@ pub struct HomePage {
     layout: Layout,
     user: UserView,
     initial: String,
+    balances: Vec<(String, String)>,
+    recent: Vec<crate::api::wallet::TransactionView>,
 }
 
 fn initial(u: &UserView) -> String {
@@ -34,11 +36,11 @@ fn initial(u: &UserView) -> String {
 
 #[derive(Deserialize, Default)]
 pub struct NoticeQuery {
-    msg: Option<String>,
+    pub(super) msg: Option<String>,
 }
 
 /// Fixed notices chosen by key, so nothing from the URL is ever echoed into the page.
-fn notice(q: &NoticeQuery) -> Option<&'static str> {
+pub(super) fn notice(q: &NoticeQuery) -> Option<&'static str> {
     match q.msg.as_deref()? {
         "welcome" => Some("Welcome to ETX Processor! Your account is ready."),
         "saved" => Some("Your profile was saved."),
@@ -46,19 +48,36 @@ fn notice(q: &NoticeQuery) -> Option<&'static str> {
         "avatar-removed" => Some("Your avatar was removed."),
         "password" => Some("Your password was changed. Other sessions were signed out."),
         "logged-out" => Some("You have been logged out."),
+        "sent" => Some("Money sent."),
         _ => None,
     }
 }
 
-pub async fn view_home_get(u: WebUser, Query(q): Query<NoticeQuery>) -> HomePage {
+pub async fn view_home_get(
+    State(state): State<AppState>,
+    u: WebUser,
+    Query(q): Query<NoticeQuery>,
+) -> Response {
     let user = UserView::from(&u.auth.user);
+    let loaded = async {
+        let (balances, _) = crate::wallet::balance_list(&state, &u.auth.user.id).await?;
+        let recent = super::wallet::recent(&state, &u.auth.user.id, None, 5).await?;
+        Ok::<_, etx_db::DbErr>((balances, recent))
+    };
+    let (balances, recent) = match loaded.await {
+        Ok(v) => v,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
     let mut layout = Layout::new(Some(UserView::from(&u.auth.user)), u.csrf, "home");
     layout.notice = notice(&q);
     HomePage {
         initial: initial(&user),
         layout,
         user,
+        balances,
+        recent,
     }
+    .into_response()
 }
 
 #[derive(Template, WebTemplate)]

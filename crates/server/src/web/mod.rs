@@ -3,6 +3,7 @@
 
 mod account;
 mod assets;
+mod wallet;
 
 use crate::accounts;
 use crate::cookies;
@@ -42,6 +43,9 @@ pub fn router(state: &AppState) -> Router<AppState> {
             post(account::view_avatar_delete_post),
         )
         .route("/profile/password", post(account::view_password_post))
+        .route("/wallet", get(wallet::view_wallet_get))
+        .route("/wallet/transfer", post(wallet::view_transfer_post))
+        .route("/transactions", get(wallet::view_transactions_get))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             refresh_on_navigation,

@@ -218,3 +218,138 @@ async fn static_assets_and_unknown_pages() {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert!(r.text().await.unwrap().contains("Page not found"));
 }
+
+fn hidden(html: &str, name: &str) -> String {
+    let needle = format!("name=\"{name}\" value=\"");
+    let i = html.find(&needle).expect("hidden field present") + needle.len();
+    html[i..].split('"').next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn wallet_page_sends_once_per_form_and_lists_history() {
+    let app = TestApp::spawn().await;
+    let admin = app.user_with_role("bank", "admin").await;
+    let alice = app.register("wall_alice").await;
+    let bob = app.register("wall_bob").await;
+    app.verify(&alice).await;
+    app.verify(&bob).await;
+    app.fund(&admin, &alice, "USD", "50").await;
+    let b = browser();
+    let login = b
+        .get(at(&app, "/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = csrf_of(&login);
+    b.post(at(&app, "/login"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("login", "wall_alice"),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let home = b
+        .get(at(&app, "/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        home.contains("50.00") && home.contains("adjustment"),
+        "home shows balances and recent activity"
+    );
+    let page = b
+        .get(at(&app, "/wallet"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = csrf_of(&page);
+    let key = hidden(&page, "idempotency_key");
+    let form = [
+        ("csrf_token", csrf.as_str()),
+        ("idempotency_key", key.as_str()),
+        ("recipient", "wall_bob"),
+        ("amount", "12.34"),
+        ("currency", "USD"),
+        ("note", "<b>rent</b>"),
+    ];
+    let r = b
+        .post(at(&app, "/wallet/transfer"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("Money sent.") && html.contains("37.66"),
+        "{html}"
+    );
+    assert!(
+        html.contains("rent") && !html.contains("<b>rent</b>"),
+        "notes are escaped"
+    );
+    // Submitting the same rendered form again (double click, back button) sends nothing more.
+    b.post(at(&app, "/wallet/transfer"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(app.balances(&bob).await["USD"], "12.34");
+    // Errors are shown on the page and move nothing.
+    let page = b
+        .get(at(&app, "/wallet"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let key = hidden(&page, "idempotency_key");
+    let r = b
+        .post(at(&app, "/wallet/transfer"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("idempotency_key", key.as_str()),
+            ("recipient", "wall_bob"),
+            ("amount", "500"),
+            ("currency", "USD"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().await.unwrap().contains("insufficient funds"));
+    let tx = b
+        .get(at(&app, "/transactions?type=p2p"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        tx.contains("wall_bob")
+            && tx.contains("1 matching")
+            && tx.contains("format=csv&amp;type=p2p"),
+        "{tx}"
+    );
+    let csv = b
+        .get(at(&app, "/api/transactions/export?format=csv&type=p2p"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(csv.trim_end().split("\r\n").count(), 2);
+}

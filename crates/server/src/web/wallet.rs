@@ -1,0 +1,284 @@
+//! Wallet and transaction pages: balances, the send-money form (each render carries a fresh
+//! idempotency key, so a double-submitted form sends once) and the filtered history.
+
+use super::account::{NoticeQuery, notice};
+use super::{Layout, WebUser, check_form_csrf};
+use crate::api::wallet::TransactionView;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::views::UserView;
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use etx_db::ledger::TxFilter;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+pub async fn recent(
+    state: &AppState,
+    user_id: &str,
+    filter: Option<&TxFilter>,
+    n: i64,
+) -> Result<Vec<TransactionView>, etx_db::DbErr> {
+    let f = filter.cloned().unwrap_or_default();
+    let rows = state.db.list_transactions(user_id, &f, None, 0, n).await?;
+    Ok(rows
+        .iter()
+        .map(|t| TransactionView::new(state, t))
+        .collect())
+}
+
+#[derive(Deserialize, Default)]
+pub struct TransferForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    idempotency_key: String,
+    #[serde(default)]
+    recipient: String,
+    #[serde(default)]
+    amount: String,
+    #[serde(default)]
+    currency: String,
+    #[serde(default)]
+    note: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "wallet.html")]
+pub struct WalletPage {
+    layout: Layout,
+    balances: Vec<(String, String)>,
+    recent: Vec<TransactionView>,
+    idempotency_key: String,
+    form: TransferForm,
+    error: Option<String>,
+    field_errors: BTreeMap<String, String>,
+}
+
+async fn wallet_page(
+    state: &AppState,
+    u: &WebUser,
+    form: TransferForm,
+    error: Option<ApiError>,
+    notice_text: Option<&'static str>,
+) -> Response {
+    let p2p = TxFilter {
+        kind: Some("p2p".into()),
+        ..Default::default()
+    };
+    let loaded = async {
+        let (balances, _) = crate::wallet::balance_list(state, &u.auth.user.id).await?;
+        Ok::<_, etx_db::DbErr>((
+            balances,
+            recent(state, &u.auth.user.id, Some(&p2p), 10).await?,
+        ))
+    };
+    let (balances, recent) = match loaded.await {
+        Ok(v) => v,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let status = error
+        .as_ref()
+        .map_or(axum::http::StatusCode::OK, ApiError::status);
+    let (message, field_errors) = match error {
+        None => (None, BTreeMap::new()),
+        Some(ApiError::Validation { message, fields }) => (
+            Some(if fields.is_empty() {
+                message
+            } else {
+                "Please correct the marked fields.".into()
+            }),
+            fields,
+        ),
+        Some(ApiError::CsrfMissing | ApiError::CsrfInvalid) => (
+            Some("Your form expired; please try again.".into()),
+            BTreeMap::new(),
+        ),
+        Some(ApiError::Internal(_)) => (
+            Some("Something went wrong; nothing was sent.".into()),
+            BTreeMap::new(),
+        ),
+        Some(other) => (Some(other.public_message()), BTreeMap::new()),
+    };
+    let mut form = form;
+    if form.currency.is_empty() {
+        form.currency = "USD".into();
+    }
+    let mut layout = Layout::new(Some(UserView::from(&u.auth.user)), u.csrf.clone(), "wallet");
+    layout.notice = notice_text;
+    let page = WalletPage {
+        layout,
+        balances,
+        recent,
+        idempotency_key: uuid::Uuid::now_v7().to_string(),
+        form,
+        error: message,
+        field_errors,
+    };
+    (status, page).into_response()
+}
+
+pub async fn view_wallet_get(
+    State(state): State<AppState>,
+    u: WebUser,
+    Query(q): Query<NoticeQuery>,
+) -> Response {
+    wallet_page(&state, &u, TransferForm::default(), None, notice(&q)).await
+}
+
+pub async fn view_transfer_post(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    u: WebUser,
+    Form(f): Form<TransferForm>,
+) -> Response {
+    if let Err(e) = check_form_csrf(&headers, &f.csrf_token) {
+        return wallet_page(&state, &u, f, Some(e), None).await;
+    }
+    let key = if f.idempotency_key.is_empty() {
+        uuid::Uuid::now_v7().to_string()
+    } else {
+        f.idempotency_key.clone()
+    };
+    let mut body =
+        serde_json::json!({"recipient": f.recipient, "amount": f.amount, "currency": f.currency});
+    if !f.note.trim().is_empty() {
+        body["note"] = serde_json::Value::String(f.note.clone());
+    }
+    match crate::wallet::transfer_p2p(&state, &u.auth.user, &key, body).await {
+        Ok(_) => Redirect::to("/wallet?msg=sent").into_response(),
+        Err(e) => wallet_page(&state, &u, f, Some(e), None).await,
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub struct TxPageQuery {
+    #[serde(default, rename = "type")]
+    kind: String,
+    #[serde(default)]
+    currency: String,
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    to: String,
+    #[serde(default)]
+    skip: Option<String>,
+}
+
+pub struct FilterEcho {
+    kind: String,
+    currency: String,
+    from: String,
+    to: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "transactions.html")]
+pub struct TransactionsPage {
+    layout: Layout,
+    kinds: Vec<&'static str>,
+    assets: Vec<String>,
+    filter: FilterEcho,
+    query: String,
+    recent: Vec<TransactionView>,
+    total: i64,
+    prev_skip: Option<i64>,
+    next_skip: Option<i64>,
+    error: Option<String>,
+}
+
+const PAGE: i64 = 25;
+
+fn day(s: &str, end: bool) -> Option<i64> {
+    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
+    let d = if end { d.succ_opt()? } else { d };
+    Some(d.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros())
+}
+
+pub async fn view_transactions_get(
+    State(state): State<AppState>,
+    u: WebUser,
+    Query(q): Query<TxPageQuery>,
+) -> Response {
+    let kinds = vec!["p2p", "adjustment", "deposit", "withdrawal", "trade"];
+    let kind = kinds.iter().find(|k| **k == q.kind).map(|k| k.to_string());
+    let asset = state.assets.get(&q.currency).map(|a| a.code.clone());
+    let (from, to) = (day(&q.from, false), day(&q.to, true));
+    let filter = TxFilter {
+        kind: kind.clone(),
+        asset: asset.clone(),
+        status: None,
+        from,
+        to,
+    };
+    let skip = q
+        .skip
+        .as_deref()
+        .and_then(|s| s.parse::<i64>().ok())
+        .unwrap_or(0)
+        .max(0);
+    let echo = FilterEcho {
+        kind: kind.unwrap_or_default(),
+        currency: asset.unwrap_or_default(),
+        from: if from.is_some() {
+            q.from.clone()
+        } else {
+            String::new()
+        },
+        to: if to.is_some() {
+            q.to.clone()
+        } else {
+            String::new()
+        },
+    };
+    // Only validated values go back into links.
+    let query = [
+        ("type", &echo.kind),
+        ("currency", &echo.currency),
+        ("from", &echo.from),
+        ("to", &echo.to),
+    ]
+    .iter()
+    .filter(|(_, v)| !v.is_empty())
+    .map(|(k, v)| format!("{k}={v}"))
+    .collect::<Vec<_>>()
+    .join("&");
+    let loaded = async {
+        let total = state
+            .db
+            .count_transactions(&u.auth.user.id, &filter)
+            .await?;
+        let rows = state
+            .db
+            .list_transactions(&u.auth.user.id, &filter, None, skip, PAGE)
+            .await?;
+        Ok::<_, etx_db::DbErr>((total, rows))
+    };
+    let (total, rows) = match loaded.await {
+        Ok(v) => v,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let page = TransactionsPage {
+        layout: Layout::new(
+            Some(UserView::from(&u.auth.user)),
+            u.csrf.clone(),
+            "transactions",
+        ),
+        kinds,
+        assets: state.assets.iter().map(|a| a.code.clone()).collect(),
+        filter: echo,
+        query,
+        recent: rows
+            .iter()
+            .map(|t| TransactionView::new(&state, t))
+            .collect(),
+        total,
+        prev_skip: (skip > 0).then(|| (skip - PAGE).max(0)),
+        next_skip: (skip + PAGE < total).then_some(skip + PAGE),
+        error: None,
+    };
+    page.into_response()
+}
