@@ -179,7 +179,7 @@ pub struct FilterEcho {
 #[template(path = "transactions.html")]
 pub struct TransactionsPage {
     layout: Layout,
-    kinds: Vec<&'static str>,
+    kinds: Vec<String>,
     assets: Vec<String>,
     filter: FilterEcho,
     query: String,
@@ -203,8 +203,10 @@ pub async fn view_transactions_get(
     u: WebUser,
     Query(q): Query<TxPageQuery>,
 ) -> Response {
-    let kinds = vec!["p2p", "adjustment", "deposit", "withdrawal", "trade"];
-    let kind = kinds.iter().find(|k| **k == q.kind).map(|k| k.to_string());
+    let kinds: Vec<String> = ["p2p", "adjustment", "deposit", "withdrawal", "trade"]
+        .map(String::from)
+        .to_vec();
+    let kind = kinds.iter().find(|k| **k == q.kind).cloned();
     let asset = state.assets.get(&q.currency).map(|a| a.code.clone());
     let (from, to) = (day(&q.from, false), day(&q.to, true));
     let filter = TxFilter {
