@@ -18,6 +18,7 @@ pub enum DbKind {
 pub struct Db {
     conn: DatabaseConnection,
     kind: DbKind,
+    pub(crate) sessions: std::sync::Arc<crate::sessions::SessionCache>,
 }
 
 impl Db {
@@ -53,7 +54,11 @@ impl Db {
         let conn = Database::connect(opts)
             .await
             .with_context(|| format!("cannot connect to the {kind:?} database"))?;
-        Ok(Db { conn, kind })
+        Ok(Db {
+            conn,
+            kind,
+            sessions: Default::default(),
+        })
     }
 
     pub fn kind(&self) -> DbKind {
@@ -93,15 +98,25 @@ impl Db {
         crate::migrate::run(self).await
     }
 
+    /// Runs a write. Any write may change a user or session, so cached sessions are dropped.
     pub async fn execute(
         &self,
         sql: &str,
         values: impl IntoIterator<Item = Value>,
     ) -> Result<u64, DbErr> {
-        Ok(self
+        let n = self
             .conn
             .execute_raw(self.stmt(sql, values))
             .await?
-            .rows_affected())
+            .rows_affected();
+        self.sessions.clear();
+        Ok(n)
+    }
+
+    /// Keeps looked-up sessions for up to `ttl` (zero disables). Only safe while every write to
+    /// users and sessions goes through this process, i.e. a single instance.
+    pub fn with_session_cache(self, ttl: Duration) -> Self {
+        self.sessions.set_ttl(ttl);
+        self
     }
 }

@@ -43,6 +43,63 @@ pub enum Rotation {
     Invalid,
 }
 
+/// Recently authenticated sessions, so that a busy client does not cost a database round trip
+/// per request. Every write through `Db` clears it, so logout, suspension and password changes
+/// still take effect on the next request.
+#[derive(Debug, Default)]
+pub struct SessionCache {
+    ttl_ms: std::sync::atomic::AtomicU64,
+    entries:
+        std::sync::Mutex<std::collections::HashMap<String, (ActiveSession, std::time::Instant)>>,
+}
+
+const CACHE_MAX_ENTRIES: usize = 100_000;
+
+impl SessionCache {
+    pub(crate) fn set_ttl(&self, ttl: std::time::Duration) {
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        self.ttl_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+        self.clear();
+    }
+
+    fn ttl(&self) -> Option<std::time::Duration> {
+        let ms = self.ttl_ms.load(std::sync::atomic::Ordering::Relaxed);
+        (ms > 0).then(|| std::time::Duration::from_millis(ms))
+    }
+
+    fn get(&self, sid: &str) -> Option<ActiveSession> {
+        let ttl = self.ttl()?;
+        let map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let (s, at) = map.get(sid)?;
+        (at.elapsed() < ttl && s.session.expires_at > now_micros()).then(|| s.clone())
+    }
+
+    fn put(&self, s: &ActiveSession) {
+        if self.ttl().is_none() {
+            return;
+        }
+        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= CACHE_MAX_ENTRIES {
+            map.clear();
+        }
+        map.insert(s.session.id.clone(), (s.clone(), std::time::Instant::now()));
+    }
+
+    pub(crate) fn clear(&self) {
+        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if !map.is_empty() {
+            map.clear();
+        }
+    }
+
+    fn evict(&self, sid: &str) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(sid);
+    }
+}
+
 /// Session plus its user, read in one query for request authentication.
 #[derive(Debug, Clone)]
 pub struct ActiveSession {
@@ -79,6 +136,9 @@ impl Db {
 
     /// The session with its user when the session is live (not revoked, not expired).
     pub async fn active_session(&self, session_id: &str) -> Result<Option<ActiveSession>, DbErr> {
+        if let Some(hit) = self.sessions.get(session_id) {
+            return Ok(Some(hit));
+        }
         let sql = "SELECT s.id AS s_id, s.user_id AS s_user_id, s.remember_me AS s_remember_me, \
              s.user_agent AS s_user_agent, s.ip AS s_ip, s.created_at AS s_created_at, \
              s.last_seen_at AS s_last_seen_at, s.expires_at AS s_expires_at, \
@@ -107,18 +167,22 @@ impl Db {
             revoked_at: row.try_get("", "s_revoked_at")?,
         };
         let user = UserRow::from_query_result(&row, "")?;
-        Ok(Some(ActiveSession { session, user }))
+        let active = ActiveSession { session, user };
+        self.sessions.put(&active);
+        Ok(Some(active))
     }
 
     /// Marks the session seen, at most once a minute so reads stay reads.
     pub async fn touch_session(&self, session_id: &str) -> Result<(), DbErr> {
         let now = now_micros();
-        self.execute(
-            "UPDATE sessions SET last_seen_at = $2 WHERE id = $1 AND last_seen_at < $3",
-            [session_id.into(), now.into(), (now - 60_000_000).into()],
-        )
-        .await
-        .map(|_| ())
+        self.conn()
+            .execute_raw(self.stmt(
+                "UPDATE sessions SET last_seen_at = $2 WHERE id = $1 AND last_seen_at < $3",
+                [session_id.into(), now.into(), (now - 60_000_000).into()],
+            ))
+            .await?;
+        self.sessions.evict(session_id);
+        Ok(())
     }
 
     /// Uses up `old_hash` and installs `new_hash` in the same transaction. Presenting a token
@@ -167,6 +231,7 @@ impl Db {
             ))
             .await?;
             tx.commit().await?;
+            self.sessions.clear();
             return Ok(Rotation::Reused);
         }
         tx.execute_raw(self.stmt(

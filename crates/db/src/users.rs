@@ -385,6 +385,7 @@ impl Db {
             return Ok(false);
         }
         tx.commit().await?;
+        self.sessions.clear();
         Ok(true)
     }
 
@@ -406,6 +407,7 @@ impl Db {
             return Ok(Some(false));
         }
         tx.commit().await?;
+        self.sessions.clear();
         Ok(Some(true))
     }
 

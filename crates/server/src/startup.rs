@@ -63,7 +63,14 @@ fn storage_config(config: &Config) -> StorageConfig {
 }
 
 pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
-    let db = open_db(&config).await?;
+    // Sessions are cached only while this is the sole instance: with Redis configured other
+    // instances may revoke a session, and they cannot reach this process's cache.
+    let cache_ttl = if config.redis_url.is_some() {
+        Duration::ZERO
+    } else {
+        Duration::from_secs(10)
+    };
+    let db = open_db(&config).await?.with_session_cache(cache_ttl);
     let secret = config.load_or_create_secret()?;
     let tokens = TokenKeys::new(&secret, "etx", "etx-api", config.auth.access_ttl_secs);
     let storage =

@@ -353,6 +353,10 @@ async fn refresh_rotates_and_reuse_revokes_the_session() {
 async fn logout_cuts_access_at_once() {
     let app = TestApp::spawn().await;
     let u = app.register("jack").await;
+    assert_eq!(
+        app.get("/api/auth/me", Some(&u.token)).await.status(),
+        StatusCode::OK
+    );
     let r = app
         .post("/api/auth/logout", json!({}), Some(&u.token))
         .await;
@@ -559,6 +563,11 @@ async fn suspension_cuts_access_and_blocks_login() {
     let app = TestApp::spawn().await;
     let admin = app.user_with_role("root_admin", "admin").await;
     let u = app.register("oscar").await;
+    // Authenticated once, so the session is warm in the server's cache before it is suspended.
+    assert_eq!(
+        app.get("/api/auth/me", Some(&u.token)).await.status(),
+        StatusCode::OK
+    );
     let r = app
         .put(
             &format!("/api/users/{}", u.id),
