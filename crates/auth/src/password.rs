@@ -98,30 +98,32 @@ impl PasswordHasher {
     }
 }
 
+/// How long a worker keeps its Argon2 memory after its last job: back-to-back logins reuse it,
+/// a quiet server gives it back.
+const IDLE_RELEASE: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn worker(rx: &Mutex<mpsc::Receiver<Job>>, params: &Params) {
     let mut memory: Vec<Block> = Vec::new();
     loop {
-        let job = match rx.lock() {
-            Ok(r) => match r.try_recv() {
-                Ok(job) => Ok(job),
-                Err(mpsc::TryRecvError::Disconnected) => return,
-                // Idle: give the working memory back before waiting, so a quiet server stays
-                // small; under load the buffer is reused from job to job.
-                Err(mpsc::TryRecvError::Empty) => {
-                    memory = Vec::new();
-                    r.recv()
-                }
-            },
+        // The lock is held only while waiting, at most IDLE_RELEASE at a time, so every worker
+        // regularly gets to notice that it is idle.
+        let next = match rx.lock() {
+            Ok(r) => r.recv_timeout(IDLE_RELEASE),
             Err(_) => return,
         };
-        match job {
+        match next {
             Ok(Job::Hash(pw, reply)) => {
                 let _ = reply.send(hash_with(params, &pw, &mut memory));
             }
             Ok(Job::Verify(pw, stored, reply)) => {
                 let _ = reply.send(verify_with(&pw, &stored, &mut memory));
             }
-            Err(_) => return,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if !memory.is_empty() {
+                    memory = Vec::new();
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
         }
     }
 }

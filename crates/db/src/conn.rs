@@ -98,7 +98,8 @@ impl Db {
         crate::migrate::run(self).await
     }
 
-    /// Runs a write. Any write may change a user or session, so cached sessions are dropped.
+    /// Runs a write. A write that changed rows may have changed a user or session, so cached
+    /// sessions are dropped.
     pub async fn execute(
         &self,
         sql: &str,

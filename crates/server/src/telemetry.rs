@@ -21,17 +21,30 @@ pub fn init_logging(format: &str, level: &str) {
     };
 }
 
+/// The process-wide recorder. The first call also starts the upkeep thread that folds recorded
+/// samples into histograms; without it samples pile up in memory until `/metrics` is scraped.
 pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            PrometheusBuilder::new()
+            let handle = PrometheusBuilder::new()
                 .set_buckets(&[
                     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
                 ])
                 .expect("static bucket list")
                 .install_recorder()
-                .expect("the metrics recorder is installed once")
+                .expect("the metrics recorder is installed once");
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("etx-metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(std::time::Duration::from_secs(5));
+                        upkeep.run_upkeep();
+                    }
+                })
+                .expect("spawning the metrics upkeep thread");
+            handle
         })
         .clone()
 }
