@@ -7,8 +7,7 @@ use argon2::password_hash::phc::PasswordHash;
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use base64::Engine;
 use rand::RngCore;
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::sync::{Semaphore, oneshot};
 
 #[derive(Debug, Clone, Copy)]
@@ -40,7 +39,7 @@ enum Job {
 
 #[derive(Clone)]
 pub struct PasswordHasher {
-    jobs: mpsc::Sender<Job>,
+    jobs: crossbeam_channel::Sender<Job>,
     /// Bounds queued plus running jobs to the number of worker threads.
     permits: Arc<Semaphore>,
     /// A hash of a random password, verified against when a login names no known user so that
@@ -53,8 +52,8 @@ impl PasswordHasher {
         let params = Params::new(p.memory_kib, p.iterations, p.parallelism, Some(OUTPUT_LEN))
             .map_err(|e| anyhow::anyhow!("invalid Argon2 parameters: {e}"))?;
         let workers = concurrency.max(1);
-        let (tx, rx) = mpsc::channel::<Job>();
-        let rx = Arc::new(Mutex::new(rx));
+        // Several workers wait on one queue without a lock, each with its own idle timeout.
+        let (tx, rx) = crossbeam_channel::unbounded::<Job>();
         for i in 0..workers {
             let rx = rx.clone();
             let params = params.clone();
@@ -102,15 +101,10 @@ impl PasswordHasher {
 /// a quiet server gives it back.
 const IDLE_RELEASE: std::time::Duration = std::time::Duration::from_secs(1);
 
-fn worker(rx: &Mutex<mpsc::Receiver<Job>>, params: &Params) {
+fn worker(rx: &crossbeam_channel::Receiver<Job>, params: &Params) {
     let mut memory: Vec<Block> = Vec::new();
     loop {
-        // The lock is held only while waiting, at most IDLE_RELEASE at a time, so every worker
-        // regularly gets to notice that it is idle.
-        let next = match rx.lock() {
-            Ok(r) => r.recv_timeout(IDLE_RELEASE),
-            Err(_) => return,
-        };
+        let next = rx.recv_timeout(IDLE_RELEASE);
         match next {
             Ok(Job::Hash(pw, reply)) => {
                 let _ = reply.send(hash_with(params, &pw, &mut memory));
@@ -118,12 +112,12 @@ fn worker(rx: &Mutex<mpsc::Receiver<Job>>, params: &Params) {
             Ok(Job::Verify(pw, stored, reply)) => {
                 let _ = reply.send(verify_with(&pw, &stored, &mut memory));
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                 if !memory.is_empty() {
                     memory = Vec::new();
                 }
             }
-            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
         }
     }
 }
