@@ -84,15 +84,11 @@ async fn fresh_database_url() -> Option<String> {
     let base = std::env::var("TEST_DATABASE_URL")
         .ok()
         .filter(|s| !s.is_empty())?;
-    let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
-    let db = etx_db::Db::connect(&base, 1)
-        .await
-        .expect("TEST_DATABASE_URL must be reachable");
-    db.execute(&format!("CREATE SCHEMA {schema}"), [])
-        .await
-        .expect("create test schema");
-    let sep = if base.contains('?') { '&' } else { '?' };
-    Some(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
+    Some(
+        etx_db::Db::isolated_schema_url(&base)
+            .await
+            .expect("TEST_DATABASE_URL must be reachable"),
+    )
 }
 
 /// A chromedriver child process on a free port.

@@ -61,6 +61,18 @@ impl Db {
         })
     }
 
+    /// Creates an empty schema in the PostgreSQL database at `base_url` and returns a URL whose
+    /// connections use it, so concurrent test runs never see each other's rows.
+    pub async fn isolated_schema_url(base_url: &str) -> anyhow::Result<String> {
+        let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
+        let db = Db::connect(base_url, 1).await?;
+        db.execute(&format!("CREATE SCHEMA {schema}"), []).await?;
+        let sep = if base_url.contains('?') { '&' } else { '?' };
+        Ok(format!(
+            "{base_url}{sep}options=-c%20search_path%3D{schema}"
+        ))
+    }
+
     pub fn kind(&self) -> DbKind {
         self.kind
     }

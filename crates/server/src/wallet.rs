@@ -143,6 +143,23 @@ pub fn request_hash(body: &Value) -> String {
     hex::encode(Sha256::digest(body.to_string().as_bytes()))
 }
 
+/// The request's fingerprint for idempotency and its typed form.
+fn parse_request<T: serde::de::DeserializeOwned>(body: Value) -> Result<(String, T), ApiError> {
+    let hash = request_hash(&body);
+    let req = serde_json::from_value(body).map_err(|e| ApiError::Validation {
+        message: e.to_string(),
+        fields: Default::default(),
+    })?;
+    Ok((hash, req))
+}
+
+fn asset_of<'a>(state: &'a AppState, code: &str) -> Result<&'a Asset, ApiError> {
+    state
+        .assets
+        .get(code)
+        .ok_or_else(|| ApiError::field("currency", "is not a supported asset"))
+}
+
 /// The answer to a money POST: the status and JSON body, exactly as stored for replays.
 pub struct Outcome {
     pub status: StatusCode,
@@ -250,11 +267,7 @@ pub async fn transfer_p2p(
     key: &str,
     body: Value,
 ) -> Result<Outcome, ApiError> {
-    let hash = request_hash(&body);
-    let req: P2pRequest = serde_json::from_value(body).map_err(|e| ApiError::Validation {
-        message: e.to_string(),
-        fields: Default::default(),
-    })?;
+    let (hash, req) = parse_request(body)?;
     with_retry(|| p2p_attempt(state, sender, key, &hash, &req)).await
 }
 
@@ -270,10 +283,7 @@ async fn p2p_attempt(
     if let Some(replay) = claim(state, &tx, &sender.id, key, "p2p", hash).await? {
         return Ok(replay);
     }
-    let asset = state
-        .assets
-        .get(&req.currency)
-        .ok_or_else(|| ApiError::field("currency", "is not a supported asset"))?;
+    let asset = asset_of(state, &req.currency)?;
     let amount = parse_positive_amount(req.amount.0.trim(), asset.scale).map_err(amount_field)?;
     let note = req.note.as_deref().map(str::trim).filter(|n| !n.is_empty());
     if note.is_some_and(|n| n.chars().count() > 280 || n.chars().any(char::is_control)) {
@@ -413,11 +423,7 @@ pub async fn adjust(
     key: &str,
     body: Value,
 ) -> Result<Outcome, ApiError> {
-    let hash = request_hash(&body);
-    let req: AdjustRequest = serde_json::from_value(body).map_err(|e| ApiError::Validation {
-        message: e.to_string(),
-        fields: Default::default(),
-    })?;
+    let (hash, req) = parse_request(body)?;
     with_retry(|| adjust_attempt(state, admin, key, &hash, &req)).await
 }
 
@@ -433,10 +439,7 @@ async fn adjust_attempt(
     if let Some(replay) = claim(state, &tx, &admin.id, key, "admin_adjust", hash).await? {
         return Ok(replay);
     }
-    let asset = state
-        .assets
-        .get(&req.currency)
-        .ok_or_else(|| ApiError::field("currency", "is not a supported asset"))?;
+    let asset = asset_of(state, &req.currency)?;
     let amount = parse_amount(req.amount.0.trim(), asset.scale).map_err(amount_field)?;
     if amount == 0 {
         return Err(amount_field(AmountError::NotPositive).into());

@@ -64,7 +64,7 @@ async fn token(client: &reqwest::Client, base: &str, login: &str, password: &str
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_mid_load_loses_no_acknowledged_transfer() {
     let dir = std::env::temp_dir().join(format!("etx-crash-{}", uuid::Uuid::now_v7()));
-    let db_url = fresh_database_url(&dir).await;
+    let db_url = fresh_database_url().await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -29,21 +29,17 @@ pub struct TestUser {
     pub csrf: String,
 }
 
-/// A connection URL giving this test its own empty database.
-pub async fn fresh_database_url(data_dir: &std::path::Path) -> Option<String> {
+/// A connection URL giving this test its own empty database: a fresh schema in the PostgreSQL
+/// database named by `TEST_DATABASE_URL`, or `None` for a SQLite file in the data dir.
+pub async fn fresh_database_url() -> Option<String> {
     let base = std::env::var("TEST_DATABASE_URL")
         .ok()
         .filter(|s| !s.is_empty())?;
-    let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
-    let db = etx_db::Db::connect(&base, 1)
-        .await
-        .expect("TEST_DATABASE_URL must be reachable");
-    db.execute(&format!("CREATE SCHEMA {schema}"), [])
-        .await
-        .expect("create test schema");
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let _ = data_dir;
-    Some(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
+    Some(
+        etx_db::Db::isolated_schema_url(&base)
+            .await
+            .expect("TEST_DATABASE_URL must be reachable"),
+    )
 }
 
 pub fn test_config(data_dir: PathBuf) -> Config {
@@ -66,7 +62,7 @@ impl TestApp {
     pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         let data_dir = std::env::temp_dir().join(format!("etx-test-{}", uuid::Uuid::now_v7()));
         let mut config = test_config(data_dir.clone());
-        config.database_url = fresh_database_url(&data_dir).await;
+        config.database_url = fresh_database_url().await;
         adjust(&mut config);
         Self::start(config).await
     }
