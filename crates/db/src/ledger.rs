@@ -12,9 +12,20 @@ pub fn account_id(owner: &str, kind: &str, asset: &str) -> String {
     format!("{kind}:{owner}:{asset}")
 }
 
-pub struct Leg {
-    pub account_id: String,
+/// One side of an entry. The account is created on first credit, so a movement never has to
+/// look an account up before locking it.
+pub struct Leg<'a> {
+    pub owner: &'a str,
+    pub kind: &'a str,
+    /// Platform accounts such as equity may go below zero; user wallets never.
+    pub allow_negative: bool,
     pub amount: i64,
+}
+
+impl Leg<'_> {
+    pub fn account_id(&self, asset: &str) -> String {
+        account_id(self.owner, self.kind, asset)
+    }
 }
 
 pub struct NewEntry<'a> {
@@ -23,7 +34,7 @@ pub struct NewEntry<'a> {
     pub asset: &'a str,
     pub memo: Option<&'a str>,
     pub created_by: Option<&'a str>,
-    pub legs: Vec<Leg>,
+    pub legs: Vec<Leg<'a>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,13 +47,12 @@ pub enum PostError {
     Db(#[from] DbErr),
 }
 
-pub enum IdemClaim {
-    /// First use of the key: go ahead, then `finish_idempotency` in the same transaction.
-    New,
-    /// Seen before with the same request: answer with the stored response.
-    Replay { status: u16, response: String },
-    /// Seen before with a different request.
-    Mismatch,
+/// A money POST's stored answer, replayed for the same key.
+pub struct IdemRecord {
+    pub scope: String,
+    pub request_hash: String,
+    pub status: u16,
+    pub response: String,
 }
 
 #[derive(Debug, Clone, FromQueryResult)]
@@ -76,40 +86,14 @@ pub struct NewTransaction<'a> {
 }
 
 impl Db {
-    /// Creates the account if it does not exist yet; safe under concurrency.
-    pub async fn ensure_account(
-        &self,
-        tx: &DatabaseTransaction,
-        owner: &str,
-        kind: &str,
-        asset: &str,
-        allow_negative: bool,
-    ) -> Result<String, DbErr> {
-        let id = account_id(owner, kind, asset);
-        let now = now_micros();
-        tx.execute_raw(self.stmt(
-            "INSERT INTO ledger_accounts (id, owner_id, kind, asset, balance, allow_negative, \
-             created_at, updated_at) VALUES ($1, $2, $3, $4, 0, $5, $6, $6) ON CONFLICT DO NOTHING",
-            [
-                id.clone().into(),
-                owner.into(),
-                kind.into(),
-                asset.into(),
-                allow_negative.into(),
-                now.into(),
-            ],
-        ))
-        .await?;
-        Ok(id)
-    }
-
-    /// Applies a balanced entry. Fails with `InsufficientFunds` if any account that may not go
-    /// negative would; the caller then rolls the transaction back.
+    /// Applies a balanced entry and returns each account's new balance (account id, balance).
+    /// Fails with `InsufficientFunds` if an account that may not go negative would; the caller
+    /// then rolls the transaction back.
     pub async fn post_entry(
         &self,
         tx: &DatabaseTransaction,
         e: NewEntry<'_>,
-    ) -> Result<(), PostError> {
+    ) -> Result<Vec<(String, i64)>, PostError> {
         let sum = e
             .legs
             .iter()
@@ -118,20 +102,42 @@ impl Db {
             return Err(PostError::Unbalanced);
         }
         let now = now_micros();
-        let mut legs = e.legs;
-        legs.sort_by(|a, b| a.account_id.cmp(&b.account_id));
-        for leg in &legs {
-            let n = tx
-                .execute_raw(self.stmt(
+        let mut legs: Vec<(String, &Leg)> =
+            e.legs.iter().map(|l| (l.account_id(e.asset), l)).collect();
+        // One global lock order, so concurrent opposite movements cannot deadlock.
+        legs.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut balances = Vec::with_capacity(legs.len());
+        for (id, leg) in &legs {
+            let row = if leg.amount < 0 && !leg.allow_negative {
+                // A debit only ever updates: a missing account has nothing to spend.
+                tx.query_one_raw(self.stmt(
                     "UPDATE ledger_accounts SET balance = balance + $2, updated_at = $3 \
-                     WHERE id = $1 AND (allow_negative OR balance + $2 >= 0)",
-                    [leg.account_id.clone().into(), leg.amount.into(), now.into()],
+                     WHERE id = $1 AND balance + $2 >= 0 RETURNING balance",
+                    [id.clone().into(), leg.amount.into(), now.into()],
                 ))
                 .await?
-                .rows_affected();
-            if n != 1 {
-                return Err(PostError::InsufficientFunds);
-            }
+            } else {
+                tx.query_one_raw(self.stmt(
+                    "INSERT INTO ledger_accounts (id, owner_id, kind, asset, balance, allow_negative, \
+                     created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
+                     ON CONFLICT (id) DO UPDATE SET balance = ledger_accounts.balance + excluded.balance, \
+                     updated_at = excluded.updated_at \
+                     WHERE ledger_accounts.allow_negative OR ledger_accounts.balance + excluded.balance >= 0 \
+                     RETURNING balance",
+                    [
+                        id.clone().into(),
+                        leg.owner.into(),
+                        leg.kind.into(),
+                        e.asset.into(),
+                        leg.amount.into(),
+                        leg.allow_negative.into(),
+                        now.into(),
+                    ],
+                ))
+                .await?
+            };
+            let row = row.ok_or(PostError::InsufficientFunds)?;
+            balances.push((id.clone(), row.try_get_by_index::<i64>(0)?));
         }
         tx.execute_raw(self.stmt(
             "INSERT INTO journal_entries (id, kind, memo, created_by, created_at) VALUES ($1, $2, $3, $4, $5)",
@@ -144,34 +150,43 @@ impl Db {
             ],
         ))
         .await?;
-        for leg in &legs {
-            tx.execute_raw(self.stmt(
-                "INSERT INTO postings (id, entry_id, account_id, asset, amount, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-                [
-                    uuid::Uuid::now_v7().to_string().into(),
-                    e.id.into(),
-                    leg.account_id.clone().into(),
-                    e.asset.into(),
-                    leg.amount.into(),
-                    now.into(),
-                ],
-            ))
-            .await?;
+        let mut vals: Vec<sea_orm::Value> = Vec::with_capacity(legs.len() * 6);
+        for (id, leg) in &legs {
+            vals.extend([
+                uuid::Uuid::now_v7().to_string().into(),
+                e.id.into(),
+                id.clone().into(),
+                e.asset.into(),
+                leg.amount.into(),
+                now.into(),
+            ]);
         }
-        Ok(())
+        tx.execute_raw(self.stmt(
+            &format!(
+                "INSERT INTO postings (id, entry_id, account_id, asset, amount, created_at) VALUES {}",
+                placeholders(legs.len(), 6)
+            ),
+            vals,
+        ))
+        .await?;
+        Ok(balances)
     }
 
-    pub async fn insert_transaction(
+    /// History rows of one movement, in one statement. Rows go in user-id order because each
+    /// one bumps its user's row in `transaction_counts` (a trigger): one lock order for all.
+    pub async fn insert_transactions(
         &self,
         tx: &DatabaseTransaction,
-        t: NewTransaction<'_>,
+        rows: &mut [NewTransaction<'_>],
     ) -> Result<(), DbErr> {
-        tx.execute_raw(self.stmt(
-            "INSERT INTO transactions (id, user_id, type, direction, asset, amount, fee, status, \
-             counterparty_id, note, entry_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $9, $10, $11)",
-            [
+        if rows.is_empty() {
+            return Ok(());
+        }
+        rows.sort_by(|a, b| a.user_id.cmp(b.user_id));
+        let now = now_micros();
+        let mut vals: Vec<sea_orm::Value> = Vec::with_capacity(rows.len() * 11);
+        for t in rows.iter() {
+            vals.extend([
                 t.id.into(),
                 t.user_id.into(),
                 t.kind.into(),
@@ -182,8 +197,16 @@ impl Db {
                 t.counterparty_id.map(str::to_string).into(),
                 t.note.map(str::to_string).into(),
                 t.entry_id.map(str::to_string).into(),
-                now_micros().into(),
-            ],
+                now.into(),
+            ]);
+        }
+        tx.execute_raw(self.stmt(
+            &format!(
+                "INSERT INTO transactions (id, user_id, type, direction, asset, amount, status, \
+                 counterparty_id, note, entry_id, created_at) VALUES {}",
+                placeholders(rows.len(), 11)
+            ),
+            vals,
         ))
         .await
         .map(|_| ())
@@ -214,69 +237,74 @@ impl Db {
         Ok(n == 1)
     }
 
-    pub async fn claim_idempotency(
+    /// Stores a money POST's answer under its key, in the movement's transaction. `false` when
+    /// the key is already taken: the caller rolls back and answers as the first request did.
+    /// Inserting last (not claiming first) saves a round trip; a concurrent duplicate waits on
+    /// the key's index entry until the first commits, then finds it.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn store_idempotency(
         &self,
         tx: &DatabaseTransaction,
         user_id: &str,
         key: &str,
         scope: &str,
         request_hash: &str,
-    ) -> Result<IdemClaim, DbErr> {
+        status: u16,
+        response: &str,
+    ) -> Result<bool, DbErr> {
         let n = tx
             .execute_raw(self.stmt(
                 "INSERT INTO idempotency_keys (user_id, idem_key, scope, request_hash, status, response, created_at) \
-                 VALUES ($1, $2, $3, $4, 0, '', $5) ON CONFLICT DO NOTHING",
-                [user_id.into(), key.into(), scope.into(), request_hash.into(), now_micros().into()],
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+                [
+                    user_id.into(),
+                    key.into(),
+                    scope.into(),
+                    request_hash.into(),
+                    i32::from(status).into(),
+                    response.into(),
+                    now_micros().into(),
+                ],
             ))
             .await?
             .rows_affected();
-        if n == 1 {
-            return Ok(IdemClaim::New);
-        }
-        let row = tx
+        Ok(n == 1)
+    }
+
+    pub async fn idempotency_record(
+        &self,
+        user_id: &str,
+        key: &str,
+    ) -> Result<Option<IdemRecord>, DbErr> {
+        let Some(row) = self
+            .conn()
             .query_one_raw(self.stmt(
                 "SELECT scope, request_hash, status, response FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2",
                 [user_id.into(), key.into()],
             ))
             .await?
-            .ok_or_else(|| DbErr::RecordNotFound("idempotency key vanished".into()))?;
-        let same = row.try_get::<String>("", "scope")? == scope
-            && row.try_get::<String>("", "request_hash")? == request_hash;
-        if !same {
-            return Ok(IdemClaim::Mismatch);
-        }
+        else {
+            return Ok(None);
+        };
         let status: i32 = row.try_get("", "status")?;
-        Ok(IdemClaim::Replay {
+        Ok(Some(IdemRecord {
+            scope: row.try_get("", "scope")?,
+            request_hash: row.try_get("", "request_hash")?,
             status: u16::try_from(status).unwrap_or(200),
             response: row.try_get("", "response")?,
-        })
+        }))
     }
 
-    pub async fn finish_idempotency(
-        &self,
-        tx: &DatabaseTransaction,
-        user_id: &str,
-        key: &str,
-        status: u16,
-        response: &str,
-    ) -> Result<(), DbErr> {
-        tx.execute_raw(self.stmt(
-            "UPDATE idempotency_keys SET status = $3, response = $4 WHERE user_id = $1 AND idem_key = $2",
-            [user_id.into(), key.into(), i32::from(status).into(), response.into()],
-        ))
-        .await
-        .map(|_| ())
-    }
-
-    pub async fn account_balance(&self, tx: &DatabaseTransaction, id: &str) -> Result<i64, DbErr> {
-        tx.query_one_raw(self.stmt(
-            "SELECT balance FROM ledger_accounts WHERE id = $1",
-            [id.into()],
-        ))
-        .await?
-        .map(|r| r.try_get_by_index::<i64>(0))
-        .transpose()
-        .map(|b| b.unwrap_or(0))
+    /// Forgets idempotency keys stored before `cutoff` (Unix micros); returns how many.
+    pub async fn purge_idempotency_keys(&self, cutoff: i64) -> Result<u64, DbErr> {
+        Ok(self
+            .conn()
+            .execute_raw(self.stmt(
+                "DELETE FROM idempotency_keys WHERE created_at < $1",
+                [cutoff.into()],
+            ))
+            .await?
+            .rows_affected())
     }
 
     /// True when the user holds a non-zero balance of any asset.
@@ -309,6 +337,17 @@ impl Db {
             })
             .collect()
     }
+}
+
+/// `($1, $2, …), (…)`: `rows` groups of `cols` numbered placeholders.
+fn placeholders(rows: usize, cols: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let cells: Vec<String> = (1..=cols).map(|c| format!("${}", r * cols + c)).collect();
+            format!("({})", cells.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Db {
@@ -366,6 +405,9 @@ impl Db {
     }
 }
 
+/// A filtered history count stops here (see `count_transactions`).
+pub const COUNT_CAP: i64 = 10_000;
+
 /// Filters of a user's history. Times are Unix microseconds, `to` exclusive.
 #[derive(Debug, Clone, Default)]
 pub struct TxFilter {
@@ -421,13 +463,45 @@ impl Db {
         (clauses.join(" AND "), vals)
     }
 
-    pub async fn count_transactions(&self, user_id: &str, f: &TxFilter) -> Result<i64, DbErr> {
-        let (w, vals) = Self::tx_where(user_id, f);
-        self.scalar_i64(
-            &format!("SELECT COUNT(*) FROM transactions t WHERE {w}"),
-            vals,
-        )
-        .await
+    /// How many transactions match: exact and O(1) without filters (a per-user counter kept by
+    /// a trigger); with filters, exact up to `cap` matches and `(cap, false)` beyond, so a
+    /// filtered count never scans a whole long history.
+    pub async fn count_transactions(
+        &self,
+        user_id: &str,
+        f: &TxFilter,
+        cap: i64,
+    ) -> Result<(i64, bool), DbErr> {
+        if f.kind.is_none()
+            && f.asset.is_none()
+            && f.status.is_none()
+            && f.from.is_none()
+            && f.to.is_none()
+        {
+            let n = self
+                .conn()
+                .query_one_raw(self.stmt(
+                    "SELECT n FROM transaction_counts WHERE user_id = $1",
+                    [user_id.into()],
+                ))
+                .await?
+                .map(|r| r.try_get_by_index::<i64>(0))
+                .transpose()?
+                .unwrap_or(0);
+            return Ok((n, true));
+        }
+        let (w, mut vals) = Self::tx_where(user_id, f);
+        vals.push((cap + 1).into());
+        let n = self
+            .scalar_i64(
+                &format!(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM transactions t WHERE {w} LIMIT ${}) x",
+                    vals.len()
+                ),
+                vals,
+            )
+            .await?;
+        Ok(if n > cap { (cap, false) } else { (n, true) })
     }
 
     /// A page of history, newest first: after `cursor` when given (keyset, any depth at the
@@ -447,9 +521,9 @@ impl Db {
             let a = vals.len();
             vals.push(c.id.clone().into());
             let b = vals.len();
-            w.push_str(&format!(
-                " AND (t.created_at < ${a} OR (t.created_at = ${a} AND t.id < ${b}))"
-            ));
+            // A row value, so both databases seek the (user_id, created_at, id) index straight
+            // to the cursor instead of filtering every newer row.
+            w.push_str(&format!(" AND (t.created_at, t.id) < (${a}, ${b})"));
             offset = 0;
         }
         vals.push(limit.into());

@@ -1,13 +1,43 @@
 //! Forward-only migrations embedded in the binary. The SQL is written once in a portable subset
-//! (TEXT, BIGINT, INTEGER, BOOLEAN) so the same files serve SQLite and PostgreSQL.
+//! (TEXT, BIGINT, INTEGER, BOOLEAN) so the same files serve SQLite and PostgreSQL; only what
+//! has no common syntax (triggers) comes in a file per database, run after the common one.
 
-use crate::Db;
+use crate::{Db, DbKind};
 use anyhow::Context;
 use sea_orm::ConnectionTrait;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "accounts", include_str!("migrations/0001_accounts.sql")),
-    (2, "ledger", include_str!("migrations/0002_ledger.sql")),
+struct Migration {
+    version: i64,
+    name: &'static str,
+    /// Split on `;` and run statement by statement.
+    common: &'static str,
+    /// Run whole (bodies contain `;`).
+    postgres: &'static str,
+    sqlite: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "accounts",
+        common: include_str!("migrations/0001_accounts.sql"),
+        postgres: "",
+        sqlite: "",
+    },
+    Migration {
+        version: 2,
+        name: "ledger",
+        common: include_str!("migrations/0002_ledger.sql"),
+        postgres: "",
+        sqlite: "",
+    },
+    Migration {
+        version: 3,
+        name: "history",
+        common: include_str!("migrations/0003_history.sql"),
+        postgres: include_str!("migrations/0003_history.postgres.sql"),
+        sqlite: include_str!("migrations/0003_history.sqlite.sql"),
+    },
 ];
 
 pub async fn run(db: &Db) -> anyhow::Result<()> {
@@ -18,7 +48,8 @@ pub async fn run(db: &Db) -> anyhow::Result<()> {
         )
         .await
         .context("creating schema_migrations")?;
-    for &(version, name, sql) in MIGRATIONS {
+    for m in MIGRATIONS {
+        let (version, name, sql) = (m.version, m.name, m.common);
         let tx = db.begin_write().await?;
         let done = tx
             .query_one_raw(db.stmt(
@@ -41,6 +72,15 @@ pub async fn run(db: &Db) -> anyhow::Result<()> {
             tx.execute_unprepared(statement)
                 .await
                 .with_context(|| format!("migration {version} ({name}) failed at: {statement}"))?;
+        }
+        let dialect = match db.kind() {
+            DbKind::Postgres => m.postgres,
+            DbKind::Sqlite => m.sqlite,
+        };
+        if !dialect.trim().is_empty() {
+            tx.execute_unprepared(dialect)
+                .await
+                .with_context(|| format!("migration {version} ({name}) failed"))?;
         }
         tx.execute_raw(db.stmt(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",

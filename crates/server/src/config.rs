@@ -36,6 +36,7 @@ pub struct Config {
     pub bootstrap: BootstrapConfig,
     pub assets: Vec<AssetConfig>,
     pub transfers: TransferConfig,
+    pub idempotency: IdempotencyConfig,
     pub log: LogConfig,
 }
 
@@ -119,14 +120,45 @@ pub struct AssetConfig {
     pub code: String,
     pub scale: u8,
     /// Decimal USD price of one whole unit.
+    #[serde(deserialize_with = "decimal_text")]
     pub usd_price: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IdempotencyConfig {
+    /// How long a money POST's answer is kept for replays (at least 24).
+    pub retention_hours: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TransferConfig {
+    #[serde(deserialize_with = "decimal_text")]
     pub min_usd: String,
+    #[serde(deserialize_with = "decimal_text")]
     pub max_usd: String,
+    #[serde(deserialize_with = "decimal_text")]
     pub daily_cap_usd: String,
+}
+
+/// Money settings are decimal text, but `ETX__TRANSFERS__MAX_USD=500` arrives as a number:
+/// integers are taken as written; fractions must be quoted so no float rounding sneaks in.
+fn decimal_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Input {
+        Text(String),
+        Signed(i64),
+        Unsigned(u64),
+        Float(#[allow(dead_code)] f64),
+    }
+    match Input::deserialize(d)? {
+        Input::Text(s) => Ok(s),
+        Input::Signed(n) => Ok(n.to_string()),
+        Input::Unsigned(n) => Ok(n.to_string()),
+        Input::Float(_) => Err(serde::de::Error::custom(
+            "write amounts with decimals as a quoted string, e.g. \"0.50\"",
+        )),
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -214,6 +246,9 @@ impl Config {
         }
         if a.refresh_ttl_days < 1 || a.refresh_remember_days < a.refresh_ttl_days {
             anyhow::bail!("invalid setting auth.refresh_*_days: must be >= 1 and remember >= ttl");
+        }
+        if self.idempotency.retention_hours < 24 {
+            anyhow::bail!("invalid setting idempotency.retention_hours: at least 24");
         }
         if !matches!(self.storage.backend.as_str(), "local" | "s3" | "memory") {
             anyhow::bail!("invalid setting storage.backend: must be local, s3 or memory");
@@ -316,6 +351,22 @@ mod tests {
         c.validate().unwrap();
         assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
         assert!(c.database_url().starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn money_settings_take_integers_but_not_floats() {
+        let with = |extra: &str| {
+            Figment::from(Toml::string(DEFAULTS))
+                .merge(Toml::string(extra))
+                .extract::<Config>()
+                .map_err(|e| e.to_string())
+        };
+        let c = with("[transfers]\ndaily_cap_usd = 250000").unwrap();
+        assert_eq!(c.transfers.daily_cap_usd, "250000");
+        let c = with("[transfers]\nmin_usd = \"0.50\"").unwrap();
+        assert_eq!(c.transfers.min_usd, "0.50");
+        let e = with("[transfers]\nmin_usd = 0.5").unwrap_err();
+        assert!(e.contains("quoted string"), "{e}");
     }
 
     #[test]

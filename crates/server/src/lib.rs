@@ -7,6 +7,7 @@ pub mod config;
 pub mod cookies;
 pub mod error;
 pub mod extract;
+pub mod jobs;
 pub mod middleware;
 pub mod ratelimit;
 pub mod session;

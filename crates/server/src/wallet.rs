@@ -1,7 +1,7 @@
 //! Money movements as the product defines them: P2P transfers and admin adjustments. Each runs
-//! in ONE write transaction — idempotency claim, conditional balance updates, entry, postings,
-//! history rows and the stored response — and is retried if the database reports a transient
-//! conflict, so a client never sees a deadlock.
+//! in ONE write transaction — conditional balance updates, entry, postings, history rows and
+//! the response stored under its idempotency key — and is retried if the database reports a
+//! transient conflict, so a client never sees a deadlock.
 
 use crate::config::{AssetConfig, TransferConfig};
 use crate::error::ApiError;
@@ -9,7 +9,7 @@ use crate::state::AppState;
 use crate::views::rfc3339;
 use axum::http::StatusCode;
 use etx_db::DbErr;
-use etx_db::ledger::{IdemClaim, Leg, NewEntry, NewTransaction, PLATFORM, PostError, account_id};
+use etx_db::ledger::{Leg, NewEntry, NewTransaction, PLATFORM, PostError, account_id};
 use etx_db::users::UserRow;
 use etx_domain::{AmountError, format_amount, parse_amount, parse_positive_amount};
 use serde::{Deserialize, Deserializer};
@@ -170,6 +170,8 @@ pub struct Outcome {
 enum Failure {
     Api(ApiError),
     Db(DbErr),
+    /// The idempotency key was taken by another request that committed first.
+    KeyTaken,
 }
 
 impl From<DbErr> for Failure {
@@ -204,52 +206,105 @@ fn is_transient(e: &DbErr) -> bool {
         || m.contains("database table is locked")
 }
 
-/// Runs one attempt of a movement; retries transient conflicts a few times with a short pause.
-async fn with_retry<F, Fut>(mut attempt: F) -> Result<Outcome, ApiError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Outcome, Failure>>,
-{
-    let mut tries = 0u32;
-    loop {
-        tries += 1;
-        match attempt().await {
-            Ok(o) => return Ok(o),
-            Err(Failure::Api(e)) => return Err(e),
-            Err(Failure::Db(e)) if is_transient(&e) && tries < 5 => {
-                tracing::warn!(tries, error = %e, "transient conflict; retrying the movement");
-                tokio::time::sleep(std::time::Duration::from_millis(5 * u64::from(tries))).await;
-            }
-            Err(Failure::Db(e)) => return Err(e.into()),
-        }
-    }
+/// Who asks for a movement and under which idempotency key.
+struct Movement<'a> {
+    user_id: &'a str,
+    key: &'a str,
+    scope: &'static str,
+    hash: String,
 }
 
-/// Returns early from a movement with the stored answer, or a 409, when the key was seen.
-async fn claim(
-    state: &AppState,
-    tx: &etx_db::DatabaseTransaction,
-    user_id: &str,
-    key: &str,
-    scope: &str,
-    hash: &str,
-) -> Result<Option<Outcome>, Failure> {
-    match state
-        .db
-        .claim_idempotency(tx, user_id, key, scope, hash)
-        .await?
-    {
-        IdemClaim::New => Ok(None),
-        IdemClaim::Replay { status, response } => Ok(Some(Outcome {
-            status: StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
-            body: response,
-            replayed: true,
-        })),
-        IdemClaim::Mismatch => Err(ApiError::Conflict {
-            message: "this Idempotency-Key was already used with a different request".into(),
-            fields: Default::default(),
+impl Movement<'_> {
+    /// Stores the answer under the key and commits. If the key was taken meanwhile, nothing is
+    /// committed and the caller answers as the first request did.
+    async fn commit(
+        &self,
+        state: &AppState,
+        tx: etx_db::DatabaseTransaction,
+        status: StatusCode,
+        body: String,
+    ) -> Result<Outcome, Failure> {
+        let stored = state
+            .db
+            .store_idempotency(
+                &tx,
+                self.user_id,
+                self.key,
+                self.scope,
+                &self.hash,
+                status.as_u16(),
+                &body,
+            )
+            .await?;
+        if !stored {
+            tx.rollback().await?;
+            return Err(Failure::KeyTaken);
         }
-        .into()),
+        tx.commit().await?;
+        Ok(Outcome {
+            status,
+            body,
+            replayed: false,
+        })
+    }
+
+    /// The stored answer of an earlier request with this key: a replay for the same request, a
+    /// 409 for a different one; `None` if the key is unused.
+    async fn earlier(&self, state: &AppState) -> Result<Option<Outcome>, ApiError> {
+        let Some(r) = state.db.idempotency_record(self.user_id, self.key).await? else {
+            return Ok(None);
+        };
+        if r.scope != self.scope || r.request_hash != self.hash {
+            return Err(ApiError::Conflict {
+                message: "this Idempotency-Key was already used with a different request".into(),
+                fields: Default::default(),
+            });
+        }
+        Ok(Some(Outcome {
+            status: StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK),
+            body: r.response,
+            replayed: true,
+        }))
+    }
+
+    /// Runs attempts of the movement: transient conflicts are retried a few times with a short
+    /// pause. When an attempt fails or finds its key taken, an earlier request with the same
+    /// key decides the answer (a replay, or a 409 for a different body), so a replay is answered
+    /// the same even if it could no longer be carried out.
+    async fn run<F, Fut>(&self, state: &AppState, mut attempt: F) -> Result<Outcome, ApiError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<Outcome, Failure>>,
+    {
+        let mut tries = 0u32;
+        loop {
+            tries += 1;
+            let err = match attempt().await {
+                Ok(o) => return Ok(o),
+                Err(Failure::Db(e)) if is_transient(&e) && tries < 5 => {
+                    tracing::warn!(tries, error = %e, "transient conflict; retrying the movement");
+                    tokio::time::sleep(std::time::Duration::from_millis(5 * u64::from(tries)))
+                        .await;
+                    continue;
+                }
+                Err(Failure::Db(e)) => ApiError::from(e),
+                Err(Failure::Api(e)) => e,
+                Err(Failure::KeyTaken) => {
+                    if let Some(o) = self.earlier(state).await? {
+                        return Ok(o);
+                    }
+                    // Taken and gone again cannot happen while keys outlive requests; retry.
+                    if tries < 5 {
+                        continue;
+                    }
+                    ApiError::Internal(anyhow::anyhow!("idempotency key vanished"))
+                }
+            };
+            return match self.earlier(state).await? {
+                Some(o) => Ok(o),
+                None => Err(err),
+            };
+        }
     }
 }
 
@@ -268,21 +323,23 @@ pub async fn transfer_p2p(
     body: Value,
 ) -> Result<Outcome, ApiError> {
     let (hash, req) = parse_request(body)?;
-    with_retry(|| p2p_attempt(state, sender, key, &hash, &req)).await
+    let m = Movement {
+        user_id: &sender.id,
+        key,
+        scope: "p2p",
+        hash,
+    };
+    m.run(state, || p2p_attempt(state, sender, &m, &req)).await
 }
 
 async fn p2p_attempt(
     state: &AppState,
     sender: &UserRow,
-    key: &str,
-    hash: &str,
+    m: &Movement<'_>,
     req: &P2pRequest,
 ) -> Result<Outcome, Failure> {
     let db = &state.db;
     let tx = db.begin_write().await?;
-    if let Some(replay) = claim(state, &tx, &sender.id, key, "p2p", hash).await? {
-        return Ok(replay);
-    }
     let asset = asset_of(state, &req.currency)?;
     let amount = parse_positive_amount(req.amount.0.trim(), asset.scale).map_err(amount_field)?;
     let note = req.note.as_deref().map(str::trim).filter(|n| !n.is_empty());
@@ -313,34 +370,35 @@ async fn p2p_attempt(
         ))
         .into());
     }
-    let from = db
-        .ensure_account(&tx, &sender.id, "wallet", &asset.code, false)
-        .await?;
-    let to = db
-        .ensure_account(&tx, &recipient.id, "wallet", &asset.code, false)
-        .await?;
     let entry_id = uuid::Uuid::now_v7().to_string();
-    db.post_entry(
-        &tx,
-        NewEntry {
-            id: &entry_id,
-            kind: "p2p",
-            asset: &asset.code,
-            memo: note,
-            created_by: Some(&sender.id),
-            legs: vec![
-                Leg {
-                    account_id: from.clone(),
-                    amount: -amount,
-                },
-                Leg {
-                    account_id: to,
-                    amount,
-                },
-            ],
-        },
-    )
-    .await?;
+    let balances = db
+        .post_entry(
+            &tx,
+            NewEntry {
+                id: &entry_id,
+                kind: "p2p",
+                asset: &asset.code,
+                memo: note,
+                created_by: Some(&sender.id),
+                legs: vec![
+                    Leg {
+                        owner: &sender.id,
+                        kind: "wallet",
+                        allow_negative: false,
+                        amount: -amount,
+                    },
+                    Leg {
+                        owner: &recipient.id,
+                        kind: "wallet",
+                        allow_negative: false,
+                        amount,
+                    },
+                ],
+            },
+        )
+        .await?;
+    let from = account_id(&sender.id, "wallet", &asset.code);
+    let balance = balance_of(&balances, &from)?;
     let day = chrono::Utc::now().timestamp().div_euclid(86_400);
     if !db
         .add_transfer_usage(&tx, &sender.id, day, usd, limits.daily_cap_cents)
@@ -353,33 +411,27 @@ async fn p2p_attempt(
         .into());
     }
     let out_id = uuid::Uuid::now_v7().to_string();
-    for (id, user, dir, other) in [
-        (out_id.clone(), &sender.id, "out", &recipient.id),
-        (
-            uuid::Uuid::now_v7().to_string(),
-            &recipient.id,
-            "in",
-            &sender.id,
-        ),
-    ] {
-        db.insert_transaction(
-            &tx,
-            NewTransaction {
-                id: &id,
-                user_id: user,
-                kind: "p2p",
-                direction: dir,
-                asset: &asset.code,
-                amount,
-                status: "completed",
-                counterparty_id: Some(other),
-                note,
-                entry_id: Some(&entry_id),
-            },
-        )
-        .await?;
-    }
-    let balance = db.account_balance(&tx, &from).await?;
+    let in_id = uuid::Uuid::now_v7().to_string();
+    let side = |id, user, direction, other| NewTransaction {
+        id,
+        user_id: user,
+        kind: "p2p",
+        direction,
+        asset: &asset.code,
+        amount,
+        status: "completed",
+        counterparty_id: Some(other),
+        note,
+        entry_id: Some(&entry_id),
+    };
+    db.insert_transactions(
+        &tx,
+        &mut [
+            side(&out_id, &sender.id, "out", &recipient.id),
+            side(&in_id, &recipient.id, "in", &sender.id),
+        ],
+    )
+    .await?;
     let body = json!({
         "transfer": {
             "id": out_id,
@@ -395,15 +447,17 @@ async fn p2p_attempt(
         "balance": format_amount(balance, asset.scale),
     })
     .to_string();
-    db.finish_idempotency(&tx, &sender.id, key, 201, &body)
-        .await?;
-    tx.commit().await?;
+    let out = m.commit(state, tx, StatusCode::CREATED, body).await?;
     tracing::info!(entry_id, sender = %sender.id, recipient = %recipient.id, asset = %asset.code, "p2p transfer");
-    Ok(Outcome {
-        status: StatusCode::CREATED,
-        body,
-        replayed: false,
-    })
+    Ok(out)
+}
+
+fn balance_of(balances: &[(String, i64)], account: &str) -> Result<i64, Failure> {
+    balances
+        .iter()
+        .find(|(id, _)| id == account)
+        .map(|(_, b)| *b)
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("posted entry lacks {account}")).into())
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -424,21 +478,24 @@ pub async fn adjust(
     body: Value,
 ) -> Result<Outcome, ApiError> {
     let (hash, req) = parse_request(body)?;
-    with_retry(|| adjust_attempt(state, admin, key, &hash, &req)).await
+    let m = Movement {
+        user_id: &admin.id,
+        key,
+        scope: "admin_adjust",
+        hash,
+    };
+    m.run(state, || adjust_attempt(state, admin, &m, &req))
+        .await
 }
 
 async fn adjust_attempt(
     state: &AppState,
     admin: &UserRow,
-    key: &str,
-    hash: &str,
+    m: &Movement<'_>,
     req: &AdjustRequest,
 ) -> Result<Outcome, Failure> {
     let db = &state.db;
     let tx = db.begin_write().await?;
-    if let Some(replay) = claim(state, &tx, &admin.id, key, "admin_adjust", hash).await? {
-        return Ok(replay);
-    }
     let asset = asset_of(state, &req.currency)?;
     let amount = parse_amount(req.amount.0.trim(), asset.scale).map_err(amount_field)?;
     if amount == 0 {
@@ -453,38 +510,38 @@ async fn adjust_attempt(
         Err(_) => None,
     }
     .ok_or_else(|| ApiError::field("user_id", "no such user"))?;
-    let wallet = db
-        .ensure_account(&tx, &user.id, "wallet", &asset.code, false)
-        .await?;
-    let equity = db
-        .ensure_account(&tx, PLATFORM, "equity", &asset.code, true)
-        .await?;
     let entry_id = uuid::Uuid::now_v7().to_string();
-    db.post_entry(
-        &tx,
-        NewEntry {
-            id: &entry_id,
-            kind: "adjustment",
-            asset: &asset.code,
-            memo: Some(reason),
-            created_by: Some(&admin.id),
-            legs: vec![
-                Leg {
-                    account_id: wallet.clone(),
-                    amount,
-                },
-                Leg {
-                    account_id: equity,
-                    amount: -amount,
-                },
-            ],
-        },
-    )
-    .await?;
+    let balances = db
+        .post_entry(
+            &tx,
+            NewEntry {
+                id: &entry_id,
+                kind: "adjustment",
+                asset: &asset.code,
+                memo: Some(reason),
+                created_by: Some(&admin.id),
+                legs: vec![
+                    Leg {
+                        owner: &user.id,
+                        kind: "wallet",
+                        allow_negative: false,
+                        amount,
+                    },
+                    Leg {
+                        owner: PLATFORM,
+                        kind: "equity",
+                        allow_negative: true,
+                        amount: -amount,
+                    },
+                ],
+            },
+        )
+        .await?;
+    let balance = balance_of(&balances, &account_id(&user.id, "wallet", &asset.code))?;
     let txn_id = uuid::Uuid::now_v7().to_string();
-    db.insert_transaction(
+    db.insert_transactions(
         &tx,
-        NewTransaction {
+        &mut [NewTransaction {
             id: &txn_id,
             user_id: &user.id,
             kind: "adjustment",
@@ -495,10 +552,9 @@ async fn adjust_attempt(
             counterparty_id: None,
             note: Some(reason),
             entry_id: Some(&entry_id),
-        },
+        }],
     )
     .await?;
-    let balance = db.account_balance(&tx, &wallet).await?;
     let body = json!({
         "adjustment": {
             "id": txn_id,
@@ -511,15 +567,9 @@ async fn adjust_attempt(
         }
     })
     .to_string();
-    db.finish_idempotency(&tx, &admin.id, key, 201, &body)
-        .await?;
-    tx.commit().await?;
+    let out = m.commit(state, tx, StatusCode::CREATED, body).await?;
     tracing::info!(entry_id, actor = %admin.id, target = %user.id, asset = %asset.code, "balance adjusted by admin");
-    Ok(Outcome {
-        status: StatusCode::CREATED,
-        body,
-        replayed: false,
-    })
+    Ok(out)
 }
 
 /// Every configured asset with the user's balance as a decimal string, and when any changed last.

@@ -158,8 +158,10 @@ pub struct ListQuery {
 #[derive(Serialize, ToSchema)]
 pub struct TransactionList {
     pub transactions: Vec<TransactionView>,
-    /// Matching transactions in all pages.
+    /// Matching transactions in all pages. With filters, counting stops at 10,000: then
+    /// `total` is 10000 and `total_exact` false ("10,000 or more").
     pub total: i64,
+    pub total_exact: bool,
     pub skip: i64,
     pub limit: i64,
     /// Pass as `cursor` for the next page; absent on the last page.
@@ -217,7 +219,10 @@ async fn list(
         .filter(|c| !c.is_empty())
         .map(decode_cursor)
         .transpose()?;
-    let total = state.db.count_transactions(&auth.user.id, &filter).await?;
+    let (total, total_exact) = state
+        .db
+        .count_transactions(&auth.user.id, &filter, etx_db::ledger::COUNT_CAP)
+        .await?;
     let rows = state
         .db
         .list_transactions(&auth.user.id, &filter, cursor.as_ref(), skip, limit)
@@ -231,6 +236,7 @@ async fn list(
             .map(|t| TransactionView::new(&state, t))
             .collect(),
         total,
+        total_exact,
         skip: if cursor.is_some() { 0 } else { skip },
         limit,
         next_cursor,

@@ -167,7 +167,9 @@ impl TransactionView {
 #[derive(Serialize, ToSchema)]
 pub struct TransferHistory {
     pub transfers: Vec<TransactionView>,
+    /// Counting stops at 10,000: then `total_exact` is false.
     pub total: i64,
+    pub total_exact: bool,
     pub skip: i64,
     pub limit: i64,
 }
@@ -189,7 +191,10 @@ async fn p2p_history(
         kind: Some("p2p".into()),
         ..Default::default()
     };
-    let total = state.db.count_transactions(&auth.user.id, &filter).await?;
+    let (total, total_exact) = state
+        .db
+        .count_transactions(&auth.user.id, &filter, etx_db::ledger::COUNT_CAP)
+        .await?;
     let rows = state
         .db
         .list_transactions(&auth.user.id, &filter, None, skip, limit)
@@ -201,6 +206,7 @@ async fn p2p_history(
     Ok(Json(TransferHistory {
         transfers,
         total,
+        total_exact,
         skip,
         limit,
     }))

@@ -184,7 +184,8 @@ pub struct TransactionsPage {
     filter: FilterEcho,
     query: String,
     recent: Vec<TransactionView>,
-    total: i64,
+    /// "10000+" when a filtered count stopped at its cap.
+    total: String,
     prev_skip: Option<i64>,
     next_skip: Option<i64>,
     error: Option<String>,
@@ -251,7 +252,7 @@ pub async fn view_transactions_get(
     let loaded = async {
         let total = state
             .db
-            .count_transactions(&u.auth.user.id, &filter)
+            .count_transactions(&u.auth.user.id, &filter, etx_db::ledger::COUNT_CAP)
             .await?;
         let rows = state
             .db
@@ -259,7 +260,7 @@ pub async fn view_transactions_get(
             .await?;
         Ok::<_, etx_db::DbErr>((total, rows))
     };
-    let (total, rows) = match loaded.await {
+    let ((total, total_exact), rows) = match loaded.await {
         Ok(v) => v,
         Err(e) => return ApiError::from(e).into_response(),
     };
@@ -277,9 +278,14 @@ pub async fn view_transactions_get(
             .iter()
             .map(|t| TransactionView::new(&state, t))
             .collect(),
-        total,
+        total: if total_exact {
+            total.to_string()
+        } else {
+            format!("{total}+")
+        },
         prev_skip: (skip > 0).then(|| (skip - PAGE).max(0)),
-        next_skip: (skip + PAGE < total).then_some(skip + PAGE),
+        next_skip: (skip + PAGE < total || (!total_exact && rows.len() as i64 == PAGE))
+            .then_some(skip + PAGE),
         error: None,
     };
     page.into_response()

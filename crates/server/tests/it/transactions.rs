@@ -53,6 +53,15 @@ async fn list_filters_pages_and_cursors() {
     };
     let all: Value = get("").await.json().await.unwrap();
     assert_eq!(all["total"], 15, "2 adjustments + 13 transfers");
+    assert_eq!(all["total_exact"], true);
+    // A filtered count stops at its cap and says so.
+    let p2p_only = etx_db::ledger::TxFilter {
+        kind: Some("p2p".into()),
+        ..Default::default()
+    };
+    let count = |cap| app.state.db.count_transactions(&alice.id, &p2p_only, cap);
+    assert_eq!(count(5).await.unwrap(), (5, false));
+    assert_eq!(count(13).await.unwrap(), (13, true));
     let p2p: Value = get("?type=p2p&currency=usd&limit=5")
         .await
         .json()

@@ -164,6 +164,51 @@ async fn transfer_moves_money_once_and_both_sides_see_it() {
         ),
         (Some(2), 1)
     );
+    // Alice spends everything; replaying her first transfer still answers as it did then.
+    let balance = app.balances(&alice).await["USD"].clone();
+    let r = app
+        .money_post(
+            "/api/transfers/p2p",
+            Some("k-2"),
+            transfer("bob", json!(balance), "USD"),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = app
+        .money_post("/api/transfers/p2p", Some("k-1"), body, &alice.token)
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(r.headers()["idempotent-replayed"], "true");
+    assert_eq!(r.json::<Value>().await.unwrap(), first);
+    // Keys are kept for the configured retention (48 h), then forgotten.
+    let fresh = etx_server::jobs::purge_idempotency_keys(&app.state).await;
+    assert_eq!(fresh, 0, "nothing is younger than the retention");
+    let two_days_ago = etx_db::now_micros() - 49 * 3_600_000_000;
+    app.state
+        .db
+        .execute(
+            "UPDATE idempotency_keys SET created_at = $1 WHERE idem_key = 'k-1'",
+            vec![two_days_ago.into()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        etx_server::jobs::purge_idempotency_keys(&app.state).await,
+        2,
+        "alice's and bob's k-1"
+    );
+    let other = json!({"recipient": "bob", "amount": "1.00", "currency": "USD"});
+    let (s, c, _) = error_code(
+        app.money_post("/api/transfers/p2p", Some("k-1"), other, &alice.token)
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (s, c.as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "INSUFFICIENT_FUNDS"),
+        "a forgotten key is a new request"
+    );
     app.ledger_ok().await;
 }
 
@@ -418,6 +463,7 @@ async fn concurrent_transfers_on_hot_accounts_keep_every_invariant() {
     for name in ["hot_a", "hot_b", "hot_c", "hot_d"] {
         let u = verified(&app, name).await;
         app.fund(&admin, &u, "USD", "500.00").await;
+        app.fund(&admin, &u, "BTC", "0.01000000").await;
         users.push(u);
     }
     let users = std::sync::Arc::new(users);
@@ -433,10 +479,17 @@ async fn concurrent_transfers_on_hot_accounts_keep_every_invariant() {
                 let from = (rng.next() % 4) as usize;
                 let to = (from + 1 + (rng.next() % 3) as usize) % 4;
                 // Amounts from $1 to $120: hot accounts often run dry, so refusals happen too.
+                // Every third transfer moves BTC ($1.30 to $117), so movements of two assets
+                // between the same users cross each other.
                 let cents = 100 + rng.next() % 11_900;
+                let (amount, currency) = if i % 3 == 1 {
+                    (format!("0.{:08}", 2_000 + rng.next() % 178_000), "BTC")
+                } else {
+                    (format!("{}.{:02}", cents / 100, cents % 100), "USD")
+                };
                 // Every 10th transfer reuses a key shared by all tasks, replayed concurrently.
                 let key = if i % 10 == 0 { format!("shared-{from}-{}", i / 10 % 5) } else { format!("t{t}-{i}") };
-                let body = json!({"recipient": users[to].username, "amount": format!("{}.{:02}", cents / 100, cents % 100), "currency": "USD"});
+                let body = json!({"recipient": users[to].username, "amount": amount, "currency": currency});
                 let r = app.money_post("/api/transfers/p2p", Some(&key), body, &users[from].token).await;
                 let status = r.status();
                 let replayed = r.headers().contains_key("idempotent-replayed");
@@ -481,14 +534,25 @@ async fn concurrent_transfers_on_hot_accounts_keep_every_invariant() {
             .await,
         entries.len() as i64
     );
-    let mut total = 0i64;
+    let (mut usd, mut btc) = (0i64, 0i64);
     for u in users.iter() {
         let b = app.balances(u).await;
-        total += etx_domain::parse_amount(&b["USD"], 2).unwrap();
+        usd += etx_domain::parse_amount(&b["USD"], 2).unwrap();
+        btc += etx_domain::parse_amount(&b["BTC"], 8).unwrap();
     }
-    assert_eq!(total, 4 * 50_000, "money is neither created nor destroyed");
+    assert_eq!(usd, 4 * 50_000, "USD is neither created nor destroyed");
+    assert_eq!(btc, 4 * 1_000_000, "BTC is neither created nor destroyed");
     assert!(refused > 0, "the load exercised insufficient funds");
     app.ledger_ok().await;
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM transaction_counts c WHERE c.n <> \
+             (SELECT COUNT(*) FROM transactions t WHERE t.user_id = c.user_id)"
+        )
+        .await,
+        0,
+        "history totals match the history"
+    );
     eprintln!(
         "{} transfers moved, {refused} refused for insufficient funds",
         entries.len()
