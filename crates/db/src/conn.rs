@@ -133,3 +133,91 @@ impl Db {
         self
     }
 }
+
+/// Inserts queued to run together at the end of a write transaction. On PostgreSQL they go as
+/// ONE statement (data-modifying CTEs), so a movement's entry, postings, history rows, audit
+/// record and idempotency answer cost one round trip; on SQLite, where a statement is a
+/// function call rather than a round trip, they run one by one. Each statement numbers its
+/// placeholders from `$1`.
+#[derive(Default)]
+pub struct Batch {
+    stmts: Vec<(String, Vec<Value>)>,
+}
+
+impl Batch {
+    pub fn push(&mut self, sql: impl Into<String>, values: Vec<Value>) {
+        self.stmts.push((sql.into(), values));
+    }
+}
+
+/// `sql` with every `$n` placeholder renumbered to `$(n + by)`.
+fn shift_placeholders(sql: &str, by: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c != '$' {
+            continue;
+        }
+        let mut n = String::new();
+        while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+            n.push(*d);
+            chars.next();
+        }
+        match n.parse::<usize>() {
+            Ok(v) => out.push_str(&(v + by).to_string()),
+            Err(_) => out.push_str(&n),
+        }
+    }
+    out
+}
+
+impl Db {
+    /// Runs a batch through `tx` (a transaction, or the pool for a single statement); returns
+    /// the rows affected by its last statement.
+    pub async fn run_batch(&self, tx: &impl ConnectionTrait, batch: Batch) -> Result<u64, DbErr> {
+        let mut stmts = batch.stmts;
+        let Some((last_sql, last_vals)) = stmts.pop() else {
+            return Ok(0);
+        };
+        if self.kind == DbKind::Sqlite || stmts.is_empty() {
+            for (sql, v) in stmts {
+                tx.execute_raw(self.stmt(&sql, v)).await?;
+            }
+            return Ok(tx
+                .execute_raw(self.stmt(&last_sql, last_vals))
+                .await?
+                .rows_affected());
+        }
+        let mut sql = String::from("WITH ");
+        let mut values: Vec<Value> = Vec::new();
+        for (i, (s, v)) in stmts.into_iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!(
+                "s{i} AS ({})",
+                shift_placeholders(&s, values.len())
+            ));
+            values.extend(v);
+        }
+        sql.push(' ');
+        sql.push_str(&shift_placeholders(&last_sql, values.len()));
+        values.extend(last_vals);
+        Ok(tx
+            .execute_raw(self.stmt(&sql, values))
+            .await?
+            .rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders_shift_past_earlier_statements() {
+        assert_eq!(
+            super::shift_placeholders("VALUES ($1, $2), ($10, 'x$y')", 5),
+            "VALUES ($6, $7), ($15, 'x$y')"
+        );
+    }
+}

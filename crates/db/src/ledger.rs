@@ -2,7 +2,7 @@
 //! Every movement is applied inside a caller's write transaction: conditional balance updates in
 //! account-id order (so concurrent opposite movements cannot deadlock), then the postings.
 
-use crate::{Db, now_micros};
+use crate::{Batch, Db, now_micros};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, FromQueryResult};
 
 pub const PLATFORM: &str = "";
@@ -86,12 +86,14 @@ pub struct NewTransaction<'a> {
 }
 
 impl Db {
-    /// Applies a balanced entry and returns each account's new balance (account id, balance).
-    /// Fails with `InsufficientFunds` if an account that may not go negative would; the caller
-    /// then rolls the transaction back.
+    /// Applies a balanced entry's balance changes now and queues its entry and postings on
+    /// `batch`; returns each account's new balance (account id, balance). Fails with
+    /// `InsufficientFunds` if an account that may not go negative would; the caller then rolls
+    /// the transaction back.
     pub async fn post_entry(
         &self,
         tx: &DatabaseTransaction,
+        batch: &mut Batch,
         e: NewEntry<'_>,
     ) -> Result<Vec<(String, i64)>, PostError> {
         let sum = e
@@ -139,17 +141,16 @@ impl Db {
             let row = row.ok_or(PostError::InsufficientFunds)?;
             balances.push((id.clone(), row.try_get_by_index::<i64>(0)?));
         }
-        tx.execute_raw(self.stmt(
+        batch.push(
             "INSERT INTO journal_entries (id, kind, memo, created_by, created_at) VALUES ($1, $2, $3, $4, $5)",
-            [
+            vec![
                 e.id.into(),
                 e.kind.into(),
                 e.memo.map(str::to_string).into(),
                 e.created_by.map(str::to_string).into(),
                 now.into(),
             ],
-        ))
-        .await?;
+        );
         let mut vals: Vec<sea_orm::Value> = Vec::with_capacity(legs.len() * 6);
         for (id, leg) in &legs {
             vals.extend([
@@ -161,26 +162,21 @@ impl Db {
                 now.into(),
             ]);
         }
-        tx.execute_raw(self.stmt(
-            &format!(
+        batch.push(
+            format!(
                 "INSERT INTO postings (id, entry_id, account_id, asset, amount, created_at) VALUES {}",
                 placeholders(legs.len(), 6)
             ),
             vals,
-        ))
-        .await?;
+        );
         Ok(balances)
     }
 
-    /// History rows of one movement, in one statement. Rows go in user-id order because each
+    /// Queues the history rows of one movement, as one statement. Rows go in user-id order because each
     /// one bumps its user's row in `transaction_counts` (a trigger): one lock order for all.
-    pub async fn insert_transactions(
-        &self,
-        tx: &DatabaseTransaction,
-        rows: &mut [NewTransaction<'_>],
-    ) -> Result<(), DbErr> {
+    pub fn insert_transactions(batch: &mut Batch, rows: &mut [NewTransaction<'_>]) {
         if rows.is_empty() {
-            return Ok(());
+            return;
         }
         rows.sort_by(|a, b| a.user_id.cmp(b.user_id));
         let now = now_micros();
@@ -200,16 +196,14 @@ impl Db {
                 now.into(),
             ]);
         }
-        tx.execute_raw(self.stmt(
-            &format!(
+        batch.push(
+            format!(
                 "INSERT INTO transactions (id, user_id, type, direction, asset, amount, status, \
                  counterparty_id, note, entry_id, created_at) VALUES {}",
                 placeholders(rows.len(), 11)
             ),
             vals,
-        ))
-        .await
-        .map(|_| ())
+        );
     }
 
     /// Adds `cents` to the user's sent-today total unless that would pass `cap`; `false` when
@@ -237,14 +231,15 @@ impl Db {
         Ok(n == 1)
     }
 
-    /// Stores a money POST's answer under its key, in the movement's transaction. `false` when
-    /// the key is already taken: the caller rolls back and answers as the first request did.
-    /// Inserting last (not claiming first) saves a round trip; a concurrent duplicate waits on
-    /// the key's index entry until the first commits, then finds it.
+    /// Runs the queued statements, storing a money POST's answer under its key last. `false`
+    /// when the key is already taken: the caller rolls back and answers as the first request
+    /// did. Storing at the end (not claiming first) saves a round trip; a concurrent duplicate
+    /// waits on the key's index entry until the first commits, then finds it.
     #[allow(clippy::too_many_arguments)]
-    pub async fn store_idempotency(
+    pub async fn finish_with_idempotency(
         &self,
         tx: &DatabaseTransaction,
+        mut batch: Batch,
         user_id: &str,
         key: &str,
         scope: &str,
@@ -252,23 +247,20 @@ impl Db {
         status: u16,
         response: &str,
     ) -> Result<bool, DbErr> {
-        let n = tx
-            .execute_raw(self.stmt(
-                "INSERT INTO idempotency_keys (user_id, idem_key, scope, request_hash, status, response, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-                [
-                    user_id.into(),
-                    key.into(),
-                    scope.into(),
-                    request_hash.into(),
-                    i32::from(status).into(),
-                    response.into(),
-                    now_micros().into(),
-                ],
-            ))
-            .await?
-            .rows_affected();
-        Ok(n == 1)
+        batch.push(
+            "INSERT INTO idempotency_keys (user_id, idem_key, scope, request_hash, status, response, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            vec![
+                user_id.into(),
+                key.into(),
+                scope.into(),
+                request_hash.into(),
+                i32::from(status).into(),
+                response.into(),
+                now_micros().into(),
+            ],
+        );
+        Ok(self.run_batch(tx, batch).await? == 1)
     }
 
     pub async fn idempotency_record(

@@ -1,14 +1,15 @@
 //! The only crate that speaks SQL: connection set-up for SQLite and PostgreSQL, the migration
 //! runner and one repository module per table family. Timestamps are Unix microseconds (UTC).
 
+pub mod audit;
 mod conn;
 pub mod ledger;
 mod migrate;
 pub mod sessions;
 pub mod users;
 
-pub use conn::{Db, DbKind};
-pub use sea_orm::{DatabaseTransaction, DbErr};
+pub use conn::{Batch, Db, DbKind};
+pub use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr};
 
 /// Current time in Unix microseconds, the unit every timestamp column uses.
 pub fn now_micros() -> i64 {

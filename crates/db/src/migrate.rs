@@ -38,6 +38,13 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("migrations/0003_history.postgres.sql"),
         sqlite: include_str!("migrations/0003_history.sqlite.sql"),
     },
+    Migration {
+        version: 4,
+        name: "audit",
+        common: include_str!("migrations/0004_audit.sql"),
+        postgres: "",
+        sqlite: "",
+    },
 ];
 
 pub async fn run(db: &Db) -> anyhow::Result<()> {

@@ -1,6 +1,7 @@
 //! Account operations shared by the JSON API and the web pages: registration, login, session
 //! issue and rotation, profile and password changes, avatars.
 
+use crate::audit::Event;
 use crate::cookies;
 use crate::error::ApiError;
 use crate::session::{Auth, ClientInfo};
@@ -11,6 +12,7 @@ use etx_db::sessions::{NewSession, Rotation};
 use etx_db::users::{NewUser, UserRow};
 use etx_db::{is_unique_violation, now_micros};
 use etx_domain::{Email, FieldErrors, Role, Username, validate_new_password};
+use serde_json::json;
 use std::time::Duration;
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -142,6 +144,11 @@ pub async fn register(
     match state.db.insert_user(new).await {
         Ok(u) => {
             tracing::info!(user_id = %u.id, "account registered");
+            Event::new(Some(&u.id), "auth.register")
+                .target("user", &u.id)
+                .details(json!({"username": u.username}))
+                .record(state)
+                .await;
             Ok(u)
         }
         // Two registrations racing for the same name: the database decides.
@@ -224,6 +231,10 @@ pub async fn login(
             )
             .await?;
         tracing::info!(user_id = %user.id, "login failed: wrong password");
+        Event::new(Some(&user.id), "auth.login_failed")
+            .target("user", &user.id)
+            .record(state)
+            .await;
         return Err(ApiError::Unauthorized(INVALID_CREDENTIALS.into()));
     }
     if !user.is_active {
@@ -232,6 +243,11 @@ pub async fn login(
     state.db.reset_failed_logins(&user.id).await?;
     let issued = start_session(state, &user, remember_me, client).await?;
     tracing::info!(user_id = %user.id, "logged in");
+    Event::new(Some(&user.id), "auth.login")
+        .target("user", &user.id)
+        .details(json!({"remember_me": remember_me}))
+        .record(state)
+        .await;
     Ok((user, issued))
 }
 
@@ -327,6 +343,16 @@ pub async fn refresh(state: &AppState, token: &str) -> Result<(UserRow, Issued),
     }
 }
 
+/// Ends the current session.
+pub async fn logout(state: &AppState, auth: &Auth) -> Result<(), etx_db::DbErr> {
+    state.db.revoke_session(&auth.session_id, "logout").await?;
+    Event::new(Some(&auth.user.id), "auth.logout")
+        .target("session", &auth.session_id)
+        .record(state)
+        .await;
+    Ok(())
+}
+
 pub async fn change_password(
     state: &AppState,
     auth: &Auth,
@@ -355,6 +381,11 @@ pub async fn change_password(
         .revoke_user_sessions(&auth.user.id, Some(&auth.session_id), "password_changed")
         .await?;
     tracing::info!(user_id = %auth.user.id, other_sessions_ended = ended, "password changed");
+    Event::new(Some(&auth.user.id), "auth.password_change")
+        .target("user", &auth.user.id)
+        .details(json!({"other_sessions_ended": ended}))
+        .record(state)
+        .await;
     Ok(())
 }
 
@@ -399,6 +430,14 @@ pub async fn update_profile(
         Err(e) if is_unique_violation(&e) => return Err(duplicate_error(&e.to_string())),
         Err(e) => return Err(e.into()),
     }
+    Event::new(Some(&user.id), "user.profile_update")
+        .target("user", &user.id)
+        .details(json!({
+            "before": {"username": user.username, "email": user.email, "name": user.name},
+            "after": {"username": username.as_str(), "email": email.as_str(), "name": name},
+        }))
+        .record(state)
+        .await;
     state
         .db
         .user_by_id(&user.id)
@@ -444,6 +483,11 @@ pub async fn set_avatar(
     {
         tracing::warn!(error = %e, "old avatar could not be removed");
     }
+    Event::new(Some(&user.id), "user.avatar_set")
+        .target("user", &user.id)
+        .details(json!({"content_type": processed.content_type}))
+        .record(state)
+        .await;
     state
         .db
         .user_by_id(&user.id)
@@ -455,6 +499,10 @@ pub async fn remove_avatar(state: &AppState, user: &UserRow) -> Result<UserRow, 
     if let Some(old) = &user.avatar_key {
         state.db.set_avatar(&user.id, None, None).await?;
         state.storage.delete(old).await?;
+        Event::new(Some(&user.id), "user.avatar_remove")
+            .target("user", &user.id)
+            .record(state)
+            .await;
     }
     state
         .db

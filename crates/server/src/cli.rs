@@ -1,4 +1,5 @@
-//! The command line: `etx serve`, `etx migrate`, `etx admin create`. Running `etx` alone serves.
+//! The command line: `etx serve`, `etx migrate`, `etx admin create`, `etx ledger verify`,
+//! `etx audit verify`. Running `etx` alone serves.
 
 use crate::config::Config;
 use crate::startup::{Application, open_db, shutdown_signal};
@@ -40,6 +41,18 @@ enum Command {
         #[command(subcommand)]
         command: LedgerCommand,
     },
+    /// Audit trail maintenance.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Link pending records, then check the whole hash chain; exits non-zero naming each break
+    /// (an edited, deleted or reordered record).
+    Verify,
 }
 
 #[derive(Subcommand)]
@@ -105,6 +118,9 @@ pub fn main() -> ExitCode {
             Command::Ledger {
                 command: LedgerCommand::Verify,
             } => ledger_verify(config).await,
+            Command::Audit {
+                command: AuditCommand::Verify,
+            } => audit_verify(config).await,
         }
     });
     match result {
@@ -146,6 +162,23 @@ async fn ledger_verify(config: Config) -> anyhow::Result<()> {
         println!("VIOLATION {p}");
     }
     anyhow::bail!("{} ledger invariant violation(s)", problems.len())
+}
+
+async fn audit_verify(config: Config) -> anyhow::Result<()> {
+    let db = open_db(&config).await?;
+    db.chain_all_audit().await?;
+    let (problems, checked) = db.verify_audit().await?;
+    if problems.is_empty() {
+        println!("audit log OK: {checked} records, every link and hash intact");
+        return Ok(());
+    }
+    for p in &problems {
+        println!("TAMPERED {p}");
+    }
+    anyhow::bail!(
+        "{} break(s) in the audit chain of {checked} records",
+        problems.len()
+    )
 }
 
 fn read_password() -> anyhow::Result<String> {

@@ -3,18 +3,33 @@
 use crate::state::AppState;
 use std::time::Duration;
 
-const EVERY: Duration = Duration::from_secs(3600);
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+const CHAIN_EVERY: Duration = Duration::from_millis(500);
 
-/// Forgets idempotency keys past their retention, once at start and then hourly. Several
-/// instances may run it at once: the delete is idempotent.
+/// Forgets idempotency keys past their retention (at start, then hourly) and links new audit
+/// records into the chain (every half second). Several instances may run both at once: the
+/// delete is idempotent and the chainer takes a lock.
 pub fn spawn_upkeep(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            purge_idempotency_keys(&state).await;
-        }
+        let purge = async {
+            let mut tick = tokio::time::interval(PURGE_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                purge_idempotency_keys(&state).await;
+            }
+        };
+        let chain = async {
+            let mut tick = tokio::time::interval(CHAIN_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = state.db.chain_all_audit().await {
+                    tracing::warn!(error = %e, "audit chaining failed; will retry");
+                }
+            }
+        };
+        tokio::join!(purge, chain);
     })
 }
 

@@ -50,6 +50,22 @@ pub async fn request_context(req: Request, next: Next) -> Response {
     resp
 }
 
+/// Makes the client's address and user agent available to audit records written while the
+/// request is served.
+pub async fn client_context(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    let ip = crate::session::client_ip(&state, req.headers(), peer).to_string();
+    let ua = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(256).collect::<String>());
+    crate::audit::CLIENT.scope((ip, ua), next.run(req)).await
+}
+
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
     connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; \
     frame-ancestors 'none'";

@@ -154,6 +154,10 @@ pub fn build_router(state: AppState) -> Router {
             state.clone(),
             middleware::security_headers,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::client_context,
+        ))
         .layer(cors)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,

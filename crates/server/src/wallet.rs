@@ -8,9 +8,9 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::views::rfc3339;
 use axum::http::StatusCode;
-use etx_db::DbErr;
 use etx_db::ledger::{Leg, NewEntry, NewTransaction, PLATFORM, PostError, account_id};
 use etx_db::users::UserRow;
+use etx_db::{Batch, Db, DbErr};
 use etx_domain::{AmountError, format_amount, parse_amount, parse_positive_amount};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
@@ -215,19 +215,21 @@ struct Movement<'a> {
 }
 
 impl Movement<'_> {
-    /// Stores the answer under the key and commits. If the key was taken meanwhile, nothing is
+    /// Runs the movement's queued inserts, stores the answer under the key and commits. If the key was taken meanwhile, nothing is
     /// committed and the caller answers as the first request did.
     async fn commit(
         &self,
         state: &AppState,
         tx: etx_db::DatabaseTransaction,
+        batch: Batch,
         status: StatusCode,
         body: String,
     ) -> Result<Outcome, Failure> {
         let stored = state
             .db
-            .store_idempotency(
+            .finish_with_idempotency(
                 &tx,
+                batch,
                 self.user_id,
                 self.key,
                 self.scope,
@@ -371,9 +373,11 @@ async fn p2p_attempt(
         .into());
     }
     let entry_id = uuid::Uuid::now_v7().to_string();
+    let mut batch = Batch::default();
     let balances = db
         .post_entry(
             &tx,
+            &mut batch,
             NewEntry {
                 id: &entry_id,
                 kind: "p2p",
@@ -424,14 +428,13 @@ async fn p2p_attempt(
         note,
         entry_id: Some(&entry_id),
     };
-    db.insert_transactions(
-        &tx,
+    Db::insert_transactions(
+        &mut batch,
         &mut [
             side(&out_id, &sender.id, "out", &recipient.id),
             side(&in_id, &recipient.id, "in", &sender.id),
         ],
-    )
-    .await?;
+    );
     let body = json!({
         "transfer": {
             "id": out_id,
@@ -447,7 +450,17 @@ async fn p2p_attempt(
         "balance": format_amount(balance, asset.scale),
     })
     .to_string();
-    let out = m.commit(state, tx, StatusCode::CREATED, body).await?;
+    crate::audit::Event::new(Some(&sender.id), "transfer.p2p")
+        .target("user", &recipient.id)
+        .details(json!({
+            "entry_id": entry_id,
+            "currency": asset.code,
+            "amount": format_amount(amount, asset.scale),
+        }))
+        .queue(&mut batch);
+    let out = m
+        .commit(state, tx, batch, StatusCode::CREATED, body)
+        .await?;
     tracing::info!(entry_id, sender = %sender.id, recipient = %recipient.id, asset = %asset.code, "p2p transfer");
     Ok(out)
 }
@@ -511,9 +524,11 @@ async fn adjust_attempt(
     }
     .ok_or_else(|| ApiError::field("user_id", "no such user"))?;
     let entry_id = uuid::Uuid::now_v7().to_string();
+    let mut batch = Batch::default();
     let balances = db
         .post_entry(
             &tx,
+            &mut batch,
             NewEntry {
                 id: &entry_id,
                 kind: "adjustment",
@@ -539,8 +554,8 @@ async fn adjust_attempt(
         .await?;
     let balance = balance_of(&balances, &account_id(&user.id, "wallet", &asset.code))?;
     let txn_id = uuid::Uuid::now_v7().to_string();
-    db.insert_transactions(
-        &tx,
+    Db::insert_transactions(
+        &mut batch,
         &mut [NewTransaction {
             id: &txn_id,
             user_id: &user.id,
@@ -553,8 +568,7 @@ async fn adjust_attempt(
             note: Some(reason),
             entry_id: Some(&entry_id),
         }],
-    )
-    .await?;
+    );
     let body = json!({
         "adjustment": {
             "id": txn_id,
@@ -567,7 +581,20 @@ async fn adjust_attempt(
         }
     })
     .to_string();
-    let out = m.commit(state, tx, StatusCode::CREATED, body).await?;
+    crate::audit::Event::new(Some(&admin.id), "wallet.adjust")
+        .target("user", &user.id)
+        .details(json!({
+            "entry_id": entry_id,
+            "reason": reason,
+            "currency": asset.code,
+            "amount": format_amount(amount, asset.scale),
+            "before": format_amount(balance - amount, asset.scale),
+            "after": format_amount(balance, asset.scale),
+        }))
+        .queue(&mut batch);
+    let out = m
+        .commit(state, tx, batch, StatusCode::CREATED, body)
+        .await?;
     tracing::info!(entry_id, actor = %admin.id, target = %user.id, asset = %asset.code, "balance adjusted by admin");
     Ok(out)
 }

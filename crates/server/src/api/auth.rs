@@ -253,6 +253,10 @@ async fn refresh(
         }
     };
     let (user, issued) = accounts::refresh(&state, &token).await?;
+    crate::audit::Event::new(Some(&user.id), "auth.refresh")
+        .target("user", &user.id)
+        .record(&state)
+        .await;
     Ok(auth_response(&state, StatusCode::OK, &user, issued))
 }
 
@@ -264,7 +268,7 @@ async fn refresh(
         (status = 403, description = "CSRF token missing or invalid", body = ErrorBody),
     ))]
 async fn logout(State(state): State<AppState>, auth: Auth) -> ApiResult<Response> {
-    state.db.revoke_session(&auth.session_id, "logout").await?;
+    accounts::logout(&state, &auth).await?;
     let mut headers = HeaderMap::new();
     accounts::clear_cookies(&state, &mut headers);
     Ok((StatusCode::NO_CONTENT, headers).into_response())

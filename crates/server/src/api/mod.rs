@@ -1,6 +1,7 @@
 //! The JSON API: one module per area, each with `router()`; this file assembles them and the
 //! OpenAPI document generated from their annotations.
 
+pub mod audit;
 pub mod auth;
 pub mod ops;
 pub mod transactions;
@@ -57,6 +58,7 @@ pub fn router(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) 
         .merge(users::router(state))
         .merge(wallet::router())
         .merge(transactions::router())
+        .merge(audit::router())
         .merge(ops::router())
         .split_for_parts()
 }

@@ -67,7 +67,7 @@ pub struct FilterQuery {
     pub to: Option<String>,
 }
 
-fn parse_time(field: &str, v: &str, end_of_day: bool) -> Result<i64, ApiError> {
+pub(crate) fn parse_time(field: &str, v: &str, end_of_day: bool) -> Result<i64, ApiError> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(v) {
         return Ok(t.timestamp_micros());
     }

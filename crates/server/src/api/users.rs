@@ -270,7 +270,7 @@ async fn update_user(
         is_active: req.is_active,
         is_verified: req.is_verified,
     };
-    state.db.user_by_id(&id).await?.ok_or(ApiError::NotFound)?;
+    let before = state.db.user_by_id(&id).await?.ok_or(ApiError::NotFound)?;
     if !state.db.admin_update_user(&id, &patch).await? {
         return Err(ApiError::Conflict {
             message: "this change would leave no active admin".into(),
@@ -285,6 +285,12 @@ async fn update_user(
     }
     let user = state.db.user_by_id(&id).await?.ok_or(ApiError::NotFound)?;
     tracing::info!(actor = %auth.user.id, target = %id, "user updated by admin");
+    let snapshot = |u: &etx_db::users::UserRow| serde_json::json!({"role": u.role, "is_active": u.is_active, "is_verified": u.is_verified});
+    crate::audit::Event::new(Some(&auth.user.id), "user.admin_update")
+        .target("user", &id)
+        .details(serde_json::json!({"before": snapshot(&before), "after": snapshot(&user)}))
+        .record(&state)
+        .await;
     Ok(Json((&user).into()))
 }
 
@@ -324,6 +330,11 @@ async fn delete_user(
             fields: Default::default(),
         }),
         Some(true) => {
+            crate::audit::Event::new(Some(&auth.user.id), "user.delete")
+                .target("user", &id)
+                .details(serde_json::json!({"username": user.username, "email": user.email, "role": user.role}))
+                .record(&state)
+                .await;
             if let Some(key) = &user.avatar_key
                 && let Err(e) = state.storage.delete(key).await
             {

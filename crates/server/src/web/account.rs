@@ -314,7 +314,7 @@ pub async fn view_logout_post(
         );
     }
     if let Ok(u) = u
-        && let Err(e) = state.db.revoke_session(&u.auth.session_id, "logout").await
+        && let Err(e) = accounts::logout(&state, &u.auth).await
     {
         return ApiError::from(e).into_response();
     }

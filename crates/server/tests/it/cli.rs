@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-fn etx(data_dir: &std::path::Path) -> Command {
+pub(crate) fn etx(data_dir: &std::path::Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_etx"));
     c.env("ETX_DATA_DIR", data_dir)
         .env("ETX__AUTH__ARGON2_MEMORY_KIB", "64")

@@ -1,0 +1,365 @@
+//! The audit trail: append-only, hash-chained records of every state-changing action.
+//!
+//! Writers add a record to `audit_outbox` inside the transaction of the action itself. The
+//! chainer (`chain_audit`) moves pending records into `audit_log` in id order, under the lock of
+//! the single `audit_head` row: each gets the next `seq` and `hash = SHA-256(prev_hash, fields)`.
+//! Editing, deleting or reordering a chained record breaks the links, which `verify_audit`
+//! reports; deleting the newest records is caught by comparing with `audit_head`.
+
+use crate::{Batch, Db, now_micros};
+use sea_orm::{ConnectionTrait, DbErr, FromQueryResult};
+use sha2::{Digest, Sha256};
+
+pub struct NewAudit<'a> {
+    pub actor_id: Option<&'a str>,
+    pub action: &'a str,
+    pub target_type: Option<&'a str>,
+    pub target_id: Option<&'a str>,
+    pub ip: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+    pub request_id: Option<&'a str>,
+    /// A JSON object: reason, before/after and whatever else the action needs to explain.
+    pub details: &'a str,
+}
+
+#[derive(Debug, Clone, FromQueryResult)]
+pub struct AuditRow {
+    pub seq: i64,
+    pub id: String,
+    pub at: i64,
+    pub actor_id: Option<String>,
+    pub action: String,
+    pub target_type: Option<String>,
+    pub target_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    pub details: String,
+    pub prev_hash: String,
+    pub hash: String,
+    pub actor_username: Option<String>,
+}
+
+#[derive(FromQueryResult)]
+struct PendingRow {
+    id: String,
+    at: i64,
+    actor_id: Option<String>,
+    action: String,
+    target_type: Option<String>,
+    target_id: Option<String>,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    request_id: Option<String>,
+    details: String,
+}
+
+/// Filters of the audit log; times are Unix microseconds, `to` exclusive.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub actor_id: Option<String>,
+    pub action: Option<String>,
+    pub target_id: Option<String>,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+/// The link of one record: every field in a fixed order, as a JSON array so no two different
+/// records can serialise alike.
+#[allow(clippy::too_many_arguments)]
+fn link_hash(
+    prev: &str,
+    seq: i64,
+    id: &str,
+    at: i64,
+    actor_id: Option<&str>,
+    action: &str,
+    target_type: Option<&str>,
+    target_id: Option<&str>,
+    ip: Option<&str>,
+    user_agent: Option<&str>,
+    request_id: Option<&str>,
+    details: &str,
+) -> String {
+    let canonical = serde_json::json!([
+        prev,
+        seq,
+        id,
+        at,
+        actor_id,
+        action,
+        target_type,
+        target_id,
+        ip,
+        user_agent,
+        request_id,
+        details
+    ])
+    .to_string();
+    hex::encode(Sha256::digest(canonical.as_bytes()))
+}
+
+fn row_hash(r: &AuditRow, prev: &str) -> String {
+    link_hash(
+        prev,
+        r.seq,
+        &r.id,
+        r.at,
+        r.actor_id.as_deref(),
+        &r.action,
+        r.target_type.as_deref(),
+        r.target_id.as_deref(),
+        r.ip.as_deref(),
+        r.user_agent.as_deref(),
+        r.request_id.as_deref(),
+        &r.details,
+    )
+}
+
+const CHAIN_BATCH: i64 = 500;
+const AUDIT_COLUMNS: &str = "a.seq, a.id, a.at, a.actor_id, a.action, a.target_type, a.target_id, \
+    a.ip, a.user_agent, a.request_id, a.details, a.prev_hash, a.hash, u.username AS actor_username";
+
+impl Db {
+    /// Records an action on its own (the action has already committed).
+    pub async fn audit(&self, c: &impl ConnectionTrait, a: NewAudit<'_>) -> Result<(), DbErr> {
+        let mut b = Batch::default();
+        Self::queue_audit(&mut b, a);
+        self.run_batch(c, b).await.map(|_| ())
+    }
+
+    /// Queues an action's record on the batch of the action's own transaction, so both commit
+    /// or neither does.
+    pub fn queue_audit(batch: &mut Batch, a: NewAudit<'_>) {
+        batch.push(
+            "INSERT INTO audit_outbox (id, at, actor_id, action, target_type, target_id, ip, \
+             user_agent, request_id, details) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            vec![
+                uuid::Uuid::now_v7().to_string().into(),
+                now_micros().into(),
+                a.actor_id.map(str::to_string).into(),
+                a.action.into(),
+                a.target_type.map(str::to_string).into(),
+                a.target_id.map(str::to_string).into(),
+                a.ip.map(str::to_string).into(),
+                a.user_agent.map(str::to_string).into(),
+                a.request_id.map(str::to_string).into(),
+                a.details.into(),
+            ],
+        );
+    }
+
+    /// Chains up to one batch of pending records; returns how many. Safe to run from several
+    /// instances at once: the head row serialises them.
+    pub async fn chain_audit(&self) -> Result<usize, DbErr> {
+        // A plain read first, so an idle server does not write every time it looks.
+        if self.pending_audit().await? == 0 {
+            return Ok(0);
+        }
+        let tx = self.begin_write().await?;
+        // Locks the head (PostgreSQL row lock; SQLite's write lock is already held).
+        let head = tx
+            .query_one_raw(self.stmt(
+                "UPDATE audit_head SET updated_at = $1 WHERE id = 1 RETURNING seq, hash",
+                [now_micros().into()],
+            ))
+            .await?
+            .ok_or_else(|| DbErr::RecordNotFound("audit_head".into()))?;
+        let (mut seq, mut prev): (i64, String) =
+            (head.try_get_by_index(0)?, head.try_get_by_index(1)?);
+        let pending = PendingRow::find_by_statement(self.stmt(
+            "SELECT id, at, actor_id, action, target_type, target_id, ip, user_agent, request_id, \
+             details FROM audit_outbox ORDER BY id LIMIT $1",
+            [CHAIN_BATCH.into()],
+        ))
+        .all(&tx)
+        .await?;
+        if pending.is_empty() {
+            tx.rollback().await?;
+            return Ok(0);
+        }
+        for p in &pending {
+            seq += 1;
+            let hash = link_hash(
+                &prev,
+                seq,
+                &p.id,
+                p.at,
+                p.actor_id.as_deref(),
+                &p.action,
+                p.target_type.as_deref(),
+                p.target_id.as_deref(),
+                p.ip.as_deref(),
+                p.user_agent.as_deref(),
+                p.request_id.as_deref(),
+                &p.details,
+            );
+            tx.execute_raw(self.stmt(
+                "INSERT INTO audit_log (seq, id, at, actor_id, action, target_type, target_id, ip, \
+                 user_agent, request_id, details, prev_hash, hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                [
+                    seq.into(),
+                    p.id.clone().into(),
+                    p.at.into(),
+                    p.actor_id.clone().into(),
+                    p.action.clone().into(),
+                    p.target_type.clone().into(),
+                    p.target_id.clone().into(),
+                    p.ip.clone().into(),
+                    p.user_agent.clone().into(),
+                    p.request_id.clone().into(),
+                    p.details.clone().into(),
+                    prev.clone().into(),
+                    hash.clone().into(),
+                ],
+            ))
+            .await?;
+            tx.execute_raw(self.stmt(
+                "DELETE FROM audit_outbox WHERE id = $1",
+                [p.id.clone().into()],
+            ))
+            .await?;
+            prev = hash;
+        }
+        tx.execute_raw(self.stmt(
+            "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1",
+            [seq.into(), prev.into()],
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(pending.len())
+    }
+
+    /// Chains everything pending.
+    pub async fn chain_all_audit(&self) -> Result<usize, DbErr> {
+        let mut total = 0;
+        loop {
+            let n = self.chain_audit().await?;
+            total += n;
+            if n == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    fn audit_where(f: &AuditFilter) -> (String, Vec<sea_orm::Value>) {
+        let mut clauses = vec!["1 = 1".to_string()];
+        let mut vals: Vec<sea_orm::Value> = Vec::new();
+        let mut add = |sql: &str, v: sea_orm::Value| {
+            vals.push(v);
+            clauses.push(sql.replace('?', &format!("${}", vals.len())));
+        };
+        if let Some(a) = &f.actor_id {
+            add("a.actor_id = ?", a.clone().into());
+        }
+        if let Some(a) = &f.action {
+            add("a.action = ?", a.clone().into());
+        }
+        if let Some(t) = &f.target_id {
+            add("a.target_id = ?", t.clone().into());
+        }
+        if let Some(from) = f.from {
+            add("a.at >= ?", from.into());
+        }
+        if let Some(to) = f.to {
+            add("a.at < ?", to.into());
+        }
+        (clauses.join(" AND "), vals)
+    }
+
+    /// Chained records, newest first.
+    pub async fn list_audit(
+        &self,
+        f: &AuditFilter,
+        skip: i64,
+        limit: i64,
+    ) -> Result<(Vec<AuditRow>, i64), DbErr> {
+        let (w, mut vals) = Self::audit_where(f);
+        let total = self
+            .scalar_i64(
+                &format!("SELECT COUNT(*) FROM audit_log a WHERE {w}"),
+                vals.clone(),
+            )
+            .await?;
+        vals.push(limit.into());
+        vals.push(skip.into());
+        let sql = format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_log a LEFT JOIN users u ON u.id = a.actor_id \
+             WHERE {w} ORDER BY a.seq DESC LIMIT ${} OFFSET ${}",
+            vals.len() - 1,
+            vals.len()
+        );
+        let rows = AuditRow::find_by_statement(self.stmt(&sql, vals))
+            .all(self.conn())
+            .await?;
+        Ok((rows, total))
+    }
+
+    /// Records written but not chained yet.
+    pub async fn pending_audit(&self) -> Result<i64, DbErr> {
+        self.scalar_i64("SELECT COUNT(*) FROM audit_outbox", vec![])
+            .await
+    }
+
+    /// Walks the whole chain and describes every break found (empty: intact), plus the number
+    /// of records checked.
+    pub async fn verify_audit(&self) -> Result<(Vec<String>, i64), DbErr> {
+        let mut problems = Vec::new();
+        let mut prev = String::new();
+        let mut expected_seq = 1i64;
+        let mut checked = 0i64;
+        let mut after = 0i64;
+        loop {
+            let page = AuditRow::find_by_statement(self.stmt(
+                &format!(
+                    "SELECT {AUDIT_COLUMNS} FROM audit_log a LEFT JOIN users u ON u.id = a.actor_id \
+                     WHERE a.seq > $1 ORDER BY a.seq LIMIT 1000"
+                ),
+                [after.into()],
+            ))
+            .all(self.conn())
+            .await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for r in &page {
+                checked += 1;
+                if r.seq != expected_seq {
+                    problems.push(format!(
+                        "record {} ({}): sequence {} where {} was expected (records missing or reordered)",
+                        r.id, r.action, r.seq, expected_seq
+                    ));
+                }
+                if r.prev_hash != prev {
+                    problems.push(format!(
+                        "record {} (seq {}, {}): does not link to the record before it",
+                        r.id, r.seq, r.action
+                    ));
+                }
+                if row_hash(r, &r.prev_hash) != r.hash {
+                    problems.push(format!(
+                        "record {} (seq {}, {}): contents do not match its hash (edited)",
+                        r.id, r.seq, r.action
+                    ));
+                }
+                prev = r.hash.clone();
+                expected_seq = r.seq + 1;
+            }
+        }
+        let head = self
+            .conn()
+            .query_one_raw(self.stmt("SELECT seq, hash FROM audit_head WHERE id = 1", []))
+            .await?
+            .ok_or_else(|| DbErr::RecordNotFound("audit_head".into()))?;
+        let (head_seq, head_hash): (i64, String) =
+            (head.try_get_by_index(0)?, head.try_get_by_index(1)?);
+        if head_seq != expected_seq - 1 || head_hash != prev {
+            problems.push(format!(
+                "the chain ends at sequence {} but {} records were chained (records cut from the end)",
+                expected_seq - 1,
+                head_seq
+            ));
+        }
+        Ok((problems, checked))
+    }
+}

@@ -1,0 +1,256 @@
+//! The audit trail: who did what is recorded with its context, staff can read it, and any edit,
+//! deletion or reordering of a record is caught by `etx audit verify`.
+
+use crate::support::*;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+async fn logs(app: &TestApp, query: &str, token: &str) -> Value {
+    app.state.db.chain_all_audit().await.unwrap();
+    let r = app
+        .get(&format!("/api/admin/audit-logs{query}"), Some(token))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn money_and_account_actions_are_recorded_with_their_context() {
+    let app = TestApp::spawn().await;
+    let admin = app.user_with_role("treasurer", "admin").await;
+    let moderator = app.user_with_role("watcher", "moderator").await;
+    let alice = app.register("alice").await;
+    app.verify(&alice).await;
+    let bob = app.register("bob").await;
+    app.verify(&bob).await;
+    app.fund(&admin, &alice, "USD", "40.00").await;
+    let r = app
+        .money_post(
+            "/api/admin/wallets/adjust",
+            Some("adj-2"),
+            json!({"user_id": alice.id, "currency": "USD", "amount": "-15.00", "reason": "chargeback 118"}),
+            &admin.token,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = app
+        .money_post(
+            "/api/transfers/p2p",
+            Some("p-1"),
+            json!({"recipient": "bob", "amount": "5.00", "currency": "USD"}),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = app
+        .client
+        .put(app.url("/api/auth/me"))
+        .bearer_auth(&alice.token)
+        .header("user-agent", "etx-test/1.0 (audit)")
+        .json(&json!({"name": "Alice Liddell"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    let adj = logs(&app, "?action=wallet.adjust&limit=1", &moderator.token).await;
+    assert_eq!(adj["total"], 2, "both adjustments: {adj}");
+    let last = &adj["logs"][0];
+    assert_eq!(last["actor"]["username"], "treasurer");
+    assert_eq!(last["target_type"], "user");
+    assert_eq!(last["target_id"], alice.id.as_str());
+    assert_eq!(
+        last["details"],
+        json!({
+            "entry_id": last["details"]["entry_id"],
+            "reason": "chargeback 118",
+            "currency": "USD",
+            "amount": "-15.00",
+            "before": "40.00",
+            "after": "25.00",
+        })
+    );
+    assert_eq!(last["ip"], "127.0.0.1");
+    assert!(last["request_id"].as_str().is_some_and(|s| !s.is_empty()));
+
+    let mine = logs(&app, &format!("?actor={}", "alice"), &admin.token).await;
+    let actions: Vec<&str> = mine["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["user.profile_update", "transfer.p2p", "auth.register"],
+        "newest first"
+    );
+    let profile = &mine["logs"][0]["details"];
+    assert_eq!(profile["before"]["name"], Value::Null);
+    assert_eq!(profile["after"]["name"], "Alice Liddell");
+    assert_eq!(mine["logs"][0]["user_agent"], "etx-test/1.0 (audit)");
+    // Filters by target and time; an empty window is empty, a bad time is a 422.
+    let about_bob = logs(
+        &app,
+        &format!("?target={}&action=transfer.p2p", bob.id),
+        &admin.token,
+    )
+    .await;
+    assert_eq!(about_bob["total"], 1);
+    let future = logs(&app, "?from=2999-01-01", &admin.token).await;
+    assert_eq!(future["total"], 0);
+    let (s, code, _) = error_code(
+        app.get("/api/admin/audit-logs?from=yesterday", Some(&admin.token))
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (s, code.as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR")
+    );
+    // Users cannot read it.
+    let r = app.get("/api/admin/audit-logs", Some(&alice.token)).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let (problems, checked) = app.state.db.verify_audit().await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(
+        checked, 8,
+        "4 registrations, 2 adjustments, 1 transfer, 1 profile edit"
+    );
+}
+
+/// Runs `etx audit verify` against the app's database: (success, stdout).
+fn verify_cli(app: &TestApp) -> (bool, String) {
+    let mut c = crate::cli::etx(&app.data_dir);
+    if let Some(url) = &app.state.config.database_url {
+        c.env("DATABASE_URL", url);
+    }
+    let out = c.args(["audit", "verify"]).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// A fresh app with a chain of at least six records.
+async fn chained_app() -> TestApp {
+    let app = TestApp::spawn().await;
+    for name in ["ann", "ben", "cid"] {
+        let u = app.register(name).await;
+        assert_eq!(
+            app.login(&u.username, PASSWORD).await.status(),
+            StatusCode::OK
+        );
+    }
+    app.state.db.chain_all_audit().await.unwrap();
+    let (ok, out) = verify_cli(&app);
+    assert!(ok, "{out}");
+    assert!(out.contains("audit log OK"), "{out}");
+    app
+}
+
+async fn tamper(app: &TestApp, sql: &str) {
+    app.state.db.execute(sql, []).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_edited_record_is_detected() {
+    let app = chained_app().await;
+    tamper(
+        &app,
+        "UPDATE audit_log SET details = '{\"username\":\"mallory\"}' WHERE seq = 3",
+    )
+    .await;
+    let (ok, out) = verify_cli(&app);
+    assert!(!ok);
+    assert!(out.contains("seq 3") && out.contains("edited"), "{out}");
+}
+
+#[tokio::test]
+async fn a_deleted_record_is_detected() {
+    let app = chained_app().await;
+    tamper(&app, "DELETE FROM audit_log WHERE seq = 2").await;
+    let (ok, out) = verify_cli(&app);
+    assert!(!ok);
+    assert!(out.contains("missing or reordered"), "{out}");
+}
+
+#[tokio::test]
+async fn reordered_records_are_detected() {
+    let app = chained_app().await;
+    // Swap the positions of records 2 and 3.
+    tamper(&app, "UPDATE audit_log SET seq = -1 WHERE seq = 2").await;
+    tamper(&app, "UPDATE audit_log SET seq = 2 WHERE seq = 3").await;
+    tamper(&app, "UPDATE audit_log SET seq = 3 WHERE seq = -1").await;
+    let (ok, out) = verify_cli(&app);
+    assert!(!ok);
+    assert!(out.contains("does not link"), "{out}");
+}
+
+#[tokio::test]
+async fn records_cut_from_the_end_are_detected() {
+    let app = chained_app().await;
+    tamper(
+        &app,
+        "DELETE FROM audit_log WHERE seq = (SELECT MAX(seq) FROM audit_log)",
+    )
+    .await;
+    let (ok, out) = verify_cli(&app);
+    assert!(!ok);
+    assert!(out.contains("cut from the end"), "{out}");
+}
+
+#[tokio::test]
+async fn concurrent_writers_keep_one_linear_chain() {
+    let app = std::sync::Arc::new(TestApp::spawn().await);
+    let admin = app.user_with_role("treasurer", "admin").await;
+    let users: Vec<TestUser> = {
+        let mut v = Vec::new();
+        for n in 0..4 {
+            v.push(app.register(&format!("payee{n}")).await);
+        }
+        v
+    };
+    let mut tasks = Vec::new();
+    for (i, u) in users.iter().enumerate() {
+        for k in 0..10 {
+            let (app, token, id) = (app.clone(), admin.token.clone(), u.id.clone());
+            tasks.push(tokio::spawn(async move {
+                let r = app
+                    .money_post(
+                        "/api/admin/wallets/adjust",
+                        Some(&format!("c-{i}-{k}")),
+                        json!({"user_id": id, "currency": "USD", "amount": "1.00", "reason": "concurrent"}),
+                        &token,
+                    )
+                    .await;
+                assert_eq!(r.status(), StatusCode::CREATED);
+            }));
+        }
+    }
+    // Chainers from several "instances" race the writers.
+    let chainers: Vec<_> = (0..3)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                for _ in 0..20 {
+                    app.state.db.chain_all_audit().await.unwrap();
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+            })
+        })
+        .collect();
+    for t in tasks.into_iter().chain(chainers) {
+        t.await.unwrap();
+    }
+    app.state.db.chain_all_audit().await.unwrap();
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_outbox").await, 0);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'wallet.adjust'")
+            .await,
+        40
+    );
+    let (problems, checked) = app.state.db.verify_audit().await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(checked, app.count("SELECT MAX(seq) FROM audit_log").await);
+}
