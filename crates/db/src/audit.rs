@@ -178,6 +178,10 @@ impl Db {
             tx.rollback().await?;
             return Ok(0);
         }
+        // One multi-row insert and one delete per batch: the chainer's cost stays small next
+        // to the writes it follows.
+        let mut rows: Vec<sea_orm::Value> = Vec::with_capacity(pending.len() * 13);
+        let mut ids: Vec<sea_orm::Value> = Vec::with_capacity(pending.len());
         for p in &pending {
             seq += 1;
             let hash = link_hash(
@@ -194,34 +198,42 @@ impl Db {
                 p.request_id.as_deref(),
                 &p.details,
             );
-            tx.execute_raw(self.stmt(
-                "INSERT INTO audit_log (seq, id, at, actor_id, action, target_type, target_id, ip, \
-                 user_agent, request_id, details, prev_hash, hash) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-                [
-                    seq.into(),
-                    p.id.clone().into(),
-                    p.at.into(),
-                    p.actor_id.clone().into(),
-                    p.action.clone().into(),
-                    p.target_type.clone().into(),
-                    p.target_id.clone().into(),
-                    p.ip.clone().into(),
-                    p.user_agent.clone().into(),
-                    p.request_id.clone().into(),
-                    p.details.clone().into(),
-                    prev.clone().into(),
-                    hash.clone().into(),
-                ],
-            ))
-            .await?;
-            tx.execute_raw(self.stmt(
-                "DELETE FROM audit_outbox WHERE id = $1",
-                [p.id.clone().into()],
-            ))
-            .await?;
+            rows.extend([
+                seq.into(),
+                p.id.clone().into(),
+                p.at.into(),
+                p.actor_id.clone().into(),
+                p.action.clone().into(),
+                p.target_type.clone().into(),
+                p.target_id.clone().into(),
+                p.ip.clone().into(),
+                p.user_agent.clone().into(),
+                p.request_id.clone().into(),
+                p.details.clone().into(),
+                prev.clone().into(),
+                hash.clone().into(),
+            ]);
+            ids.push(p.id.clone().into());
             prev = hash;
         }
+        tx.execute_raw(self.stmt(
+            &format!(
+                "INSERT INTO audit_log (seq, id, at, actor_id, action, target_type, target_id, ip, \
+                 user_agent, request_id, details, prev_hash, hash) VALUES {}",
+                crate::ledger::placeholders(pending.len(), 13)
+            ),
+            rows,
+        ))
+        .await?;
+        let list = (1..=ids.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        tx.execute_raw(self.stmt(
+            &format!("DELETE FROM audit_outbox WHERE id IN ({list})"),
+            ids,
+        ))
+        .await?;
         tx.execute_raw(self.stmt(
             "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1",
             [seq.into(), prev.into()],

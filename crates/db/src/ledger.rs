@@ -332,7 +332,7 @@ impl Db {
 }
 
 /// `($1, $2, …), (…)`: `rows` groups of `cols` numbered placeholders.
-fn placeholders(rows: usize, cols: usize) -> String {
+pub(crate) fn placeholders(rows: usize, cols: usize) -> String {
     (0..rows)
         .map(|r| {
             let cells: Vec<String> = (1..=cols).map(|c| format!("${}", r * cols + c)).collect();

@@ -219,14 +219,15 @@ async fn list(
         .filter(|c| !c.is_empty())
         .map(decode_cursor)
         .transpose()?;
-    let (total, total_exact) = state
-        .db
-        .count_transactions(&auth.user.id, &filter, etx_db::ledger::COUNT_CAP)
-        .await?;
-    let rows = state
-        .db
-        .list_transactions(&auth.user.id, &filter, cursor.as_ref(), skip, limit)
-        .await?;
+    // Independent reads on two pooled connections: the page costs the slower one, not both.
+    let ((total, total_exact), rows) = tokio::try_join!(
+        state
+            .db
+            .count_transactions(&auth.user.id, &filter, etx_db::ledger::COUNT_CAP),
+        state
+            .db
+            .list_transactions(&auth.user.id, &filter, cursor.as_ref(), skip, limit),
+    )?;
     let next_cursor = (rows.len() as i64 == limit)
         .then(|| rows.last().map(encode_cursor))
         .flatten();
@@ -379,24 +380,39 @@ async fn export_post(
 /// A cell that a spreadsheet would run as a formula gets a leading apostrophe; cells with
 /// separators, quotes or line breaks are quoted.
 pub fn csv_cell(v: &str) -> String {
-    let v = if v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{v}")
+    let mut out = String::with_capacity(v.len() + 2);
+    push_csv_cell(&mut out, v);
+    out
+}
+
+fn push_csv_cell(out: &mut String, v: &str) {
+    let formula = v.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    let quote = v.contains([',', '"', '\n', '\r']);
+    if quote {
+        out.push('"');
+    }
+    if formula {
+        out.push('\'');
+    }
+    if quote {
+        for c in v.chars() {
+            if c == '"' {
+                out.push('"');
+            }
+            out.push(c);
+        }
+        out.push('"');
     } else {
-        v.to_string()
-    };
-    if v.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", v.replace('"', "\"\""))
-    } else {
-        v
+        out.push_str(v);
     }
 }
 
-fn csv_line(t: &TransactionView) -> String {
+fn push_csv_line(out: &mut String, t: &TransactionView) {
     let cp = t
         .counterparty
         .as_ref()
-        .and_then(|c| c.username.clone())
-        .unwrap_or_default();
+        .and_then(|c| c.username.as_deref())
+        .unwrap_or("");
     let cells = [
         t.id.as_str(),
         t.created_at.as_str(),
@@ -406,19 +422,19 @@ fn csv_line(t: &TransactionView) -> String {
         t.amount.as_str(),
         t.fee.as_str(),
         t.status.as_str(),
-        cp.as_str(),
+        cp,
         t.note.as_deref().unwrap_or(""),
     ];
-    let mut line = cells
-        .iter()
-        .map(|c| csv_cell(c))
-        .collect::<Vec<_>>()
-        .join(",");
-    line.push_str("\r\n");
-    line
+    for (i, c) in cells.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_csv_cell(out, c);
+    }
+    out.push_str("\r\n");
 }
 
-const EXPORT_PAGE: i64 = 1000;
+const EXPORT_PAGE: i64 = 2000;
 
 async fn export(state: AppState, auth: Auth, q: ExportRequest) -> ApiResult<Response> {
     let headers = budget(&state, &auth).await?;
@@ -438,12 +454,15 @@ async fn export(state: AppState, auth: Auth, q: ExportRequest) -> ApiResult<Resp
     } else {
         ("application/json", format!("transactions-{stamp}.json"))
     };
-    // Keyset pages keep memory flat and never hold a connection between pages.
-    let stream = futures_util::stream::unfold(Some((None::<TxCursor>, true)), move |st| {
-        let (state, user_id, filter) = (state.clone(), user_id.clone(), filter.clone());
-        async move {
-            let (cursor, first) = st?;
-            let rows = match state
+    // Keyset pages keep memory flat and never hold a connection between pages. A reader task
+    // fetches the next page while this one is formatted; the channel holds at most two pages,
+    // and a client that goes away drops the receiver, which stops the reader.
+    let (pages, rx) = tokio::sync::mpsc::channel::<Result<Vec<TransactionRow>, ()>>(2);
+    let reader_state = state.clone();
+    tokio::spawn(async move {
+        let mut cursor: Option<TxCursor> = None;
+        loop {
+            let rows = match reader_state
                 .db
                 .list_transactions(&user_id, &filter, cursor.as_ref(), 0, EXPORT_PAGE)
                 .await
@@ -451,10 +470,31 @@ async fn export(state: AppState, auth: Auth, q: ExportRequest) -> ApiResult<Resp
                 Ok(r) => r,
                 Err(e) => {
                     tracing::error!(error = %e, "export aborted");
+                    let _ = pages.send(Err(())).await;
+                    return;
+                }
+            };
+            let last = (rows.len() as i64) < EXPORT_PAGE;
+            cursor = rows.last().map(|r| TxCursor {
+                created_at: r.created_at,
+                id: r.id.clone(),
+            });
+            if pages.send(Ok(rows)).await.is_err() || last {
+                return;
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(Some((true, rx)), move |st| {
+        let state = state.clone();
+        async move {
+            let (first, mut rx) = st?;
+            let rows = match rx.recv().await {
+                Some(Ok(rows)) => rows,
+                Some(Err(())) | None => {
                     return Some((Err(std::io::Error::other("export failed")), None));
                 }
             };
-            let mut chunk = String::new();
+            let mut chunk = String::with_capacity(rows.len() * 160 + 128);
             if first {
                 chunk.push_str(if csv {
                     "id,created_at,type,direction,currency,amount,fee,status,counterparty,note\r\n"
@@ -465,7 +505,7 @@ async fn export(state: AppState, auth: Auth, q: ExportRequest) -> ApiResult<Resp
             for (i, r) in rows.iter().enumerate() {
                 let v = TransactionView::new(&state, r);
                 if csv {
-                    chunk.push_str(&csv_line(&v));
+                    push_csv_line(&mut chunk, &v);
                 } else {
                     if !(first && i == 0) {
                         chunk.push(',');
@@ -477,17 +517,7 @@ async fn export(state: AppState, auth: Auth, q: ExportRequest) -> ApiResult<Resp
             if last && !csv {
                 chunk.push(']');
             }
-            let next = if last {
-                None
-            } else {
-                Some((
-                    rows.last().map(|r| TxCursor {
-                        created_at: r.created_at,
-                        id: r.id.clone(),
-                    }),
-                    false,
-                ))
-            };
+            let next = (!last).then_some((false, rx));
             Some((Ok::<_, std::io::Error>(bytes::Bytes::from(chunk)), next))
         }
     });

@@ -257,3 +257,53 @@ async fn transactions_are_rate_limited_per_user() {
         "budgets are per user"
     );
 }
+
+/// An export longer than several pages arrives whole, in order, each row once, in CSV and JSON.
+#[tokio::test]
+async fn export_of_a_long_history_spans_pages_in_order() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let n = 4_501i64;
+    app.state
+        .db
+        .execute(
+            "INSERT INTO transactions (id, user_id, type, direction, asset, amount, fee, status, created_at) \
+             WITH RECURSIVE g(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM g WHERE k < $2) \
+             SELECT '00000000-0000-7000-8000-' || CAST(100000000000 + k AS TEXT), $1, 'p2p', 'in', \
+             'USD', k, 0, 'completed', 1700000000000000 + k FROM g",
+            [alice.id.clone().into(), n.into()],
+        )
+        .await
+        .unwrap();
+    let csv = app
+        .get("/api/transactions/export?format=csv", Some(&alice.token))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let lines: Vec<&str> = csv.trim_end().split("\r\n").skip(1).collect();
+    assert_eq!(lines.len() as i64, n);
+    let amounts: Vec<i64> = lines
+        .iter()
+        .map(|l| etx_domain::parse_amount(l.split(',').nth(5).unwrap(), 2).unwrap())
+        .collect();
+    let expected: Vec<i64> = (1..=n).rev().collect();
+    assert_eq!(amounts, expected, "newest first, every row once");
+    let json: Value = app
+        .get("/api/transactions/export?format=json", Some(&alice.token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(json.as_array().unwrap().len() as i64, n);
+    let listed: Value = app
+        .get("/api/transactions?limit=1", Some(&alice.token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed["total"], n,
+        "the per-user count followed the inserts"
+    );
+}
