@@ -13,6 +13,7 @@
 #   USERS=1000         users in the "many users" transfer scenario
 #   HISTORY=1000000    transactions of the user whose history is listed and exported
 #   LIST_CONNS=4       wrk connections for the list scenarios
+#   SKIP_TRANSFERS=1   only the history scenarios (list and export)
 #   PG_ADMIN_URL, BENCH_DB, KEEP_DB, KEEP_WORK, SKIP_BUILD, QUIET_WAIT: as in run.sh
 # Any ETX__SECTION__KEY variable already set is passed through to the server (and printed).
 
@@ -23,6 +24,8 @@ CLIENTS=${CLIENTS:-64}
 USERS=${USERS:-1000}
 HISTORY=${HISTORY:-1000000}
 LIST_CONNS=${LIST_CONNS:-4}
+SKIP_TRANSFERS=${SKIP_TRANSFERS:-0}
+[[ $SKIP_TRANSFERS == 1 ]] && USERS=3
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -147,27 +150,29 @@ make_users
 log "funding them"
 fund_users 1000000.00
 
-log "pgbench: equivalent SQL, $CLIENTS clients, ${DURATION}s, 1000 accounts then 2"
-pgbench_setup
-PGB_MANY=$(run_pgbench pgb_many 1000)
-PGB_HOT=$(run_pgbench pgb_hot 2)
-log "pgbench: $PGB_MANY tx/s (1000 accounts), $PGB_HOT tx/s (2 accounts)"
+if [[ $SKIP_TRANSFERS != 1 ]]; then
+    log "pgbench: equivalent SQL, $CLIENTS clients, ${DURATION}s, 1000 accounts then 2"
+    pgbench_setup
+    PGB_MANY=$(run_pgbench pgb_many 1000)
+    PGB_HOT=$(run_pgbench pgb_hot 2)
+    log "pgbench: $PGB_MANY tx/s (1000 accounts), $PGB_HOT tx/s (2 accounts)"
 
-log "transfers through the server: $CLIENTS clients, ${DURATION}s, $USERS users"
-s_t0=$(ticks_of "$SRV_PID") p_t0=$(pg_ticks)
-run_transfers p2p_many 0
-MANY_SRV_CPU=$(pct $(($(ticks_of "$SRV_PID") - s_t0)) "$DURATION")
-MANY_PG_CPU=$(pct $(($(pg_ticks) - p_t0)) "$DURATION")
-log "transfers through the server: 2 hot users"
-s_t0=$(ticks_of "$SRV_PID") p_t0=$(pg_ticks)
-run_transfers p2p_hot 1
-HOT_SRV_CPU=$(pct $(($(ticks_of "$SRV_PID") - s_t0)) "$DURATION")
-HOT_PG_CPU=$(pct $(($(pg_ticks) - p_t0)) "$DURATION")
+    log "transfers through the server: $CLIENTS clients, ${DURATION}s, $USERS users"
+    s_t0=$(ticks_of "$SRV_PID") p_t0=$(pg_ticks)
+    run_transfers p2p_many 0
+    MANY_SRV_CPU=$(pct $(($(ticks_of "$SRV_PID") - s_t0)) "$DURATION")
+    MANY_PG_CPU=$(pct $(($(pg_ticks) - p_t0)) "$DURATION")
+    log "transfers through the server: 2 hot users"
+    s_t0=$(ticks_of "$SRV_PID") p_t0=$(pg_ticks)
+    run_transfers p2p_hot 1
+    HOT_SRV_CPU=$(pct $(($(ticks_of "$SRV_PID") - s_t0)) "$DURATION")
+    HOT_PG_CPU=$(pct $(($(pg_ticks) - p_t0)) "$DURATION")
 
-MOVED=$(sql -c "SELECT COUNT(*) FROM journal_entries WHERE kind = 'p2p'")
-OK_REQUESTS=$(($(field p2p_many requests) - $(field p2p_many non2xx) + $(field p2p_hot requests) - $(field p2p_hot non2xx)))
-log "ledger verify"
-VERIFY=$(DATABASE_URL="$BENCH_URL" "$BIN" ledger verify 2>&1 | tail -1) || die "ledger verify failed: $VERIFY"
+    MOVED=$(sql -c "SELECT COUNT(*) FROM journal_entries WHERE kind = 'p2p'")
+    OK_REQUESTS=$(($(field p2p_many requests) - $(field p2p_many non2xx) + $(field p2p_hot requests) - $(field p2p_hot non2xx)))
+    log "ledger verify"
+    VERIFY=$(DATABASE_URL="$BENCH_URL" "$BIN" ledger verify 2>&1 | tail -1) || die "ledger verify failed: $VERIFY"
+fi
 
 # --- a long history -----------------------------------------------------------------------------
 log "seeding $HISTORY transactions for one user"
@@ -225,7 +230,20 @@ RSS_GROWTH=$((RSS_PEAK - RSS_BEFORE))
 verdict() { awk -v v="$1" -v t="$3" -v op="$2" 'BEGIN { ok = (op == ">=") ? v >= t : v <= t; print ok ? "met" : "MISSED" }'; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-M_RPS=$(field p2p_many rps) H_RPS=$(field p2p_hot rps)
+TRANSFER_ROWS=
+if [[ $SKIP_TRANSFERS != 1 ]]; then
+    M_RPS=$(field p2p_many rps) H_RPS=$(field p2p_hot rps)
+    TRANSFER_ROWS=$(cat <<ROWS
+| pgbench, equivalent SQL, $CLIENTS clients, 1000 accounts | $PGB_MANY tx/s (latency avg $(pgbench_latency pgb_many) ms) | (reference) | |
+| pgbench, equivalent SQL, $CLIENTS clients, 2 accounts | $PGB_HOT tx/s (latency avg $(pgbench_latency pgb_hot) ms) | (reference) | |
+| P2P transfers, $CLIENTS clients, $USERS users | $M_RPS/s, p50 $(field p2p_many p50_ms) ms, p99 $(field p2p_many p99_ms) ms; $(ratio "$M_RPS" "$PGB_MANY") × pgbench | ≥ 0.8 × pgbench | $(verdict "$(ratio "$M_RPS" "$PGB_MANY")" ">=" 0.8) |
+| P2P transfers, $CLIENTS clients, 2 hot users | $H_RPS/s, p50 $(field p2p_hot p50_ms) ms, p99 $(field p2p_hot p99_ms) ms; $(ratio "$H_RPS" "$PGB_HOT") × pgbench | ≥ 0.8 × pgbench | $(verdict "$(ratio "$H_RPS" "$PGB_HOT")" ">=" 0.8) |
+ROWS
+)$'\n'
+    TRANSFER_NOTES="CPU (100% = one core): transfers/many server $MANY_SRV_CPU, PostgreSQL $MANY_PG_CPU; transfers/hot server $HOT_SRV_CPU, PostgreSQL $HOT_PG_CPU
+transfers acknowledged (2xx): $OK_REQUESTS; p2p journal entries in the database: $MOVED; ledger verify: $VERIFY
+non-2xx / socket errors: many $(field p2p_many non2xx)/$(field p2p_many socket_errors), hot $(field p2p_hot non2xx)/$(field p2p_hot socket_errors)"
+fi
 
 cat <<REPORT
 
@@ -236,16 +254,11 @@ load average before start: $LOAD0; concurrent builds: $NOISE
 
 | scenario | measured | target | |
 |---|---|---|---|
-| pgbench, equivalent SQL, $CLIENTS clients, 1000 accounts | $PGB_MANY tx/s (latency avg $(pgbench_latency pgb_many) ms) | (reference) | |
-| pgbench, equivalent SQL, $CLIENTS clients, 2 accounts | $PGB_HOT tx/s (latency avg $(pgbench_latency pgb_hot) ms) | (reference) | |
-| P2P transfers, $CLIENTS clients, $USERS users | $M_RPS/s, p50 $(field p2p_many p50_ms) ms, p99 $(field p2p_many p99_ms) ms; $(ratio "$M_RPS" "$PGB_MANY") × pgbench | ≥ 0.8 × pgbench | $(verdict "$(ratio "$M_RPS" "$PGB_MANY")" ">=" 0.8) |
-| P2P transfers, $CLIENTS clients, 2 hot users | $H_RPS/s, p50 $(field p2p_hot p50_ms) ms, p99 $(field p2p_hot p99_ms) ms; $(ratio "$H_RPS" "$PGB_HOT") × pgbench | ≥ 0.8 × pgbench | $(verdict "$(ratio "$H_RPS" "$PGB_HOT")" ">=" 0.8) |
-| list page 1, $HIST_TOTAL-row history, $LIST_CONNS conns | $(field list_first rps) req/s, p50 $(field list_first p50_ms) ms, p99 $(field list_first p99_ms) ms | p99 ≤ 5 ms | $(verdict "$(field list_first p99_ms)" "<=" 5) |
+${TRANSFER_ROWS}| list page 1, $HIST_TOTAL-row history, $LIST_CONNS conns | $(field list_first rps) req/s, p50 $(field list_first p50_ms) ms, p99 $(field list_first p99_ms) ms | p99 ≤ 5 ms | $(verdict "$(field list_first p99_ms)" "<=" 5) |
 | list page 1, 1 conn | $(field list_first_1 rps) req/s, p50 $(field list_first_1 p50_ms) ms, p99 $(field list_first_1 p99_ms) ms | p99 ≤ 5 ms | $(verdict "$(field list_first_1 p99_ms)" "<=" 5) |
 | list, cursor 90 % deep, $LIST_CONNS conns | $(field list_deep rps) req/s, p50 $(field list_deep p50_ms) ms, p99 $(field list_deep p99_ms) ms | p99 ≤ 5 ms | $(verdict "$(field list_deep p99_ms)" "<=" 5) |
 | CSV export of $HIST_TOTAL rows | ${EXPORT_S} s = $EXPORT_RPS rows/s; RSS $(mib "$RSS_BEFORE") → peak $(mib "$RSS_PEAK") (+$(mib "$RSS_GROWTH")) | ≥ 200,000 rows/s, growth ≤ 30 MB | $(verdict "$EXPORT_RPS" ">=" 200000) / $(verdict "$RSS_GROWTH" "<=" 29297) |
 
-CPU (100% = one core): transfers/many server $MANY_SRV_CPU, PostgreSQL $MANY_PG_CPU; transfers/hot server $HOT_SRV_CPU, PostgreSQL $HOT_PG_CPU
-transfers acknowledged (2xx): $OK_REQUESTS; p2p journal entries in the database: $MOVED; ledger verify: $VERIFY
-non-2xx / socket errors: many $(field p2p_many non2xx)/$(field p2p_many socket_errors), hot $(field p2p_hot non2xx)/$(field p2p_hot socket_errors), list $(field list_first non2xx)/$(field list_deep non2xx)
+${TRANSFER_NOTES:-}
+non-2xx list: $(field list_first non2xx)/$(field list_deep non2xx)
 REPORT

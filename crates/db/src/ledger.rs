@@ -55,7 +55,8 @@ pub struct IdemRecord {
     pub response: String,
 }
 
-#[derive(Debug, Clone, FromQueryResult)]
+/// One row of `TX_COLUMNS`, decoded by position (exports decode millions).
+#[derive(Debug, Clone)]
 pub struct TransactionRow {
     pub id: String,
     pub user_id: String,
@@ -426,6 +427,27 @@ pub struct TxSummaryRow {
     pub total: i64,
 }
 
+impl FromQueryResult for TransactionRow {
+    fn from_query_result(r: &sea_orm::QueryResult, _pre: &str) -> Result<Self, DbErr> {
+        Ok(TransactionRow {
+            id: r.try_get_by_index(0)?,
+            user_id: r.try_get_by_index(1)?,
+            kind: r.try_get_by_index(2)?,
+            direction: r.try_get_by_index(3)?,
+            asset: r.try_get_by_index(4)?,
+            amount: r.try_get_by_index(5)?,
+            fee: r.try_get_by_index(6)?,
+            status: r.try_get_by_index(7)?,
+            counterparty_id: r.try_get_by_index(8)?,
+            note: r.try_get_by_index(9)?,
+            entry_id: r.try_get_by_index(10)?,
+            created_at: r.try_get_by_index(11)?,
+            counterparty_username: r.try_get_by_index(12)?,
+        })
+    }
+}
+
+/// The column order `TransactionRow` decodes.
 const TX_COLUMNS: &str = "t.id, t.user_id, t.type AS kind, t.direction, t.asset, t.amount, t.fee, \
     t.status, t.counterparty_id, t.note, t.entry_id, t.created_at, u.username AS counterparty_username";
 

@@ -9,6 +9,8 @@ pub mod user;
 
 pub use error::{FieldErrors, ValidationError};
 pub use level::Level;
-pub use money::{AmountError, Money, format_amount, parse_amount, parse_positive_amount};
+pub use money::{
+    AmountError, Money, format_amount, parse_amount, parse_positive_amount, write_amount,
+};
 pub use role::Role;
 pub use user::{Email, Password, Username, validate_new_password};

@@ -79,18 +79,31 @@ pub fn parse_positive_amount(text: &str, scale: u8) -> Result<i64, AmountError> 
 
 /// Minor units as a decimal string with exactly `scale` places: `1250, 2` → `"12.50"`.
 pub fn format_amount(minor: i64, scale: u8) -> String {
+    let mut out = String::with_capacity(24);
+    write_amount(&mut out, minor, scale);
+    out
+}
+
+/// `format_amount` into an existing buffer, for writers of many rows.
+pub fn write_amount(out: &mut String, minor: i64, scale: u8) {
+    use std::fmt::Write;
     let unit = u128::from(unit(scale).unwrap_or(1).unsigned_abs());
     let abs = u128::from(minor.unsigned_abs());
-    let sign = if minor < 0 { "-" } else { "" };
-    if scale == 0 {
-        return format!("{sign}{abs}");
+    if minor < 0 {
+        out.push('-');
     }
-    format!(
-        "{sign}{}.{:0width$}",
-        abs / unit,
-        abs % unit,
-        width = usize::from(scale)
-    )
+    // Writing into a String cannot fail.
+    let _ = if scale == 0 {
+        write!(out, "{abs}")
+    } else {
+        write!(
+            out,
+            "{}.{:0width$}",
+            abs / unit,
+            abs % unit,
+            width = usize::from(scale)
+        )
+    };
 }
 
 /// An amount of one asset, for display.

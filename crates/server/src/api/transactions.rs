@@ -407,30 +407,30 @@ fn push_csv_cell(out: &mut String, v: &str) {
     }
 }
 
-fn push_csv_line(out: &mut String, t: &TransactionView) {
-    let cp = t
-        .counterparty
-        .as_ref()
-        .and_then(|c| c.username.as_deref())
-        .unwrap_or("");
-    let cells = [
-        t.id.as_str(),
-        t.created_at.as_str(),
-        t.kind.as_str(),
-        t.direction.as_str(),
-        t.currency.as_str(),
-        t.amount.as_str(),
-        t.fee.as_str(),
-        t.status.as_str(),
-        cp,
-        t.note.as_deref().unwrap_or(""),
-    ];
-    for (i, c) in cells.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        push_csv_cell(out, c);
+/// One CSV line straight from the row: the same cells as `TransactionView`, without building it.
+fn push_csv_row(out: &mut String, scratch: &mut String, state: &AppState, t: &TransactionRow) {
+    let scale = state.assets.get(&t.asset).map_or(0, |a| a.scale);
+    push_csv_cell(out, &t.id);
+    out.push(',');
+    scratch.clear();
+    crate::views::write_rfc3339(scratch, t.created_at);
+    push_csv_cell(out, scratch);
+    for cell in [&t.kind, &t.direction, &t.asset] {
+        out.push(',');
+        push_csv_cell(out, cell);
     }
+    for minor in [t.amount, t.fee] {
+        out.push(',');
+        scratch.clear();
+        etx_domain::write_amount(scratch, minor, scale);
+        push_csv_cell(out, scratch);
+    }
+    out.push(',');
+    push_csv_cell(out, &t.status);
+    out.push(',');
+    push_csv_cell(out, t.counterparty_username.as_deref().unwrap_or(""));
+    out.push(',');
+    push_csv_cell(out, t.note.as_deref().unwrap_or(""));
     out.push_str("\r\n");
 }
 
@@ -495,6 +495,7 @@ async fn export(state: AppState, auth: Auth, q: ExportRequest) -> ApiResult<Resp
                 }
             };
             let mut chunk = String::with_capacity(rows.len() * 160 + 128);
+            let mut scratch = String::with_capacity(32);
             if first {
                 chunk.push_str(if csv {
                     "id,created_at,type,direction,currency,amount,fee,status,counterparty,note\r\n"
@@ -503,13 +504,13 @@ async fn export(state: AppState, auth: Auth, q: ExportRequest) -> ApiResult<Resp
                 });
             }
             for (i, r) in rows.iter().enumerate() {
-                let v = TransactionView::new(&state, r);
                 if csv {
-                    push_csv_line(&mut chunk, &v);
+                    push_csv_row(&mut chunk, &mut scratch, &state, r);
                 } else {
                     if !(first && i == 0) {
                         chunk.push(',');
                     }
+                    let v = TransactionView::new(&state, r);
                     chunk.push_str(&serde_json::to_string(&v).unwrap_or_default());
                 }
             }
