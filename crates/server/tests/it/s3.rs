@@ -19,35 +19,43 @@ impl Drop for MotoServer {
     }
 }
 
+/// Starts moto on a free port. The port is free when picked but may be taken before moto binds
+/// it (tests start servers in parallel), so the probe asks for a moto-only page and a moto that
+/// exited is started again on another port.
 async fn start_moto() -> MotoServer {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("moto_server")
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect(
-            "moto_server must be installed (pip install 'moto[server]'); scripts/test.sh does it",
-        );
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let server = MotoServer { child, endpoint };
     let client = reqwest::Client::new();
-    for _ in 0..100 {
-        if client
-            .get(format!("{}/moto-api/", server.endpoint))
-            .send()
-            .await
-            .is_ok()
-        {
-            return server;
+    for _ in 0..5 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect(
+                "moto_server must be installed (pip install 'moto[server]'); scripts/test.sh does it",
+            );
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let mut server = MotoServer { child, endpoint };
+        for _ in 0..100 {
+            if server.child.try_wait().ok().flatten().is_some() {
+                break; // lost the port: try another
+            }
+            let ok = client
+                .get(format!("{}/moto-api/data.json", server.endpoint))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ok {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("moto_server did not start on {}", server.endpoint);
+    panic!("moto_server did not start");
 }
 
 /// Object keys currently in the bucket, straight from the S3 server's ListObjectsV2 answer.
