@@ -62,6 +62,7 @@ async fn openapi_lists_every_route_with_errors_and_docs_are_served() {
         ("/api/transfers/p2p", "post"),
         ("/api/transfers/p2p/history", "get"),
         ("/api/admin/wallets/adjust", "post"),
+        ("/api/admin/audit-logs", "get"),
         ("/api/transactions", "get"),
         ("/api/transactions/{id}", "get"),
         ("/api/transactions/summary", "get"),
