@@ -2,6 +2,7 @@
 //! session and a hidden `csrf_token` field guards every form.
 
 mod account;
+mod admin;
 mod assets;
 mod wallet;
 
@@ -46,6 +47,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/wallet", get(wallet::view_wallet_get))
         .route("/wallet/transfer", post(wallet::view_transfer_post))
         .route("/transactions", get(wallet::view_transactions_get))
+        .route("/admin/audit", get(admin::view_audit_get))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             refresh_on_navigation,

@@ -353,3 +353,83 @@ async fn wallet_page_sends_once_per_form_and_lists_history() {
         .unwrap();
     assert_eq!(csv.trim_end().split("\r\n").count(), 2);
 }
+
+/// Signs `login` in through the login form; returns the browser holding the session cookies.
+async fn signed_in(app: &TestApp, login: &str) -> reqwest::Client {
+    let b = browser();
+    let page = b
+        .get(at(app, "/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = csrf_of(&page);
+    let r = b
+        .post(at(app, "/login"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("login", login),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    b
+}
+
+#[tokio::test]
+async fn staff_read_the_audit_log_page_and_users_cannot() {
+    let app = TestApp::spawn().await;
+    let admin = app.user_with_role("treasurer", "admin").await;
+    app.user_with_role("watcher", "moderator").await;
+    let alice = app.register("alice").await;
+    app.fund(&admin, &alice, "USD", "12.00").await;
+    app.state.db.chain_all_audit().await.unwrap();
+
+    let staff = signed_in(&app, "watcher").await;
+    let home = staff
+        .get(at(&app, "/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        home.contains("href=\"/admin/audit\""),
+        "staff see the Audit entry"
+    );
+    let r = staff
+        .get(at(
+            &app,
+            "/admin/audit?action=wallet.adjust&actor=treasurer",
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("1 matching records"), "{html}");
+    assert!(html.contains("wallet.adjust") && html.contains(&alice.id));
+    assert!(
+        html.contains("&#34;after&#34;:&#34;12.00&#34;"),
+        "details are shown escaped"
+    );
+    assert!(!html.contains("auth.register"), "filtered by action");
+
+    let user = signed_in(&app, "alice").await;
+    let home = user
+        .get(at(&app, "/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!home.contains("/admin/audit"));
+    let r = user.get(at(&app, "/admin/audit")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
