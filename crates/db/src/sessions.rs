@@ -288,6 +288,18 @@ impl Db {
         .await
     }
 
+    /// Revokes one of the user's own live sessions; `false` if there is none with that id.
+    pub async fn revoke_own_session(&self, user_id: &str, session_id: &str) -> Result<bool, DbErr> {
+        Ok(self
+            .execute(
+                "UPDATE sessions SET revoked_at = $3, revoked_reason = 'signed_out_by_user' \
+                 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
+                [session_id.into(), user_id.into(), now_micros().into()],
+            )
+            .await?
+            > 0)
+    }
+
     pub async fn list_sessions(&self, user_id: &str) -> Result<Vec<SessionRow>, DbErr> {
         SessionRow::find_by_statement(self.stmt(
             "SELECT id, user_id, remember_me, user_agent, ip, created_at, last_seen_at, \

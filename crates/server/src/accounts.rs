@@ -353,6 +353,19 @@ pub async fn logout(state: &AppState, auth: &Auth) -> Result<(), etx_db::DbErr> 
     Ok(())
 }
 
+/// Signs one of the user's own sessions out; another user's (or an ended) session is a 404.
+pub async fn end_session(state: &AppState, auth: &Auth, id: &str) -> Result<(), ApiError> {
+    if id.len() > 64 || !state.db.revoke_own_session(&auth.user.id, id).await? {
+        return Err(ApiError::NotFound);
+    }
+    Event::new(Some(&auth.user.id), "auth.session_revoke")
+        .target("session", id)
+        .details(json!({"current": id == auth.session_id}))
+        .record(state)
+        .await;
+    Ok(())
+}
+
 pub async fn change_password(
     state: &AppState,
     auth: &Auth,

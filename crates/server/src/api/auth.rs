@@ -27,6 +27,68 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(me, update_me))
         .routes(routes!(change_password))
         .routes(routes!(csrf))
+        .routes(routes!(sessions))
+        .routes(routes!(end_session))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionView {
+    pub id: String,
+    /// The browser or client that signed in (its User-Agent).
+    pub device: Option<String>,
+    pub ip: Option<String>,
+    pub created_at: String,
+    pub last_seen_at: String,
+    pub expires_at: String,
+    /// The session this request is made with.
+    pub current: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionList {
+    pub sessions: Vec<SessionView>,
+}
+
+/// Your signed-in sessions, most recently used first.
+#[utoipa::path(get, path = "/api/auth/sessions", tag = "auth",
+    responses(
+        (status = 200, description = "Live sessions", body = SessionList),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+    ))]
+async fn sessions(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<SessionList>> {
+    let rows = state.db.list_sessions(&auth.user.id).await?;
+    Ok(Json(SessionList {
+        sessions: rows
+            .into_iter()
+            .map(|s| SessionView {
+                current: s.id == auth.session_id,
+                id: s.id,
+                device: s.user_agent,
+                ip: s.ip,
+                created_at: crate::views::rfc3339(s.created_at),
+                last_seen_at: crate::views::rfc3339(s.last_seen_at),
+                expires_at: crate::views::rfc3339(s.expires_at),
+            })
+            .collect(),
+    }))
+}
+
+/// Sign one of your sessions out (any device). Another user's session is a 404.
+#[utoipa::path(delete, path = "/api/auth/sessions/{id}", tag = "auth",
+    params(("id" = String, Path, description = "Session id")),
+    responses(
+        (status = 204, description = "Signed out"),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "CSRF token missing or invalid", body = ErrorBody),
+        (status = 404, description = "No such live session of yours", body = ErrorBody),
+    ))]
+async fn end_session(
+    State(state): State<AppState>,
+    auth: Auth,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> ApiResult<StatusCode> {
+    accounts::end_session(&state, &auth, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -49,6 +49,7 @@ pub(super) fn notice(q: &NoticeQuery) -> Option<&'static str> {
         "password" => Some("Your password was changed. Other sessions were signed out."),
         "logged-out" => Some("You have been logged out."),
         "sent" => Some("Money sent."),
+        "session-ended" => Some("That session was signed out."),
         _ => None,
     }
 }
@@ -475,5 +476,79 @@ pub async fn view_password_post(
     match accounts::change_password(&state, &u.auth, &f.current_password, &f.new_password).await {
         Ok(()) => Redirect::to("/profile?msg=password").into_response(),
         Err(e) => profile_error(&u, e),
+    }
+}
+
+pub struct SessionLine {
+    id: String,
+    device: String,
+    ip: String,
+    created_at: String,
+    last_seen_at: String,
+    current: bool,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "sessions.html")]
+pub struct SessionsPage {
+    layout: Layout,
+    sessions: Vec<SessionLine>,
+}
+
+/// Where you are signed in, with a sign-out button per session.
+pub async fn view_sessions_get(
+    State(state): State<AppState>,
+    u: WebUser,
+    Query(q): Query<NoticeQuery>,
+) -> Response {
+    let rows = match state.db.list_sessions(&u.auth.user.id).await {
+        Ok(r) => r,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let mut layout = Layout::new(
+        Some(UserView::from(&u.auth.user)),
+        u.csrf.clone(),
+        "profile",
+    );
+    layout.notice = notice(&q);
+    SessionsPage {
+        layout,
+        sessions: rows
+            .into_iter()
+            .map(|s| SessionLine {
+                current: s.id == u.auth.session_id,
+                device: s.user_agent.unwrap_or_else(|| "Unknown device".into()),
+                ip: s.ip.unwrap_or_default(),
+                created_at: crate::views::rfc3339(s.created_at),
+                last_seen_at: crate::views::rfc3339(s.last_seen_at),
+                id: s.id,
+            })
+            .collect(),
+    }
+    .into_response()
+}
+
+pub async fn view_session_end_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    u: WebUser,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Form(f): Form<CsrfOnly>,
+) -> Response {
+    if check_form_csrf(&headers, &f.csrf_token).is_err() {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "Form expired",
+            "Please go back, reload the page and try again.",
+        );
+    }
+    match accounts::end_session(&state, &u.auth, &id).await {
+        Ok(()) if id == u.auth.session_id => {
+            let mut out = HeaderMap::new();
+            accounts::clear_cookies(&state, &mut out);
+            (out, Redirect::to("/login?msg=logged-out")).into_response()
+        }
+        Ok(()) => Redirect::to("/profile/sessions?msg=session-ended").into_response(),
+        Err(e) => e.into_response(),
     }
 }

@@ -44,6 +44,11 @@ pub fn router(state: &AppState) -> Router<AppState> {
             post(account::view_avatar_delete_post),
         )
         .route("/profile/password", post(account::view_password_post))
+        .route("/profile/sessions", get(account::view_sessions_get))
+        .route(
+            "/profile/sessions/{id}/end",
+            post(account::view_session_end_post),
+        )
         .route("/wallet", get(wallet::view_wallet_get))
         .route("/wallet/transfer", post(wallet::view_transfer_post))
         .route("/transactions", get(wallet::view_transactions_get))

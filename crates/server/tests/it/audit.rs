@@ -323,6 +323,29 @@ async fn every_state_changing_route_writes_an_audit_record() {
                 before = records(&app).await;
                 app.post(path, json!({}), Some(&token)).await.status()
             }
+            ("DELETE", "/api/auth/sessions/{id}") => {
+                let r: Value = app.login("alice", PASSWORD).await.json().await.unwrap();
+                let other = r["access_token"].as_str().unwrap().to_string();
+                let list: Value = app
+                    .get("/api/auth/sessions", Some(&other))
+                    .await
+                    .json()
+                    .await
+                    .unwrap();
+                let id = list["sessions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|s| s["current"] == true)
+                    .unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                before = records(&app).await;
+                app.delete(&format!("/api/auth/sessions/{id}"), Some(&alice.token))
+                    .await
+                    .status()
+            }
             ("PUT", "/api/auth/me") => {
                 before = records(&app).await;
                 app.put(path, json!({"name": "Alice"}), Some(&alice.token))
@@ -420,5 +443,5 @@ async fn every_state_changing_route_writes_an_audit_record() {
         );
         walked += 1;
     }
-    assert_eq!(walked, 13, "every unsafe route but the export was walked");
+    assert_eq!(walked, 14, "every unsafe route but the export was walked");
 }

@@ -643,3 +643,64 @@ async fn login_throttle_is_shared_across_instances_through_redis() {
 fn rand_octet() -> u8 {
     (uuid::Uuid::now_v7().as_u128() % 250) as u8 + 1
 }
+
+/// A user sees their sessions with device and address, and signs one out from another; that
+/// session stops working at once. Another user's session id is a 404.
+#[tokio::test]
+async fn sessions_are_listed_and_can_be_signed_out_individually() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let mallory = app.register("mallory").await;
+    let r = app
+        .client
+        .post(app.url("/api/auth/login"))
+        .header("user-agent", "Phone/2.0")
+        .json(&json!({"login": "alice", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let phone: Value = r.json().await.unwrap();
+    let phone_token = phone["access_token"].as_str().unwrap().to_string();
+    let list: Value = app
+        .get("/api/auth/sessions", Some(&alice.token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let sessions = list["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 2);
+    let phone_session = sessions
+        .iter()
+        .find(|s| s["device"] == "Phone/2.0")
+        .unwrap();
+    assert_eq!(phone_session["current"], false);
+    assert_eq!(phone_session["ip"], "127.0.0.1");
+    assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1);
+    let id = phone_session["id"].as_str().unwrap();
+    // Not mallory's to end.
+    let r = app
+        .delete(&format!("/api/auth/sessions/{id}"), Some(&mallory.token))
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get("/api/auth/me", Some(&phone_token)).await.status(),
+        StatusCode::OK
+    );
+    let r = app
+        .delete(&format!("/api/auth/sessions/{id}"), Some(&alice.token))
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.get("/api/auth/me", Some(&phone_token)).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "the signed-out device is out at once"
+    );
+    assert_eq!(
+        app.get("/api/auth/me", Some(&alice.token)).await.status(),
+        StatusCode::OK
+    );
+    let r = app
+        .delete(&format!("/api/auth/sessions/{id}"), Some(&alice.token))
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND, "already ended");
+}

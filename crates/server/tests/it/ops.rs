@@ -48,6 +48,8 @@ async fn openapi_lists_every_route_with_errors_and_docs_are_served() {
         ("/api/auth/me", "get"),
         ("/api/auth/me", "put"),
         ("/api/auth/change-password", "post"),
+        ("/api/auth/sessions", "get"),
+        ("/api/auth/sessions/{id}", "delete"),
         ("/api/csrf", "get"),
         ("/api/users", "get"),
         ("/api/users/{id}", "get"),

@@ -433,3 +433,54 @@ async fn staff_read_the_audit_log_page_and_users_cannot() {
     let r = user.get(at(&app, "/admin/audit")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn sessions_page_signs_another_device_out() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let b = signed_in(&app, "alice").await;
+    let page = b
+        .get(at(&app, "/profile/sessions"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("(this session)"));
+    // The registration session is the other one listed.
+    let other = app.state.db.list_sessions(&alice.id).await.unwrap();
+    assert_eq!(other.len(), 2);
+    let csrf = csrf_of(&page);
+    // The registration's session is the older one.
+    let api_session = other.iter().min_by_key(|s| s.created_at).unwrap();
+    assert!(page.contains(&format!("/profile/sessions/{}/end", api_session.id)));
+    let r = b
+        .post(at(
+            &app,
+            &format!("/profile/sessions/{}/end", api_session.id),
+        ))
+        .form(&[("csrf_token", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("That session was signed out.")
+    );
+    assert_eq!(
+        app.get("/api/auth/me", Some(&alice.token)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // Without the form's token nothing happens.
+    let r = b
+        .post(at(&app, "/profile/sessions/whatever/end"))
+        .form(&[("csrf_token", "forged")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+}
