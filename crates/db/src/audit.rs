@@ -121,13 +121,6 @@ const AUDIT_COLUMNS: &str = "a.seq, a.id, a.at, a.actor_id, a.action, a.target_t
     a.ip, a.user_agent, a.request_id, a.details, a.prev_hash, a.hash, u.username AS actor_username";
 
 impl Db {
-    /// Records an action on its own (the action has already committed).
-    pub async fn audit(&self, c: &impl ConnectionTrait, a: NewAudit<'_>) -> Result<(), DbErr> {
-        let mut b = Batch::default();
-        Self::queue_audit(&mut b, a);
-        self.run_batch(c, b).await.map(|_| ())
-    }
-
     /// Queues an action's record on the batch of the action's own transaction, so both commit
     /// or neither does.
     pub fn queue_audit(batch: &mut Batch, a: NewAudit<'_>) {

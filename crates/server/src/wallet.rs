@@ -214,7 +214,26 @@ struct Movement<'a> {
     hash: String,
 }
 
-impl Movement<'_> {
+impl<'a> Movement<'a> {
+    /// The movement a request asks for, and the request in its typed form.
+    fn start<T: serde::de::DeserializeOwned>(
+        user_id: &'a str,
+        key: &'a str,
+        scope: &'static str,
+        body: Value,
+    ) -> Result<(Self, T), ApiError> {
+        let (hash, req) = parse_request(body)?;
+        Ok((
+            Movement {
+                user_id,
+                key,
+                scope,
+                hash,
+            },
+            req,
+        ))
+    }
+
     /// Runs the movement's queued inserts, stores the answer under the key and commits. If the key was taken meanwhile, nothing is
     /// committed and the caller answers as the first request did.
     async fn commit(
@@ -324,13 +343,7 @@ pub async fn transfer_p2p(
     key: &str,
     body: Value,
 ) -> Result<Outcome, ApiError> {
-    let (hash, req) = parse_request(body)?;
-    let m = Movement {
-        user_id: &sender.id,
-        key,
-        scope: "p2p",
-        hash,
-    };
+    let (m, req) = Movement::start(&sender.id, key, "p2p", body)?;
     m.run(state, || p2p_attempt(state, sender, &m, &req)).await
 }
 
@@ -490,13 +503,7 @@ pub async fn adjust(
     key: &str,
     body: Value,
 ) -> Result<Outcome, ApiError> {
-    let (hash, req) = parse_request(body)?;
-    let m = Movement {
-        user_id: &admin.id,
-        key,
-        scope: "admin_adjust",
-        hash,
-    };
+    let (m, req) = Movement::start(&admin.id, key, "admin_adjust", body)?;
     m.run(state, || adjust_attempt(state, admin, &m, &req))
         .await
 }
@@ -621,9 +628,4 @@ pub async fn balance_list(
         })
         .collect();
     Ok((list, updated))
-}
-
-/// The ledger's own account id for a user's wallet, for tests and verification.
-pub fn wallet_account(user_id: &str, asset: &str) -> String {
-    account_id(user_id, "wallet", asset)
 }

@@ -92,6 +92,15 @@ pub struct AuditList {
     pub limit: i64,
 }
 
+/// The user id an `actor` filter means: a username or email of a user, else taken as an id
+/// (so records of a deleted user can still be found).
+pub(crate) async fn actor_id(state: &AppState, actor: String) -> Result<String, etx_db::DbErr> {
+    Ok(match state.db.user_by_login(&actor).await? {
+        Some(u) => u.id,
+        None => actor,
+    })
+}
+
 fn text(field: &str, v: Option<&str>) -> Result<Option<String>, ApiError> {
     match v.map(str::trim).filter(|s| !s.is_empty()) {
         Some(s) if s.len() > 254 || s.chars().any(char::is_control) => {
@@ -119,11 +128,7 @@ async fn list(
     let (skip, limit) = super::users::paging(q.skip, q.limit)?;
     let actor_id = match text("actor", q.actor.as_deref())? {
         None => None,
-        Some(a) => Some(match state.db.user_by_login(&a).await? {
-            Some(u) => u.id,
-            // An id of a deleted user still finds that user's records.
-            None => a,
-        }),
+        Some(a) => Some(actor_id(&state, a).await?),
     };
     let from = q
         .from

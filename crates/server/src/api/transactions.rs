@@ -379,12 +379,6 @@ async fn export_post(
 
 /// A cell that a spreadsheet would run as a formula gets a leading apostrophe; cells with
 /// separators, quotes or line breaks are quoted.
-pub fn csv_cell(v: &str) -> String {
-    let mut out = String::with_capacity(v.len() + 2);
-    push_csv_cell(&mut out, v);
-    out
-}
-
 fn push_csv_cell(out: &mut String, v: &str) {
     let formula = v.starts_with(['=', '+', '-', '@', '\t', '\r']);
     let quote = v.contains([',', '"', '\n', '\r']);
@@ -537,7 +531,11 @@ async fn export(state: AppState, auth: Auth, q: ExportRequest) -> ApiResult<Resp
 
 #[cfg(test)]
 mod tests {
-    use super::csv_cell;
+    fn csv_cell(v: &str) -> String {
+        let mut out = String::new();
+        super::push_csv_cell(&mut out, v);
+        out
+    }
 
     #[test]
     fn csv_cells_are_neutralised_and_quoted() {

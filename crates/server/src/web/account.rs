@@ -1,6 +1,6 @@
 //! Account pages: home, login, registration, logout and profile (details, avatar, password).
 
-use super::{Layout, WebUser, check_form_csrf, ensure_csrf, error_page};
+use super::{Layout, WebUser, check_form_csrf, ensure_csrf, form_expired};
 use crate::accounts::{self, ProfileChange, Registration};
 use crate::api::users::{check_content_length, read_image_part};
 use crate::error::ApiError;
@@ -308,11 +308,7 @@ pub async fn view_logout_post(
     Form(f): Form<CsrfOnly>,
 ) -> Response {
     if check_form_csrf(&headers, &f.csrf_token).is_err() {
-        return error_page(
-            StatusCode::FORBIDDEN,
-            "Form expired",
-            "Please go back, reload the page and try again.",
-        );
+        return form_expired();
     }
     if let Ok(u) = u
         && let Err(e) = accounts::logout(&state, &u.auth).await
@@ -536,11 +532,7 @@ pub async fn view_session_end_post(
     Form(f): Form<CsrfOnly>,
 ) -> Response {
     if check_form_csrf(&headers, &f.csrf_token).is_err() {
-        return error_page(
-            StatusCode::FORBIDDEN,
-            "Form expired",
-            "Please go back, reload the page and try again.",
-        );
+        return form_expired();
     }
     match accounts::end_session(&state, &u.auth, &id).await {
         Ok(()) if id == u.auth.session_id => {

@@ -1,6 +1,6 @@
 //! Staff pages: the audit trail with filters (admins and moderators; others get a 404).
 
-use super::{Layout, WebUser, error_page};
+use super::{Layout, WebUser, day, error_page};
 use crate::api::audit::AuditRecord;
 use crate::state::AppState;
 use crate::views::UserView;
@@ -55,12 +55,6 @@ pub struct AuditPage {
     next_skip: Option<i64>,
 }
 
-fn day(s: &str, end: bool) -> Option<i64> {
-    let d = chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok()?;
-    let d = if end { d.succ_opt()? } else { d };
-    Some(d.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros())
-}
-
 fn field(s: &str) -> Option<String> {
     let s = s.trim();
     (!s.is_empty() && s.len() <= 254 && !s.chars().any(char::is_control)).then(|| s.to_string())
@@ -78,9 +72,8 @@ pub async fn view_audit_get(
     let actor = field(&q.actor);
     let actor_id = match &actor {
         None => None,
-        Some(a) => match state.db.user_by_login(a).await {
-            Ok(Some(user)) => Some(user.id),
-            Ok(None) => Some(a.clone()),
+        Some(a) => match crate::api::audit::actor_id(&state, a.clone()).await {
+            Ok(id) => Some(id),
             Err(e) => return crate::error::ApiError::from(e).into_response(),
         },
     };
@@ -112,18 +105,22 @@ pub async fn view_audit_get(
         .and_then(|s| s.parse::<i64>().ok())
         .unwrap_or(0)
         .max(0);
-    let query = [
-        ("actor", &echo.actor),
-        ("action", &echo.action),
-        ("target", &echo.target),
-        ("from", &echo.from),
-        ("to", &echo.to),
-    ]
-    .iter()
-    .filter(|(_, v)| !v.is_empty())
-    .map(|(k, v)| format!("{k}={}", urlencoding_lite(v)))
-    .collect::<Vec<_>>()
-    .join("&");
+    // Built in a block: the serializer is not `Send` and must not live across an await.
+    let query = {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in [
+            ("actor", &echo.actor),
+            ("action", &echo.action),
+            ("target", &echo.target),
+            ("from", &echo.from),
+            ("to", &echo.to),
+        ] {
+            if !v.is_empty() {
+                q.append_pair(k, v);
+            }
+        }
+        q.finish()
+    };
     let (rows, total) = match state.db.list_audit(&filter, skip, PAGE).await {
         Ok(v) => v,
         Err(e) => return crate::error::ApiError::from(e).into_response(),
@@ -150,16 +147,4 @@ pub async fn view_audit_get(
         next_skip: (skip + PAGE < total).then_some(skip + PAGE),
     }
     .into_response()
-}
-
-/// Percent-encodes a filter value for a link (askama then escapes the HTML).
-fn urlencoding_lite(v: &str) -> String {
-    v.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

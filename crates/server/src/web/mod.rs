@@ -114,6 +114,23 @@ impl FromRequestParts<AppState> for WebUser {
     }
 }
 
+/// The page for a form whose CSRF token did not match.
+pub fn form_expired() -> Response {
+    error_page(
+        StatusCode::FORBIDDEN,
+        "Form expired",
+        "Please go back, reload the page and try again.",
+    )
+}
+
+/// A `YYYY-MM-DD` filter field as Unix micros: its start, or with `end` the start of the next
+/// day (an exclusive bound). Anything else is no filter.
+pub fn day(s: &str, end: bool) -> Option<i64> {
+    let d = chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok()?;
+    let d = if end { d.succ_opt()? } else { d };
+    Some(d.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros())
+}
+
 /// A form's `csrf_token` must match the cookie.
 pub fn check_form_csrf(headers: &HeaderMap, submitted: &str) -> Result<(), ApiError> {
     match cookies::get(headers, cookies::CSRF) {

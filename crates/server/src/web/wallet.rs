@@ -2,7 +2,7 @@
 //! idempotency key, so a double-submitted form sends once) and the filtered history.
 
 use super::account::{NoticeQuery, notice};
-use super::{Layout, WebUser, check_form_csrf};
+use super::{Layout, WebUser, check_form_csrf, day};
 use crate::api::wallet::TransactionView;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -192,12 +192,6 @@ pub struct TransactionsPage {
 }
 
 const PAGE: i64 = 25;
-
-fn day(s: &str, end: bool) -> Option<i64> {
-    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
-    let d = if end { d.succ_opt()? } else { d };
-    Some(d.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros())
-}
 
 pub async fn view_transactions_get(
     State(state): State<AppState>,
