@@ -46,9 +46,30 @@ ensure_moto() {
   command -v moto_server >/dev/null || { echo "ERROR: moto_server not on PATH after install" >&2; exit 1; }
 }
 
+# oathtool (Debian) computes the 2FA codes in the tests; aiosmtpd (PyPI) is the SMTP server
+# the mail tests send to.
+ensure_oathtool() {
+  command -v oathtool >/dev/null && return
+  echo "installing oathtool (Debian)"
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -q
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends oathtool
+  command -v oathtool >/dev/null || { echo "ERROR: oathtool not on PATH after install" >&2; exit 1; }
+}
+
+ensure_aiosmtpd() {
+  python3 -c "import aiosmtpd" 2>/dev/null && return
+  echo "installing aiosmtpd (PyPI)"
+  python3 -m pip install --quiet aiosmtpd
+  python3 -c "import aiosmtpd" || { echo "ERROR: aiosmtpd cannot be imported after install" >&2; exit 1; }
+}
+
 ensure_postgres
 ensure_redis
 ensure_moto
+ensure_oathtool
+ensure_aiosmtpd
 # The browser test (crate etx-e2e) drives Debian's Chromium through chromedriver.
 ./scripts/e2e-deps.sh
 

@@ -3,6 +3,7 @@
 
 pub mod password;
 pub mod token;
+pub mod totp;
 
 pub use password::{HashParams, PasswordHasher};
 pub use token::{AccessClaims, TokenError, TokenKeys, hash_token, random_token};

@@ -4,7 +4,9 @@
 pub mod audit;
 mod conn;
 pub mod ledger;
+pub mod mail;
 mod migrate;
+pub mod security;
 pub mod sessions;
 pub mod users;
 

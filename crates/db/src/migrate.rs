@@ -45,6 +45,13 @@ const MIGRATIONS: &[Migration] = &[
         postgres: "",
         sqlite: "",
     },
+    Migration {
+        version: 5,
+        name: "security",
+        common: include_str!("migrations/0005_security.sql"),
+        postgres: "",
+        sqlite: "",
+    },
 ];
 
 pub async fn run(db: &Db) -> anyhow::Result<()> {

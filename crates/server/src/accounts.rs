@@ -90,7 +90,7 @@ fn check_name(name: Option<&str>, errors: &mut FieldErrors) -> Option<String> {
     Some(n.to_string())
 }
 
-async fn rate_limit(state: &AppState, key: &str, limit: u32) -> Result<(), ApiError> {
+pub(crate) async fn rate_limit(state: &AppState, key: &str, limit: u32) -> Result<(), ApiError> {
     let d = state.limiter.hit(key, limit, MINUTE).await?;
     if d.allowed {
         Ok(())
@@ -149,6 +149,11 @@ pub async fn register(
                 .details(json!({"username": u.username}))
                 .record(state)
                 .await;
+            // The account exists either way; a mail that could not be queued can be asked for
+            // again from the security page.
+            if let Err(e) = crate::security::send_verification(state, &u).await {
+                tracing::error!(user_id = %u.id, error = %e, "verification mail not queued");
+            }
             Ok(u)
         }
         // Two registrations racing for the same name: the database decides.
@@ -192,7 +197,7 @@ pub async fn login(
     password: &str,
     remember_me: bool,
     client: &ClientInfo,
-) -> Result<(UserRow, Issued), ApiError> {
+) -> Result<LoginOutcome, ApiError> {
     let cfg = &state.config;
     rate_limit(
         state,
@@ -241,6 +246,12 @@ pub async fn login(
         return Err(ApiError::Forbidden("this account is suspended".into()));
     }
     state.db.reset_failed_logins(&user.id).await?;
+    if crate::security::status(state, &user.id).await?.enabled {
+        let token = crate::security::open_challenge(state, &user, remember_me).await?;
+        return Ok(LoginOutcome::SecondFactor {
+            challenge_token: token,
+        });
+    }
     let issued = start_session(state, &user, remember_me, client).await?;
     tracing::info!(user_id = %user.id, "logged in");
     Event::new(Some(&user.id), "auth.login")
@@ -248,7 +259,13 @@ pub async fn login(
         .details(json!({"remember_me": remember_me}))
         .record(state)
         .await;
-    Ok((user, issued))
+    Ok(LoginOutcome::Session(Box::new(user), issued))
+}
+
+/// A correct password opens a session, or, with 2FA on, a challenge waiting for a code.
+pub enum LoginOutcome {
+    Session(Box<UserRow>, Issued),
+    SecondFactor { challenge_token: String },
 }
 
 fn refresh_lifetime_secs(state: &AppState, remember_me: bool) -> i64 {
@@ -451,11 +468,15 @@ pub async fn update_profile(
         }))
         .record(state)
         .await;
-    state
+    let updated = state
         .db
         .user_by_id(&user.id)
         .await?
-        .ok_or(ApiError::NotFound)
+        .ok_or(ApiError::NotFound)?;
+    if email_changed && let Err(e) = crate::security::send_verification(state, &updated).await {
+        tracing::error!(user_id = %user.id, error = %e, "verification mail not queued");
+    }
+    Ok(updated)
 }
 
 /// Validates and re-encodes an avatar, stores it under a fresh key, points the user at it and

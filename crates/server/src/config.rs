@@ -32,6 +32,8 @@ pub struct Config {
     pub http: HttpConfig,
     pub storage: StorageSection,
     pub avatar: AvatarConfig,
+    pub two_factor: TwoFactorConfig,
+    pub email: EmailConfig,
     #[serde(default)]
     pub bootstrap: BootstrapConfig,
     pub assets: Vec<AssetConfig>,
@@ -76,6 +78,49 @@ pub struct RateLimitConfig {
     pub login_per_ip_per_minute: u32,
     pub register_per_ip_per_minute: u32,
     pub transactions_per_user_per_minute: u32,
+    pub forgot_password_per_ip_per_minute: u32,
+    pub two_factor_per_ip_per_minute: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TwoFactorConfig {
+    pub issuer: String,
+    pub challenge_ttl_secs: i64,
+    pub max_attempts: i32,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct EmailConfig {
+    pub transport: String,
+    pub from: String,
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    pub smtp_tls: String,
+    #[serde(default)]
+    pub smtp_username: Option<String>,
+    #[serde(default)]
+    pub smtp_password: Option<String>,
+    pub smtp_timeout_secs: u64,
+    pub max_attempts: i32,
+    pub verify_ttl_hours: i64,
+    pub reset_ttl_minutes: i64,
+}
+
+impl std::fmt::Debug for EmailConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmailConfig")
+            .field("transport", &self.transport)
+            .field("from", &self.from)
+            .field("smtp_host", &self.smtp_host)
+            .field("smtp_port", &self.smtp_port)
+            .field("smtp_tls", &self.smtp_tls)
+            .field("smtp_username", &self.smtp_username)
+            .field(
+                "smtp_password",
+                &self.smtp_password.as_ref().map(|_| "[REDACTED]"),
+            )
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -193,6 +238,9 @@ const ENV_MAP: &[(&str, &str)] = &[
     ("AWS_REGION", "storage.s3_region"),
     ("AWS_ACCESS_KEY_ID", "storage.s3_access_key_id"),
     ("AWS_SECRET_ACCESS_KEY", "storage.s3_secret_access_key"),
+    ("SMTP_HOST", "email.smtp_host"),
+    ("SMTP_USERNAME", "email.smtp_username"),
+    ("SMTP_PASSWORD", "email.smtp_password"),
     ("ETX_BOOTSTRAP_ADMIN_EMAIL", "bootstrap.admin_email"),
     ("ETX_BOOTSTRAP_ADMIN_USERNAME", "bootstrap.admin_username"),
     ("ETX_BOOTSTRAP_ADMIN_PASSWORD", "bootstrap.admin_password"),
@@ -223,6 +271,9 @@ impl Config {
         }
         if std::env::var("ETX_S3_BUCKET").is_ok_and(|b| !b.is_empty()) {
             fig = fig.merge(Serialized::default("storage.backend", "s3"));
+        }
+        if std::env::var("SMTP_HOST").is_ok_and(|h| !h.is_empty()) {
+            fig = fig.merge(Serialized::default("email.transport", "smtp"));
         }
         for (k, v) in overrides {
             fig = fig.merge(Serialized::default(k, v));
@@ -272,6 +323,24 @@ impl Config {
             && k.len() < 32
         {
             anyhow::bail!("invalid setting ETX_SECRET_KEY: must be at least 32 characters");
+        }
+        if !matches!(self.email.transport.as_str(), "file" | "smtp") {
+            anyhow::bail!("invalid setting email.transport: must be file or smtp");
+        }
+        if !matches!(self.email.smtp_tls.as_str(), "starttls" | "tls" | "none") {
+            anyhow::bail!("invalid setting email.smtp_tls: must be starttls, tls or none");
+        }
+        if self.email.from.parse::<lettre::message::Mailbox>().is_err() {
+            anyhow::bail!("invalid setting email.from: not a mail address");
+        }
+        if self.email.max_attempts < 1 {
+            anyhow::bail!("invalid setting email.max_attempts: at least 1");
+        }
+        let t = &self.two_factor;
+        if t.max_attempts < 1 || !(30..=3600).contains(&t.challenge_ttl_secs) {
+            anyhow::bail!(
+                "invalid setting two_factor: max_attempts >= 1, challenge_ttl_secs 30..=3600"
+            );
         }
         crate::wallet::Assets::from_config(&self.assets)?;
         crate::wallet::TransferLimits::from_config(&self.transfers)?;

@@ -17,6 +17,13 @@ pub fn spawn_upkeep(state: AppState) -> tokio::task::JoinHandle<()> {
             loop {
                 tick.tick().await;
                 purge_idempotency_keys(&state).await;
+                if let Err(e) = state
+                    .db
+                    .purge_expired_security(crate::security::EXPIRED_GRACE_MICROS)
+                    .await
+                {
+                    tracing::warn!(error = %e, "expired token clean-up failed; will retry");
+                }
             }
         };
         let chain = async {

@@ -87,7 +87,11 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     bootstrap_admin(&config, &db, &hasher).await?;
     let assets = crate::wallet::Assets::from_config(&config.assets)?;
     let transfer_limits = crate::wallet::TransferLimits::from_config(&config.transfers)?;
+    let mailer = crate::mail::Mailer::from_config(&config.email, &config.data_dir)?;
+    let secret_box = etx_auth::totp::SecretBox::new(&secret);
     Ok(AppState::new(Inner {
+        mailer,
+        secret_box,
         assets,
         transfer_limits,
         config,
@@ -168,12 +172,21 @@ pub fn build_router(state: AppState) -> Router {
 }
 
 impl Application {
-    pub async fn build(config: Config) -> anyhow::Result<Application> {
+    pub async fn build(mut config: Config) -> anyhow::Result<Application> {
         let bind = config.bind;
-        let state = build_state(config).await?;
         let listener = TcpListener::bind(bind)
             .await
             .with_context(|| format!("cannot listen on {bind}"))?;
+        if config.public_url.is_none() {
+            // Links in mail need an address; without a configured one (dev), the one we listen on.
+            let addr = listener.local_addr()?;
+            config.public_url = Some(if addr.ip().is_unspecified() {
+                format!("http://localhost:{}", addr.port())
+            } else {
+                format!("http://{addr}")
+            });
+        }
+        let state = build_state(config).await?;
         let router = build_router(state.clone());
         Ok(Application {
             listener,
@@ -193,6 +206,7 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let upkeep = crate::jobs::spawn_upkeep(self.state.clone());
+        let mail = crate::mail::spawn_sender(self.state.clone());
         let served = axum::serve(
             self.listener,
             self.router
@@ -201,6 +215,7 @@ impl Application {
         .with_graceful_shutdown(shutdown)
         .await;
         upkeep.abort();
+        mail.abort();
         served?;
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! `/api/auth/*`: registration, login (JSON or OAuth2 password form), refresh, logout, the
 //! current user, password change and the CSRF token.
 
-use crate::accounts::{self, Issued, ProfileChange, Registration};
+use crate::accounts::{self, Issued, LoginOutcome, ProfileChange, Registration};
 use crate::cookies;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::AppJson;
@@ -22,6 +22,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(register))
         .routes(routes!(signup))
         .routes(routes!(login))
+        .routes(routes!(login_2fa))
         .routes(routes!(refresh))
         .routes(routes!(logout))
         .routes(routes!(me, update_me))
@@ -259,7 +260,7 @@ impl FromRequest<AppState> for LoginInput {
         (LoginForm = "application/x-www-form-urlencoded"),
     )),
     responses(
-        (status = 200, description = "Signed in", body = AuthResponse),
+        (status = 200, description = "Signed in, or (with 2FA on) a challenge waiting for a code", body = LoginResult),
         (status = 401, description = "Invalid credentials", body = ErrorBody),
         (status = 403, description = "Account suspended", body = ErrorBody),
         (status = 422, description = "Malformed body", body = ErrorBody),
@@ -270,8 +271,67 @@ async fn login(
     client: ClientInfo,
     LoginInput(req): LoginInput,
 ) -> ApiResult<Response> {
+    match accounts::login(&state, &req.login, &req.password, req.remember_me, &client).await? {
+        LoginOutcome::Session(user, issued) => {
+            Ok(auth_response(&state, StatusCode::OK, &user, issued))
+        }
+        LoginOutcome::SecondFactor { challenge_token } => Ok((
+            [(header::CACHE_CONTROL, "no-store")],
+            Json(ChallengeResponse {
+                two_factor_required: true,
+                challenge_token,
+                expires_in: state.config.two_factor.challenge_ttl_secs,
+            }),
+        )
+            .into_response()),
+    }
+}
+
+/// With 2FA on, a correct password yields this instead of tokens: no session exists yet.
+#[derive(Serialize, ToSchema)]
+pub struct ChallengeResponse {
+    pub two_factor_required: bool,
+    /// Send it with a code to `/api/auth/login/2fa`; single-use, short-lived.
+    pub challenge_token: String,
+    /// Seconds the challenge stays valid.
+    pub expires_in: i64,
+}
+
+/// The two shapes a successful login answer takes (documentation only).
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum LoginResult {
+    Signed(AuthResponse),
+    Challenge(ChallengeResponse),
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct SecondFactorRequest {
+    pub challenge_token: String,
+    /// A 6-digit code from the authenticator app, or an unused backup code.
+    #[schema(example = "123456")]
+    pub code: String,
+}
+
+/// Second step of a login with 2FA on: the challenge and a code open the session.
+///
+/// Each challenge allows five codes; then it is void and the login starts over.
+#[utoipa::path(post, path = "/api/auth/login/2fa", tag = "auth", request_body = SecondFactorRequest,
+    responses(
+        (status = 200, description = "Signed in", body = AuthResponse),
+        (status = 401, description = "Wrong code, or the challenge expired or was used up", body = ErrorBody),
+        (status = 403, description = "Account suspended", body = ErrorBody),
+        (status = 422, description = "Malformed body", body = ErrorBody),
+        (status = 429, description = "Too many attempts from this address", body = ErrorBody),
+    ))]
+async fn login_2fa(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    AppJson(req): AppJson<SecondFactorRequest>,
+) -> ApiResult<Response> {
     let (user, issued) =
-        accounts::login(&state, &req.login, &req.password, req.remember_me, &client).await?;
+        crate::security::complete_login(&state, &req.challenge_token, &req.code, &client).await?;
     Ok(auth_response(&state, StatusCode::OK, &user, issued))
 }
 

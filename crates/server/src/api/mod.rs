@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod auth;
 pub mod ops;
+pub mod security;
 pub mod transactions;
 pub mod users;
 pub mod wallet;
@@ -55,6 +56,7 @@ impl Modify for Security {
 pub fn router(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(auth::router())
+        .merge(security::router())
         .merge(users::router(state))
         .merge(wallet::router())
         .merge(transactions::router())

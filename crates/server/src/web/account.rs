@@ -144,9 +144,17 @@ pub async fn view_login_post(
         )),
     };
     match result {
-        Ok((_, issued)) => {
+        Ok(accounts::LoginOutcome::Session(_, issued)) => {
             issued.set_cookies(&state, &mut out);
             (out, Redirect::to("/")).into_response()
+        }
+        Ok(accounts::LoginOutcome::SecondFactor { challenge_token }) => {
+            let page = SecondFactorPage {
+                layout: Layout::new(None, csrf, "login"),
+                challenge_token,
+                error: None,
+            };
+            (out, page).into_response()
         }
         Err(e) => {
             let status = e.status();
@@ -171,6 +179,70 @@ pub async fn view_login_post(
                 r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
             }
             r
+        }
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "login_2fa.html")]
+pub struct SecondFactorPage {
+    layout: Layout,
+    challenge_token: String,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct SecondFactorForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    challenge_token: String,
+    #[serde(default)]
+    code: String,
+}
+
+/// The code step of a login with 2FA on. A wrong code keeps the challenge (until it is used
+/// up); an expired or used-up one sends the user back to the password step.
+pub async fn view_login_2fa_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    client: ClientInfo,
+    Form(f): Form<SecondFactorForm>,
+) -> Response {
+    let mut out = HeaderMap::new();
+    let csrf = ensure_csrf(&state, &headers, &mut out);
+    if check_form_csrf(&headers, &f.csrf_token).is_err() {
+        return form_expired();
+    }
+    match crate::security::complete_login(&state, &f.challenge_token, &f.code, &client).await {
+        Ok((_, issued)) => {
+            issued.set_cookies(&state, &mut out);
+            (out, Redirect::to("/")).into_response()
+        }
+        Err(e) => {
+            let status = e.status();
+            let message = match &e {
+                ApiError::Unauthorized(m) if m == crate::security::CHALLENGE_DEAD => {
+                    let page = LoginPage {
+                        layout: Layout::new(None, csrf, "login"),
+                        login: String::new(),
+                        error: Some(m.clone()),
+                    };
+                    return (status, out, page).into_response();
+                }
+                ApiError::RateLimited { .. } => {
+                    "Too many attempts. Please wait a minute and try again.".to_string()
+                }
+                ApiError::Forbidden(_) => "This account is suspended.".to_string(),
+                ApiError::Unauthorized(_) => "That code is not right. Try the current one.".into(),
+                _ => "Something went wrong. Please try again.".to_string(),
+            };
+            let page = SecondFactorPage {
+                layout: Layout::new(None, csrf, "login"),
+                challenge_token: f.challenge_token,
+                error: Some(message),
+            };
+            (status, out, page).into_response()
         }
     }
 }

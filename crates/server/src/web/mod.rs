@@ -33,6 +33,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
             "/register",
             get(account::view_register_get).post(account::view_register_post),
         )
+        .route("/login/2fa", post(account::view_login_2fa_post))
         .route("/logout", post(account::view_logout_post))
         .route(
             "/profile",

@@ -1,0 +1,285 @@
+//! Outgoing mail: templates, the two transports (SMTP, or `.eml` files in the data dir for
+//! development) and the sender that drains the outbox. A request only queues a row and wakes
+//! the sender; delivery, retries and backoff happen here, never on a request's time.
+
+use crate::config::EmailConfig;
+use crate::state::AppState;
+use askama::Template;
+use etx_db::mail::{MailRow, NewMail};
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use std::path::PathBuf;
+use std::time::Duration;
+
+const POLL_EVERY: Duration = Duration::from_secs(5);
+const BATCH: u64 = 20;
+const FIRST_RETRY_SECS: i64 = 30;
+const MAX_RETRY_SECS: i64 = 3600;
+
+pub enum Transport {
+    File(PathBuf),
+    Smtp(Box<AsyncSmtpTransport<Tokio1Executor>>),
+}
+
+pub struct Mailer {
+    from: Mailbox,
+    transport: Transport,
+    /// Wakes the sender as soon as something is queued.
+    pub wake: tokio::sync::Notify,
+}
+
+impl Mailer {
+    pub fn from_config(cfg: &EmailConfig, data_dir: &std::path::Path) -> anyhow::Result<Mailer> {
+        let from: Mailbox = cfg
+            .from
+            .parse()
+            .map_err(|e| anyhow::anyhow!("invalid setting email.from: {e}"))?;
+        let transport = match cfg.transport.as_str() {
+            "smtp" => {
+                let host = cfg.smtp_host.as_str();
+                let mut b = match cfg.smtp_tls.as_str() {
+                    "tls" => AsyncSmtpTransport::<Tokio1Executor>::relay(host)?,
+                    "none" => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
+                    _ => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)?,
+                }
+                .port(cfg.smtp_port)
+                .timeout(Some(Duration::from_secs(cfg.smtp_timeout_secs)));
+                if let (Some(u), Some(p)) = (&cfg.smtp_username, &cfg.smtp_password) {
+                    b = b.credentials(Credentials::new(u.clone(), p.clone()));
+                }
+                Transport::Smtp(Box::new(b.build()))
+            }
+            _ => Transport::File(data_dir.join("mail")),
+        };
+        Ok(Mailer {
+            from,
+            transport,
+            wake: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// The directory `.eml` files go to, when mail is kept locally.
+    pub fn outbox_dir(&self) -> Option<&std::path::Path> {
+        match &self.transport {
+            Transport::File(d) => Some(d),
+            Transport::Smtp(_) => None,
+        }
+    }
+
+    async fn deliver(&self, row: &MailRow) -> anyhow::Result<()> {
+        let to: Mailbox = row.to_addr.parse()?;
+        let msg = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(row.subject.clone())
+            .multipart(MultiPart::alternative_plain_html(
+                row.body_text.clone(),
+                row.body_html.clone(),
+            ))?;
+        match &self.transport {
+            Transport::Smtp(t) => {
+                t.send(msg).await?;
+            }
+            Transport::File(dir) => {
+                tokio::fs::create_dir_all(dir).await?;
+                // Named by queue time and id so a directory listing reads oldest to newest; the
+                // rename makes a half-written file impossible to see.
+                let name = format!("{}-{}.eml", row.created_at, row.id);
+                let tmp = dir.join(format!(".{name}.tmp"));
+                tokio::fs::write(&tmp, msg.formatted()).await?;
+                tokio::fs::rename(&tmp, dir.join(name)).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Template)]
+#[template(path = "mail/verify.txt")]
+struct VerifyText<'a> {
+    username: &'a str,
+    email: &'a str,
+    link: &'a str,
+    code: &'a str,
+    hours: i64,
+}
+
+#[derive(Template)]
+#[template(path = "mail/verify.html")]
+struct VerifyHtml<'a> {
+    username: &'a str,
+    email: &'a str,
+    link: &'a str,
+    code: &'a str,
+    hours: i64,
+}
+
+#[derive(Template)]
+#[template(path = "mail/reset.txt")]
+struct ResetText<'a> {
+    username: &'a str,
+    link: &'a str,
+    minutes: i64,
+}
+
+#[derive(Template)]
+#[template(path = "mail/reset.html")]
+struct ResetHtml<'a> {
+    username: &'a str,
+    link: &'a str,
+    minutes: i64,
+}
+
+pub fn base_url(state: &AppState) -> &str {
+    state
+        .config
+        .public_url
+        .as_deref()
+        .unwrap_or("http://localhost:8080")
+        .trim_end_matches('/')
+}
+
+pub fn verification_mail(
+    state: &AppState,
+    username: &str,
+    email: &str,
+    token: &str,
+    code: &str,
+) -> anyhow::Result<NewMail> {
+    let link = format!("{}/verify-email?token={token}", base_url(state));
+    let hours = state.config.email.verify_ttl_hours;
+    Ok(NewMail {
+        to: email.to_string(),
+        subject: "Confirm your email address".into(),
+        template: "verify_email",
+        text: VerifyText {
+            username,
+            email,
+            link: &link,
+            code,
+            hours,
+        }
+        .render()?,
+        html: VerifyHtml {
+            username,
+            email,
+            link: &link,
+            code,
+            hours,
+        }
+        .render()?,
+    })
+}
+
+pub fn reset_mail(
+    state: &AppState,
+    username: &str,
+    email: &str,
+    token: &str,
+) -> anyhow::Result<NewMail> {
+    let link = format!("{}/reset-password?token={token}", base_url(state));
+    let minutes = state.config.email.reset_ttl_minutes;
+    Ok(NewMail {
+        to: email.to_string(),
+        subject: "Reset your password".into(),
+        template: "reset_password",
+        text: ResetText {
+            username,
+            link: &link,
+            minutes,
+        }
+        .render()?,
+        html: ResetHtml {
+            username,
+            link: &link,
+            minutes,
+        }
+        .render()?,
+    })
+}
+
+/// The wait before attempt `n + 1` after `n` failures: 30 s, doubling, at most an hour.
+fn backoff_secs(failures: i32) -> i64 {
+    let shift = u32::try_from(failures.saturating_sub(1))
+        .unwrap_or(0)
+        .min(16);
+    (FIRST_RETRY_SECS << shift).min(MAX_RETRY_SECS)
+}
+
+/// Sends what is due: each message is claimed first, so instances sharing the database never
+/// send the same one twice at the same time.
+pub async fn deliver_due(state: &AppState) -> anyhow::Result<usize> {
+    let rows = state.db.due_mail(BATCH).await?;
+    let cfg = &state.config.email;
+    let lease = (cfg.smtp_timeout_secs as i64 + 60) * 1_000_000;
+    let mut sent = 0;
+    for row in rows {
+        let now = etx_db::now_micros();
+        if !state
+            .db
+            .claim_mail(&row.id, row.next_attempt_at, now + lease)
+            .await?
+        {
+            continue;
+        }
+        match state.mailer.deliver(&row).await {
+            Ok(()) => {
+                state.db.mail_sent(&row.id).await?;
+                metrics::counter!("etx_mail_sent_total").increment(1);
+                tracing::info!(mail_id = %row.id, template = %row.template, "mail sent");
+                sent += 1;
+            }
+            Err(e) => {
+                let failures = row.attempts + 1;
+                let retry = (failures < cfg.max_attempts)
+                    .then(|| etx_db::now_micros() + backoff_secs(failures) * 1_000_000);
+                state.db.mail_failed(&row.id, &e.to_string(), retry).await?;
+                metrics::counter!("etx_mail_failures_total").increment(1);
+                if retry.is_some() {
+                    tracing::warn!(mail_id = %row.id, attempt = failures, error = %e, "mail not sent; will retry");
+                } else {
+                    tracing::error!(mail_id = %row.id, attempts = failures, error = %e, "mail given up");
+                }
+            }
+        }
+    }
+    Ok(sent)
+}
+
+/// Runs the sender until the task is aborted: woken by every enqueue, and polling anyway so
+/// retries and mail queued by other instances go out.
+pub fn spawn_sender(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            loop {
+                match deliver_due(&state).await {
+                    Ok(n) if n as u64 >= BATCH => continue,
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "mail sender failed; will retry");
+                        break;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = state.mailer.wake.notified() => {}
+                _ = tokio::time::sleep(POLL_EVERY) => {}
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff_secs;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        assert_eq!(backoff_secs(1), 30);
+        assert_eq!(backoff_secs(2), 60);
+        assert_eq!(backoff_secs(3), 120);
+        assert_eq!(backoff_secs(20), 3600);
+        assert_eq!(backoff_secs(i32::MAX), 3600);
+    }
+}
