@@ -270,9 +270,100 @@ pub fn spawn_sender(state: AppState) -> tokio::task::JoinHandle<()> {
     })
 }
 
+/// A header of a raw message (first occurrence, unfolded lines only).
+pub fn header_value(raw: &str, name: &str) -> String {
+    let head = raw
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or(raw)
+        .split("\n\n")
+        .next()
+        .unwrap_or(raw);
+    head.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+        .unwrap_or_default()
+}
+
+/// The decoded `text/plain` part of a raw message (for the dev outbox page).
+pub fn plain_text_part(raw: &str) -> String {
+    let raw = raw.replace("\r\n", "\n");
+    let Some(start) = raw.find("Content-Type: text/plain") else {
+        return String::new();
+    };
+    let Some((headers, rest)) = raw[start..].split_once("\n\n") else {
+        return String::new();
+    };
+    let body = rest.split("\n--").next().unwrap_or("");
+    let headers = headers.to_ascii_lowercase();
+    if headers.contains("content-transfer-encoding: quoted-printable") {
+        decode_quoted_printable(body)
+    } else if headers.contains("content-transfer-encoding: base64") {
+        use base64::Engine;
+        let clean: String = body.split_whitespace().collect();
+        base64::engine::general_purpose::STANDARD
+            .decode(clean)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    } else {
+        body.to_string()
+    }
+}
+
+fn decode_quoted_printable(s: &str) -> String {
+    let s = s.replace("=\n", "");
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'='
+            && let Some(hex) = b.get(i + 1..i + 3)
+            && let Ok(v) = u8::from_str_radix(std::str::from_utf8(hex).unwrap_or("zz"), 16)
+        {
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::backoff_secs;
+    use super::*;
+
+    #[test]
+    fn quoted_printable_soft_breaks_and_escapes() {
+        assert_eq!(
+            decode_quoted_printable("a=3Db and a very=\nlong line =C3=A9"),
+            "a=b and a verylong line é"
+        );
+        assert_eq!(decode_quoted_printable("ends with ="), "ends with =");
+    }
+
+    #[test]
+    fn a_formatted_message_reads_back() {
+        let long = format!(
+            "http://localhost:8080/reset-password?token={}",
+            "x".repeat(60)
+        );
+        let msg = Message::builder()
+            .from("a@example.com".parse().unwrap())
+            .to("b@example.com".parse().unwrap())
+            .subject("Hi")
+            .multipart(MultiPart::alternative_plain_html(
+                format!("Open {long} now"),
+                "<p>x</p>".to_string(),
+            ))
+            .unwrap();
+        let raw = String::from_utf8(msg.formatted()).unwrap();
+        assert_eq!(header_value(&raw, "subject"), "Hi");
+        assert!(plain_text_part(&raw).contains(&long));
+    }
 
     #[test]
     fn backoff_doubles_and_is_capped() {

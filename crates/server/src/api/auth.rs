@@ -302,7 +302,7 @@ pub struct ChallengeResponse {
 #[serde(untagged)]
 #[allow(dead_code)]
 pub enum LoginResult {
-    Signed(AuthResponse),
+    Signed(Box<AuthResponse>),
     Challenge(ChallengeResponse),
 }
 

@@ -50,6 +50,7 @@ pub(super) fn notice(q: &NoticeQuery) -> Option<&'static str> {
         "logged-out" => Some("You have been logged out."),
         "sent" => Some("Money sent."),
         "session-ended" => Some("That session was signed out."),
+        "reset" => Some("Your password was changed. Log in with the new one."),
         _ => None,
     }
 }

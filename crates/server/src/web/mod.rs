@@ -4,6 +4,7 @@
 mod account;
 mod admin;
 mod assets;
+mod security;
 mod wallet;
 
 use crate::accounts;
@@ -50,6 +51,32 @@ pub fn router(state: &AppState) -> Router<AppState> {
             "/profile/sessions/{id}/end",
             post(account::view_session_end_post),
         )
+        .route("/security", get(security::view_security_get))
+        .route("/security/2fa/setup", post(security::view_2fa_setup_post))
+        .route("/security/2fa/verify", post(security::view_2fa_verify_post))
+        .route(
+            "/security/2fa/backup-codes",
+            post(security::view_2fa_backup_post),
+        )
+        .route(
+            "/security/2fa/disable",
+            post(security::view_2fa_disable_post),
+        )
+        .route("/security/email/code", post(security::view_email_code_post))
+        .route(
+            "/security/email/resend",
+            post(security::view_email_resend_post),
+        )
+        .route("/verify-email", get(security::view_verify_email_get))
+        .route(
+            "/forgot-password",
+            get(security::view_forgot_get).post(security::view_forgot_post),
+        )
+        .route(
+            "/reset-password",
+            get(security::view_reset_get).post(security::view_reset_post),
+        )
+        .route("/dev/mail", get(security::view_dev_mail_get))
         .route("/wallet", get(wallet::view_wallet_get))
         .route("/wallet/transfer", post(wallet::view_transfer_post))
         .route("/transactions", get(wallet::view_transactions_get))

@@ -266,7 +266,7 @@ async fn records(app: &TestApp) -> i64 {
 /// until it is audited and listed.
 #[tokio::test]
 async fn every_state_changing_route_writes_an_audit_record() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(|c| c.rate_limit.register_per_ip_per_minute = 1000).await;
     let doc: Value = app
         .get("/api/openapi.json", None)
         .await
@@ -432,6 +432,91 @@ async fn every_state_changing_route_writes_an_audit_record() {
                 .await
                 .status()
             }
+            ("POST", "/api/auth/2fa/setup") => {
+                let u = app.register(&format!("enroller{walked}")).await;
+                before = records(&app).await;
+                app.post(path, json!({}), Some(&u.token)).await.status()
+            }
+            ("POST", "/api/auth/2fa/verify") => {
+                let u = app.register(&format!("enroller{walked}")).await;
+                let s: Value = app
+                    .post("/api/auth/2fa/setup", json!({}), Some(&u.token))
+                    .await
+                    .json()
+                    .await
+                    .unwrap();
+                before = records(&app).await;
+                app.post(
+                    path,
+                    json!({"code": totp(s["secret"].as_str().unwrap(), 0)}),
+                    Some(&u.token),
+                )
+                .await
+                .status()
+            }
+            ("POST", "/api/auth/2fa/backup-codes")
+            | ("POST", "/api/auth/2fa/disable")
+            | ("POST", "/api/auth/login/2fa") => {
+                let u = app.register(&format!("twofa{walked}")).await;
+                let (secret, backup) = two_factor_on(&app, &u).await;
+                let body = match path.as_str() {
+                    "/api/auth/2fa/backup-codes" => json!({"code": totp(&secret, 1)}),
+                    "/api/auth/2fa/disable" => json!({"password": PASSWORD, "code": backup[0]}),
+                    _ => {
+                        let r: Value = app.login(&u.username, PASSWORD).await.json().await.unwrap();
+                        json!({"challenge_token": r["challenge_token"], "code": backup[0]})
+                    }
+                };
+                before = records(&app).await;
+                app.post(path, body, Some(&u.token)).await.status()
+            }
+            ("POST", "/api/auth/verify-email") | ("POST", "/api/auth/verify-email/code") => {
+                let u = app.register(&format!("mailer{walked}")).await;
+                let text = plain_text_part(&app.mail_to(&u.email, 1).await[0]);
+                let body = if path.ends_with("/code") {
+                    json!({"code": six_digit_code(&text[text.find("code").unwrap()..])})
+                } else {
+                    json!({"token": link_param(&text, "/verify-email?", "token")})
+                };
+                before = records(&app).await;
+                app.post(path, body, Some(&u.token)).await.status()
+            }
+            ("POST", "/api/auth/resend-verification") => {
+                let u = app.register(&format!("resender{walked}")).await;
+                before = records(&app).await;
+                app.post(path, json!({}), Some(&u.token)).await.status()
+            }
+            ("POST", "/api/auth/forgot-password") => {
+                before = records(&app).await;
+                let s = app
+                    .post(path, json!({"email": "alice@example.com"}), None)
+                    .await
+                    .status();
+                // The mail and its record are made after the answer.
+                for _ in 0..50 {
+                    if records(&app).await > before {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                s
+            }
+            ("POST", "/api/auth/reset-password") => {
+                let u = app.register(&format!("forgetful{walked}")).await;
+                app.post("/api/auth/forgot-password", json!({"email": u.email}), None)
+                    .await;
+                let mails = app.mail_to(&u.email, 2).await;
+                let reset = mails.iter().find(|m| m.contains("reset-password")).unwrap();
+                let token = link_param(&plain_text_part(reset), "/reset-password?", "token");
+                before = records(&app).await;
+                app.post(
+                    path,
+                    json!({"token": token, "new_password": "An0ther-Passphrase!"}),
+                    None,
+                )
+                .await
+                .status()
+            }
             _ => panic!(
                 "{m} {path} has no scenario here: audit the handler (audit::Event) and add one"
             ),
@@ -443,5 +528,5 @@ async fn every_state_changing_route_writes_an_audit_record() {
         );
         walked += 1;
     }
-    assert_eq!(walked, 14, "every unsafe route but the export was walked");
+    assert_eq!(walked, 24, "every unsafe route but the export was walked");
 }

@@ -12,6 +12,7 @@ mod crash;
 mod model;
 mod ops;
 mod s3;
+mod security;
 mod transactions;
 mod users;
 mod wallet;

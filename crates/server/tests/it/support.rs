@@ -208,3 +208,115 @@ pub fn png(w: u32, h: u32) -> Vec<u8> {
     img.write_to(&mut out, image::ImageFormat::Png).unwrap();
     out.into_inner()
 }
+
+/// A TOTP code computed by `oathtool` (an implementation not ours), `offset` steps of 30 s from
+/// now.
+pub fn totp(secret_b32: &str, offset: i64) -> String {
+    let at = chrono::Utc::now().timestamp() + offset * 30;
+    let out = std::process::Command::new("oathtool")
+        .args(["--totp", "-b", secret_b32, "-N", &format!("@{at}")])
+        .output()
+        .expect("oathtool is installed (Debian package oathtool)");
+    assert!(out.status.success(), "oathtool failed: {out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+pub use etx_server::mail::plain_text_part;
+
+/// The value of `name=` in the first link to `path` in a mail body.
+pub fn link_param(body: &str, path: &str, name: &str) -> String {
+    let at = body
+        .find(path)
+        .unwrap_or_else(|| panic!("no {path} link in:\n{body}"));
+    let query = body[at..].split_whitespace().next().unwrap();
+    let key = format!("{name}=");
+    let v = query.split(&key).nth(1).unwrap();
+    v.split('&').next().unwrap().to_string()
+}
+
+/// The first run of exactly six digits on a line of its own words.
+pub fn six_digit_code(body: &str) -> String {
+    body.split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() == 6)
+        .expect("a 6-digit code in the mail")
+        .to_string()
+}
+
+/// Raw messages in a directory of `.eml` files (the file transport) or a maildir's `new/`,
+/// whose `To` is `to`, oldest first. Waits up to 10 s for at least `n`.
+pub async fn wait_mail(dir: &std::path::Path, to: &str, n: usize) -> Vec<String> {
+    for _ in 0..100 {
+        let mut found = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            let mut paths: Vec<_> = rd
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+                .collect();
+            paths.sort_by_key(|p| {
+                (
+                    std::fs::metadata(p).and_then(|m| m.modified()).ok(),
+                    p.clone(),
+                )
+            });
+            for p in paths {
+                let raw = std::fs::read_to_string(&p).unwrap_or_default();
+                let to_line = raw
+                    .lines()
+                    .find(|l| l.to_ascii_lowercase().starts_with("to:"))
+                    .unwrap_or("");
+                if to_line.contains(to) {
+                    found.push(raw);
+                }
+            }
+        }
+        if found.len() >= n {
+            return found;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!(
+        "fewer than {n} mail(s) to {to} arrived in {}",
+        dir.display()
+    );
+}
+
+impl TestApp {
+    /// Mail this app wrote with the default file transport.
+    pub async fn mail_to(&self, to: &str, n: usize) -> Vec<String> {
+        wait_mail(&self.data_dir.join("mail"), to, n).await
+    }
+
+    pub async fn exec(&self, sql: &str) {
+        self.state.db.execute(sql, []).await.unwrap();
+    }
+}
+
+/// Turns 2FA on for `u` with a code for the current time step; returns the base32 secret and
+/// the backup codes.
+pub async fn two_factor_on(app: &TestApp, u: &TestUser) -> (String, Vec<String>) {
+    let s: Value = app
+        .post("/api/auth/2fa/setup", json!({}), Some(&u.token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let secret = s["secret"].as_str().unwrap().to_string();
+    let r: Value = app
+        .post(
+            "/api/auth/2fa/verify",
+            json!({"code": totp(&secret, 0)}),
+            Some(&u.token),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let codes = r["backup_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    (secret, codes)
+}
