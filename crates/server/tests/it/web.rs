@@ -484,3 +484,225 @@ async fn sessions_page_signs_another_device_out() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 }
+
+async fn page_text(b: &reqwest::Client, url: String) -> String {
+    b.get(url).send().await.unwrap().text().await.unwrap()
+}
+
+/// The hidden value of `name` in a page's form.
+fn hidden_of(html: &str, name: &str) -> String {
+    let needle = format!("name=\"{name}\" value=\"");
+    let i = html.find(&needle).expect("form has the field") + needle.len();
+    html[i..].split('"').next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn two_factor_is_set_up_and_used_through_pages() {
+    let app = TestApp::spawn().await;
+    app.register("alice").await;
+    let b = signed_in(&app, "alice").await;
+    let page = page_text(&b, at(&app, "/security")).await;
+    assert!(page.contains("id=\"tfa-status\"><strong>Off."), "{page}");
+    let r = b
+        .post(at(&app, "/security/2fa/setup"))
+        .form(&[("csrf_token", csrf_of(&page).as_str())])
+        .send()
+        .await
+        .unwrap();
+    let page = r.text().await.unwrap();
+    assert!(page.contains("id=\"tfa-qr\"><svg"), "QR drawn inline");
+    let i = page.find("id=\"tfa-secret\">").unwrap() + "id=\"tfa-secret\">".len();
+    let secret = page[i..].split('<').next().unwrap().to_string();
+    // A wrong code keeps the QR code on screen with a message.
+    let r = b
+        .post(at(&app, "/security/2fa/verify"))
+        .form(&[("csrf_token", csrf_of(&page).as_str()), ("code", "000000")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let again = r.text().await.unwrap();
+    assert!(again.contains("is incorrect") && again.contains(&secret));
+    let r = b
+        .post(at(&app, "/security/2fa/verify"))
+        .form(&[
+            ("csrf_token", csrf_of(&page).as_str()),
+            ("code", totp(&secret, 0).as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("<strong>On</strong>") && page.contains("10 backup codes left"));
+    assert!(page.contains("download=\"etx-backup-codes.txt\""));
+    let first = page
+        .split("<li><code>")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(first.len(), 11, "{first}");
+    // Shown once: a reload lists no codes.
+    assert!(
+        !page_text(&b, at(&app, "/security"))
+            .await
+            .contains("<li><code>")
+    );
+
+    // A new browser: the password leads to the code step, the backup code signs in.
+    let b2 = browser();
+    let login = page_text(&b2, at(&app, "/login")).await;
+    let r = b2
+        .post(at(&app, "/login"))
+        .form(&[
+            ("csrf_token", csrf_of(&login).as_str()),
+            ("login", "alice"),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let step = r.text().await.unwrap();
+    assert!(step.contains("Two-factor code"), "{step}");
+    assert_eq!(
+        b2.get(at(&app, "/")).send().await.unwrap().url().path(),
+        "/login",
+        "not signed in before the code"
+    );
+    let r = b2
+        .post(at(&app, "/login/2fa"))
+        .form(&[
+            ("csrf_token", csrf_of(&step).as_str()),
+            (
+                "challenge_token",
+                hidden_of(&step, "challenge_token").as_str(),
+            ),
+            ("code", "999999"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.text().await.unwrap().contains("That code is not right"));
+    let r = b2
+        .post(at(&app, "/login/2fa"))
+        .form(&[
+            ("csrf_token", csrf_of(&step).as_str()),
+            (
+                "challenge_token",
+                hidden_of(&step, "challenge_token").as_str(),
+            ),
+            ("code", first.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.url().path(), "/");
+    let page = page_text(&b2, at(&app, "/security")).await;
+    assert!(page.contains("9 backup codes left"), "{page}");
+
+    // Turning it off needs the password and a code.
+    let r = b2
+        .post(at(&app, "/security/2fa/disable"))
+        .form(&[
+            ("csrf_token", csrf_of(&page).as_str()),
+            ("password", PASSWORD),
+            ("code", first.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "used backup code"
+    );
+    let r = b2
+        .post(at(&app, "/security/2fa/disable"))
+        .form(&[
+            ("csrf_token", csrf_of(&page).as_str()),
+            ("password", PASSWORD),
+            ("code", totp(&secret, 1).as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let page = r.text().await.unwrap();
+    assert!(page.contains("Two-factor authentication is off."), "{page}");
+}
+
+#[tokio::test]
+async fn forgotten_password_is_reset_through_pages_and_mail_is_readable_in_dev() {
+    let app = TestApp::spawn().await;
+    app.register("alice").await;
+    let b = browser();
+    let page = page_text(&b, at(&app, "/login")).await;
+    assert!(page.contains("href=\"/forgot-password\""));
+    let page = page_text(&b, at(&app, "/forgot-password")).await;
+    let r = b
+        .post(at(&app, "/forgot-password"))
+        .form(&[
+            ("csrf_token", csrf_of(&page).as_str()),
+            ("email", "alice@example.com"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.text().await.unwrap().contains("id=\"forgot-sent\""));
+    let mails = app.mail_to("alice@example.com", 2).await;
+    let reset = mails.iter().find(|m| m.contains("reset-password")).unwrap();
+    let token = link_param(&plain_text_part(reset), "/reset-password?", "token");
+
+    // The dev outbox page shows the mail, decoded, link included.
+    let outbox = page_text(&b, at(&app, "/dev/mail")).await;
+    assert!(outbox.contains("Reset your password") && outbox.contains(&token));
+
+    let url = at(&app, &format!("/reset-password?token={token}"));
+    let page = page_text(&b, url.clone()).await;
+    let r = b
+        .post(at(&app, "/reset-password"))
+        .form(&[
+            ("csrf_token", csrf_of(&page).as_str()),
+            ("token", token.as_str()),
+            ("new_password", "short"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().await.unwrap().contains("id=\"reset-error\""));
+    let r = b
+        .post(at(&app, "/reset-password"))
+        .form(&[
+            ("csrf_token", csrf_of(&page).as_str()),
+            ("token", token.as_str()),
+            ("new_password", "N3w-Passphrase!"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.url().path(), "/login");
+    assert!(r.text().await.unwrap().contains("Log in with the new one"));
+    assert_eq!(
+        app.login("alice", "N3w-Passphrase!").await.status(),
+        StatusCode::OK
+    );
+    let r = b.get(url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.unwrap().contains("Ask for a new one"));
+}
+
+#[tokio::test]
+async fn the_dev_outbox_page_does_not_exist_in_production() {
+    let app = TestApp::spawn_with(|c| {
+        c.env = etx_server::config::RunEnv::Production;
+        c.public_url = Some("https://etx.example.com".into());
+    })
+    .await;
+    let r = app.get("/dev/mail", None).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
