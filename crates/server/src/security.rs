@@ -69,6 +69,7 @@ fn new_backup_codes(state: &AppState, user_id: &str) -> (Vec<String>, Vec<String
     (codes, hashes)
 }
 
+/// One budget of code attempts per account per minute, shared by login, set-up and changes.
 async fn per_user_limit(state: &AppState, user_id: &str) -> Result<(), ApiError> {
     rate_limit(
         state,
@@ -320,6 +321,8 @@ pub async fn complete_login(
     if !user.is_active {
         return Err(ApiError::Forbidden("this account is suspended".into()));
     }
+    // Across all challenges and addresses, an account gets a bounded number of code tries.
+    per_user_limit(state, &user.id).await?;
     let Some(factor) = use_factor(state, &user.id, code, true).await? else {
         Event::new(Some(&user.id), "auth.2fa_failed")
             .target("user", &user.id)

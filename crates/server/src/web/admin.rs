@@ -1,4 +1,5 @@
-//! Staff pages: the audit trail with filters (admins and moderators; others get a 404).
+//! Staff pages: the audit trail with filters (admins and moderators) and the outgoing mail
+//! queue (admins); others get a 404.
 
 use super::{Layout, WebUser, day, error_page};
 use crate::api::audit::AuditRecord;
@@ -145,6 +146,48 @@ pub async fn view_audit_get(
         total,
         prev_skip: (skip > 0).then(|| (skip - PAGE).max(0)),
         next_skip: (skip + PAGE < total).then_some(skip + PAGE),
+    }
+    .into_response()
+}
+
+#[derive(Deserialize, Default)]
+pub struct MailPageQuery {
+    #[serde(default)]
+    status: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "admin_mail.html")]
+pub struct MailPage {
+    layout: Layout,
+    status: String,
+    mails: Vec<crate::api::security::MailView>,
+}
+
+/// Outgoing mail and delivery failures (admins; others get a 404).
+pub async fn view_mail_get(
+    State(state): State<AppState>,
+    u: WebUser,
+    Query(q): Query<MailPageQuery>,
+) -> Response {
+    if !u.auth.role.is_admin() {
+        return error_page(StatusCode::NOT_FOUND, "Not found", "There is no such page.");
+    }
+    let status = crate::api::security::parse_mail_status(Some(q.status.as_str())).unwrap_or(None);
+    let rows = match state.db.list_mail(status, 200).await {
+        Ok(r) => r,
+        Err(e) => return crate::error::ApiError::from(e).into_response(),
+    };
+    MailPage {
+        layout: Layout::new(Some(UserView::from(&u.auth.user)), u.csrf.clone(), "mail"),
+        status: match status {
+            Some(_) => q.status,
+            None => String::new(),
+        },
+        mails: rows
+            .into_iter()
+            .map(crate::api::security::mail_view)
+            .collect(),
     }
     .into_response()
 }

@@ -81,6 +81,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/wallet/transfer", post(wallet::view_transfer_post))
         .route("/transactions", get(wallet::view_transactions_get))
         .route("/admin/audit", get(admin::view_audit_get))
+        .route("/admin/mail", get(admin::view_mail_get))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             refresh_on_navigation,

@@ -825,3 +825,54 @@ async fn mail_that_cannot_be_delivered_is_retried_then_shown_to_admins_as_failed
         .await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+#[tokio::test]
+async fn code_guesses_from_many_addresses_share_one_budget_per_account() {
+    let app = TestApp::spawn_with(|c| c.http.trust_forwarded_for = true).await;
+    let alice = app.register("alice").await;
+    two_factor_on(&app, &alice).await;
+    let limit = app.state.config.rate_limit.two_factor_per_ip_per_minute;
+    let from = |ip: String, path: &str, body: Value| {
+        app.client
+            .post(app.url(path))
+            .header("x-forwarded-for", ip)
+            .json(&body)
+            .send()
+    };
+    let mut statuses = Vec::new();
+    for c in 0..6 {
+        let r: Value = from(
+            format!("10.0.0.{c}"),
+            "/api/auth/login",
+            json!({"login": "alice", "password": PASSWORD}),
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        let ch = r["challenge_token"].as_str().unwrap().to_string();
+        for g in 0..5 {
+            let r = from(
+                format!("10.1.{c}.{g}"),
+                "/api/auth/login/2fa",
+                json!({"challenge_token": ch, "code": format!("{:06}", 100_000 + c * 10 + g)}),
+            )
+            .await
+            .unwrap();
+            statuses.push(r.status());
+        }
+    }
+    let allowed = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    // Enrolling (set-up and confirmation) spent two of the minute's budget.
+    let budget = limit - 2;
+    assert_eq!(allowed as u32, budget, "{statuses:?}");
+    assert!(
+        statuses[budget as usize..]
+            .iter()
+            .all(|s| *s == StatusCode::TOO_MANY_REQUESTS)
+    );
+}

@@ -706,3 +706,39 @@ async fn the_dev_outbox_page_does_not_exist_in_production() {
     let r = app.get("/dev/mail", None).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn admins_see_mail_that_could_not_be_delivered() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app = TestApp::spawn_with(|c| {
+        c.email.transport = "smtp".into();
+        c.email.smtp_host = "127.0.0.1".into();
+        c.email.smtp_port = closed;
+        c.email.smtp_tls = "none".into();
+        c.email.max_attempts = 1;
+    })
+    .await;
+    app.user_with_role("root", "admin").await;
+    app.register("alice").await;
+    let admin = signed_in(&app, "root").await;
+    let mut page = String::new();
+    for _ in 0..50 {
+        page = page_text(&admin, at(&app, "/admin/mail?status=failed")).await;
+        if page.contains("alice@example.com") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        page.contains("class=\"mail-failed\"") && page.contains("alice@example.com"),
+        "{page}"
+    );
+    assert!(page.contains("href=\"/admin/mail\""), "nav link for admins");
+    let user = signed_in(&app, "alice").await;
+    let r = user.get(at(&app, "/admin/mail")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
