@@ -111,3 +111,92 @@ async fn register_login_avatar_logout_in_chromium() {
     b.close().await;
     eprintln!("browser journey took {:?}", started.elapsed());
 }
+
+/// A code from `oathtool` (not our TOTP code), `offset` 30-second steps from now.
+fn totp(secret: &str, offset: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let out = std::process::Command::new("oathtool")
+        .args([
+            "--totp",
+            "-b",
+            secret,
+            "-N",
+            &format!("@{}", now + offset * 30),
+        ])
+        .output()
+        .expect("oathtool is installed (Debian package oathtool)");
+    assert!(out.status.success(), "oathtool: {out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_factor_set_up_and_sign_in_in_chromium() {
+    let (app, b) = tokio::join!(App::spawn(), Browser::launch());
+    b.goto(&app.url("/register")).await;
+    b.fill("#username", "second_factor").await;
+    b.fill("#email", "second_factor@example.com").await;
+    b.fill("#password", PASSWORD).await;
+    b.fill("#confirm_password", PASSWORD).await;
+    b.click("input[name=terms]").await;
+    b.click("form[action='/register'] button[type=submit]")
+        .await;
+    b.wait_for_path("/").await;
+
+    // Set-up: the QR code is drawn on the page and the key is there for typing by hand.
+    b.click("nav a[href='/security']").await;
+    b.wait_for_path("/security").await;
+    b.click("form[action='/security/2fa/setup'] button[type=submit]")
+        .await;
+    let qr_width = b
+        .wait_for_js(
+            "const s = document.querySelector('#tfa-qr svg'); \
+             return s ? s.getBoundingClientRect().width : null;",
+            "QR code rendered",
+        )
+        .await;
+    assert!(
+        qr_width.as_f64().unwrap_or(0.0) >= 150.0,
+        "QR width {qr_width}"
+    );
+    b.screenshot(Path::new("/tmp/etx-2fa-setup.png")).await;
+    let secret = b
+        .wait_for_js(
+            "return document.getElementById('tfa-secret').textContent;",
+            "secret shown",
+        )
+        .await;
+    let secret = secret.as_str().unwrap().to_string();
+    b.fill("#tfa-code", &totp(&secret, 0)).await;
+    b.click("form[action='/security/2fa/verify'] button[type=submit]")
+        .await;
+    let codes = b
+        .wait_for_js(
+            "const l = document.querySelectorAll('#backup-codes li code'); \
+             return l.length ? Array.from(l).map(c => c.textContent) : null;",
+            "backup codes shown",
+        )
+        .await;
+    assert_eq!(codes.as_array().map(Vec::len), Some(10));
+    assert!(b.text("#tfa-status").await.starts_with("On"));
+
+    // Log out; logging in now asks for a code before any session exists.
+    b.click("form[action='/logout'] button[type=submit]").await;
+    b.wait_for_path("/login").await;
+    b.fill("#login", "second_factor").await;
+    b.fill("#password", PASSWORD).await;
+    b.click("form[action='/login'] button[type=submit]").await;
+    b.wait_for_js(
+        "return document.querySelector(\"form[action='/login/2fa']\") !== null;",
+        "code step",
+    )
+    .await;
+    b.fill("#code", &totp(&secret, 1)).await;
+    b.click("form[action='/login/2fa'] button[type=submit]")
+        .await;
+    b.wait_for_path("/").await;
+    assert_eq!(b.text("#profile-title").await, "second_factor");
+    b.close().await;
+}

@@ -5,6 +5,7 @@ pub mod audit;
 mod conn;
 pub mod ledger;
 pub mod mail;
+pub mod market;
 mod migrate;
 pub mod security;
 pub mod sessions;

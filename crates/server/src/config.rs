@@ -39,6 +39,7 @@ pub struct Config {
     pub assets: Vec<AssetConfig>,
     pub transfers: TransferConfig,
     pub idempotency: IdempotencyConfig,
+    pub market: MarketConfig,
     pub log: LogConfig,
 }
 
@@ -167,6 +168,17 @@ pub struct AssetConfig {
     /// Decimal USD price of one whole unit.
     #[serde(deserialize_with = "decimal_text")]
     pub usd_price: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MarketConfig {
+    pub provider: String,
+    pub tick_ms: u64,
+    pub stale_after_secs: u64,
+    pub tick_retention_hours: i64,
+    pub candle_retention_days_1m: i64,
+    pub candle_retention_days_5m: i64,
+    pub candle_retention_days_1h: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -343,6 +355,13 @@ impl Config {
             );
         }
         crate::wallet::Assets::from_config(&self.assets)?;
+        let m = &self.market;
+        if m.provider != "simulated" {
+            anyhow::bail!("invalid setting market.provider: must be simulated");
+        }
+        if !(50..=60_000).contains(&m.tick_ms) || m.stale_after_secs == 0 {
+            anyhow::bail!("invalid setting market: tick_ms 50..=60000, stale_after_secs >= 1");
+        }
         crate::wallet::TransferLimits::from_config(&self.transfers)?;
         if self.env == RunEnv::Production && self.public_url.is_none() {
             anyhow::bail!("invalid setting ETX_PUBLIC_URL: required when ETX_ENV=production");

@@ -24,6 +24,7 @@ pub fn spawn_upkeep(state: AppState) -> tokio::task::JoinHandle<()> {
                 {
                     tracing::warn!(error = %e, "expired token clean-up failed; will retry");
                 }
+                purge_market_data(&state).await;
             }
         };
         let chain = async {
@@ -57,5 +58,21 @@ pub async fn purge_idempotency_keys(state: &AppState) -> u64 {
             tracing::warn!(error = %e, "idempotency key clean-up failed; will retry");
             0
         }
+    }
+}
+
+/// Drops raw ticks and candles past their retention (daily candles are kept).
+pub async fn purge_market_data(state: &AppState) {
+    let m = &state.config.market;
+    let now = etx_db::now_micros();
+    let day = 86_400_000_000_i64;
+    let cutoffs = [
+        ("1m", now - m.candle_retention_days_1m * day),
+        ("5m", now - m.candle_retention_days_5m * day),
+        ("1h", now - m.candle_retention_days_1h * day),
+    ];
+    let ticks = now - m.tick_retention_hours * 3_600_000_000;
+    if let Err(e) = state.db.purge_market(ticks, &cutoffs).await {
+        tracing::warn!(error = %e, "market data clean-up failed; will retry");
     }
 }

@@ -89,7 +89,9 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let transfer_limits = crate::wallet::TransferLimits::from_config(&config.transfers)?;
     let mailer = crate::mail::Mailer::from_config(&config.email, &config.data_dir)?;
     let secret_box = etx_auth::totp::SecretBox::new(&secret);
+    let market = std::sync::Arc::new(crate::market::Market::new(&config.market, &config.assets)?);
     Ok(AppState::new(Inner {
+        market,
         mailer,
         secret_box,
         assets,
@@ -207,6 +209,11 @@ impl Application {
     ) -> anyhow::Result<()> {
         let upkeep = crate::jobs::spawn_upkeep(self.state.clone());
         let mail = crate::mail::spawn_sender(self.state.clone());
+        let feed = tokio::spawn(crate::market::run_simulated(
+            self.state.market.clone(),
+            Duration::from_millis(self.state.config.market.tick_ms),
+        ));
+        let recorder = crate::market::spawn_recorder(self.state.clone(), Duration::from_secs(2));
         let served = axum::serve(
             self.listener,
             self.router
@@ -216,6 +223,8 @@ impl Application {
         .await;
         upkeep.abort();
         mail.abort();
+        feed.abort();
+        recorder.abort();
         served?;
         Ok(())
     }

@@ -27,6 +27,7 @@ pub struct Inner {
     pub mailer: crate::mail::Mailer,
     /// Seals 2FA secrets and peppers code hashes, with keys derived from the server secret.
     pub secret_box: etx_auth::totp::SecretBox,
+    pub market: std::sync::Arc<crate::market::Market>,
 }
 
 impl AppState {

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod market;
 pub mod ops;
 pub mod security;
 pub mod transactions;
@@ -25,6 +26,7 @@ use utoipa_axum::router::OpenApiRouter;
         (name = "users", description = "Profiles, avatars and user administration"),
         (name = "wallet", description = "Balances and P2P transfers"),
         (name = "transactions", description = "History, summary and export"),
+        (name = "market", description = "Live prices, 24-hour statistics, candles and the price stream"),
         (name = "admin", description = "Administration of money and users"),
         (name = "ops", description = "Configuration, health and metrics"),
     )
@@ -61,6 +63,7 @@ pub fn router(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) 
         .merge(wallet::router())
         .merge(transactions::router())
         .merge(audit::router())
+        .merge(market::router())
         .merge(ops::router())
         .split_for_parts()
 }

@@ -123,6 +123,17 @@ async fn ready(State(state): State<AppState>) -> Response {
             error: (!matches!(r, Ok(Ok(())))).then(|| "unreachable".into()),
         });
     }
+    let stale = state.market.is_stale();
+    checks.push(Check {
+        name: "price_feed",
+        ok: !stale,
+        error: stale.then(|| {
+            format!(
+                "no tick for more than {} s",
+                state.config.market.stale_after_secs
+            )
+        }),
+    });
     let ok = checks.iter().all(|c| c.ok);
     let status = if ok {
         StatusCode::OK

@@ -1,0 +1,385 @@
+//! Live prices: the price book every feature reads, the feeds that move it, and the recorder
+//! that turns ticks into stored candles. Prices are integer USD with 8 decimal places.
+
+use crate::config::{AssetConfig, MarketConfig};
+use axum::extract::ws::Utf8Bytes;
+use etx_db::market::{CandleRow, TickRow};
+use etx_db::now_micros;
+use rand::{Rng, SeedableRng};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+use tokio::sync::watch;
+
+pub const PRICE_SCALE: u8 = 8;
+const MINUTE: i64 = 60_000_000;
+
+/// Candle spans and their length in microseconds.
+pub const SPANS: [(&str, i64); 4] = [
+    ("1m", MINUTE),
+    ("5m", 5 * MINUTE),
+    ("1h", 60 * MINUTE),
+    ("1d", 24 * 60 * MINUTE),
+];
+
+pub fn span_len(span: &str) -> Option<i64> {
+    SPANS.iter().find(|(s, _)| *s == span).map(|(_, l)| *l)
+}
+
+#[derive(Debug, Clone)]
+pub struct Tick {
+    pub symbol: String,
+    pub price: i64,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Quote {
+    pub price: i64,
+    pub at: i64,
+}
+
+/// A price as decimal text: at least two decimals, no trailing zeros beyond them.
+pub fn price_text(price: i64) -> String {
+    let mut s = etx_domain::money::format_amount(price, PRICE_SCALE);
+    if let Some(dot) = s.find('.') {
+        let keep = (dot + 3).max(s.trim_end_matches('0').len());
+        s.truncate(keep.min(s.len()));
+    }
+    s
+}
+
+#[derive(Default)]
+struct Book {
+    quotes: BTreeMap<String, Quote>,
+    /// The open candle per (symbol, span index), holding only what changed since the last
+    /// flush: the stored row keeps its first open, so a flushed candle restarts from its close.
+    partials: HashMap<(String, usize), CandleRow>,
+    finished: Vec<CandleRow>,
+    ticks: Vec<(String, i64, i64)>,
+    last_tick_second: HashMap<String, i64>,
+}
+
+impl Book {
+    fn add(&mut self, t: &Tick) {
+        self.quotes.insert(
+            t.symbol.clone(),
+            Quote {
+                price: t.price,
+                at: t.at,
+            },
+        );
+        let second = t.at.div_euclid(1_000_000);
+        if self.last_tick_second.get(&t.symbol) != Some(&second) {
+            self.last_tick_second.insert(t.symbol.clone(), second);
+            self.ticks.push((t.symbol.clone(), t.at, t.price));
+        }
+        for (i, (span, len)) in SPANS.iter().enumerate() {
+            let start = t.at - t.at.rem_euclid(*len);
+            let fresh = CandleRow {
+                symbol: t.symbol.clone(),
+                span: (*span).to_string(),
+                start,
+                open: t.price,
+                high: t.price,
+                low: t.price,
+                close: t.price,
+                ticks: 1,
+            };
+            match self.partials.get_mut(&(t.symbol.clone(), i)) {
+                Some(c) if c.start == start => {
+                    c.high = c.high.max(t.price);
+                    c.low = c.low.min(t.price);
+                    c.close = t.price;
+                    c.ticks += 1;
+                }
+                Some(c) if c.start < start => {
+                    let done = std::mem::replace(c, fresh);
+                    if done.ticks > 0 {
+                        self.finished.push(done);
+                    }
+                }
+                // A tick older than the open candle (a feed replaying) is not charted.
+                Some(_) => {}
+                None => {
+                    self.partials.insert((t.symbol.clone(), i), fresh);
+                }
+            }
+        }
+    }
+
+    fn drain(&mut self) -> (Vec<(String, i64, i64)>, Vec<CandleRow>) {
+        let mut candles = std::mem::take(&mut self.finished);
+        for c in self.partials.values_mut().filter(|c| c.ticks > 0) {
+            candles.push(c.clone());
+            c.open = c.close;
+            c.high = c.close;
+            c.low = c.close;
+            c.ticks = 0;
+        }
+        (std::mem::take(&mut self.ticks), candles)
+    }
+}
+
+/// The price book: latest quote per symbol, a feed of ready-made `price_update` messages for
+/// WebSocket clients, and the ticks and candles waiting to be stored.
+pub struct Market {
+    pub source: &'static str,
+    pub symbols: Vec<String>,
+    /// Reference prices from the asset config: the simulated feed's anchors.
+    anchors: HashMap<String, i64>,
+    book: Mutex<Book>,
+    updates: watch::Sender<Utf8Bytes>,
+    last_tick: AtomicI64,
+    stale_after: i64,
+}
+
+impl Market {
+    pub fn new(cfg: &MarketConfig, assets: &[AssetConfig]) -> anyhow::Result<Market> {
+        let source = match cfg.provider.as_str() {
+            "simulated" => "simulated",
+            "coinbase" => "coinbase",
+            other => anyhow::bail!("invalid setting market.provider: {other}"),
+        };
+        let now = now_micros();
+        let mut anchors = HashMap::new();
+        let mut book = Book::default();
+        let mut symbols = Vec::new();
+        for a in assets.iter().filter(|a| a.code != "USD") {
+            let price = etx_domain::money::parse_amount(&a.usd_price, PRICE_SCALE)
+                .map_err(|e| anyhow::anyhow!("asset {} usd_price: {e}", a.code))?;
+            anchors.insert(a.code.clone(), price);
+            book.quotes.insert(a.code.clone(), Quote { price, at: now });
+            symbols.push(a.code.clone());
+        }
+        let market = Market {
+            source,
+            symbols,
+            anchors,
+            book: Mutex::new(book),
+            updates: watch::Sender::new(Utf8Bytes::from_static("")),
+            last_tick: AtomicI64::new(now),
+            stale_after: i64::try_from(cfg.stale_after_secs).unwrap_or(i64::MAX / 2) * 1_000_000,
+        };
+        market.publish();
+        Ok(market)
+    }
+
+    fn book(&self) -> std::sync::MutexGuard<'_, Book> {
+        self.book.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes ticks from a feed. Unknown symbols and non-positive prices are dropped.
+    pub fn apply(&self, ticks: &[Tick]) -> usize {
+        let mut taken = 0;
+        {
+            let mut book = self.book();
+            for t in ticks {
+                if t.price > 0 && self.anchors.contains_key(&t.symbol) {
+                    book.add(t);
+                    taken += 1;
+                }
+            }
+        }
+        if taken > 0 {
+            self.last_tick.fetch_max(now_micros(), Ordering::Relaxed);
+            self.publish();
+        }
+        taken
+    }
+
+    fn publish(&self) {
+        let quotes = self.quotes();
+        let prices: serde_json::Map<String, serde_json::Value> = quotes
+            .iter()
+            .map(|(s, q)| (s.clone(), price_text(q.price).into()))
+            .collect();
+        let msg = serde_json::json!({
+            "type": "price_update",
+            "prices": prices,
+            "source": self.source,
+            "timestamp": crate::views::rfc3339(now_micros()),
+        });
+        self.updates.send_replace(Utf8Bytes::from(msg.to_string()));
+    }
+
+    pub fn quotes(&self) -> BTreeMap<String, Quote> {
+        self.book().quotes.clone()
+    }
+
+    pub fn quote(&self, symbol: &str) -> Option<Quote> {
+        self.book().quotes.get(symbol).copied()
+    }
+
+    /// The newest `price_update` message, and a receiver that wakes on each new one. A slow
+    /// reader only ever sees the latest: nothing queues up behind it.
+    pub fn subscribe(&self) -> watch::Receiver<Utf8Bytes> {
+        self.updates.subscribe()
+    }
+
+    pub fn last_tick(&self) -> i64 {
+        self.last_tick.load(Ordering::Relaxed)
+    }
+
+    /// No tick for longer than `stale_after_secs`.
+    pub fn is_stale(&self) -> bool {
+        now_micros() - self.last_tick() > self.stale_after
+    }
+
+    fn anchor(&self, symbol: &str) -> Option<i64> {
+        self.anchors.get(symbol).copied()
+    }
+}
+
+/// One step of the simulated walk: a move of a few basis points, roughly normal; assets whose
+/// reference price is 1 USD stay within 0.05 % of it.
+fn simulated_step(price: i64, anchor: i64, rng: &mut impl Rng) -> i64 {
+    let unit = 10_i64.pow(u32::from(PRICE_SCALE));
+    if anchor == unit {
+        let bp: i64 = rng.random_range(-5..=5);
+        return anchor + anchor * bp / 10_000;
+    }
+    let bp: i64 = (0..3).map(|_| rng.random_range(-8..=8)).sum();
+    // A gentle pull back towards the reference keeps a long-running demo in a sane range.
+    let pull = (anchor - price) / 2_000;
+    let moved = i128::from(price) + i128::from(price) * i128::from(bp) / 10_000 + i128::from(pull);
+    i64::try_from(moved.clamp(1, i128::from(i64::MAX))).unwrap_or(price)
+}
+
+/// The default feed: every `tick_ms`, each symbol takes a random step. Its prices are labelled
+/// `source: "simulated"` wherever they are shown.
+pub async fn run_simulated(market: std::sync::Arc<Market>, every: Duration) {
+    let mut rng = rand::rngs::StdRng::from_os_rng();
+    // The book starts at the reference prices; the first step comes one period later.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let at = now_micros();
+        let ticks: Vec<Tick> = market
+            .symbols
+            .iter()
+            .filter_map(|s| {
+                let q = market.quote(s)?;
+                let anchor = market.anchor(s)?;
+                Some(Tick {
+                    symbol: s.clone(),
+                    price: simulated_step(q.price, anchor, &mut rng),
+                    at,
+                })
+            })
+            .collect();
+        market.apply(&ticks);
+    }
+}
+
+/// Writes buffered ticks and candle changes to the database.
+pub async fn flush(state: &crate::state::AppState) -> Result<(), etx_db::DbErr> {
+    let (ticks, candles) = state.market.book().drain();
+    let rows: Vec<TickRow<'_>> = ticks
+        .iter()
+        .map(|(symbol, at, price)| TickRow {
+            symbol,
+            at: *at,
+            price: *price,
+        })
+        .collect();
+    state.db.insert_ticks(&rows).await?;
+    state.db.merge_candles(&candles).await
+}
+
+/// Stores ticks and candles every `every`, until aborted.
+pub fn spawn_recorder(
+    state: crate::state::AppState,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = flush(&state).await {
+                tracing::warn!(error = %e, "market data not stored; will retry");
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tick(symbol: &str, price: i64, at: i64) -> Tick {
+        Tick {
+            symbol: symbol.into(),
+            price,
+            at,
+        }
+    }
+
+    #[test]
+    fn prices_read_as_decimals() {
+        assert_eq!(price_text(6_500_012_345_000), "65000.12345");
+        assert_eq!(price_text(100_000_000), "1.00");
+        assert_eq!(price_text(123_456_789), "1.23456789");
+        assert_eq!(price_text(5_000_000), "0.05");
+    }
+
+    #[test]
+    fn candles_restart_from_their_close_after_a_flush() {
+        let mut b = Book::default();
+        let m = 10 * MINUTE;
+        b.add(&tick("BTC", 100, m));
+        b.add(&tick("BTC", 120, m + 1_000_000));
+        b.add(&tick("BTC", 90, m + 2_000_000));
+        let (ticks, candles) = b.drain();
+        assert_eq!(ticks.len(), 3);
+        let one = candles.iter().find(|c| c.span == "1m").unwrap();
+        assert_eq!(
+            (one.open, one.high, one.low, one.close, one.ticks),
+            (100, 120, 90, 90, 3)
+        );
+        // After the flush only the change is sent; the stored row keeps its open.
+        b.add(&tick("BTC", 95, m + 3_000_000));
+        let (_, candles) = b.drain();
+        let one = candles.iter().find(|c| c.span == "1m").unwrap();
+        assert_eq!(
+            (one.open, one.high, one.low, one.close, one.ticks),
+            (90, 95, 90, 95, 1)
+        );
+        // A new minute closes the old candle.
+        b.add(&tick("BTC", 97, m + MINUTE));
+        let (_, candles) = b.drain();
+        let minutes: Vec<_> = candles.iter().filter(|c| c.span == "1m").collect();
+        assert_eq!(minutes.len(), 1, "the old minute had nothing new");
+        assert_eq!(minutes[0].start, m + MINUTE);
+    }
+
+    #[test]
+    fn at_most_one_stored_tick_per_symbol_and_second() {
+        let mut b = Book::default();
+        b.add(&tick("BTC", 1, 5_000_000));
+        b.add(&tick("BTC", 2, 5_500_000));
+        b.add(&tick("ETH", 3, 5_500_000));
+        b.add(&tick("BTC", 4, 6_000_000));
+        assert_eq!(b.drain().0.len(), 3);
+    }
+
+    #[test]
+    fn the_simulated_walk_stays_positive_and_stablecoins_stay_near_one() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let unit = 100_000_000;
+        let mut p = 6_500_000_000_000;
+        for _ in 0..100_000 {
+            p = simulated_step(p, 6_500_000_000_000, &mut rng);
+            assert!(p > 0);
+            let s = simulated_step(unit, unit, &mut rng);
+            assert!((s - unit).abs() <= unit / 2_000);
+        }
+        assert!(
+            p > 6_500_000_000_000 / 10 && p < 6_500_000_000_000 * 10,
+            "{p}"
+        );
+    }
+}

@@ -1,0 +1,279 @@
+//! Market data: simulated prices, the `/ws/prices` stream, stored candles, 24-hour statistics,
+//! stale-feed detection and retention.
+
+use crate::support::*;
+use etx_db::market::CandleRow;
+use futures_util::{SinkExt, StreamExt};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+
+async fn json_of(app: &TestApp, path: &str) -> Value {
+    let r = app.get(path, None).await;
+    assert_eq!(r.status(), StatusCode::OK, "{path}");
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn simulated_prices_are_listed_labelled_and_move() {
+    let app = TestApp::spawn_with(|c| c.market.tick_ms = 50).await;
+    let first = json_of(&app, "/api/prices").await;
+    assert_eq!(first["source"], "simulated");
+    assert_eq!(first["stale"], false);
+    let symbols: Vec<_> = first["prices"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(symbols, ["BTC", "ETH", "SOL", "USDC", "USDT"]);
+    let mut moved = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = json_of(&app, "/api/prices").await;
+        if now["prices"]["BTC"] != first["prices"]["BTC"] {
+            moved = true;
+            break;
+        }
+    }
+    assert!(moved, "BTC never moved");
+    let btc = json_of(&app, "/api/prices/btc").await;
+    assert_eq!(btc["symbol"], "BTC");
+    let p: f64 = btc["price"].as_str().unwrap().parse().unwrap();
+    assert!(p > 6_500.0 && p < 650_000.0, "{p}");
+    let usdt: f64 = json_of(&app, "/api/prices/USDT").await["price"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (usdt - 1.0).abs() <= 0.0005,
+        "a stablecoin stays near 1: {usdt}"
+    );
+    for missing in ["/api/prices/DOGE", "/api/prices/USD", "/api/crypto/nope"] {
+        assert_eq!(app.get(missing, None).await.status(), StatusCode::NOT_FOUND);
+    }
+    let list = json_of(&app, "/api/crypto").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn the_price_stream_greets_updates_and_answers_ping() {
+    let app = TestApp::spawn_with(|c| c.market.tick_ms = 50).await;
+    let url = app.url("/ws/prices").replace("http://", "ws://");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let next = |m: Option<Result<Message, _>>| -> Value {
+        match m.unwrap().unwrap() {
+            Message::Text(t) => serde_json::from_str(&t).unwrap(),
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    let hello = next(ws.next().await);
+    assert_eq!(hello["type"], "connection");
+    assert_eq!(hello["source"], "simulated");
+    let now = next(ws.next().await);
+    assert_eq!(now["type"], "price_update");
+    assert!(now["prices"]["BTC"].is_string());
+    ws.send(Message::Text(json!({"type": "ping"}).to_string().into()))
+        .await
+        .unwrap();
+    let (mut pong, mut updates, mut stamps) = (false, 0, Vec::new());
+    while !pong || updates < 3 {
+        let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("stream keeps talking");
+        let v = next(m);
+        match v["type"].as_str().unwrap() {
+            "pong" => pong = true,
+            "price_update" => {
+                updates += 1;
+                stamps.push(v["timestamp"].as_str().unwrap().to_string());
+            }
+            t => panic!("unexpected message type {t}"),
+        }
+    }
+    let mut sorted = stamps.clone();
+    sorted.sort();
+    assert_eq!(stamps, sorted, "updates arrive in order");
+    ws.close(None).await.unwrap();
+}
+
+#[tokio::test]
+async fn ticks_become_candles_served_as_history() {
+    let app = TestApp::spawn_with(|c| c.market.tick_ms = 50).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    etx_server::market::flush(&app.state).await.unwrap();
+    let h = json_of(&app, "/api/crypto/BTC/history?interval=1m").await;
+    assert_eq!(h["interval"], "1m");
+    let candles = h["candles"].as_array().unwrap();
+    assert!(!candles.is_empty(), "{h}");
+    for c in candles {
+        let f = |k: &str| c[k].as_str().unwrap().parse::<f64>().unwrap();
+        assert!(f("low") <= f("open") && f("open") <= f("high"), "{c}");
+        assert!(f("low") <= f("close") && f("close") <= f("high"), "{c}");
+    }
+    let ticks = app
+        .count("SELECT COUNT(*) FROM price_ticks WHERE symbol = 'BTC'")
+        .await;
+    assert!(ticks >= 1);
+    // Flushing twice does not double a candle's tick count.
+    let before = app
+        .count(
+            "SELECT CAST(SUM(ticks) AS BIGINT) FROM candles WHERE symbol = 'BTC' AND span = '1d'",
+        )
+        .await;
+    etx_server::market::flush(&app.state).await.unwrap();
+    let after = app
+        .count(
+            "SELECT CAST(SUM(ticks) AS BIGINT) FROM candles WHERE symbol = 'BTC' AND span = '1d'",
+        )
+        .await;
+    let minutes = app
+        .count(
+            "SELECT CAST(SUM(ticks) AS BIGINT) FROM candles WHERE symbol = 'BTC' AND span = '1m'",
+        )
+        .await;
+    assert!(
+        after >= before && after == minutes,
+        "{before} {after} {minutes}"
+    );
+
+    for (q, status) in [
+        ("interval=2m", StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            "from=2030-01-01T00:00:00Z&to=2020-01-01T00:00:00Z",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        ("from=yesterday", StatusCode::UNPROCESSABLE_ENTITY),
+        ("interval=1d&from=0&to=99999999999", StatusCode::OK),
+    ] {
+        let r = app.get(&format!("/api/crypto/BTC/history?{q}"), None).await;
+        assert_eq!(r.status(), status, "{q}");
+    }
+}
+
+#[tokio::test]
+async fn the_24_hour_change_comes_from_stored_candles() {
+    // A slow feed: the price stays at the reference (65,000) for the whole test.
+    let app = TestApp::spawn_with(|c| c.market.tick_ms = 60_000).await;
+    let none = json_of(&app, "/api/crypto/BTC").await;
+    assert_eq!(none["change_24h"], Value::Null, "no history yet");
+    let now = etx_db::now_micros();
+    let five = 5 * 60_000_000;
+    let start = now - 23 * 3_600_000_000;
+    let start = start - start.rem_euclid(five);
+    let e8 = 100_000_000_i64;
+    app.state
+        .db
+        .merge_candles(&[
+            CandleRow {
+                symbol: "BTC".into(),
+                span: "5m".into(),
+                start,
+                open: 60_000 * e8,
+                high: 70_000 * e8,
+                low: 59_000 * e8,
+                close: 61_000 * e8,
+                ticks: 10,
+            },
+            // Older than a day: not part of the window.
+            CandleRow {
+                symbol: "BTC".into(),
+                span: "5m".into(),
+                start: start - 2 * 3_600_000_000,
+                open: 1_000 * e8,
+                high: 90_000 * e8,
+                low: 1_000 * e8,
+                close: 1_000 * e8,
+                ticks: 1,
+            },
+        ])
+        .await
+        .unwrap();
+    let btc = json_of(&app, "/api/crypto/BTC").await;
+    assert_eq!(btc["price"], "65000.00");
+    assert_eq!(btc["change_24h"], "8.33");
+    assert_eq!(btc["high_24h"], "70000.00");
+    assert_eq!(btc["low_24h"], "59000.00");
+}
+
+#[tokio::test]
+async fn a_silent_feed_is_reported_stale_until_it_ticks_again() {
+    let app = TestApp::spawn_with(|c| {
+        c.market.tick_ms = 60_000;
+        c.market.stale_after_secs = 1;
+    })
+    .await;
+    assert_eq!(
+        app.get("/health/ready", None).await.status(),
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    let r = app.get("/health/ready", None).await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = r.json().await.unwrap();
+    let feed = body["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "price_feed")
+        .unwrap()
+        .clone();
+    assert_eq!(feed["ok"], false);
+    assert_eq!(json_of(&app, "/api/prices").await["stale"], true);
+    app.state.market.apply(&[etx_server::market::Tick {
+        symbol: "BTC".into(),
+        price: 64_000 * 100_000_000,
+        at: etx_db::now_micros(),
+    }]);
+    assert_eq!(
+        app.get("/health/ready", None).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(json_of(&app, "/api/prices/BTC").await["price"], "64000.00");
+}
+
+#[tokio::test]
+async fn old_ticks_and_candles_are_purged_but_daily_candles_stay() {
+    let app = TestApp::spawn_with(|c| c.market.tick_ms = 60_000).await;
+    let old = etx_db::now_micros() - 800 * 86_400_000_000;
+    app.state
+        .db
+        .insert_ticks(&[etx_db::market::TickRow {
+            symbol: "BTC",
+            at: old,
+            price: 1,
+        }])
+        .await
+        .unwrap();
+    let candle = |span: &str| CandleRow {
+        symbol: "BTC".into(),
+        span: span.into(),
+        start: old,
+        open: 1,
+        high: 1,
+        low: 1,
+        close: 1,
+        ticks: 1,
+    };
+    app.state
+        .db
+        .merge_candles(&[candle("1m"), candle("5m"), candle("1h"), candle("1d")])
+        .await
+        .unwrap();
+    etx_server::jobs::purge_market_data(&app.state).await;
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM price_ticks WHERE at = {old}"
+        ))
+        .await,
+        0
+    );
+    assert_eq!(
+        app.count(&format!("SELECT COUNT(*) FROM candles WHERE start = {old}"))
+            .await,
+        1,
+        "only the daily candle is kept"
+    );
+}
