@@ -62,3 +62,33 @@ document.addEventListener("DOMContentLoaded", function () {
     });
   });
 });
+
+// Live prices: pages with [data-live-prices] follow /ws/prices, reconnecting with backoff, and
+// show the "Stale" badge when nothing has arrived for 30 s.
+document.addEventListener("DOMContentLoaded", function () {
+  "use strict";
+  if (!document.querySelector("[data-live-prices]") || !window.WebSocket) return;
+  var badge = document.querySelector("[data-stale-badge]");
+  var last = Date.now(), delay = 1000;
+  function setStale(s) { if (badge) badge.hidden = !s; }
+  setInterval(function () { if (Date.now() - last > 30000) setStale(true); }, 5000);
+  function connect() {
+    var ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/prices");
+    ws.onmessage = function (ev) {
+      var m;
+      try { m = JSON.parse(ev.data); } catch (e) { return; }
+      if (m.type !== "price_update") return;
+      last = Date.now(); delay = 1000; setStale(false);
+      Object.keys(m.prices).forEach(function (sym) {
+        document.querySelectorAll('[data-price="' + sym + '"]').forEach(function (el) {
+          if (el.textContent !== m.prices[sym]) {
+            el.textContent = m.prices[sym];
+            el.classList.remove("flash"); void el.offsetWidth; el.classList.add("flash");
+          }
+        });
+      });
+    };
+    ws.onclose = function () { setTimeout(connect, delay); delay = Math.min(delay * 2, 30000); };
+  }
+  connect();
+});

@@ -123,7 +123,7 @@ fn percent_change(open: i64, now: i64) -> Option<String> {
     Some(format!("{sign}{}.{:02}", a / 100, a % 100))
 }
 
-async fn crypto_view(state: &AppState, symbol: String) -> ApiResult<CryptoView> {
+pub async fn crypto_view(state: &AppState, symbol: String) -> ApiResult<CryptoView> {
     let q = state.market.quote(&symbol).ok_or(ApiError::NotFound)?;
     let now = now_micros();
     let day = state

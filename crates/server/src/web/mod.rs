@@ -4,6 +4,7 @@
 mod account;
 mod admin;
 mod assets;
+mod market;
 mod security;
 mod wallet;
 
@@ -77,6 +78,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
             get(security::view_reset_get).post(security::view_reset_post),
         )
         .route("/dev/mail", get(security::view_dev_mail_get))
+        .route("/markets", get(market::view_markets_get))
+        .route("/markets/{symbol}", get(market::view_market_get))
         .route("/wallet", get(wallet::view_wallet_get))
         .route("/wallet/transfer", post(wallet::view_transfer_post))
         .route("/transactions", get(wallet::view_transactions_get))

@@ -742,3 +742,28 @@ async fn admins_see_mail_that_could_not_be_delivered() {
     let r = user.get(at(&app, "/admin/mail")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn markets_pages_show_labelled_prices_and_a_drawn_chart() {
+    let app = TestApp::spawn_with(|c| c.market.tick_ms = 50).await;
+    app.register("alice").await;
+    let b = signed_in(&app, "alice").await;
+    let page = page_text(&b, at(&app, "/markets")).await;
+    assert!(page.contains("Simulated prices"), "the source is labelled");
+    assert!(page.contains("data-price=\"BTC\"") && page.contains("href=\"/markets/ETH\""));
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    etx_server::market::flush(&app.state).await.unwrap();
+    let page = page_text(&b, at(&app, "/markets/btc?interval=1m")).await;
+    assert!(page.contains("<svg viewBox"), "chart drawn on the server");
+    assert!(page.contains("<rect class="), "with at least one candle");
+    assert!(page.contains("aria-current=\"page\">1m<"));
+    let r = b.get(at(&app, "/markets/DOGE")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // An unknown interval falls back to minutes rather than failing.
+    let r = b
+        .get(at(&app, "/markets/BTC?interval=7y"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
