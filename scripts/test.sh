@@ -65,11 +65,20 @@ ensure_aiosmtpd() {
   python3 -c "import aiosmtpd" || { echo "ERROR: aiosmtpd cannot be imported after install" >&2; exit 1; }
 }
 
+# The Socket.IO tests drive a stock client: python-socketio (PyPI).
+ensure_socketio_client() {
+  python3 -c "import socketio, websocket" 2>/dev/null && return
+  echo "installing python-socketio[client] (PyPI)"
+  python3 -m pip install --quiet "python-socketio[client]"
+  python3 -c "import socketio, websocket" || { echo "ERROR: python-socketio cannot be imported after install" >&2; exit 1; }
+}
+
 ensure_postgres
 ensure_redis
 ensure_moto
 ensure_oathtool
 ensure_aiosmtpd
+ensure_socketio_client
 # The browser test (crate etx-e2e) drives Debian's Chromium through chromedriver.
 ./scripts/e2e-deps.sh
 

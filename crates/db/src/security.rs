@@ -369,12 +369,13 @@ impl Db {
     }
 
     /// Uses a reset token: sets the new password hash, lifts any lockout and signs out every
-    /// session, all at once. Returns the user id, or `None` for a dead token.
+    /// session, all at once. Returns the user id and the ended sessions, or `None` for a dead
+    /// token.
     pub async fn reset_password_with(
         &self,
         token_hash: &str,
         password_hash: &str,
-    ) -> Result<Option<(String, u64)>, DbErr> {
+    ) -> Result<Option<(String, Vec<String>)>, DbErr> {
         let tx = self.begin_write().await?;
         let Some((user_id, _)) = self
             .consume_email_token(&tx, token_hash, TokenPurpose::Reset)
@@ -390,13 +391,15 @@ impl Db {
         ))
         .await?;
         let ended = tx
-            .execute_raw(self.stmt(
+            .query_all_raw(self.stmt(
                 "UPDATE sessions SET revoked_at = $2, revoked_reason = 'password_reset' \
-                 WHERE user_id = $1 AND revoked_at IS NULL",
+                 WHERE user_id = $1 AND revoked_at IS NULL RETURNING id",
                 [user_id.clone().into(), now.into()],
             ))
             .await?
-            .rows_affected();
+            .iter()
+            .map(|r| r.try_get::<String>("", "id"))
+            .collect::<Result<Vec<_>, _>>()?;
         tx.commit().await?;
         self.sessions.clear();
         Ok(Some((user_id, ended)))

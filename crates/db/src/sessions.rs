@@ -268,24 +268,29 @@ impl Db {
             > 0)
     }
 
-    /// Revokes every live session of a user except `keep` (the caller's own, when given).
+    /// Revokes every live session of a user except `keep` (the caller's own, when given);
+    /// returns the ids of the sessions ended.
     pub async fn revoke_user_sessions(
         &self,
         user_id: &str,
         keep: Option<&str>,
         reason: &str,
-    ) -> Result<u64, DbErr> {
-        self.execute(
-            "UPDATE sessions SET revoked_at = $2, revoked_reason = $3 \
-             WHERE user_id = $1 AND revoked_at IS NULL AND id <> $4",
-            [
-                user_id.into(),
-                now_micros().into(),
-                reason.into(),
-                keep.unwrap_or("").into(),
-            ],
-        )
-        .await
+    ) -> Result<Vec<String>, DbErr> {
+        let rows = self
+            .conn()
+            .query_all_raw(self.stmt(
+                "UPDATE sessions SET revoked_at = $2, revoked_reason = $3 \
+                 WHERE user_id = $1 AND revoked_at IS NULL AND id <> $4 RETURNING id",
+                [
+                    user_id.into(),
+                    now_micros().into(),
+                    reason.into(),
+                    keep.unwrap_or("").into(),
+                ],
+            ))
+            .await?;
+        self.sessions.clear();
+        rows.iter().map(|r| r.try_get::<String>("", "id")).collect()
     }
 
     /// Revokes one of the user's own live sessions; `false` if there is none with that id.

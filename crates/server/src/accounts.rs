@@ -363,6 +363,10 @@ pub async fn refresh(state: &AppState, token: &str) -> Result<(UserRow, Issued),
 /// Ends the current session.
 pub async fn logout(state: &AppState, auth: &Auth) -> Result<(), etx_db::DbErr> {
     state.db.revoke_session(&auth.session_id, "logout").await?;
+    state
+        .realtime
+        .session_ended(&auth.user.id, &auth.session_id)
+        .await;
     Event::new(Some(&auth.user.id), "auth.logout")
         .target("session", &auth.session_id)
         .record(state)
@@ -375,6 +379,7 @@ pub async fn end_session(state: &AppState, auth: &Auth, id: &str) -> Result<(), 
     if id.len() > 64 || !state.db.revoke_own_session(&auth.user.id, id).await? {
         return Err(ApiError::NotFound);
     }
+    state.realtime.session_ended(&auth.user.id, id).await;
     Event::new(Some(&auth.user.id), "auth.session_revoke")
         .target("session", id)
         .details(json!({"current": id == auth.session_id}))
@@ -410,10 +415,13 @@ pub async fn change_password(
         .db
         .revoke_user_sessions(&auth.user.id, Some(&auth.session_id), "password_changed")
         .await?;
-    tracing::info!(user_id = %auth.user.id, other_sessions_ended = ended, "password changed");
+    tracing::info!(user_id = %auth.user.id, other_sessions_ended = ended.len(), "password changed");
+    for sid in &ended {
+        state.realtime.session_ended(&auth.user.id, sid).await;
+    }
     Event::new(Some(&auth.user.id), "auth.password_change")
         .target("user", &auth.user.id)
-        .details(json!({"other_sessions_ended": ended}))
+        .details(json!({"other_sessions_ended": ended.len()}))
         .record(state)
         .await;
     Ok(())

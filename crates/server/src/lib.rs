@@ -13,6 +13,7 @@ pub mod mail;
 pub mod market;
 pub mod middleware;
 pub mod ratelimit;
+pub mod realtime;
 pub mod security;
 pub mod session;
 pub mod startup;

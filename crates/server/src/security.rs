@@ -576,10 +576,13 @@ pub async fn reset_password(
     let Some((user_id, ended)) = state.db.reset_password_with(&hash, &password_hash).await? else {
         return Err(dead());
     };
-    tracing::info!(user_id = %user_id, sessions_ended = ended, "password reset");
+    tracing::info!(user_id = %user_id, sessions_ended = ended.len(), "password reset");
+    for sid in &ended {
+        state.realtime.session_ended(&user_id, sid).await;
+    }
     Event::new(Some(&user_id), "auth.password_reset")
         .target("user", &user_id)
-        .details(json!({"sessions_ended": ended}))
+        .details(json!({"sessions_ended": ended.len()}))
         .record(state)
         .await;
     Ok(())

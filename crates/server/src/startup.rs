@@ -90,8 +90,12 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let mailer = crate::mail::Mailer::from_config(&config.email, &config.data_dir)?;
     let secret_box = etx_auth::totp::SecretBox::new(&secret);
     let market = std::sync::Arc::new(crate::market::Market::new(&config.market, &config.assets)?);
-    Ok(AppState::new(Inner {
+    let realtime = crate::realtime::Realtime::new(config.redis_url.as_deref())
+        .await
+        .context("starting Socket.IO")?;
+    let state = AppState::new(Inner {
         market,
+        realtime,
         mailer,
         secret_box,
         assets,
@@ -104,7 +108,9 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         limiter,
         metrics: telemetry::metrics_handle(),
         started: Instant::now(),
-    }))
+    });
+    state.realtime.register(state.clone()).await?;
+    Ok(state)
 }
 
 /// With `ETX_BOOTSTRAP_ADMIN_*` set and no admin yet, creates the first admin.
@@ -150,7 +156,7 @@ pub fn build_router(state: AppState) -> Router {
             HeaderName::from_static("idempotency-key"),
         ])
         .max_age(Duration::from_secs(600));
-    Router::new()
+    let router = Router::new()
         .merge(api_router)
         .merge(web::router(&state))
         .merge(utoipa_swagger_ui::SwaggerUi::new("/api/docs").url("/api/openapi.json", openapi))
@@ -170,7 +176,9 @@ pub fn build_router(state: AppState) -> Router {
             Duration::from_secs(cfg.http.request_timeout_secs),
         ))
         .layer(axum::middleware::from_fn(middleware::request_context))
-        .with_state(state)
+        .with_state(state.clone());
+    // Outermost: Socket.IO long-polls must not hit the request timeout.
+    state.realtime.apply_layer(router)
 }
 
 impl Application {
@@ -214,6 +222,7 @@ impl Application {
             Duration::from_millis(self.state.config.market.tick_ms),
         ));
         let recorder = crate::market::spawn_recorder(self.state.clone(), Duration::from_secs(2));
+        let forwarder = crate::realtime::spawn_price_forwarder(self.state.clone());
         let served = axum::serve(
             self.listener,
             self.router
@@ -225,6 +234,7 @@ impl Application {
         mail.abort();
         feed.abort();
         recorder.abort();
+        forwarder.abort();
         served?;
         Ok(())
     }

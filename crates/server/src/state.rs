@@ -28,6 +28,7 @@ pub struct Inner {
     /// Seals 2FA secrets and peppers code hashes, with keys derived from the server secret.
     pub secret_box: etx_auth::totp::SecretBox,
     pub market: std::sync::Arc<crate::market::Market>,
+    pub realtime: crate::realtime::Realtime,
 }
 
 impl AppState {

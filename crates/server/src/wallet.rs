@@ -329,6 +329,20 @@ impl<'a> Movement<'a> {
     }
 }
 
+/// What the owner of one side of a movement is told in real time.
+pub struct MovementEvent {
+    pub user_id: String,
+    /// The history row, shaped as in `GET /api/transactions`.
+    pub transaction: Value,
+    pub currency: String,
+    pub balance: String,
+}
+
+/// The side of a two-party movement that is not `other`.
+fn other_side<'a>(a: &'a UserRow, b: &'a UserRow, other: &UserRow) -> &'a UserRow {
+    if other.id == a.id { b } else { a }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct P2pRequest {
     pub recipient: String,
@@ -475,6 +489,33 @@ async fn p2p_attempt(
         .commit(state, tx, batch, StatusCode::CREATED, body)
         .await?;
     tracing::info!(entry_id, sender = %sender.id, recipient = %recipient.id, asset = %asset.code, "p2p transfer");
+    let to_account = account_id(&recipient.id, "wallet", &asset.code);
+    let recipient_balance = balance_of(&balances, &to_account)?;
+    let at = rfc3339(etx_db::now_micros());
+    let event = |id: &str, direction: &str, other: &UserRow, balance: i64| MovementEvent {
+        user_id: other_side(sender, &recipient, other).id.clone(),
+        transaction: json!({
+            "id": id,
+            "type": "p2p",
+            "direction": direction,
+            "currency": asset.code,
+            "amount": format_amount(amount, asset.scale),
+            "fee": format_amount(0, asset.scale),
+            "status": "completed",
+            "counterparty": {"id": other.id, "username": other.username},
+            "note": note,
+            "created_at": at,
+        }),
+        currency: asset.code.clone(),
+        balance: format_amount(balance, asset.scale),
+    };
+    crate::realtime::announce_movements(
+        state,
+        vec![
+            event(&out_id, "out", &recipient, balance),
+            event(&in_id, "in", sender, recipient_balance),
+        ],
+    );
     Ok(out)
 }
 
@@ -603,6 +644,26 @@ async fn adjust_attempt(
         .commit(state, tx, batch, StatusCode::CREATED, body)
         .await?;
     tracing::info!(entry_id, actor = %admin.id, target = %user.id, asset = %asset.code, "balance adjusted by admin");
+    crate::realtime::announce_movements(
+        state,
+        vec![MovementEvent {
+            user_id: user.id.clone(),
+            transaction: json!({
+                "id": txn_id,
+                "type": "adjustment",
+                "direction": if amount > 0 { "in" } else { "out" },
+                "currency": asset.code,
+                "amount": format_amount(amount.abs(), asset.scale),
+                "fee": format_amount(0, asset.scale),
+                "status": "completed",
+                "counterparty": null,
+                "note": reason,
+                "created_at": rfc3339(etx_db::now_micros()),
+            }),
+            currency: asset.code.clone(),
+            balance: format_amount(balance, asset.scale),
+        }],
+    );
     Ok(out)
 }
 

@@ -282,6 +282,7 @@ async fn update_user(
             .db
             .revoke_user_sessions(&id, None, "suspended")
             .await?;
+        state.realtime.user_cut_off(&id).await;
     }
     let user = state.db.user_by_id(&id).await?.ok_or(ApiError::NotFound)?;
     tracing::info!(actor = %auth.user.id, target = %id, "user updated by admin");

@@ -12,6 +12,7 @@ mod crash;
 mod market;
 mod model;
 mod ops;
+mod realtime;
 mod s3;
 mod security;
 mod transactions;

@@ -1,0 +1,364 @@
+//! Socket.IO at `/socket.io/`: a client authenticates (access token, or the session cookie it
+//! connected with), subscribes to public channels, and receives its own private events in a
+//! room per user. With `REDIS_URL` set, rooms span every instance through the Redis adapter, so
+//! an event raised on one instance reaches the user's sockets on all of them.
+
+use crate::state::AppState;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use socketioxide::SocketIo;
+use socketioxide::adapter::{Adapter, Emitter};
+use socketioxide::extract::{AckSender, SocketRef, TryData};
+use socketioxide::layer::SocketIoLayer;
+use socketioxide_redis::{FredAdapter, RedisAdapterCtr};
+use std::time::Duration;
+
+/// Public channels a socket may subscribe to.
+pub const CHANNELS: &[&str] = &["prices", "announcements"];
+/// How often an authenticated socket's session is checked again, as a backstop to the
+/// immediate sign-out on logout and revocation.
+const RECHECK_EVERY: Duration = Duration::from_secs(30);
+
+/// The Socket.IO server handle, local or spanning instances through Redis.
+#[derive(Clone)]
+pub enum Realtime {
+    Local(SocketIo, SocketIoLayer),
+    Redis(
+        SocketIo<FredAdapter<Emitter>>,
+        SocketIoLayer<FredAdapter<Emitter>>,
+    ),
+}
+
+#[derive(Clone)]
+struct SocketUser {
+    user_id: String,
+    session_id: String,
+}
+
+#[derive(Deserialize)]
+struct AuthMsg {
+    token: String,
+}
+
+#[derive(Deserialize)]
+struct ChannelsMsg {
+    #[serde(default)]
+    channels: Vec<String>,
+}
+
+fn user_room(user_id: &str) -> String {
+    format!("user:{user_id}")
+}
+
+fn session_room(session_id: &str) -> String {
+    format!("session:{session_id}")
+}
+
+fn channel_room(c: &str) -> String {
+    format!("channel:{c}")
+}
+
+impl Realtime {
+    pub async fn new(redis_url: Option<&str>) -> anyhow::Result<Realtime> {
+        let builder = SocketIo::builder().ping_interval(Duration::from_secs(20));
+        match redis_url {
+            None => {
+                let (layer, io) = builder.build_layer();
+                Ok(Realtime::Local(io, layer))
+            }
+            Some(url) => {
+                let mut cfg = fred::prelude::Config::from_url(url)?;
+                // The adapter's fred driver speaks RESP3 (sharded pub/sub); with RESP2 nothing
+                // arrives and nothing fails.
+                cfg.version = fred::types::RespVersion::RESP3;
+                let client = fred::prelude::Builder::from_config(cfg).build_subscriber_client()?;
+                let adapter = RedisAdapterCtr::new_with_fred(client).await?;
+                let (layer, io) = builder
+                    .with_adapter::<FredAdapter<_>>(adapter)
+                    .build_layer();
+                Ok(Realtime::Redis(io, layer))
+            }
+        }
+    }
+
+    /// Installs the connection handlers; they need the state, which holds this handle.
+    pub async fn register(&self, state: AppState) -> anyhow::Result<()> {
+        match self {
+            Realtime::Local(io, _) => {
+                io.ns("/", move |s: SocketRef| {
+                    let state = state.clone();
+                    async move { on_connect(state, s).await }
+                });
+            }
+            Realtime::Redis(io, _) => {
+                io.ns("/", move |s: SocketRef<FredAdapter<Emitter>>| {
+                    let state = state.clone();
+                    async move { on_connect(state, s).await }
+                })
+                .await
+                .map_err(|e| anyhow::anyhow!("Socket.IO namespace: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn apply_layer(&self, router: axum::Router) -> axum::Router {
+        match self {
+            Realtime::Local(_, l) => router.layer(l.clone()),
+            Realtime::Redis(_, l) => router.layer(l.clone()),
+        }
+    }
+
+    /// Sends `event` to every socket of `user_id`, on every instance.
+    pub async fn to_user<T: Serialize + ?Sized>(
+        &self,
+        user_id: &str,
+        event: &'static str,
+        data: &T,
+    ) {
+        let r = match self {
+            Realtime::Local(io, _) => io.to(user_room(user_id)).emit(event, data).await,
+            Realtime::Redis(io, _) => io.to(user_room(user_id)).emit(event, data).await,
+        };
+        if let Err(e) = r {
+            tracing::warn!(error = %e, event, "real-time event not delivered");
+        }
+    }
+
+    /// Sends `event` to the subscribers of a public channel, on every instance.
+    pub async fn to_channel<T: Serialize + ?Sized>(
+        &self,
+        channel: &str,
+        event: &'static str,
+        data: &T,
+    ) {
+        let r = match self {
+            Realtime::Local(io, _) => io.to(channel_room(channel)).emit(event, data).await,
+            Realtime::Redis(io, _) => io.to(channel_room(channel)).emit(event, data).await,
+        };
+        if let Err(e) = r {
+            tracing::warn!(error = %e, event, "real-time event not delivered");
+        }
+    }
+
+    /// Sends `event` to this instance's subscribers only (prices: every instance sends its own).
+    async fn to_local_channel<T: Serialize + ?Sized>(
+        &self,
+        channel: &str,
+        event: &'static str,
+        data: &T,
+    ) {
+        let _ = match self {
+            Realtime::Local(io, _) => io.local().to(channel_room(channel)).emit(event, data).await,
+            Realtime::Redis(io, _) => io.local().to(channel_room(channel)).emit(event, data).await,
+        };
+    }
+
+    /// A session has ended: its sockets stop receiving the user's private events at once, on
+    /// every instance, and are told why.
+    pub async fn session_ended(&self, user_id: &str, session_id: &str) {
+        let room = session_room(session_id);
+        let msg = json!({"message": "your session has ended; authenticate again"});
+        let r = match self {
+            Realtime::Local(io, _) => {
+                let _ = io.to(room.clone()).emit("auth_error", &msg).await;
+                io.to(room)
+                    .leave(user_room(user_id))
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Realtime::Redis(io, _) => {
+                let _ = io.to(room.clone()).emit("auth_error", &msg).await;
+                io.to(room)
+                    .leave(user_room(user_id))
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        };
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "sockets of an ended session could not be detached");
+        }
+    }
+
+    /// Every socket of the user loses its private events (suspension).
+    pub async fn user_cut_off(&self, user_id: &str) {
+        let room = user_room(user_id);
+        let msg = json!({"message": "this account can no longer receive events"});
+        let _ = match self {
+            Realtime::Local(io, _) => {
+                let _ = io.to(room.clone()).emit("auth_error", &msg).await;
+                io.to(room.clone())
+                    .leave(room)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Realtime::Redis(io, _) => {
+                let _ = io.to(room.clone()).emit("auth_error", &msg).await;
+                io.to(room.clone())
+                    .leave(room)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        };
+    }
+}
+
+async fn on_connect<A: Adapter>(state: AppState, s: SocketRef<A>) {
+    metrics::gauge!("etx_socketio_clients").increment(1.0);
+    s.on_disconnect(async || {
+        metrics::gauge!("etx_socketio_clients").decrement(1.0);
+    });
+    // A browser that connects with its session cookie is signed in from the start.
+    let cookie_token =
+        crate::cookies::get(&s.req_parts().headers, crate::cookies::ACCESS).map(str::to_string);
+    if let Some(token) = cookie_token {
+        authenticate(&state, &s, &token).await;
+    }
+    s.on("authenticate", {
+        let state = state.clone();
+        move |s: SocketRef<A>, TryData::<AuthMsg>(m), ack: AckSender<A>| {
+            let state = state.clone();
+            async move {
+                let ok = match m {
+                    Ok(m) => authenticate(&state, &s, &m.token).await,
+                    Err(_) => {
+                        let _ = s.emit("auth_error", &json!({"message": "send {token}"}));
+                        false
+                    }
+                };
+                let _ = ack.send(&json!({"ok": ok}));
+            }
+        }
+    });
+    s.on(
+        "subscribe",
+        async |s: SocketRef<A>, TryData::<ChannelsMsg>(m), ack: AckSender<A>| {
+            let channels = m.map(|m| m.channels).unwrap_or_default();
+            let (known, unknown): (Vec<_>, Vec<_>) = channels
+                .into_iter()
+                .partition(|c| CHANNELS.contains(&c.as_str()));
+            s.join(known.iter().map(|c| channel_room(c)).collect::<Vec<_>>());
+            let _ = ack.send(&json!({"subscribed": known, "unknown": unknown}));
+        },
+    );
+    s.on(
+        "unsubscribe",
+        async |s: SocketRef<A>, TryData::<ChannelsMsg>(m), ack: AckSender<A>| {
+            let channels = m.map(|m| m.channels).unwrap_or_default();
+            s.leave(
+                channels
+                    .iter()
+                    .filter(|c| CHANNELS.contains(&c.as_str()))
+                    .map(|c| channel_room(c))
+                    .collect::<Vec<_>>(),
+            );
+            let _ = ack.send(&json!({"unsubscribed": channels}));
+        },
+    );
+    s.on("ping", async |s: SocketRef<A>, ack: AckSender<A>| {
+        let now = crate::views::rfc3339(etx_db::now_micros());
+        let _ = s.emit("pong", &json!({"timestamp": now}));
+        let _ = ack.send(&json!({"pong": true, "timestamp": now}));
+    });
+}
+
+async fn authenticate<A: Adapter>(state: &AppState, s: &SocketRef<A>, token: &str) -> bool {
+    match crate::session::authenticate(state, token, false).await {
+        Ok(auth) => {
+            if let Some(prev) = s.extensions.get::<SocketUser>() {
+                s.leave(vec![
+                    user_room(&prev.user_id),
+                    session_room(&prev.session_id),
+                ]);
+            }
+            let user = SocketUser {
+                user_id: auth.user.id.clone(),
+                session_id: auth.session_id.clone(),
+            };
+            s.extensions.insert(user.clone());
+            s.join(vec![
+                user_room(&user.user_id),
+                session_room(&user.session_id),
+            ]);
+            let _ = s.emit(
+                "authenticated",
+                &json!({"user_id": auth.user.id, "username": auth.user.username}),
+            );
+            tokio::spawn(recheck(state.clone(), s.clone(), user));
+            true
+        }
+        Err(e) => {
+            let _ = s.emit("auth_error", &json!({"message": e.to_string()}));
+            false
+        }
+    }
+}
+
+/// Re-checks the socket's session now and then; once it has ended, the socket leaves the
+/// user's room. Stops when the socket goes or authenticates as someone else.
+async fn recheck<A: Adapter>(state: AppState, s: SocketRef<A>, user: SocketUser) {
+    loop {
+        tokio::time::sleep(RECHECK_EVERY).await;
+        let current = s.extensions.get::<SocketUser>();
+        if !s.connected() || current.as_ref().map(|u| &u.session_id) != Some(&user.session_id) {
+            return;
+        }
+        let live = match state.db.active_session(&user.session_id).await {
+            Ok(Some(a)) => a.user.is_active,
+            Ok(None) => false,
+            // A database hiccup is not a sign-out; try again next round.
+            Err(_) => continue,
+        };
+        if !live {
+            s.leave(vec![
+                user_room(&user.user_id),
+                session_room(&user.session_id),
+            ]);
+            s.extensions.remove::<SocketUser>();
+            let _ = s.emit(
+                "auth_error",
+                &json!({"message": "your session has ended; authenticate again"}),
+            );
+            return;
+        }
+    }
+}
+
+/// Forwards every price update to this instance's `prices` subscribers.
+pub fn spawn_price_forwarder(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut updates = state.market.subscribe();
+        while updates.changed().await.is_ok() {
+            let text = updates.borrow_and_update().clone();
+            let Ok(v) = serde_json::from_str::<Value>(text.as_str()) else {
+                continue;
+            };
+            state
+                .realtime
+                .to_local_channel("prices", "price_update", &v)
+                .await;
+        }
+    })
+}
+
+/// Tells each party of a committed movement: `transaction_update` with the history row and
+/// `wallet_update` with the new balance. Sent after the response, never holding it up.
+pub fn announce_movements(state: &AppState, events: Vec<crate::wallet::MovementEvent>) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        for e in events {
+            state
+                .realtime
+                .to_user(&e.user_id, "transaction_update", &e.transaction)
+                .await;
+            state
+                .realtime
+                .to_user(
+                    &e.user_id,
+                    "wallet_update",
+                    &json!({"currency": e.currency, "balance": e.balance}),
+                )
+                .await;
+        }
+    });
+}
