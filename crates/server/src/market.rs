@@ -5,7 +5,6 @@ use crate::config::{AssetConfig, MarketConfig};
 use axum::extract::ws::Utf8Bytes;
 use etx_db::market::{CandleRow, TickRow};
 use etx_db::now_micros;
-use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -232,41 +231,82 @@ impl Market {
     }
 }
 
-/// One step of the simulated walk: a move of a few basis points, roughly normal; assets whose
-/// reference price is 1 USD stay within 0.05 % of it.
-fn simulated_step(price: i64, anchor: i64, rng: &mut impl Rng) -> i64 {
-    let unit = 10_i64.pow(u32::from(PRICE_SCALE));
-    if anchor == unit {
-        let bp: i64 = rng.random_range(-5..=5);
-        return anchor + anchor * bp / 10_000;
-    }
-    let bp: i64 = (0..3).map(|_| rng.random_range(-8..=8)).sum();
-    // A gentle pull back towards the reference keeps a long-running demo in a sane range.
-    let pull = (anchor - price) / 2_000;
-    let moved = i128::from(price) + i128::from(price) * i128::from(bp) / 10_000 + i128::from(pull);
-    i64::try_from(moved.clamp(1, i128::from(i64::MAX))).unwrap_or(price)
+fn mix(mut z: u64) -> u64 {
+    // SplitMix64's finaliser: a cheap, well-spread hash of the lattice coordinates.
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
-/// The default feed: every `tick_ms`, each symbol takes a random step. Its prices are labelled
-/// `source: "simulated"` wherever they are shown.
+fn symbol_seed(symbol: &str) -> u64 {
+    symbol.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Period (ms) and amplitude (parts per million) of each layer of the simulated movement:
+/// quick jitter on top of slower swings, at most about ±11 % around the reference price.
+const OCTAVES: [(i64, i64); 5] = [
+    (15_000, 1_500),
+    (120_000, 5_000),
+    (900_000, 12_000),
+    (7_200_000, 30_000),
+    (86_400_000, 60_000),
+];
+
+/// The simulated price of `symbol` at `at_ms`: smooth value noise around the reference price,
+/// a pure function of the symbol and the time. Every instance (and every restart) computes
+/// the same price for the same moment, so instances agree without talking to each other.
+/// Assets whose reference is 1 USD move 200 times less.
+pub fn simulated_price(symbol: &str, anchor: i64, at_ms: i64) -> i64 {
+    let seed = symbol_seed(symbol);
+    let stable = anchor == 10_i64.pow(u32::from(PRICE_SCALE));
+    let mut ppm: i128 = 0;
+    for (k, (period, amp)) in OCTAVES.iter().enumerate() {
+        let i = at_ms.div_euclid(*period);
+        let f = i128::from(at_ms.rem_euclid(*period)) * 1_000_000 / i128::from(*period);
+        let point = |i: i64| {
+            let h = mix(seed ^ mix(((k as u64) << 56) ^ i as u64));
+            i128::from((h % 2_000_001) as i64 - 1_000_000)
+        };
+        let (a, b) = (point(i), point(i + 1));
+        // Smoothstep between lattice points: no kinks at the boundaries.
+        let s = f * f * (3_000_000 - 2 * f) / 1_000_000_000_000;
+        let v = a + (b - a) * s / 1_000_000;
+        ppm += v * i128::from(*amp) / 1_000_000;
+    }
+    if stable {
+        ppm /= 200;
+    }
+    let price = i128::from(anchor) * (1_000_000 + ppm) / 1_000_000;
+    i64::try_from(price.max(1)).unwrap_or(anchor)
+}
+
+/// The default feed: every `tick_ms` (on the clock's boundaries, the same on every instance),
+/// each symbol's simulated price. Labelled `source: "simulated"` wherever it is shown.
 pub async fn run_simulated(market: std::sync::Arc<Market>, every: Duration) {
-    let mut rng = rand::rngs::StdRng::from_os_rng();
+    let step_ms = i64::try_from(every.as_millis()).unwrap_or(1000).max(1);
     // The book starts at the reference prices; the first step comes one period later.
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = i64::MIN;
     loop {
         tick.tick().await;
-        let at = now_micros();
+        let now_ms = now_micros() / 1000;
+        let at_ms = now_ms - now_ms.rem_euclid(step_ms);
+        if at_ms == last {
+            continue;
+        }
+        last = at_ms;
         let ticks: Vec<Tick> = market
             .symbols
             .iter()
             .filter_map(|s| {
-                let q = market.quote(s)?;
-                let anchor = market.anchor(s)?;
                 Some(Tick {
                     symbol: s.clone(),
-                    price: simulated_step(q.price, anchor, &mut rng),
-                    at,
+                    price: simulated_price(s, market.anchor(s)?, at_ms),
+                    at: at_ms * 1000,
                 })
             })
             .collect();
@@ -367,19 +407,33 @@ mod tests {
     }
 
     #[test]
-    fn the_simulated_walk_stays_positive_and_stablecoins_stay_near_one() {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    fn simulated_prices_are_deterministic_bounded_and_smooth() {
+        let btc = 6_500_000_000_000;
         let unit = 100_000_000;
-        let mut p = 6_500_000_000_000;
-        for _ in 0..100_000 {
-            p = simulated_step(p, 6_500_000_000_000, &mut rng);
-            assert!(p > 0);
-            let s = simulated_step(unit, unit, &mut rng);
-            assert!((s - unit).abs() <= unit / 2_000);
-        }
-        assert!(
-            p > 6_500_000_000_000 / 10 && p < 6_500_000_000_000 * 10,
-            "{p}"
+        assert_eq!(
+            simulated_price("BTC", btc, 1_700_000_000_123),
+            simulated_price("BTC", btc, 1_700_000_000_123),
+            "a pure function of symbol and time"
         );
+        assert_ne!(
+            simulated_price("BTC", btc, 1_700_000_000_000),
+            simulated_price("ETH", btc, 1_700_000_000_000),
+            "symbols move independently"
+        );
+        let mut prev = simulated_price("BTC", btc, 1_700_000_000_000);
+        let (mut lo, mut hi) = (prev, prev);
+        for s in 1..200_000 {
+            let t = 1_700_000_000_000 + s * 1000;
+            let p = simulated_price("BTC", btc, t);
+            // One second moves less than 0.1 %.
+            assert!((p - prev).abs() * 1000 < prev, "jump at {t}: {prev} -> {p}");
+            lo = lo.min(p);
+            hi = hi.max(p);
+            prev = p;
+            let u = simulated_price("USDT", unit, t);
+            assert!((u - unit).abs() * 2000 <= unit, "stablecoin at {u}");
+        }
+        assert!(lo > btc * 88 / 100 && hi < btc * 112 / 100, "{lo}..{hi}");
+        assert!(hi - lo > btc / 100, "it does move: {lo}..{hi}");
     }
 }

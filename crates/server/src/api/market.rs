@@ -33,6 +33,7 @@ pub struct PriceList {
     pub prices: BTreeMap<String, String>,
     /// `simulated` for the built-in random walk, or the provider's name.
     pub source: &'static str,
+    /// Time of the newest price.
     pub updated_at: String,
     /// No tick for longer than `market.stale_after_secs`: the prices may be out of date.
     pub stale: bool,
@@ -43,14 +44,15 @@ pub struct PriceList {
     responses((status = 200, description = "Prices", body = PriceList)))]
 async fn prices(State(state): State<AppState>) -> Json<PriceList> {
     let m = &state.market;
+    let quotes = m.quotes();
+    let newest = quotes.values().map(|q| q.at).max().unwrap_or_default();
     Json(PriceList {
-        prices: m
-            .quotes()
+        prices: quotes
             .into_iter()
             .map(|(s, q)| (s, price_text(q.price)))
             .collect(),
         source: m.source,
-        updated_at: rfc3339(m.last_tick()),
+        updated_at: rfc3339(newest),
         stale: m.is_stale(),
     })
 }

@@ -199,13 +199,18 @@ async fn bad_tokens_are_refused_and_unknown_channels_ignored() {
 #[tokio::test]
 async fn events_cross_instances_through_redis() {
     let redis = std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let a = TestApp::spawn_with(|c| c.redis_url = Some(redis.clone())).await;
+    let a = TestApp::spawn_with(|c| {
+        c.redis_url = Some(redis.clone());
+        c.market.tick_ms = 200;
+    })
+    .await;
     let shared_db = a.state.config.database_url();
     let shared_dir = a.data_dir.clone();
     let b = TestApp::spawn_with(|c| {
         c.redis_url = Some(redis.clone());
         c.database_url = Some(shared_db.clone());
         c.data_dir = shared_dir.clone();
+        c.market.tick_ms = 200;
     })
     .await;
     assert_ne!(a.base, b.base);
@@ -228,6 +233,21 @@ async fn events_cross_instances_through_redis() {
         .await
         .expect("the event raised on A reaches B");
     assert_eq!(e["amount"], "3.00");
+    // Both instances quote the same prices for the same moment.
+    let mut agreed = false;
+    for _ in 0..20 {
+        let (pa, pb): (Value, Value) = tokio::join!(
+            async { a.get("/api/prices", None).await.json().await.unwrap() },
+            async { b.get("/api/prices", None).await.json().await.unwrap() },
+        );
+        if pa["updated_at"] == pb["updated_at"] && pa["updated_at"] != Value::Null {
+            assert_eq!(pa["prices"], pb["prices"]);
+            agreed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert!(agreed, "the two instances never quoted the same moment");
     // Signing out on A detaches the socket on B.
     let r = a
         .post("/api/auth/logout", json!({}), Some(&bob.token))
