@@ -14,7 +14,7 @@ use socketioxide_redis::{FredAdapter, RedisAdapterCtr};
 use std::time::Duration;
 
 /// Public channels a socket may subscribe to.
-pub const CHANNELS: &[&str] = &["prices", "announcements"];
+pub const CHANNELS: &[&str] = &["prices"];
 /// How often an authenticated socket's session is checked again, as a backstop to the
 /// immediate sign-out on logout and revocation.
 const RECHECK_EVERY: Duration = Duration::from_secs(30);
@@ -135,6 +135,17 @@ impl Realtime {
         let r = match self {
             Realtime::Local(io, _) => io.to(channel_room(channel)).emit(event, data).await,
             Realtime::Redis(io, _) => io.to(channel_room(channel)).emit(event, data).await,
+        };
+        if let Err(e) = r {
+            tracing::warn!(error = %e, event, "real-time event not delivered");
+        }
+    }
+
+    /// Sends `event` to every connected socket, signed in or not, on every instance.
+    pub async fn to_everyone<T: Serialize + ?Sized>(&self, event: &'static str, data: &T) {
+        let r = match self {
+            Realtime::Local(io, _) => io.emit(event, data).await,
+            Realtime::Redis(io, _) => io.emit(event, data).await,
         };
         if let Err(e) = r {
             tracing::warn!(error = %e, event, "real-time event not delivered");

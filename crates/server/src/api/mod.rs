@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 pub mod market;
 pub mod ops;
+pub mod realtime;
 pub mod security;
 pub mod transactions;
 pub mod users;
@@ -64,6 +65,7 @@ pub fn router(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) 
         .merge(transactions::router())
         .merge(audit::router())
         .merge(market::router())
+        .merge(realtime::router())
         .merge(ops::router())
         .split_for_parts()
 }

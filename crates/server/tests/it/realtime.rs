@@ -151,6 +151,28 @@ async fn a_stock_client_gets_prices_and_only_its_own_events() {
     assert_eq!(incoming["counterparty"]["username"], "alice");
     let w = b.wait_for("wallet_update", |_| true, WAIT).await.unwrap();
     assert_eq!(w["balance"], "12.50");
+    // An admin's announcement reaches everyone; a user cannot send one.
+    let r = app
+        .post(
+            "/api/admin/announcements",
+            json!({"message": "Maintenance at 22:00", "level": "warning"}),
+            Some(&admin.token),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    for rec in [&mut a, &mut b, &mut c] {
+        let got = rec.wait_for("announcement", |_| true, WAIT).await.unwrap();
+        assert_eq!(got["message"], "Maintenance at 22:00");
+        assert_eq!(got["from"], "root");
+    }
+    let r = app
+        .post(
+            "/api/admin/announcements",
+            json!({"message": "hi"}),
+            Some(&alice.token),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
     c.settle(Duration::from_millis(500)).await;
     assert_eq!(
         c.count("transaction_update") + c.count("wallet_update"),
