@@ -173,6 +173,7 @@ pub struct AssetConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MarketConfig {
     pub provider: String,
+    pub coinbase_url: String,
     pub tick_ms: u64,
     pub stale_after_secs: u64,
     pub tick_retention_hours: i64,
@@ -356,8 +357,11 @@ impl Config {
         }
         crate::wallet::Assets::from_config(&self.assets)?;
         let m = &self.market;
-        if m.provider != "simulated" {
-            anyhow::bail!("invalid setting market.provider: must be simulated");
+        if !matches!(m.provider.as_str(), "simulated" | "coinbase") {
+            anyhow::bail!("invalid setting market.provider: must be simulated or coinbase");
+        }
+        if !(m.coinbase_url.starts_with("wss://") || m.coinbase_url.starts_with("ws://")) {
+            anyhow::bail!("invalid setting market.coinbase_url: must start with wss:// or ws://");
         }
         if !(50..=60_000).contains(&m.tick_ms) || m.stale_after_secs == 0 {
             anyhow::bail!("invalid setting market: tick_ms 50..=60000, stale_after_secs >= 1");

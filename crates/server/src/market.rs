@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 use tokio::sync::watch;
 
+pub mod coinbase;
+
 pub const PRICE_SCALE: u8 = 8;
 const MINUTE: i64 = 60_000_000;
 
@@ -132,6 +134,7 @@ pub struct Market {
     updates: watch::Sender<Utf8Bytes>,
     last_tick: AtomicI64,
     stale_after: i64,
+    malformed: std::sync::atomic::AtomicU64,
 }
 
 impl Market {
@@ -159,6 +162,7 @@ impl Market {
             book: Mutex::new(book),
             updates: watch::Sender::new(Utf8Bytes::from_static("")),
             last_tick: AtomicI64::new(now),
+            malformed: std::sync::atomic::AtomicU64::new(0),
             stale_after: i64::try_from(cfg.stale_after_secs).unwrap_or(i64::MAX / 2) * 1_000_000,
         };
         market.publish();
@@ -224,6 +228,16 @@ impl Market {
     /// No tick for longer than `stale_after_secs`.
     pub fn is_stale(&self) -> bool {
         now_micros() - self.last_tick() > self.stale_after
+    }
+
+    /// Counts a message from a feed that was not what its format documents.
+    pub fn malformed(&self) {
+        self.malformed.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("etx_market_malformed_messages_total").increment(1);
+    }
+
+    pub fn malformed_count(&self) -> u64 {
+        self.malformed.load(Ordering::Relaxed)
     }
 
     fn anchor(&self, symbol: &str) -> Option<i64> {

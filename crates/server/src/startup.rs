@@ -217,10 +217,17 @@ impl Application {
     ) -> anyhow::Result<()> {
         let upkeep = crate::jobs::spawn_upkeep(self.state.clone());
         let mail = crate::mail::spawn_sender(self.state.clone());
-        let feed = tokio::spawn(crate::market::run_simulated(
-            self.state.market.clone(),
-            Duration::from_millis(self.state.config.market.tick_ms),
-        ));
+        let m = &self.state.config.market;
+        let feed = match m.provider.as_str() {
+            "coinbase" => tokio::spawn(crate::market::coinbase::run(
+                self.state.market.clone(),
+                m.coinbase_url.clone(),
+            )),
+            _ => tokio::spawn(crate::market::run_simulated(
+                self.state.market.clone(),
+                Duration::from_millis(m.tick_ms),
+            )),
+        };
         let recorder = crate::market::spawn_recorder(self.state.clone(), Duration::from_secs(2));
         let forwarder = crate::realtime::spawn_price_forwarder(self.state.clone());
         let served = axum::serve(

@@ -277,3 +277,126 @@ async fn old_ticks_and_candles_are_purged_but_daily_candles_stay() {
         "only the daily candle is kept"
     );
 }
+
+/// A local stand-in for Coinbase Exchange's WebSocket feed, speaking its documented format.
+/// Each connection gets `script[n]` (the n-th connection's messages), then is dropped.
+async fn fake_coinbase(
+    script: Vec<Vec<String>>,
+) -> (String, tokio::sync::mpsc::UnboundedReceiver<Value>) {
+    use axum::extract::ws::{Message as WsMessage, WebSocketUpgrade};
+    let (subs_tx, subs_rx) = tokio::sync::mpsc::unbounded_channel();
+    let script = std::sync::Arc::new(script);
+    let conn = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(move |ws: WebSocketUpgrade| {
+            let (script, conn, subs_tx) = (script.clone(), conn.clone(), subs_tx.clone());
+            async move {
+                ws.on_upgrade(move |mut socket| async move {
+                    let n = conn.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    // The client must subscribe first.
+                    if let Some(Ok(WsMessage::Text(t))) = socket.recv().await {
+                        let _ = subs_tx.send(serde_json::from_str::<Value>(&t).unwrap_or_default());
+                    }
+                    let msgs = script.get(n).cloned().unwrap_or_default();
+                    for m in msgs {
+                        if socket.send(WsMessage::Text(m.into())).await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    if n + 1 >= script.len() {
+                        // The last connection stays open and silent.
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                    }
+                })
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("ws://{addr}/"), subs_rx)
+}
+
+fn ticker(product: &str, price: &str) -> String {
+    json!({
+        "type": "ticker", "sequence": 37475248783u64, "product_id": product, "price": price,
+        "open_24h": "1310.79", "volume_24h": "245532.79269678", "low_24h": "1280.52",
+        "high_24h": "1313.8", "best_bid": "1285.04", "best_ask": "1285.27", "side": "buy",
+        "time": "2022-10-19T23:28:22.061769Z", "trade_id": 370843401, "last_size": "11.4396987"
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn the_coinbase_feed_is_parsed_reconnected_and_watched_for_silence() {
+    let script = vec![
+        // First connection: a subscription answer, prices, junk, then the server drops it.
+        vec![
+            json!({"type": "subscriptions", "channels": [{"name": "ticker", "product_ids": ["BTC-USD"]}]}).to_string(),
+            ticker("BTC-USD", "70123.45"),
+            "{not json".to_string(),
+            json!({"type": "ticker", "product_id": "BTC-USD"}).to_string(),
+            ticker("BTC-USD", "-5"),
+            ticker("BTC-EUR", "60000"),
+            json!({"type": "heartbeat", "sequence": 90, "last_trade_id": 20, "product_id": "BTC-USD", "time": "2022-10-19T23:28:22.061769Z"}).to_string(),
+            ticker("ETH-USD", "3456.789012345"),
+        ],
+        // Second connection, after the client came back by itself.
+        vec![ticker("BTC-USD", "71000")],
+    ];
+    let (url, mut subs) = fake_coinbase(script).await;
+    let app = TestApp::spawn_with(|c| {
+        c.market.provider = "coinbase".into();
+        c.market.coinbase_url = url.clone();
+        c.market.stale_after_secs = 2;
+    })
+    .await;
+    let sub = tokio::time::timeout(Duration::from_secs(5), subs.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sub["type"], "subscribe");
+    assert_eq!(sub["channels"], json!(["ticker", "heartbeat"]));
+    assert!(
+        sub["product_ids"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("BTC-USD"))
+    );
+
+    let mut btc = Value::Null;
+    for _ in 0..100 {
+        btc = json_of(&app, "/api/prices/BTC").await;
+        if btc["price"] == "71000.00" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        btc["price"], "71000.00",
+        "prices from the second connection"
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), subs.recv())
+            .await
+            .is_ok(),
+        "the client reconnected and subscribed again"
+    );
+    assert_eq!(
+        json_of(&app, "/api/prices/ETH").await["price"],
+        "3456.78901234"
+    );
+    assert_eq!(json_of(&app, "/api/prices").await["source"], "coinbase");
+    // Junk, a ticker without a price, a negative price and a non-USD product.
+    assert_eq!(app.state.market.malformed_count(), 4);
+
+    // The second connection stays silent: the feed turns stale and readiness says so.
+    tokio::time::sleep(Duration::from_millis(2_300)).await;
+    assert_eq!(
+        app.get("/health/ready", None).await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(json_of(&app, "/api/prices").await["stale"], true);
+}
