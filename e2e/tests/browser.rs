@@ -198,5 +198,18 @@ async fn two_factor_set_up_and_sign_in_in_chromium() {
         .await;
     b.wait_for_path("/").await;
     assert_eq!(b.text("#profile-title").await, "second_factor");
+
+    // The markets page follows the price stream without a reload.
+    b.click("nav a[href='/markets']").await;
+    b.wait_for_path("/markets").await;
+    assert!(b.text("#feed-source").await.contains("Simulated"));
+    let first = b.text("[data-price='BTC']").await;
+    b.wait_for_js(
+        &format!(
+            "return document.querySelector(\"[data-price='BTC']\").textContent !== {first:?};"
+        ),
+        "the BTC price updates live",
+    )
+    .await;
     b.close().await;
 }

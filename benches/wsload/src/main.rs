@@ -65,18 +65,18 @@ fn parse_args() -> Result<Args, String> {
             exit(0);
         }
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let bad = |_| format!("bad value for {flag}: {value}");
+        let bad = || format!("bad value for {flag}: {value}");
         match flag.as_str() {
             "--url" => a.url = value.clone(),
-            "--clients" => a.clients = value.parse().map_err(bad)?,
-            "--ramp-per-sec" => a.ramp_per_sec = value.parse().map_err(bad)?,
-            "--measure-secs" => a.measure_secs = value.parse().map_err(bad)?,
-            "--threads" => a.threads = value.parse().map_err(bad)?,
-            "--retries" => a.retries = value.parse().map_err(bad)?,
-            "--connect-timeout-secs" => a.connect_timeout = secs(value.parse().map_err(bad)?),
-            "--settle-secs" => a.settle = secs(value.parse().map_err(bad)?),
-            "--grace-secs" => a.grace = secs(value.parse().map_err(bad)?),
-            "--source-ips" => a.source_ips = value.parse().map_err(bad)?,
+            "--clients" => a.clients = value.parse().map_err(|_| bad())?,
+            "--ramp-per-sec" => a.ramp_per_sec = value.parse().map_err(|_| bad())?,
+            "--measure-secs" => a.measure_secs = value.parse().map_err(|_| bad())?,
+            "--threads" => a.threads = value.parse().map_err(|_| bad())?,
+            "--retries" => a.retries = value.parse().map_err(|_| bad())?,
+            "--connect-timeout-secs" => a.connect_timeout = secs(value.parse().map_err(|_| bad())?),
+            "--settle-secs" => a.settle = secs(value.parse().map_err(|_| bad())?),
+            "--grace-secs" => a.grace = secs(value.parse().map_err(|_| bad())?),
+            "--source-ips" => a.source_ips = value.parse().map_err(|_| bad())?,
             _ => return Err(format!("unknown argument {flag}")),
         }
     }
@@ -107,7 +107,7 @@ const SUB_BITS: u32 = 7;
 const SUB: u64 = 1 << SUB_BITS; // sub-buckets per power of two
 const LINEAR: u64 = 2 * SUB; // values below this have their own bucket
 const MAX_EXP: u32 = 40; // 2^40 µs = 12.7 days: anything above is clamped
-const BUCKETS: usize = (LINEAR + (MAX_EXP - SUB_BITS) as u64 * SUB) as usize;
+const BUCKETS: usize = (LINEAR + (MAX_EXP - SUB_BITS - 1) as u64 * SUB) as usize;
 
 struct Histogram {
     counts: Box<[AtomicU64]>,
@@ -215,7 +215,11 @@ fn parse_rfc3339_us(s: &str) -> Option<i64> {
             return None;
         }
         for k in 0..6 {
-            let digit = if start + k < i { i64::from(b[start + k] - b'0') } else { 0 };
+            let digit = if start + k < i {
+                i64::from(b[start + k] - b'0')
+            } else {
+                0
+            };
             frac_us = frac_us * 10 + digit;
         }
     }
@@ -299,7 +303,10 @@ impl Shared {
             self.bad.fetch_add(1, Relaxed);
             return;
         };
-        let (start, end) = (self.window_start.load(Relaxed), self.window_end.load(Relaxed));
+        let (start, end) = (
+            self.window_start.load(Relaxed),
+            self.window_end.load(Relaxed),
+        );
         if ts < 0 || (ts as u64) < start || (ts as u64) >= end {
             return;
         }
@@ -323,14 +330,25 @@ fn ws_config() -> WebSocketConfig {
         .max_frame_size(Some(1 << 20))
 }
 
-async fn connect(args: &Args, addr: SocketAddr, id: usize) -> Result<WebSocketStream<TcpStream>, String> {
+async fn connect(
+    args: &Args,
+    addr: SocketAddr,
+    id: usize,
+) -> Result<WebSocketStream<TcpStream>, String> {
     let socket = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
     if args.source_ips > 1 {
         let ip = Ipv4Addr::new(127, 0, 0, 1 + (id % args.source_ips as usize) as u8);
-        socket.bind(SocketAddr::new(ip.into(), 0)).map_err(|e| format!("bind: {e}"))?;
+        socket
+            .bind(SocketAddr::new(ip.into(), 0))
+            .map_err(|e| format!("bind: {e}"))?;
     }
-    let stream = socket.connect(addr).await.map_err(|e| format!("connect: {e}"))?;
-    stream.set_nodelay(true).map_err(|e| format!("nodelay: {e}"))?;
+    let stream = socket
+        .connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_nodelay(true)
+        .map_err(|e| format!("nodelay: {e}"))?;
     let (ws, _) = client_async_with_config(args.url.as_str(), stream, Some(ws_config()))
         .await
         .map_err(|e| format!("handshake: {e}"))?;
@@ -441,14 +459,20 @@ async fn run(args: Args) -> String {
     let end = start + args.measure_secs * 1_000_000;
     shared.window_end.store(end, Relaxed);
     shared.window_start.store(start, Relaxed);
+    eprintln!("[wsload] window open: {held_at_start} clients held");
     for s in 1..=args.measure_secs {
         tokio::time::sleep(Duration::from_secs(1)).await;
         if s % 10 == 0 || s == args.measure_secs {
-            progress(&format!("measuring {s}/{}s, {} updates", args.measure_secs, shared.messages.load(Relaxed)));
+            progress(&format!(
+                "measuring {s}/{}s, {} updates",
+                args.measure_secs,
+                shared.messages.load(Relaxed)
+            ));
         }
     }
     // Late deliveries of updates published inside the window still count.
     tokio::time::sleep(args.grace).await;
+    eprintln!("[wsload] window closed");
 
     let held = shared.held.load(Relaxed);
     let counts: Vec<u32> = shared.per_client.iter().map(|c| c.load(Relaxed)).collect();
@@ -459,32 +483,40 @@ async fn run(args: Args) -> String {
     let h = &shared.latency;
     let total = h.total.load(Relaxed);
     let errors = shared.errors.lock().unwrap().clone();
-    let summary = serde_json::json!({
-        "clients_target": n,
-        "clients_held": held,
-        "clients_held_at_start": held_at_start,
-        "clients_failed": shared.failed.load(Relaxed),
-        "clients_receiving": receiving,
-        "connect_errors": shared.connect_errors.load(Relaxed),
-        "disconnects": shared.disconnects.load(Relaxed),
-        "ramp_secs": (ramp_secs * 10.0).round() / 10.0,
-        "measure_secs": args.measure_secs,
-        "ticks": ticks,
-        "messages": messages,
-        "messages_missed": (held_at_start as u64 * u64::from(ticks)).saturating_sub(messages),
-        "min_per_client": min_per_client,
-        "p50_ms": ms(h.quantile(0.50)),
-        "p90_ms": ms(h.quantile(0.90)),
-        "p99_ms": ms(h.quantile(0.99)),
-        "p999_ms": ms(h.quantile(0.999)),
-        "max_ms": ms(h.quantile(1.0)),
-        "min_ms": ms(if total > 0 { h.min.load(Relaxed) } else { 0 }),
-        "mean_ms": ms(h.sum.load(Relaxed).checked_div(total).unwrap_or(0)),
-        "negative_latencies": shared.negative.load(Relaxed),
-        "bad_messages": shared.bad.load(Relaxed),
-        "errors": errors,
-    });
-    summary.to_string()
+    let missed = (held_at_start as u64 * u64::from(ticks)).saturating_sub(messages);
+    let min_us = if total > 0 { h.min.load(Relaxed) } else { 0 };
+    let mean_us = h.sum.load(Relaxed).checked_div(total).unwrap_or(0);
+    // In this order: the headline figures first (serde_json's map would sort the keys).
+    let fields: Vec<(&str, serde_json::Value)> = vec![
+        ("clients_target", n.into()),
+        ("clients_held", held.into()),
+        ("connect_errors", shared.connect_errors.load(Relaxed).into()),
+        ("messages", messages.into()),
+        ("p50_ms", ms(h.quantile(0.50)).into()),
+        ("p99_ms", ms(h.quantile(0.99)).into()),
+        ("max_ms", ms(h.quantile(1.0)).into()),
+        ("clients_held_at_start", held_at_start.into()),
+        ("clients_failed", shared.failed.load(Relaxed).into()),
+        ("clients_receiving", receiving.into()),
+        ("disconnects", shared.disconnects.load(Relaxed).into()),
+        ("ramp_secs", ((ramp_secs * 10.0).round() / 10.0).into()),
+        ("measure_secs", args.measure_secs.into()),
+        ("ticks", ticks.into()),
+        ("messages_missed", missed.into()),
+        ("min_per_client", min_per_client.into()),
+        ("p90_ms", ms(h.quantile(0.90)).into()),
+        ("p999_ms", ms(h.quantile(0.999)).into()),
+        ("min_ms", ms(min_us).into()),
+        ("mean_ms", ms(mean_us).into()),
+        ("negative_latencies", shared.negative.load(Relaxed).into()),
+        ("bad_messages", shared.bad.load(Relaxed).into()),
+        ("errors", serde_json::to_value(errors).unwrap_or_default()),
+    ];
+    let body: Vec<String> = fields
+        .into_iter()
+        .map(|(k, v)| format!("\"{k}\":{v}"))
+        .collect();
+    format!("{{{}}}", body.join(","))
 }
 
 fn fail(msg: &str) -> ! {
@@ -536,7 +568,10 @@ mod tests {
             parse_rfc3339_us("2026-11-23T16:04:05.123456789+01:00"),
             Some(1_795_446_245_123_456)
         );
-        assert_eq!(parse_rfc3339_us("2000-02-29T00:00:00Z"), Some(951_782_400_000_000));
+        assert_eq!(
+            parse_rfc3339_us("2000-02-29T00:00:00Z"),
+            Some(951_782_400_000_000)
+        );
         assert_eq!(parse_rfc3339_us("2026-11-23T15:04:05"), None);
         assert_eq!(parse_rfc3339_us("2026-11-23T15:04:05.Z"), None);
         assert_eq!(parse_rfc3339_us("2026-13-23T15:04:05Z"), None);
@@ -545,7 +580,19 @@ mod tests {
     #[test]
     fn histogram_buckets_round_trip() {
         let mut prev = 0;
-        for v in [0u64, 1, 255, 256, 257, 511, 512, 1000, 12_345, 99_999, 1 << 30] {
+        for v in [
+            0u64,
+            1,
+            255,
+            256,
+            257,
+            511,
+            512,
+            1000,
+            12_345,
+            99_999,
+            1 << 30,
+        ] {
             let b = bucket_of(v);
             assert!(b >= prev && b < BUCKETS);
             prev = b;
