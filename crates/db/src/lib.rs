@@ -7,6 +7,7 @@ pub mod ledger;
 pub mod mail;
 pub mod market;
 mod migrate;
+pub mod notifications;
 pub mod security;
 pub mod sessions;
 pub mod users;

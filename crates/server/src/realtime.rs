@@ -370,6 +370,12 @@ pub fn announce_movements(state: &AppState, events: Vec<crate::wallet::MovementE
                     &json!({"currency": e.currency, "balance": e.balance}),
                 )
                 .await;
+            if let Some(n) = &e.notice {
+                state
+                    .realtime
+                    .to_user(&e.user_id, "notification", &n.view())
+                    .await;
+            }
         }
     });
 }

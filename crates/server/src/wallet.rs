@@ -329,8 +329,47 @@ impl<'a> Movement<'a> {
     }
 }
 
+/// A notification written with a movement (same transaction) and pushed after it commits.
+pub struct Notice {
+    pub id: String,
+    pub kind: &'static str,
+    pub title: String,
+    pub body: String,
+    pub data: Value,
+}
+
+impl Notice {
+    fn queue(&self, batch: &mut Batch, user_id: &str) {
+        Db::queue_notification(
+            batch,
+            etx_db::notifications::NewNotification {
+                id: &self.id,
+                user_id,
+                kind: self.kind,
+                title: &self.title,
+                body: &self.body,
+                data: &self.data.to_string(),
+            },
+        );
+    }
+
+    /// As listed by `GET /api/notifications` and sent as the `notification` event.
+    pub fn view(&self) -> Value {
+        json!({
+            "id": self.id,
+            "kind": self.kind,
+            "title": self.title,
+            "body": self.body,
+            "data": self.data,
+            "created_at": rfc3339(etx_db::now_micros()),
+            "read": false,
+        })
+    }
+}
+
 /// What the owner of one side of a movement is told in real time.
 pub struct MovementEvent {
+    pub notice: Option<Notice>,
     pub user_id: String,
     /// The history row, shaped as in `GET /api/transactions`.
     pub transaction: Value,
@@ -477,6 +516,22 @@ async fn p2p_attempt(
         "balance": format_amount(balance, asset.scale),
     })
     .to_string();
+    let notice_id = uuid::Uuid::now_v7().to_string();
+    let notice = Notice {
+        id: notice_id.clone(),
+        kind: "transfer_received",
+        title: format!(
+            "You received {} {}",
+            format_amount(amount, asset.scale),
+            asset.code
+        ),
+        body: match note {
+            Some(n) => format!("From {}: “{n}”", sender.username),
+            None => format!("From {}", sender.username),
+        },
+        data: json!({"transaction_id": in_id, "from": sender.username}),
+    };
+    notice.queue(&mut batch, &recipient.id);
     crate::audit::Event::new(Some(&sender.id), "transfer.p2p")
         .target("user", &recipient.id)
         .details(json!({
@@ -492,7 +547,8 @@ async fn p2p_attempt(
     let to_account = account_id(&recipient.id, "wallet", &asset.code);
     let recipient_balance = balance_of(&balances, &to_account)?;
     let at = rfc3339(etx_db::now_micros());
-    let event = |id: &str, direction: &str, other: &UserRow, balance: i64| MovementEvent {
+    let event = |id: &str, direction: &str, other: &UserRow, balance: i64, notice| MovementEvent {
+        notice,
         user_id: other_side(sender, &recipient, other).id.clone(),
         transaction: json!({
             "id": id,
@@ -512,8 +568,8 @@ async fn p2p_attempt(
     crate::realtime::announce_movements(
         state,
         vec![
-            event(&out_id, "out", &recipient, balance),
-            event(&in_id, "in", sender, recipient_balance),
+            event(&out_id, "out", &recipient, balance, None),
+            event(&in_id, "in", sender, recipient_balance, Some(notice)),
         ],
     );
     Ok(out)
@@ -629,6 +685,19 @@ async fn adjust_attempt(
         }
     })
     .to_string();
+    let notice = Notice {
+        id: uuid::Uuid::now_v7().to_string(),
+        kind: "balance_adjusted",
+        title: format!(
+            "Your {} balance was adjusted by {}{}",
+            asset.code,
+            if amount > 0 { "+" } else { "" },
+            format_amount(amount, asset.scale)
+        ),
+        body: reason.to_string(),
+        data: json!({"transaction_id": txn_id}),
+    };
+    notice.queue(&mut batch, &user.id);
     crate::audit::Event::new(Some(&admin.id), "wallet.adjust")
         .target("user", &user.id)
         .details(json!({
@@ -647,6 +716,7 @@ async fn adjust_attempt(
     crate::realtime::announce_movements(
         state,
         vec![MovementEvent {
+            notice: Some(notice),
             user_id: user.id.clone(),
             transaction: json!({
                 "id": txn_id,

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod auth;
 pub mod market;
+pub mod notifications;
 pub mod ops;
 pub mod realtime;
 pub mod security;
@@ -27,6 +28,7 @@ use utoipa_axum::router::OpenApiRouter;
         (name = "users", description = "Profiles, avatars and user administration"),
         (name = "wallet", description = "Balances and P2P transfers"),
         (name = "transactions", description = "History, summary and export"),
+        (name = "notifications", description = "Your notifications"),
         (name = "market", description = "Live prices, 24-hour statistics, candles and the price stream"),
         (name = "admin", description = "Administration of money and users"),
         (name = "ops", description = "Configuration, health and metrics"),
@@ -66,6 +68,7 @@ pub fn router(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) 
         .merge(audit::router())
         .merge(market::router())
         .merge(realtime::router())
+        .merge(notifications::router())
         .merge(ops::router())
         .split_for_parts()
 }

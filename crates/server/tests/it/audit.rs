@@ -517,6 +517,10 @@ async fn every_state_changing_route_writes_an_audit_record() {
                 .await
                 .status()
             }
+            ("POST", "/api/notifications/read") => {
+                before = records(&app).await;
+                app.post(path, json!({}), Some(&bob.token)).await.status()
+            }
             ("POST", "/api/admin/announcements") => {
                 before = records(&app).await;
                 app.post(path, json!({"message": "hello"}), Some(&admin.token))
@@ -534,5 +538,5 @@ async fn every_state_changing_route_writes_an_audit_record() {
         );
         walked += 1;
     }
-    assert_eq!(walked, 25, "every unsafe route but the export was walked");
+    assert_eq!(walked, 26, "every unsafe route but the export was walked");
 }

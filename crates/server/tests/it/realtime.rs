@@ -151,6 +151,49 @@ async fn a_stock_client_gets_prices_and_only_its_own_events() {
     assert_eq!(incoming["counterparty"]["username"], "alice");
     let w = b.wait_for("wallet_update", |_| true, WAIT).await.unwrap();
     assert_eq!(w["balance"], "12.50");
+    let n = b.wait_for("notification", |_| true, WAIT).await.unwrap();
+    assert_eq!(n["kind"], "transfer_received");
+    assert_eq!(n["title"], "You received 12.50 USD");
+    assert!(
+        a.seen.iter().all(|v| v["event"] != "notification"),
+        "the sender gets none"
+    );
+    // The same notification is stored, unread, and can be marked read by its owner only.
+    let list: Value = app
+        .get("/api/notifications", Some(&bob.token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["unread"], 1);
+    assert_eq!(list["items"][0]["id"], n["id"]);
+    assert_eq!(list["items"][0]["data"]["from"], "alice");
+    let id = n["id"].as_str().unwrap();
+    let r: Value = app
+        .post(
+            "/api/notifications/read",
+            json!({"ids": [id]}),
+            Some(&carol.token),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["updated"], 0, "not carol's to mark");
+    let r: Value = app
+        .post(
+            "/api/notifications/read",
+            json!({"ids": [id]}),
+            Some(&bob.token),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (r["updated"].as_u64(), r["unread"].as_i64()),
+        (Some(1), Some(0))
+    );
     // An admin's announcement reaches everyone; a user cannot send one.
     let r = app
         .post(
