@@ -1,6 +1,6 @@
 """A stock python-socketio client that records what the server sends.
 
-Usage: sio_recorder.py URL [TOKEN]
+Usage: sio_recorder.py URL [TOKEN]    (or with ETX_COOKIE set: connect with that Cookie header)
 
 Connects to URL, authenticates with TOKEN (when given), subscribes to the `prices` channel and
 prints one JSON line per event received: {"event": name, "data": payload}. The line
@@ -8,6 +8,7 @@ prints one JSON line per event received: {"event": name, "data": payload}. The l
 stops when standard input closes.
 """
 import json
+import os
 import sys
 import threading
 
@@ -30,7 +31,9 @@ for name in ("price_update", "transaction_update", "wallet_update", "notificatio
              "announcement", "auth_error", "authenticated", "pong"):
     sio.on(name, (lambda n: lambda data=None: emit_line(n, data))(name))
 
-sio.connect(url, transports=["websocket"], wait_timeout=10)
+cookie = os.environ.get("ETX_COOKIE")
+headers = {"Cookie": cookie} if cookie else {}
+sio.connect(url, headers=headers, transports=["websocket"], wait_timeout=10)
 if token:
     ack = sio.call("authenticate", {"token": token}, timeout=10)
     if not ack or not ack.get("ok"):

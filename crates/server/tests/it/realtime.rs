@@ -17,9 +17,16 @@ struct Recorder {
 
 impl Recorder {
     async fn start(base: &str, token: Option<&str>) -> Recorder {
+        Self::start_with(base, token, None).await
+    }
+
+    async fn start_with(base: &str, token: Option<&str>, cookie: Option<&str>) -> Recorder {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/sio_recorder.py");
         let mut cmd = tokio::process::Command::new("python3");
         cmd.arg(script).arg(base);
+        if let Some(c) = cookie {
+            cmd.env("ETX_COOKIE", c);
+        }
         if let Some(t) = token {
             cmd.arg(t);
         }
@@ -246,6 +253,16 @@ async fn a_stock_client_gets_prices_and_only_its_own_events() {
         before,
         "no events after sign-out"
     );
+}
+
+#[tokio::test]
+async fn a_browser_session_cookie_signs_the_socket_in() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let cookie = format!("access_token={}", alice.token);
+    let mut rec = Recorder::start_with(&app.base, None, Some(&cookie)).await;
+    let who = rec.wait_for("authenticated", |_| true, WAIT).await.unwrap();
+    assert_eq!(who["username"], "alice");
 }
 
 #[tokio::test]
