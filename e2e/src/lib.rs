@@ -50,6 +50,8 @@ pub struct App {
     /// Uses `localhost` rather than the bound IP: cookies are kept per host name, and this is the
     /// name a person would type.
     pub base: String,
+    /// The running application's state, for acting as another party (an admin, a sender).
+    pub state: etx_server::state::AppState,
     _data_dir: TempDir,
 }
 
@@ -66,9 +68,11 @@ impl App {
         c.database_url = fresh_database_url().await;
         let app = Application::build(c).await.expect("application starts");
         let port = app.local_addr().port();
+        let state = app.state.clone();
         tokio::spawn(app.run_until(std::future::pending()));
         App {
             base: format!("http://localhost:{port}"),
+            state,
             _data_dir: data_dir,
         }
     }

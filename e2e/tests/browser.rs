@@ -2,6 +2,7 @@
 //! submission, cookies, redirects, file upload and image loading.
 
 use etx_e2e::{App, Browser, TempDir};
+use serde_json::json;
 use std::path::Path;
 use std::time::Instant;
 
@@ -211,5 +212,73 @@ async fn two_factor_set_up_and_sign_in_in_chromium() {
         "the BTC price updates live",
     )
     .await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn money_received_shows_up_on_the_open_wallet_page() {
+    let (app, b) = tokio::join!(App::spawn(), Browser::launch());
+    b.goto(&app.url("/register")).await;
+    b.fill("#username", "receiver").await;
+    b.fill("#email", "receiver@example.com").await;
+    b.fill("#password", PASSWORD).await;
+    b.fill("#confirm_password", PASSWORD).await;
+    b.click("input[name=terms]").await;
+    b.click("form[action='/register'] button[type=submit]")
+        .await;
+    b.wait_for_path("/").await;
+    b.click("nav a[href='/wallet']").await;
+    b.wait_for_path("/wallet").await;
+    assert_eq!(b.text("[data-asset='USD']").await, "0.00");
+
+    // Someone else sends money while the page is open.
+    let s = &app.state;
+    let admin = etx_server::accounts::create_admin(
+        &s.db,
+        &s.hasher,
+        "boss@example.com",
+        "boss",
+        "Adm1n-Passphrase",
+    )
+    .await
+    .expect("admin");
+    let receiver = s.db.user_by_login("receiver").await.unwrap().unwrap();
+    s.db.execute(
+        "UPDATE users SET is_verified = TRUE WHERE id = $1",
+        [receiver.id.clone().into()],
+    )
+    .await
+    .unwrap();
+    let out = etx_server::wallet::adjust(
+        s,
+        &admin,
+        "fund-admin",
+        json!({"user_id": admin.id, "currency": "USD", "amount": "50.00", "reason": "float"}),
+    )
+    .await
+    .expect("fund the sender");
+    assert_eq!(out.status.as_u16(), 201);
+    let out = etx_server::wallet::transfer_p2p(
+        s,
+        &admin,
+        "live-1",
+        json!({"recipient": "receiver", "amount": "12.34", "currency": "USD"}),
+    )
+    .await
+    .expect("transfer");
+    assert_eq!(out.status.as_u16(), 201);
+
+    b.wait_for_js(
+        "return document.querySelector(\"[data-asset='USD']\").textContent === '12.34';",
+        "the balance updates without a reload",
+    )
+    .await;
+    let toast = b
+        .wait_for_js(
+            "const t = document.querySelector('#live-toasts .toast'); return t ? t.textContent : null;",
+            "a toast tells who sent it",
+        )
+        .await;
+    assert_eq!(toast, "Received 12.34 USD from boss.");
     b.close().await;
 }

@@ -92,3 +92,55 @@ document.addEventListener("DOMContentLoaded", function () {
   }
   connect();
 });
+
+// Private events on signed-in pages: a minimal Socket.IO client (Engine.IO v4 over a plain
+// WebSocket; the session cookie signs it in). Balances follow wallet_update; money received,
+// notifications and announcements appear as toasts.
+document.addEventListener("DOMContentLoaded", function () {
+  "use strict";
+  if (!document.body.hasAttribute("data-live-account") || !window.WebSocket) return;
+  var toasts = document.getElementById("live-toasts");
+  var delay = 1000;
+  function toast(text, kind) {
+    if (!toasts) return;
+    var p = document.createElement("p");
+    p.className = "toast" + (kind ? " " + kind : "");
+    p.textContent = text;
+    toasts.appendChild(p);
+    setTimeout(function () { p.remove(); }, 8000);
+  }
+  var handlers = {
+    wallet_update: function (d) {
+      document.querySelectorAll('[data-asset="' + d.currency + '"]').forEach(function (el) {
+        el.textContent = d.balance;
+        el.classList.remove("flash"); void el.offsetWidth; el.classList.add("flash");
+      });
+    },
+    transaction_update: function (d) {
+      if (d.direction === "in" && d.counterparty && d.counterparty.username) {
+        toast("Received " + d.amount + " " + d.currency + " from " + d.counterparty.username + ".", "ok");
+      }
+    },
+    notification: function (d) { if (d.kind !== "transfer_received") toast(d.title); },
+    announcement: function (d) { toast("Announcement: " + d.message, d.level); }
+  };
+  function connect() {
+    var ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host +
+      "/socket.io/?EIO=4&transport=websocket");
+    ws.onmessage = function (ev) {
+      var m = String(ev.data);
+      if (m === "2") { ws.send("3"); return; }          // Engine.IO ping → pong
+      if (m.charAt(0) === "0") { ws.send("40"); return; } // open → join the default namespace
+      if (m.indexOf("40") === 0) { delay = 1000; return; }
+      if (m.indexOf("42") === 0) {
+        var body = m.slice(2).replace(/^\d+/, "");       // drop an ack id, if any
+        var p;
+        try { p = JSON.parse(body); } catch (e) { return; }
+        var h = handlers[p[0]];
+        if (h) h(p[1] || {});
+      }
+    };
+    ws.onclose = function () { setTimeout(connect, delay); delay = Math.min(delay * 2, 30000); };
+  }
+  connect();
+});
