@@ -81,19 +81,29 @@ impl Realtime {
         }
     }
 
-    /// Installs the connection handlers; they need the state, which holds this handle.
-    pub async fn register(&self, state: AppState) -> anyhow::Result<()> {
+    /// Installs the connection handlers. They need the state, which holds this handle, so
+    /// they keep only a weak reference to it.
+    pub async fn register(&self, state: &AppState) -> anyhow::Result<()> {
+        let state = state.downgrade();
         match self {
             Realtime::Local(io, _) => {
                 io.ns("/", move |s: SocketRef| {
-                    let state = state.clone();
-                    async move { on_connect(state, s).await }
+                    let state = state.upgrade();
+                    async move {
+                        if let Some(state) = state {
+                            on_connect(state, s).await
+                        }
+                    }
                 });
             }
             Realtime::Redis(io, _) => {
                 io.ns("/", move |s: SocketRef<FredAdapter<Emitter>>| {
-                    let state = state.clone();
-                    async move { on_connect(state, s).await }
+                    let state = state.upgrade();
+                    async move {
+                        if let Some(state) = state {
+                            on_connect(state, s).await
+                        }
+                    }
                 })
                 .await
                 .map_err(|e| anyhow::anyhow!("Socket.IO namespace: {e}"))?;
@@ -225,11 +235,13 @@ async fn on_connect<A: Adapter>(state: AppState, s: SocketRef<A>) {
     if let Some(token) = cookie_token {
         authenticate(&state, &s, &token).await;
     }
+    // Handlers live inside the socket, which lives inside the state: hold it weakly.
     s.on("authenticate", {
-        let state = state.clone();
+        let state = state.downgrade();
         move |s: SocketRef<A>, TryData::<AuthMsg>(m), ack: AckSender<A>| {
-            let state = state.clone();
+            let state = state.upgrade();
             async move {
+                let Some(state) = state else { return };
                 let ok = match m {
                     Ok(m) => authenticate(&state, &s, &m.token).await,
                     Err(_) => {

@@ -109,7 +109,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         metrics: telemetry::metrics_handle(),
         started: Instant::now(),
     });
-    state.realtime.register(state.clone()).await?;
+    state.realtime.register(&state).await?;
     Ok(state)
 }
 

@@ -31,9 +31,25 @@ pub struct Inner {
     pub realtime: crate::realtime::Realtime,
 }
 
+/// A handle that does not keep the state alive, for callbacks stored inside the state itself
+/// (the Socket.IO handlers): a strong one there would be a cycle, and nothing would ever be
+/// dropped or closed.
+#[derive(Clone)]
+pub struct WeakState(std::sync::Weak<Inner>);
+
+impl WeakState {
+    pub fn upgrade(&self) -> Option<AppState> {
+        self.0.upgrade().map(AppState)
+    }
+}
+
 impl AppState {
     pub fn new(inner: Inner) -> Self {
         AppState(Arc::new(inner))
+    }
+
+    pub fn downgrade(&self) -> WeakState {
+        WeakState(Arc::downgrade(&self.0))
     }
 
     /// Cookies carry `Secure` everywhere but local development over plain HTTP.

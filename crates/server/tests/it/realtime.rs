@@ -337,3 +337,27 @@ async fn events_cross_instances_through_redis() {
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert!(on_b.wait_for("auth_error", |_| true, WAIT).await.is_some());
 }
+
+/// Nothing may keep a stopped application's state alive (a cycle through the Socket.IO
+/// handlers once did): its database pool would stay open, one per test, until PostgreSQL ran
+/// out of connections.
+#[test]
+fn a_stopped_app_releases_its_state() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let weak = rt.block_on(async {
+        let app = TestApp::spawn().await;
+        let alice = app.register("alice").await;
+        let mut rec = Recorder::start(&app.base, Some(&alice.token)).await;
+        assert!(
+            rec.wait_for("authenticated", |_| true, WAIT)
+                .await
+                .is_some()
+        );
+        app.state.downgrade()
+    });
+    drop(rt);
+    assert!(
+        weak.upgrade().is_none(),
+        "the application state outlived its runtime"
+    );
+}
