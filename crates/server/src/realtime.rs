@@ -229,12 +229,6 @@ async fn on_connect<A: Adapter>(state: AppState, s: SocketRef<A>) {
     s.on_disconnect(async || {
         metrics::gauge!("etx_socketio_clients").decrement(1.0);
     });
-    // A browser that connects with its session cookie is signed in from the start.
-    let cookie_token =
-        crate::cookies::get(&s.req_parts().headers, crate::cookies::ACCESS).map(str::to_string);
-    if let Some(token) = cookie_token {
-        authenticate(&state, &s, &token).await;
-    }
     // Handlers live inside the socket, which lives inside the state: hold it weakly.
     s.on("authenticate", {
         let state = state.downgrade();
@@ -283,6 +277,13 @@ async fn on_connect<A: Adapter>(state: AppState, s: SocketRef<A>) {
         let _ = s.emit("pong", &json!({"timestamp": now}));
         let _ = ack.send(&json!({"pong": true, "timestamp": now}));
     });
+    // A browser that connects with its session cookie is signed in from the start. This comes
+    // after the handlers: events that arrive while it awaits must find them in place.
+    let cookie_token =
+        crate::cookies::get(&s.req_parts().headers, crate::cookies::ACCESS).map(str::to_string);
+    if let Some(token) = cookie_token {
+        authenticate(&state, &s, &token).await;
+    }
 }
 
 async fn authenticate<A: Adapter>(state: &AppState, s: &SocketRef<A>, token: &str) -> bool {
