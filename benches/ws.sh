@@ -57,6 +57,21 @@ if ((FILE_MAX < 2 * CLIENTS + 10000)); then
     log "WARNING: fs.file-max $FILE_MAX is low for 2 x $CLIENTS sockets"
 fi
 
+# The server's port comes from below the ephemeral range: lib.sh's pick (20000-59999) can land
+# on a port that the previous run's 10k client sockets still hold, and the bind then fails.
+free_port() {
+    local p lo=10000 hi=$((PORT_LO - 1))
+    ((hi > lo + 1000)) || lo=$((PORT_HI + 1)) hi=65535
+    for _ in $(seq 200); do
+        p=$((lo + RANDOM % (hi - lo + 1)))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && ! ss -Htan "sport = :$p" | grep -q .; then
+            echo "$p"
+            return
+        fi
+    done
+    die "no free port found outside $PORT_LO-$PORT_HI"
+}
+
 # --- binaries -------------------------------------------------------------------------------------
 prepare_binary
 if [[ $SKIP_BUILD != 1 ]]; then
@@ -74,10 +89,12 @@ server_clients() { # the server's own gauge of open /ws/prices sockets
         | awk '/^etx_ws_price_clients / {print $2; found = 1} END {if (!found) print "?"}'
 }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+# Busy CPU ticks of the whole machine (all cores), to tell how much of it other processes took.
+machine_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat; }
 
 # One load run against a fresh server; appends a table row to $WORK/rows and notes to $WORK/notes.
 one_run() { # run number
-    local n=$1 pid out err t_end peak=0 r s_t0=0 l_t0=0 s_t1=0 l_t1=0 window=0 rss0 rss_start=0 gauge=? t_win=1 rc=0
+    local n=$1 pid out err t_end peak=0 r s_t0=0 l_t0=0 s_t1=0 l_t1=0 m_t0=0 m_t1=0 window=0 rss0 rss_start=0 gauge=? t_win=1 rc=0
     rm -rf "$WORK/data"
     log "run $n: starting the server (SQLite, tick ${TICK_MS} ms)"
     start_server "$WORK/data" "server$n" ETX__MARKET__PROVIDER=simulated ETX__MARKET__TICK_MS="$TICK_MS"
@@ -91,19 +108,28 @@ one_run() { # run number
     timeout -k 5 "$t_end" "$WSLOAD" --url "ws://127.0.0.1:$SERVER_PORT/ws/prices" --clients "$CLIENTS" \
         --ramp-per-sec "$RAMP" --measure-secs "$MEASURE_SECS" --threads "$LOAD_THREADS" \
         --source-ips "$SOURCE_IPS" >"$out" 2>"$err" 9>&- &
-    local load_pid=$!
+    local load_pid=$! wsload_pid
     PIDS+=("$load_pid")
+    sleep 0.2
+    wsload_pid=$(pgrep -P "$load_pid" -x wsload || echo "$load_pid") # timeout's child
     # Server RSS every 100 ms: the peak over the measuring window (wsload says when it opens and
     # closes on stderr), CPU of both over the window, and the server's client gauge mid-window.
+    # wsload exits right after closing its window, so its CPU ticks are the last ones sampled.
+    local l_last=0 l
+    close_window() {
+        window=2 s_t1=$(ticks_of "$pid") l_t1=$l_last m_t1=$(machine_ticks)
+        t_win=$(awk -v a="$t_win" -v b="$EPOCHREALTIME" 'BEGIN { print b - a }')
+    }
     while kill -0 "$load_pid" 2>/dev/null; do
         if ((window == 0)) && grep -q '^\[wsload\] window open' "$err"; then
-            window=1 s_t0=$(ticks_of "$pid") l_t0=$(ticks_of "$load_pid") rss_start=$(rss_kib "$pid")
-            t_win=$EPOCHREALTIME
+            window=1 s_t0=$(ticks_of "$pid") l_t0=$(ticks_of "$wsload_pid") m_t0=$(machine_ticks) rss_start=$(rss_kib "$pid")
+            t_win=$EPOCHREALTIME l_last=$l_t0
         elif ((window == 1)) && grep -q '^\[wsload\] window closed' "$err"; then
-            window=2 s_t1=$(ticks_of "$pid") l_t1=$(ticks_of "$load_pid")
-            t_win=$(awk -v a="$t_win" -v b="$EPOCHREALTIME" 'BEGIN { print b - a }')
+            close_window
         fi
         if ((window == 1)); then
+            l=$(ticks_of "$wsload_pid")
+            ((l > 0)) && l_last=$l
             r=$(rss_kib "$pid")
             ((r > peak)) && peak=$r
             if [[ $gauge == "?" ]] && grep -q '^\[wsload\] measuring' "$err"; then
@@ -115,6 +141,7 @@ one_run() { # run number
     wait "$load_pid" || rc=$?
     ((rc == 0)) || { cat "$err" >&2; die "wsload failed (exit $rc)"; }
     forget_pid "$load_pid"
+    ((window == 1)) && grep -q '^\[wsload\] window closed' "$err" && close_window
     ((window == 2)) || { cat "$err" >&2; die "wsload never reported its measuring window"; }
     jq -e .clients_target "$out" >/dev/null || { cat "$out" "$err" >&2; die "wsload printed no summary"; }
     kill -0 "$pid" 2>/dev/null || die "the server died during the run (see $WORK/server$n.err)"
@@ -135,7 +162,7 @@ one_run() { # run number
     cat >>"$WORK/notes" <<NOTES
 run $n: held $(j clients_held_at_start) at window start, $held at end (server gauge mid-window: $gauge); failed $(j clients_failed), connect errors $(j connect_errors) $(jq -c .errors "$out"), disconnects $(j disconnects); ramp $(j ramp_secs) s
   updates $(j messages) over $(j ticks) ticks to $(j clients_receiving) clients (missed $(j messages_missed), fewest per client $(j min_per_client)); latency min $(j min_ms) / mean $(j mean_ms) / p90 $(j p90_ms) / p99.9 $(j p999_ms) ms
-  server RSS idle $(mib "$rss0") MiB, window start $(mib "$rss_start"), peak $(mib "$peak"), 2 s after the clients left $(mib "$rss_after"), VmHWM $(mib "$hwm"); CPU over the ${t_win%.*} s window: server $(pct $((s_t1 - s_t0)) "$t_win"), wsload $(pct $((l_t1 - l_t0)) "$t_win")
+  server RSS idle $(mib "$rss0") MiB, window start $(mib "$rss_start"), peak $(mib "$peak"), 2 s after the clients left $(mib "$rss_after"), VmHWM $(mib "$hwm"); CPU over the ${t_win%.*} s window: server $(pct $((s_t1 - s_t0)) "$t_win"), wsload $(pct $((l_t1 - l_t0)) "$t_win"), everything else $(pct $((m_t1 - m_t0 - (s_t1 - s_t0) - (l_t1 - l_t0))) "$t_win") (of $(nproc)00%)
 NOTES
 }
 

@@ -282,11 +282,8 @@ struct Shared {
 impl Shared {
     fn note_error(&self, e: String) {
         self.connect_errors.fetch_add(1, Relaxed);
-        // Keep the tally small: the message without per-connection details.
-        let mut key: String = e.chars().take(120).collect();
-        if let Some(p) = key.find(" (os error") {
-            key.truncate(p + " (os error".len() + 4);
-        }
+        // A tally by message (they carry no per-connection details), kept short.
+        let key: String = e.chars().take(120).collect();
         *self.errors.lock().unwrap().entry(key).or_default() += 1;
     }
 

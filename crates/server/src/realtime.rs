@@ -60,7 +60,11 @@ fn channel_room(c: &str) -> String {
 
 impl Realtime {
     pub async fn new(redis_url: Option<&str>) -> anyhow::Result<Realtime> {
-        let builder = SocketIo::builder().ping_interval(Duration::from_secs(20));
+        // A small read buffer per WebSocket (the default is 128 KiB, zeroed before each read):
+        // client messages here are a few hundred bytes.
+        let builder = SocketIo::builder()
+            .ping_interval(Duration::from_secs(20))
+            .ws_read_buffer_size(4096);
         match redis_url {
             None => {
                 let (layer, io) = builder.build_layer();

@@ -285,7 +285,10 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 #[utoipa::path(get, path = "/ws/prices", tag = "market",
     responses((status = 101, description = "Switching to the WebSocket protocol")))]
 async fn ws_prices(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
-    ws.max_message_size(4096)
+    // The default 128 KiB read buffer is zeroed before every read: at 10,000 clients that is
+    // 1.3 GB of memory and most of the CPU per tick. Clients only ever send tiny pings.
+    ws.read_buffer_size(4096)
+        .max_message_size(4096)
         .max_frame_size(4096)
         .on_upgrade(move |socket| serve_prices(socket, state))
 }
