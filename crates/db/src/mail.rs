@@ -64,10 +64,6 @@ impl Db {
         Ok(id)
     }
 
-    pub async fn enqueue_mail(&self, m: NewMail) -> Result<String, DbErr> {
-        self.insert_mail(self.conn(), m).await
-    }
-
     /// Mail whose next attempt is due, oldest first.
     pub async fn due_mail(&self, limit: u64) -> Result<Vec<MailRow>, DbErr> {
         MailRow::find_by_statement(self.stmt(

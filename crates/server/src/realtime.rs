@@ -19,6 +19,16 @@ pub const CHANNELS: &[&str] = &["prices"];
 /// immediate sign-out on logout and revocation.
 const RECHECK_EVERY: Duration = Duration::from_secs(30);
 
+/// Runs the same code on whichever server handle is in use (the two differ only in type).
+macro_rules! with_io {
+    ($rt:expr, $io:ident => $body:expr) => {
+        match $rt {
+            Realtime::Local($io, _) => $body,
+            Realtime::Redis($io, _) => $body,
+        }
+    };
+}
+
 /// The Socket.IO server handle, local or spanning instances through Redis.
 #[derive(Clone)]
 pub enum Realtime {
@@ -130,26 +140,7 @@ impl Realtime {
         event: &'static str,
         data: &T,
     ) {
-        let r = match self {
-            Realtime::Local(io, _) => io.to(user_room(user_id)).emit(event, data).await,
-            Realtime::Redis(io, _) => io.to(user_room(user_id)).emit(event, data).await,
-        };
-        if let Err(e) = r {
-            tracing::warn!(error = %e, event, "real-time event not delivered");
-        }
-    }
-
-    /// Sends `event` to the subscribers of a public channel, on every instance.
-    pub async fn to_channel<T: Serialize + ?Sized>(
-        &self,
-        channel: &str,
-        event: &'static str,
-        data: &T,
-    ) {
-        let r = match self {
-            Realtime::Local(io, _) => io.to(channel_room(channel)).emit(event, data).await,
-            Realtime::Redis(io, _) => io.to(channel_room(channel)).emit(event, data).await,
-        };
+        let r = with_io!(self, io => io.to(user_room(user_id)).emit(event, data).await);
         if let Err(e) = r {
             tracing::warn!(error = %e, event, "real-time event not delivered");
         }
@@ -157,11 +148,7 @@ impl Realtime {
 
     /// Sends `event` to every connected socket, signed in or not, on every instance.
     pub async fn to_everyone<T: Serialize + ?Sized>(&self, event: &'static str, data: &T) {
-        let r = match self {
-            Realtime::Local(io, _) => io.emit(event, data).await,
-            Realtime::Redis(io, _) => io.emit(event, data).await,
-        };
-        if let Err(e) = r {
+        if let Err(e) = with_io!(self, io => io.emit(event, data).await) {
             tracing::warn!(error = %e, event, "real-time event not delivered");
         }
     }
@@ -173,58 +160,40 @@ impl Realtime {
         event: &'static str,
         data: &T,
     ) {
-        let _ = match self {
-            Realtime::Local(io, _) => io.local().to(channel_room(channel)).emit(event, data).await,
-            Realtime::Redis(io, _) => io.local().to(channel_room(channel)).emit(event, data).await,
-        };
+        let _ = with_io!(self, io => io.local().to(channel_room(channel)).emit(event, data).await);
     }
 
-    /// A session has ended: its sockets stop receiving the user's private events at once, on
-    /// every instance, and are told why.
-    pub async fn session_ended(&self, user_id: &str, session_id: &str) {
-        let room = session_room(session_id);
-        let msg = json!({"message": "your session has ended; authenticate again"});
-        let r = match self {
-            Realtime::Local(io, _) => {
-                let _ = io.to(room.clone()).emit("auth_error", &msg).await;
-                io.to(room)
-                    .leave(user_room(user_id))
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-            Realtime::Redis(io, _) => {
-                let _ = io.to(room.clone()).emit("auth_error", &msg).await;
-                io.to(room)
-                    .leave(user_room(user_id))
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-        };
+    /// The sockets in `room` are told why in an `auth_error`, then leave `private` (on every
+    /// instance), so the user's private events no longer reach them.
+    async fn detach(&self, room: String, private: String, message: &str) {
+        let msg = json!({ "message": message });
+        let r = with_io!(self, io => {
+            let _ = io.to(room.clone()).emit("auth_error", &msg).await;
+            io.to(room).leave(private).await.map_err(|e| e.to_string())
+        });
         if let Err(e) = r {
-            tracing::warn!(error = %e, "sockets of an ended session could not be detached");
+            tracing::warn!(error = %e, "sockets could not be detached from private events");
         }
+    }
+
+    /// A session has ended: its sockets stop receiving the user's private events at once.
+    pub async fn session_ended(&self, user_id: &str, session_id: &str) {
+        self.detach(
+            session_room(session_id),
+            user_room(user_id),
+            "your session has ended; authenticate again",
+        )
+        .await;
     }
 
     /// Every socket of the user loses its private events (suspension).
     pub async fn user_cut_off(&self, user_id: &str) {
-        let room = user_room(user_id);
-        let msg = json!({"message": "this account can no longer receive events"});
-        let _ = match self {
-            Realtime::Local(io, _) => {
-                let _ = io.to(room.clone()).emit("auth_error", &msg).await;
-                io.to(room.clone())
-                    .leave(room)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-            Realtime::Redis(io, _) => {
-                let _ = io.to(room.clone()).emit("auth_error", &msg).await;
-                io.to(room.clone())
-                    .leave(room)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-        };
+        self.detach(
+            user_room(user_id),
+            user_room(user_id),
+            "this account can no longer receive events",
+        )
+        .await;
     }
 }
 

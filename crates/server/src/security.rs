@@ -356,16 +356,39 @@ pub async fn send_verification(state: &AppState, user: &UserRow) -> Result<(), A
     let code = format!("{:06}", rand::random_range(0..1_000_000u32));
     let mail = crate::mail::verification_mail(state, &user.username, &user.email, &token, &code)?;
     let ttl = state.config.email.verify_ttl_hours * 3_600_000_000;
+    let code_hash = verify_code_hash(state, &user.id, &code);
+    send_token_mail(
+        state,
+        user,
+        TokenPurpose::Verify,
+        &token,
+        Some(&code_hash),
+        ttl,
+        mail,
+    )
+    .await
+}
+
+/// Stores a token (hashed) with the mail that carries it, and wakes the sender.
+async fn send_token_mail(
+    state: &AppState,
+    user: &UserRow,
+    purpose: TokenPurpose,
+    token: &str,
+    code_hash: Option<&str>,
+    ttl_micros: i64,
+    mail: etx_db::mail::NewMail,
+) -> Result<(), ApiError> {
     state
         .db
         .issue_email_token(
             NewEmailToken {
-                token_hash: &hash_token(&token),
+                token_hash: &hash_token(token),
                 user_id: &user.id,
-                purpose: TokenPurpose::Verify,
+                purpose,
                 email: &user.email,
-                code_hash: Some(&verify_code_hash(state, &user.id, &code)),
-                expires_at: now_micros() + ttl,
+                code_hash,
+                expires_at: now_micros() + ttl_micros,
             },
             mail,
         )
@@ -508,21 +531,7 @@ async fn send_reset(state: &AppState, email: &str) -> Result<(), ApiError> {
     let token = random_token();
     let mail = crate::mail::reset_mail(state, &user.username, &user.email, &token)?;
     let ttl = state.config.email.reset_ttl_minutes * 60_000_000;
-    state
-        .db
-        .issue_email_token(
-            NewEmailToken {
-                token_hash: &hash_token(&token),
-                user_id: &user.id,
-                purpose: TokenPurpose::Reset,
-                email: &user.email,
-                code_hash: None,
-                expires_at: now_micros() + ttl,
-            },
-            mail,
-        )
-        .await?;
-    state.mailer.wake.notify_one();
+    send_token_mail(state, &user, TokenPurpose::Reset, &token, None, ttl, mail).await?;
     Event::new(Some(&user.id), "auth.password_reset_requested")
         .target("user", &user.id)
         .record(state)

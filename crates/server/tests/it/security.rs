@@ -527,11 +527,7 @@ impl SmtpServer {
     async fn start() -> SmtpServer {
         let maildir = std::env::temp_dir().join(format!("etx-smtp-{}", uuid::Uuid::now_v7()));
         for attempt in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
+            let port = closed_port();
             let mut child = std::process::Command::new("python3")
                 .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
                 .args(["-c", "aiosmtpd.handlers.Mailbox"])
@@ -576,10 +572,7 @@ async fn password_reset_over_smtp() {
     let smtp = SmtpServer::start().await;
     let port = smtp.port;
     let app = TestApp::spawn_with(|c| {
-        c.email.transport = "smtp".into();
-        c.email.smtp_host = "127.0.0.1".into();
-        c.email.smtp_port = port;
-        c.email.smtp_tls = "none".into();
+        smtp_on(c, port);
         c.rate_limit.forgot_password_per_ip_per_minute = 100;
     })
     .await;
@@ -769,17 +762,8 @@ async fn forgot_password_answers_alike_in_time_for_known_and_unknown_addresses()
 
 #[tokio::test]
 async fn mail_that_cannot_be_delivered_is_retried_then_shown_to_admins_as_failed() {
-    // Nothing listens on this port.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let app = TestApp::spawn_with(|c| {
-        c.email.transport = "smtp".into();
-        c.email.smtp_host = "127.0.0.1".into();
-        c.email.smtp_port = port;
-        c.email.smtp_tls = "none".into();
+        smtp_on(c, closed_port());
         c.email.max_attempts = 1;
     })
     .await;

@@ -320,3 +320,20 @@ pub async fn two_factor_on(app: &TestApp, u: &TestUser) -> (String, Vec<String>)
         .collect();
     (secret, codes)
 }
+
+/// Sends this app's mail through plain SMTP on `127.0.0.1:port`.
+pub fn smtp_on(c: &mut Config, port: u16) {
+    c.email.transport = "smtp".into();
+    c.email.smtp_host = "127.0.0.1".into();
+    c.email.smtp_port = port;
+    c.email.smtp_tls = "none".into();
+}
+
+/// A local port nothing listens on.
+pub fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -709,16 +709,8 @@ async fn the_dev_outbox_page_does_not_exist_in_production() {
 
 #[tokio::test]
 async fn admins_see_mail_that_could_not_be_delivered() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let app = TestApp::spawn_with(|c| {
-        c.email.transport = "smtp".into();
-        c.email.smtp_host = "127.0.0.1".into();
-        c.email.smtp_port = closed;
-        c.email.smtp_tls = "none".into();
+        smtp_on(c, closed_port());
         c.email.max_attempts = 1;
     })
     .await;
