@@ -80,6 +80,7 @@ pub struct NewTransaction<'a> {
     pub direction: &'a str,
     pub asset: &'a str,
     pub amount: i64,
+    pub fee: i64,
     pub status: &'a str,
     pub counterparty_id: Option<&'a str>,
     pub note: Option<&'a str>,
@@ -181,7 +182,7 @@ impl Db {
         }
         rows.sort_by(|a, b| a.user_id.cmp(b.user_id));
         let now = now_micros();
-        let mut vals: Vec<sea_orm::Value> = Vec::with_capacity(rows.len() * 11);
+        let mut vals: Vec<sea_orm::Value> = Vec::with_capacity(rows.len() * 12);
         for t in rows.iter() {
             vals.extend([
                 t.id.into(),
@@ -190,6 +191,7 @@ impl Db {
                 t.direction.into(),
                 t.asset.into(),
                 t.amount.into(),
+                t.fee.into(),
                 t.status.into(),
                 t.counterparty_id.map(str::to_string).into(),
                 t.note.map(str::to_string).into(),
@@ -199,9 +201,9 @@ impl Db {
         }
         batch.push(
             format!(
-                "INSERT INTO transactions (id, user_id, type, direction, asset, amount, status, \
+                "INSERT INTO transactions (id, user_id, type, direction, asset, amount, fee, status, \
                  counterparty_id, note, entry_id, created_at) VALUES {}",
-                placeholders(rows.len(), 11)
+                placeholders(rows.len(), 12)
             ),
             vals,
         );
@@ -217,14 +219,31 @@ impl Db {
         cents: i64,
         cap: i64,
     ) -> Result<bool, DbErr> {
+        self.add_usage(tx, Usage::Transfers, user_id, day, cents, cap)
+            .await
+    }
+
+    /// Adds `cents` to a user's total for `day` in `table` unless that would pass `cap`.
+    pub(crate) async fn add_usage(
+        &self,
+        tx: &DatabaseTransaction,
+        table: Usage,
+        user_id: &str,
+        day: i64,
+        cents: i64,
+        cap: i64,
+    ) -> Result<bool, DbErr> {
         if cents > cap {
             return Ok(false);
         }
+        let t = table.table();
         let n = tx
             .execute_raw(self.stmt(
-                "INSERT INTO transfer_usage (user_id, day, used_cents) VALUES ($1, $2, $3) \
-                 ON CONFLICT (user_id, day) DO UPDATE SET used_cents = transfer_usage.used_cents + excluded.used_cents \
-                 WHERE transfer_usage.used_cents + excluded.used_cents <= $4",
+                &format!(
+                    "INSERT INTO {t} (user_id, day, used_cents) VALUES ($1, $2, $3) \
+                     ON CONFLICT (user_id, day) DO UPDATE SET used_cents = {t}.used_cents + excluded.used_cents \
+                     WHERE {t}.used_cents + excluded.used_cents <= $4"
+                ),
                 [user_id.into(), day.into(), cents.into(), cap.into()],
             ))
             .await?
@@ -304,7 +323,7 @@ impl Db {
     pub async fn holds_funds(&self, user_id: &str) -> Result<bool, DbErr> {
         Ok(self
             .scalar_i64(
-                "SELECT COUNT(*) FROM ledger_accounts WHERE owner_id = $1 AND kind = 'wallet' AND balance <> 0",
+                "SELECT COUNT(*) FROM ledger_accounts WHERE owner_id = $1 AND kind IN ('wallet', 'held') AND balance <> 0",
                 vec![user_id.into()],
             )
             .await?
@@ -329,6 +348,22 @@ impl Db {
                 ))
             })
             .collect()
+    }
+}
+
+/// Per-user daily totals kept for caps.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Usage {
+    Transfers,
+    Withdrawals,
+}
+
+impl Usage {
+    pub(crate) fn table(self) -> &'static str {
+        match self {
+            Usage::Transfers => "transfer_usage",
+            Usage::Withdrawals => "withdrawal_usage",
+        }
     }
 }
 

@@ -8,6 +8,7 @@ pub mod mail;
 pub mod market;
 mod migrate;
 pub mod notifications;
+pub mod payments;
 pub mod security;
 pub mod sessions;
 pub mod users;

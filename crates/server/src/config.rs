@@ -38,6 +38,9 @@ pub struct Config {
     pub bootstrap: BootstrapConfig,
     pub assets: Vec<AssetConfig>,
     pub transfers: TransferConfig,
+    pub deposits: DepositConfig,
+    pub withdrawals: WithdrawalConfig,
+    pub aml: AmlConfig,
     pub idempotency: IdempotencyConfig,
     pub market: MarketConfig,
     pub log: LogConfig,
@@ -168,6 +171,71 @@ pub struct AssetConfig {
     /// Decimal USD price of one whole unit.
     #[serde(deserialize_with = "decimal_text")]
     pub usd_price: String,
+    /// Address family for withdrawals: "bitcoin", "litecoin", "evm" or "solana". An asset
+    /// without one cannot be withdrawn to an address.
+    #[serde(default)]
+    pub network: Option<String>,
+    /// The smallest withdrawal fee, in the asset (decimal text).
+    #[serde(default)]
+    pub withdrawal_min_fee: Option<String>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct DepositConfig {
+    /// "sandbox" (dev: payments completed from the UI or CLI) or "nowpayments".
+    pub provider: String,
+    pub ttl_minutes: u32,
+    #[serde(deserialize_with = "decimal_text")]
+    pub min_usd: String,
+    #[serde(deserialize_with = "decimal_text")]
+    pub max_usd: String,
+    pub pay_currencies: Vec<String>,
+    /// Shared with the provider to sign its notifications. Empty: derived from the server
+    /// secret (enough for the sandbox; NOWPayments needs the one from its dashboard).
+    #[serde(default)]
+    pub ipn_secret: Option<String>,
+    pub nowpayments_url: String,
+    #[serde(default)]
+    pub nowpayments_api_key: Option<String>,
+}
+
+impl std::fmt::Debug for DepositConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DepositConfig")
+            .field("provider", &self.provider)
+            .field("nowpayments_url", &self.nowpayments_url)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WithdrawalConfig {
+    #[serde(deserialize_with = "decimal_text")]
+    pub min_usd: String,
+    #[serde(deserialize_with = "decimal_text")]
+    pub max_usd: String,
+    #[serde(deserialize_with = "decimal_text")]
+    pub daily_cap_usd: String,
+    /// Percent of the amount, before the per-asset minimum applies.
+    #[serde(deserialize_with = "decimal_text")]
+    pub fee_percent: String,
+    /// At or above this USD value a withdrawal needs two approvals.
+    #[serde(deserialize_with = "decimal_text")]
+    pub two_approvals_from_usd: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AmlConfig {
+    /// One operation worth this much or more is held for review.
+    #[serde(deserialize_with = "decimal_text")]
+    pub large_amount_usd: String,
+    /// More than this many operations within the window: the next is held.
+    pub max_operations_in_window: u32,
+    pub window_minutes: u32,
+    /// An account younger than this moving at least `young_account_usd` is held.
+    pub young_account_days: u32,
+    #[serde(deserialize_with = "decimal_text")]
+    pub young_account_usd: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -367,6 +435,7 @@ impl Config {
             anyhow::bail!("invalid setting market: tick_ms 50..=60000, stale_after_secs >= 1");
         }
         crate::wallet::TransferLimits::from_config(&self.transfers)?;
+        crate::payments::Rules::from_config(self)?;
         if self.env == RunEnv::Production && self.public_url.is_none() {
             anyhow::bail!("invalid setting ETX_PUBLIC_URL: required when ETX_ENV=production");
         }

@@ -87,6 +87,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     bootstrap_admin(&config, &db, &hasher).await?;
     let assets = crate::wallet::Assets::from_config(&config.assets)?;
     let transfer_limits = crate::wallet::TransferLimits::from_config(&config.transfers)?;
+    let rules = crate::payments::Rules::from_config(&config)?;
+    let payments = crate::payments::Payments::new(&config.deposits, &secret)?;
     let mailer = crate::mail::Mailer::from_config(&config.email, &config.data_dir)?;
     let secret_box = etx_auth::totp::SecretBox::new(&secret);
     let market = std::sync::Arc::new(crate::market::Market::new(&config.market, &config.assets)?);
@@ -100,6 +102,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         secret_box,
         assets,
         transfer_limits,
+        rules,
+        payments,
         config,
         db,
         hasher,

@@ -24,6 +24,8 @@ pub struct Inner {
     pub started: Instant,
     pub assets: crate::wallet::Assets,
     pub transfer_limits: crate::wallet::TransferLimits,
+    pub rules: crate::payments::Rules,
+    pub payments: crate::payments::Payments,
     pub mailer: crate::mail::Mailer,
     /// Seals 2FA secrets and peppers code hashes, with keys derived from the server secret.
     pub secret_box: etx_auth::totp::SecretBox,

@@ -70,11 +70,25 @@ impl Assets {
         self.0.iter()
     }
 
-    /// USD-equivalent in cents, rounded down; `None` on overflow.
+    /// USD-equivalent in cents at the reference price, rounded down; `None` on overflow.
     pub fn usd_cents(asset: &Asset, minor: i64) -> Option<i64> {
         let v = i128::from(minor) * i128::from(asset.usd_price_cents)
             / 10i128.pow(u32::from(asset.scale));
         i64::try_from(v).ok()
+    }
+}
+
+/// USD-equivalent in cents at the server's current price (the reference price for USD and
+/// for an asset the feed has not quoted), rounded down; `None` on overflow.
+pub fn usd_value(state: &AppState, asset: &Asset, minor: i64) -> Option<i64> {
+    match state.market.quote(&asset.code) {
+        Some(q) if asset.code != "USD" => {
+            // Prices are USD × 10^8; cents are USD × 10^2.
+            let v = i128::from(minor) * i128::from(q.price)
+                / 10i128.pow(u32::from(asset.scale) + 6);
+            i64::try_from(v).ok()
+        }
+        _ => Assets::usd_cents(asset, minor),
     }
 }
 
@@ -153,7 +167,7 @@ fn parse_request<T: serde::de::DeserializeOwned>(body: Value) -> Result<(String,
     Ok((hash, req))
 }
 
-fn asset_of<'a>(state: &'a AppState, code: &str) -> Result<&'a Asset, ApiError> {
+pub(crate) fn asset_of<'a>(state: &'a AppState, code: &str) -> Result<&'a Asset, ApiError> {
     state
         .assets
         .get(code)
@@ -167,7 +181,7 @@ pub struct Outcome {
     pub replayed: bool,
 }
 
-enum Failure {
+pub(crate) enum Failure {
     Api(ApiError),
     Db(DbErr),
     /// The idempotency key was taken by another request that committed first.
@@ -198,7 +212,7 @@ impl From<PostError> for Failure {
     }
 }
 
-fn is_transient(e: &DbErr) -> bool {
+pub(crate) fn is_transient(e: &DbErr) -> bool {
     let m = e.to_string();
     m.contains("deadlock detected")
         || m.contains("could not serialize")
@@ -207,7 +221,7 @@ fn is_transient(e: &DbErr) -> bool {
 }
 
 /// Who asks for a movement and under which idempotency key.
-struct Movement<'a> {
+pub(crate) struct Movement<'a> {
     user_id: &'a str,
     key: &'a str,
     scope: &'static str,
@@ -216,7 +230,7 @@ struct Movement<'a> {
 
 impl<'a> Movement<'a> {
     /// The movement a request asks for, and the request in its typed form.
-    fn start<T: serde::de::DeserializeOwned>(
+    pub(crate) fn start<T: serde::de::DeserializeOwned>(
         user_id: &'a str,
         key: &'a str,
         scope: &'static str,
@@ -236,7 +250,7 @@ impl<'a> Movement<'a> {
 
     /// Runs the movement's queued inserts, stores the answer under the key and commits. If the key was taken meanwhile, nothing is
     /// committed and the caller answers as the first request did.
-    async fn commit(
+    pub(crate) async fn commit(
         &self,
         state: &AppState,
         tx: etx_db::DatabaseTransaction,
@@ -292,7 +306,7 @@ impl<'a> Movement<'a> {
     /// pause. When an attempt fails or finds its key taken, an earlier request with the same
     /// key decides the answer (a replay, or a 409 for a different body), so a replay is answered
     /// the same even if it could no longer be carried out.
-    async fn run<F, Fut>(&self, state: &AppState, mut attempt: F) -> Result<Outcome, ApiError>
+    pub(crate) async fn run<F, Fut>(&self, state: &AppState, mut attempt: F) -> Result<Outcome, ApiError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<Outcome, Failure>>,
@@ -339,7 +353,7 @@ pub struct Notice {
 }
 
 impl Notice {
-    fn queue(&self, batch: &mut Batch, user_id: &str) {
+    pub(crate) fn queue(&self, batch: &mut Batch, user_id: &str) {
         Db::queue_notification(
             batch,
             etx_db::notifications::NewNotification {
@@ -428,8 +442,7 @@ async fn p2p_attempt(
         return Err(ApiError::field("recipient", "you cannot send money to yourself").into());
     }
     let limits = state.transfer_limits;
-    let usd =
-        Assets::usd_cents(asset, amount).ok_or_else(|| amount_field(AmountError::Overflow))?;
+    let usd = usd_value(state, asset, amount).ok_or_else(|| amount_field(AmountError::Overflow))?;
     if usd < limits.min_cents || usd > limits.max_cents {
         return Err(ApiError::LimitExceeded(format!(
             "a transfer must be worth between ${} and ${}",
@@ -437,6 +450,9 @@ async fn p2p_attempt(
             format_amount(limits.max_cents, 2)
         ))
         .into());
+    }
+    if let Some(rule) = crate::payments::transfer_rule(state, &tx, sender, usd).await? {
+        return held_p2p(state, tx, sender, &recipient, asset, amount, note, usd, m, rule).await;
     }
     let entry_id = uuid::Uuid::now_v7().to_string();
     let mut batch = Batch::default();
@@ -489,6 +505,7 @@ async fn p2p_attempt(
         direction,
         asset: &asset.code,
         amount,
+        fee: 0,
         status: "completed",
         counterparty_id: Some(other),
         note,
@@ -575,7 +592,88 @@ async fn p2p_attempt(
     Ok(out)
 }
 
-fn balance_of(balances: &[(String, i64)], account: &str) -> Result<i64, Failure> {
+/// A transfer an AML rule flagged: the sender's money is held until staff decide, and only
+/// the sender hears of it for now.
+#[allow(clippy::too_many_arguments)]
+async fn held_p2p(
+    state: &AppState,
+    tx: etx_db::DatabaseTransaction,
+    sender: &UserRow,
+    recipient: &UserRow,
+    asset: &Asset,
+    amount: i64,
+    note: Option<&str>,
+    usd: i64,
+    m: &Movement<'_>,
+    rule: (&'static str, Value),
+) -> Result<Outcome, Failure> {
+    let db = &state.db;
+    let day = chrono::Utc::now().timestamp().div_euclid(86_400);
+    let cap = state.transfer_limits.daily_cap_cents;
+    if !db.add_transfer_usage(&tx, &sender.id, day, usd, cap).await? {
+        return Err(ApiError::LimitExceeded(format!(
+            "this transfer would pass your daily limit of ${}",
+            format_amount(cap, 2)
+        ))
+        .into());
+    }
+    let mut batch = Batch::default();
+    let rule_name = rule.0;
+    let (txn_id, balance) = crate::payments::hold_transfer(
+        state, &tx, &mut batch, sender, recipient, asset, amount, note, rule,
+    )
+    .await?;
+    crate::audit::Event::new(Some(&sender.id), "transfer.p2p")
+        .target("user", &recipient.id)
+        .details(json!({
+            "currency": asset.code,
+            "amount": format_amount(amount, asset.scale),
+            "held_for_review": rule_name,
+        }))
+        .queue(&mut batch);
+    let view = json!({
+        "id": txn_id,
+        "type": "p2p",
+        "direction": "out",
+        "currency": asset.code,
+        "amount": format_amount(amount, asset.scale),
+        "fee": format_amount(0, asset.scale),
+        "status": "held",
+        "counterparty": {"id": recipient.id, "username": recipient.username},
+        "note": note,
+        "created_at": rfc3339(etx_db::now_micros()),
+    });
+    let body = json!({
+        "transfer": {
+            "id": txn_id,
+            "sender": {"id": sender.id, "username": sender.username},
+            "recipient": {"id": recipient.id, "username": recipient.username},
+            "amount": format_amount(amount, asset.scale),
+            "currency": asset.code,
+            "note": note,
+            "status": "held",
+            "review": "This transfer is held for a compliance review; the recipient receives it once it is released.",
+            "created_at": rfc3339(etx_db::now_micros()),
+        },
+        "balance": format_amount(balance, asset.scale),
+    })
+    .to_string();
+    let out = m.commit(state, tx, batch, StatusCode::CREATED, body).await?;
+    tracing::info!(sender = %sender.id, recipient = %recipient.id, rule = rule_name, "p2p transfer held for review");
+    crate::realtime::announce_movements(
+        state,
+        vec![MovementEvent {
+            notice: None,
+            user_id: sender.id.clone(),
+            transaction: view,
+            currency: asset.code.clone(),
+            balance: format_amount(balance, asset.scale),
+        }],
+    );
+    Ok(out)
+}
+
+pub(crate) fn balance_of(balances: &[(String, i64)], account: &str) -> Result<i64, Failure> {
     balances
         .iter()
         .find(|(id, _)| id == account)
@@ -667,6 +765,7 @@ async fn adjust_attempt(
             direction: if amount > 0 { "in" } else { "out" },
             asset: &asset.code,
             amount: amount.abs(),
+            fee: 0,
             status: "completed",
             counterparty_id: None,
             note: Some(reason),

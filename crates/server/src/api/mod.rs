@@ -6,6 +6,7 @@ pub mod auth;
 pub mod market;
 pub mod notifications;
 pub mod ops;
+pub mod payments;
 pub mod realtime;
 pub mod security;
 pub mod transactions;
@@ -64,6 +65,7 @@ pub fn router(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) 
         .merge(security::router())
         .merge(users::router(state))
         .merge(wallet::router())
+        .merge(payments::router())
         .merge(transactions::router())
         .merge(audit::router())
         .merge(market::router())

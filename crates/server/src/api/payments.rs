@@ -1,0 +1,620 @@
+//! Deposits, the provider webhook, withdrawals, and the staff queues for withdrawals and AML
+//! review.
+
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{AppJson, AppQuery};
+use crate::payments::{self, StaffAction};
+use crate::session::Auth;
+use crate::state::AppState;
+use crate::wallet::{self, AmountText, Outcome};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use etx_db::payments::WithdrawalFilter;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_deposit))
+        .routes(routes!(get_deposit))
+        .routes(routes!(list_deposits))
+        .routes(routes!(simulate_deposit))
+        .routes(routes!(webhook))
+        .routes(routes!(withdraw_quote))
+        .routes(routes!(withdraw))
+        .routes(routes!(list_withdrawals))
+        .routes(routes!(get_withdrawal))
+        .routes(routes!(cancel_withdrawal))
+        .routes(routes!(admin_withdrawals))
+        .routes(routes!(approve_withdrawal))
+        .routes(routes!(reject_withdrawal))
+        .routes(routes!(complete_withdrawal))
+        .routes(routes!(aml_queue))
+        .routes(routes!(aml_release))
+        .routes(routes!(aml_reject))
+}
+
+fn object(body: Value) -> Result<Value, ApiError> {
+    if body.is_object() {
+        Ok(body)
+    } else {
+        Err(ApiError::Validation {
+            message: "the body must be a JSON object".into(),
+            fields: Default::default(),
+        })
+    }
+}
+
+fn typed<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, ApiError> {
+    serde_json::from_value(object(body)?).map_err(|e| ApiError::Validation {
+        message: e.to_string(),
+        fields: Default::default(),
+    })
+}
+
+/// Body of a deposit order.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct DepositBody {
+    /// USD value to deposit, as a decimal string or number.
+    #[schema(value_type = String, example = "100.00")]
+    amount: String,
+    /// One of the configured pay currencies (BTC, ETH, USDT, USDC, LTC, BNB, SOL).
+    #[schema(example = "BTC")]
+    pay_currency: String,
+}
+
+/// Create a deposit order: an address, the amount to pay in the chosen currency at the current
+/// price, a QR code and an expiry. The balance is credited when the provider reports the
+/// payment finished.
+#[utoipa::path(post, path = "/api/wallet/deposit/create", tag = "wallet", request_body = DepositBody,
+    responses(
+        (status = 201, description = "The order, with `qr_svg`"),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 422, description = "Invalid amount or currency, or LIMIT_EXCEEDED", body = ErrorBody),
+        (status = 503, description = "No price or the provider is unavailable", body = ErrorBody),
+    ))]
+async fn create_deposit(
+    State(state): State<AppState>,
+    auth: Auth,
+    AppJson(body): AppJson<Value>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let req: payments::DepositRequest = typed(body)?;
+    let d = payments::create_deposit(&state, &auth.user, req).await?;
+    Ok((StatusCode::CREATED, Json(json!({"deposit": d}))))
+}
+
+/// One of your deposit orders, with its QR code and every status the provider reported.
+#[utoipa::path(get, path = "/api/wallet/deposit/{order_id}", tag = "wallet",
+    params(("order_id" = String, Path, description = "DEP-…")),
+    responses(
+        (status = 200, description = "The order"),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 404, description = "No such order of yours", body = ErrorBody),
+    ))]
+async fn get_deposit(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(order_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let d = state
+        .db
+        .deposit_by_order(&order_id)
+        .await?
+        .filter(|d| d.user_id == auth.user.id || auth.role.is_staff())
+        .ok_or(ApiError::NotFound)?;
+    let mut v = payments::deposit_json(&state, &d, true);
+    v["notifications"] = state
+        .db
+        .webhooks_of_order(&d.order_id)
+        .await?
+        .iter()
+        .filter(|w| w.signature_ok)
+        .map(|w| json!({"status": w.payment_status, "outcome": w.outcome, "at": crate::views::rfc3339(w.received_at)}))
+        .collect();
+    Ok(Json(json!({"deposit": v})))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    pub skip: Option<i64>,
+    /// At most 100 (default 20).
+    pub limit: Option<i64>,
+}
+
+/// Your deposit orders, newest first.
+#[utoipa::path(get, path = "/api/wallet/deposits", tag = "wallet", params(PageQuery),
+    responses(
+        (status = 200, description = "`{deposits, total, skip, limit}`"),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+    ))]
+async fn list_deposits(
+    State(state): State<AppState>,
+    auth: Auth,
+    AppQuery(q): AppQuery<PageQuery>,
+) -> ApiResult<Json<Value>> {
+    let (skip, limit) = super::users::paging(q.skip, q.limit)?;
+    let (total, rows) = state.db.deposits_of_user(&auth.user.id, skip, limit).await?;
+    let deposits: Vec<Value> = rows
+        .iter()
+        .map(|d| payments::deposit_json(&state, d, false))
+        .collect();
+    Ok(Json(
+        json!({"deposits": deposits, "total": total, "skip": skip, "limit": limit}),
+    ))
+}
+
+/// Body of a simulated payment notification.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct SimulateBody {
+    /// waiting, confirming, confirmed, sending, partially_paid, finished, failed, refunded, expired
+    status: String,
+    /// Paid so far in the pay currency; default: all of it when finished, half when partial.
+    #[schema(value_type = Option<String>)]
+    actually_paid: Option<String>,
+}
+
+/// Dev mode with the sandbox provider: send your order's payment notification, signed, through
+/// the same webhook path a real provider uses.
+#[utoipa::path(post, path = "/api/wallet/deposit/{order_id}/simulate", tag = "wallet",
+    params(("order_id" = String, Path, description = "DEP-…")), request_body = SimulateBody,
+    responses(
+        (status = 200, description = "What the webhook made of it"),
+        (status = 403, description = "Not dev mode or not the sandbox provider", body = ErrorBody),
+        (status = 404, description = "No such order of yours", body = ErrorBody),
+    ))]
+async fn simulate_deposit(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(order_id): Path<String>,
+    AppJson(body): AppJson<Value>,
+) -> ApiResult<Json<Value>> {
+    let req: payments::SimulateRequest = typed(body)?;
+    state
+        .db
+        .deposit_by_order(&order_id)
+        .await?
+        .filter(|d| d.user_id == auth.user.id || auth.role.is_staff())
+        .ok_or(ApiError::NotFound)?;
+    let out = payments::simulate(&state, &order_id, req).await?;
+    crate::audit::Event::new(Some(&auth.user.id), "deposit.simulate")
+        .target("deposit", &order_id)
+        .details(json!({"result": out["result"]}))
+        .record(&state)
+        .await;
+    Ok(Json(out))
+}
+
+/// A provider's payment notification (NOWPayments IPN format; other fields are kept as sent).
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct WebhookBody {
+    #[schema(example = "DEP-0193A1B2C3D4E5F6")]
+    order_id: String,
+    #[schema(example = "finished")]
+    payment_status: String,
+    #[schema(value_type = Option<String>)]
+    payment_id: Option<String>,
+    #[schema(value_type = Option<String>, example = "0.00153846")]
+    actually_paid: Option<String>,
+}
+
+/// Payment notifications from the provider (`sandbox` or `nowpayments`), signed with
+/// HMAC-SHA512 of the key-sorted JSON body in `x-nowpayments-sig`. Statuses only move forward
+/// and a deposit is credited once, whatever the order or number of notifications.
+#[utoipa::path(post, path = "/api/wallet/webhook/{provider}", tag = "wallet", security(()),
+    request_body = WebhookBody,
+    params(("provider" = String, Path, description = "The configured provider"),
+        ("x-nowpayments-sig" = String, Header, description = "Hex HMAC-SHA512 signature")),
+    responses(
+        (status = 200, description = "Applied or ignored (not newer); `result` says which"),
+        (status = 401, description = "Missing or bad signature; nothing changed", body = ErrorBody),
+        (status = 404, description = "Unknown provider or order", body = ErrorBody),
+        (status = 422, description = "Unknown status or mismatched payment", body = ErrorBody),
+    ))]
+async fn webhook(
+    State(state): State<AppState>,
+    Path(provider): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let sig = headers
+        .get(payments::nowpayments::SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok());
+    let out = payments::receive_webhook(&state, &provider, sig, &body).await?;
+    Ok(Json(out))
+}
+
+/// Body of a withdrawal quote.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuoteBody {
+    #[schema(value_type = String, example = "0.01")]
+    amount: AmountText,
+    #[schema(example = "BTC")]
+    currency: String,
+}
+
+/// The fee, total and USD value of a withdrawal before you ask for it. Moves nothing.
+#[utoipa::path(post, path = "/api/wallet/withdraw/quote", tag = "wallet", request_body = QuoteBody,
+    responses(
+        (status = 200, description = "`{currency, amount, fee, total, usd_value, approvals_required}`"),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 422, description = "Invalid amount or currency, or LIMIT_EXCEEDED", body = ErrorBody),
+    ))]
+async fn withdraw_quote(
+    State(state): State<AppState>,
+    _auth: Auth,
+    AppJson(body): AppJson<Value>,
+) -> ApiResult<Json<Value>> {
+    let b: QuoteBody = typed(body)?;
+    let q = payments::quote(&state, &b.currency, &b.amount.0)?;
+    Ok(Json(payments::quote_json(&q)))
+}
+
+/// Body of a withdrawal.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct WithdrawBody {
+    /// What arrives at the address; the fee is added on top.
+    #[schema(value_type = String, example = "0.01")]
+    amount: String,
+    #[schema(example = "BTC")]
+    currency: String,
+    /// Checked against the asset's network (checksums included).
+    address: String,
+}
+
+/// Withdraw to an address. The amount plus fee moves to the withdrawals hold at once; staff
+/// approve it (two of them at or over the two-approval threshold) and an admin completes it.
+/// Requires an `Idempotency-Key` header.
+#[utoipa::path(post, path = "/api/wallet/withdraw", tag = "wallet", request_body = WithdrawBody,
+    params(("Idempotency-Key" = String, Header, description = "Unique per intended withdrawal")),
+    responses(
+        (status = 201, description = "`{withdrawal, balance}`; status `pending`, or `held` for review"),
+        (status = 400, description = "Missing Idempotency-Key or malformed JSON", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 409, description = "Key reused with a different body", body = ErrorBody),
+        (status = 422, description = "Invalid fields, INSUFFICIENT_FUNDS or LIMIT_EXCEEDED", body = ErrorBody),
+    ))]
+async fn withdraw(
+    State(state): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    AppJson(body): AppJson<Value>,
+) -> ApiResult<Outcome> {
+    let key = wallet::idempotency_key(&headers)?;
+    payments::withdraw(&state, &auth.user, &key, object(body)?).await
+}
+
+/// Your withdrawals, newest first.
+#[utoipa::path(get, path = "/api/wallet/withdrawals", tag = "wallet", params(PageQuery),
+    responses(
+        (status = 200, description = "`{withdrawals, total, skip, limit}`"),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+    ))]
+async fn list_withdrawals(
+    State(state): State<AppState>,
+    auth: Auth,
+    AppQuery(q): AppQuery<PageQuery>,
+) -> ApiResult<Json<Value>> {
+    let (skip, limit) = super::users::paging(q.skip, q.limit)?;
+    let filter = WithdrawalFilter {
+        user_id: Some(auth.user.id.clone()),
+        ..Default::default()
+    };
+    page_of_withdrawals(&state, &filter, skip, limit).await
+}
+
+async fn page_of_withdrawals(
+    state: &AppState,
+    filter: &WithdrawalFilter,
+    skip: i64,
+    limit: i64,
+) -> ApiResult<Json<Value>> {
+    let (total, rows) = state.db.list_withdrawals(filter, skip, limit).await?;
+    let mut list = Vec::with_capacity(rows.len());
+    for w in &rows {
+        let approvals = state.db.approvals_of(&w.id).await?;
+        list.push(payments::withdrawal_json(state, w, &approvals));
+    }
+    Ok(Json(
+        json!({"withdrawals": list, "total": total, "skip": skip, "limit": limit}),
+    ))
+}
+
+/// One of your withdrawals.
+#[utoipa::path(get, path = "/api/wallet/withdraw/{id}", tag = "wallet",
+    params(("id" = String, Path, description = "Withdrawal id")),
+    responses(
+        (status = 200, description = "`{withdrawal}`"),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 404, description = "No such withdrawal of yours", body = ErrorBody),
+    ))]
+async fn get_withdrawal(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let w = state
+        .db
+        .withdrawal(&id)
+        .await?
+        .filter(|w| w.user_id == auth.user.id || auth.role.is_staff())
+        .ok_or(ApiError::NotFound)?;
+    let approvals = state.db.approvals_of(&w.id).await?;
+    let mut v = payments::withdrawal_json(&state, &w, &approvals);
+    if let Some(f) = state.db.flag_of("withdrawal", &w.id).await?
+        && auth.role.is_staff()
+    {
+        v["aml_flag"] = payments::flag_json(&f);
+    }
+    Ok(Json(json!({"withdrawal": v})))
+}
+
+/// Cancel your withdrawal while it is pending (before any approval); the amount and fee come
+/// back by a reversing entry.
+#[utoipa::path(post, path = "/api/wallet/withdraw/{id}/cancel", tag = "wallet",
+    params(("id" = String, Path, description = "Withdrawal id")),
+    responses(
+        (status = 200, description = "`{withdrawal}` now cancelled"),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 404, description = "No such withdrawal of yours", body = ErrorBody),
+        (status = 409, description = "No longer pending", body = ErrorBody),
+    ))]
+async fn cancel_withdrawal(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let w = payments::cancel_withdrawal(&state, &auth.user, &id).await?;
+    Ok(Json(json!({"withdrawal": w})))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct QueueQuery {
+    /// Comma-separated; default `pending,pending_approval,processing`. `all` for every status.
+    pub status: Option<String>,
+    pub currency: Option<String>,
+    pub user_id: Option<String>,
+    pub skip: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+const STATUSES: [&str; 7] = [
+    "held",
+    "pending",
+    "pending_approval",
+    "processing",
+    "completed",
+    "rejected",
+    "cancelled",
+];
+
+/// The withdrawal queue (staff): pending, awaiting a second approval, and processing by default.
+#[utoipa::path(get, path = "/api/admin/withdrawals", tag = "admin", params(QueueQuery),
+    responses(
+        (status = 200, description = "`{withdrawals, total, skip, limit}`"),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Not staff", body = ErrorBody),
+        (status = 422, description = "Unknown status", body = ErrorBody),
+    ))]
+async fn admin_withdrawals(
+    State(state): State<AppState>,
+    auth: Auth,
+    AppQuery(q): AppQuery<QueueQuery>,
+) -> ApiResult<Json<Value>> {
+    auth.require_staff()?;
+    let (skip, limit) = super::users::paging(q.skip, q.limit)?;
+    let statuses: Vec<String> = match q.status.as_deref().map(str::trim) {
+        None | Some("") => vec!["pending".into(), "pending_approval".into(), "processing".into()],
+        Some("all") => vec![],
+        Some(s) => {
+            let list: Vec<String> = s.split(',').map(|x| x.trim().to_string()).collect();
+            if let Some(bad) = list.iter().find(|x| !STATUSES.contains(&x.as_str())) {
+                return Err(ApiError::field(
+                    "status",
+                    &format!("unknown status {bad:?}; one of {}", STATUSES.join(", ")),
+                ));
+            }
+            list
+        }
+    };
+    let filter = WithdrawalFilter {
+        statuses,
+        asset: q
+            .currency
+            .map(|c| c.trim().to_ascii_uppercase())
+            .filter(|c| !c.is_empty()),
+        user_id: q.user_id.filter(|u| !u.is_empty()),
+    };
+    page_of_withdrawals(&state, &filter, skip, limit).await
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveBody {
+    note: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonBody {
+    /// 3 to 500 characters; shown to the user and kept in the audit log.
+    reason: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteBody {
+    /// The payout's transaction hash.
+    tx_hash: String,
+}
+
+/// Approve a withdrawal (staff, never your own). At or over the two-approval threshold it needs
+/// two different staff members; then it is `processing`.
+#[utoipa::path(post, path = "/api/admin/withdrawals/{id}/approve", tag = "admin",
+    params(("id" = String, Path, description = "Withdrawal id")), request_body = ApproveBody,
+    responses(
+        (status = 200, description = "`{withdrawal}`"),
+        (status = 403, description = "Not staff, or your own withdrawal", body = ErrorBody),
+        (status = 404, description = "No such withdrawal", body = ErrorBody),
+        (status = 409, description = "Already approved by you, or not awaiting approval", body = ErrorBody),
+    ))]
+async fn approve_withdrawal(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    // The body is optional: an approval may carry a note.
+    let b: ApproveBody = if body.iter().all(u8::is_ascii_whitespace) {
+        ApproveBody::default()
+    } else {
+        typed(serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?)?
+    };
+    let w =
+        payments::staff_withdrawal(&state, &auth, &id, StaffAction::Approve { note: b.note })
+            .await?;
+    Ok(Json(json!({"withdrawal": w})))
+}
+
+/// Reject a withdrawal (staff) with a reason; the amount and fee go back to the user.
+#[utoipa::path(post, path = "/api/admin/withdrawals/{id}/reject", tag = "admin",
+    params(("id" = String, Path, description = "Withdrawal id")), request_body = ReasonBody,
+    responses(
+        (status = 200, description = "`{withdrawal}` rejected and refunded"),
+        (status = 403, description = "Not staff", body = ErrorBody),
+        (status = 404, description = "No such withdrawal", body = ErrorBody),
+        (status = 409, description = "Already completed, rejected or cancelled", body = ErrorBody),
+        (status = 422, description = "Missing reason", body = ErrorBody),
+    ))]
+async fn reject_withdrawal(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    AppJson(body): AppJson<Value>,
+) -> ApiResult<Json<Value>> {
+    auth.require_staff()?;
+    let b: ReasonBody = typed(body)?;
+    let w = payments::staff_withdrawal(&state, &auth, &id, StaffAction::Reject { reason: b.reason })
+        .await?;
+    Ok(Json(json!({"withdrawal": w})))
+}
+
+/// Mark an approved withdrawal as sent (admins), with the payout's transaction hash.
+#[utoipa::path(post, path = "/api/admin/withdrawals/{id}/complete", tag = "admin",
+    params(("id" = String, Path, description = "Withdrawal id")), request_body = CompleteBody,
+    responses(
+        (status = 200, description = "`{withdrawal}` completed"),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 404, description = "No such withdrawal", body = ErrorBody),
+        (status = 409, description = "Not processing", body = ErrorBody),
+    ))]
+async fn complete_withdrawal(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    AppJson(body): AppJson<Value>,
+) -> ApiResult<Json<Value>> {
+    auth.require_admin()?;
+    let b: CompleteBody = typed(body)?;
+    let w = payments::staff_withdrawal(
+        &state,
+        &auth,
+        &id,
+        StaffAction::Complete { tx_hash: b.tx_hash },
+    )
+    .await?;
+    Ok(Json(json!({"withdrawal": w})))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AmlQuery {
+    /// open (default), released, rejected or all.
+    pub status: Option<String>,
+    pub skip: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+/// Operations AML rules flagged (staff), with the rule that fired; open ones hold money.
+#[utoipa::path(get, path = "/api/admin/aml", tag = "admin", params(AmlQuery),
+    responses(
+        (status = 200, description = "`{flags, total, skip, limit}`"),
+        (status = 403, description = "Not staff", body = ErrorBody),
+    ))]
+async fn aml_queue(
+    State(state): State<AppState>,
+    auth: Auth,
+    AppQuery(q): AppQuery<AmlQuery>,
+) -> ApiResult<Json<Value>> {
+    auth.require_staff()?;
+    let (skip, limit) = super::users::paging(q.skip, q.limit)?;
+    let status = match q.status.as_deref().unwrap_or("open") {
+        "all" => None,
+        s @ ("open" | "released" | "rejected") => Some(s),
+        _ => {
+            return Err(ApiError::field(
+                "status",
+                "one of open, released, rejected, all",
+            ));
+        }
+    };
+    let (total, rows) = state.db.list_flags(status, skip, limit).await?;
+    let flags: Vec<Value> = rows.iter().map(payments::flag_json).collect();
+    Ok(Json(
+        json!({"flags": flags, "total": total, "skip": skip, "limit": limit}),
+    ))
+}
+
+/// Release a flagged operation (staff): a held deposit or transfer is credited, a held
+/// withdrawal goes on to approval.
+#[utoipa::path(post, path = "/api/admin/aml/{id}/release", tag = "admin",
+    params(("id" = String, Path, description = "Flag id")), request_body = ReasonBody,
+    responses(
+        (status = 200, description = "`{flag}`"),
+        (status = 403, description = "Not staff, or your own operation", body = ErrorBody),
+        (status = 404, description = "No such flag", body = ErrorBody),
+        (status = 409, description = "Already decided", body = ErrorBody),
+    ))]
+async fn aml_release(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    AppJson(body): AppJson<Value>,
+) -> ApiResult<Json<Value>> {
+    auth.require_staff()?;
+    let b: ReasonBody = typed(body)?;
+    let f = payments::decide_flag(&state, &auth, &id, true, &b.reason).await?;
+    Ok(Json(json!({"flag": f})))
+}
+
+/// Reject a flagged operation (staff): held money goes back (to the sender, or out to the payer).
+#[utoipa::path(post, path = "/api/admin/aml/{id}/reject", tag = "admin",
+    params(("id" = String, Path, description = "Flag id")), request_body = ReasonBody,
+    responses(
+        (status = 200, description = "`{flag}`"),
+        (status = 403, description = "Not staff, or your own operation", body = ErrorBody),
+        (status = 404, description = "No such flag", body = ErrorBody),
+        (status = 409, description = "Already decided", body = ErrorBody),
+    ))]
+async fn aml_reject(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    AppJson(body): AppJson<Value>,
+) -> ApiResult<Json<Value>> {
+    auth.require_staff()?;
+    let b: ReasonBody = typed(body)?;
+    let f = payments::decide_flag(&state, &auth, &id, false, &b.reason).await?;
+    Ok(Json(json!({"flag": f})))
+}
