@@ -1,5 +1,5 @@
 //! The command line: `etx serve`, `etx migrate`, `etx admin create`, `etx ledger verify`,
-//! `etx audit verify`. Running `etx` alone serves.
+//! `etx audit verify`, `etx deposit simulate`. Running `etx` alone serves.
 
 use crate::config::Config;
 use crate::startup::{Application, open_db, shutdown_signal};
@@ -45,6 +45,32 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Sandbox deposits (dev mode).
+    Deposit {
+        #[command(subcommand)]
+        command: DepositCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DepositCommand {
+    /// Send a running server the signed payment notification the sandbox provider would send
+    /// for ORDER, over HTTP to its webhook, exactly as a real provider does.
+    Simulate {
+        /// The order id (DEP-…).
+        order: String,
+        /// waiting, confirming, confirmed, sending, partially_paid, finished, failed, refunded
+        /// or expired.
+        #[arg(long, default_value = "finished")]
+        status: String,
+        /// Amount paid in the pay currency (default: all of it when finished, half when
+        /// partially paid).
+        #[arg(long)]
+        paid: Option<String>,
+        /// The server's base URL (default: ETX_PUBLIC_URL, else http://<bind>).
+        #[arg(long)]
+        url: Option<String>,
     },
 }
 
@@ -121,6 +147,15 @@ pub fn main() -> ExitCode {
             Command::Audit {
                 command: AuditCommand::Verify,
             } => audit_verify(config).await,
+            Command::Deposit {
+                command:
+                    DepositCommand::Simulate {
+                        order,
+                        status,
+                        paid,
+                        url,
+                    },
+            } => deposit_simulate(config, &order, &status, paid.as_deref(), url).await,
         }
     });
     match result {
@@ -179,6 +214,63 @@ async fn audit_verify(config: Config) -> anyhow::Result<()> {
         "{} break(s) in the audit chain of {checked} records",
         problems.len()
     )
+}
+
+async fn deposit_simulate(
+    config: Config,
+    order: &str,
+    status: &str,
+    paid: Option<&str>,
+    url: Option<String>,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        config.is_dev() && config.deposits.provider == "sandbox",
+        "simulated payments exist only with the sandbox provider in dev mode"
+    );
+    anyhow::ensure!(
+        crate::payments::status_rank(status).is_some(),
+        "unknown status {status:?}"
+    );
+    let db = open_db(&config).await?;
+    let d = db
+        .deposit_by_order(order)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no deposit order {order}"))?;
+    let assets = crate::wallet::Assets::from_config(&config.assets)?;
+    let scale = assets.get(&d.pay_currency).map_or(8, |a| a.scale);
+    let paid = match paid {
+        Some(p) => {
+            etx_domain::parse_amount(p.trim(), scale).map_err(|e| anyhow::anyhow!("--paid: {e}"))?
+        }
+        None if status == "finished" => d.pay_amount,
+        None if status == "partially_paid" => d.pay_amount / 2,
+        None => 0,
+    };
+    let body = crate::payments::sandbox_notification(&d, status, paid, scale);
+    let secret = config.load_or_create_secret()?;
+    let signature = crate::payments::Payments::new(&config.deposits, &secret)?.sign(&body);
+    let base = url
+        .or_else(|| config.public_url.clone())
+        .unwrap_or_else(|| format!("http://{}", config.bind));
+    let r = reqwest::Client::new()
+        .post(format!(
+            "{}/api/wallet/webhook/sandbox",
+            base.trim_end_matches('/')
+        ))
+        .header(crate::payments::nowpayments::SIGNATURE_HEADER, signature)
+        .json(&body)
+        .send()
+        .await?;
+    let code = r.status();
+    let answer: serde_json::Value = r.json().await.unwrap_or_default();
+    anyhow::ensure!(code.is_success(), "the server answered {code}: {answer}");
+    println!(
+        "{order}: {} (status {}, credit {})",
+        answer["result"].as_str().unwrap_or("?"),
+        answer["deposit"]["status"].as_str().unwrap_or("?"),
+        answer["deposit"]["credit_state"].as_str().unwrap_or("?"),
+    );
+    Ok(())
 }
 
 fn read_password() -> anyhow::Result<String> {

@@ -219,6 +219,7 @@ fn leg<'a>(owner: &'a str, kind: &'static str, amount: i64) -> Leg<'a> {
 }
 
 /// Posts one entry and returns the new balances by account id.
+#[allow(clippy::too_many_arguments)]
 async fn post(
     db: &Db,
     tx: &DatabaseTransaction,
@@ -723,7 +724,7 @@ async fn apply_notification(
     else {
         tx.rollback().await?;
         return Ok((
-            format!("ignored: not newer than the deposit's status"),
+            "ignored: not newer than the deposit's status".to_string(),
             vec![],
         ));
     };
@@ -1648,11 +1649,10 @@ async fn flag_attempt(
                     }
                 }
                 ("none", false) => {
-                    if db
+                    let changed = db
                         .set_deposit_credit(&tx, &d.id, "none", "rejected", 0, None)
-                        .await?
-                        .is_none()
-                    {
+                        .await?;
+                    if changed.is_none() {
                         return Err(conflict("the deposit changed meanwhile").into());
                     }
                 }

@@ -49,6 +49,13 @@ pub(super) fn notice(q: &NoticeQuery) -> Option<&'static str> {
         "password" => Some("Your password was changed. Other sessions were signed out."),
         "logged-out" => Some("You have been logged out."),
         "sent" => Some("Money sent."),
+        "withdrawal-requested" => Some("Withdrawal requested. Staff will review it shortly."),
+        "withdrawal-held" => Some("Withdrawal requested and held for a compliance review."),
+        "withdrawal-cancelled" => {
+            Some("Withdrawal cancelled; the amount and fee are back in your wallet.")
+        }
+        "paid" => Some("Payment notification sent through the sandbox webhook."),
+        "decided" => Some("Decision recorded."),
         "session-ended" => Some("That session was signed out."),
         "reset" => Some("Your password was changed. Log in with the new one."),
         _ => None,

@@ -5,6 +5,7 @@ mod account;
 mod admin;
 mod assets;
 mod market;
+mod payments;
 mod security;
 mod wallet;
 
@@ -83,6 +84,40 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/wallet", get(wallet::view_wallet_get))
         .route("/wallet/transfer", post(wallet::view_transfer_post))
         .route("/transactions", get(wallet::view_transactions_get))
+        .route(
+            "/deposit",
+            get(payments::view_deposit_get).post(payments::view_deposit_post),
+        )
+        .route("/deposit/{order_id}", get(payments::view_deposit_order_get))
+        .route(
+            "/deposit/{order_id}/simulate",
+            post(payments::view_deposit_simulate_post),
+        )
+        .route(
+            "/withdraw",
+            get(payments::view_withdraw_get).post(payments::view_withdraw_post),
+        )
+        .route(
+            "/withdraw/review",
+            post(payments::view_withdraw_review_post),
+        )
+        .route(
+            "/withdraw/{id}/cancel",
+            post(payments::view_withdraw_cancel_post),
+        )
+        .route(
+            "/admin/withdrawals",
+            get(payments::view_admin_withdrawals_get),
+        )
+        .route(
+            "/admin/withdrawals/{id}/{action}",
+            post(payments::view_admin_withdrawal_post),
+        )
+        .route("/admin/aml", get(payments::view_admin_aml_get))
+        .route(
+            "/admin/aml/{id}/{action}",
+            post(payments::view_admin_aml_post),
+        )
         .route("/admin/audit", get(admin::view_audit_get))
         .route("/admin/mail", get(admin::view_mail_get))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -161,6 +196,29 @@ pub fn day(s: &str, end: bool) -> Option<i64> {
     let d = chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok()?;
     let d = if end { d.succ_opt()? } else { d };
     Some(d.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros())
+}
+
+/// What a form page says about a failed action: a message, and messages per field.
+pub fn form_error(e: ApiError) -> (Option<String>, std::collections::BTreeMap<String, String>) {
+    match e {
+        ApiError::Validation { message, fields } => (
+            Some(if fields.is_empty() {
+                message
+            } else {
+                "Please correct the marked fields.".into()
+            }),
+            fields,
+        ),
+        ApiError::CsrfMissing | ApiError::CsrfInvalid => (
+            Some("Your form expired; please try again.".into()),
+            Default::default(),
+        ),
+        ApiError::Internal(_) => (
+            Some("Something went wrong; nothing was changed.".into()),
+            Default::default(),
+        ),
+        other => (Some(other.public_message()), Default::default()),
+    }
 }
 
 /// A form's `csrf_token` must match the cookie.

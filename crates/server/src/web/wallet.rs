@@ -85,23 +85,7 @@ async fn wallet_page(
         .map_or(axum::http::StatusCode::OK, ApiError::status);
     let (message, field_errors) = match error {
         None => (None, BTreeMap::new()),
-        Some(ApiError::Validation { message, fields }) => (
-            Some(if fields.is_empty() {
-                message
-            } else {
-                "Please correct the marked fields.".into()
-            }),
-            fields,
-        ),
-        Some(ApiError::CsrfMissing | ApiError::CsrfInvalid) => (
-            Some("Your form expired; please try again.".into()),
-            BTreeMap::new(),
-        ),
-        Some(ApiError::Internal(_)) => (
-            Some("Something went wrong; nothing was sent.".into()),
-            BTreeMap::new(),
-        ),
-        Some(other) => (Some(other.public_message()), BTreeMap::new()),
+        Some(e) => super::form_error(e),
     };
     let mut form = form;
     if form.currency.is_empty() {

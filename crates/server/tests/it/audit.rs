@@ -282,7 +282,10 @@ async fn every_state_changing_route_writes_an_audit_record() {
         }
     }
     // Reads that take POST so their filters can travel in a body.
-    let reads = [("POST", "/api/transactions/export")];
+    let reads = [
+        ("POST", "/api/transactions/export"),
+        ("POST", "/api/wallet/withdraw/quote"),
+    ];
     let admin = app.user_with_role("treasurer", "admin").await;
     let alice = app.register("alice").await;
     app.verify(&alice).await;
@@ -527,6 +530,129 @@ async fn every_state_changing_route_writes_an_audit_record() {
                     .await
                     .status()
             }
+            ("POST", "/api/wallet/deposit/create") => {
+                before = records(&app).await;
+                app.post(
+                    path,
+                    json!({"amount": "20.00", "pay_currency": "USDT"}),
+                    Some(&alice.token),
+                )
+                .await
+                .status()
+            }
+            ("POST", "/api/wallet/deposit/{order_id}/simulate") => {
+                let order = walk_deposit(&app, &alice).await;
+                before = records(&app).await;
+                app.post(
+                    &format!("/api/wallet/deposit/{order}/simulate"),
+                    json!({"status": "confirming"}),
+                    Some(&alice.token),
+                )
+                .await
+                .status()
+            }
+            ("POST", "/api/wallet/webhook/{provider}") => {
+                let order = walk_deposit(&app, &alice).await;
+                let d = app
+                    .state
+                    .db
+                    .deposit_by_order(&order)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                let body =
+                    etx_server::payments::sandbox_notification(&d, "finished", d.pay_amount, 6);
+                let sig = app.state.payments.sign(&body);
+                before = records(&app).await;
+                app.client
+                    .post(app.url("/api/wallet/webhook/sandbox"))
+                    .header("x-nowpayments-sig", sig)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            }
+            ("POST", "/api/wallet/withdraw") => {
+                app.fund(&admin, &alice, "USDT", "40.00").await;
+                before = records(&app).await;
+                walk_withdraw(&app, &alice, "30", &format!("walk-w{walked}"))
+                    .await
+                    .status()
+            }
+            ("POST", "/api/wallet/withdraw/{id}/cancel") => {
+                app.fund(&admin, &alice, "USDT", "40.00").await;
+                let id = walk_withdrawal_id(&app, &alice, &format!("walk-w{walked}")).await;
+                before = records(&app).await;
+                app.post(
+                    &format!("/api/wallet/withdraw/{id}/cancel"),
+                    json!({}),
+                    Some(&alice.token),
+                )
+                .await
+                .status()
+            }
+            ("POST", "/api/admin/withdrawals/{id}/approve")
+            | ("POST", "/api/admin/withdrawals/{id}/reject")
+            | ("POST", "/api/admin/withdrawals/{id}/complete") => {
+                app.fund(&admin, &alice, "USDT", "40.00").await;
+                let id = walk_withdrawal_id(&app, &alice, &format!("walk-w{walked}")).await;
+                let action = path.rsplit('/').next().unwrap();
+                if action == "complete" {
+                    let r = app
+                        .post(
+                            &format!("/api/admin/withdrawals/{id}/approve"),
+                            json!({}),
+                            Some(&admin.token),
+                        )
+                        .await;
+                    assert!(r.status().is_success());
+                }
+                let body = match action {
+                    "approve" => json!({}),
+                    "reject" => json!({"reason": "walk rejection"}),
+                    _ => json!({"tx_hash": "abc123"}),
+                };
+                before = records(&app).await;
+                app.post(
+                    &format!("/api/admin/withdrawals/{id}/{action}"),
+                    body,
+                    Some(&admin.token),
+                )
+                .await
+                .status()
+            }
+            ("POST", "/api/admin/aml/{id}/release") | ("POST", "/api/admin/aml/{id}/reject") => {
+                // A young account moving this much is held for review.
+                app.fund(&admin, &alice, "USDT", "3200.00").await;
+                let r = walk_withdraw(&app, &alice, "3100", &format!("walk-w{walked}")).await;
+                let w: Value = r.json().await.unwrap();
+                assert_eq!(w["withdrawal"]["status"], "held", "{w}");
+                let flags: Value = app
+                    .get("/api/admin/aml", Some(&admin.token))
+                    .await
+                    .json()
+                    .await
+                    .unwrap();
+                let flag = flags["flags"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|f| f["subject_id"] == w["withdrawal"]["id"])
+                    .unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                let action = path.rsplit('/').next().unwrap();
+                before = records(&app).await;
+                app.post(
+                    &format!("/api/admin/aml/{flag}/{action}"),
+                    json!({"reason": "walk review"}),
+                    Some(&admin.token),
+                )
+                .await
+                .status()
+            }
             _ => panic!(
                 "{m} {path} has no scenario here: audit the handler (audit::Event) and add one"
             ),
@@ -538,5 +664,36 @@ async fn every_state_changing_route_writes_an_audit_record() {
         );
         walked += 1;
     }
-    assert_eq!(walked, 26, "every unsafe route but the export was walked");
+    assert_eq!(walked, 36, "every unsafe route but the reads was walked");
+}
+
+async fn walk_deposit(app: &TestApp, u: &TestUser) -> String {
+    let r: Value = app
+        .post(
+            "/api/wallet/deposit/create",
+            json!({"amount": "20.00", "pay_currency": "USDT"}),
+            Some(&u.token),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    r["deposit"]["order_id"].as_str().unwrap().to_string()
+}
+
+async fn walk_withdraw(app: &TestApp, u: &TestUser, amount: &str, key: &str) -> reqwest::Response {
+    app.money_post(
+        "/api/wallet/withdraw",
+        Some(key),
+        json!({"amount": amount, "currency": "USDT", "address": "0x742d35Cc6634C0532925a3b844Bc454e4438f44e"}),
+        &u.token,
+    )
+    .await
+}
+
+async fn walk_withdrawal_id(app: &TestApp, u: &TestUser, key: &str) -> String {
+    let r = walk_withdraw(app, u, "30", key).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let v: Value = r.json().await.unwrap();
+    v["withdrawal"]["id"].as_str().unwrap().to_string()
 }
