@@ -282,3 +282,123 @@ async fn money_received_shows_up_on_the_open_wallet_page() {
     assert_eq!(toast, "Received 12.34 USD from boss.");
     b.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deposit_then_withdraw_with_staff_approval_in_chromium() {
+    let (app, b) = tokio::join!(App::spawn(), Browser::launch());
+    let s = &app.state;
+    etx_server::accounts::create_admin(
+        &s.db,
+        &s.hasher,
+        "treasurer@example.com",
+        "treasurer",
+        "Adm1n-Passphrase",
+    )
+    .await
+    .expect("admin");
+    b.goto(&app.url("/register")).await;
+    b.fill("#username", "depositor").await;
+    b.fill("#email", "depositor@example.com").await;
+    b.fill("#password", PASSWORD).await;
+    b.fill("#confirm_password", PASSWORD).await;
+    b.click("input[name=terms]").await;
+    b.click("form[action='/register'] button[type=submit]")
+        .await;
+    b.wait_for_path("/").await;
+
+    // Deposit $100 paid in USDT; the sandbox payment goes through the signed webhook.
+    b.click("nav a[href='/deposit']").await;
+    b.wait_for_path("/deposit").await;
+    b.fill("#amount", "100").await;
+    b.wait_for_js(
+        "document.getElementById('pay_currency').value = 'USDT'; return true;",
+        "choose USDT",
+    )
+    .await;
+    b.click("form[action='/deposit'] button[type=submit]").await;
+    b.wait_for_js(
+        "return location.pathname.startsWith('/deposit/DEP-') ? true : null;",
+        "the order page opens",
+    )
+    .await;
+    assert!(b.exists("#deposit-qr svg").await, "a QR code to pay with");
+    assert_eq!(
+        b.attr("#deposit-status", "data-status").await.as_deref(),
+        Some("waiting")
+    );
+    let address = b.text("#pay-address").await;
+    assert!(
+        address.starts_with("0x") && address.len() == 42,
+        "{address}"
+    );
+    b.click("#simulate-finished").await;
+    b.wait_for_js(
+        "return location.search === '?msg=paid' ? true : null;",
+        "back on the order after the payment",
+    )
+    .await;
+    assert_eq!(
+        b.attr("#deposit-status", "data-status").await.as_deref(),
+        Some("finished")
+    );
+    assert_eq!(
+        b.attr("#deposit-credit", "data-credit").await.as_deref(),
+        Some("credited")
+    );
+    b.click("nav a[href='/wallet']").await;
+    b.wait_for_path("/wallet").await;
+    let usdt: f64 = b.text("[data-asset='USDT']").await.parse().unwrap();
+    assert!(
+        (99.0..=101.0).contains(&usdt),
+        "about $100 of USDT, got {usdt}"
+    );
+
+    // Withdraw 20 USDT: the fee (the 1 USDT minimum) and total are shown before confirming.
+    b.click("nav a[href='/withdraw']").await;
+    b.wait_for_path("/withdraw").await;
+    b.fill("#amount", "20").await;
+    b.wait_for_js(
+        "document.getElementById('currency').value = 'USDT'; return true;",
+        "choose USDT",
+    )
+    .await;
+    b.fill("#address", "0x742d35Cc6634C0532925a3b844Bc454e4438f44e")
+        .await;
+    b.click("form[action='/withdraw/review'] button[type=submit]")
+        .await;
+    b.wait_for_js(
+        "return document.getElementById('confirm-withdrawal') ? true : null;",
+        "the confirmation step",
+    )
+    .await;
+    assert_eq!(b.text("#quote-fee").await, "1.000000");
+    assert_eq!(b.text("#quote-total").await, "21.000000");
+    b.click("#confirm-withdrawal").await;
+    b.wait_for_path("/withdraw?msg=withdrawal-requested").await;
+    assert!(b.text("#withdrawals tbody tr").await.contains("pending"));
+    b.click("form[action='/logout'] button[type=submit]").await;
+    b.wait_for_path("/login").await;
+
+    // Staff approve it and record the payout.
+    b.fill("#login", "treasurer").await;
+    b.fill("#password", "Adm1n-Passphrase").await;
+    b.click("form[action='/login'] button[type=submit]").await;
+    b.wait_for_path("/").await;
+    b.click("nav a[href='/admin/withdrawals']").await;
+    b.wait_for_path("/admin/withdrawals").await;
+    b.click("#queue form[action$='/approve'] button").await;
+    b.wait_for_path("/admin/withdrawals?msg=decided").await;
+    assert!(b.text("#queue tbody tr").await.contains("processing"));
+    b.fill("#queue input[name=tx_hash]", "0xfeedbeef").await;
+    b.click("#queue form[action$='/complete'] button").await;
+    b.wait_for_path("/admin/withdrawals?msg=decided").await;
+    b.goto(&app.url("/admin/withdrawals?status=completed"))
+        .await;
+    let row = b.text("#queue tbody tr").await;
+    assert!(
+        row.contains("completed") && row.contains("0xfeedbeef"),
+        "{row}"
+    );
+    assert!(s.db.verify_ledger().await.unwrap().is_empty());
+    b.close().await;
+}
