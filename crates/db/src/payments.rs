@@ -167,11 +167,22 @@ impl Db {
     }
 
     pub async fn deposit_by_order(&self, order_id: &str) -> Result<Option<DepositRow>, DbErr> {
+        self.deposit_by_order_in(self.conn(), order_id).await
+    }
+
+    /// Inside a write transaction reads go through it: a second pool connection taken while
+    /// holding the SQLite write lock (or a row lock) can wait on the very writers queued
+    /// behind it until the pool times out.
+    pub async fn deposit_by_order_in(
+        &self,
+        c: &impl ConnectionTrait,
+        order_id: &str,
+    ) -> Result<Option<DepositRow>, DbErr> {
         DepositRow::find_by_statement(self.stmt(
             &format!("SELECT {DEPOSIT_COLUMNS} FROM deposits WHERE order_id = $1"),
             [order_id.into()],
         ))
-        .one(self.conn())
+        .one(c)
         .await
     }
 
@@ -555,6 +566,15 @@ impl Db {
         subject_type: &str,
         subject_id: &str,
     ) -> Result<Option<FlagRow>, DbErr> {
+        self.flag_of_in(self.conn(), subject_type, subject_id).await
+    }
+
+    pub async fn flag_of_in(
+        &self,
+        c: &impl ConnectionTrait,
+        subject_type: &str,
+        subject_id: &str,
+    ) -> Result<Option<FlagRow>, DbErr> {
         FlagRow::find_by_statement(self.stmt(
             &format!(
                 "SELECT {FLAG_COLUMNS} FROM aml_flags f LEFT JOIN users u ON u.id = f.user_id \
@@ -562,7 +582,7 @@ impl Db {
             ),
             [subject_type.into(), subject_id.into()],
         ))
-        .one(self.conn())
+        .one(c)
         .await
     }
 

@@ -229,7 +229,7 @@ pub struct AmlConfig {
     /// One operation worth this much or more is held for review.
     #[serde(deserialize_with = "decimal_text")]
     pub large_amount_usd: String,
-    /// More than this many operations within the window: the next is held.
+    /// More than this many operations within the window: the next is held (0: rule off).
     pub max_operations_in_window: u32,
     pub window_minutes: u32,
     /// An account younger than this moving at least `young_account_usd` is held.

@@ -24,7 +24,7 @@ use axum::http::StatusCode;
 use etx_db::ledger::{Leg, NewEntry, NewTransaction, PLATFORM, account_id};
 use etx_db::payments::{DepositRow, FlagRow, HeldTransferRow, NewDeposit, WithdrawalRow};
 use etx_db::users::UserRow;
-use etx_db::{Batch, DatabaseTransaction, Db, DbErr, now_micros};
+use etx_db::{Batch, ConnectionTrait, DatabaseTransaction, Db, DbErr, now_micros};
 use etx_domain::{AmountError, format_amount, parse_amount, parse_positive_amount};
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
@@ -132,7 +132,7 @@ impl Rules {
             )?,
             networks,
             aml_large_cents: usd_setting(&a.large_amount_usd, "aml.large_amount_usd")?,
-            aml_max_operations: i64::from(a.max_operations_in_window.max(1)),
+            aml_max_operations: i64::from(a.max_operations_in_window),
             aml_window_micros: i64::from(a.window_minutes.max(1)) * MICROS_PER_MINUTE,
             aml_young_micros: i64::from(a.young_account_days) * 86_400_000_000,
             aml_young_cents: usd_setting(&a.young_account_usd, "aml.young_account_usd")?,
@@ -365,6 +365,9 @@ async fn aml_rule(
             }),
         )));
     }
+    if r.aml_max_operations == 0 {
+        return Ok(None);
+    }
     let recent = state
         .db
         .operations_since(tx, &user.id, now_micros() - r.aml_window_micros)
@@ -532,7 +535,12 @@ pub async fn create_deposit(
         } => {
             let callback = format!(
                 "{}/api/wallet/webhook/nowpayments",
-                state.config.public_url.as_deref().unwrap_or("").trim_end_matches('/')
+                state
+                    .config
+                    .public_url
+                    .as_deref()
+                    .unwrap_or("")
+                    .trim_end_matches('/')
             );
             let body = json!({
                 "price_amount": format_amount(cents, 2).parse::<f64>().unwrap_or_default(),
@@ -606,6 +614,8 @@ pub async fn receive_webhook(
         return Err(ApiError::NotFound);
     }
     let body_text = String::from_utf8_lossy(raw).into_owned();
+    // Anyone can post here, so an unsigned request leaves only its first bytes behind.
+    const UNSIGNED_KEPT: usize = 2048;
     let parsed: Option<Value> = serde_json::from_slice(raw).ok().filter(Value::is_object);
     let signed = match (&parsed, signature) {
         (Some(v), Some(sig)) => nowpayments::verify(&state.payments.ipn_secret, v, sig),
@@ -641,13 +651,36 @@ pub async fn receive_webhook(
         }
     };
     if !signed {
-        store(if signature.is_none() {
-            "rejected: unsigned".into()
+        let mut cut = body_text.len().min(UNSIGNED_KEPT);
+        while !body_text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let short = &body_text[..cut];
+        let id = uuid::Uuid::now_v7().to_string();
+        let outcome = if signature.is_none() {
+            "rejected: unsigned"
         } else {
-            "rejected: bad signature".into()
-        })
-        .await;
-        tracing::warn!(provider, "payment notification with a missing or bad signature");
+            "rejected: bad signature"
+        };
+        if let Err(e) = state
+            .db
+            .record_webhook(
+                &id,
+                provider,
+                false,
+                order_id.as_deref(),
+                status.as_deref(),
+                short,
+                outcome,
+            )
+            .await
+        {
+            tracing::error!(error = %e, "payment notification could not be stored");
+        }
+        tracing::warn!(
+            provider,
+            "payment notification with a missing or bad signature"
+        );
         return Err(ApiError::Unauthorized(
             "missing or invalid notification signature".into(),
         ));
@@ -734,7 +767,7 @@ async fn apply_notification(
     if n.rank == FINISHED {
         // Paid in full: the amount received, or at least what was asked.
         let amount = d.actually_paid.max(d.pay_amount);
-        let flagged = db.flag_of("deposit", &d.order_id).await?;
+        let flagged = db.flag_of_in(&tx, "deposit", &d.order_id).await?;
         match d.credit_state.as_str() {
             "none" => {
                 let user = db
@@ -750,10 +783,16 @@ async fn apply_notification(
                         .await?
                         .map(|(r, v)| (r.to_string(), Some(v))),
                 };
-                let (ev, held) =
-                    credit(state, &tx, &mut batch, &d, amount, rule.is_some()).await?;
+                let (ev, held) = credit(state, &tx, &mut batch, &d, amount, rule.is_some()).await?;
                 if let Some((rule, Some(details))) = &rule {
-                    queue_flag(&mut batch, &d.user_id, "deposit", &d.order_id, rule, details);
+                    queue_flag(
+                        &mut batch,
+                        &d.user_id,
+                        "deposit",
+                        &d.order_id,
+                        rule,
+                        details,
+                    );
                 }
                 events.extend(ev);
                 outcome = if held {
@@ -764,7 +803,8 @@ async fn apply_notification(
             }
             "credited" if amount > d.credited => {
                 // Part was credited when staff released a partial payment; the rest now.
-                let (ev, _) = credit(state, &tx, &mut batch, &d, amount - d.credited, false).await?;
+                let (ev, _) =
+                    credit(state, &tx, &mut batch, &d, amount - d.credited, false).await?;
                 events.extend(ev);
                 outcome = "credited the remainder".into();
             }
@@ -903,7 +943,7 @@ async fn credit(
     );
     let balance = match balance {
         Some(b) => b,
-        None => current_balance(state, &d.user_id, &d.pay_currency).await?,
+        None => current_balance(state, tx, &d.user_id, &d.pay_currency).await?,
     };
     Ok((
         vec![movement_event(
@@ -918,14 +958,20 @@ async fn credit(
     ))
 }
 
-async fn current_balance(state: &AppState, user_id: &str, asset: &str) -> Result<i64, DbErr> {
-    Ok(state
-        .db
-        .wallet_balances(user_id)
-        .await?
-        .into_iter()
-        .find(|(a, _, _)| a == asset)
-        .map_or(0, |(_, b, _)| b))
+/// Read inside the movement's transaction (see `Db::deposit_by_order_in`).
+async fn current_balance(
+    state: &AppState,
+    tx: &DatabaseTransaction,
+    user_id: &str,
+    asset: &str,
+) -> Result<i64, DbErr> {
+    let row = tx
+        .query_one_raw(state.db.stmt(
+            "SELECT balance FROM ledger_accounts WHERE id = $1",
+            [account_id(user_id, "wallet", asset).into()],
+        ))
+        .await?;
+    row.map_or(Ok(0), |r| r.try_get_by_index::<i64>(0))
 }
 
 #[derive(Debug, Deserialize)]
@@ -938,7 +984,11 @@ pub struct SimulateRequest {
 
 /// Dev mode: sends the deposit's provider notification as the sandbox would, signed, through
 /// the same path as a real one.
-pub async fn simulate(state: &AppState, order_id: &str, req: SimulateRequest) -> Result<Value, ApiError> {
+pub async fn simulate(
+    state: &AppState,
+    order_id: &str,
+    req: SimulateRequest,
+) -> Result<Value, ApiError> {
     if !matches!(state.payments.provider, Provider::Sandbox) || !state.config.is_dev() {
         return Err(ApiError::Forbidden(
             "simulated payments exist only with the sandbox provider in dev mode".into(),
@@ -1013,7 +1063,8 @@ pub fn quote<'a>(
     };
     let amount = parse_positive_amount(amount.trim(), asset.scale).map_err(amount_field)?;
     let pct = i128::from(amount) * i128::from(rules.fee_basis_points);
-    let pct = i64::try_from((pct + 9_999) / 10_000).map_err(|_| amount_field(AmountError::Overflow))?;
+    let pct =
+        i64::try_from((pct + 9_999) / 10_000).map_err(|_| amount_field(AmountError::Overflow))?;
     let fee = pct.max(min_fee);
     let total = amount
         .checked_add(fee)
@@ -1034,7 +1085,11 @@ pub fn quote<'a>(
         fee,
         total,
         usd_cents: usd,
-        approvals_required: if usd >= rules.two_approvals_cents { 2 } else { 1 },
+        approvals_required: if usd >= rules.two_approvals_cents {
+            2
+        } else {
+            1
+        },
     })
 }
 
@@ -1096,7 +1151,8 @@ pub async fn withdraw(
     body: Value,
 ) -> Result<Outcome, ApiError> {
     let (m, req) = Movement::start::<WithdrawRequest>(&user.id, key, "withdraw", body)?;
-    m.run(state, || withdraw_attempt(state, user, &m, &req)).await
+    m.run(state, || withdraw_attempt(state, user, &m, &req))
+        .await
 }
 
 async fn withdraw_attempt(
@@ -1108,11 +1164,7 @@ async fn withdraw_attempt(
     let q = quote(state, &req.currency, &req.amount.0)?;
     let address = req.address.trim();
     if !q.network.valid(address) {
-        return Err(ApiError::field(
-            "address",
-            &format!("is not {}", q.network.describe()),
-        )
-        .into());
+        return Err(ApiError::field("address", &format!("is not {}", q.network.describe())).into());
     }
     let db = &state.db;
     let tx = db.begin_write().await?;
@@ -1207,7 +1259,9 @@ async fn withdraw_attempt(
         "balance": format_amount(balance, q.asset.scale),
     })
     .to_string();
-    let out = m.commit(state, tx, batch, StatusCode::CREATED, body).await?;
+    let out = m
+        .commit(state, tx, batch, StatusCode::CREATED, body)
+        .await?;
     tracing::info!(withdrawal = %w.id, user = %user.id, asset = %code, status, "withdrawal requested");
     let view = txn_view(
         state,
@@ -1274,9 +1328,19 @@ async fn refund(
     Db::queue_transaction_status(batch, &w.transaction_id, &w.status);
     Db::queue_release_withdrawal_usage(batch, &w.user_id, w.day, w.usd_cents);
     let view = txn_view(
-        state, &refund_id, "refund", "in", &w.asset, total, 0, "completed", Some(why),
+        state,
+        &refund_id,
+        "refund",
+        "in",
+        &w.asset,
+        total,
+        0,
+        "completed",
+        Some(why),
     );
-    Ok(movement_event(state, &w.user_id, &w.asset, balance, view, None))
+    Ok(movement_event(
+        state, &w.user_id, &w.asset, balance, view, None,
+    ))
 }
 
 /// The owner cancels a withdrawal no one has approved yet; the money comes back.
@@ -1295,7 +1359,14 @@ pub async fn cancel_withdrawal(
         let tx = state.db.begin_write().await?;
         let Some(w) = state
             .db
-            .transition_withdrawal(&tx, &w.id, &["pending"], "cancelled", Some("cancelled by the owner"), None)
+            .transition_withdrawal(
+                &tx,
+                &w.id,
+                &["pending"],
+                "cancelled",
+                Some("cancelled by the owner"),
+                None,
+            )
             .await?
         else {
             return Err(conflict("only a pending withdrawal can be cancelled").into());
@@ -1312,7 +1383,11 @@ pub async fn cancel_withdrawal(
     })
     .await?;
     crate::realtime::announce_movements(state, vec![event]);
-    Ok(withdrawal_json(state, &w, &state.db.approvals_of(&w.id).await?))
+    Ok(withdrawal_json(
+        state,
+        &w,
+        &state.db.approvals_of(&w.id).await?,
+    ))
 }
 
 pub enum StaffAction {
@@ -1324,7 +1399,10 @@ pub enum StaffAction {
 fn reason_text(r: &str, field: &str) -> Result<String, ApiError> {
     let r = r.trim();
     if r.chars().count() < 3 || r.chars().count() > 500 || r.chars().any(char::is_control) {
-        return Err(ApiError::field(field, "must be 3 to 500 printable characters"));
+        return Err(ApiError::field(
+            field,
+            "must be 3 to 500 printable characters",
+        ));
     }
     Ok(r.to_string())
 }
@@ -1375,7 +1453,11 @@ pub async fn staff_withdrawal(
     if !events.is_empty() {
         crate::realtime::announce_movements(state, events);
     }
-    Ok(withdrawal_json(state, &w, &state.db.approvals_of(&w.id).await?))
+    Ok(withdrawal_json(
+        state,
+        &w,
+        &state.db.approvals_of(&w.id).await?,
+    ))
 }
 
 async fn staff_attempt(
@@ -1390,7 +1472,10 @@ async fn staff_attempt(
     let mut events = Vec::new();
     let (w, verb, details) = match action {
         StaffAction::Approve { note } => {
-            if !db.add_approval(&tx, &before.id, actor, note.as_deref()).await? {
+            if !db
+                .add_approval(&tx, &before.id, actor, note.as_deref())
+                .await?
+            {
                 return Err(conflict("you have already approved this withdrawal").into());
             }
             let Some(w) = db.count_approval(&tx, &before.id).await? else {
@@ -1420,8 +1505,15 @@ async fn staff_attempt(
                 ))
                 .into());
             };
-            let mut e = refund(state, &tx, &mut batch, &w, actor, &format!("Withdrawal rejected: {reason}"))
-                .await?;
+            let mut e = refund(
+                state,
+                &tx,
+                &mut batch,
+                &w,
+                actor,
+                &format!("Withdrawal rejected: {reason}"),
+            )
+            .await?;
             let n = notice(
                 "withdrawal_rejected",
                 "Your withdrawal was rejected and refunded".into(),
@@ -1435,7 +1527,14 @@ async fn staff_attempt(
         }
         StaffAction::Complete { tx_hash } => {
             let Some(w) = db
-                .transition_withdrawal(&tx, &before.id, &["processing"], "completed", None, Some(tx_hash))
+                .transition_withdrawal(
+                    &tx,
+                    &before.id,
+                    &["processing"],
+                    "completed",
+                    None,
+                    Some(tx_hash),
+                )
                 .await?
             else {
                 return Err(conflict(&format!(
@@ -1451,8 +1550,17 @@ async fn staff_attempt(
             if w.fee > 0 {
                 legs.push(leg(PLATFORM, "fees", w.fee));
             }
-            post(db, &tx, &mut batch, "withdrawal", &w.asset, Some(tx_hash), Some(actor), legs)
-                .await?;
+            post(
+                db,
+                &tx,
+                &mut batch,
+                "withdrawal",
+                &w.asset,
+                Some(tx_hash),
+                Some(actor),
+                legs,
+            )
+            .await?;
             let n = notice(
                 "withdrawal_completed",
                 format!(
@@ -1475,8 +1583,15 @@ async fn staff_attempt(
                 "completed",
                 Some(&w.address),
             );
-            let balance = current_balance(state, &w.user_id, &w.asset).await?;
-            events.push(movement_event(state, &w.user_id, &w.asset, balance, view, Some(n)));
+            let balance = current_balance(state, &tx, &w.user_id, &w.asset).await?;
+            events.push(movement_event(
+                state,
+                &w.user_id,
+                &w.asset,
+                balance,
+                view,
+                Some(n),
+            ));
             (w, "withdrawal.complete", json!({"tx_hash": tx_hash}))
         }
     };
@@ -1529,7 +1644,8 @@ pub async fn decide_flag(
             "you cannot decide a review of your own operation".into(),
         ));
     }
-    let events = with_retries(|| flag_attempt(state, &staff.user.id, &flag, release, &reason)).await?;
+    let events =
+        with_retries(|| flag_attempt(state, &staff.user.id, &flag, release, &reason)).await?;
     if !events.is_empty() {
         crate::realtime::announce_movements(state, events);
     }
@@ -1574,15 +1690,22 @@ async fn flag_attempt(
                 Db::queue_transaction_status(&mut batch, &w.transaction_id, "pending");
             } else {
                 events.push(
-                    refund(state, &tx, &mut batch, &w, actor, &format!("Withdrawal rejected in review: {reason}"))
-                        .await?,
+                    refund(
+                        state,
+                        &tx,
+                        &mut batch,
+                        &w,
+                        actor,
+                        &format!("Withdrawal rejected in review: {reason}"),
+                    )
+                    .await?,
                 );
             }
             before_after = json!({"before": "held", "after": to});
         }
         "deposit" => {
             let d = db
-                .deposit_by_order(&flag.subject_id)
+                .deposit_by_order_in(&tx, &flag.subject_id)
                 .await?
                 .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("flag on a missing deposit")))?;
             match (d.credit_state.as_str(), release) {
@@ -1611,15 +1734,42 @@ async fn flag_attempt(
                     if let Some(t) = &d.transaction_id {
                         Db::queue_transaction_status(&mut batch, t, "completed");
                         let view = txn_view(
-                            state, t, "deposit", "in", &d.pay_currency, d.credited, 0, "completed",
+                            state,
+                            t,
+                            "deposit",
+                            "in",
+                            &d.pay_currency,
+                            d.credited,
+                            0,
+                            "completed",
                             Some(&d.order_id),
                         );
-                        let b = balance_of(&balances, &account_id(&d.user_id, "wallet", &d.pay_currency))?;
-                        events.push(movement_event(state, &d.user_id, &d.pay_currency, b, view, None));
+                        let b = balance_of(
+                            &balances,
+                            &account_id(&d.user_id, "wallet", &d.pay_currency),
+                        )?;
+                        events.push(movement_event(
+                            state,
+                            &d.user_id,
+                            &d.pay_currency,
+                            b,
+                            view,
+                            None,
+                        ));
                     }
                 }
                 ("none", true) if d.actually_paid > 0 => {
-                    let (ev, _) = credit(state, &tx, &mut batch, &d, d.actually_paid, false).await?;
+                    // The provider gave the partial payment back (or never settled it):
+                    // crediting it would hand out money the platform does not hold.
+                    if matches!(d.status.as_str(), "refunded" | "failed") {
+                        return Err(conflict(&format!(
+                            "the provider reported this payment {}; reject the review instead",
+                            d.status
+                        ))
+                        .into());
+                    }
+                    let (ev, _) =
+                        credit(state, &tx, &mut batch, &d, d.actually_paid, false).await?;
                     events.extend(ev);
                 }
                 ("held", false) => {
@@ -1665,20 +1815,26 @@ async fn flag_attempt(
             let Some(t) = db.settle_held_transfer(&tx, &flag.subject_id, to).await? else {
                 return Err(conflict("the transfer is no longer held").into());
             };
-            events.extend(settle_transfer(state, &tx, &mut batch, &t, actor, release, reason).await?);
+            events
+                .extend(settle_transfer(state, &tx, &mut batch, &t, actor, release, reason).await?);
             before_after = json!({"before": "held", "after": to});
         }
         other => {
-            return Err(ApiError::Internal(anyhow::anyhow!("flag on unknown subject {other}")).into());
+            return Err(
+                ApiError::Internal(anyhow::anyhow!("flag on unknown subject {other}")).into(),
+            );
         }
     }
     let mut details = json!({"reason": reason, "rule": flag.rule, "subject_type": flag.subject_type, "subject_id": flag.subject_id});
     details["before"] = before_after["before"].clone();
     details["after"] = before_after["after"].clone();
-    crate::audit::Event::new(Some(actor), if release { "aml.release" } else { "aml.reject" })
-        .target("aml_flag", &flag.id)
-        .details(details)
-        .queue(&mut batch);
+    crate::audit::Event::new(
+        Some(actor),
+        if release { "aml.release" } else { "aml.reject" },
+    )
+    .target("aml_flag", &flag.id)
+    .details(details)
+    .queue(&mut batch);
     db.run_batch(&tx, batch).await?;
     tx.commit().await?;
     tracing::info!(flag = %flag.id, actor, decision, "AML review decided");
@@ -1765,7 +1921,11 @@ async fn settle_transfer(
     reason: &str,
 ) -> Result<Vec<MovementEvent>, Failure> {
     let db = &state.db;
-    let to_owner = if release { &t.recipient_id } else { &t.sender_id };
+    let to_owner = if release {
+        &t.recipient_id
+    } else {
+        &t.sender_id
+    };
     let balances = post(
         db,
         tx,
@@ -1806,14 +1966,35 @@ async fn settle_transfer(
         let from = sender.map(|u| u.username).unwrap_or_default();
         let n = notice(
             "transfer_received",
-            format!("You received {} {}", format_amount(t.amount, scale), t.asset),
+            format!(
+                "You received {} {}",
+                format_amount(t.amount, scale),
+                t.asset
+            ),
             format!("From {from}"),
             json!({"transaction_id": in_id, "from": from}),
         );
         n.queue(batch, &t.recipient_id);
-        let mut view = txn_view(state, &in_id, "p2p", "in", &t.asset, t.amount, 0, "completed", t.note.as_deref());
+        let mut view = txn_view(
+            state,
+            &in_id,
+            "p2p",
+            "in",
+            &t.asset,
+            t.amount,
+            0,
+            "completed",
+            t.note.as_deref(),
+        );
         view["counterparty"] = json!({"id": t.sender_id, "username": from});
-        events.push(movement_event(state, &t.recipient_id, &t.asset, balance, view, Some(n)));
+        events.push(movement_event(
+            state,
+            &t.recipient_id,
+            &t.asset,
+            balance,
+            view,
+            Some(n),
+        ));
     } else {
         Db::queue_transaction_status(batch, &t.transaction_id, "rejected");
         let refund_id = uuid::Uuid::now_v7().to_string();
@@ -1834,8 +2015,25 @@ async fn settle_transfer(
                 entry_id: None,
             }],
         );
-        let view = txn_view(state, &refund_id, "refund", "in", &t.asset, t.amount, 0, "completed", Some(&note));
-        events.push(movement_event(state, &t.sender_id, &t.asset, balance, view, None));
+        let view = txn_view(
+            state,
+            &refund_id,
+            "refund",
+            "in",
+            &t.asset,
+            t.amount,
+            0,
+            "completed",
+            Some(&note),
+        );
+        events.push(movement_event(
+            state,
+            &t.sender_id,
+            &t.asset,
+            balance,
+            view,
+            None,
+        ));
     }
     Ok(events)
 }

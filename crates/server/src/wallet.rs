@@ -84,8 +84,8 @@ pub fn usd_value(state: &AppState, asset: &Asset, minor: i64) -> Option<i64> {
     match state.market.quote(&asset.code) {
         Some(q) if asset.code != "USD" => {
             // Prices are USD × 10^8; cents are USD × 10^2.
-            let v = i128::from(minor) * i128::from(q.price)
-                / 10i128.pow(u32::from(asset.scale) + 6);
+            let v =
+                i128::from(minor) * i128::from(q.price) / 10i128.pow(u32::from(asset.scale) + 6);
             i64::try_from(v).ok()
         }
         _ => Assets::usd_cents(asset, minor),
@@ -306,7 +306,11 @@ impl<'a> Movement<'a> {
     /// pause. When an attempt fails or finds its key taken, an earlier request with the same
     /// key decides the answer (a replay, or a 409 for a different body), so a replay is answered
     /// the same even if it could no longer be carried out.
-    pub(crate) async fn run<F, Fut>(&self, state: &AppState, mut attempt: F) -> Result<Outcome, ApiError>
+    pub(crate) async fn run<F, Fut>(
+        &self,
+        state: &AppState,
+        mut attempt: F,
+    ) -> Result<Outcome, ApiError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<Outcome, Failure>>,
@@ -452,7 +456,10 @@ async fn p2p_attempt(
         .into());
     }
     if let Some(rule) = crate::payments::transfer_rule(state, &tx, sender, usd).await? {
-        return held_p2p(state, tx, sender, &recipient, asset, amount, note, usd, m, rule).await;
+        return held_p2p(
+            state, tx, sender, &recipient, asset, amount, note, usd, m, rule,
+        )
+        .await;
     }
     let entry_id = uuid::Uuid::now_v7().to_string();
     let mut batch = Batch::default();
@@ -610,7 +617,10 @@ async fn held_p2p(
     let db = &state.db;
     let day = chrono::Utc::now().timestamp().div_euclid(86_400);
     let cap = state.transfer_limits.daily_cap_cents;
-    if !db.add_transfer_usage(&tx, &sender.id, day, usd, cap).await? {
+    if !db
+        .add_transfer_usage(&tx, &sender.id, day, usd, cap)
+        .await?
+    {
         return Err(ApiError::LimitExceeded(format!(
             "this transfer would pass your daily limit of ${}",
             format_amount(cap, 2)
@@ -658,7 +668,9 @@ async fn held_p2p(
         "balance": format_amount(balance, asset.scale),
     })
     .to_string();
-    let out = m.commit(state, tx, batch, StatusCode::CREATED, body).await?;
+    let out = m
+        .commit(state, tx, batch, StatusCode::CREATED, body)
+        .await?;
     tracing::info!(sender = %sender.id, recipient = %recipient.id, rule = rule_name, "p2p transfer held for review");
     crate::realtime::announce_movements(
         state,

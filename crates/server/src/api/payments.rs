@@ -140,7 +140,10 @@ async fn list_deposits(
     AppQuery(q): AppQuery<PageQuery>,
 ) -> ApiResult<Json<Value>> {
     let (skip, limit) = super::users::paging(q.skip, q.limit)?;
-    let (total, rows) = state.db.deposits_of_user(&auth.user.id, skip, limit).await?;
+    let (total, rows) = state
+        .db
+        .deposits_of_user(&auth.user.id, skip, limit)
+        .await?;
     let deposits: Vec<Value> = rows
         .iter()
         .map(|d| payments::deposit_json(&state, d, false))
@@ -415,7 +418,11 @@ async fn admin_withdrawals(
     auth.require_staff()?;
     let (skip, limit) = super::users::paging(q.skip, q.limit)?;
     let statuses: Vec<String> = match q.status.as_deref().map(str::trim) {
-        None | Some("") => vec!["pending".into(), "pending_approval".into(), "processing".into()],
+        None | Some("") => vec![
+            "pending".into(),
+            "pending_approval".into(),
+            "processing".into(),
+        ],
         Some("all") => vec![],
         Some(s) => {
             let list: Vec<String> = s.split(',').map(|x| x.trim().to_string()).collect();
@@ -479,11 +486,13 @@ async fn approve_withdrawal(
     let b: ApproveBody = if body.iter().all(u8::is_ascii_whitespace) {
         ApproveBody::default()
     } else {
-        typed(serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?)?
+        typed(
+            serde_json::from_slice(&body)
+                .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?,
+        )?
     };
-    let w =
-        payments::staff_withdrawal(&state, &auth, &id, StaffAction::Approve { note: b.note })
-            .await?;
+    let w = payments::staff_withdrawal(&state, &auth, &id, StaffAction::Approve { note: b.note })
+        .await?;
     Ok(Json(json!({"withdrawal": w})))
 }
 
@@ -505,8 +514,9 @@ async fn reject_withdrawal(
 ) -> ApiResult<Json<Value>> {
     auth.require_staff()?;
     let b: ReasonBody = typed(body)?;
-    let w = payments::staff_withdrawal(&state, &auth, &id, StaffAction::Reject { reason: b.reason })
-        .await?;
+    let w =
+        payments::staff_withdrawal(&state, &auth, &id, StaffAction::Reject { reason: b.reason })
+            .await?;
     Ok(Json(json!({"withdrawal": w})))
 }
 

@@ -136,7 +136,10 @@ fn segwit_encode(hrp: &str, program: &[u8]) -> String {
     all.extend([0u8; 6]);
     let m = polymod(&all) ^ 1;
     values.extend((0..6).map(|i| ((m >> (5 * (5 - i))) & 31) as u8));
-    let data: String = values.iter().map(|v| CHARSET[*v as usize] as char).collect();
+    let data: String = values
+        .iter()
+        .map(|v| CHARSET[*v as usize] as char)
+        .collect();
     format!("{hrp}1{data}")
 }
 

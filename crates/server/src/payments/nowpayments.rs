@@ -131,7 +131,9 @@ pub async fn create_payment(
     if !status.is_success() {
         anyhow::bail!(
             "the payment provider answered {status}: {}",
-            v.get("message").and_then(Value::as_str).unwrap_or("no message")
+            v.get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("no message")
         );
     }
     let payment_id = match &v["payment_id"] {
@@ -161,7 +163,8 @@ mod tests {
 
     #[test]
     fn keys_are_sorted_at_every_depth() {
-        let v = json!({"b": 1, "a": {"z": [ {"y": 2, "x": 1} ], "c": "é\""}, "actually_paid": 0.0015});
+        let v =
+            json!({"b": 1, "a": {"z": [ {"y": 2, "x": 1} ], "c": "é\""}, "actually_paid": 0.0015});
         assert_eq!(
             canonical_json(&v),
             r#"{"a":{"c":"é\"","z":[{"x":1,"y":2}]},"actually_paid":0.0015,"b":1}"#

@@ -12,6 +12,8 @@ mod crash;
 mod market;
 mod model;
 mod ops;
+mod payments;
+mod provider;
 mod realtime;
 mod s3;
 mod security;

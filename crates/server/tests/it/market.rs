@@ -27,7 +27,7 @@ async fn simulated_prices_are_listed_labelled_and_move() {
         .keys()
         .cloned()
         .collect();
-    assert_eq!(symbols, ["BTC", "ETH", "SOL", "USDC", "USDT"]);
+    assert_eq!(symbols, ["BNB", "BTC", "ETH", "LTC", "SOL", "USDC", "USDT"]);
     let mut moved = false;
     for _ in 0..40 {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -55,7 +55,7 @@ async fn simulated_prices_are_listed_labelled_and_move() {
         assert_eq!(app.get(missing, None).await.status(), StatusCode::NOT_FOUND);
     }
     let list = json_of(&app, "/api/crypto").await;
-    assert_eq!(list["items"].as_array().unwrap().len(), 5);
+    assert_eq!(list["items"].as_array().unwrap().len(), 7);
 }
 
 #[tokio::test]
