@@ -353,7 +353,7 @@ impl Db {
 
 /// Per-user daily totals kept for caps.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Usage {
+pub enum Usage {
     Transfers,
     Withdrawals,
 }

@@ -107,6 +107,8 @@ pub struct HeldTransferRow {
     pub note: Option<String>,
     pub transaction_id: String,
     pub status: String,
+    pub usd_cents: i64,
+    pub day: i64,
     pub created_at: i64,
 }
 
@@ -211,7 +213,8 @@ impl Db {
     }
 
     /// Moves a deposit's provider status forward to `status` (rank `rank`); `None` when the
-    /// deposit is already at that rank or past it. The paid amount only ever grows.
+    /// deposit is already at that rank or past it, except that a partial payment may be
+    /// reported again with more paid. The paid amount only ever grows.
     pub async fn advance_deposit(
         &self,
         tx: &DatabaseTransaction,
@@ -224,7 +227,8 @@ impl Db {
             &format!(
                 "UPDATE deposits SET status = $2, status_rank = $3, \
                  actually_paid = CASE WHEN $4 > actually_paid THEN $4 ELSE actually_paid END, \
-                 updated_at = $5 WHERE order_id = $1 AND status_rank < $3 \
+                 updated_at = $5 WHERE order_id = $1 AND (status_rank < $3 \
+                 OR (status_rank = $3 AND status = 'partially_paid' AND $4 > actually_paid)) \
                  RETURNING {DEPOSIT_COLUMNS}"
             ),
             [
@@ -491,11 +495,21 @@ impl Db {
             .await
     }
 
-    /// Gives back what a withdrawal that never left counted against its day's cap.
-    pub fn queue_release_withdrawal_usage(batch: &mut Batch, user_id: &str, day: i64, cents: i64) {
+    /// Gives back what a withdrawal or transfer that never happened counted against its day's
+    /// cap.
+    pub fn queue_release_usage(
+        batch: &mut Batch,
+        usage: Usage,
+        user_id: &str,
+        day: i64,
+        cents: i64,
+    ) {
+        let t = usage.table();
         batch.push(
-            "UPDATE withdrawal_usage SET used_cents = used_cents - $3 \
-             WHERE user_id = $1 AND day = $2 AND used_cents >= $3",
+            format!(
+                "UPDATE {t} SET used_cents = used_cents - $3 \
+                 WHERE user_id = $1 AND day = $2 AND used_cents >= $3"
+            ),
             vec![user_id.into(), day.into(), cents.into()],
         );
     }
@@ -656,7 +670,8 @@ impl Db {
     pub fn queue_held_transfer(batch: &mut Batch, t: &HeldTransferRow) {
         batch.push(
             "INSERT INTO held_transfers (id, sender_id, recipient_id, asset, amount, note, \
-             transaction_id, status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             transaction_id, status, usd_cents, day, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             vec![
                 t.id.clone().into(),
                 t.sender_id.clone().into(),
@@ -666,6 +681,8 @@ impl Db {
                 t.note.clone().into(),
                 t.transaction_id.clone().into(),
                 t.status.clone().into(),
+                t.usd_cents.into(),
+                t.day.into(),
                 t.created_at.into(),
             ],
         );
@@ -680,7 +697,8 @@ impl Db {
     ) -> Result<Option<HeldTransferRow>, DbErr> {
         HeldTransferRow::find_by_statement(self.stmt(
             "UPDATE held_transfers SET status = $2 WHERE id = $1 AND status = 'held' \
-             RETURNING id, sender_id, recipient_id, asset, amount, note, transaction_id, status, created_at",
+             RETURNING id, sender_id, recipient_id, asset, amount, note, transaction_id, status, \
+             usd_cents, day, created_at",
             [id.into(), status.into()],
         ))
         .one(tx)

@@ -21,7 +21,7 @@ use crate::wallet::{
 };
 use address::Network;
 use axum::http::StatusCode;
-use etx_db::ledger::{Leg, NewEntry, NewTransaction, PLATFORM, account_id};
+use etx_db::ledger::{Leg, NewEntry, NewTransaction, PLATFORM, Usage, account_id};
 use etx_db::payments::{DepositRow, FlagRow, HeldTransferRow, NewDeposit, WithdrawalRow};
 use etx_db::users::UserRow;
 use etx_db::{Batch, ConnectionTrait, DatabaseTransaction, Db, DbErr, now_micros};
@@ -1163,7 +1163,7 @@ async fn withdraw_attempt(
 ) -> Result<Outcome, Failure> {
     let q = quote(state, &req.currency, &req.amount.0)?;
     let address = req.address.trim();
-    if !q.network.valid(address) {
+    if !q.network.valid(address, state.config.is_dev()) {
         return Err(ApiError::field("address", &format!("is not {}", q.network.describe())).into());
     }
     let db = &state.db;
@@ -1326,7 +1326,7 @@ async fn refund(
         }],
     );
     Db::queue_transaction_status(batch, &w.transaction_id, &w.status);
-    Db::queue_release_withdrawal_usage(batch, &w.user_id, w.day, w.usd_cents);
+    Db::queue_release_usage(batch, Usage::Withdrawals, &w.user_id, w.day, w.usd_cents);
     let view = txn_view(
         state,
         &refund_id,
@@ -1854,6 +1854,8 @@ pub(crate) async fn hold_transfer(
     amount: i64,
     note: Option<&str>,
     rule: (&str, Value),
+    // The USD value counted against the sender's cap, and the day it counted on.
+    (usd_cents, day): (i64, i64),
 ) -> Result<(String, i64), Failure> {
     let balances = post(
         &state.db,
@@ -1879,6 +1881,8 @@ pub(crate) async fn hold_transfer(
         note: note.map(str::to_string),
         transaction_id: uuid::Uuid::now_v7().to_string(),
         status: "held".into(),
+        usd_cents,
+        day,
         created_at: now_micros(),
     };
     Db::insert_transactions(
@@ -1997,6 +2001,7 @@ async fn settle_transfer(
         ));
     } else {
         Db::queue_transaction_status(batch, &t.transaction_id, "rejected");
+        Db::queue_release_usage(batch, Usage::Transfers, &t.sender_id, t.day, t.usd_cents);
         let refund_id = uuid::Uuid::now_v7().to_string();
         let note = format!("Transfer rejected in review: {reason}");
         Db::insert_transactions(

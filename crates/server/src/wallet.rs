@@ -630,7 +630,16 @@ async fn held_p2p(
     let mut batch = Batch::default();
     let rule_name = rule.0;
     let (txn_id, balance) = crate::payments::hold_transfer(
-        state, &tx, &mut batch, sender, recipient, asset, amount, note, rule,
+        state,
+        &tx,
+        &mut batch,
+        sender,
+        recipient,
+        asset,
+        amount,
+        note,
+        rule,
+        (usd, day),
     )
     .await?;
     crate::audit::Event::new(Some(&sender.id), "transfer.p2p")

@@ -108,5 +108,8 @@ CREATE TABLE held_transfers (
     note TEXT,
     transaction_id TEXT NOT NULL,
     status TEXT NOT NULL,
+    -- What it counted against the sender's daily cap, given back if it is rejected.
+    usd_cents BIGINT NOT NULL,
+    day BIGINT NOT NULL,
     created_at BIGINT NOT NULL
 )

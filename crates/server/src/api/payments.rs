@@ -586,6 +586,19 @@ async fn aml_queue(
     ))
 }
 
+async fn aml_decision(
+    state: &AppState,
+    auth: &Auth,
+    id: &str,
+    body: Value,
+    release: bool,
+) -> ApiResult<Json<Value>> {
+    auth.require_staff()?;
+    let b: ReasonBody = typed(body)?;
+    let f = payments::decide_flag(state, auth, id, release, &b.reason).await?;
+    Ok(Json(json!({"flag": f})))
+}
+
 /// Release a flagged operation (staff): a held deposit or transfer is credited, a held
 /// withdrawal goes on to approval.
 #[utoipa::path(post, path = "/api/admin/aml/{id}/release", tag = "admin",
@@ -602,10 +615,7 @@ async fn aml_release(
     Path(id): Path<String>,
     AppJson(body): AppJson<Value>,
 ) -> ApiResult<Json<Value>> {
-    auth.require_staff()?;
-    let b: ReasonBody = typed(body)?;
-    let f = payments::decide_flag(&state, &auth, &id, true, &b.reason).await?;
-    Ok(Json(json!({"flag": f})))
+    aml_decision(&state, &auth, &id, body, true).await
 }
 
 /// Reject a flagged operation (staff): held money goes back (to the sender, or out to the payer).
@@ -623,8 +633,5 @@ async fn aml_reject(
     Path(id): Path<String>,
     AppJson(body): AppJson<Value>,
 ) -> ApiResult<Json<Value>> {
-    auth.require_staff()?;
-    let b: ReasonBody = typed(body)?;
-    let f = payments::decide_flag(&state, &auth, &id, false, &b.reason).await?;
-    Ok(Json(json!({"flag": f})))
+    aml_decision(&state, &auth, &id, body, false).await
 }

@@ -33,17 +33,33 @@ impl Network {
         }
     }
 
-    pub fn valid(self, addr: &str) -> bool {
+    /// Whether `addr` is an address of this network; test networks' addresses only when
+    /// `testnet` (dev mode, where sandbox deposits use them).
+    pub fn valid(self, addr: &str, testnet: bool) -> bool {
         match self {
-            Network::Bitcoin => segwit(addr, &["bc", "tb"]) || base58check(addr, &[0x00, 0x05]),
+            Network::Bitcoin => {
+                segwit(addr, if testnet { &["bc", "tb"] } else { &["bc"] })
+                    || base58check(
+                        addr,
+                        if testnet {
+                            &[0x00, 0x05, 0x6f, 0xc4]
+                        } else {
+                            &[0x00, 0x05]
+                        },
+                    )
+            }
             Network::Litecoin => {
-                segwit(addr, &["ltc", "tltc"]) || base58check(addr, &[0x30, 0x32, 0x05])
+                segwit(addr, if testnet { &["ltc", "tltc"] } else { &["ltc"] })
+                    || base58check(
+                        addr,
+                        if testnet {
+                            &[0x30, 0x32, 0x05, 0x6f, 0x3a, 0xc4]
+                        } else {
+                            &[0x30, 0x32, 0x05]
+                        },
+                    )
             }
-            Network::Evm => {
-                addr.len() == 42
-                    && addr.starts_with("0x")
-                    && addr[2..].bytes().all(|b| b.is_ascii_hexdigit())
-            }
+            Network::Evm => evm(addr),
             Network::Solana => {
                 (32..=44).contains(&addr.len())
                     && base58_decode(addr).is_some_and(|b| b.len() == 32)
@@ -60,6 +76,27 @@ impl Network {
             Network::Solana => base58_encode(seed),
         }
     }
+}
+
+/// `0x` and 40 hex digits; in mixed case the capitals must spell its EIP-55 checksum (one
+/// case throughout carries no checksum and is accepted as such).
+fn evm(addr: &str) -> bool {
+    use sha3::{Digest, Keccak256};
+    let Some(hex) = addr.strip_prefix("0x") else {
+        return false;
+    };
+    if hex.len() != 40 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return false;
+    }
+    let lower = hex.to_ascii_lowercase();
+    if hex == lower || hex == hex.to_ascii_uppercase() {
+        return true;
+    }
+    let hash = Keccak256::digest(lower.as_bytes());
+    hex.bytes().enumerate().all(|(i, c)| {
+        let nibble = (hash[i / 2] >> if i % 2 == 0 { 4 } else { 0 }) & 0x0f;
+        !c.is_ascii_alphabetic() || c.is_ascii_uppercase() == (nibble >= 8)
+    })
 }
 
 const CHARSET: &[u8; 32] = b"qpzry9x8gf2tvdw0s3jn54khce6mua7l";
@@ -244,7 +281,7 @@ mod tests {
             (Evm, "0x742d35Cc6634C0532925a3b844Bc454e4438f44e"),
             (Solana, "9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWWM"),
         ] {
-            assert!(n.valid(a), "{n:?} {a}");
+            assert!(n.valid(a, false), "{n:?} {a}");
         }
     }
 
@@ -258,11 +295,34 @@ mod tests {
             (Litecoin, "1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2"),
             (Evm, "0x742d35Cc6634C0532925a3b844Bc454e4438f44"),
             (Evm, "0x742d35Cc6634C0532925a3b844Bc454e4438f44g"),
+            // One letter's case changed: the EIP-55 checksum no longer holds.
+            (Evm, "0x742d35cc6634C0532925a3b844Bc454e4438f44e"),
             (Solana, "9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWW0"),
             (Solana, "abc"),
             (Bitcoin, ""),
         ] {
-            assert!(!n.valid(a), "{n:?} {a}");
+            assert!(!n.valid(a, true), "{n:?} {a}");
+        }
+    }
+
+    #[test]
+    fn test_networks_only_in_dev() {
+        for (n, a) in [
+            (Bitcoin, "tb1qw508d6qejxtdg4y5r3zarvary0c5xw7kxpjzsx"),
+            (Bitcoin, "mipcBbFg9gMiCh81Kj8tqqdgoZub1ZJRfn"),
+            (Litecoin, Litecoin.sandbox_address(&[3u8; 32]).leak()),
+        ] {
+            assert!(n.valid(a, true), "{n:?} {a}");
+            assert!(!n.valid(a, false), "{n:?} {a} is a test network's");
+        }
+        for a in [
+            "0x52908400098527886E0F7030069857D2E4169EE7",
+            "0x8617E340B3D01FA5F11F306F4090FD50E238070D",
+            "0xde709f2102306220921060314715629080e2fb77",
+            "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+            "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359",
+        ] {
+            assert!(Evm.valid(a, false), "EIP-55 example {a}");
         }
     }
 
@@ -271,7 +331,7 @@ mod tests {
         let seed = [7u8; 32];
         for n in [Bitcoin, Litecoin, Evm, Solana] {
             let a = n.sandbox_address(&seed);
-            assert!(n.valid(&a), "{n:?} {a}");
+            assert!(n.valid(&a, true), "{n:?} {a}");
         }
     }
 }

@@ -42,8 +42,56 @@ fn write_canonical(v: &Value, out: &mut String) {
             }
             out.push(']');
         }
+        Value::Number(n) => out.push_str(&js_number(n)),
         other => out.push_str(&other.to_string()),
     }
+}
+
+/// A number as JavaScript's `Number.prototype.toString` prints it (what `JSON.stringify`
+/// writes), which is what the provider signs: `0.000001`, `1e-7`, `100` for `100.0`, `1e+21`.
+fn js_number(n: &serde_json::Number) -> String {
+    if n.is_i64() || n.is_u64() {
+        return n.to_string();
+    }
+    let text = n.to_string();
+    let (neg, text) = match text.strip_prefix('-') {
+        Some(t) => (true, t),
+        None => (false, text.as_str()),
+    };
+    let (mantissa, exp) = match text.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<i32>().unwrap_or(0)),
+        None => (text, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let all = format!("{int}{frac}");
+    let lead = all.len() - all.trim_start_matches('0').len();
+    let digits = all.trim_matches('0');
+    if digits.is_empty() {
+        return "0".into();
+    }
+    // The value is 0.DIGITS × 10^point (ECMAScript's k digits and n).
+    let point = int.len() as i32 - lead as i32 + exp;
+    let k = digits.len() as i32;
+    let body = if k <= point && point <= 21 {
+        format!("{digits}{}", "0".repeat((point - k) as usize))
+    } else if 0 < point && point <= 21 {
+        format!(
+            "{}.{}",
+            &digits[..point as usize],
+            &digits[point as usize..]
+        )
+    } else if -6 < point && point <= 0 {
+        format!("0.{}{digits}", "0".repeat((-point) as usize))
+    } else {
+        let e = point - 1;
+        let sign = if e < 0 { '-' } else { '+' };
+        if k == 1 {
+            format!("{digits}e{sign}{}", e.abs())
+        } else {
+            format!("{}.{}e{sign}{}", &digits[..1], &digits[1..], e.abs())
+        }
+    };
+    if neg { format!("-{body}") } else { body }
 }
 
 fn mac(secret: &[u8], body: &Value) -> Hmac<Sha512> {
@@ -169,6 +217,29 @@ mod tests {
             canonical_json(&v),
             r#"{"a":{"c":"é\"","z":[{"x":1,"y":2}]},"actually_paid":0.0015,"b":1}"#
         );
+    }
+
+    #[test]
+    fn numbers_print_as_javascript_prints_them() {
+        let cases = [
+            ("0.000001", "0.000001"),
+            ("0.0000001", "1e-7"),
+            ("1.5e-7", "1.5e-7"),
+            ("100.0", "100"),
+            ("100.25", "100.25"),
+            ("0.00153846", "0.00153846"),
+            ("123456789012345000000.0", "123456789012345000000"),
+            ("1e21", "1e+21"),
+            ("1.5e300", "1.5e+300"),
+            ("-0.5", "-0.5"),
+            ("0.0", "0"),
+            ("42", "42"),
+            ("-7", "-7"),
+        ];
+        for (input, js) in cases {
+            let v: Value = serde_json::from_str(input).unwrap();
+            assert_eq!(canonical_json(&v), js, "{input}");
+        }
     }
 
     #[test]

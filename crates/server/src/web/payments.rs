@@ -412,7 +412,7 @@ pub async fn view_withdraw_review_post(
         return withdraw_page(&state, &u, f, None, Some(e), None).await;
     }
     let quoted = payments::quote(&state, &f.currency, &f.amount).and_then(|q| {
-        if q.network.valid(f.address.trim()) {
+        if q.network.valid(f.address.trim(), state.config.is_dev()) {
             Ok(QuoteLine {
                 amount: format!(
                     "{} {}",
@@ -597,6 +597,21 @@ pub struct DecisionForm {
     tx_hash: String,
 }
 
+/// A staff form from someone who is not staff (the page does not exist for them) or with an
+/// expired CSRF token.
+fn refuse_staff_form(u: &WebUser, headers: &HeaderMap, csrf: &str) -> Option<Response> {
+    if !u.auth.role.is_staff() {
+        return Some(error_page(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "There is no such page.",
+        ));
+    }
+    check_form_csrf(headers, csrf)
+        .is_err()
+        .then(super::form_expired)
+}
+
 pub async fn view_admin_withdrawal_post(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -604,11 +619,8 @@ pub async fn view_admin_withdrawal_post(
     Path((id, action)): Path<(String, String)>,
     Form(f): Form<DecisionForm>,
 ) -> Response {
-    if !u.auth.role.is_staff() {
-        return error_page(StatusCode::NOT_FOUND, "Not found", "There is no such page.");
-    }
-    if check_form_csrf(&headers, &f.csrf_token).is_err() {
-        return super::form_expired();
+    if let Some(refused) = refuse_staff_form(&u, &headers, &f.csrf_token) {
+        return refused;
     }
     let action = match action.as_str() {
         "approve" => StaffAction::Approve {
@@ -711,11 +723,8 @@ pub async fn view_admin_aml_post(
     Path((id, action)): Path<(String, String)>,
     Form(f): Form<DecisionForm>,
 ) -> Response {
-    if !u.auth.role.is_staff() {
-        return error_page(StatusCode::NOT_FOUND, "Not found", "There is no such page.");
-    }
-    if check_form_csrf(&headers, &f.csrf_token).is_err() {
-        return super::form_expired();
+    if let Some(refused) = refuse_staff_form(&u, &headers, &f.csrf_token) {
+        return refused;
     }
     let release = match action.as_str() {
         "release" => true,

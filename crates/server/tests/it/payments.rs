@@ -1864,3 +1864,88 @@ async fn a_refunded_partial_payment_cannot_be_released() {
     assert_eq!(balance_of(&app, &alice, "USDT").await, "0.000000");
     books_balance(&app).await;
 }
+
+#[tokio::test]
+async fn a_rejected_held_transfer_gives_its_share_of_the_daily_cap_back() {
+    let app = TestApp::spawn_with(|c| {
+        quiet(c);
+        c.aml.large_amount_usd = "1000".into();
+        c.transfers.daily_cap_usd = "2500".into();
+    })
+    .await;
+    let admin = app.user_with_role("admin", "admin").await;
+    let moderator = app.user_with_role("mod", "moderator").await;
+    let alice = verified(&app, "alice").await;
+    verified(&app, "bob").await;
+    app.fund(&admin, &alice, "USD", "5000").await;
+    let send = |key: &'static str, amount: &'static str| {
+        let (app, token) = (&app, alice.token.clone());
+        async move {
+            app.money_post(
+                "/api/transfers/p2p",
+                Some(key),
+                json!({"recipient": "bob", "amount": amount, "currency": "USD"}),
+                &token,
+            )
+            .await
+        }
+    };
+    let r = send("cap-1", "2000").await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    // While it is held it counts: 2000 + 900 would pass the 2500 cap.
+    expect_error(
+        send("cap-2", "900").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "LIMIT_EXCEEDED",
+    )
+    .await;
+    let f = flags(&app, &moderator, "open").await;
+    let r = decide(&app, &moderator, f[0]["id"].as_str().unwrap(), "reject").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    // The rejected transfer never happened, so the day's room is back.
+    let r = send("cap-3", "900").await;
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    assert_eq!(balance_of(&app, &alice, "USD").await, "4100.00");
+    books_balance(&app).await;
+}
+
+#[tokio::test]
+async fn a_partial_payment_reported_again_with_more_is_released_in_full() {
+    let app = TestApp::spawn_with(quiet).await;
+    let alice = verified(&app, "alice").await;
+    let moderator = app.user_with_role("mod", "moderator").await;
+    let d = create_deposit(&app, &alice, "100", "USDT").await;
+    let order = d["order_id"].as_str().unwrap();
+    assert_eq!(
+        notify(&app, &ipn(&d, "partially_paid", "40")).await,
+        "partial payment held for review"
+    );
+    // More arrived: the same status, a larger amount.
+    notify(&app, &ipn(&d, "partially_paid", "60")).await;
+    assert_eq!(
+        deposit(&app, &alice, order).await["actually_paid"],
+        "60.000000"
+    );
+    // Less than already recorded, or the same again, changes nothing.
+    assert!(
+        notify(&app, &ipn(&d, "partially_paid", "50"))
+            .await
+            .starts_with("ignored")
+    );
+    assert!(
+        notify(&app, &ipn(&d, "partially_paid", "60"))
+            .await
+            .starts_with("ignored")
+    );
+    assert_eq!(flags(&app, &moderator, "open").await.len(), 1);
+    let f = flag_on(&app, &moderator, order).await;
+    let r = decide(&app, &moderator, f["id"].as_str().unwrap(), "release").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(balance_of(&app, &alice, "USDT").await, "60.000000");
+    books_balance(&app).await;
+}
