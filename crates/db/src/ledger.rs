@@ -319,12 +319,21 @@ impl Db {
             .rows_affected())
     }
 
-    /// True when the user holds a non-zero balance of any asset.
+    /// True when the user holds a non-zero balance of any asset, or has money on its way in
+    /// or out: an unfinished withdrawal, a transfer held for review either way, or a deposit
+    /// that is held or may still be paid.
     pub async fn holds_funds(&self, user_id: &str) -> Result<bool, DbErr> {
         Ok(self
             .scalar_i64(
-                "SELECT COUNT(*) FROM ledger_accounts WHERE owner_id = $1 AND kind IN ('wallet', 'held') AND balance <> 0",
-                vec![user_id.into()],
+                "SELECT (SELECT COUNT(*) FROM ledger_accounts WHERE owner_id = $1 \
+                 AND kind IN ('wallet', 'held') AND balance <> 0) \
+                 + (SELECT COUNT(*) FROM withdrawals WHERE user_id = $1 \
+                 AND status IN ('held', 'pending', 'pending_approval', 'processing')) \
+                 + (SELECT COUNT(*) FROM held_transfers WHERE (sender_id = $1 OR recipient_id = $1) \
+                 AND status = 'held') \
+                 + (SELECT COUNT(*) FROM deposits WHERE user_id = $1 AND (credit_state = 'held' \
+                 OR (credit_state = 'none' AND status_rank < 6 AND expires_at > $2)))",
+                vec![user_id.into(), crate::now_micros().into()],
             )
             .await?
             > 0)

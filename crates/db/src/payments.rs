@@ -22,6 +22,7 @@ pub struct DepositRow {
     pub actually_paid: i64,
     pub credit_state: String,
     pub credited: i64,
+    pub held: i64,
     pub transaction_id: Option<String>,
     pub expires_at: i64,
     pub created_at: i64,
@@ -30,7 +31,7 @@ pub struct DepositRow {
 
 const DEPOSIT_COLUMNS: &str = "id, order_id, user_id, provider, provider_payment_id, price_amount, \
     pay_currency, pay_amount, pay_address, status, status_rank, actually_paid, credit_state, \
-    credited, transaction_id, expires_at, created_at, updated_at";
+    credited, held, transaction_id, expires_at, created_at, updated_at";
 
 pub struct NewDeposit<'a> {
     pub id: &'a str,
@@ -243,20 +244,23 @@ impl Db {
         .await
     }
 
-    /// Changes a deposit's credit state from `from` to `to`, adding `amount` to what was
-    /// credited; `None` if the state was no longer `from`.
+    /// Changes a deposit's credit state from `from` to `to`, adding `credited` to what was
+    /// credited and `held` to what of it waits for review; `None` if the state was no longer
+    /// `from`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn set_deposit_credit(
         &self,
         tx: &DatabaseTransaction,
         id: &str,
         from: &str,
         to: &str,
-        amount: i64,
+        credited: i64,
+        held: i64,
         transaction_id: Option<&str>,
     ) -> Result<Option<DepositRow>, DbErr> {
         DepositRow::find_by_statement(self.stmt(
             &format!(
-                "UPDATE deposits SET credit_state = $3, credited = credited + $4, \
+                "UPDATE deposits SET credit_state = $3, credited = credited + $4, held = held + $7, \
                  transaction_id = COALESCE($5, transaction_id), updated_at = $6 \
                  WHERE id = $1 AND credit_state = $2 RETURNING {DEPOSIT_COLUMNS}"
             ),
@@ -264,13 +268,61 @@ impl Db {
                 id.into(),
                 from.into(),
                 to.into(),
-                amount.into(),
+                credited.into(),
                 transaction_id.map(str::to_string).into(),
                 now_micros().into(),
+                held.into(),
             ],
         ))
         .one(tx)
         .await
+    }
+
+    /// Takes the deposit's row lock for the rest of the transaction, so a review decision and
+    /// a provider notification on the same deposit run one after the other.
+    pub async fn lock_deposit(
+        &self,
+        tx: &DatabaseTransaction,
+        order_id: &str,
+    ) -> Result<(), DbErr> {
+        tx.execute_raw(self.stmt(
+            "UPDATE deposits SET updated_at = updated_at WHERE order_id = $1",
+            [order_id.into()],
+        ))
+        .await?;
+        Ok(())
+    }
+
+    /// Opens a subject's review again (or for the first time) under `rule`.
+    pub fn queue_reopen_flag(
+        batch: &mut Batch,
+        user_id: &str,
+        subject_type: &str,
+        subject_id: &str,
+        rule: &str,
+        details: &str,
+    ) {
+        Self::queue_flag(
+            batch,
+            &uuid::Uuid::now_v7().to_string(),
+            user_id,
+            subject_type,
+            subject_id,
+            rule,
+            details,
+        );
+        batch.push(
+            "UPDATE aml_flags SET status = 'open', rule = $3, details = $4, decided_by = NULL, \
+             decision_reason = NULL, decided_at = NULL, created_at = $5 \
+             WHERE subject_type = $1 AND subject_id = $2 AND status <> 'open'",
+            vec![
+                subject_type.into(),
+                subject_id.into(),
+                rule.into(),
+                details.into(),
+                now_micros().into(),
+            ],
+        );
     }
 
     #[allow(clippy::too_many_arguments)]

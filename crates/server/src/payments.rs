@@ -273,6 +273,15 @@ where
     }
 }
 
+/// At most `n` bytes of `s`, cut at a character boundary.
+fn clip(s: &str, n: usize) -> &str {
+    let mut cut = s.len().min(n);
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &s[..cut]
+}
+
 fn conflict(message: &str) -> ApiError {
     ApiError::Conflict {
         message: message.into(),
@@ -651,11 +660,7 @@ pub async fn receive_webhook(
         }
     };
     if !signed {
-        let mut cut = body_text.len().min(UNSIGNED_KEPT);
-        while !body_text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        let short = &body_text[..cut];
+        let short = clip(&body_text, UNSIGNED_KEPT);
         let id = uuid::Uuid::now_v7().to_string();
         let outcome = if signature.is_none() {
             "rejected: unsigned"
@@ -668,8 +673,8 @@ pub async fn receive_webhook(
                 &id,
                 provider,
                 false,
-                order_id.as_deref(),
-                status.as_deref(),
+                order_id.as_deref().map(|o| clip(o, 64)),
+                status.as_deref().map(|o| clip(o, 32)),
                 short,
                 outcome,
             )
@@ -802,14 +807,53 @@ async fn apply_notification(
                 };
             }
             "credited" if amount > d.credited => {
-                // Part was credited when staff released a partial payment; the rest now.
-                let (ev, _) =
-                    credit(state, &tx, &mut batch, &d, amount - d.credited, false).await?;
+                // Part was credited when staff released a partial payment; the rest now, under
+                // the same rules as any money coming in.
+                let rest = amount - d.credited;
+                let user = db
+                    .user_by_id_in(&tx, &d.user_id)
+                    .await?
+                    .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("deposit without user")))?;
+                let rule = aml_rule(state, &tx, &user, deposit_usd(&d, rest)).await?;
+                let (ev, held) = credit(state, &tx, &mut batch, &d, rest, rule.is_some()).await?;
+                if let Some((rule, details)) = &rule {
+                    Db::queue_reopen_flag(
+                        &mut batch,
+                        &d.user_id,
+                        "deposit",
+                        &d.order_id,
+                        rule,
+                        &details.to_string(),
+                    );
+                }
                 events.extend(ev);
-                outcome = "credited the remainder".into();
+                outcome = if held {
+                    "remainder credited to review hold".into()
+                } else {
+                    "credited the remainder".into()
+                };
             }
             _ => outcome = format!("status finished; credit already {}", d.credit_state),
         }
+    } else if matches!(n.status.as_str(), "refunded" | "failed") && d.credited > 0 {
+        // Money already credited was given back by the provider: staff must know.
+        Db::queue_reopen_flag(
+            &mut batch,
+            &d.user_id,
+            "deposit",
+            &d.order_id,
+            "reversed_after_credit",
+            &json!({
+                "status": n.status,
+                "credited": format_amount(d.credited, scale),
+                "currency": d.pay_currency,
+            })
+            .to_string(),
+        );
+        outcome = format!(
+            "status {}; credited money reported back, review opened",
+            n.status
+        );
     } else if n.status == "partially_paid" && d.credit_state == "none" {
         queue_flag(
             &mut batch,
@@ -855,7 +899,15 @@ async fn credit(
     let txn_id = uuid::Uuid::now_v7().to_string();
     let to_state = if hold { "held" } else { "credited" };
     if db
-        .set_deposit_credit(tx, &d.id, &d.credit_state, to_state, amount, Some(&txn_id))
+        .set_deposit_credit(
+            tx,
+            &d.id,
+            &d.credit_state,
+            to_state,
+            amount,
+            if hold { amount } else { 0 },
+            Some(&txn_id),
+        )
         .await?
         .is_none()
     {
@@ -1449,7 +1501,8 @@ pub async fn staff_withdrawal(
             }
         }
     };
-    let (w, events) = with_retries(|| staff_attempt(state, actor, &before, &action)).await?;
+    let admin = staff.role.is_admin();
+    let (w, events) = with_retries(|| staff_attempt(state, actor, admin, &before, &action)).await?;
     if !events.is_empty() {
         crate::realtime::announce_movements(state, events);
     }
@@ -1463,6 +1516,7 @@ pub async fn staff_withdrawal(
 async fn staff_attempt(
     state: &AppState,
     actor: &str,
+    admin: bool,
     before: &WithdrawalRow,
     action: &StaffAction,
 ) -> Result<(WithdrawalRow, Vec<MovementEvent>), Failure> {
@@ -1492,7 +1546,13 @@ async fn staff_attempt(
                 .transition_withdrawal(
                     &tx,
                     &before.id,
-                    &["pending", "pending_approval", "processing"],
+                    // Once approved, an admin may be sending the payout: only admins can
+                    // still stop it.
+                    if admin {
+                        &["pending", "pending_approval", "processing"]
+                    } else {
+                        &["pending", "pending_approval"]
+                    },
                     "rejected",
                     Some(reason),
                     None,
@@ -1595,7 +1655,10 @@ async fn staff_attempt(
             (w, "withdrawal.complete", json!({"tx_hash": tx_hash}))
         }
     };
-    Db::queue_transaction_status(&mut batch, &w.transaction_id, &w.status);
+    // A refund already queued the rejected status; one statement per row in a batch.
+    if !matches!(action, StaffAction::Reject { .. }) {
+        Db::queue_transaction_status(&mut batch, &w.transaction_id, &w.status);
+    }
     let mut details = details;
     details["before"] = json!({"status": before.status, "approvals": before.approvals});
     details["after"] = json!({"status": w.status, "approvals": w.approvals});
@@ -1663,6 +1726,11 @@ async fn flag_attempt(
     let db = &state.db;
     let tx = db.begin_write().await?;
     let decision = if release { "released" } else { "rejected" };
+    if flag.subject_type == "deposit" {
+        // Before the flag: a notification for this deposit locks the deposit, then reads
+        // the flag, so both take the same order.
+        db.lock_deposit(&tx, &flag.subject_id).await?;
+    }
     if db
         .decide_flag(&tx, &flag.id, decision, actor, reason)
         .await?
@@ -1711,7 +1779,7 @@ async fn flag_attempt(
             match (d.credit_state.as_str(), release) {
                 ("held", true) => {
                     if db
-                        .set_deposit_credit(&tx, &d.id, "held", "credited", 0, None)
+                        .set_deposit_credit(&tx, &d.id, "held", "credited", 0, -d.held, None)
                         .await?
                         .is_none()
                     {
@@ -1726,8 +1794,8 @@ async fn flag_attempt(
                         Some(&d.order_id),
                         Some(actor),
                         vec![
-                            leg(&d.user_id, "held", -d.credited),
-                            leg(&d.user_id, "wallet", d.credited),
+                            leg(&d.user_id, "held", -d.held),
+                            leg(&d.user_id, "wallet", d.held),
                         ],
                     )
                     .await?;
@@ -1739,7 +1807,7 @@ async fn flag_attempt(
                             "deposit",
                             "in",
                             &d.pay_currency,
-                            d.credited,
+                            d.held,
                             0,
                             "completed",
                             Some(&d.order_id),
@@ -1774,7 +1842,7 @@ async fn flag_attempt(
                 }
                 ("held", false) => {
                     if db
-                        .set_deposit_credit(&tx, &d.id, "held", "rejected", 0, None)
+                        .set_deposit_credit(&tx, &d.id, "held", "rejected", -d.held, -d.held, None)
                         .await?
                         .is_none()
                     {
@@ -1789,8 +1857,8 @@ async fn flag_attempt(
                         Some(reason),
                         Some(actor),
                         vec![
-                            leg(&d.user_id, "held", -d.credited),
-                            leg(PLATFORM, "deposits_clearing", d.credited),
+                            leg(&d.user_id, "held", -d.held),
+                            leg(PLATFORM, "deposits_clearing", d.held),
                         ],
                     )
                     .await?;
@@ -1800,7 +1868,7 @@ async fn flag_attempt(
                 }
                 ("none", false) => {
                     let changed = db
-                        .set_deposit_credit(&tx, &d.id, "none", "rejected", 0, None)
+                        .set_deposit_credit(&tx, &d.id, "none", "rejected", 0, 0, None)
                         .await?;
                     if changed.is_none() {
                         return Err(conflict("the deposit changed meanwhile").into());
@@ -1815,6 +1883,12 @@ async fn flag_attempt(
             let Some(t) = db.settle_held_transfer(&tx, &flag.subject_id, to).await? else {
                 return Err(conflict("the transfer is no longer held").into());
             };
+            if release && t.recipient_id == actor {
+                return Err(ApiError::Forbidden(
+                    "you cannot release a transfer to yourself".into(),
+                )
+                .into());
+            }
             events
                 .extend(settle_transfer(state, &tx, &mut batch, &t, actor, release, reason).await?);
             before_after = json!({"before": "held", "after": to});

@@ -17,8 +17,10 @@ CREATE TABLE deposits (
     actually_paid BIGINT NOT NULL DEFAULT 0,
     -- 'none', 'held' (AML review), 'credited', 'rejected'.
     credit_state TEXT NOT NULL DEFAULT 'none',
-    -- Minor units moved out of deposits clearing for this deposit so far.
+    -- Minor units moved out of deposits clearing for this deposit so far (less any returned).
     credited BIGINT NOT NULL DEFAULT 0,
+    -- Of those, what waits in the owner's held account for a review.
+    held BIGINT NOT NULL DEFAULT 0,
     transaction_id TEXT,
     expires_at BIGINT NOT NULL,
     created_at BIGINT NOT NULL,

@@ -139,7 +139,8 @@ fn segwit(addr: &str, hrps: &[&str]) -> bool {
     let Some((hrp, data)) = addr.rsplit_once('1') else {
         return false;
     };
-    if !hrps.contains(&hrp) || data.len() < 6 {
+    // A witness version, then the 6-character checksum.
+    if !hrps.contains(&hrp) || data.len() < 7 {
         return false;
     }
     let Some(values) = data
@@ -300,6 +301,9 @@ mod tests {
             (Solana, "9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWW0"),
             (Solana, "abc"),
             (Bitcoin, ""),
+            (Bitcoin, "bc1qqqqqq"),
+            (Bitcoin, "bc1"),
+            (Litecoin, "ltc1qqqqqqq"),
         ] {
             assert!(!n.valid(a, true), "{n:?} {a}");
         }

@@ -235,8 +235,8 @@ async fn books_balance(app: &TestApp) {
             .count(&format!(
                 "SELECT CAST(COALESCE((SELECT SUM(amount) FROM held_transfers \
                  WHERE asset = '{asset}' AND status = 'held'), 0) \
-                 + COALESCE((SELECT SUM(credited) FROM deposits \
-                 WHERE pay_currency = '{asset}' AND credit_state = 'held'), 0) AS BIGINT)"
+                 + COALESCE((SELECT SUM(held) FROM deposits \
+                 WHERE pay_currency = '{asset}'), 0) AS BIGINT)"
             ))
             .await;
         assert_eq!(held, waiting, "{asset} held for review");
@@ -1063,9 +1063,10 @@ async fn withdrawals_need_distinct_staff_and_move_money_once() {
         r.json::<Value>().await.unwrap()["withdrawal"]["status"],
         "processing"
     );
+    // Once approved only an admin can stop it: they may be sending it.
     let r = staff(
         &app,
-        &moderator,
+        &admin,
         &pid,
         "reject",
         json!({"reason": "payout failed on chain"}),
@@ -1947,5 +1948,128 @@ async fn a_partial_payment_reported_again_with_more_is_released_in_full() {
     let r = decide(&app, &moderator, f["id"].as_str().unwrap(), "release").await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(balance_of(&app, &alice, "USDT").await, "60.000000");
+    books_balance(&app).await;
+}
+
+#[tokio::test]
+async fn the_rest_of_a_released_partial_payment_is_reviewed_like_any_deposit() {
+    let app = TestApp::spawn_with(|c| {
+        quiet(c);
+        c.aml.large_amount_usd = "1000".into();
+    })
+    .await;
+    let alice = verified(&app, "alice").await;
+    let moderator = app.user_with_role("mod", "moderator").await;
+    let d = create_deposit(&app, &alice, "5000", "USDT").await;
+    let order = d["order_id"].as_str().unwrap();
+    notify(&app, &ipn(&d, "partially_paid", "50")).await;
+    let f = flag_on(&app, &moderator, order).await;
+    let r = decide(&app, &moderator, f["id"].as_str().unwrap(), "release").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(balance_of(&app, &alice, "USDT").await, "50.000000");
+    // The remaining ~$4,950 is over the review threshold: held, and the review reopens.
+    let paid = d["pay_amount"].as_str().unwrap();
+    assert_eq!(
+        notify(&app, &ipn(&d, "finished", paid)).await,
+        "remainder credited to review hold"
+    );
+    assert_eq!(balance_of(&app, &alice, "USDT").await, "50.000000");
+    let f = flag_on(&app, &moderator, order).await;
+    assert_eq!(
+        (f["status"].as_str(), f["rule"].as_str()),
+        (Some("open"), Some("large_amount"))
+    );
+    books_balance(&app).await;
+    let r = decide(&app, &moderator, f["id"].as_str().unwrap(), "release").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(balance_of(&app, &alice, "USDT").await, paid);
+    assert_eq!(
+        deposit(&app, &alice, order).await["credit_state"],
+        "credited"
+    );
+    books_balance(&app).await;
+
+    // A released partial payment the provider then gives back reopens the review.
+    let d2 = create_deposit(&app, &alice, "20", "USDT").await;
+    let order2 = d2["order_id"].as_str().unwrap();
+    notify(&app, &ipn(&d2, "partially_paid", "10")).await;
+    let f = flag_on(&app, &moderator, order2).await;
+    let r = decide(&app, &moderator, f["id"].as_str().unwrap(), "release").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let out = notify(&app, &ipn(&d2, "refunded", "10")).await;
+    assert!(out.contains("review opened"), "{out}");
+    let f = flag_on(&app, &moderator, order2).await;
+    assert_eq!(
+        (f["status"].as_str(), f["rule"].as_str()),
+        (Some("open"), Some("reversed_after_credit"))
+    );
+    books_balance(&app).await;
+}
+
+#[tokio::test]
+async fn staff_limits_on_payouts_and_their_own_money() {
+    let app = TestApp::spawn_with(|c| {
+        quiet(c);
+        c.aml.large_amount_usd = "1000".into();
+    })
+    .await;
+    let admin = app.user_with_role("admin", "admin").await;
+    let moderator = app.user_with_role("mod", "moderator").await;
+    let alice = verified(&app, "alice").await;
+    app.fund(&admin, &alice, "USDT", "3000").await;
+    app.fund(&admin, &alice, "USD", "3000").await;
+    // Approved and being paid out: a moderator can no longer pull it back, an admin can.
+    let w = withdrawn(&app, &alice, "100", "USDT").await;
+    let id = w["withdrawal"]["id"].as_str().unwrap();
+    assert_eq!(
+        staff(&app, &moderator, id, "approve", json!({}))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let r = staff(
+        &app,
+        &moderator,
+        id,
+        "reject",
+        json!({"reason": "changed my mind"}),
+    )
+    .await;
+    expect_error(r, StatusCode::CONFLICT, "CONFLICT").await;
+    let r = staff(
+        &app,
+        &admin,
+        id,
+        "reject",
+        json!({"reason": "payout failed"}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(balance_of(&app, &alice, "USDT").await, "3000.000000");
+    // A held transfer to a staff member is not theirs to release.
+    let r = app
+        .money_post(
+            "/api/transfers/p2p",
+            Some("to-mod"),
+            json!({"recipient": "mod", "amount": "2000", "currency": "USD"}),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let f = flags(&app, &moderator, "open").await;
+    let r = decide(&app, &moderator, f[0]["id"].as_str().unwrap(), "release").await;
+    expect_error(r, StatusCode::FORBIDDEN, "FORBIDDEN").await;
+    assert_eq!(balance_of(&app, &moderator, "USD").await, "0.00");
+    assert_eq!(flags(&app, &moderator, "open").await.len(), 1);
+    // Money on its way out keeps an account from being deleted.
+    let w = withdrawn(&app, &alice, "50", "USDT").await;
+    let r = app
+        .delete(&format!("/api/users/{}", alice.id), Some(&admin.token))
+        .await;
+    assert!(r.status().is_client_error(), "{}", r.status());
+    assert_eq!(
+        withdrawal(&app, &alice, w["withdrawal"]["id"].as_str().unwrap()).await["status"],
+        "pending"
+    );
     books_balance(&app).await;
 }
