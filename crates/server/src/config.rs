@@ -190,6 +190,8 @@ pub struct DepositConfig {
     #[serde(deserialize_with = "decimal_text")]
     pub max_usd: String,
     pub pay_currencies: Vec<String>,
+    /// Deposit orders one user may open per hour (each may cost a call to the provider).
+    pub orders_per_user_per_hour: u32,
     /// Shared with the provider to sign its notifications. Empty: derived from the server
     /// secret (enough for the sandbox; NOWPayments needs the one from its dashboard).
     #[serde(default)]

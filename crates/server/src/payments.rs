@@ -496,6 +496,21 @@ pub async fn create_deposit(
     req: DepositRequest,
 ) -> Result<Value, ApiError> {
     let rules = &state.rules;
+    let limit = state.config.deposits.orders_per_user_per_hour;
+    let budget = state
+        .limiter
+        .hit(
+            &format!("deposit:user:{}", user.id),
+            limit,
+            std::time::Duration::from_secs(3600),
+        )
+        .await?;
+    if !budget.allowed {
+        return Err(ApiError::RateLimited {
+            retry_after_secs: budget.reset_after_secs,
+            limit,
+        });
+    }
     let cents = parse_positive_amount(req.amount.0.trim(), 2).map_err(amount_field)?;
     if cents < rules.deposit_min_cents || cents > rules.deposit_max_cents {
         return Err(ApiError::LimitExceeded(format!(

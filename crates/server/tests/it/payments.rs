@@ -2073,3 +2073,33 @@ async fn staff_limits_on_payouts_and_their_own_money() {
     );
     books_balance(&app).await;
 }
+
+#[tokio::test]
+async fn deposit_orders_are_limited_per_user() {
+    let app = TestApp::spawn_with(|c| {
+        quiet(c);
+        c.deposits.orders_per_user_per_hour = 2;
+    })
+    .await;
+    let alice = verified(&app, "alice").await;
+    let bob = verified(&app, "bob").await;
+    create_deposit(&app, &alice, "20", "USDT").await;
+    create_deposit(&app, &alice, "20", "USDT").await;
+    let r = app
+        .post(
+            "/api/wallet/deposit/create",
+            json!({"amount": "20", "pay_currency": "USDT"}),
+            Some(&alice.token),
+        )
+        .await;
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry > 0 && retry <= 3600, "{retry}");
+    expect_error(r, StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED").await;
+    // Another user's budget is their own.
+    create_deposit(&app, &bob, "20", "USDT").await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM deposits").await, 3);
+}
