@@ -294,20 +294,10 @@ async fn ws_prices(State(state): State<AppState>, ws: WebSocketUpgrade) -> Respo
 }
 
 async fn send(socket: &mut WebSocket, text: Utf8Bytes) -> bool {
-    let mut sending = std::pin::pin!(socket.send(Message::Text(text)));
-    // Nearly every send completes at once (the socket buffer has room); only one that has to
-    // wait gets a timer, so a tick does not arm and cancel one per client.
-    let first = std::future::poll_fn(|cx| {
-        std::task::Poll::Ready(std::future::Future::poll(sending.as_mut(), cx))
-    })
-    .await;
-    match first {
-        std::task::Poll::Ready(r) => r.is_ok(),
-        std::task::Poll::Pending => matches!(
-            tokio::time::timeout(SEND_TIMEOUT, sending).await,
-            Ok(Ok(()))
-        ),
-    }
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(text))).await,
+        Ok(Ok(()))
+    )
 }
 
 async fn serve_prices(mut socket: WebSocket, state: AppState) {
