@@ -759,3 +759,96 @@ async fn markets_pages_show_labelled_prices_and_a_drawn_chart() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn staff_decide_reviews_and_withdrawals_through_pages() {
+    let app = TestApp::spawn_with(|c| c.aml.large_amount_usd = "1000".into()).await;
+    let admin = app.user_with_role("treasurer", "admin").await;
+    app.user_with_role("watcher", "moderator").await;
+    let alice = app.register("alice").await;
+    app.fund(&admin, &alice, "USDT", "2000").await;
+
+    // Reviewing a withdrawal starts on the user's page: a bad address is explained there.
+    let user = signed_in(&app, "alice").await;
+    let page = page_text(&user, at(&app, "/withdraw")).await;
+    let r = user
+        .post(at(&app, "/withdraw/review"))
+        .form(&[
+            ("csrf_token", csrf_of(&page).as_str()),
+            ("amount", "1500"),
+            ("currency", "USDT"),
+            ("address", "0x12"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().await.unwrap().contains("Ethereum-style address"));
+    let w: serde_json::Value = app
+        .money_post(
+            "/api/wallet/withdraw",
+            Some("big-one"),
+            serde_json::json!({"amount": "1500", "currency": "USDT",
+                "address": "0x742d35Cc6634C0532925a3b844Bc454e4438f44e"}),
+            &alice.token,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(w["withdrawal"]["status"], "held");
+    let id = w["withdrawal"]["id"].as_str().unwrap().to_string();
+
+    let staff = signed_in(&app, "watcher").await;
+    let html = page_text(&staff, at(&app, "/admin/aml")).await;
+    assert!(
+        html.contains("large_amount") && html.contains("alice"),
+        "{html}"
+    );
+    let flag = app
+        .state
+        .db
+        .flag_of("withdrawal", &id)
+        .await
+        .unwrap()
+        .unwrap();
+    let r = staff
+        .post(at(&app, &format!("/admin/aml/{}/release", flag.id)))
+        .form(&[
+            ("csrf_token", csrf_of(&html).as_str()),
+            ("reason", "salary, documented"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.url().as_str().ends_with("/admin/aml?msg=decided"));
+    assert!(r.text().await.unwrap().contains("Nothing to review"));
+
+    let html = page_text(&staff, at(&app, "/admin/withdrawals")).await;
+    assert!(html.contains(&id) && html.contains("pending"), "{html}");
+    assert!(!html.contains("/complete"), "only admins record payouts");
+    let r = staff
+        .post(at(&app, &format!("/admin/withdrawals/{id}/approve")))
+        .form(&[("csrf_token", csrf_of(&html).as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.url().as_str().ends_with("/admin/withdrawals?msg=decided"));
+    assert!(r.text().await.unwrap().contains("processing"));
+    // A form without its CSRF token changes nothing.
+    let r = staff
+        .post(at(&app, &format!("/admin/withdrawals/{id}/reject")))
+        .form(&[("reason", "no token")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    let mine = page_text(&user, at(&app, "/withdraw")).await;
+    assert!(mine.contains("processing"));
+    for path in ["/admin/aml", "/admin/withdrawals"] {
+        let r = user.get(at(&app, path)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    assert!(app.state.db.verify_ledger().await.unwrap().is_empty());
+}
