@@ -426,18 +426,35 @@ impl Db {
             clauses.push(format!("user_id = ${}", vals.len()));
         }
         let w = clauses.join(" AND ");
+        self.newest_first("withdrawals", WITHDRAWAL_COLUMNS, "", &w, vals, skip, limit)
+            .await
+    }
+
+    /// The total matching `filter` in `table` (alias `f` where a join needs it), and one page of
+    /// its rows, newest first.
+    #[allow(clippy::too_many_arguments)]
+    async fn newest_first<T: FromQueryResult>(
+        &self,
+        table: &str,
+        columns: &str,
+        join: &str,
+        filter: &str,
+        mut vals: Vec<Value>,
+        skip: i64,
+        limit: i64,
+    ) -> Result<(i64, Vec<T>), DbErr> {
         let total = self
             .scalar_i64(
-                &format!("SELECT COUNT(*) FROM withdrawals WHERE {w}"),
+                &format!("SELECT COUNT(*) FROM {table} f WHERE {filter}"),
                 vals.clone(),
             )
             .await?;
         vals.push(limit.into());
         vals.push(skip.into());
-        let rows = WithdrawalRow::find_by_statement(self.stmt(
+        let rows = T::find_by_statement(self.stmt(
             &format!(
-                "SELECT {WITHDRAWAL_COLUMNS} FROM withdrawals WHERE {w} \
-                 ORDER BY created_at DESC, id DESC LIMIT ${} OFFSET ${}",
+                "SELECT {columns} FROM {table} f {join} WHERE {filter} \
+                 ORDER BY f.created_at DESC, f.id DESC LIMIT ${} OFFSET ${}",
                 vals.len() - 1,
                 vals.len()
             ),
@@ -658,30 +675,20 @@ impl Db {
         skip: i64,
         limit: i64,
     ) -> Result<(i64, Vec<FlagRow>), DbErr> {
-        let (w, mut vals): (&str, Vec<Value>) = match status {
+        let (w, vals): (&str, Vec<Value>) = match status {
             Some(s) => ("f.status = $1", vec![s.into()]),
             None => ("1 = 1", vec![]),
         };
-        let total = self
-            .scalar_i64(
-                &format!("SELECT COUNT(*) FROM aml_flags f WHERE {w}"),
-                vals.clone(),
-            )
-            .await?;
-        vals.push(limit.into());
-        vals.push(skip.into());
-        let rows = FlagRow::find_by_statement(self.stmt(
-            &format!(
-                "SELECT {FLAG_COLUMNS} FROM aml_flags f LEFT JOIN users u ON u.id = f.user_id \
-                 WHERE {w} ORDER BY f.created_at DESC, f.id DESC LIMIT ${} OFFSET ${}",
-                vals.len() - 1,
-                vals.len()
-            ),
+        self.newest_first(
+            "aml_flags",
+            FLAG_COLUMNS,
+            "LEFT JOIN users u ON u.id = f.user_id",
+            w,
             vals,
-        ))
-        .all(self.conn())
-        .await?;
-        Ok((total, rows))
+            skip,
+            limit,
+        )
+        .await
     }
 
     /// Closes an open flag as `released` or `rejected`; `None` if it was not open.

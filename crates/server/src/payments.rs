@@ -349,7 +349,7 @@ fn notice(kind: &'static str, title: String, body: String, data: Value) -> Notic
 }
 
 /// The AML rule an operation worth `usd_cents` by `user` trips, if any, with its details.
-async fn aml_rule(
+pub(crate) async fn aml_rule(
     state: &AppState,
     tx: &DatabaseTransaction,
     user: &UserRow,
@@ -637,24 +637,34 @@ pub async fn receive_webhook(
     if provider != state.payments.name() {
         return Err(ApiError::NotFound);
     }
-    let body_text = String::from_utf8_lossy(raw).into_owned();
-    // Anyone can post here, so an unsigned request leaves only its first bytes behind.
-    const UNSIGNED_KEPT: usize = 2048;
     let parsed: Option<Value> = serde_json::from_slice(raw).ok().filter(Value::is_object);
     let signed = match (&parsed, signature) {
         (Some(v), Some(sig)) => nowpayments::verify(&state.payments.ipn_secret, v, sig),
         _ => false,
     };
-    let order_id = parsed
-        .as_ref()
-        .and_then(|v| v["order_id"].as_str())
-        .map(str::to_string);
-    let status = parsed
-        .as_ref()
-        .and_then(|v| v["payment_status"].as_str())
-        .map(str::to_string);
+    let field = |name: &str| {
+        parsed
+            .as_ref()
+            .and_then(|v| v[name].as_str())
+            .map(str::to_string)
+    };
+    let (order_id, status) = (field("order_id"), field("payment_status"));
+    // Anyone can post here, so what an unsigned request leaves behind is kept short.
+    let body_text = String::from_utf8_lossy(raw);
+    let kept = |s: &str, n: usize| {
+        if signed {
+            s.to_string()
+        } else {
+            clip(s, n).to_string()
+        }
+    };
+    let (kept_body, kept_order, kept_status) = (
+        kept(&body_text, 2048),
+        order_id.as_deref().map(|o| kept(o, 64)),
+        status.as_deref().map(|o| kept(o, 32)),
+    );
     let store = |outcome: String| {
-        let (order_id, status, body_text) = (order_id.clone(), status.clone(), body_text.clone());
+        let (body, order_id, status) = (&kept_body, &kept_order, &kept_status);
         async move {
             let id = uuid::Uuid::now_v7().to_string();
             if let Err(e) = state
@@ -665,7 +675,7 @@ pub async fn receive_webhook(
                     signed,
                     order_id.as_deref(),
                     status.as_deref(),
-                    &body_text,
+                    body,
                     &outcome,
                 )
                 .await
@@ -675,28 +685,12 @@ pub async fn receive_webhook(
         }
     };
     if !signed {
-        let short = clip(&body_text, UNSIGNED_KEPT);
-        let id = uuid::Uuid::now_v7().to_string();
-        let outcome = if signature.is_none() {
-            "rejected: unsigned"
+        store(if signature.is_none() {
+            "rejected: unsigned".into()
         } else {
-            "rejected: bad signature"
-        };
-        if let Err(e) = state
-            .db
-            .record_webhook(
-                &id,
-                provider,
-                false,
-                order_id.as_deref().map(|o| clip(o, 64)),
-                status.as_deref().map(|o| clip(o, 32)),
-                short,
-                outcome,
-            )
-            .await
-        {
-            tracing::error!(error = %e, "payment notification could not be stored");
-        }
+            "rejected: bad signature".into()
+        })
+        .await;
         tracing::warn!(
             provider,
             "payment notification with a missing or bad signature"
@@ -1993,15 +1987,6 @@ pub(crate) async fn hold_transfer(
     Db::queue_held_transfer(batch, &t);
     queue_flag(batch, &sender.id, "transfer", &t.id, rule.0, &rule.1);
     Ok((t.transaction_id, balance))
-}
-
-pub(crate) async fn transfer_rule(
-    state: &AppState,
-    tx: &DatabaseTransaction,
-    sender: &UserRow,
-    usd: i64,
-) -> Result<Option<(&'static str, Value)>, DbErr> {
-    aml_rule(state, tx, sender, usd).await
 }
 
 async fn settle_transfer(

@@ -455,7 +455,7 @@ async fn p2p_attempt(
         ))
         .into());
     }
-    if let Some(rule) = crate::payments::transfer_rule(state, &tx, sender, usd).await? {
+    if let Some(rule) = crate::payments::aml_rule(state, &tx, sender, usd).await? {
         return held_p2p(
             state, tx, sender, &recipient, asset, amount, note, usd, m, rule,
         )
