@@ -139,7 +139,7 @@ impl Db {
 /// record and idempotency answer cost one round trip; on SQLite, where a statement is a
 /// function call rather than a round trip, they run one by one. Each statement numbers its
 /// placeholders from `$1`.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Batch {
     stmts: Vec<(String, Vec<Value>)>,
 }
@@ -148,6 +148,61 @@ impl Batch {
     pub fn push(&mut self, sql: impl Into<String>, values: Vec<Value>) {
         self.stmts.push((sql.into(), values));
     }
+
+    pub fn append(&mut self, other: Batch) {
+        self.stmts.extend(other.stmts);
+    }
+
+    /// Merges plain inserts of the same text (`INSERT … VALUES (…)[, (…)]`, nothing after the
+    /// tuples) into one multi-row insert each, in first-seen order, rows kept in order; any
+    /// other statement follows them. Many movements committed together then cost a few
+    /// statements instead of several each.
+    pub fn merge_inserts(self) -> Batch {
+        // (statement head up to VALUES, its rows: tuples text and their values)
+        type Rows = Vec<(String, Vec<Value>)>;
+        let mut out: Vec<(String, Rows)> = Vec::new();
+        let mut other = Vec::new();
+        for (sql, values) in self.stmts {
+            let Some(at) = plain_insert_values(&sql) else {
+                other.push((sql, values));
+                continue;
+            };
+            let (head, tuples) = sql.split_at(at);
+            match out.iter_mut().find(|(h, _)| h == head) {
+                Some((_, parts)) => parts.push((tuples.to_string(), values)),
+                None => out.push((head.to_string(), vec![(tuples.to_string(), values)])),
+            }
+        }
+        let mut stmts = Vec::with_capacity(out.len() + other.len());
+        for (head, parts) in out {
+            let mut sql = head;
+            let mut values: Vec<Value> = Vec::new();
+            for (i, (tuples, v)) in parts.into_iter().enumerate() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&shift_placeholders(&tuples, values.len()));
+                values.extend(v);
+            }
+            stmts.push((sql, values));
+        }
+        stmts.extend(other);
+        Batch { stmts }
+    }
+}
+
+/// Where the tuples of `INSERT INTO t (…) VALUES (…), (…)` start, if the statement is exactly
+/// that (no `ON CONFLICT`, `RETURNING` or `SELECT`).
+fn plain_insert_values(sql: &str) -> Option<usize> {
+    if !sql.starts_with("INSERT INTO ") || !sql.trim_end().ends_with(')') {
+        return None;
+    }
+    let at = sql.find(" VALUES ")? + " VALUES ".len();
+    let upper = sql[at..].to_ascii_uppercase();
+    if upper.contains("ON CONFLICT") || upper.contains("RETURNING") || upper.contains("SELECT") {
+        return None;
+    }
+    Some(at)
 }
 
 /// `sql` with every `$n` placeholder renumbered to `$(n + by)`.
@@ -189,18 +244,7 @@ impl Db {
                 .await?
                 .rows_affected());
         }
-        let mut sql = String::from("WITH ");
-        let mut values: Vec<Value> = Vec::new();
-        for (i, (s, v)) in stmts.into_iter().enumerate() {
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!(
-                "s{i} AS ({})",
-                shift_placeholders(&s, values.len())
-            ));
-            values.extend(v);
-        }
+        let (mut sql, mut values) = with_parts(stmts, "");
         sql.push(' ');
         sql.push_str(&shift_placeholders(&last_sql, values.len()));
         values.extend(last_vals);
@@ -211,8 +255,95 @@ impl Db {
     }
 }
 
+/// `WITH s0 AS (stmt0<suffix>), s1 AS (…)`: the statements as data-modifying CTEs, their
+/// placeholders numbered on from one another, and all their values.
+fn with_parts(stmts: Vec<(String, Vec<Value>)>, suffix: &str) -> (String, Vec<Value>) {
+    let mut sql = String::from("WITH ");
+    let mut values: Vec<Value> = Vec::new();
+    for (i, (s, v)) in stmts.into_iter().enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "s{i} AS ({}{suffix})",
+            shift_placeholders(&s, values.len())
+        ));
+        values.extend(v);
+    }
+    (sql, values)
+}
+
+impl Db {
+    /// Runs a batch through `tx` and returns the rows affected by each of its statements, in
+    /// order. On PostgreSQL it is still one statement: each part returns a row per row it
+    /// changed and the outer query counts them, so the statements must not have their own
+    /// `RETURNING`.
+    pub async fn run_batch_counts(
+        &self,
+        tx: &impl ConnectionTrait,
+        batch: Batch,
+    ) -> Result<Vec<u64>, DbErr> {
+        if self.kind == DbKind::Sqlite || batch.stmts.len() < 2 {
+            let mut counts = Vec::with_capacity(batch.stmts.len());
+            for (sql, v) in batch.stmts {
+                counts.push(tx.execute_raw(self.stmt(&sql, v)).await?.rows_affected());
+            }
+            return Ok(counts);
+        }
+        let n = batch.stmts.len();
+        let (mut sql, values) = with_parts(batch.stmts, " RETURNING 1");
+        let counts: Vec<String> = (0..n)
+            .map(|i| format!("(SELECT COUNT(*) FROM s{i})"))
+            .collect();
+        sql.push_str(" SELECT ");
+        sql.push_str(&counts.join(", "));
+        let row = tx
+            .query_one_raw(self.stmt(&sql, values))
+            .await?
+            .ok_or_else(|| DbErr::Custom("batch returned no row".into()))?;
+        (0..n)
+            .map(|i| {
+                let c: i64 = row.try_get_by_index(i)?;
+                Ok(u64::try_from(c).unwrap_or(0))
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::Batch;
+
+    #[test]
+    fn same_inserts_merge_into_one_statement_in_order() {
+        let mut b = Batch::default();
+        b.push(
+            "INSERT INTO a (x, y) VALUES ($1, $2)",
+            vec![1.into(), 2.into()],
+        );
+        b.push("UPDATE c SET x = $1", vec![9.into()]);
+        b.push(
+            "INSERT INTO a (x, y) VALUES ($1, $2), ($3, $4)",
+            vec![3.into(), 4.into(), 5.into(), 6.into()],
+        );
+        b.push(
+            "INSERT INTO a (x, y) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            vec![7.into(), 8.into()],
+        );
+        let m = b.merge_inserts();
+        let sql: Vec<&str> = m.stmts.iter().map(|(s, _)| s.as_str()).collect();
+        assert_eq!(
+            sql,
+            [
+                "INSERT INTO a (x, y) VALUES ($1, $2), ($3, $4), ($5, $6)",
+                "UPDATE c SET x = $1",
+                "INSERT INTO a (x, y) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            ]
+        );
+        assert_eq!(m.stmts[0].1.len(), 6);
+        assert_eq!(m.stmts[0].1[4], 5.into());
+    }
+
     #[test]
     fn placeholders_shift_past_earlier_statements() {
         assert_eq!(

@@ -47,6 +47,16 @@ pub enum PostError {
     Db(#[from] DbErr),
 }
 
+/// A money POST's answer to store under its key.
+pub struct NewIdempotency<'a> {
+    pub user_id: &'a str,
+    pub key: &'a str,
+    pub scope: &'a str,
+    pub request_hash: &'a str,
+    pub status: u16,
+    pub response: &'a str,
+}
+
 /// A money POST's stored answer, replayed for the same key.
 pub struct IdemRecord {
     pub scope: String,
@@ -143,6 +153,15 @@ impl Db {
             let row = row.ok_or(PostError::InsufficientFunds)?;
             balances.push((id.clone(), row.try_get_by_index::<i64>(0)?));
         }
+        let postings: Vec<(&str, i64)> =
+            legs.iter().map(|(id, l)| (id.as_str(), l.amount)).collect();
+        Self::queue_entry(batch, &e, &postings, now);
+        Ok(balances)
+    }
+
+    /// Queues an entry and its postings (account id, amount), whose balances the caller has
+    /// already applied.
+    pub fn queue_entry(batch: &mut Batch, e: &NewEntry<'_>, postings: &[(&str, i64)], now: i64) {
         batch.push(
             "INSERT INTO journal_entries (id, kind, memo, created_by, created_at) VALUES ($1, $2, $3, $4, $5)",
             vec![
@@ -153,25 +172,230 @@ impl Db {
                 now.into(),
             ],
         );
-        let mut vals: Vec<sea_orm::Value> = Vec::with_capacity(legs.len() * 6);
-        for (id, leg) in &legs {
+        let mut vals: Vec<sea_orm::Value> = Vec::with_capacity(postings.len() * 6);
+        for (account, amount) in postings {
             vals.extend([
                 uuid::Uuid::now_v7().to_string().into(),
                 e.id.into(),
-                id.clone().into(),
+                (*account).into(),
                 e.asset.into(),
-                leg.amount.into(),
+                (*amount).into(),
                 now.into(),
             ]);
         }
         batch.push(
             format!(
                 "INSERT INTO postings (id, entry_id, account_id, asset, amount, created_at) VALUES {}",
-                placeholders(legs.len(), 6)
+                placeholders(postings.len(), 6)
             ),
             vals,
         );
-        Ok(balances)
+    }
+
+    /// Locks the accounts that exist among `ids`, in id order (one lock order for every
+    /// writer), and returns (id, balance, allow_negative) for each. SQLite's write
+    /// transaction already excludes other writers.
+    pub async fn lock_accounts(
+        &self,
+        tx: &DatabaseTransaction,
+        ids: &[&str],
+    ) -> Result<Vec<(String, i64, bool)>, DbErr> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT id, balance, allow_negative FROM ledger_accounts WHERE id IN ({}) ORDER BY id{}",
+            (1..=ids.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            self.for_update()
+        );
+        let rows = tx
+            .query_all_raw(self.stmt(&sql, ids.iter().map(|i| (*i).into())))
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok((
+                    r.try_get_by_index(0)?,
+                    r.try_get_by_index(1)?,
+                    r.try_get_by_index(2)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Creates user accounts (id, owner, kind, asset) with a zero balance where missing.
+    pub async fn open_accounts(
+        &self,
+        tx: &DatabaseTransaction,
+        accounts: &[(&str, &str, &str, &str)],
+    ) -> Result<(), DbErr> {
+        if accounts.is_empty() {
+            return Ok(());
+        }
+        let now = now_micros();
+        let mut vals: Vec<sea_orm::Value> = Vec::with_capacity(accounts.len() * 5);
+        for (id, owner, kind, asset) in accounts {
+            vals.extend([
+                (*id).into(),
+                (*owner).into(),
+                (*kind).into(),
+                (*asset).into(),
+                now.into(),
+            ]);
+        }
+        let tuples = (0..accounts.len())
+            .map(|r| {
+                let b = r * 5;
+                format!(
+                    "(${}, ${}, ${}, ${}, 0, FALSE, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 5
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        tx.execute_raw(self.stmt(
+            &format!(
+                "INSERT INTO ledger_accounts (id, owner_id, kind, asset, balance, allow_negative, \
+                 created_at, updated_at) VALUES {tuples} ON CONFLICT (id) DO NOTHING"
+            ),
+            vals,
+        ))
+        .await?;
+        Ok(())
+    }
+
+    /// Queues balance changes (account id, delta) of accounts the transaction has locked, as
+    /// one conditional update: an account that may not go negative is not changed if it
+    /// would, and the caller compares the rows affected with the number of accounts.
+    pub fn queue_balance_changes(batch: &mut Batch, deltas: &[(&str, i64)], now: i64) {
+        let mut vals: Vec<sea_orm::Value> = vec![now.into()];
+        let tuples = pair_rows(&mut vals, deltas);
+        batch.push(
+            format!(
+                "UPDATE ledger_accounts SET balance = ledger_accounts.balance + v.column2, updated_at = $1 \
+                 FROM (VALUES {tuples}) AS v WHERE ledger_accounts.id = v.column1 \
+                 AND (ledger_accounts.allow_negative OR ledger_accounts.balance + v.column2 >= 0)"
+            ),
+            vals,
+        );
+    }
+
+    /// Locks the users' rows of `table` for `day`, creating missing ones at zero, in user-id
+    /// order; returns (user id, used cents).
+    pub async fn lock_usage(
+        &self,
+        tx: &DatabaseTransaction,
+        table: Usage,
+        day: i64,
+        users: &[&str],
+    ) -> Result<Vec<(String, i64)>, DbErr> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let t = table.table();
+        let list = (0..users.len())
+            .map(|i| format!("${}", i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let args = || std::iter::once(day.into()).chain(users.iter().map(|u| (*u).into()));
+        let select = format!(
+            "SELECT user_id, used_cents FROM {t} WHERE day = $1 AND user_id IN ({list}) ORDER BY user_id{}",
+            self.for_update()
+        );
+        let mut rows = tx.query_all_raw(self.stmt(&select, args())).await?;
+        if rows.len() < users.len() {
+            let tuples = (0..users.len())
+                .map(|i| format!("(${}, $1, 0)", i + 2))
+                .collect::<Vec<_>>()
+                .join(", ");
+            tx.execute_raw(self.stmt(
+                &format!("INSERT INTO {t} (user_id, day, used_cents) VALUES {tuples} ON CONFLICT (user_id, day) DO NOTHING"),
+                args(),
+            ))
+            .await?;
+            rows = tx.query_all_raw(self.stmt(&select, args())).await?;
+        }
+        rows.into_iter()
+            .map(|r| Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?)))
+            .collect()
+    }
+
+    /// Queues additions (user id, cents) to locked rows of `table` for `day`; each row is
+    /// changed only if it stays within `cap`.
+    pub fn queue_usage(batch: &mut Batch, table: Usage, day: i64, cap: i64, adds: &[(&str, i64)]) {
+        let t = table.table();
+        let mut vals: Vec<sea_orm::Value> = vec![day.into(), cap.into()];
+        let tuples = pair_rows(&mut vals, adds);
+        batch.push(
+            format!(
+                "UPDATE {t} SET used_cents = {t}.used_cents + v.column2 FROM (VALUES {tuples}) AS v \
+                 WHERE {t}.user_id = v.column1 AND {t}.day = $1 AND {t}.used_cents + v.column2 <= $2"
+            ),
+            vals,
+        );
+    }
+
+    /// Queues the stored answers of money POSTs committed together; a key already taken is
+    /// skipped, which the caller sees in the rows affected.
+    pub fn queue_idempotency(batch: &mut Batch, records: &[NewIdempotency<'_>], now: i64) {
+        let mut vals: Vec<sea_orm::Value> = Vec::with_capacity(records.len() * 7);
+        for r in records {
+            vals.extend([
+                r.user_id.into(),
+                r.key.into(),
+                r.scope.into(),
+                r.request_hash.into(),
+                i32::from(r.status).into(),
+                r.response.into(),
+                now.into(),
+            ]);
+        }
+        batch.push(
+            format!(
+                "INSERT INTO idempotency_keys (user_id, idem_key, scope, request_hash, status, response, created_at) \
+                 VALUES {} ON CONFLICT DO NOTHING",
+                placeholders(records.len(), 7)
+            ),
+            vals,
+        );
+    }
+
+    /// Which of the (user id, key) pairs already have a stored answer.
+    pub async fn taken_idempotency_keys(
+        &self,
+        conn: &impl ConnectionTrait,
+        pairs: &[(&str, &str)],
+    ) -> Result<Vec<(String, String)>, DbErr> {
+        if pairs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cond = (0..pairs.len())
+            .map(|i| format!("(user_id = ${} AND idem_key = ${})", i * 2 + 1, i * 2 + 2))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let rows = conn
+            .query_all_raw(self.stmt(
+                &format!("SELECT user_id, idem_key FROM idempotency_keys WHERE {cond}"),
+                pairs.iter().flat_map(|(u, k)| [(*u).into(), (*k).into()]),
+            ))
+            .await?;
+        rows.into_iter()
+            .map(|r| Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?)))
+            .collect()
+    }
+
+    fn for_update(&self) -> &'static str {
+        match self.kind() {
+            crate::DbKind::Postgres => " FOR UPDATE",
+            crate::DbKind::Sqlite => "",
+        }
     }
 
     /// Queues the history rows of one movement, as one statement. Rows go in user-id order because each
@@ -255,31 +479,13 @@ impl Db {
     /// when the key is already taken: the caller rolls back and answers as the first request
     /// did. Storing at the end (not claiming first) saves a round trip; a concurrent duplicate
     /// waits on the key's index entry until the first commits, then finds it.
-    #[allow(clippy::too_many_arguments)]
     pub async fn finish_with_idempotency(
         &self,
         tx: &DatabaseTransaction,
         mut batch: Batch,
-        user_id: &str,
-        key: &str,
-        scope: &str,
-        request_hash: &str,
-        status: u16,
-        response: &str,
+        record: NewIdempotency<'_>,
     ) -> Result<bool, DbErr> {
-        batch.push(
-            "INSERT INTO idempotency_keys (user_id, idem_key, scope, request_hash, status, response, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-            vec![
-                user_id.into(),
-                key.into(),
-                scope.into(),
-                request_hash.into(),
-                i32::from(status).into(),
-                response.into(),
-                now_micros().into(),
-            ],
-        );
+        Self::queue_idempotency(&mut batch, &[record], now_micros());
         Ok(self.run_batch(tx, batch).await? == 1)
     }
 
@@ -626,4 +832,15 @@ impl Db {
             .all(self.conn())
             .await
     }
+}
+
+/// Appends (text, number) pairs to `vals` and returns their `VALUES` rows, `($n, $n+1), …`,
+/// numbered after the values already there.
+fn pair_rows(vals: &mut Vec<sea_orm::Value>, pairs: &[(&str, i64)]) -> String {
+    let mut rows = Vec::with_capacity(pairs.len());
+    for (text, n) in pairs {
+        vals.extend([(*text).into(), (*n).into()]);
+        rows.push(format!("(${}, ${})", vals.len() - 1, vals.len()));
+    }
+    rows.join(", ")
 }

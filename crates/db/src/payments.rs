@@ -593,7 +593,7 @@ impl Db {
     /// How many deposits, withdrawals and outgoing transfers the user made since `since`.
     pub async fn operations_since(
         &self,
-        tx: &DatabaseTransaction,
+        tx: &impl ConnectionTrait,
         user_id: &str,
         since: i64,
     ) -> Result<i64, DbErr> {

@@ -266,6 +266,20 @@ pub struct TransferConfig {
     pub max_usd: String,
     #[serde(deserialize_with = "decimal_text")]
     pub daily_cap_usd: String,
+    /// Committers of P2P transfers on PostgreSQL (SQLite has one): each commits every transfer
+    /// waiting, up to `max_group`, in one transaction.
+    #[serde(default = "default_commit_lanes")]
+    pub commit_lanes: usize,
+    #[serde(default = "default_max_group")]
+    pub max_group: usize,
+}
+
+fn default_commit_lanes() -> usize {
+    2
+}
+
+fn default_max_group() -> usize {
+    64
 }
 
 /// Money settings are decimal text, but `ETX__TRANSFERS__MAX_USD=500` arrives as a number:

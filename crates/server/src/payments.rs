@@ -351,7 +351,7 @@ fn notice(kind: &'static str, title: String, body: String, data: Value) -> Notic
 /// The AML rule an operation worth `usd_cents` by `user` trips, if any, with its details.
 pub(crate) async fn aml_rule(
     state: &AppState,
-    tx: &DatabaseTransaction,
+    tx: &impl etx_db::ConnectionTrait,
     user: &UserRow,
     usd_cents: i64,
 ) -> Result<Option<(&'static str, Value)>, DbErr> {

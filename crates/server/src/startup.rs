@@ -88,6 +88,12 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let assets = crate::wallet::Assets::from_config(&config.assets)?;
     let transfer_limits = crate::wallet::TransferLimits::from_config(&config.transfers)?;
     let rules = crate::payments::Rules::from_config(&config)?;
+    let transfers = crate::wallet::group::GroupCommit::start(
+        db.clone(),
+        config.transfers.commit_lanes,
+        config.transfers.max_group,
+        transfer_limits.daily_cap_cents,
+    );
     let payments = crate::payments::Payments::new(&config.deposits, &secret)?;
     let mailer = crate::mail::Mailer::from_config(&config.email, &config.data_dir)?;
     let secret_box = etx_auth::totp::SecretBox::new(&secret);
@@ -102,6 +108,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         secret_box,
         assets,
         transfer_limits,
+        transfers,
         rules,
         payments,
         config,

@@ -24,6 +24,7 @@ pub struct Inner {
     pub started: Instant,
     pub assets: crate::wallet::Assets,
     pub transfer_limits: crate::wallet::TransferLimits,
+    pub transfers: crate::wallet::group::GroupCommit,
     pub rules: crate::payments::Rules,
     pub payments: crate::payments::Payments,
     pub mailer: crate::mail::Mailer,

@@ -16,6 +16,8 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+pub mod group;
+
 #[derive(Debug, Clone)]
 pub struct Asset {
     pub code: String,
@@ -263,12 +265,14 @@ impl<'a> Movement<'a> {
             .finish_with_idempotency(
                 &tx,
                 batch,
-                self.user_id,
-                self.key,
-                self.scope,
-                &self.hash,
-                status.as_u16(),
-                &body,
+                etx_db::ledger::NewIdempotency {
+                    user_id: self.user_id,
+                    key: self.key,
+                    scope: self.scope,
+                    request_hash: &self.hash,
+                    status: status.as_u16(),
+                    response: &body,
+                },
             )
             .await?;
         if !stored {
@@ -425,7 +429,6 @@ async fn p2p_attempt(
     req: &P2pRequest,
 ) -> Result<Outcome, Failure> {
     let db = &state.db;
-    let tx = db.begin_write().await?;
     let asset = asset_of(state, &req.currency)?;
     let amount = parse_positive_amount(req.amount.0.trim(), asset.scale).map_err(amount_field)?;
     let note = req.note.as_deref().map(str::trim).filter(|n| !n.is_empty());
@@ -433,7 +436,7 @@ async fn p2p_attempt(
         return Err(ApiError::field("note", "must be at most 280 printable characters").into());
     }
     let recipient = db
-        .user_by_login_in(&tx, &req.recipient)
+        .user_by_login(&req.recipient)
         .await?
         .filter(|u| u.is_active && u.is_verified)
         .ok_or_else(|| {
@@ -455,77 +458,17 @@ async fn p2p_attempt(
         ))
         .into());
     }
-    if let Some(rule) = crate::payments::aml_rule(state, &tx, sender, usd).await? {
+    if let Some(rule) = crate::payments::aml_rule(state, db.conn(), sender, usd).await? {
+        let tx = db.begin_write().await?;
         return held_p2p(
             state, tx, sender, &recipient, asset, amount, note, usd, m, rule,
         )
         .await;
     }
     let entry_id = uuid::Uuid::now_v7().to_string();
-    let mut batch = Batch::default();
-    let balances = db
-        .post_entry(
-            &tx,
-            &mut batch,
-            NewEntry {
-                id: &entry_id,
-                kind: "p2p",
-                asset: &asset.code,
-                memo: note,
-                created_by: Some(&sender.id),
-                legs: vec![
-                    Leg {
-                        owner: &sender.id,
-                        kind: "wallet",
-                        allow_negative: false,
-                        amount: -amount,
-                    },
-                    Leg {
-                        owner: &recipient.id,
-                        kind: "wallet",
-                        allow_negative: false,
-                        amount,
-                    },
-                ],
-            },
-        )
-        .await?;
-    let from = account_id(&sender.id, "wallet", &asset.code);
-    let balance = balance_of(&balances, &from)?;
-    let day = chrono::Utc::now().timestamp().div_euclid(86_400);
-    if !db
-        .add_transfer_usage(&tx, &sender.id, day, usd, limits.daily_cap_cents)
-        .await?
-    {
-        return Err(ApiError::LimitExceeded(format!(
-            "this transfer would pass your daily limit of ${}",
-            format_amount(limits.daily_cap_cents, 2)
-        ))
-        .into());
-    }
     let out_id = uuid::Uuid::now_v7().to_string();
     let in_id = uuid::Uuid::now_v7().to_string();
-    let side = |id, user, direction, other| NewTransaction {
-        id,
-        user_id: user,
-        kind: "p2p",
-        direction,
-        asset: &asset.code,
-        amount,
-        fee: 0,
-        status: "completed",
-        counterparty_id: Some(other),
-        note,
-        entry_id: Some(&entry_id),
-    };
-    Db::insert_transactions(
-        &mut batch,
-        &mut [
-            side(&out_id, &sender.id, "out", &recipient.id),
-            side(&in_id, &recipient.id, "in", &sender.id),
-        ],
-    );
-    let body = json!({
+    let answer = json!({
         "transfer": {
             "id": out_id,
             "entry_id": entry_id,
@@ -537,12 +480,9 @@ async fn p2p_attempt(
             "status": "completed",
             "created_at": rfc3339(etx_db::now_micros()),
         },
-        "balance": format_amount(balance, asset.scale),
-    })
-    .to_string();
-    let notice_id = uuid::Uuid::now_v7().to_string();
+    });
     let notice = Notice {
-        id: notice_id.clone(),
+        id: uuid::Uuid::now_v7().to_string(),
         kind: "transfer_received",
         title: format!(
             "You received {} {}",
@@ -555,7 +495,8 @@ async fn p2p_attempt(
         },
         data: json!({"transaction_id": in_id, "from": sender.username}),
     };
-    notice.queue(&mut batch, &recipient.id);
+    let mut extra = Batch::default();
+    notice.queue(&mut extra, &recipient.id);
     crate::audit::Event::new(Some(&sender.id), "transfer.p2p")
         .target("user", &recipient.id)
         .details(json!({
@@ -563,13 +504,28 @@ async fn p2p_attempt(
             "currency": asset.code,
             "amount": format_amount(amount, asset.scale),
         }))
-        .queue(&mut batch);
-    let out = m
-        .commit(state, tx, batch, StatusCode::CREATED, body)
+        .queue(&mut extra);
+    let posted = state
+        .transfers
+        .submit(group::Planned {
+            sender_id: sender.id.clone(),
+            recipient_id: recipient.id.clone(),
+            asset: asset.code.clone(),
+            amount,
+            usd_cents: usd,
+            entry_id: entry_id.clone(),
+            out_id: out_id.clone(),
+            in_id: in_id.clone(),
+            note: note.map(str::to_string),
+            key: m.key.to_string(),
+            scope: m.scope,
+            request_hash: m.hash.clone(),
+            answer,
+            scale: asset.scale,
+            extra,
+        })
         .await?;
     tracing::info!(entry_id, sender = %sender.id, recipient = %recipient.id, asset = %asset.code, "p2p transfer");
-    let to_account = account_id(&recipient.id, "wallet", &asset.code);
-    let recipient_balance = balance_of(&balances, &to_account)?;
     let at = rfc3339(etx_db::now_micros());
     let event = |id: &str, direction: &str, other: &UserRow, balance: i64, notice| MovementEvent {
         notice,
@@ -592,11 +548,11 @@ async fn p2p_attempt(
     crate::realtime::announce_movements(
         state,
         vec![
-            event(&out_id, "out", &recipient, balance, None),
-            event(&in_id, "in", sender, recipient_balance, Some(notice)),
+            event(&out_id, "out", &recipient, posted.sender_balance, None),
+            event(&in_id, "in", sender, posted.recipient_balance, Some(notice)),
         ],
     );
-    Ok(out)
+    Ok(posted.outcome)
 }
 
 /// A transfer an AML rule flagged: the sender's money is held until staff decide, and only

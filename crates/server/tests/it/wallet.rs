@@ -560,3 +560,138 @@ async fn concurrent_transfers_on_hot_accounts_keep_every_invariant() {
         entries.len()
     );
 }
+
+/// Transfers that arrive while the database is busy wait together and are committed in one
+/// transaction; each is still decided on its own: funds and the daily cap refuse some without
+/// touching the others, a recipient's first credit opens their account, and a key sent twice
+/// moves money once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn transfers_waiting_together_are_each_decided_on_their_own() {
+    let app = TestApp::spawn_with(|c| {
+        c.transfers.daily_cap_usd = "75".into();
+        c.aml.max_operations_in_window = 0;
+    })
+    .await;
+    let admin = app.user_with_role("treasurer", "admin").await;
+    let capped = verified(&app, "capped").await;
+    let poor = verified(&app, "poor").await;
+    let repeater = verified(&app, "repeater").await;
+    app.fund(&admin, &capped, "USD", "100").await;
+    app.fund(&admin, &poor, "USD", "40").await;
+    app.fund(&admin, &repeater, "USD", "50").await;
+    let mut fresh = Vec::new();
+    for name in ["new_one", "new_two", "new_three"] {
+        fresh.push(verified(&app, name).await);
+    }
+
+    // Hold the senders' accounts (on SQLite: the write lock) so every transfer queues up.
+    let db = app.state.db.clone();
+    let tx = db.begin_write().await.unwrap();
+    let held: Vec<String> = [&capped, &poor, &repeater]
+        .iter()
+        .map(|u| etx_db::ledger::account_id(&u.id, "wallet", "USD"))
+        .collect();
+    let mut ids: Vec<&str> = held.iter().map(String::as_str).collect();
+    ids.sort_unstable();
+    db.lock_accounts(&tx, &ids).await.unwrap();
+
+    let app = std::sync::Arc::new(app);
+    let send = |from: &TestUser, to: &TestUser, amount: &str, key: String| {
+        let (app, token) = (app.clone(), from.token.clone());
+        let body = json!({"recipient": to.username, "amount": amount, "currency": "USD"});
+        tokio::spawn(async move {
+            let r = app
+                .money_post("/api/transfers/p2p", Some(&key), body, &token)
+                .await;
+            let replayed = r.headers().contains_key("idempotent-replayed");
+            let status = r.status();
+            let b: Value = r.json().await.unwrap();
+            (status, replayed, b)
+        })
+    };
+    let mut capped_sends = Vec::new();
+    for i in 0..10 {
+        capped_sends.push(send(&capped, &fresh[i % 3], "15", format!("c{i}")));
+    }
+    let mut poor_sends = Vec::new();
+    for i in 0..5 {
+        poor_sends.push(send(&poor, &fresh[i % 3], "15", format!("p{i}")));
+    }
+    let twice = [
+        send(&repeater, &fresh[0], "20", "same".into()),
+        send(&repeater, &fresh[0], "20", "same".into()),
+    ];
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    tx.commit().await.unwrap();
+
+    let codes = |rs: Vec<(StatusCode, bool, Value)>| {
+        let mut codes: Vec<String> = rs
+            .into_iter()
+            .map(|(s, _, b)| match s {
+                StatusCode::CREATED => "ok".to_string(),
+                _ => b["error"]["code"].as_str().unwrap_or("?").to_string(),
+            })
+            .collect();
+        codes.sort();
+        codes
+    };
+    let mut got = Vec::new();
+    for h in capped_sends {
+        got.push(h.await.unwrap());
+    }
+    let mut want = vec!["LIMIT_EXCEEDED"; 5];
+    want.extend(["ok"; 5]);
+    assert_eq!(
+        codes(got),
+        want,
+        "five $15 transfers fill the $75 daily cap"
+    );
+    let mut got = Vec::new();
+    for h in poor_sends {
+        got.push(h.await.unwrap());
+    }
+    let mut want = vec!["INSUFFICIENT_FUNDS"; 3];
+    want.extend(["ok"; 2]);
+    assert_eq!(codes(got), want, "$40 pays for two $15 transfers");
+    let mut answers = Vec::new();
+    for h in twice {
+        answers.push(h.await.unwrap());
+    }
+    assert!(answers.iter().all(|(s, _, _)| *s == StatusCode::CREATED));
+    assert_eq!(
+        answers.iter().filter(|(_, replayed, _)| *replayed).count(),
+        1,
+        "the second request with the key is a replay"
+    );
+    assert_eq!(answers[0].2["transfer"], answers[1].2["transfer"]);
+
+    assert_eq!(app.balances(&capped).await["USD"], "25.00");
+    assert_eq!(app.balances(&poor).await["USD"], "10.00");
+    assert_eq!(app.balances(&repeater).await["USD"], "30.00");
+    let mut received = 0;
+    for u in &fresh {
+        received += etx_domain::parse_amount(&app.balances(u).await["USD"], 2).unwrap();
+    }
+    assert_eq!(
+        received,
+        75_00 + 30_00 + 20_00,
+        "recipients' new accounts got every credit"
+    );
+    let entries = app
+        .count("SELECT COUNT(*) FROM journal_entries WHERE kind = 'p2p'")
+        .await;
+    assert_eq!(entries, 8);
+    // Entries committed in one transaction share its timestamp.
+    assert!(
+        app.count("SELECT COUNT(DISTINCT created_at) FROM journal_entries WHERE kind = 'p2p'")
+            .await
+            < entries,
+        "the waiting transfers were committed together"
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM notifications WHERE kind = 'transfer_received'")
+            .await,
+        8
+    );
+    app.ledger_ok().await;
+}

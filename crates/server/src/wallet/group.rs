@@ -1,0 +1,447 @@
+//! Group commit of P2P transfers. Requests validate on their own and hand the transfer to a
+//! lane; a lane takes every transfer waiting (up to `max_group`) and commits them in ONE
+//! database transaction: the accounts and daily-cap rows involved are locked in one global
+//! order, the transfers are applied in arrival order in memory (each refused on its own if
+//! funds or the cap do not allow it), and everything is written by a few multi-row
+//! statements, the balance changes as conditional updates whose row counts are checked. Each
+//! request is answered only after that commit, so an acknowledged transfer is durable, and
+//! the database does one commit (one WAL flush) for the whole group.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use etx_db::ledger::{NewEntry, NewIdempotency, NewTransaction, Usage, account_id};
+use etx_db::{Batch, Db, DbErr, DbKind};
+use etx_domain::format_amount;
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use super::{Failure, Outcome};
+use crate::error::ApiError;
+use axum::http::StatusCode;
+
+/// One validated transfer, with everything its commit writes besides the money itself.
+pub struct Planned {
+    pub sender_id: String,
+    pub recipient_id: String,
+    pub asset: String,
+    pub amount: i64,
+    pub usd_cents: i64,
+    pub entry_id: String,
+    pub out_id: String,
+    pub in_id: String,
+    pub note: Option<String>,
+    /// Idempotency: key, scope and request hash.
+    pub key: String,
+    pub scope: &'static str,
+    pub request_hash: String,
+    /// The answer, without `balance`: the sender's balance after the transfer, in `scale`.
+    pub answer: serde_json::Value,
+    pub scale: u8,
+    /// Inserts that go with the transfer (its notification and audit record).
+    pub extra: Batch,
+}
+
+/// A committed transfer: the answer stored under its key, and both balances after it.
+pub struct Posted {
+    pub outcome: Outcome,
+    pub sender_balance: i64,
+    pub recipient_balance: i64,
+}
+
+type Reply = oneshot::Sender<Result<Posted, Failure>>;
+
+struct Job {
+    plan: Planned,
+    reply: Reply,
+}
+
+/// Why one transfer of a group was refused; the others go on.
+enum Refusal {
+    Insufficient,
+    DailyCap,
+    Overflow,
+}
+
+#[derive(Clone)]
+pub struct GroupCommit {
+    queue: mpsc::Sender<Job>,
+}
+
+impl GroupCommit {
+    /// Starts `lanes` committers (one on SQLite, whose writers queue on one lock anyway).
+    /// They end when the last handle is dropped.
+    pub fn start(db: Db, lanes: usize, max_group: usize, daily_cap_cents: i64) -> Self {
+        let lanes = if db.kind() == DbKind::Sqlite {
+            1
+        } else {
+            lanes.max(1)
+        };
+        let max_group = max_group.clamp(1, 256);
+        let (queue, rx) = mpsc::channel(4096);
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..lanes {
+            let (db, rx) = (db.clone(), rx.clone());
+            tokio::spawn(async move {
+                while let Some(jobs) = take_group(&rx, max_group).await {
+                    metrics::histogram!("etx_transfer_group_size").record(jobs.len() as f64);
+                    commit_group(&db, daily_cap_cents, jobs).await;
+                }
+            });
+        }
+        GroupCommit { queue }
+    }
+
+    /// Commits the transfer with whatever others are waiting; answers once it is durable.
+    pub(crate) async fn submit(&self, plan: Planned) -> Result<Posted, Failure> {
+        let (reply, answer) = oneshot::channel();
+        let closed = || {
+            Failure::Api(ApiError::Internal(anyhow::anyhow!(
+                "transfer committer stopped"
+            )))
+        };
+        self.queue
+            .send(Job { plan, reply })
+            .await
+            .map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+}
+
+/// Waits for one transfer, then takes every other one already waiting, up to `max`.
+async fn take_group(rx: &Mutex<mpsc::Receiver<Job>>, max: usize) -> Option<Vec<Job>> {
+    let mut rx = rx.lock().await;
+    let first = rx.recv().await?;
+    let mut jobs = vec![first];
+    while jobs.len() < max {
+        match rx.try_recv() {
+            Ok(j) => jobs.push(j),
+            Err(_) => break,
+        }
+    }
+    Some(jobs)
+}
+
+fn copy_err(e: &DbErr) -> DbErr {
+    DbErr::Custom(e.to_string())
+}
+
+async fn commit_group(db: &Db, cap: i64, jobs: Vec<Job>) {
+    // A key sent twice in one group: the later request waits for the first one's outcome and
+    // then answers as a replay (or goes again if the first was refused).
+    let mut seen = HashSet::new();
+    let (mut jobs, repeats): (Vec<Job>, Vec<Job>) = jobs
+        .into_iter()
+        .partition(|j| seen.insert((j.plan.sender_id.clone(), j.plan.key.clone())));
+    let mut tries = 0;
+    while !jobs.is_empty() {
+        tries += 1;
+        match attempt(db, cap, &jobs).await {
+            Ok(Attempt::Done(results)) => {
+                for (job, result) in jobs.drain(..).zip(results) {
+                    let _ = job.reply.send(result);
+                }
+            }
+            Ok(Attempt::KeysTaken(taken)) if tries < 5 => {
+                let (gone, rest): (Vec<Job>, Vec<Job>) = jobs
+                    .into_iter()
+                    .partition(|j| taken.contains(&(j.plan.sender_id.clone(), j.plan.key.clone())));
+                for job in gone {
+                    let _ = job.reply.send(Err(Failure::KeyTaken));
+                }
+                jobs = rest;
+            }
+            Ok(Attempt::KeysTaken(_)) => {
+                for job in jobs.drain(..) {
+                    let _ = job.reply.send(Err(Failure::KeyTaken));
+                }
+            }
+            Err(e) if jobs.len() > 1 => {
+                // Whatever failed, one transfer must not take the others down with it:
+                // each goes again on its own.
+                tracing::warn!(error = %e, size = jobs.len(), "transfer group failed; committing its transfers one by one");
+                for job in jobs.drain(..) {
+                    Box::pin(commit_group(db, cap, vec![job])).await;
+                }
+            }
+            Err(e) => {
+                for job in jobs.drain(..) {
+                    let _ = job.reply.send(Err(Failure::Db(copy_err(&e))));
+                }
+            }
+        }
+    }
+    for job in repeats {
+        let _ = job.reply.send(Err(Failure::KeyTaken));
+    }
+}
+
+enum Attempt {
+    /// Committed (or nothing to commit): one result per job, in order.
+    Done(Vec<Result<Posted, Failure>>),
+    /// Nothing committed: these (user, key) pairs were stored by other requests meanwhile.
+    KeysTaken(HashSet<(String, String)>),
+}
+
+struct Accepted {
+    index: usize,
+    response: String,
+    sender_balance: i64,
+    recipient_balance: i64,
+}
+
+async fn attempt(db: &Db, cap: i64, jobs: &[Job]) -> Result<Attempt, DbErr> {
+    let tx = db.begin_write().await?;
+    let day = chrono::Utc::now().timestamp().div_euclid(86_400);
+    let from_ids: Vec<String> = jobs
+        .iter()
+        .map(|j| account_id(&j.plan.sender_id, "wallet", &j.plan.asset))
+        .collect();
+    let to_ids: Vec<String> = jobs
+        .iter()
+        .map(|j| account_id(&j.plan.recipient_id, "wallet", &j.plan.asset))
+        .collect();
+    let mut ids: Vec<&str> = from_ids.iter().chain(&to_ids).map(String::as_str).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut balances: HashMap<String, i64> = db
+        .lock_accounts(&tx, &ids)
+        .await?
+        .into_iter()
+        .map(|(id, balance, _)| (id, balance))
+        .collect();
+    // A recipient's first credit of an asset opens the account.
+    let mut missing: Vec<(&str, &str, &str, &str)> = jobs
+        .iter()
+        .zip(&to_ids)
+        .filter(|(_, id)| !balances.contains_key(id.as_str()))
+        .map(|(j, id)| {
+            (
+                id.as_str(),
+                j.plan.recipient_id.as_str(),
+                "wallet",
+                j.plan.asset.as_str(),
+            )
+        })
+        .collect();
+    if !missing.is_empty() {
+        missing.sort_unstable();
+        missing.dedup();
+        db.open_accounts(&tx, &missing).await?;
+        let new: Vec<&str> = missing.iter().map(|m| m.0).collect();
+        balances.extend(
+            db.lock_accounts(&tx, &new)
+                .await?
+                .into_iter()
+                .map(|(id, b, _)| (id, b)),
+        );
+    }
+    let mut senders: Vec<&str> = jobs.iter().map(|j| j.plan.sender_id.as_str()).collect();
+    senders.sort_unstable();
+    senders.dedup();
+    let mut used: HashMap<String, i64> = db
+        .lock_usage(&tx, Usage::Transfers, day, &senders)
+        .await?
+        .into_iter()
+        .collect();
+
+    // Keys committed before this group (a replay racing its first request) are answered from
+    // their stored record; checked once here so that they do not make the group roll back.
+    let pairs: Vec<(&str, &str)> = jobs
+        .iter()
+        .map(|j| (j.plan.sender_id.as_str(), j.plan.key.as_str()))
+        .collect();
+    let taken: HashSet<(String, String)> = db
+        .taken_idempotency_keys(&tx, &pairs)
+        .await?
+        .into_iter()
+        .collect();
+
+    let mut results: Vec<Option<Result<Posted, Failure>>> = Vec::with_capacity(jobs.len());
+    let mut accepted: Vec<Accepted> = Vec::new();
+    let mut deltas: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut adds: BTreeMap<&str, i64> = BTreeMap::new();
+    for (i, job) in jobs.iter().enumerate() {
+        let p = &job.plan;
+        if taken.contains(&(p.sender_id.clone(), p.key.clone())) {
+            results.push(Some(Err(Failure::KeyTaken)));
+            continue;
+        }
+        let (from, to) = (from_ids[i].as_str(), to_ids[i].as_str());
+        let refusal = (|| {
+            let have = balances.get(from).copied().unwrap_or(0);
+            let after = have
+                .checked_sub(p.amount)
+                .filter(|b| *b >= 0)
+                .ok_or(Refusal::Insufficient)?;
+            let spent = used.get(p.sender_id.as_str()).copied().unwrap_or(0);
+            let spent = spent
+                .checked_add(p.usd_cents)
+                .filter(|s| *s <= cap)
+                .ok_or(Refusal::DailyCap)?;
+            let credited = balances
+                .get(to)
+                .copied()
+                .unwrap_or(0)
+                .checked_add(p.amount)
+                .ok_or(Refusal::Overflow)?;
+            Ok((after, spent, credited))
+        })();
+        match refusal {
+            Err(r) => results.push(Some(Err(Failure::Api(refusal_error(r, cap))))),
+            Ok((after, spent, credited)) => {
+                balances.insert(from.to_string(), after);
+                balances.insert(to.to_string(), credited);
+                used.insert(p.sender_id.clone(), spent);
+                *deltas.entry(from).or_default() -= p.amount;
+                *deltas.entry(to).or_default() += p.amount;
+                *adds.entry(p.sender_id.as_str()).or_default() += p.usd_cents;
+                let mut answer = p.answer.clone();
+                answer["balance"] = format_amount(after, p.scale).into();
+                accepted.push(Accepted {
+                    index: i,
+                    response: answer.to_string(),
+                    sender_balance: after,
+                    recipient_balance: credited,
+                });
+                results.push(None);
+            }
+        }
+    }
+    if accepted.is_empty() {
+        tx.rollback().await?;
+        return Ok(Attempt::Done(
+            results.into_iter().map(|r| r.expect("refused")).collect(),
+        ));
+    }
+
+    let now = etx_db::now_micros();
+    let mut batch = Batch::default();
+    let deltas: Vec<(&str, i64)> = deltas.into_iter().filter(|(_, d)| *d != 0).collect();
+    if !deltas.is_empty() {
+        Db::queue_balance_changes(&mut batch, &deltas, now);
+    }
+    let adds: Vec<(&str, i64)> = adds.into_iter().collect();
+    Db::queue_usage(&mut batch, Usage::Transfers, day, cap, &adds);
+    let mut entries = Batch::default();
+    let mut rows: Vec<NewTransaction<'_>> = Vec::with_capacity(accepted.len() * 2);
+    for a in &accepted {
+        let p = &jobs[a.index].plan;
+        let (from, to) = (from_ids[a.index].as_str(), to_ids[a.index].as_str());
+        let mut legs = [(from, -p.amount), (to, p.amount)];
+        legs.sort_unstable();
+        Db::queue_entry(
+            &mut entries,
+            &NewEntry {
+                id: &p.entry_id,
+                kind: "p2p",
+                asset: &p.asset,
+                memo: p.note.as_deref(),
+                created_by: Some(&p.sender_id),
+                legs: Vec::new(),
+            },
+            &legs,
+            now,
+        );
+        let side = |id, user, direction, other| NewTransaction {
+            id,
+            user_id: user,
+            kind: "p2p",
+            direction,
+            asset: &p.asset,
+            amount: p.amount,
+            fee: 0,
+            status: "completed",
+            counterparty_id: Some(other),
+            note: p.note.as_deref(),
+            entry_id: Some(&p.entry_id),
+        };
+        rows.push(side(&p.out_id, &p.sender_id, "out", &p.recipient_id));
+        rows.push(side(&p.in_id, &p.recipient_id, "in", &p.sender_id));
+    }
+    batch.append(entries.merge_inserts());
+    // One statement in user-id order: each row bumps its user's history counter.
+    Db::insert_transactions(&mut batch, &mut rows);
+    let mut extra = Batch::default();
+    for a in &accepted {
+        extra.append(jobs[a.index].plan.extra.clone());
+    }
+    batch.append(extra.merge_inserts());
+    let records: Vec<NewIdempotency<'_>> = accepted
+        .iter()
+        .map(|a| {
+            let p = &jobs[a.index].plan;
+            NewIdempotency {
+                user_id: &p.sender_id,
+                key: &p.key,
+                scope: p.scope,
+                request_hash: &p.request_hash,
+                status: StatusCode::CREATED.as_u16(),
+                response: &a.response,
+            }
+        })
+        .collect();
+    Db::queue_idempotency(&mut batch, &records, now);
+    let counts = db.run_batch_counts(&tx, batch).await?;
+    let stored = counts.last().copied().unwrap_or(0);
+    if stored != accepted.len() as u64 {
+        tx.rollback().await?;
+        let pairs: Vec<(&str, &str)> = accepted
+            .iter()
+            .map(|a| {
+                (
+                    jobs[a.index].plan.sender_id.as_str(),
+                    jobs[a.index].plan.key.as_str(),
+                )
+            })
+            .collect();
+        let taken: HashSet<(String, String)> = db
+            .taken_idempotency_keys(db.conn(), &pairs)
+            .await?
+            .into_iter()
+            .collect();
+        if taken.is_empty() {
+            return Err(DbErr::Custom(
+                "could not serialize: idempotency key vanished".into(),
+            ));
+        }
+        return Ok(Attempt::KeysTaken(taken));
+    }
+    let changed = if deltas.is_empty() { 0 } else { counts[0] };
+    let usage_changed = counts[usize::from(!deltas.is_empty())];
+    if changed != deltas.len() as u64 || usage_changed != adds.len() as u64 {
+        // The rows are locked, so this means another writer broke the lock order.
+        tx.rollback().await?;
+        return Err(DbErr::Custom(
+            "could not serialize: a locked balance or daily total changed under the group".into(),
+        ));
+    }
+    tx.commit().await?;
+    for a in accepted {
+        results[a.index] = Some(Ok(Posted {
+            outcome: Outcome {
+                status: StatusCode::CREATED,
+                body: a.response,
+                replayed: false,
+            },
+            sender_balance: a.sender_balance,
+            recipient_balance: a.recipient_balance,
+        }));
+    }
+    Ok(Attempt::Done(
+        results
+            .into_iter()
+            .map(|r| r.expect("every job answered"))
+            .collect(),
+    ))
+}
+
+fn refusal_error(r: Refusal, cap: i64) -> ApiError {
+    match r {
+        Refusal::Insufficient => ApiError::InsufficientFunds,
+        Refusal::DailyCap => ApiError::LimitExceeded(format!(
+            "this transfer would pass your daily limit of ${}",
+            format_amount(cap, 2)
+        )),
+        Refusal::Overflow => ApiError::field("amount", "is too large for the recipient's balance"),
+    }
+}
