@@ -210,6 +210,7 @@ TOKEN=$HIST_TOKEN run_wrk list_warm list.lua "$LIST_CONNS" 1 3
 TOKEN=$HIST_TOKEN run_wrk list_first list.lua "$LIST_CONNS" 1 "$DURATION"
 TOKEN=$HIST_TOKEN ETX_CURSOR=$DEEP_CURSOR run_wrk list_deep list.lua "$LIST_CONNS" 1 "$DURATION"
 TOKEN=$HIST_TOKEN run_wrk list_first_1 list.lua 1 1 "$DURATION"
+TOKEN=$HIST_TOKEN ETX_CURSOR=$DEEP_CURSOR run_wrk list_deep_1 list.lua 1 1 "$DURATION"
 
 log "export: $HIST_TOTAL rows as CSV"
 export_csv() {
@@ -258,6 +259,7 @@ load average before start: $LOAD0; concurrent builds: $NOISE
 ${TRANSFER_ROWS}| list page 1, $HIST_TOTAL-row history, $LIST_CONNS conns | $(field list_first rps) req/s, p50 $(field list_first p50_ms) ms, p99 $(field list_first p99_ms) ms | p99 ≤ 5 ms | $(verdict "$(field list_first p99_ms)" "<=" 5) |
 | list page 1, 1 conn | $(field list_first_1 rps) req/s, p50 $(field list_first_1 p50_ms) ms, p99 $(field list_first_1 p99_ms) ms | p99 ≤ 5 ms | $(verdict "$(field list_first_1 p99_ms)" "<=" 5) |
 | list, cursor 90 % deep, $LIST_CONNS conns | $(field list_deep rps) req/s, p50 $(field list_deep p50_ms) ms, p99 $(field list_deep p99_ms) ms | p99 ≤ 5 ms | $(verdict "$(field list_deep p99_ms)" "<=" 5) |
+| list, cursor 90 % deep, 1 conn | $(field list_deep_1 rps) req/s, p50 $(field list_deep_1 p50_ms) ms, p99 $(field list_deep_1 p99_ms) ms | p99 ≤ 5 ms | $(verdict "$(field list_deep_1 p99_ms)" "<=" 5) |
 | CSV export of $HIST_TOTAL rows | ${EXPORT_S} s = $EXPORT_RPS rows/s; RSS $(mib "$RSS_BEFORE") → peak $(mib "$RSS_PEAK") (+$(mib "$RSS_GROWTH")) | ≥ 200,000 rows/s, growth ≤ 30 MB | $(verdict "$EXPORT_RPS" ">=" 200000) / $(verdict "$RSS_GROWTH" "<=" 29297) |
 
 ${TRANSFER_NOTES:-}

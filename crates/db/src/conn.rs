@@ -8,6 +8,77 @@ use sea_orm::{
 };
 use std::time::Duration;
 
+/// sqlx 0.9.0 no longer sets TCP_NODELAY on its sockets (launchbadge/sqlx#4335; fixed upstream,
+/// not yet released). A statement too large for the socket's first send then waits for
+/// PostgreSQL's delayed ACK, ~40 ms, which is fatal to a transfer group's one big statement.
+/// Until a release has the fix, every new pool connection turns Nagle off on the process's TCP
+/// sockets connected to the database's port (found through /proc/self/fd); doing it to a
+/// socket that already has it, or to another connection to the same port, is harmless.
+#[allow(unsafe_code)]
+mod nodelay {
+    #[cfg(target_os = "linux")]
+    pub fn to_port(port: u16) {
+        let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+            return;
+        };
+        for entry in dir.flatten() {
+            let Some(fd) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let is_socket = std::fs::read_link(entry.path())
+                .is_ok_and(|t| t.to_string_lossy().starts_with("socket:"));
+            if is_socket && peer_port(fd) == Some(port) {
+                let on: libc::c_int = 1;
+                // SAFETY: plain syscalls on an integer descriptor with a correctly sized
+                // option value; if the descriptor was closed meanwhile they fail with EBADF.
+                unsafe {
+                    libc::setsockopt(
+                        fd,
+                        libc::IPPROTO_TCP,
+                        libc::TCP_NODELAY,
+                        (&on as *const libc::c_int).cast(),
+                        std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                    );
+                }
+            }
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    fn peer_port(fd: i32) -> Option<u16> {
+        // SAFETY: an all-zero sockaddr_storage is valid; getpeername writes at most `len` bytes.
+        let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        let rc = unsafe {
+            libc::getpeername(
+                fd,
+                (&mut addr as *mut libc::sockaddr_storage).cast(),
+                &mut len,
+            )
+        };
+        if rc != 0 {
+            return None;
+        }
+        // The port sits at the same offset, in network byte order, in both address families.
+        match i32::from(addr.ss_family) {
+            libc::AF_INET | libc::AF_INET6 => {
+                // SAFETY: the family says the storage holds a sockaddr_in or sockaddr_in6.
+                let sin: &libc::sockaddr_in =
+                    unsafe { &*(&addr as *const libc::sockaddr_storage).cast() };
+                Some(u16::from_be(sin.sin_port))
+            }
+            _ => None,
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn to_port(_port: u16) {}
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DbKind {
     Sqlite,
@@ -49,6 +120,18 @@ impl Db {
             }
             DbKind::Postgres => {
                 opts.max_connections(max_connections).min_connections(1);
+                let port = url
+                    .parse::<sea_orm::sqlx::postgres::PgConnectOptions>()
+                    .map(|o| o.get_port())
+                    .unwrap_or(5432);
+                opts.map_sqlx_postgres_pool_opts(move |p| {
+                    p.after_connect(move |_, _| {
+                        Box::pin(async move {
+                            nodelay::to_port(port);
+                            Ok(())
+                        })
+                    })
+                });
             }
         }
         let conn = Database::connect(opts)
