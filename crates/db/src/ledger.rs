@@ -644,6 +644,17 @@ impl Db {
             let (id, b): (String, i64) = (r.try_get("", "id")?, r.try_get("", "balance")?);
             problems.push(format!("account {id}: negative balance {b}"));
         }
+        // The id names the account's (owner, kind, asset); it is what keeps that triple unique.
+        for r in c
+            .query_all_raw(self.stmt(
+                "SELECT id FROM ledger_accounts WHERE id <> kind || ':' || owner_id || ':' || asset",
+                [],
+            ))
+            .await?
+        {
+            let id: String = r.try_get("", "id")?;
+            problems.push(format!("account {id}: id does not match its owner, kind and asset"));
+        }
         Ok(problems)
     }
 }

@@ -73,6 +73,14 @@ const MIGRATIONS: &[Migration] = &[
         postgres: "",
         sqlite: "",
     },
+    Migration {
+        version: 9,
+        name: "account keys",
+        common: "",
+        // SQLite has one writer at a time, so the race this fixes cannot happen there.
+        postgres: include_str!("migrations/0009_account_keys.postgres.sql"),
+        sqlite: "",
+    },
 ];
 
 pub async fn run(db: &Db) -> anyhow::Result<()> {

@@ -224,4 +224,20 @@ async fn ledger_verify_passes_then_names_a_tampered_account() {
         stdout.contains(&format!("account wallet:{}:USD", user.id)),
         "{stdout}"
     );
+    // Hand an account to someone else behind the ledger's back.
+    app.state
+        .db
+        .execute(
+            "UPDATE ledger_accounts SET balance = balance - 1, owner_id = $1 WHERE owner_id = $2",
+            [admin.id.clone().into(), user.id.clone().into()],
+        )
+        .await
+        .unwrap();
+    let out = run();
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("id does not match its owner, kind and asset"),
+        "{stdout}"
+    );
 }

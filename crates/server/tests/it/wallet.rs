@@ -695,3 +695,41 @@ async fn transfers_waiting_together_are_each_decided_on_their_own() {
     );
     app.ledger_ok().await;
 }
+
+/// The first movements of an asset all open the platform's account for it at once, and each
+/// first credit opens its user's account: none of them may fail for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn first_credits_of_new_accounts_at_once_all_succeed() {
+    let app = TestApp::spawn_with(|c| c.rate_limit.register_per_ip_per_minute = 100).await;
+    let admin = app.user_with_role("opener", "admin").await;
+    let mut users = Vec::new();
+    for i in 0..16 {
+        users.push(verified(&app, &format!("first{i}")).await);
+    }
+    let app = std::sync::Arc::new(app);
+    let mut sends = Vec::new();
+    for u in &users {
+        for round in 0..2 {
+            let (app, token, id) = (app.clone(), admin.token.clone(), u.id.clone());
+            sends.push(tokio::spawn(async move {
+                let r = app
+                    .money_post(
+                        "/api/admin/wallets/adjust",
+                        Some(&format!("open-{id}-{round}")),
+                        json!({"user_id": id, "currency": "SOL", "amount": "1.5", "reason": "opening"}),
+                        &token,
+                    )
+                    .await;
+                (r.status(), r.text().await.unwrap())
+            }));
+        }
+    }
+    for s in sends {
+        let (status, body) = s.await.unwrap();
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    for u in &users {
+        assert_eq!(app.balances(u).await["SOL"], "3.00000000");
+    }
+    app.ledger_ok().await;
+}
