@@ -11,7 +11,8 @@ SKIP_BUILD=${SKIP_BUILD:-0}
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
 PG_BASE=${PG_ADMIN_URL%/*}
-BENCH_URL="$PG_BASE/$BENCH_DB"
+# Same-host PostgreSQL over loopback without TLS, for the server and pgbench alike.
+BENCH_URL="$PG_BASE/$BENCH_DB?sslmode=disable"
 CLK_TCK=$(getconf CLK_TCK)
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }

@@ -4,6 +4,7 @@
 
 use crate::{Batch, Db, now_micros};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, FromQueryResult};
+use std::collections::HashMap;
 
 pub const PLATFORM: &str = "";
 
@@ -711,6 +712,8 @@ impl FromQueryResult for TransactionRow {
 /// The column order `TransactionRow` decodes.
 const TX_COLUMNS: &str = "t.id, t.user_id, t.type AS kind, t.direction, t.asset, t.amount, t.fee, \
     t.status, t.counterparty_id, t.note, t.entry_id, t.created_at, u.username AS counterparty_username";
+const TX_COLUMNS_NO_NAME: &str = "t.id, t.user_id, t.type AS kind, t.direction, t.asset, t.amount, \
+    t.fee, t.status, t.counterparty_id, t.note, t.entry_id, t.created_at, NULL AS counterparty_username";
 
 impl Db {
     fn tx_where(user_id: &str, f: &TxFilter) -> (String, Vec<sea_orm::Value>) {
@@ -789,6 +792,68 @@ impl Db {
         skip: i64,
         limit: i64,
     ) -> Result<Vec<TransactionRow>, DbErr> {
+        self.tx_page(user_id, f, cursor, skip, limit, true).await
+    }
+
+    /// A page for an export: counterparties' usernames come from `names`, a cache the caller
+    /// keeps across pages, filled with one lookup per page for the ids it lacks, instead of a
+    /// join that looks a user up for every row of a long history.
+    pub async fn export_page(
+        &self,
+        user_id: &str,
+        f: &TxFilter,
+        cursor: Option<&TxCursor>,
+        limit: i64,
+        names: &mut HashMap<String, Option<String>>,
+    ) -> Result<Vec<TransactionRow>, DbErr> {
+        let mut rows = self.tx_page(user_id, f, cursor, 0, limit, false).await?;
+        let mut missing: Vec<&str> = rows
+            .iter()
+            .filter_map(|r| r.counterparty_id.as_deref())
+            .filter(|id| !names.contains_key(*id))
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if !missing.is_empty() {
+            // Bounded memory whatever the number of counterparties.
+            if names.len() + missing.len() > 10_000 {
+                names.clear();
+            }
+            let list = (1..=missing.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let found = self
+                .conn()
+                .query_all_raw(self.stmt(
+                    &format!("SELECT id, username FROM users WHERE id IN ({list})"),
+                    missing.iter().map(|id| (*id).into()),
+                ))
+                .await?;
+            for id in &missing {
+                names.insert((*id).to_string(), None);
+            }
+            for r in found {
+                names.insert(r.try_get_by_index(0)?, Some(r.try_get_by_index(1)?));
+            }
+        }
+        for r in &mut rows {
+            if let Some(id) = &r.counterparty_id {
+                r.counterparty_username = names.get(id).cloned().flatten();
+            }
+        }
+        Ok(rows)
+    }
+
+    async fn tx_page(
+        &self,
+        user_id: &str,
+        f: &TxFilter,
+        cursor: Option<&TxCursor>,
+        skip: i64,
+        limit: i64,
+        with_names: bool,
+    ) -> Result<Vec<TransactionRow>, DbErr> {
         let (mut w, mut vals) = Self::tx_where(user_id, f);
         let mut offset = skip;
         if let Some(c) = cursor {
@@ -805,8 +870,13 @@ impl Db {
         let l = vals.len();
         vals.push(offset.into());
         let o = vals.len();
+        let (columns, join) = if with_names {
+            (TX_COLUMNS, " LEFT JOIN users u ON u.id = t.counterparty_id")
+        } else {
+            (TX_COLUMNS_NO_NAME, "")
+        };
         let sql = format!(
-            "SELECT {TX_COLUMNS} FROM transactions t LEFT JOIN users u ON u.id = t.counterparty_id \
+            "SELECT {columns} FROM transactions t{join} \
              WHERE {w} ORDER BY t.created_at DESC, t.id DESC LIMIT ${l} OFFSET ${o}"
         );
         TransactionRow::find_by_statement(self.stmt(&sql, vals))

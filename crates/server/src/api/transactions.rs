@@ -455,10 +455,11 @@ async fn export(state: AppState, auth: Auth, q: ExportRequest) -> ApiResult<Resp
     let reader_state = state.clone();
     tokio::spawn(async move {
         let mut cursor: Option<TxCursor> = None;
+        let mut names = std::collections::HashMap::new();
         loop {
             let rows = match reader_state
                 .db
-                .list_transactions(&user_id, &filter, cursor.as_ref(), 0, EXPORT_PAGE)
+                .export_page(&user_id, &filter, cursor.as_ref(), EXPORT_PAGE, &mut names)
                 .await
             {
                 Ok(r) => r,

@@ -170,7 +170,7 @@ async fn list_filters_pages_and_cursors() {
 #[tokio::test]
 async fn export_streams_csv_and_json_safely() {
     let app = TestApp::spawn().await;
-    let (alice, _bob) = history_fixture(&app).await;
+    let (alice, bob) = history_fixture(&app).await;
     let r = app
         .get(
             "/api/transactions/export?format=csv&type=p2p",
@@ -194,6 +194,12 @@ async fn export_streams_csv_and_json_safely() {
         "id,created_at,type,direction,currency,amount,fee,status,counterparty,note"
     );
     assert_eq!(lines.len(), 14, "header + 13 transfers");
+    assert!(
+        lines[1..]
+            .iter()
+            .all(|l| l.split(',').nth(8) == Some(bob.username.as_str())),
+        "every transfer names its counterparty: {csv}"
+    );
     assert!(
         csv.contains("\"'=HYPERLINK(\"\"http://evil\"\")\""),
         "formula neutralised: {csv}"
