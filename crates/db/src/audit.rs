@@ -218,10 +218,7 @@ impl Db {
             rows,
         ))
         .await?;
-        let list = (1..=ids.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = crate::ledger::in_list(1, ids.len());
         tx.execute_raw(self.stmt(
             &format!("DELETE FROM audit_outbox WHERE id IN ({list})"),
             ids,

@@ -206,10 +206,7 @@ impl Db {
         }
         let sql = format!(
             "SELECT id, balance, allow_negative FROM ledger_accounts WHERE id IN ({}) ORDER BY id{}",
-            (1..=ids.len())
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", "),
+            in_list(1, ids.len()),
             self.for_update()
         );
         let rows = tx
@@ -301,10 +298,7 @@ impl Db {
             return Ok(Vec::new());
         }
         let t = table.table();
-        let list = (0..users.len())
-            .map(|i| format!("${}", i + 2))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = in_list(2, users.len());
         let args = || std::iter::once(day.into()).chain(users.iter().map(|u| (*u).into()));
         let select = format!(
             "SELECT user_id, used_cents FROM {t} WHERE day = $1 AND user_id IN ({list}) ORDER BY user_id{}",
@@ -584,6 +578,14 @@ impl Usage {
 }
 
 /// `($1, $2, …), (…)`: `rows` groups of `cols` numbered placeholders.
+/// `$first, $first+1, …`: `n` placeholders for an `IN (…)` list.
+pub(crate) fn in_list(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub(crate) fn placeholders(rows: usize, cols: usize) -> String {
     (0..rows)
         .map(|r| {
@@ -819,10 +821,7 @@ impl Db {
             if names.len() + missing.len() > 10_000 {
                 names.clear();
             }
-            let list = (1..=missing.len())
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let list = in_list(1, missing.len());
             let found = self
                 .conn()
                 .query_all_raw(self.stmt(

@@ -2,7 +2,7 @@
 //! held for review. Every change of state here is a conditional UPDATE that names the state it
 //! leaves, so two requests racing for the same change cannot both make it.
 
-use crate::ledger::Usage;
+use crate::ledger::{Usage, in_list};
 use crate::{Batch, Db, now_micros};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, FromQueryResult, Value};
 
@@ -131,13 +131,6 @@ pub struct WithdrawalFilter {
     pub statuses: Vec<String>,
     pub asset: Option<String>,
     pub user_id: Option<String>,
-}
-
-fn in_list(first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 impl Db {

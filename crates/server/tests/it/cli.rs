@@ -208,36 +208,34 @@ async fn ledger_verify_passes_then_names_a_tampered_account() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    // Edit a cached balance behind the ledger's back.
-    app.state
-        .db
-        .execute(
-            "UPDATE ledger_accounts SET balance = balance + 1 WHERE owner_id = $1",
-            [user.id.clone().into()],
-        )
-        .await
-        .unwrap();
-    let out = run();
-    assert!(!out.status.success());
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains(&format!("account wallet:{}:USD", user.id)),
-        "{stdout}"
-    );
-    // Hand an account to someone else behind the ledger's back.
-    app.state
-        .db
-        .execute(
-            "UPDATE ledger_accounts SET balance = balance - 1, owner_id = $1 WHERE owner_id = $2",
-            [admin.id.clone().into(), user.id.clone().into()],
-        )
-        .await
-        .unwrap();
-    let out = run();
-    assert!(!out.status.success());
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains("id does not match its owner, kind and asset"),
-        "{stdout}"
-    );
+    // Tampers behind the ledger's back, then expects verify to fail naming the problem.
+    let tamper_and_expect = |sql: &'static str, values: Vec<String>, named: String| {
+        let app = &app;
+        let run = &run;
+        async move {
+            app.state
+                .db
+                .execute(sql, values.into_iter().map(Into::into))
+                .await
+                .unwrap();
+            let out = run();
+            assert!(!out.status.success());
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(stdout.contains(&named), "{stdout}");
+        }
+    };
+    // A cached balance edited.
+    tamper_and_expect(
+        "UPDATE ledger_accounts SET balance = balance + 1 WHERE owner_id = $1",
+        vec![user.id.clone()],
+        format!("account wallet:{}:USD", user.id),
+    )
+    .await;
+    // An account handed to someone else.
+    tamper_and_expect(
+        "UPDATE ledger_accounts SET balance = balance - 1, owner_id = $1 WHERE owner_id = $2",
+        vec![admin.id.clone(), user.id.clone()],
+        "id does not match its owner, kind and asset".to_string(),
+    )
+    .await;
 }
