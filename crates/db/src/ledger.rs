@@ -714,8 +714,10 @@ impl FromQueryResult for TransactionRow {
 /// The column order `TransactionRow` decodes.
 const TX_COLUMNS: &str = "t.id, t.user_id, t.type AS kind, t.direction, t.asset, t.amount, t.fee, \
     t.status, t.counterparty_id, t.note, t.entry_id, t.created_at, u.username AS counterparty_username";
-const TX_COLUMNS_NO_NAME: &str = "t.id, t.user_id, t.type AS kind, t.direction, t.asset, t.amount, \
-    t.fee, t.status, t.counterparty_id, t.note, t.entry_id, t.created_at, NULL AS counterparty_username";
+/// What an export writes: the owner and the journal entry are left out, since each is one more
+/// string to send and decode per row, and the names come from a per-export cache.
+const TX_COLUMNS_EXPORT: &str = "t.id, '' AS user_id, t.type AS kind, t.direction, t.asset, t.amount, \
+    t.fee, t.status, t.counterparty_id, t.note, NULL AS entry_id, t.created_at, NULL AS counterparty_username";
 
 impl Db {
     fn tx_where(user_id: &str, f: &TxFilter) -> (String, Vec<sea_orm::Value>) {
@@ -872,7 +874,7 @@ impl Db {
         let (columns, join) = if with_names {
             (TX_COLUMNS, " LEFT JOIN users u ON u.id = t.counterparty_id")
         } else {
-            (TX_COLUMNS_NO_NAME, "")
+            (TX_COLUMNS_EXPORT, "")
         };
         let sql = format!(
             "SELECT {columns} FROM transactions t{join} \

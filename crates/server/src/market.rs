@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub mod coinbase;
+pub mod fanout;
 
 pub const PRICE_SCALE: u8 = 8;
 const MINUTE: i64 = 60_000_000;
@@ -131,7 +132,9 @@ pub struct Market {
     /// Reference prices from the asset config: the simulated feed's anchors.
     anchors: HashMap<String, i64>,
     book: Mutex<Book>,
-    updates: watch::Sender<Utf8Bytes>,
+    updates: watch::Sender<fanout::Update>,
+    /// Writes each update to the `/ws/prices` clients.
+    pub fanout: fanout::Fanout,
     last_tick: AtomicI64,
     stale_after: i64,
     malformed: std::sync::atomic::AtomicU64,
@@ -155,12 +158,17 @@ impl Market {
             book.quotes.insert(a.code.clone(), Quote { price, at: now });
             symbols.push(a.code.clone());
         }
+        let updates = watch::Sender::new(fanout::Update {
+            seq: 0,
+            text: Utf8Bytes::from_static(""),
+        });
         let market = Market {
             source,
             symbols,
             anchors,
             book: Mutex::new(book),
-            updates: watch::Sender::new(Utf8Bytes::from_static("")),
+            fanout: fanout::Fanout::new(updates.subscribe()),
+            updates,
             last_tick: AtomicI64::new(now),
             malformed: std::sync::atomic::AtomicU64::new(0),
             stale_after: i64::try_from(cfg.stale_after_secs).unwrap_or(i64::MAX / 2) * 1_000_000,
@@ -204,7 +212,11 @@ impl Market {
             "source": self.source,
             "timestamp": crate::views::rfc3339(now_micros()),
         });
-        self.updates.send_replace(Utf8Bytes::from(msg.to_string()));
+        let text = Utf8Bytes::from(msg.to_string());
+        self.updates.send_modify(|u| {
+            u.seq += 1;
+            u.text = text;
+        });
     }
 
     pub fn quotes(&self) -> BTreeMap<String, Quote> {
@@ -217,7 +229,7 @@ impl Market {
 
     /// The newest `price_update` message, and a receiver that wakes on each new one. A slow
     /// reader only ever sees the latest: nothing queues up behind it.
-    pub fn subscribe(&self) -> watch::Receiver<Utf8Bytes> {
+    pub fn subscribe(&self) -> watch::Receiver<fanout::Update> {
         self.updates.subscribe()
     }
 

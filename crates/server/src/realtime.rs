@@ -326,7 +326,7 @@ pub fn spawn_price_forwarder(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut updates = state.market.subscribe();
         while updates.changed().await.is_ok() {
-            let text = updates.borrow_and_update().clone();
+            let text = updates.borrow_and_update().text.clone();
             let Ok(v) = serde_json::from_str::<Value>(text.as_str()) else {
                 continue;
             };

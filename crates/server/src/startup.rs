@@ -242,7 +242,7 @@ impl Application {
         let recorder = crate::market::spawn_recorder(self.state.clone(), Duration::from_secs(2));
         let forwarder = crate::realtime::spawn_price_forwarder(self.state.clone());
         let served = axum::serve(
-            self.listener,
+            axum::serve::ListenerExt::tap_io(self.listener, tune_connection),
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
@@ -257,6 +257,34 @@ impl Application {
         Ok(())
     }
 }
+
+/// Small writes (WebSocket frames, API answers) go out at once instead of waiting for the
+/// peer's delayed ACK, and at most 16 KiB of a connection's output waits unsent in the kernel:
+/// without a bound the send buffer grows to 4 MiB for a client that stopped reading, so a
+/// stalled price stream would hold hours of old prices instead of skipping to the newest.
+fn tune_connection(tcp: &mut tokio::net::TcpStream) {
+    let _ = tcp.set_nodelay(true);
+    notsent_lowat(tcp, 16 * 1024);
+}
+
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn notsent_lowat(tcp: &tokio::net::TcpStream, bytes: libc::c_int) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain setsockopt on a descriptor the stream owns, with a correctly sized value.
+    unsafe {
+        libc::setsockopt(
+            tcp.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NOTSENT_LOWAT,
+            (&bytes as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn notsent_lowat(_tcp: &tokio::net::TcpStream, _bytes: i32) {}
 
 pub async fn shutdown_signal() {
     let ctrl_c = async {

@@ -5,13 +5,12 @@ use crate::market::{PRICE_SCALE, SPANS, price_text, span_len};
 use crate::state::AppState;
 use crate::views::rfc3339;
 use axum::Json;
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use etx_db::now_micros;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::time::Duration;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -276,12 +275,10 @@ async fn history(
     }))
 }
 
-/// A client that cannot take a message within this long is dropped.
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Live prices over a WebSocket: `{type:"connection"}`, then the current prices and every
 /// update as `{type:"price_update", prices, source, timestamp}`. `{type:"ping"}` is answered
-/// with `{type:"pong"}`. A slow client skips to the newest prices rather than queueing.
+/// with `{type:"pong"}`. A slow client skips to the newest prices rather than queueing, and one
+/// that takes nothing for 10 s is dropped.
 #[utoipa::path(get, path = "/ws/prices", tag = "market",
     responses((status = 101, description = "Switching to the WebSocket protocol")))]
 async fn ws_prices(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
@@ -290,53 +287,19 @@ async fn ws_prices(State(state): State<AppState>, ws: WebSocketUpgrade) -> Respo
     ws.read_buffer_size(4096)
         .max_message_size(4096)
         .max_frame_size(4096)
-        .on_upgrade(move |socket| serve_prices(socket, state))
-}
-
-async fn send(socket: &mut WebSocket, text: Utf8Bytes) -> bool {
-    matches!(
-        tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(text))).await,
-        Ok(Ok(()))
-    )
-}
-
-async fn serve_prices(mut socket: WebSocket, state: AppState) {
-    let mut updates = state.market.subscribe();
-    let hello = serde_json::json!({
-        "type": "connection",
-        "source": state.market.source,
-        "symbols": state.market.symbols,
-        "price_scale": PRICE_SCALE,
-    });
-    metrics::gauge!("etx_ws_price_clients").increment(1.0);
-    let mut ok = send(&mut socket, hello.to_string().into()).await;
-    if ok {
-        let now = updates.borrow_and_update().clone();
-        ok = send(&mut socket, now).await;
-    }
-    while ok {
-        tokio::select! {
-            changed = updates.changed() => {
-                if changed.is_err() {
-                    break;
-                }
-                let msg = updates.borrow_and_update().clone();
-                ok = send(&mut socket, msg).await;
-            }
-            incoming = socket.recv() => match incoming {
-                Some(Ok(Message::Text(t))) => {
-                    let is_ping = serde_json::from_str::<serde_json::Value>(&t)
-                        .is_ok_and(|v| v["type"] == "ping");
-                    if is_ping {
-                        ok = send(&mut socket, Utf8Bytes::from_static(r#"{"type":"pong"}"#)).await;
-                    }
-                }
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
-                Some(Ok(_)) => {}
-            }
-        }
-    }
-    metrics::gauge!("etx_ws_price_clients").decrement(1.0);
+        .on_upgrade(move |socket| async move {
+            let hello = serde_json::json!({
+                "type": "connection",
+                "source": state.market.source,
+                "symbols": state.market.symbols,
+                "price_scale": PRICE_SCALE,
+            });
+            state
+                .market
+                .fanout
+                .serve(socket, hello.to_string().into())
+                .await;
+        })
 }
 
 #[cfg(test)]

@@ -428,7 +428,7 @@ fn push_csv_row(out: &mut String, scratch: &mut String, state: &AppState, t: &Tr
     out.push_str("\r\n");
 }
 
-const EXPORT_PAGE: i64 = 2000;
+const EXPORT_PAGE: i64 = 5000;
 
 async fn export(state: AppState, auth: Auth, q: ExportRequest) -> ApiResult<Response> {
     let headers = budget(&state, &auth).await?;

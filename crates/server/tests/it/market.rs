@@ -99,6 +99,92 @@ async fn the_price_stream_greets_updates_and_answers_ping() {
     ws.close(None).await.unwrap();
 }
 
+/// Each update reaches every client of a crowd, not only the first ones a fan-out pass writes to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn every_client_of_a_crowd_gets_each_update() {
+    let app = TestApp::spawn_with(|c| c.market.tick_ms = 100).await;
+    let url = app.url("/ws/prices").replace("http://", "ws://");
+    let mut crowd = Vec::new();
+    for _ in 0..300 {
+        crowd.push(
+            tokio_tungstenite::connect_async(url.as_str())
+                .await
+                .unwrap()
+                .0,
+        );
+    }
+    let received = futures_util::future::join_all(crowd.into_iter().map(|mut ws| async move {
+        // The greeting's prices, then three updates published after it.
+        let mut updates = 0;
+        while updates < 4 {
+            let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await
+            else {
+                break;
+            };
+            if m.to_text().unwrap_or_default().contains("\"price_update\"") {
+                updates += 1;
+            }
+        }
+        updates
+    }))
+    .await;
+    let short = received.iter().filter(|&&n| n < 4).count();
+    assert_eq!(short, 0, "{short} of 300 clients missed updates");
+}
+
+/// A client that stops reading neither holds up the others nor gets a backlog: once it reads
+/// again it skips to current prices.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_skips_to_the_newest_prices() {
+    let app = TestApp::spawn_with(|c| c.market.tick_ms = 5).await;
+    let url = app.url("/ws/prices").replace("http://", "ws://");
+    let addr = app.base.trim_start_matches("http://").parse().unwrap();
+    // A tiny receive window, so the server's writes to this client back up within a second.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(2048).unwrap();
+    let stream = sock.connect(addr).await.unwrap();
+    let (mut stuck, _) = tokio_tungstenite::client_async(url.as_str(), stream)
+        .await
+        .unwrap();
+    let (mut live, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
+    let stamp = |m: Message| -> Option<String> {
+        let v: Value = serde_json::from_str(m.to_text().ok()?).ok()?;
+        (v["type"] == "price_update").then(|| v["timestamp"].as_str().unwrap().to_string())
+    };
+    let until = tokio::time::Instant::now() + Duration::from_secs(3);
+    let mut live_updates = 0;
+    while let Ok(m) = tokio::time::timeout_at(until, live.next()).await {
+        if stamp(m.unwrap().unwrap()).is_some() {
+            live_updates += 1;
+        }
+    }
+    assert!(
+        live_updates >= 100,
+        "the reading client kept getting updates: {live_updates}"
+    );
+    // Everything the stuck client has waiting, then the first update after it reads again.
+    let resumed = etx_server::views::rfc3339(etx_db::now_micros());
+    let mut stale = 0;
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(5), stuck.next())
+            .await
+            .expect("the stalled client is served again once it reads")
+            .unwrap()
+            .unwrap();
+        match stamp(m) {
+            Some(t) if t >= resumed => break,
+            Some(_) => stale += 1,
+            None => {}
+        }
+    }
+    assert!(
+        stale < live_updates / 2,
+        "{stale} old updates were queued for the stalled client ({live_updates} published)"
+    );
+}
+
 #[tokio::test]
 async fn ticks_become_candles_served_as_history() {
     let app = TestApp::spawn_with(|c| c.market.tick_ms = 50).await;
