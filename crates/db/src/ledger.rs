@@ -796,7 +796,7 @@ impl Db {
         skip: i64,
         limit: i64,
     ) -> Result<Vec<TransactionRow>, DbErr> {
-        self.tx_page(user_id, f, cursor, skip, limit, true).await
+        self.tx_page(user_id, f, cursor, skip, limit, false).await
     }
 
     /// A page for an export: counterparties' usernames come from `names`, a cache the caller
@@ -810,7 +810,7 @@ impl Db {
         limit: i64,
         names: &mut HashMap<String, Option<String>>,
     ) -> Result<Vec<TransactionRow>, DbErr> {
-        let mut rows = self.tx_page(user_id, f, cursor, 0, limit, false).await?;
+        let mut rows = self.tx_page(user_id, f, cursor, 0, limit, true).await?;
         let mut missing: Vec<&str> = rows
             .iter()
             .filter_map(|r| r.counterparty_id.as_deref())
@@ -853,7 +853,7 @@ impl Db {
         cursor: Option<&TxCursor>,
         skip: i64,
         limit: i64,
-        with_names: bool,
+        for_export: bool,
     ) -> Result<Vec<TransactionRow>, DbErr> {
         let (mut w, mut vals) = Self::tx_where(user_id, f);
         let mut offset = skip;
@@ -871,10 +871,10 @@ impl Db {
         let l = vals.len();
         vals.push(offset.into());
         let o = vals.len();
-        let (columns, join) = if with_names {
-            (TX_COLUMNS, " LEFT JOIN users u ON u.id = t.counterparty_id")
-        } else {
+        let (columns, join) = if for_export {
             (TX_COLUMNS_EXPORT, "")
+        } else {
+            (TX_COLUMNS, " LEFT JOIN users u ON u.id = t.counterparty_id")
         };
         let sql = format!(
             "SELECT {columns} FROM transactions t{join} \

@@ -3,8 +3,8 @@
 //! A tick goes to every client at once, so its cost is paid thousands of times in one burst.
 //! Waking one task per client per tick (each cloning the message, arming a send timer and
 //! re-polling its reader) made the burst long enough to be most of the delivery latency.
-//! Instead a few shard tasks, about two per worker thread, each own a share of the clients and
-//! write the tick to them in one pass. A write never waits: a socket that cannot take the
+//! Instead one shard task per worker thread owns a share of the clients and writes the tick
+//! to them in one pass (two per worker ran back to back on one thread and doubled the tail). A write never waits: a socket that cannot take the
 //! message now is flushed again on the next tick and skips the ticks in between, so a slow
 //! client sees the newest prices rather than a queue, and is dropped after stalling for
 //! [`SEND_TIMEOUT`]. Each client keeps one task that only reads (pings and the close).
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
 
 /// A client whose socket has taken nothing for this long is dropped.
-pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One published `price_update`; `seq` grows by one per update.
 #[derive(Clone)]
