@@ -119,14 +119,14 @@ run_transfers() { # label hot(0|1)
 
 # Max VmRSS (KiB) of $1 while $2.. runs; the command's own stdout goes to $WORK/peak.out.
 with_peak_rss() {
-    local pid=$1 peak=0 r cmd_pid
+    local pid=$1 peak=0 cmd_pid
     shift
     "$@" >"$WORK/peak.out" &
     cmd_pid=$!
     while kill -0 "$cmd_pid" 2>/dev/null; do
-        r=$(rss_kib "$pid")
-        ((r > peak)) && peak=$r
-        sleep 0.02
+        status_kib "$pid" VmRSS
+        ((REPLY > peak)) && peak=$REPLY
+        nap 0.02
     done
     wait "$cmd_pid" || die "$* failed"
     echo "$peak"

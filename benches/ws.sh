@@ -13,6 +13,9 @@
 #   RAMP=1000          new connections per second
 #   TICK_MS=1000       the simulated feed's interval (ETX__MARKET__TICK_MS)
 #   LOAD_THREADS=2     tokio worker threads of the load client (the machine has 2 cores)
+#   LOAD_SCHED=batch   the load client's scheduling policy (chrt: batch or other). Batch, so
+#                      that its wake-ups do not preempt the server in the middle of a tick's
+#                      writes: remote clients would not share the server's cores at all.
 #   SOURCE_IPS=1       spread client source addresses over 127.0.0.1..N (needed past the
 #                      ephemeral port range, ~28k connections per source address)
 #   RUNS=1             load runs, each against a freshly started server
@@ -28,6 +31,8 @@ MEASURE_SECS=${MEASURE_SECS:-30}
 RAMP=${RAMP:-1000}
 TICK_MS=${TICK_MS:-1000}
 LOAD_THREADS=${LOAD_THREADS:-2}
+LOAD_SCHED=${LOAD_SCHED:-batch}
+[[ $LOAD_SCHED == batch || $LOAD_SCHED == other ]] || { echo "LOAD_SCHED must be batch or other" >&2; exit 2; }
 SOURCE_IPS=${SOURCE_IPS:-1}
 RUNS=${RUNS:-1}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/etx-bench-target}
@@ -94,7 +99,7 @@ machine_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/
 
 # One load run against a fresh server; appends a table row to $WORK/rows and notes to $WORK/notes.
 one_run() { # run number
-    local n=$1 pid out err t_end peak=0 r s_t0=0 l_t0=0 s_t1=0 l_t1=0 m_t0=0 m_t1=0 window=0 rss0 rss_start=0 gauge=? t_win=1 rc=0
+    local n=$1 pid out err t_end peak=0 s_t0=0 l_t0=0 s_t1=0 l_t1=0 m_t0=0 m_t1=0 window=0 rss0 rss_start=0 gauge=? t_win=1 rc=0
     rm -rf "$WORK/data"
     log "run $n: starting the server (SQLite, tick ${TICK_MS} ms)"
     start_server "$WORK/data" "server$n" ETX__MARKET__PROVIDER=simulated ETX__MARKET__TICK_MS="$TICK_MS"
@@ -105,7 +110,7 @@ one_run() { # run number
     log "run $n: $CLIENTS clients at $RAMP/s, then ${MEASURE_SECS}s of measurement (idle server RSS $(mib "$rss0") MiB)"
     # wsload bounds itself (and has a watchdog); timeout is the backstop.
     t_end=$((CLIENTS / RAMP + MEASURE_SECS + 6 * 14 + 60))
-    timeout -k 5 "$t_end" "$WSLOAD" --url "ws://127.0.0.1:$SERVER_PORT/ws/prices" --clients "$CLIENTS" \
+    timeout -k 5 "$t_end" chrt "--$LOAD_SCHED" 0 "$WSLOAD" --url "ws://127.0.0.1:$SERVER_PORT/ws/prices" --clients "$CLIENTS" \
         --ramp-per-sec "$RAMP" --measure-secs "$MEASURE_SECS" --threads "$LOAD_THREADS" \
         --source-ips "$SOURCE_IPS" >"$out" 2>"$err" 9>&- &
     local load_pid=$! wsload_pid
@@ -115,28 +120,29 @@ one_run() { # run number
     # Server RSS every 100 ms: the peak over the measuring window (wsload says when it opens and
     # closes on stderr), CPU of both over the window, and the server's client gauge mid-window.
     # wsload exits right after closing its window, so its CPU ticks are the last ones sampled.
-    local l_last=0 l
+    # The loop starts no process (lib.sh's fork-free readers): it runs during the measurement.
+    local l_last=0
     close_window() {
         window=2 s_t1=$(ticks_of "$pid") l_t1=$l_last m_t1=$(machine_ticks)
         t_win=$(awk -v a="$t_win" -v b="$EPOCHREALTIME" 'BEGIN { print b - a }')
     }
     while kill -0 "$load_pid" 2>/dev/null; do
-        if ((window == 0)) && grep -q '^\[wsload\] window open' "$err"; then
+        if ((window == 0)) && has_line "$err" '[wsload] window open'; then
             window=1 s_t0=$(ticks_of "$pid") l_t0=$(ticks_of "$wsload_pid") m_t0=$(machine_ticks) rss_start=$(rss_kib "$pid")
             t_win=$EPOCHREALTIME l_last=$l_t0
-        elif ((window == 1)) && grep -q '^\[wsload\] window closed' "$err"; then
+        elif ((window == 1)) && has_line "$err" '[wsload] window closed'; then
             close_window
         fi
         if ((window == 1)); then
-            l=$(ticks_of "$wsload_pid")
-            ((l > 0)) && l_last=$l
-            r=$(rss_kib "$pid")
-            ((r > peak)) && peak=$r
-            if [[ $gauge == "?" ]] && grep -q '^\[wsload\] measuring' "$err"; then
+            ticks_into "$wsload_pid"
+            ((REPLY > 0)) && l_last=$REPLY
+            status_kib "$pid" VmRSS
+            ((REPLY > peak)) && peak=$REPLY
+            if [[ $gauge == "?" ]] && has_line "$err" '[wsload] measuring'; then
                 gauge=$(server_clients)
             fi
         fi
-        sleep 0.1
+        nap 0.1
     done
     wait "$load_pid" || rc=$?
     ((rc == 0)) || { cat "$err" >&2; die "wsload failed (exit $rc)"; }
@@ -175,7 +181,7 @@ done
 cat <<REPORT
 
 ETX live prices benchmark — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo))
-binary: $BIN_SRC (rev $GIT_REV); SQLite; tick ${TICK_MS} ms; wsload: $CLIENTS clients at $RAMP/s, ${MEASURE_SECS} s window, $LOAD_THREADS threads
+binary: $BIN_SRC (rev $GIT_REV); SQLite; tick ${TICK_MS} ms; wsload: $CLIENTS clients at $RAMP/s, ${MEASURE_SECS} s window, $LOAD_THREADS threads, SCHED_${LOAD_SCHED^^}
 limits: $LIMITS
 overrides: ${PASS_ENV[*]:-none}
 load average before start: $LOAD0; concurrent builds: $NOISE

@@ -3,15 +3,18 @@
 //! A tick goes to every client at once, so its cost is paid thousands of times in one burst.
 //! Waking one task per client per tick (each cloning the message, arming a send timer and
 //! re-polling its reader) made the burst long enough to be most of the delivery latency.
-//! Instead one shard task per worker thread owns a share of the clients and writes the tick
-//! to them in one pass (two per worker ran back to back on one thread and doubled the tail). A write never waits: a socket that cannot take the
-//! message now is flushed again on the next tick and skips the ticks in between, so a slow
-//! client sees the newest prices rather than a queue, and is dropped after stalling for
-//! [`SEND_TIMEOUT`]. Each client keeps one task that only reads (pings and the close).
+//! Instead one worker task per tokio worker thread writes the tick in one pass over a shared
+//! list of clients, taking it in chunks: a fixed share per worker finished as late as the
+//! worker that got the least of its core (the load client and the kernel's loopback work run
+//! on the same cores), while chunks let the faster worker take over the rest. A write never
+//! waits: a socket that cannot take the message now is flushed again on the next tick and
+//! skips the ticks in between, so a slow client sees the newest prices rather than a queue,
+//! and is dropped after stalling for [`SEND_TIMEOUT`]. Each client keeps one task that only
+//! reads (pings and the close).
 
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
@@ -84,7 +87,7 @@ impl Conn {
 
 struct Client {
     conn: Mutex<Conn>,
-    /// Tells the reader task that the shard gave up on this client.
+    /// Tells the reader task that the fan-out gave up on this client.
     hangup: Notify,
 }
 
@@ -94,39 +97,60 @@ impl Client {
     }
 }
 
+/// The clients and the pass over them for the newest update.
 #[derive(Default)]
-struct Shard {
-    /// Clients attached since the shard's last pass.
-    incoming: Mutex<Vec<Arc<Client>>>,
+struct Roster {
+    /// Clients attached since the list was last rebuilt.
+    incoming: Vec<Arc<Client>>,
+    /// Every client served, shared by the workers of a pass; rebuilt only when someone
+    /// joined or left, so a quiet tick costs no copy.
+    list: Arc<Vec<Arc<Client>>>,
+    pass: Option<Arc<Pass>>,
 }
 
-/// The shards, started with the first client.
+/// One update's delivery: workers take chunks of `list` through `next` until none is left,
+/// so a worker that gets less of its core (or starts late) leaves more of the pass to the
+/// other, and both finish at about the same moment.
+struct Pass {
+    update: Update,
+    list: Arc<Vec<Arc<Client>>>,
+    next: AtomicUsize,
+}
+
+/// Clients per chunk: large enough that the shared counter is touched rarely, small enough
+/// that the workers' shares even out within a pass.
+const CHUNK: usize = 64;
+
+/// The delivery workers (one per tokio worker thread, started with the first client).
 pub struct Fanout {
     updates: watch::Receiver<Update>,
-    shards: OnceLock<Box<[Arc<Shard>]>>,
-    next: AtomicUsize,
+    roster: Arc<Mutex<Roster>>,
+    /// A client was dropped since the list was last rebuilt.
+    departed: Arc<AtomicBool>,
+    started: OnceLock<()>,
 }
 
 impl Fanout {
     pub fn new(updates: watch::Receiver<Update>) -> Fanout {
         Fanout {
             updates,
-            shards: OnceLock::new(),
-            next: AtomicUsize::new(0),
+            roster: Arc::default(),
+            departed: Arc::default(),
+            started: OnceLock::new(),
         }
     }
 
-    fn shards(&self) -> &[Arc<Shard>] {
-        self.shards.get_or_init(|| {
+    fn start_workers(&self) {
+        self.started.get_or_init(|| {
             let workers = tokio::runtime::Handle::current().metrics().num_workers();
-            (0..workers.max(1))
-                .map(|_| {
-                    let shard = Arc::new(Shard::default());
-                    tokio::spawn(run_shard(shard.clone(), self.updates.clone()));
-                    shard
-                })
-                .collect()
-        })
+            for _ in 0..workers.max(1) {
+                tokio::spawn(run_worker(
+                    self.roster.clone(),
+                    self.departed.clone(),
+                    self.updates.clone(),
+                ));
+            }
+        });
     }
 
     /// Serves one client until it closes, errs or stalls: `hello`, the current prices, then
@@ -150,14 +174,9 @@ impl Fanout {
             c.offer(&hello, now) && c.deliver(&current, now)
         };
         if greeted {
-            let shards = self.shards();
-            let shard = &shards[self.next.fetch_add(1, Ordering::Relaxed) % shards.len()];
-            shard
-                .incoming
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(client.clone());
-            // An update published after the one above but before the shard's next pass took this
+            self.start_workers();
+            lock(&self.roster).incoming.push(client.clone());
+            // An update published after the one above but before the next pass took this
             // client in would otherwise be missed; `deliver` sends each update at most once.
             let latest = self.updates.borrow().clone();
             if client.lock().deliver(&latest, Instant::now()) {
@@ -165,6 +184,7 @@ impl Fanout {
             }
         }
         client.lock().gone = true;
+        self.departed.store(true, Ordering::Release);
         metrics::gauge!("etx_ws_price_clients").decrement(1.0);
     }
 }
@@ -190,22 +210,68 @@ async fn read_until_closed(client: &Client) {
     }
 }
 
-async fn run_shard(shard: Arc<Shard>, mut updates: watch::Receiver<Update>) {
-    let mut clients: Vec<Arc<Client>> = Vec::new();
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The pass for `update`, or for a newer one: joined if another worker started it, else
+/// started, with the client list brought up to date first.
+fn join_pass(roster: &Mutex<Roster>, departed: &AtomicBool, update: Update) -> Arc<Pass> {
+    let mut r = lock(roster);
+    if let Some(p) = &r.pass
+        && p.update.seq >= update.seq
+    {
+        return p.clone();
+    }
+    let left = departed.swap(false, Ordering::AcqRel);
+    if left || !r.incoming.is_empty() {
+        let mut list: Vec<Arc<Client>> =
+            r.list.iter().filter(|c| !c.lock().gone).cloned().collect();
+        list.append(&mut r.incoming);
+        r.list = Arc::new(list);
+    }
+    let pass = Arc::new(Pass {
+        update,
+        list: r.list.clone(),
+        next: AtomicUsize::new(0),
+    });
+    r.pass = Some(pass.clone());
+    pass
+}
+
+async fn run_worker(
+    roster: Arc<Mutex<Roster>>,
+    departed: Arc<AtomicBool>,
+    mut updates: watch::Receiver<Update>,
+) {
     while updates.changed().await.is_ok() {
-        let update = updates.borrow_and_update().clone();
-        clients.append(&mut shard.incoming.lock().unwrap_or_else(|p| p.into_inner()));
+        let newest = updates.borrow_and_update().clone();
+        let pass = join_pass(&roster, &departed, newest);
+        // Each worker writes its own copy, so the clone per socket does not bounce one
+        // reference count between the cores.
+        let update = Update {
+            seq: pass.update.seq,
+            text: Utf8Bytes::from(pass.update.text.as_str().to_owned()),
+        };
         // Out of tokio's cooperative budget, which would make every write after the first 128
         // of a pass return `Pending` as if the socket were full.
         tokio::task::unconstrained(async {
             let now = Instant::now();
-            clients.retain(|c| {
-                let alive = c.lock().deliver(&update, now);
-                if !alive {
-                    c.hangup.notify_one();
+            loop {
+                let from = pass.next.fetch_add(CHUNK, Ordering::Relaxed);
+                let Some(chunk) = pass.list.get(from..(from + CHUNK).min(pass.list.len())) else {
+                    break;
+                };
+                if chunk.is_empty() {
+                    break;
                 }
-                alive
-            });
+                for c in chunk {
+                    if !c.lock().deliver(&update, now) {
+                        c.hangup.notify_one();
+                        departed.store(true, Ordering::Release);
+                    }
+                }
+            }
         })
         .await;
     }

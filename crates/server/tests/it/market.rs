@@ -132,6 +132,78 @@ async fn every_client_of_a_crowd_gets_each_update() {
     assert_eq!(short, 0, "{short} of 300 clients missed updates");
 }
 
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
+/// Two workers share each pass: every client gets every update once and in order while
+/// others come and go, and the sockets of clients that left are released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_come_and_go_while_both_workers_deliver() {
+    let app = TestApp::spawn_with(|c| c.market.tick_ms = 20).await;
+    let url = app.url("/ws/prices").replace("http://", "ws://");
+    let connect = || async {
+        tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .unwrap()
+            .0
+    };
+    // The server's own sockets and pools exist once a first client has been served.
+    let mut first = connect().await;
+    first.next().await.unwrap().unwrap();
+    let before = open_fds();
+    let mut leaving = Vec::new();
+    for _ in 0..200 {
+        leaving.push(connect().await);
+    }
+    let mut staying = Vec::new();
+    for _ in 0..100 {
+        staying.push(connect().await);
+    }
+    let stamp = |m: Message| -> Option<String> {
+        let v: Value = serde_json::from_str(m.to_text().ok()?).ok()?;
+        (v["type"] == "price_update").then(|| v["timestamp"].as_str().unwrap().to_string())
+    };
+    let read = |mut ws: tokio_tungstenite::WebSocketStream<_>, n: usize| async move {
+        let mut stamps = Vec::new();
+        while stamps.len() < n {
+            let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
+                .await
+                .expect("updates keep coming")
+                .unwrap()
+                .unwrap();
+            stamps.extend(stamp(m));
+        }
+        (ws, stamps)
+    };
+    let gone = futures_util::future::join_all(leaving.into_iter().map(|ws| read(ws, 5))).await;
+    for (mut ws, stamps) in gone {
+        assert!(stamps.windows(2).all(|w| w[0] < w[1]), "{stamps:?}");
+        ws.close(None).await.unwrap();
+    }
+    let stayed = futures_util::future::join_all(staying.into_iter().map(|ws| read(ws, 25))).await;
+    for (_, stamps) in &stayed {
+        assert!(
+            stamps.windows(2).all(|w| w[0] < w[1]),
+            "each update once and in order: {stamps:?}"
+        );
+    }
+    // 100 clients stay: their two ends are 200 descriptors; the 200 that left hold none.
+    let mut open = open_fds();
+    for _ in 0..50 {
+        if open <= before + 200 + 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        open = open_fds();
+    }
+    assert!(
+        open <= before + 200 + 20,
+        "{} descriptors more than before, for 100 connected clients",
+        open - before
+    );
+}
+
 /// A client that stops reading neither holds up the others nor gets a backlog: once it reads
 /// again it skips to current prices.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
