@@ -310,6 +310,215 @@ fn shift_placeholders(sql: &str, by: usize) -> String {
     out
 }
 
+/// Appends `v` to a PostgreSQL array literal as one element: quoted text, a number, `t`/`f`,
+/// or `NULL`. `None` for a value that has no such form here.
+fn push_array_element(out: &mut String, v: &Value) -> Option<()> {
+    use std::fmt::Write;
+    match v {
+        Value::String(Some(s)) => push_text_element(out, s),
+        Value::BigInt(Some(n)) => write!(out, "{n}").ok()?,
+        Value::Int(Some(n)) => write!(out, "{n}").ok()?,
+        Value::SmallInt(Some(n)) => write!(out, "{n}").ok()?,
+        Value::Bool(Some(b)) => out.push(if *b { 't' } else { 'f' }),
+        Value::String(None)
+        | Value::BigInt(None)
+        | Value::Int(None)
+        | Value::SmallInt(None)
+        | Value::Bool(None) => out.push_str("NULL"),
+        _ => return None,
+    }
+    Some(())
+}
+
+fn push_text_element(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+}
+
+/// The PostgreSQL element type of a column of `v`s.
+fn array_type(v: &Value) -> Option<&'static str> {
+    Some(match v {
+        Value::String(_) => "text",
+        Value::BigInt(_) => "int8",
+        Value::Int(_) => "int4",
+        Value::SmallInt(_) => "int2",
+        Value::Bool(_) => "bool",
+        _ => return None,
+    })
+}
+
+/// One text parameter holding a PostgreSQL array literal of `items`, for `$n::text[]`.
+pub(crate) fn text_array<'a>(items: impl IntoIterator<Item = &'a str>) -> Value {
+    let mut out = String::from("{");
+    for (i, s) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_text_element(&mut out, s);
+    }
+    out.push('}');
+    out.into()
+}
+
+/// The placeholder number at the start of `s` (`$12…` → 12) and its length in bytes.
+fn placeholder_at(s: &str) -> Option<(usize, usize)> {
+    let digits = s.strip_prefix('$')?;
+    let len = digits.bytes().take_while(u8::is_ascii_digit).count();
+    let n = digits[..len].parse().ok()?;
+    Some((n, len + 1))
+}
+
+/// Rewrites a `VALUES` list whose cells are all placeholders as `unnest` over one array
+/// parameter per column (`INSERT … VALUES (…), (…)` → `INSERT … SELECT * FROM unnest(…)`,
+/// `FROM (VALUES …) AS v` → `FROM unnest(…) AS v(column1, …)`), so the statement's text,
+/// its prepared statement and its plan stay the same whatever the number of rows. Anything
+/// else is returned as it was.
+fn unnest_values(sql: String, values: Vec<Value>) -> (String, Vec<Value>) {
+    match try_unnest(&sql, &values) {
+        Some(done) => done,
+        None => (sql, values),
+    }
+}
+
+fn try_unnest(sql: &str, values: &[Value]) -> Option<(String, Vec<Value>)> {
+    let at = sql.find("VALUES (")?;
+    let in_parens = sql[..at].ends_with('(');
+    // The tuples: each a list of placeholders; columns[c] holds the value indices of column c.
+    let mut columns: Vec<Vec<usize>> = Vec::new();
+    let mut pos = at + "VALUES ".len();
+    let bytes = sql.as_bytes();
+    let mut rows = 0;
+    loop {
+        if bytes.get(pos) != Some(&b'(') {
+            return None;
+        }
+        pos += 1;
+        let mut col = 0;
+        loop {
+            let (n, len) = placeholder_at(&sql[pos..])?;
+            values.get(n.checked_sub(1)?)?;
+            if rows == 0 {
+                columns.push(Vec::new());
+            }
+            columns.get_mut(col)?.push(n - 1);
+            col += 1;
+            pos += len;
+            match &bytes[pos..] {
+                [b',', b' ', ..] => pos += 2,
+                [b')', ..] => {
+                    pos += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+        if col != columns.len() {
+            return None;
+        }
+        rows += 1;
+        if sql[pos..].starts_with(", (") {
+            pos += 2;
+        } else {
+            break;
+        }
+    }
+    let end = pos;
+    let mut in_tuples = vec![false; values.len()];
+    let mut types = Vec::with_capacity(columns.len());
+    for col in &columns {
+        let ty = array_type(&values[col[0]])?;
+        if col.iter().any(|&i| array_type(&values[i]) != Some(ty)) {
+            return None;
+        }
+        for &i in col {
+            in_tuples[i] = true;
+        }
+        types.push(ty);
+    }
+    // Placeholders outside the tuples keep their values, renumbered in order; the arrays follow.
+    let mut renumber = vec![0usize; values.len()];
+    let mut out_values: Vec<Value> =
+        Vec::with_capacity(values.len() - rows * columns.len() + columns.len());
+    for (i, v) in values.iter().enumerate() {
+        if !in_tuples[i] {
+            out_values.push(v.clone());
+            renumber[i] = out_values.len();
+        }
+    }
+    let rewrite = |part: &str| -> Option<String> {
+        let mut out = String::with_capacity(part.len());
+        let mut rest = part;
+        while let Some(i) = rest.find('$') {
+            out.push_str(&rest[..i]);
+            match placeholder_at(&rest[i..]) {
+                Some((n, len)) => {
+                    let new = *renumber.get(n.checked_sub(1)?)?;
+                    if new == 0 {
+                        return None;
+                    }
+                    out.push_str(&format!("${new}"));
+                    rest = &rest[i + len..];
+                }
+                None => {
+                    out.push('$');
+                    rest = &rest[i + 1..];
+                }
+            }
+        }
+        out.push_str(rest);
+        Some(out)
+    };
+    let (head, tail) = if in_parens {
+        (&sql[..at - 1], sql[end..].strip_prefix(')')?)
+    } else {
+        (&sql[..at], &sql[end..])
+    };
+    let mut out = rewrite(head)?;
+    out.push_str(if in_parens {
+        "unnest("
+    } else {
+        "SELECT * FROM unnest("
+    });
+    for (c, col) in columns.iter().enumerate() {
+        let mut literal = String::from("{");
+        for (r, &i) in col.iter().enumerate() {
+            if r > 0 {
+                literal.push(',');
+            }
+            push_array_element(&mut literal, &values[i])?;
+        }
+        literal.push('}');
+        out_values.push(literal.into());
+        if c > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&format!("${}::{}[]", out_values.len(), types[c]));
+    }
+    out.push(')');
+    let mut tail = rewrite(tail)?;
+    if in_parens {
+        // `AS v` names the columns as VALUES did: column1, column2, …
+        let alias = tail.strip_prefix(" AS ")?;
+        let name_len = alias
+            .bytes()
+            .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
+            .count();
+        let names = (1..=columns.len())
+            .map(|c| format!("column{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        tail = format!(" AS {}({names}){}", &alias[..name_len], &alias[name_len..]);
+    }
+    out.push_str(&tail);
+    Some((out, out_values))
+}
+
 impl Db {
     /// Runs a batch through `tx` (a transaction, or the pool for a single statement); returns
     /// the rows affected by its last statement.
@@ -318,6 +527,10 @@ impl Db {
         let Some((last_sql, last_vals)) = stmts.pop() else {
             return Ok(0);
         };
+        if self.kind == DbKind::Postgres && stmts.is_empty() {
+            let (sql, v) = unnest_values(last_sql, last_vals);
+            return Ok(tx.execute_raw(self.stmt(&sql, v)).await?.rows_affected());
+        }
         if self.kind == DbKind::Sqlite || stmts.is_empty() {
             for (sql, v) in stmts {
                 tx.execute_raw(self.stmt(&sql, v)).await?;
@@ -344,6 +557,7 @@ fn with_parts(stmts: Vec<(String, Vec<Value>)>, suffix: &str) -> (String, Vec<Va
     let mut sql = String::from("WITH ");
     let mut values: Vec<Value> = Vec::new();
     for (i, (s, v)) in stmts.into_iter().enumerate() {
+        let (s, v) = unnest_values(s, v);
         if i > 0 {
             sql.push_str(", ");
         }
@@ -369,6 +583,10 @@ impl Db {
         if self.kind == DbKind::Sqlite || batch.stmts.len() < 2 {
             let mut counts = Vec::with_capacity(batch.stmts.len());
             for (sql, v) in batch.stmts {
+                let (sql, v) = match self.kind {
+                    DbKind::Postgres => unnest_values(sql, v),
+                    DbKind::Sqlite => (sql, v),
+                };
                 counts.push(tx.execute_raw(self.stmt(&sql, v)).await?.rows_affected());
             }
             return Ok(counts);
@@ -425,6 +643,79 @@ mod tests {
         );
         assert_eq!(m.stmts[0].1.len(), 6);
         assert_eq!(m.stmts[0].1[4], 5.into());
+    }
+
+    #[test]
+    fn row_lists_become_one_array_per_column() {
+        let (sql, v) = super::unnest_values(
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4) ON CONFLICT DO NOTHING".into(),
+            vec![
+                "x\"y\\z".into(),
+                1i64.into(),
+                Option::<String>::None.into(),
+                2i64.into(),
+            ],
+        );
+        assert_eq!(
+            sql,
+            "INSERT INTO t (a, b) SELECT * FROM unnest($1::text[], $2::int8[]) ON CONFLICT DO NOTHING"
+        );
+        assert_eq!(
+            v,
+            vec![
+                r#"{"x\"y\\z",NULL}"#.to_string().into(),
+                "{1,2}".to_string().into()
+            ]
+        );
+    }
+
+    #[test]
+    fn values_in_from_keep_their_column_names_and_other_parameters() {
+        let (sql, v) = super::unnest_values(
+            "UPDATE a SET n = a.n + v.column2, at = $1 FROM (VALUES ($2, $3), ($4, $5)) AS v \
+             WHERE a.id = v.column1 AND a.day = $6"
+                .into(),
+            vec![
+                9i64.into(),
+                "p".into(),
+                1i64.into(),
+                "q".into(),
+                2i64.into(),
+                7i64.into(),
+            ],
+        );
+        assert_eq!(
+            sql,
+            "UPDATE a SET n = a.n + v.column2, at = $1 FROM unnest($3::text[], $4::int8[]) \
+             AS v(column1, column2) WHERE a.id = v.column1 AND a.day = $2"
+        );
+        assert_eq!(
+            v,
+            vec![
+                9i64.into(),
+                7i64.into(),
+                r#"{"p","q"}"#.to_string().into(),
+                "{1,2}".to_string().into()
+            ]
+        );
+    }
+
+    #[test]
+    fn rows_with_literals_or_mixed_types_stay_as_they_are() {
+        for (sql, v) in [
+            (
+                "INSERT INTO t (a, b) VALUES ($1, 0)",
+                vec![sea_orm::Value::from("x")],
+            ),
+            (
+                "INSERT INTO t (a) VALUES ($1), ($2)",
+                vec!["x".into(), 1i64.into()],
+            ),
+            ("SELECT 1", vec![]),
+        ] {
+            let (out, vals) = super::unnest_values(sql.into(), v.clone());
+            assert_eq!((out.as_str(), vals), (sql, v));
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! Every movement is applied inside a caller's write transaction: conditional balance updates in
 //! account-id order (so concurrent opposite movements cannot deadlock), then the postings.
 
+use crate::conn::text_array;
 use crate::{Batch, Db, now_micros};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, FromQueryResult};
 use std::collections::HashMap;
@@ -204,14 +205,22 @@ impl Db {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = format!(
-            "SELECT id, balance, allow_negative FROM ledger_accounts WHERE id IN ({}) ORDER BY id{}",
-            in_list(1, ids.len()),
-            self.for_update()
-        );
-        let rows = tx
-            .query_all_raw(self.stmt(&sql, ids.iter().map(|i| (*i).into())))
-            .await?;
+        let stmt = match self.kind() {
+            // One array parameter: the same prepared statement for any number of accounts.
+            crate::DbKind::Postgres => self.stmt(
+                "SELECT id, balance, allow_negative FROM ledger_accounts WHERE id = ANY($1::text[]) \
+                 ORDER BY id FOR UPDATE",
+                [text_array(ids.iter().copied())],
+            ),
+            crate::DbKind::Sqlite => self.stmt(
+                &format!(
+                    "SELECT id, balance, allow_negative FROM ledger_accounts WHERE id IN ({}) ORDER BY id",
+                    in_list(1, ids.len())
+                ),
+                ids.iter().map(|i| (*i).into()),
+            ),
+        };
+        let rows = tx.query_all_raw(stmt).await?;
         rows.into_iter()
             .map(|r| {
                 Ok((
@@ -298,23 +307,45 @@ impl Db {
             return Ok(Vec::new());
         }
         let t = table.table();
-        let list = in_list(2, users.len());
-        let args = || std::iter::once(day.into()).chain(users.iter().map(|u| (*u).into()));
-        let select = format!(
-            "SELECT user_id, used_cents FROM {t} WHERE day = $1 AND user_id IN ({list}) ORDER BY user_id{}",
-            self.for_update()
-        );
-        let mut rows = tx.query_all_raw(self.stmt(&select, args())).await?;
-        if rows.len() < users.len() {
+        let pg = self.kind() == crate::DbKind::Postgres;
+        let args = || -> Vec<sea_orm::Value> {
+            if pg {
+                vec![day.into(), text_array(users.iter().copied())]
+            } else {
+                std::iter::once(day.into())
+                    .chain(users.iter().map(|u| (*u).into()))
+                    .collect()
+            }
+        };
+        let (select, insert) = if pg {
+            (
+                format!(
+                    "SELECT user_id, used_cents FROM {t} WHERE day = $1 AND user_id = ANY($2::text[]) \
+                     ORDER BY user_id FOR UPDATE"
+                ),
+                format!(
+                    "INSERT INTO {t} (user_id, day, used_cents) SELECT u, $1, 0 FROM unnest($2::text[]) AS u \
+                     ON CONFLICT (user_id, day) DO NOTHING"
+                ),
+            )
+        } else {
             let tuples = (0..users.len())
                 .map(|i| format!("(${}, $1, 0)", i + 2))
                 .collect::<Vec<_>>()
                 .join(", ");
-            tx.execute_raw(self.stmt(
-                &format!("INSERT INTO {t} (user_id, day, used_cents) VALUES {tuples} ON CONFLICT (user_id, day) DO NOTHING"),
-                args(),
-            ))
-            .await?;
+            (
+                format!(
+                    "SELECT user_id, used_cents FROM {t} WHERE day = $1 AND user_id IN ({}) ORDER BY user_id",
+                    in_list(2, users.len())
+                ),
+                format!(
+                    "INSERT INTO {t} (user_id, day, used_cents) VALUES {tuples} ON CONFLICT (user_id, day) DO NOTHING"
+                ),
+            )
+        };
+        let mut rows = tx.query_all_raw(self.stmt(&select, args())).await?;
+        if rows.len() < users.len() {
+            tx.execute_raw(self.stmt(&insert, args())).await?;
             rows = tx.query_all_raw(self.stmt(&select, args())).await?;
         }
         rows.into_iter()
@@ -371,30 +402,34 @@ impl Db {
         if pairs.is_empty() {
             return Ok(Vec::new());
         }
-        let cond = (0..pairs.len())
-            .map(|i| format!("(user_id = ${} AND idem_key = ${})", i * 2 + 1, i * 2 + 2))
-            .collect::<Vec<_>>()
-            .join(" OR ");
-        let rows = conn
-            .query_all_raw(self.stmt(
-                &format!("SELECT user_id, idem_key FROM idempotency_keys WHERE {cond}"),
-                pairs.iter().flat_map(|(u, k)| [(*u).into(), (*k).into()]),
-            ))
-            .await?;
+        let stmt = match self.kind() {
+            crate::DbKind::Postgres => self.stmt(
+                "SELECT user_id, idem_key FROM idempotency_keys \
+                 WHERE (user_id, idem_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+                [
+                    text_array(pairs.iter().map(|p| p.0)),
+                    text_array(pairs.iter().map(|p| p.1)),
+                ],
+            ),
+            crate::DbKind::Sqlite => {
+                let cond = (0..pairs.len())
+                    .map(|i| format!("(user_id = ${} AND idem_key = ${})", i * 2 + 1, i * 2 + 2))
+                    .collect::<Vec<_>>()
+                    .join(" OR ");
+                self.stmt(
+                    &format!("SELECT user_id, idem_key FROM idempotency_keys WHERE {cond}"),
+                    pairs.iter().flat_map(|(u, k)| [(*u).into(), (*k).into()]),
+                )
+            }
+        };
+        let rows = conn.query_all_raw(stmt).await?;
         rows.into_iter()
             .map(|r| Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?)))
             .collect()
     }
 
-    fn for_update(&self) -> &'static str {
-        match self.kind() {
-            crate::DbKind::Postgres => " FOR UPDATE",
-            crate::DbKind::Sqlite => "",
-        }
-    }
-
-    /// Queues the history rows of one movement, as one statement. Rows go in user-id order because each
-    /// one bumps its user's row in `transaction_counts` (a trigger): one lock order for all.
+    /// Queues the history rows of one movement, as one statement. Rows go in user-id order because
+    /// they bump their users' rows in `transaction_counts` (a trigger): one lock order for all.
     pub fn insert_transactions(batch: &mut Batch, rows: &mut [NewTransaction<'_>]) {
         if rows.is_empty() {
             return;

@@ -81,6 +81,14 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("migrations/0009_account_keys.postgres.sql"),
         sqlite: "",
     },
+    Migration {
+        version: 10,
+        name: "history counts per statement",
+        common: "",
+        // SQLite has no statement-level triggers; its row trigger is a function call, not a query.
+        postgres: include_str!("migrations/0010_history_counts.postgres.sql"),
+        sqlite: "",
+    },
 ];
 
 pub async fn run(db: &Db) -> anyhow::Result<()> {

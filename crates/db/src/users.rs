@@ -78,6 +78,16 @@ fn like_pattern(s: &str) -> String {
     out
 }
 
+/// Usernames never contain `@` and email addresses always do, so a login names one column and
+/// the look-up is one index probe.
+fn login_condition(login: &str) -> &'static str {
+    if login.contains('@') {
+        "email_lower = $1"
+    } else {
+        "username_lower = $1"
+    }
+}
+
 impl Db {
     pub async fn insert_user(&self, u: NewUser<'_>) -> Result<UserRow, DbErr> {
         let now = now_micros();
@@ -122,8 +132,7 @@ impl Db {
         login: &str,
     ) -> Result<Option<UserRow>, DbErr> {
         let l = login.trim().to_lowercase();
-        let sql =
-            format!("SELECT {COLUMNS} FROM users WHERE username_lower = $1 OR email_lower = $1");
+        let sql = format!("SELECT {COLUMNS} FROM users WHERE {}", login_condition(&l));
         UserRow::find_by_statement(self.stmt(&sql, [l.into()]))
             .one(c)
             .await
@@ -143,8 +152,7 @@ impl Db {
     /// Finds a user by username or email, both case-insensitively.
     pub async fn user_by_login(&self, login: &str) -> Result<Option<UserRow>, DbErr> {
         let l = login.trim().to_lowercase();
-        self.one_user("username_lower = $1 OR email_lower = $1", vec![l.into()])
-            .await
+        self.one_user(login_condition(&l), vec![l.into()]).await
     }
 
     pub async fn username_or_email_taken(
