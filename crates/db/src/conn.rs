@@ -527,14 +527,17 @@ impl Db {
         let Some((last_sql, last_vals)) = stmts.pop() else {
             return Ok(0);
         };
-        if self.kind == DbKind::Postgres && stmts.is_empty() {
-            let (sql, v) = unnest_values(last_sql, last_vals);
-            return Ok(tx.execute_raw(self.stmt(&sql, v)).await?.rows_affected());
-        }
-        if self.kind == DbKind::Sqlite || stmts.is_empty() {
+        if self.kind == DbKind::Sqlite {
             for (sql, v) in stmts {
                 tx.execute_raw(self.stmt(&sql, v)).await?;
             }
+            return Ok(tx
+                .execute_raw(self.stmt(&last_sql, last_vals))
+                .await?
+                .rows_affected());
+        }
+        let (last_sql, last_vals) = unnest_values(last_sql, last_vals);
+        if stmts.is_empty() {
             return Ok(tx
                 .execute_raw(self.stmt(&last_sql, last_vals))
                 .await?

@@ -308,14 +308,12 @@ impl Db {
         }
         let t = table.table();
         let pg = self.kind() == crate::DbKind::Postgres;
-        let args = || -> Vec<sea_orm::Value> {
-            if pg {
-                vec![day.into(), text_array(users.iter().copied())]
-            } else {
-                std::iter::once(day.into())
-                    .chain(users.iter().map(|u| (*u).into()))
-                    .collect()
-            }
+        let args: Vec<sea_orm::Value> = if pg {
+            vec![day.into(), text_array(users.iter().copied())]
+        } else {
+            std::iter::once(day.into())
+                .chain(users.iter().map(|u| (*u).into()))
+                .collect()
         };
         let (select, insert) = if pg {
             (
@@ -343,10 +341,10 @@ impl Db {
                 ),
             )
         };
-        let mut rows = tx.query_all_raw(self.stmt(&select, args())).await?;
+        let mut rows = tx.query_all_raw(self.stmt(&select, args.clone())).await?;
         if rows.len() < users.len() {
-            tx.execute_raw(self.stmt(&insert, args())).await?;
-            rows = tx.query_all_raw(self.stmt(&select, args())).await?;
+            tx.execute_raw(self.stmt(&insert, args.clone())).await?;
+            rows = tx.query_all_raw(self.stmt(&select, args)).await?;
         }
         rows.into_iter()
             .map(|r| Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?)))
