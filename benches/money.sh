@@ -192,8 +192,12 @@ FROM generate_series(1, $HISTORY) g,
      (SELECT id FROM users WHERE username = '$HIST_USER') h,
      (SELECT id FROM users WHERE username = 'bu0001') c;
 SET session_replication_role = origin;
-UPDATE transaction_counts SET n = (SELECT COUNT(*) FROM transactions t WHERE t.user_id = transaction_counts.user_id)
-WHERE user_id = (SELECT id FROM users WHERE username = '$HIST_USER');
+BEGIN;
+DELETE FROM transaction_count_deltas WHERE user_id = (SELECT id FROM users WHERE username = '$HIST_USER');
+INSERT INTO transaction_counts (user_id, n)
+SELECT u.id, (SELECT COUNT(*) FROM transactions t WHERE t.user_id = u.id) FROM users u WHERE u.username = '$HIST_USER'
+ON CONFLICT (user_id) DO UPDATE SET n = excluded.n;
+COMMIT;
 VACUUM ANALYZE transactions;
 SQL
 HIST_TOTAL=$(sql -c "SELECT COUNT(*) FROM transactions t JOIN users u ON u.id = t.user_id WHERE u.username = '$HIST_USER'")

@@ -196,11 +196,31 @@ impl Db {
 
     /// Locks the accounts that exist among `ids`, in id order (one lock order for every
     /// writer), and returns (id, balance, allow_negative) for each. SQLite's write
-    /// transaction already excludes other writers.
+    /// transaction already excludes other writers. The lock lets inserts of postings that
+    /// reference the accounts go on (it is not a key lock).
     pub async fn lock_accounts(
         &self,
         tx: &DatabaseTransaction,
         ids: &[&str],
+    ) -> Result<Vec<(String, i64, bool)>, DbErr> {
+        self.select_accounts(tx, ids, true).await
+    }
+
+    /// As `lock_accounts`, without locking: balances as of now, which a writer that goes on to
+    /// change them must check again under the lock.
+    pub async fn read_accounts(
+        &self,
+        tx: &DatabaseTransaction,
+        ids: &[&str],
+    ) -> Result<Vec<(String, i64, bool)>, DbErr> {
+        self.select_accounts(tx, ids, false).await
+    }
+
+    async fn select_accounts(
+        &self,
+        tx: &DatabaseTransaction,
+        ids: &[&str],
+        lock: bool,
     ) -> Result<Vec<(String, i64, bool)>, DbErr> {
         if ids.is_empty() {
             return Ok(Vec::new());
@@ -208,8 +228,13 @@ impl Db {
         let stmt = match self.kind() {
             // One array parameter: the same prepared statement for any number of accounts.
             crate::DbKind::Postgres => self.stmt(
-                "SELECT id, balance, allow_negative FROM ledger_accounts WHERE id = ANY($1::text[]) \
-                 ORDER BY id FOR UPDATE",
+                if lock {
+                    "SELECT id, balance, allow_negative FROM ledger_accounts \
+                     WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE"
+                } else {
+                    "SELECT id, balance, allow_negative FROM ledger_accounts \
+                     WHERE id = ANY($1::text[])"
+                },
                 [text_array(ids.iter().copied())],
             ),
             crate::DbKind::Sqlite => self.stmt(
@@ -294,6 +319,18 @@ impl Db {
         );
     }
 
+    /// The users' totals in `table` for `day` as of now, without locking (missing rows are
+    /// not returned): (user id, used cents).
+    pub async fn read_usage(
+        &self,
+        tx: &DatabaseTransaction,
+        table: Usage,
+        day: i64,
+        users: &[&str],
+    ) -> Result<Vec<(String, i64)>, DbErr> {
+        self.select_usage(tx, table, day, users, false).await
+    }
+
     /// Locks the users' rows of `table` for `day`, creating missing ones at zero, in user-id
     /// order; returns (user id, used cents).
     pub async fn lock_usage(
@@ -302,6 +339,17 @@ impl Db {
         table: Usage,
         day: i64,
         users: &[&str],
+    ) -> Result<Vec<(String, i64)>, DbErr> {
+        self.select_usage(tx, table, day, users, true).await
+    }
+
+    async fn select_usage(
+        &self,
+        tx: &DatabaseTransaction,
+        table: Usage,
+        day: i64,
+        users: &[&str],
+        lock: bool,
     ) -> Result<Vec<(String, i64)>, DbErr> {
         if users.is_empty() {
             return Ok(Vec::new());
@@ -318,8 +366,12 @@ impl Db {
         let (select, insert) = if pg {
             (
                 format!(
-                    "SELECT user_id, used_cents FROM {t} WHERE day = $1 AND user_id = ANY($2::text[]) \
-                     ORDER BY user_id FOR UPDATE"
+                    "SELECT user_id, used_cents FROM {t} WHERE day = $1 AND user_id = ANY($2::text[]){}",
+                    if lock {
+                        " ORDER BY user_id FOR NO KEY UPDATE"
+                    } else {
+                        ""
+                    }
                 ),
                 format!(
                     "INSERT INTO {t} (user_id, day, used_cents) SELECT u, $1, 0 FROM unnest($2::text[]) AS u \
@@ -342,7 +394,7 @@ impl Db {
             )
         };
         let mut rows = tx.query_all_raw(self.stmt(&select, args.clone())).await?;
-        if rows.len() < users.len() {
+        if lock && rows.len() < users.len() {
             tx.execute_raw(self.stmt(&insert, args.clone())).await?;
             rows = tx.query_all_raw(self.stmt(&select, args)).await?;
         }
@@ -426,8 +478,8 @@ impl Db {
             .collect()
     }
 
-    /// Queues the history rows of one movement, as one statement. Rows go in user-id order because
-    /// they bump their users' rows in `transaction_counts` (a trigger): one lock order for all.
+    /// Queues the history rows of one movement, as one statement. Rows go in user-id order
+    /// because on SQLite they bump their users' rows in `transaction_counts` (a trigger).
     pub fn insert_transactions(batch: &mut Batch, rows: &mut [NewTransaction<'_>]) {
         if rows.is_empty() {
             return;
@@ -551,6 +603,28 @@ impl Db {
             ))
             .await?
             .rows_affected())
+    }
+
+    /// Folds pending history-count additions into the per-user counters; returns how many
+    /// were folded. One statement, so a total read at any moment counts each row once; two
+    /// instances folding at once each take the pending rows the other did not lock.
+    pub async fn fold_history_counts(&self) -> Result<u64, DbErr> {
+        if self.kind() != crate::DbKind::Postgres {
+            return Ok(0);
+        }
+        let row = self
+            .conn()
+            .query_one_raw(self.stmt(
+                "WITH d AS (DELETE FROM transaction_count_deltas RETURNING user_id, n), \
+                 f AS (INSERT INTO transaction_counts (user_id, n) \
+                 SELECT user_id, SUM(n) FROM d GROUP BY user_id ORDER BY user_id \
+                 ON CONFLICT (user_id) DO UPDATE SET n = transaction_counts.n + excluded.n) \
+                 SELECT CAST(COUNT(*) AS BIGINT) FROM d",
+                [],
+            ))
+            .await?;
+        let n = row.map_or(Ok(0), |r| r.try_get_by_index::<i64>(0))?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     /// True when the user holds a non-zero balance of any asset, or has money on its way in
@@ -796,7 +870,9 @@ impl Db {
             let n = self
                 .conn()
                 .query_one_raw(self.stmt(
-                    "SELECT n FROM transaction_counts WHERE user_id = $1",
+                    "SELECT CAST(COALESCE((SELECT n FROM transaction_counts WHERE user_id = $1), 0) \
+                     + COALESCE((SELECT SUM(n) FROM transaction_count_deltas WHERE user_id = $1), 0) \
+                     AS BIGINT)",
                     [user_id.into()],
                 ))
                 .await?

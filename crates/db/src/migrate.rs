@@ -89,6 +89,14 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("migrations/0010_history_counts.postgres.sql"),
         sqlite: "",
     },
+    Migration {
+        version: 11,
+        name: "history count deltas",
+        common: include_str!("migrations/0011_history_count_deltas.sql"),
+        // SQLite has one writer at a time: its row trigger keeps updating the counter itself.
+        postgres: include_str!("migrations/0011_history_count_deltas.postgres.sql"),
+        sqlite: "",
+    },
 ];
 
 pub async fn run(db: &Db) -> anyhow::Result<()> {

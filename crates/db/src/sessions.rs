@@ -43,17 +43,53 @@ pub enum Rotation {
     Invalid,
 }
 
-/// Recently authenticated sessions, so that a busy client does not cost a database round trip
-/// per request. Every write through `Db` clears it, so logout, suspension and password changes
-/// still take effect on the next request.
+/// Recently authenticated sessions, and recently named recipients of money, so that a busy
+/// client does not cost a database round trip per request for either. Every write through
+/// `Db` that may change a user or session clears both, so logout, suspension, password and
+/// username changes still take effect on the next request. A read that began before a clear
+/// is not cached afterwards (the generation tells), so a clear cannot be undone by a reader
+/// that saw the old row.
 #[derive(Debug, Default)]
 pub struct SessionCache {
     ttl_ms: std::sync::atomic::AtomicU64,
-    entries:
-        std::sync::Mutex<std::collections::HashMap<String, (ActiveSession, std::time::Instant)>>,
+    generation: std::sync::atomic::AtomicU64,
+    sessions: TtlMap<ActiveSession>,
+    pub(crate) recipients: TtlMap<UserRow>,
 }
 
 const CACHE_MAX_ENTRIES: usize = 100_000;
+
+#[derive(Debug)]
+pub(crate) struct TtlMap<V>(
+    std::sync::Mutex<std::collections::HashMap<String, (V, std::time::Instant)>>,
+);
+
+impl<V> Default for TtlMap<V> {
+    fn default() -> Self {
+        TtlMap(Default::default())
+    }
+}
+
+impl<V: Clone> TtlMap<V> {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (V, std::time::Instant)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn get(&self, key: &str, ttl: std::time::Duration) -> Option<V> {
+        let map = self.lock();
+        let (v, at) = map.get(key)?;
+        (at.elapsed() < ttl).then(|| v.clone())
+    }
+
+    fn clear(&self) {
+        let mut map = self.lock();
+        if !map.is_empty() {
+            map.clear();
+        }
+    }
+}
 
 impl SessionCache {
     pub(crate) fn set_ttl(&self, ttl: std::time::Duration) {
@@ -62,41 +98,46 @@ impl SessionCache {
         self.clear();
     }
 
-    fn ttl(&self) -> Option<std::time::Duration> {
+    pub(crate) fn ttl(&self) -> Option<std::time::Duration> {
         let ms = self.ttl_ms.load(std::sync::atomic::Ordering::Relaxed);
         (ms > 0).then(|| std::time::Duration::from_millis(ms))
     }
 
-    fn get(&self, sid: &str) -> Option<ActiveSession> {
-        let ttl = self.ttl()?;
-        let map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let (s, at) = map.get(sid)?;
-        (at.elapsed() < ttl && s.session.expires_at > now_micros()).then(|| s.clone())
+    /// Taken before a read whose result may be cached; see `put_if`.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    fn put(&self, s: &ActiveSession) {
+    /// Caches `v` unless a clear happened since `generation` was taken. Checked under the map's
+    /// lock, which `clear` takes after moving the generation on.
+    pub(crate) fn put_if<V: Clone>(&self, map: &TtlMap<V>, generation: u64, key: &str, v: &V) {
         if self.ttl().is_none() {
             return;
         }
-        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= CACHE_MAX_ENTRIES {
-            map.clear();
+        let mut m = map.lock();
+        if self.generation() != generation {
+            return;
         }
-        map.insert(s.session.id.clone(), (s.clone(), std::time::Instant::now()));
+        if m.len() >= CACHE_MAX_ENTRIES {
+            m.clear();
+        }
+        m.insert(key.to_string(), (v.clone(), std::time::Instant::now()));
+    }
+
+    fn get(&self, sid: &str) -> Option<ActiveSession> {
+        let s = self.sessions.get(sid, self.ttl()?)?;
+        (s.session.expires_at > now_micros()).then_some(s)
     }
 
     pub(crate) fn clear(&self) {
-        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if !map.is_empty() {
-            map.clear();
-        }
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.sessions.clear();
+        self.recipients.clear();
     }
 
     fn evict(&self, sid: &str) {
-        self.entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(sid);
+        self.sessions.lock().remove(sid);
     }
 }
 
@@ -139,6 +180,7 @@ impl Db {
         if let Some(hit) = self.sessions.get(session_id) {
             return Ok(Some(hit));
         }
+        let generation = self.sessions.generation();
         let sql = "SELECT s.id AS s_id, s.user_id AS s_user_id, s.remember_me AS s_remember_me, \
              s.user_agent AS s_user_agent, s.ip AS s_ip, s.created_at AS s_created_at, \
              s.last_seen_at AS s_last_seen_at, s.expires_at AS s_expires_at, \
@@ -168,7 +210,8 @@ impl Db {
         };
         let user = UserRow::from_query_result(&row, "")?;
         let active = ActiveSession { session, user };
-        self.sessions.put(&active);
+        let cache = &self.sessions;
+        cache.put_if(&cache.sessions, generation, &active.session.id, &active);
         Ok(Some(active))
     }
 

@@ -155,6 +155,29 @@ impl Db {
         self.one_user(login_condition(&l), vec![l.into()]).await
     }
 
+    /// The active, verified user with that username or email (case-insensitive), who may
+    /// receive money: `user_by_login` served from the session cache while it holds the row
+    /// (a client paying the same people does not cost a query per payment). The cache is
+    /// cleared by every write that may change a user.
+    pub async fn recipient_by_login(&self, login: &str) -> Result<Option<UserRow>, DbErr> {
+        let l = login.trim().to_lowercase();
+        let cache = &self.sessions;
+        if let Some(ttl) = cache.ttl()
+            && let Some(hit) = cache.recipients.get(&l, ttl)
+        {
+            return Ok(Some(hit));
+        }
+        let generation = cache.generation();
+        let user = self
+            .one_user(login_condition(&l), vec![l.clone().into()])
+            .await?
+            .filter(|u| u.is_active && u.is_verified);
+        if let Some(u) = &user {
+            cache.put_if(&cache.recipients, generation, &l, u);
+        }
+        Ok(user)
+    }
+
     pub async fn username_or_email_taken(
         &self,
         username: &str,

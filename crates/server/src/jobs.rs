@@ -6,9 +6,10 @@ use std::time::Duration;
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
 const CHAIN_EVERY: Duration = Duration::from_millis(500);
 
-/// Forgets idempotency keys past their retention (at start, then hourly) and links new audit
-/// records into the chain (every half second). Several instances may run both at once: the
-/// delete is idempotent and the chainer takes a lock.
+/// Forgets idempotency keys past their retention (at start, then hourly), links new audit
+/// records into the chain and folds pending history counts (every half second). Several
+/// instances may run all of it at once: the deletes are idempotent, the chainer takes a lock
+/// and a fold only takes the rows it deleted.
 pub fn spawn_upkeep(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let purge = async {
@@ -34,6 +35,9 @@ pub fn spawn_upkeep(state: AppState) -> tokio::task::JoinHandle<()> {
                 tick.tick().await;
                 if let Err(e) = state.db.chain_all_audit().await {
                     tracing::warn!(error = %e, "audit chaining failed; will retry");
+                }
+                if let Err(e) = state.db.fold_history_counts().await {
+                    tracing::warn!(error = %e, "folding history counts failed; will retry");
                 }
             }
         };

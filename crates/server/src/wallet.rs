@@ -436,9 +436,8 @@ async fn p2p_attempt(
         return Err(ApiError::field("note", "must be at most 280 printable characters").into());
     }
     let recipient = db
-        .user_by_login(&req.recipient)
+        .recipient_by_login(&req.recipient)
         .await?
-        .filter(|u| u.is_active && u.is_verified)
         .ok_or_else(|| {
             ApiError::field(
                 "recipient",

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use etx_db::ledger::{NewEntry, NewIdempotency, NewTransaction, Usage, account_id};
-use etx_db::{Batch, Db, DbErr, DbKind};
+use etx_db::{Batch, DatabaseTransaction, Db, DbErr, DbKind};
 use etx_domain::format_amount;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
@@ -133,9 +133,18 @@ async fn commit_group(db: &Db, cap: i64, jobs: Vec<Job>) {
         .into_iter()
         .partition(|j| seen.insert((j.plan.sender_id.clone(), j.plan.key.clone())));
     let mut tries = 0;
+    let mut optimistic = true;
     while !jobs.is_empty() {
         tries += 1;
-        match attempt(db, cap, &jobs).await {
+        match attempt(db, cap, &jobs, optimistic).await {
+            Ok(Attempt::Moved) => {
+                metrics::counter!("etx_transfer_groups_redone_total").increment(1);
+                tracing::debug!(
+                    size = jobs.len(),
+                    "balances moved under a transfer group; deciding it again under lock"
+                );
+                optimistic = false;
+            }
             Ok(Attempt::Done(results)) => {
                 for (job, result) in jobs.drain(..).zip(results) {
                     let _ = job.reply.send(result);
@@ -180,6 +189,9 @@ enum Attempt {
     Done(Vec<Result<Posted, Failure>>),
     /// Nothing committed: these (user, key) pairs were stored by other requests meanwhile.
     KeysTaken(HashSet<(String, String)>),
+    /// Nothing committed: balances or daily totals changed between the first read and the
+    /// lock so that the group would be decided differently. It goes again, locking first.
+    Moved,
 }
 
 struct Accepted {
@@ -189,84 +201,49 @@ struct Accepted {
     recipient_balance: i64,
 }
 
-async fn attempt(db: &Db, cap: i64, jobs: &[Job]) -> Result<Attempt, DbErr> {
-    let tx = db.begin_write().await?;
-    let day = chrono::Utc::now().timestamp().div_euclid(86_400);
-    let from_ids: Vec<String> = jobs
-        .iter()
-        .map(|j| account_id(&j.plan.sender_id, "wallet", &j.plan.asset))
-        .collect();
-    let to_ids: Vec<String> = jobs
-        .iter()
-        .map(|j| account_id(&j.plan.recipient_id, "wallet", &j.plan.asset))
-        .collect();
-    let mut ids: Vec<&str> = from_ids.iter().chain(&to_ids).map(String::as_str).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let mut balances: HashMap<String, i64> = db
-        .lock_accounts(&tx, &ids)
-        .await?
-        .into_iter()
-        .map(|(id, balance, _)| (id, balance))
-        .collect();
-    // A recipient's first credit of an asset opens the account.
-    let mut missing: Vec<(&str, &str, &str, &str)> = jobs
-        .iter()
-        .zip(&to_ids)
-        .filter(|(_, id)| !balances.contains_key(id.as_str()))
-        .map(|(j, id)| {
-            (
-                id.as_str(),
-                j.plan.recipient_id.as_str(),
-                "wallet",
-                j.plan.asset.as_str(),
-            )
-        })
-        .collect();
-    if !missing.is_empty() {
-        missing.sort_unstable();
-        missing.dedup();
-        db.open_accounts(&tx, &missing).await?;
-        let new: Vec<&str> = missing.iter().map(|m| m.0).collect();
-        balances.extend(
-            db.lock_accounts(&tx, &new)
-                .await?
-                .into_iter()
-                .map(|(id, b, _)| (id, b)),
-        );
+/// A group's transfers and the rows they touch.
+struct Group<'a> {
+    jobs: &'a [Job],
+    from_ids: &'a [String],
+    to_ids: &'a [String],
+    taken: HashSet<(String, String)>,
+    cap: i64,
+}
+
+/// What the group does given the balances and daily totals: one result per job (`None` for
+/// an accepted one), the accepted transfers with their answers, the net change per account
+/// and the cents added per sender, both in id order.
+struct Decision<'a> {
+    results: Vec<Option<Result<Posted, Failure>>>,
+    accepted: Vec<Accepted>,
+    deltas: Vec<(&'a str, i64)>,
+    adds: Vec<(&'a str, i64)>,
+}
+
+impl Decision<'_> {
+    fn accepted_indices(&self) -> Vec<usize> {
+        self.accepted.iter().map(|a| a.index).collect()
     }
-    let mut senders: Vec<&str> = jobs.iter().map(|j| j.plan.sender_id.as_str()).collect();
-    senders.sort_unstable();
-    senders.dedup();
-    let mut used: HashMap<String, i64> = db
-        .lock_usage(&tx, Usage::Transfers, day, &senders)
-        .await?
-        .into_iter()
-        .collect();
+}
 
-    // Keys committed before this group (a replay racing its first request) are answered from
-    // their stored record; checked once here so that they do not make the group roll back.
-    let pairs: Vec<(&str, &str)> = jobs
-        .iter()
-        .map(|j| (j.plan.sender_id.as_str(), j.plan.key.as_str()))
-        .collect();
-    let taken: HashSet<(String, String)> = db
-        .taken_idempotency_keys(&tx, &pairs)
-        .await?
-        .into_iter()
-        .collect();
-
-    let mut results: Vec<Option<Result<Posted, Failure>>> = Vec::with_capacity(jobs.len());
+/// Applies the transfers in arrival order in memory, each refused on its own when funds,
+/// the daily cap or the recipient's balance do not allow it.
+fn decide<'a>(
+    g: &Group<'a>,
+    mut balances: HashMap<String, i64>,
+    mut used: HashMap<String, i64>,
+) -> Decision<'a> {
+    let mut results: Vec<Option<Result<Posted, Failure>>> = Vec::with_capacity(g.jobs.len());
     let mut accepted: Vec<Accepted> = Vec::new();
     let mut deltas: BTreeMap<&str, i64> = BTreeMap::new();
     let mut adds: BTreeMap<&str, i64> = BTreeMap::new();
-    for (i, job) in jobs.iter().enumerate() {
+    for (i, job) in g.jobs.iter().enumerate() {
         let p = &job.plan;
-        if taken.contains(&(p.sender_id.clone(), p.key.clone())) {
+        if g.taken.contains(&(p.sender_id.clone(), p.key.clone())) {
             results.push(Some(Err(Failure::KeyTaken)));
             continue;
         }
-        let (from, to) = (from_ids[i].as_str(), to_ids[i].as_str());
+        let (from, to) = (g.from_ids[i].as_str(), g.to_ids[i].as_str());
         let refusal = (|| {
             let have = balances.get(from).copied().unwrap_or(0);
             let after = have
@@ -276,7 +253,7 @@ async fn attempt(db: &Db, cap: i64, jobs: &[Job]) -> Result<Attempt, DbErr> {
             let spent = used.get(p.sender_id.as_str()).copied().unwrap_or(0);
             let spent = spent
                 .checked_add(p.usd_cents)
-                .filter(|s| *s <= cap)
+                .filter(|s| *s <= g.cap)
                 .ok_or(Refusal::DailyCap)?;
             let credited = balances
                 .get(to)
@@ -287,7 +264,7 @@ async fn attempt(db: &Db, cap: i64, jobs: &[Job]) -> Result<Attempt, DbErr> {
             Ok((after, spent, credited))
         })();
         match refusal {
-            Err(r) => results.push(Some(Err(Failure::Api(refusal_error(r, cap))))),
+            Err(r) => results.push(Some(Err(Failure::Api(refusal_error(r, g.cap))))),
             Ok((after, spent, credited)) => {
                 balances.insert(from.to_string(), after);
                 balances.insert(to.to_string(), credited);
@@ -307,26 +284,132 @@ async fn attempt(db: &Db, cap: i64, jobs: &[Job]) -> Result<Attempt, DbErr> {
             }
         }
     }
-    if accepted.is_empty() {
+    Decision {
+        results,
+        accepted,
+        deltas: deltas.into_iter().filter(|(_, d)| *d != 0).collect(),
+        adds: adds.into_iter().collect(),
+    }
+}
+
+async fn balances_of(
+    db: &Db,
+    tx: &DatabaseTransaction,
+    ids: &[&str],
+    lock: bool,
+) -> Result<HashMap<String, i64>, DbErr> {
+    let rows = if lock {
+        db.lock_accounts(tx, ids).await?
+    } else {
+        db.read_accounts(tx, ids).await?
+    };
+    Ok(rows.into_iter().map(|(id, b, _)| (id, b)).collect())
+}
+
+async fn usage_of(
+    db: &Db,
+    tx: &DatabaseTransaction,
+    day: i64,
+    senders: &[&str],
+    lock: bool,
+) -> Result<HashMap<String, i64>, DbErr> {
+    let rows = if lock {
+        db.lock_usage(tx, Usage::Transfers, day, senders).await?
+    } else {
+        db.read_usage(tx, Usage::Transfers, day, senders).await?
+    };
+    Ok(rows.into_iter().collect())
+}
+
+/// One try at committing the group. With `optimistic` (PostgreSQL only; SQLite's write
+/// transaction excludes other writers from the start) the balances and daily totals are read
+/// without locks, everything that does not depend on them (entries, postings, history,
+/// notifications, audit records) is written, and only then are the rows locked, the
+/// decisions checked against what they hold now and the balances changed: the locks are held
+/// for that last statement and the commit, so lanes whose groups share accounts overlap most
+/// of their work instead of queueing for all of it.
+async fn attempt(db: &Db, cap: i64, jobs: &[Job], optimistic: bool) -> Result<Attempt, DbErr> {
+    let optimistic = optimistic && db.kind() == DbKind::Postgres;
+    let tx = db.begin_write().await?;
+    let day = chrono::Utc::now().timestamp().div_euclid(86_400);
+    let from_ids: Vec<String> = jobs
+        .iter()
+        .map(|j| account_id(&j.plan.sender_id, "wallet", &j.plan.asset))
+        .collect();
+    let to_ids: Vec<String> = jobs
+        .iter()
+        .map(|j| account_id(&j.plan.recipient_id, "wallet", &j.plan.asset))
+        .collect();
+    let mut ids: Vec<&str> = from_ids.iter().chain(&to_ids).map(String::as_str).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut balances = balances_of(db, &tx, &ids, !optimistic).await?;
+    // A recipient's first credit of an asset opens the account.
+    let mut missing: Vec<(&str, &str, &str, &str)> = jobs
+        .iter()
+        .zip(&to_ids)
+        .filter(|(_, id)| !balances.contains_key(id.as_str()))
+        .map(|(j, id)| {
+            (
+                id.as_str(),
+                j.plan.recipient_id.as_str(),
+                "wallet",
+                j.plan.asset.as_str(),
+            )
+        })
+        .collect();
+    if !missing.is_empty() {
+        missing.sort_unstable();
+        missing.dedup();
+        db.open_accounts(&tx, &missing).await?;
+        let new: Vec<&str> = missing.iter().map(|m| m.0).collect();
+        balances.extend(balances_of(db, &tx, &new, !optimistic).await?);
+    }
+    let mut senders: Vec<&str> = jobs.iter().map(|j| j.plan.sender_id.as_str()).collect();
+    senders.sort_unstable();
+    senders.dedup();
+    let used = usage_of(db, &tx, day, &senders, !optimistic).await?;
+
+    // Keys committed before this group (a replay racing its first request) are answered from
+    // their stored record; checked once here so that they do not make the group roll back.
+    let pairs: Vec<(&str, &str)> = jobs
+        .iter()
+        .map(|j| (j.plan.sender_id.as_str(), j.plan.key.as_str()))
+        .collect();
+    let taken: HashSet<(String, String)> = db
+        .taken_idempotency_keys(&tx, &pairs)
+        .await?
+        .into_iter()
+        .collect();
+    let group = Group {
+        jobs,
+        from_ids: &from_ids,
+        to_ids: &to_ids,
+        taken,
+        cap,
+    };
+    let first = decide(&group, balances, used);
+    if first.accepted.is_empty() {
         tx.rollback().await?;
         return Ok(Attempt::Done(
-            results.into_iter().map(|r| r.expect("refused")).collect(),
+            first
+                .results
+                .into_iter()
+                .map(|r| r.expect("refused"))
+                .collect(),
         ));
     }
 
     let now = etx_db::now_micros();
-    let mut batch = Batch::default();
-    let deltas: Vec<(&str, i64)> = deltas.into_iter().filter(|(_, d)| *d != 0).collect();
-    if !deltas.is_empty() {
-        Db::queue_balance_changes(&mut batch, &deltas, now);
-    }
-    let adds: Vec<(&str, i64)> = adds.into_iter().collect();
-    Db::queue_usage(&mut batch, Usage::Transfers, day, cap, &adds);
+    let mut inserts = Batch::default();
     let mut entries = Batch::default();
-    let mut rows: Vec<NewTransaction<'_>> = Vec::with_capacity(accepted.len() * 2);
-    for a in &accepted {
+    let mut rows: Vec<NewTransaction<'_>> = Vec::with_capacity(first.accepted.len() * 2);
+    for a in &first.accepted {
         let p = &jobs[a.index].plan;
-        let (from, to) = (from_ids[a.index].as_str(), to_ids[a.index].as_str());
+        let (from, to) = (
+            group.from_ids[a.index].as_str(),
+            group.to_ids[a.index].as_str(),
+        );
         let mut legs = [(from, -p.amount), (to, p.amount)];
         legs.sort_unstable();
         Db::queue_entry(
@@ -358,14 +441,38 @@ async fn attempt(db: &Db, cap: i64, jobs: &[Job]) -> Result<Attempt, DbErr> {
         rows.push(side(&p.out_id, &p.sender_id, "out", &p.recipient_id));
         rows.push(side(&p.in_id, &p.recipient_id, "in", &p.sender_id));
     }
-    batch.append(entries.merge_inserts());
-    // One statement in user-id order: each row bumps its user's history counter.
-    Db::insert_transactions(&mut batch, &mut rows);
+    inserts.append(entries.merge_inserts());
+    Db::insert_transactions(&mut inserts, &mut rows);
     let mut extra = Batch::default();
-    for a in &accepted {
+    for a in &first.accepted {
         extra.append(jobs[a.index].plan.extra.clone());
     }
-    batch.append(extra.merge_inserts());
+    inserts.append(extra.merge_inserts());
+    db.run_batch_counts(&tx, inserts).await?;
+
+    let decision = if optimistic {
+        let balances = balances_of(db, &tx, &ids, true).await?;
+        let used = usage_of(db, &tx, day, &senders, true).await?;
+        let locked = decide(&group, balances, used);
+        if locked.accepted_indices() != first.accepted_indices() {
+            tx.rollback().await?;
+            return Ok(Attempt::Moved);
+        }
+        locked
+    } else {
+        first
+    };
+    let Decision {
+        mut results,
+        accepted,
+        deltas,
+        adds,
+    } = decision;
+    let mut batch = Batch::default();
+    if !deltas.is_empty() {
+        Db::queue_balance_changes(&mut batch, &deltas, now);
+    }
+    Db::queue_usage(&mut batch, Usage::Transfers, day, cap, &adds);
     let records: Vec<NewIdempotency<'_>> = accepted
         .iter()
         .map(|a| {

@@ -313,3 +313,44 @@ async fn export_of_a_long_history_spans_pages_in_order() {
         "the per-user count followed the inserts"
     );
 }
+
+/// A history's total counts every row whether or not upkeep has folded the pending counts
+/// into the per-user counter yet, and folding changes no total.
+#[tokio::test]
+async fn totals_hold_before_and_after_pending_counts_are_folded() {
+    let app = TestApp::spawn().await;
+    let (alice, bob) = history_fixture(&app).await;
+    let total = |u: &TestUser| {
+        let (app, token) = (&app, u.token.clone());
+        async move {
+            let v: Value = app
+                .get("/api/transactions?limit=1", Some(&token))
+                .await
+                .json()
+                .await
+                .unwrap();
+            v["total"].as_i64().unwrap()
+        }
+    };
+    assert_eq!((total(&alice).await, total(&bob).await), (15, 13));
+    app.state.db.fold_history_counts().await.unwrap();
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM transaction_count_deltas")
+            .await,
+        0,
+        "everything pending was folded"
+    );
+    assert_eq!((total(&alice).await, total(&bob).await), (15, 13));
+    let r = app
+        .money_post(
+            "/api/transfers/p2p",
+            Some("after-fold"),
+            json!({"recipient": "bob", "amount": "1.00", "currency": "USD"}),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!((total(&alice).await, total(&bob).await), (16, 14));
+    app.state.db.fold_history_counts().await.unwrap();
+    assert_eq!((total(&alice).await, total(&bob).await), (16, 14));
+}

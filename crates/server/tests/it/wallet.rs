@@ -548,8 +548,10 @@ async fn concurrent_transfers_on_hot_accounts_keep_every_invariant() {
     app.ledger_ok().await;
     assert_eq!(
         app.count(
-            "SELECT COUNT(*) FROM transaction_counts c WHERE c.n <> \
-             (SELECT COUNT(*) FROM transactions t WHERE t.user_id = c.user_id)"
+            "SELECT COUNT(*) FROM users u WHERE \
+             COALESCE((SELECT n FROM transaction_counts c WHERE c.user_id = u.id), 0) \
+             + COALESCE((SELECT SUM(d.n) FROM transaction_count_deltas d WHERE d.user_id = u.id), 0) \
+             <> (SELECT COUNT(*) FROM transactions t WHERE t.user_id = u.id)"
         )
         .await,
         0,
@@ -732,4 +734,193 @@ async fn first_credits_of_new_accounts_at_once_all_succeed() {
         assert_eq!(app.balances(u).await["SOL"], "3.00000000");
     }
     app.ledger_ok().await;
+}
+
+/// Moves `cents` of USD from `from` to `to` inside `tx`, as a posted entry (the ledger stays
+/// balanced), without committing.
+async fn move_in(
+    db: &etx_db::Db,
+    tx: &etx_db::DatabaseTransaction,
+    from: &str,
+    to: &str,
+    cents: i64,
+) {
+    let (a, b) = (
+        etx_db::ledger::account_id(from, "wallet", "USD"),
+        etx_db::ledger::account_id(to, "wallet", "USD"),
+    );
+    let mut legs = [(a.as_str(), -cents), (b.as_str(), cents)];
+    legs.sort_unstable();
+    let id = uuid::Uuid::now_v7().to_string();
+    let now = etx_db::now_micros();
+    let mut batch = etx_db::Batch::default();
+    etx_db::Db::queue_entry(
+        &mut batch,
+        &etx_db::ledger::NewEntry {
+            id: &id,
+            kind: "adjustment",
+            asset: "USD",
+            memo: Some("moved under a waiting transfer"),
+            created_by: None,
+            legs: Vec::new(),
+        },
+        &legs,
+        now,
+    );
+    etx_db::Db::queue_balance_changes(&mut batch, &legs, now);
+    db.run_batch(tx, batch).await.unwrap();
+}
+
+/// A transfer is decided on the balance it finds under the lock, even when the balance
+/// changed after the transfer first looked: its answer shows the balance that is really left,
+/// and when the money is no longer there it is refused and nothing of it stays behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn transfers_are_decided_on_the_balance_under_the_lock() {
+    let app = TestApp::spawn_with(|c| c.aml.max_operations_in_window = 0).await;
+    let admin = app.user_with_role("treasurer", "admin").await;
+    let payer = verified(&app, "payer").await;
+    let elsewhere = verified(&app, "elsewhere").await;
+    let payee = verified(&app, "payee").await;
+    app.fund(&admin, &payer, "USD", "40").await;
+    app.fund(&admin, &elsewhere, "USD", "1").await;
+    let db = app.state.db.clone();
+    let account = etx_db::ledger::account_id(&payer.id, "wallet", "USD");
+    let app = std::sync::Arc::new(app);
+    let send = |amount: &str, key: &str| {
+        let (app, token, key) = (app.clone(), payer.token.clone(), key.to_string());
+        let body = json!({"recipient": "payee", "amount": amount, "currency": "USD"});
+        tokio::spawn(async move {
+            let r = app
+                .money_post("/api/transfers/p2p", Some(&key), body, &token)
+                .await;
+            (r.status(), r.json::<Value>().await.unwrap())
+        })
+    };
+
+    // $5 leaves while a $10 transfer waits for the account: the transfer still goes, and its
+    // answer counts the $5.
+    let tx = db.begin_write().await.unwrap();
+    db.lock_accounts(&tx, &[account.as_str()]).await.unwrap();
+    move_in(&db, &tx, &payer.id, &elsewhere.id, 5_00).await;
+    let waiting = send("10", "after-five");
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    tx.commit().await.unwrap();
+    let (status, body) = waiting.await.unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["balance"], "25.00");
+    assert_eq!(app.balances(&payer).await["USD"], "25.00");
+
+    // $20 leaves while a $10 transfer waits: only $5 is left, so the transfer is refused, and
+    // neither its entry, its history rows nor the payee's notification remain.
+    let tx = db.begin_write().await.unwrap();
+    db.lock_accounts(&tx, &[account.as_str()]).await.unwrap();
+    move_in(&db, &tx, &payer.id, &elsewhere.id, 20_00).await;
+    let waiting = send("10", "after-twenty");
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    tx.commit().await.unwrap();
+    let (status, body) = waiting.await.unwrap();
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "INSUFFICIENT_FUNDS");
+    assert_eq!(app.balances(&payer).await["USD"], "5.00");
+    assert_eq!(app.balances(&payee).await["USD"], "10.00");
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM journal_entries WHERE kind = 'p2p'")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM transactions WHERE user_id = '{}' AND type = 'p2p'",
+            payee.id
+        ))
+        .await,
+        1
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM notifications WHERE kind = 'transfer_received'")
+            .await,
+        1
+    );
+    app.ledger_ok().await;
+    // The refused request's key stored nothing: the same request may go again.
+    app.fund(&admin, &payer, "USD", "10").await;
+    let (status, _) = send("10", "after-twenty").await.unwrap();
+    assert_eq!(status, StatusCode::CREATED);
+}
+
+/// Recipients are remembered between transfers, but a suspension, a username change or a
+/// lost verification is seen by the very next transfer.
+#[tokio::test]
+async fn a_changed_recipient_is_seen_by_the_next_transfer() {
+    let app = TestApp::spawn_with(|c| c.aml.max_operations_in_window = 0).await;
+    let admin = app.user_with_role("treasurer", "admin").await;
+    let payer = verified(&app, "payer").await;
+    let payee = verified(&app, "payee").await;
+    app.fund(&admin, &payer, "USD", "100").await;
+    let mut n = 0;
+    let mut pay = |to: &str| {
+        n += 1;
+        let key = format!("pay-{n}");
+        let body = transfer(to, json!("1.00"), "USD");
+        let (app, token) = (&app, payer.token.clone());
+        async move {
+            let r = app
+                .money_post("/api/transfers/p2p", Some(&key), body, &token)
+                .await;
+            (r.status(), r.json::<Value>().await.unwrap())
+        }
+    };
+    assert_eq!(pay("payee").await.0, StatusCode::CREATED);
+    assert_eq!(pay("PAYEE@example.com").await.0, StatusCode::CREATED);
+
+    // A new username: the old one names nobody, the new one is paid.
+    let r = app
+        .put(
+            "/api/auth/me",
+            json!({"username": "payee_two"}),
+            Some(&payee.token),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(pay("payee").await.0, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, body) = pay("payee_two").await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(body["transfer"]["recipient"]["username"], "payee_two");
+
+    // A new email must be verified again before it receives money.
+    let r = app
+        .put(
+            "/api/auth/me",
+            json!({"email": "payee2@example.com"}),
+            Some(&payee.token),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(pay("payee_two").await.0, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(app.balances(&payee).await["USD"], "3.00");
+
+    // A suspended user receives nothing until reinstated.
+    let other = verified(&app, "other").await;
+    assert_eq!(pay("other").await.0, StatusCode::CREATED);
+    let path = format!("/api/users/{}", other.id);
+    let suspend = |active: bool| app.put(&path, json!({"is_active": active}), Some(&admin.token));
+    assert_eq!(suspend(false).await.status(), StatusCode::OK);
+    let (status, body) = pay("other").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body["error"]["fields"].get("recipient").is_some(), "{body}");
+    assert_eq!(
+        pay("other@example.com").await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(suspend(true).await.status(), StatusCode::OK);
+    assert_eq!(pay("other").await.0, StatusCode::CREATED);
+    let account = etx_db::ledger::account_id(&other.id, "wallet", "USD");
+    assert_eq!(
+        app.count(&format!(
+            "SELECT balance FROM ledger_accounts WHERE id = '{account}'"
+        ))
+        .await,
+        2_00,
+        "the suspended user received nothing"
+    );
 }
