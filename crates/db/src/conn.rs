@@ -193,19 +193,19 @@ impl Db {
         crate::migrate::run(self).await
     }
 
-    /// Runs a write. A write that changed rows may have changed a user or session, so cached
-    /// sessions are dropped.
+    /// Runs a write. A write may have changed a user or session, so cached sessions and
+    /// recipients are dropped.
     pub async fn execute(
         &self,
         sql: &str,
         values: impl IntoIterator<Item = Value>,
     ) -> Result<u64, DbErr> {
+        let _cleared = self.sessions.clear_on_drop();
         let n = self
             .conn
             .execute_raw(self.stmt(sql, values))
             .await?
             .rows_affected();
-        self.sessions.clear();
         Ok(n)
     }
 

@@ -322,6 +322,7 @@ impl Db {
     /// Uses a verification token and marks the address verified, if the account still has
     /// the address the token was sent to. Returns the user id when the address was verified.
     pub async fn verify_email_with(&self, token_hash: &str) -> Result<Option<String>, DbErr> {
+        let _cleared = self.sessions.clear_on_drop();
         let tx = self.begin_write().await?;
         let Some((user_id, email)) = self
             .consume_email_token(&tx, token_hash, TokenPurpose::Verify)
@@ -342,7 +343,6 @@ impl Db {
             .await?
             .rows_affected();
         tx.commit().await?;
-        self.sessions.clear();
         Ok((n == 1).then_some(user_id))
     }
 
@@ -376,6 +376,7 @@ impl Db {
         token_hash: &str,
         password_hash: &str,
     ) -> Result<Option<(String, Vec<String>)>, DbErr> {
+        let _cleared = self.sessions.clear_on_drop();
         let tx = self.begin_write().await?;
         let Some((user_id, _)) = self
             .consume_email_token(&tx, token_hash, TokenPurpose::Reset)
@@ -401,7 +402,6 @@ impl Db {
             .map(|r| r.try_get::<String>("", "id"))
             .collect::<Result<Vec<_>, _>>()?;
         tx.commit().await?;
-        self.sessions.clear();
         Ok(Some((user_id, ended)))
     }
 

@@ -136,8 +136,23 @@ impl SessionCache {
         self.recipients.clear();
     }
 
+    /// Clears the cache when dropped. Taken before a write that may change a user or a
+    /// session, so the clear also happens when the caller's future is dropped after the
+    /// write (a client that disconnects) or the commit reports an error.
+    pub(crate) fn clear_on_drop(&self) -> ClearOnDrop<'_> {
+        ClearOnDrop(self)
+    }
+
     fn evict(&self, sid: &str) {
         self.sessions.lock().remove(sid);
+    }
+}
+
+pub(crate) struct ClearOnDrop<'a>(&'a SessionCache);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.clear();
     }
 }
 
@@ -267,6 +282,7 @@ impl Db {
             return Ok(Rotation::Invalid);
         }
         if used == 0 {
+            let _cleared = self.sessions.clear_on_drop();
             tx.execute_raw(self.stmt(
                 "UPDATE sessions SET revoked_at = $2, revoked_reason = 'refresh_reuse' \
                  WHERE id = $1 AND revoked_at IS NULL",
@@ -274,7 +290,6 @@ impl Db {
             ))
             .await?;
             tx.commit().await?;
-            self.sessions.clear();
             return Ok(Rotation::Reused);
         }
         tx.execute_raw(self.stmt(
@@ -319,6 +334,7 @@ impl Db {
         keep: Option<&str>,
         reason: &str,
     ) -> Result<Vec<String>, DbErr> {
+        let _cleared = self.sessions.clear_on_drop();
         let rows = self
             .conn()
             .query_all_raw(self.stmt(
@@ -332,7 +348,6 @@ impl Db {
                 ],
             ))
             .await?;
-        self.sessions.clear();
         rows.iter().map(|r| r.try_get::<String>("", "id")).collect()
     }
 

@@ -390,6 +390,7 @@ impl Db {
     /// and `Ok(false)` is returned; the check and the write are one statement, so two admins
     /// demoting each other at once cannot both succeed.
     pub async fn admin_update_user(&self, id: &str, p: &AdminPatch) -> Result<bool, DbErr> {
+        let _cleared = self.sessions.clear_on_drop();
         let tx = self.begin_write().await?;
         self.lock_admins(&tx).await?;
         let n = tx
@@ -416,13 +417,13 @@ impl Db {
             return Ok(false);
         }
         tx.commit().await?;
-        self.sessions.clear();
         Ok(true)
     }
 
     /// Deletes a user unless that would leave no active admin. Returns `None` when the user
     /// does not exist, `Some(false)` when refused.
     pub async fn delete_user(&self, id: &str) -> Result<Option<bool>, DbErr> {
+        let _cleared = self.sessions.clear_on_drop();
         let tx = self.begin_write().await?;
         self.lock_admins(&tx).await?;
         let n = tx
@@ -438,7 +439,6 @@ impl Db {
             return Ok(Some(false));
         }
         tx.commit().await?;
-        self.sessions.clear();
         Ok(Some(true))
     }
 

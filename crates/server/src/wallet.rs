@@ -572,18 +572,10 @@ async fn held_p2p(
     let db = &state.db;
     let day = chrono::Utc::now().timestamp().div_euclid(86_400);
     let cap = state.transfer_limits.daily_cap_cents;
-    if !db
-        .add_transfer_usage(&tx, &sender.id, day, usd, cap)
-        .await?
-    {
-        return Err(ApiError::LimitExceeded(format!(
-            "this transfer would pass your daily limit of ${}",
-            format_amount(cap, 2)
-        ))
-        .into());
-    }
     let mut batch = Batch::default();
     let rule_name = rule.0;
+    // The wallet before the daily total, the order group commits lock them in, so the two
+    // paths cannot deadlock on one sender. A refusal drops (rolls back) the transaction.
     let (txn_id, balance) = crate::payments::hold_transfer(
         state,
         &tx,
@@ -597,6 +589,17 @@ async fn held_p2p(
         (usd, day),
     )
     .await?;
+    if !db
+        .add_transfer_usage(&tx, &sender.id, day, usd, cap)
+        .await?
+    {
+        tx.rollback().await?;
+        return Err(ApiError::LimitExceeded(format!(
+            "this transfer would pass your daily limit of ${}",
+            format_amount(cap, 2)
+        ))
+        .into());
+    }
     crate::audit::Event::new(Some(&sender.id), "transfer.p2p")
         .target("user", &recipient.id)
         .details(json!({

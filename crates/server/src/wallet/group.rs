@@ -343,7 +343,11 @@ async fn attempt(db: &Db, cap: i64, jobs: &[Job], optimistic: bool) -> Result<At
     let mut ids: Vec<&str> = from_ids.iter().chain(&to_ids).map(String::as_str).collect();
     ids.sort_unstable();
     ids.dedup();
-    let mut balances = balances_of(db, &tx, &ids, !optimistic).await?;
+    // On PostgreSQL the first read never locks, so that missing accounts are opened before
+    // any row is locked: a group locking first must not wait on another group's new account
+    // while holding accounts that group waits for.
+    let pg = db.kind() == DbKind::Postgres;
+    let mut balances = balances_of(db, &tx, &ids, !pg).await?;
     // A recipient's first credit of an asset opens the account.
     let mut missing: Vec<(&str, &str, &str, &str)> = jobs
         .iter()
@@ -363,7 +367,10 @@ async fn attempt(db: &Db, cap: i64, jobs: &[Job], optimistic: bool) -> Result<At
         missing.dedup();
         db.open_accounts(&tx, &missing).await?;
         let new: Vec<&str> = missing.iter().map(|m| m.0).collect();
-        balances.extend(balances_of(db, &tx, &new, !optimistic).await?);
+        balances.extend(balances_of(db, &tx, &new, !pg).await?);
+    }
+    if pg && !optimistic {
+        balances = balances_of(db, &tx, &ids, true).await?;
     }
     let mut senders: Vec<&str> = jobs.iter().map(|j| j.plan.sender_id.as_str()).collect();
     senders.sort_unstable();
