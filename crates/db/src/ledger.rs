@@ -203,20 +203,13 @@ impl Db {
         tx: &DatabaseTransaction,
         ids: &[&str],
     ) -> Result<Vec<(String, i64, bool)>, DbErr> {
-        self.select_accounts(tx, ids, true).await
+        self.accounts(tx, ids, true).await
     }
 
-    /// As `lock_accounts`, without locking: balances as of now, which a writer that goes on to
-    /// change them must check again under the lock.
-    pub async fn read_accounts(
-        &self,
-        tx: &DatabaseTransaction,
-        ids: &[&str],
-    ) -> Result<Vec<(String, i64, bool)>, DbErr> {
-        self.select_accounts(tx, ids, false).await
-    }
-
-    async fn select_accounts(
+    /// The accounts that exist among `ids` with (id, balance, allow_negative): locked as in
+    /// `lock_accounts` with `lock`, else as of now, which a writer that goes on to change them
+    /// must check again under the lock.
+    pub async fn accounts(
         &self,
         tx: &DatabaseTransaction,
         ids: &[&str],
@@ -319,31 +312,10 @@ impl Db {
         );
     }
 
-    /// The users' totals in `table` for `day` as of now, without locking (missing rows are
-    /// not returned): (user id, used cents).
-    pub async fn read_usage(
-        &self,
-        tx: &DatabaseTransaction,
-        table: Usage,
-        day: i64,
-        users: &[&str],
-    ) -> Result<Vec<(String, i64)>, DbErr> {
-        self.select_usage(tx, table, day, users, false).await
-    }
-
-    /// Locks the users' rows of `table` for `day`, creating missing ones at zero, in user-id
-    /// order; returns (user id, used cents).
-    pub async fn lock_usage(
-        &self,
-        tx: &DatabaseTransaction,
-        table: Usage,
-        day: i64,
-        users: &[&str],
-    ) -> Result<Vec<(String, i64)>, DbErr> {
-        self.select_usage(tx, table, day, users, true).await
-    }
-
-    async fn select_usage(
+    /// The users' rows of `table` for `day` as (user id, used cents). With `lock`, missing
+    /// rows are created at zero and all are locked in user-id order; without, the totals are
+    /// as of now and missing rows are not returned.
+    pub async fn usage(
         &self,
         tx: &DatabaseTransaction,
         table: Usage,

@@ -298,27 +298,8 @@ async fn balances_of(
     ids: &[&str],
     lock: bool,
 ) -> Result<HashMap<String, i64>, DbErr> {
-    let rows = if lock {
-        db.lock_accounts(tx, ids).await?
-    } else {
-        db.read_accounts(tx, ids).await?
-    };
+    let rows = db.accounts(tx, ids, lock).await?;
     Ok(rows.into_iter().map(|(id, b, _)| (id, b)).collect())
-}
-
-async fn usage_of(
-    db: &Db,
-    tx: &DatabaseTransaction,
-    day: i64,
-    senders: &[&str],
-    lock: bool,
-) -> Result<HashMap<String, i64>, DbErr> {
-    let rows = if lock {
-        db.lock_usage(tx, Usage::Transfers, day, senders).await?
-    } else {
-        db.read_usage(tx, Usage::Transfers, day, senders).await?
-    };
-    Ok(rows.into_iter().collect())
 }
 
 /// One try at committing the group. With `optimistic` (PostgreSQL only; SQLite's write
@@ -375,7 +356,11 @@ async fn attempt(db: &Db, cap: i64, jobs: &[Job], optimistic: bool) -> Result<At
     let mut senders: Vec<&str> = jobs.iter().map(|j| j.plan.sender_id.as_str()).collect();
     senders.sort_unstable();
     senders.dedup();
-    let used = usage_of(db, &tx, day, &senders, !optimistic).await?;
+    let used = db
+        .usage(&tx, Usage::Transfers, day, &senders, !optimistic)
+        .await?
+        .into_iter()
+        .collect::<HashMap<_, _>>();
 
     // Keys committed before this group (a replay racing its first request) are answered from
     // their stored record; checked once here so that they do not make the group roll back.
@@ -459,7 +444,11 @@ async fn attempt(db: &Db, cap: i64, jobs: &[Job], optimistic: bool) -> Result<At
 
     let decision = if optimistic {
         let balances = balances_of(db, &tx, &ids, true).await?;
-        let used = usage_of(db, &tx, day, &senders, true).await?;
+        let used = db
+            .usage(&tx, Usage::Transfers, day, &senders, true)
+            .await?
+            .into_iter()
+            .collect::<HashMap<_, _>>();
         let locked = decide(&group, balances, used);
         if locked.accepted_indices() != first.accepted_indices() {
             tx.rollback().await?;
