@@ -40,6 +40,11 @@ const COLUMNS: &str = "id, to_addr, subject, template, body_text, body_html, cre
     attempts, next_attempt_at, sent_at, failed_at, last_error";
 
 impl Db {
+    /// Queues a mail that carries no token (notices).
+    pub async fn queue_mail(&self, m: NewMail) -> Result<String, DbErr> {
+        self.insert_mail(self.conn(), m).await
+    }
+
     pub(crate) async fn insert_mail(
         &self,
         c: &impl ConnectionTrait,

@@ -320,6 +320,9 @@ impl Db {
             .await
     }
 
+    /// Saves profile fields. A new email address also voids every unused reset and
+    /// verification token, in the same transaction: links mailed to the old address must not
+    /// outlive it.
     pub async fn update_profile(
         &self,
         id: &str,
@@ -328,7 +331,10 @@ impl Db {
         name: Option<&str>,
         email_changed: bool,
     ) -> Result<(), DbErr> {
-        self.execute(
+        let _cleared = self.sessions.clear_on_drop();
+        let now = now_micros();
+        let tx = self.begin_write().await?;
+        tx.execute_raw(self.stmt(
             "UPDATE users SET username = $2, username_lower = $3, email = $4, email_lower = $5, \
              name = $6, is_verified = CASE WHEN $7 THEN FALSE ELSE is_verified END, \
              updated_at = $8 WHERE id = $1",
@@ -340,11 +346,18 @@ impl Db {
                 email.to_lowercase().into(),
                 name.map(str::to_string).into(),
                 email_changed.into(),
-                now_micros().into(),
+                now.into(),
             ],
-        )
-        .await
-        .map(|_| ())
+        ))
+        .await?;
+        if email_changed {
+            tx.execute_raw(self.stmt(
+                "UPDATE email_tokens SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL",
+                [id.into(), now.into()],
+            ))
+            .await?;
+        }
+        tx.commit().await
     }
 
     pub async fn set_password_hash(&self, id: &str, hash: &str) -> Result<(), DbErr> {
@@ -357,22 +370,29 @@ impl Db {
         .map(|_| ())
     }
 
-    /// Counts a failed login and locks the account for `lock_micros` once `threshold` is reached.
+    /// Counts a failed password or second-factor check; the one that reaches `threshold` locks
+    /// the account. Returns the count after this failure (0 if the user is gone).
     pub async fn record_failed_login(
         &self,
         id: &str,
         threshold: i32,
         lock_micros: i64,
-    ) -> Result<(), DbErr> {
+    ) -> Result<i32, DbErr> {
+        let _cleared = self.sessions.clear_on_drop();
         let now = now_micros();
-        self.execute(
-            "UPDATE users SET failed_logins = failed_logins + 1, \
-             locked_until = CASE WHEN failed_logins + 1 >= $2 THEN $3 ELSE locked_until END \
-             WHERE id = $1",
-            [id.into(), threshold.into(), (now + lock_micros).into()],
-        )
-        .await
-        .map(|_| ())
+        let row = self
+            .conn()
+            .query_one_raw(self.stmt(
+                "UPDATE users SET failed_logins = failed_logins + 1, \
+                 locked_until = CASE WHEN failed_logins + 1 >= $2 THEN $3 ELSE locked_until END \
+                 WHERE id = $1 RETURNING failed_logins",
+                [id.into(), threshold.into(), (now + lock_micros).into()],
+            ))
+            .await?;
+        match row {
+            Some(r) => r.try_get_by_index::<i32>(0),
+            None => Ok(0),
+        }
     }
 
     /// After a lock expires the counter starts over; a success clears it too.

@@ -245,13 +245,15 @@ pub async fn login(
     if !user.is_active {
         return Err(ApiError::Forbidden("this account is suspended".into()));
     }
-    state.db.reset_failed_logins(&user.id).await?;
     if crate::security::status(state, &user.id).await?.enabled {
+        // The failure count stays until the second factor passes too: a known password must
+        // not buy a fresh set of code guesses.
         let token = crate::security::open_challenge(state, &user, remember_me).await?;
         return Ok(LoginOutcome::SecondFactor {
             challenge_token: token,
         });
     }
+    state.db.reset_failed_logins(&user.id).await?;
     let issued = start_session(state, &user, remember_me, client).await?;
     tracing::info!(user_id = %user.id, "logged in");
     Event::new(Some(&user.id), "auth.login")
@@ -388,19 +390,122 @@ pub async fn end_session(state: &AppState, auth: &Auth, id: &str) -> Result<(), 
     Ok(())
 }
 
+/// Users with a password check running. A signed-in user gets one hashing slot at a time, so
+/// one account flooding a password form cannot queue everyone else's logins behind it.
+#[derive(Default)]
+pub struct InFlight(std::sync::Mutex<std::collections::HashSet<String>>);
+
+pub struct InFlightGuard<'a> {
+    set: &'a InFlight,
+    user_id: String,
+}
+
+impl InFlight {
+    pub fn try_begin(&self, user_id: &str) -> Option<InFlightGuard<'_>> {
+        let mut set = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        set.insert(user_id.to_string()).then(|| InFlightGuard {
+            set: self,
+            user_id: user_id.to_string(),
+        })
+    }
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        self.set
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.user_id);
+    }
+}
+
+fn lock_wait_secs(locked_until: Option<i64>, now: i64) -> Option<u64> {
+    let until = locked_until.filter(|t| *t > now)?;
+    Some(u64::try_from((until - now) / 1_000_000).unwrap_or(0) + 1)
+}
+
+/// Checks a signed-in user's current password before a change that could take the account over
+/// (password, email, turning 2FA off). Throttled per account and per address, one check at a
+/// time per account, refused while the account is locked, and each wrong password counts
+/// toward the lock like a failed login. A wrong password is a 422 on `field`.
+pub async fn check_own_password(
+    state: &AppState,
+    user_id: &str,
+    password: &str,
+    field: &str,
+) -> Result<(), ApiError> {
+    let rl = &state.config.rate_limit;
+    rate_limit(
+        state,
+        &format!("pwcheck:user:{user_id}"),
+        rl.password_checks_per_user_per_minute,
+    )
+    .await?;
+    let ip = crate::audit::CLIENT
+        .try_with(|c| c.0.clone())
+        .unwrap_or_default();
+    rate_limit(
+        state,
+        &format!("pwcheck:ip:{ip}"),
+        rl.password_checks_per_ip_per_minute,
+    )
+    .await?;
+    let Some(_slot) = state.password_checks.try_begin(user_id) else {
+        return Err(ApiError::RateLimited {
+            retry_after_secs: 1,
+            limit: 1,
+        });
+    };
+    // Fresh from the database: the session's copy may predate a lock or a new password.
+    let user = state
+        .db
+        .user_by_id(user_id)
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("session has ended; log in again".into()))?;
+    if let Some(wait) = lock_wait_secs(user.locked_until, now_micros()) {
+        return Err(ApiError::RateLimited {
+            retry_after_secs: wait,
+            limit: u32::try_from(state.config.auth.lockout_threshold).unwrap_or(0),
+        });
+    }
+    if password.len() > 1024
+        || !state
+            .hasher
+            .verify(password, Some(&user.password_hash))
+            .await
+    {
+        let a = &state.config.auth;
+        if user.locked_until.is_some() {
+            state.db.reset_failed_logins(&user.id).await?;
+        }
+        let failures = state
+            .db
+            .record_failed_login(
+                &user.id,
+                a.lockout_threshold,
+                a.lockout_minutes * 60_000_000,
+            )
+            .await?;
+        tracing::info!(user_id = %user.id, failures, "password check failed");
+        Event::new(Some(&user.id), "auth.password_check_failed")
+            .target("user", &user.id)
+            .details(json!({"failures": failures}))
+            .record(state)
+            .await;
+        return Err(ApiError::field(field, "is incorrect"));
+    }
+    state.db.reset_failed_logins(&user.id).await?;
+    Ok(())
+}
+
 pub async fn change_password(
     state: &AppState,
     auth: &Auth,
     current: &str,
     new: &str,
 ) -> Result<(), ApiError> {
-    if !state
-        .hasher
-        .verify(current, Some(&auth.user.password_hash))
-        .await
-    {
-        return Err(ApiError::field("current_password", "is incorrect"));
-    }
+    check_own_password(state, &auth.user.id, current, "current_password").await?;
     let password = validate_new_password(new, Some(&auth.user.username), Some(&auth.user.email))
         .map_err(|e| ApiError::field("new_password", &e.message))?;
     if current == new {
@@ -431,6 +536,42 @@ pub struct ProfileChange<'a> {
     pub username: Option<&'a str>,
     pub email: Option<&'a str>,
     pub name: Option<&'a str>,
+    /// Needed to change the email address (whoever controls it can reset the password).
+    pub current_password: Option<&'a str>,
+    /// With 2FA on, changing the email needs a code too (app or backup code).
+    pub code: Option<&'a str>,
+}
+
+/// Proof that the signed-in person owns the account, for a change that hands it to whoever
+/// controls the new email address: the password, and a second-factor code when 2FA is on.
+async fn reauthenticate(
+    state: &AppState,
+    user: &UserRow,
+    c: &ProfileChange<'_>,
+) -> Result<(), ApiError> {
+    let Some(password) = c.current_password.filter(|p| !p.is_empty()) else {
+        return Err(ApiError::field(
+            "current_password",
+            "is required to change the email address",
+        ));
+    };
+    check_own_password(state, &user.id, password, "current_password").await?;
+    if crate::security::status(state, &user.id).await?.enabled {
+        let code = c.code.map(str::trim).unwrap_or_default();
+        if code.is_empty() {
+            return Err(ApiError::field(
+                "code",
+                "a two-factor code is required to change the email address",
+            ));
+        }
+        if crate::security::use_factor(state, &user.id, code, true)
+            .await?
+            .is_none()
+        {
+            return Err(ApiError::field("code", "is incorrect or was already used"));
+        }
+    }
+    Ok(())
 }
 
 pub async fn update_profile(
@@ -453,6 +594,9 @@ pub async fn update_profile(
     }
     ensure_unique(state, &username, &email, Some(&user.id)).await?;
     let email_changed = email.lower() != user.email.to_lowercase();
+    if email_changed {
+        reauthenticate(state, user, &c).await?;
+    }
     match state
         .db
         .update_profile(
@@ -481,8 +625,22 @@ pub async fn update_profile(
         .user_by_id(&user.id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    if email_changed && let Err(e) = crate::security::send_verification(state, &updated).await {
-        tracing::error!(user_id = %user.id, error = %e, "verification mail not queued");
+    if email_changed {
+        if let Err(e) = crate::security::send_verification(state, &updated).await {
+            tracing::error!(user_id = %user.id, error = %e, "verification mail not queued");
+        }
+        crate::mail::send_notice(
+            state,
+            &updated.username,
+            &user.email,
+            "The email address of your account was changed",
+            &[format!(
+                "The email address of your ETX Processor account was changed from {} to {}. \
+                 Password reset links sent earlier no longer work.",
+                user.email, updated.email
+            )],
+        )
+        .await;
     }
     Ok(updated)
 }

@@ -84,6 +84,9 @@ pub struct RateLimitConfig {
     pub transactions_per_user_per_minute: u32,
     pub forgot_password_per_ip_per_minute: u32,
     pub two_factor_per_ip_per_minute: u32,
+    /// Password checks of signed-in changes (password, email, turning 2FA off).
+    pub password_checks_per_user_per_minute: u32,
+    pub password_checks_per_ip_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -130,7 +133,12 @@ impl std::fmt::Debug for EmailConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HttpConfig {
     pub cors_origins: Vec<String>,
-    pub trust_forwarded_for: bool,
+    /// Proxies whose `X-Forwarded-For` is believed (CIDRs). Empty: the socket peer is the client.
+    #[serde(default)]
+    pub trusted_proxies: Vec<crate::net::IpNet>,
+    /// Replaced by `trusted_proxies`; kept only to refuse a setting that no longer does anything.
+    #[serde(default, skip_serializing)]
+    pub trust_forwarded_for: Option<bool>,
     pub request_timeout_secs: u64,
     pub json_body_limit_bytes: usize,
 }
@@ -415,6 +423,12 @@ impl Config {
             && !(u.starts_with("redis://") || u.starts_with("rediss://"))
         {
             anyhow::bail!("invalid setting REDIS_URL: must start with redis:// or rediss://");
+        }
+        if self.http.trust_forwarded_for == Some(true) {
+            anyhow::bail!(
+                "invalid setting http.trust_forwarded_for: replaced by http.trusted_proxies, the \
+                 list of proxy networks (CIDRs) whose X-Forwarded-For is believed"
+            );
         }
         if let Some(k) = &self.secret_key
             && k.len() < 32

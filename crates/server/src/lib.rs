@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod mail;
 pub mod market;
 pub mod middleware;
+pub mod net;
 pub mod payments;
 pub mod ratelimit;
 pub mod realtime;

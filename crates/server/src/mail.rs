@@ -131,6 +131,69 @@ struct ResetHtml<'a> {
     minutes: i64,
 }
 
+#[derive(Template)]
+#[template(path = "mail/notice.txt")]
+struct NoticeText<'a> {
+    username: &'a str,
+    paragraphs: &'a [String],
+    link: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/notice.html")]
+struct NoticeHtml<'a> {
+    username: &'a str,
+    paragraphs: &'a [String],
+    link: &'a str,
+}
+
+/// A security notice to an account's owner (an address change, a lock after failed codes).
+pub fn notice_mail(
+    state: &AppState,
+    username: &str,
+    to: &str,
+    subject: &str,
+    paragraphs: &[String],
+) -> anyhow::Result<NewMail> {
+    let link = format!("{}/forgot-password", base_url(state));
+    Ok(NewMail {
+        to: to.to_string(),
+        subject: subject.to_string(),
+        template: "security_notice",
+        text: NoticeText {
+            username,
+            paragraphs,
+            link: &link,
+        }
+        .render()?,
+        html: NoticeHtml {
+            username,
+            paragraphs,
+            link: &link,
+        }
+        .render()?,
+    })
+}
+
+/// Queues a notice and wakes the sender. A notice that cannot be queued is logged, never fatal:
+/// the change it reports has already happened.
+pub async fn send_notice(
+    state: &AppState,
+    username: &str,
+    to: &str,
+    subject: &str,
+    paragraphs: &[String],
+) {
+    let queued = match notice_mail(state, username, to, subject, paragraphs) {
+        Ok(m) => state.db.queue_mail(m).await.map_err(anyhow::Error::from),
+        Err(e) => Err(e),
+    };
+    match queued {
+        Ok(_) => state.mailer.wake.notify_one(),
+        Err(e) => tracing::error!(error = %e, subject, "security notice not queued"),
+    }
+}
+
 pub fn base_url(state: &AppState) -> &str {
     state
         .config

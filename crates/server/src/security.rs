@@ -221,13 +221,7 @@ pub async fn disable(
     if !status(state, &user.id).await?.enabled {
         return Err(two_factor_off());
     }
-    if !state
-        .hasher
-        .verify(password, Some(&user.password_hash))
-        .await
-    {
-        return Err(ApiError::field("password", "is incorrect"));
-    }
+    accounts::check_own_password(state, &user.id, password, "password").await?;
     let Some(factor) = use_factor(state, &user.id, code, true).await? else {
         return Err(ApiError::field("code", "is incorrect or was already used"));
     };
@@ -323,13 +317,18 @@ pub async fn complete_login(
     }
     // Across all challenges and addresses, an account gets a bounded number of code tries.
     per_user_limit(state, &user.id).await?;
+    // Wrong codes lock the account like wrong passwords; while locked no code is even checked,
+    // so a stolen password buys a handful of guesses per lock period, not thousands a day.
+    if user.locked_until.is_some_and(|t| t > now_micros()) {
+        return Err(ApiError::Unauthorized(
+            "This account is locked after too many failed attempts; try again later.".into(),
+        ));
+    }
     let Some(factor) = use_factor(state, &user.id, code, true).await? else {
-        Event::new(Some(&user.id), "auth.2fa_failed")
-            .target("user", &user.id)
-            .record(state)
-            .await;
+        second_factor_failed(state, &user).await?;
         return Err(ApiError::Unauthorized("Invalid code".into()));
     };
+    state.db.reset_failed_logins(&user.id).await?;
     if !state.db.consume_challenge(&hash).await? {
         return Err(ApiError::Unauthorized(CHALLENGE_DEAD.into()));
     }
@@ -341,6 +340,48 @@ pub async fn complete_login(
         .record(state)
         .await;
     Ok((user, issued))
+}
+
+/// A wrong code at login counts toward the account lock; the failure that locks the account
+/// tells its owner, whose password is evidently known to someone.
+async fn second_factor_failed(state: &AppState, user: &UserRow) -> Result<(), ApiError> {
+    let a = &state.config.auth;
+    // A lock that has run out starts a fresh count (the caller refused live locks).
+    if user.locked_until.is_some() {
+        state.db.reset_failed_logins(&user.id).await?;
+    }
+    let failures = state
+        .db
+        .record_failed_login(
+            &user.id,
+            a.lockout_threshold,
+            a.lockout_minutes * 60_000_000,
+        )
+        .await?;
+    Event::new(Some(&user.id), "auth.2fa_failed")
+        .target("user", &user.id)
+        .details(json!({"failures": failures}))
+        .record(state)
+        .await;
+    if failures == a.lockout_threshold {
+        tracing::warn!(user_id = %user.id, failures, "account locked after failed second-factor codes");
+        crate::mail::send_notice(
+            state,
+            &user.username,
+            &user.email,
+            "Failed sign-in codes on your account",
+            &[
+                format!(
+                    "Someone signed in with your password and then entered {failures} wrong \
+                     two-factor codes. Your account is locked for {} minutes.",
+                    a.lockout_minutes
+                ),
+                "Your password is known to whoever did this: change it now.".to_string(),
+            ],
+        )
+        .await;
+    }
+    Ok(())
 }
 
 fn verify_code_hash(state: &AppState, user_id: &str, code: &str) -> String {

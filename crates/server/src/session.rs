@@ -70,6 +70,42 @@ pub fn check_csrf(headers: &HeaderMap, submitted: Option<&str>) -> Result<(), Ap
     }
 }
 
+/// Login CSRF guard for the endpoints that set session cookies (register, login, second factor,
+/// refresh): a browser request from another site must not sign the victim's browser into an
+/// account. A request naming its origin must come from the public origin, a configured CORS
+/// origin, or the host it was sent to; without `Origin`, `Sec-Fetch-Site` must not say another
+/// site. Requests with neither header (non-browser clients) pass: only browsers attach cookies
+/// on someone else's behalf.
+pub fn refuse_cross_site(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let refused = || ApiError::Forbidden("cross-site request refused".into());
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin
+            .to_str()
+            .map_err(|_| refused())?
+            .trim_end_matches('/');
+        let same_host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .zip(origin.split_once("://").map(|(_, authority)| authority))
+            .is_some_and(|(host, authority)| host.eq_ignore_ascii_case(authority));
+        let listed = state
+            .config
+            .public_url
+            .iter()
+            .chain(&state.config.http.cors_origins)
+            .any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(origin));
+        return if origin != "null" && (same_host || listed) {
+            Ok(())
+        } else {
+            Err(refused())
+        };
+    }
+    match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        Some("cross-site" | "same-site") => Err(refused()),
+        _ => Ok(()),
+    }
+}
+
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -127,19 +163,11 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
-/// The caller's address: the socket peer, or the first `X-Forwarded-For` hop when configured
-/// to trust a proxy in front.
+/// The caller's address: the socket peer, or, when the peer is a trusted proxy, the rightmost
+/// `X-Forwarded-For` hop outside the trusted networks.
 pub fn client_ip(state: &AppState, parts_headers: &HeaderMap, peer: Option<SocketAddr>) -> IpAddr {
-    if state.config.http.trust_forwarded_for
-        && let Some(ip) = parts_headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.trim().parse().ok())
-    {
-        return ip;
-    }
-    peer.map(|p| p.ip()).unwrap_or(IpAddr::from([127, 0, 0, 1]))
+    let peer = peer.map(|p| p.ip()).unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    crate::net::client_address(&state.config.http.trusted_proxies, parts_headers, peer)
 }
 
 /// Client address and user agent, extracted together for session records and audit.

@@ -119,6 +119,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         limiter,
         metrics: telemetry::metrics_handle(),
         started: Instant::now(),
+        password_checks: crate::accounts::InFlight::default(),
     });
     state.realtime.register(&state).await?;
     Ok(state)

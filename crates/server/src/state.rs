@@ -32,6 +32,8 @@ pub struct Inner {
     pub secret_box: etx_auth::totp::SecretBox,
     pub market: std::sync::Arc<crate::market::Market>,
     pub realtime: crate::realtime::Realtime,
+    /// Users with a password check of a signed-in change running now (at most one each).
+    pub password_checks: crate::accounts::InFlight,
 }
 
 /// A handle that does not keep the state alive, for callbacks stored inside the state itself

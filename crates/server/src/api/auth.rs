@@ -5,7 +5,7 @@ use crate::accounts::{self, Issued, LoginOutcome, ProfileChange, Registration};
 use crate::cookies;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::AppJson;
-use crate::session::{Auth, ClientInfo, check_csrf};
+use crate::session::{Auth, ClientInfo, check_csrf, refuse_cross_site};
 use crate::state::AppState;
 use crate::views::UserView;
 use axum::extract::{FromRequest, Request, State};
@@ -166,6 +166,7 @@ async fn do_register(
     responses(
         (status = 201, description = "Account created and signed in", body = AuthResponse),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 403, description = "Cross-site request refused", body = ErrorBody),
         (status = 409, description = "Username or email already taken", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Invalid fields", body = ErrorBody),
@@ -173,9 +174,11 @@ async fn do_register(
     ))]
 async fn register(
     State(state): State<AppState>,
+    headers: HeaderMap,
     client: ClientInfo,
     AppJson(req): AppJson<RegisterRequest>,
 ) -> ApiResult<Response> {
+    refuse_cross_site(&state, &headers)?;
     do_register(&state, &client, req).await
 }
 
@@ -188,9 +191,11 @@ async fn register(
     ))]
 async fn signup(
     State(state): State<AppState>,
+    headers: HeaderMap,
     client: ClientInfo,
     AppJson(req): AppJson<RegisterRequest>,
 ) -> ApiResult<Response> {
+    refuse_cross_site(&state, &headers)?;
     do_register(&state, &client, req).await
 }
 
@@ -220,6 +225,7 @@ impl FromRequest<AppState> for LoginInput {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        refuse_cross_site(state, req.headers())?;
         let is_form = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -262,7 +268,7 @@ impl FromRequest<AppState> for LoginInput {
     responses(
         (status = 200, description = "Signed in, or (with 2FA on) a challenge waiting for a code", body = LoginResult),
         (status = 401, description = "Invalid credentials", body = ErrorBody),
-        (status = 403, description = "Account suspended", body = ErrorBody),
+        (status = 403, description = "Account suspended, or a cross-site request", body = ErrorBody),
         (status = 422, description = "Malformed body", body = ErrorBody),
         (status = 429, description = "Too many attempts from this address", body = ErrorBody),
     ))]
@@ -321,15 +327,17 @@ pub struct SecondFactorRequest {
     responses(
         (status = 200, description = "Signed in", body = AuthResponse),
         (status = 401, description = "Wrong code, or the challenge expired or was used up", body = ErrorBody),
-        (status = 403, description = "Account suspended", body = ErrorBody),
+        (status = 403, description = "Account suspended, or a cross-site request", body = ErrorBody),
         (status = 422, description = "Malformed body", body = ErrorBody),
         (status = 429, description = "Too many attempts from this address", body = ErrorBody),
     ))]
 async fn login_2fa(
     State(state): State<AppState>,
+    headers: HeaderMap,
     client: ClientInfo,
     AppJson(req): AppJson<SecondFactorRequest>,
 ) -> ApiResult<Response> {
+    refuse_cross_site(&state, &headers)?;
     let (user, issued) =
         crate::security::complete_login(&state, &req.challenge_token, &req.code, &client).await?;
     Ok(auth_response(&state, StatusCode::OK, &user, issued))
@@ -347,16 +355,30 @@ pub struct RefreshRequest {
     responses(
         (status = 200, description = "New tokens", body = AuthResponse),
         (status = 401, description = "Invalid, expired or reused refresh token", body = ErrorBody),
-        (status = 403, description = "Cookie used without a valid CSRF token", body = ErrorBody),
+        (status = 403, description = "Cookie used without a valid CSRF token, or a cross-site request", body = ErrorBody),
+        (status = 415, description = "A body that is not JSON", body = ErrorBody),
     ))]
 async fn refresh(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
+    refuse_cross_site(&state, &headers)?;
     let from_body = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
+        // Only JSON: a form or text/plain body is what another site's page can send without
+        // a preflight.
+        let is_json = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType(
+                "send the refresh token as application/json".into(),
+            ));
+        }
         let r: RefreshRequest =
             serde_json::from_slice(&body).map_err(|e| ApiError::Validation {
                 message: e.to_string(),
@@ -413,17 +435,24 @@ pub struct UpdateMeRequest {
     pub username: Option<String>,
     pub email: Option<String>,
     pub name: Option<String>,
+    /// Required when `email` changes.
+    pub current_password: Option<String>,
+    /// Required when `email` changes and 2FA is on: an app code or a backup code.
+    pub code: Option<String>,
 }
 
-/// Update the signed-in user's username, email or display name. Changing the email clears
-/// the verified flag.
+/// Update the signed-in user's username, email or display name.
+///
+/// Changing the email needs `current_password` (and `code` with 2FA on), clears the verified
+/// flag, voids unused reset and verification links, and tells the old address.
 #[utoipa::path(put, path = "/api/auth/me", tag = "auth", request_body = UpdateMeRequest,
     responses(
         (status = 200, description = "Updated user", body = UserView),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "CSRF token missing or invalid", body = ErrorBody),
         (status = 409, description = "Username or email taken", body = ErrorBody),
-        (status = 422, description = "Invalid or forbidden fields", body = ErrorBody),
+        (status = 422, description = "Invalid or forbidden fields, or a missing or wrong password or code for an email change", body = ErrorBody),
+        (status = 429, description = "Too many password checks", body = ErrorBody),
     ))]
 async fn update_me(
     State(state): State<AppState>,
@@ -434,6 +463,8 @@ async fn update_me(
         username: req.username.as_deref(),
         email: req.email.as_deref(),
         name: req.name.as_deref(),
+        current_password: req.current_password.as_deref(),
+        code: req.code.as_deref(),
     };
     let user = accounts::update_profile(&state, &auth.user, change).await?;
     Ok(Json((&user).into()))

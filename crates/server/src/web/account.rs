@@ -1,6 +1,6 @@
 //! Account pages: home, login, registration, logout and profile (details, avatar, password).
 
-use super::{Layout, WebUser, check_form_csrf, ensure_csrf, form_expired};
+use super::{Layout, WebUser, check_form_csrf, check_sign_in_form, ensure_csrf, form_expired};
 use crate::accounts::{self, ProfileChange, Registration};
 use crate::api::users::{check_content_length, read_image_part};
 use crate::error::ApiError;
@@ -136,7 +136,7 @@ pub async fn view_login_post(
 ) -> Response {
     let mut out = HeaderMap::new();
     let csrf = ensure_csrf(&state, &headers, &mut out);
-    let result = match check_form_csrf(&headers, &f.csrf_token) {
+    let result = match check_sign_in_form(&state, &headers, &f.csrf_token) {
         Ok(()) => {
             accounts::login(
                 &state,
@@ -219,7 +219,7 @@ pub async fn view_login_2fa_post(
 ) -> Response {
     let mut out = HeaderMap::new();
     let csrf = ensure_csrf(&state, &headers, &mut out);
-    if check_form_csrf(&headers, &f.csrf_token).is_err() {
+    if check_sign_in_form(&state, &headers, &f.csrf_token).is_err() {
         return form_expired();
     }
     match crate::security::complete_login(&state, &f.challenge_token, &f.code, &client).await {
@@ -322,7 +322,7 @@ pub async fn view_register_post(
             "You must accept the terms to register.".to_string(),
         );
     }
-    let result = if let Err(e) = check_form_csrf(&headers, &f.csrf_token) {
+    let result = if let Err(e) = check_sign_in_form(&state, &headers, &f.csrf_token) {
         Err(e)
     } else if !fields.is_empty() {
         Err(ApiError::Validation {
@@ -463,6 +463,8 @@ pub struct ProfileFormInput {
     username: Option<String>,
     email: Option<String>,
     name: Option<String>,
+    current_password: Option<String>,
+    code: Option<String>,
 }
 
 pub async fn view_profile_post(
@@ -478,6 +480,8 @@ pub async fn view_profile_post(
         username: f.username.as_deref(),
         email: f.email.as_deref(),
         name: f.name.as_deref(),
+        current_password: f.current_password.as_deref(),
+        code: f.code.as_deref(),
     };
     match accounts::update_profile(&state, &u.auth.user, change).await {
         Ok(_) => Redirect::to("/profile?msg=saved").into_response(),

@@ -231,6 +231,17 @@ pub fn check_form_csrf(headers: &HeaderMap, submitted: &str) -> Result<(), ApiEr
     }
 }
 
+/// Forms that sign a browser in (log-in, second factor, registration): the CSRF token, and no
+/// cross-site origin either, since a cookie planted from a sibling site could match the token.
+pub fn check_sign_in_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    submitted: &str,
+) -> Result<(), ApiError> {
+    check_form_csrf(headers, submitted)?;
+    crate::session::refuse_cross_site(state, headers)
+}
+
 /// The page's CSRF token, creating the cookie on first visit.
 pub fn ensure_csrf(state: &AppState, headers: &HeaderMap, out: &mut HeaderMap) -> String {
     if let Some(t) = cookies::get(headers, cookies::CSRF) {

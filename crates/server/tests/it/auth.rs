@@ -602,7 +602,7 @@ async fn login_throttle_is_shared_across_instances_through_redis() {
     let cfg = |c: &mut etx_server::Config| {
         c.redis_url = Some(redis.clone());
         c.rate_limit.login_per_ip_per_minute = 4;
-        c.http.trust_forwarded_for = true;
+        c.http.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
     };
     let a = TestApp::spawn_with(cfg).await;
     let b = TestApp::spawn_with(cfg).await;

@@ -9,6 +9,7 @@ mod auth;
 mod avatar;
 mod cli;
 mod crash;
+mod hardening;
 mod market;
 mod model;
 mod ops;
