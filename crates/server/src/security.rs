@@ -102,10 +102,13 @@ pub async fn setup(state: &AppState, user: &UserRow) -> Result<Enrollment, ApiEr
     })
 }
 
-/// Confirms enrolment with a code from the app; returns the backup codes, shown only now.
+/// Confirms enrolment with a code from the app; returns the backup codes, shown only now. Every
+/// other session is signed out: one opened with the password alone (perhaps by whoever made
+/// the owner turn 2FA on) must not outlive it.
 pub async fn confirm(
     state: &AppState,
     user: &UserRow,
+    current_session: &str,
     code: &str,
 ) -> Result<Vec<String>, ApiError> {
     per_user_limit(state, &user.id).await?;
@@ -128,9 +131,17 @@ pub async fn confirm(
             fields: Default::default(),
         });
     }
-    tracing::info!(user_id = %user.id, "two-factor authentication enabled");
+    let ended = state
+        .db
+        .revoke_user_sessions(&user.id, Some(current_session), "2fa_enabled")
+        .await?;
+    for sid in &ended {
+        state.realtime.session_ended(&user.id, sid).await;
+    }
+    tracing::info!(user_id = %user.id, other_sessions_ended = ended.len(), "two-factor authentication enabled");
     Event::new(Some(&user.id), "auth.2fa_enable")
         .target("user", &user.id)
+        .details(json!({"other_sessions_ended": ended.len()}))
         .record(state)
         .await;
     Ok(codes)

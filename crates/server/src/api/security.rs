@@ -79,7 +79,7 @@ pub struct BackupCodesResponse {
 /// returned (only here).
 #[utoipa::path(post, path = "/api/auth/2fa/verify", tag = "auth", request_body = CodeRequest,
     responses(
-        (status = 200, description = "2FA is on", body = BackupCodesResponse),
+        (status = 200, description = "2FA is on; every other session of the user is signed out", body = BackupCodesResponse),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 409, description = "No set-up waiting, or 2FA already on", body = ErrorBody),
         (status = 422, description = "Wrong or expired code", body = ErrorBody),
@@ -90,7 +90,7 @@ async fn confirm(
     auth: Auth,
     AppJson(req): AppJson<CodeRequest>,
 ) -> ApiResult<Response> {
-    let codes = security::confirm(&state, &auth.user, &req.code).await?;
+    let codes = security::confirm(&state, &auth.user, &auth.session_id, &req.code).await?;
     Ok(no_store(Json(BackupCodesResponse {
         backup_codes: codes,
     })))

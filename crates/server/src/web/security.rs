@@ -181,7 +181,7 @@ pub async fn view_2fa_verify_post(
     if check_form_csrf(&headers, &f.csrf_token).is_err() {
         return form_expired();
     }
-    match security::confirm(&state, &u.auth.user, &f.code).await {
+    match security::confirm(&state, &u.auth.user, &u.auth.session_id, &f.code).await {
         Ok(codes) => render(
             page(&state, &u, None, Some(codes), None).await,
             StatusCode::OK,

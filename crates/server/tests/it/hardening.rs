@@ -447,3 +447,117 @@ async fn a_known_password_does_not_buy_new_code_guesses() {
         .await;
     assert_eq!(locked, 1);
 }
+
+#[tokio::test]
+async fn changing_the_email_needs_the_password_and_code_voids_links_and_tells_the_old_address() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    // A reset link mailed to the current address before the change.
+    let r = app
+        .post(
+            "/api/auth/forgot-password",
+            json!({"email": alice.email}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let mail = app.mail_to(&alice.email, 2).await;
+    let reset = mail
+        .iter()
+        .find(|m| m.contains("reset-password?token"))
+        .map(|m| link_param(&plain_text_part(m), "/reset-password", "token"))
+        .expect("reset mail");
+
+    let change = |body: Value| app.put("/api/auth/me", body, Some(&alice.token));
+    let (status, _, body) =
+        error_code(change(json!({"email": "mallory@evil.example"})).await).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        body["error"]["fields"]["current_password"].is_string(),
+        "{body}"
+    );
+    let (status, _, body) = error_code(
+        change(json!({"email": "mallory@evil.example", "current_password": "Wrong-Pass-1"})).await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        body["error"]["fields"]["current_password"].is_string(),
+        "{body}"
+    );
+    // Other fields still change without a password.
+    let r = change(json!({"name": "Alice A."})).await;
+    assert_eq!(r.status(), StatusCode::OK);
+
+    let r = change(json!({"email": "alice@new.example", "current_password": PASSWORD})).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let me: Value = r.json().await.unwrap();
+    assert_eq!(me["email"], "alice@new.example");
+    assert_eq!(me["is_verified"], false);
+    let old = app.mail_to(&alice.email, 3).await;
+    assert!(
+        old.iter()
+            .any(|m| m.contains("The email address of your account was changed")),
+        "the old address is told"
+    );
+    let r = app
+        .post(
+            "/api/auth/reset-password",
+            json!({"token": reset, "new_password": "Taken-0ver-Passphrase"}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::BAD_REQUEST,
+        "the link mailed before the change died"
+    );
+    assert_eq!(app.login("alice", PASSWORD).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn with_two_factor_on_an_email_change_needs_a_code() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let (secret, _) = two_factor_on(&app, &alice).await;
+    let r = app
+        .put(
+            "/api/auth/me",
+            json!({"email": "alice@new.example", "current_password": PASSWORD}),
+            Some(&alice.token),
+        )
+        .await;
+    let (status, _, body) = error_code(r).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body["error"]["fields"]["code"].is_string(), "{body}");
+    // The enrolment used the current step; the next one is a fresh code.
+    let r = app
+        .put(
+            "/api/auth/me",
+            json!({"email": "alice@new.example", "current_password": PASSWORD, "code": totp(&secret, 1)}),
+            Some(&alice.token),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn turning_two_factor_on_signs_out_the_other_sessions() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let other: Value = app.login("alice", PASSWORD).await.json().await.unwrap();
+    let other = other["access_token"].as_str().unwrap().to_string();
+    assert_eq!(
+        app.get("/api/auth/me", Some(&other)).await.status(),
+        StatusCode::OK
+    );
+    two_factor_on(&app, &alice).await;
+    assert_eq!(
+        app.get("/api/auth/me", Some(&other)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.get("/api/auth/me", Some(&alice.token)).await.status(),
+        StatusCode::OK
+    );
+}

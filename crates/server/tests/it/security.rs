@@ -518,7 +518,7 @@ async fn verification_codes_resist_guessing_and_links_expire() {
     let r = app
         .put(
             "/api/auth/me",
-            json!({"email": "dan@new.example.com"}),
+            json!({"email": "dan@new.example.com", "current_password": PASSWORD}),
             Some(&dan.token),
         )
         .await;
