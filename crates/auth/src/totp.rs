@@ -228,7 +228,8 @@ impl SecretBox {
     }
 }
 
-fn derive_key(server_secret: &[u8], label: &[u8]) -> [u8; 32] {
+/// A key for one purpose (`label`) derived from the server secret.
+pub fn derive_key(server_secret: &[u8], label: &[u8]) -> [u8; 32] {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(server_secret)
         .expect("HMAC accepts keys of any length");
     mac.update(label);

@@ -2,11 +2,16 @@
 //!
 //! Writers add a record to `audit_outbox` inside the transaction of the action itself. The
 //! chainer (`chain_audit`) moves pending records into `audit_log` in id order, under the lock of
-//! the single `audit_head` row: each gets the next `seq` and `hash = SHA-256(prev_hash, fields)`.
+//! the single `audit_head` row: each gets the next `seq` and
+//! `hash = HMAC-SHA256(key, [prev_hash, fields])`, the key derived from the server secret.
 //! Editing, deleting or reordering a chained record breaks the links, which `verify_audit`
-//! reports; deleting the newest records is caught by comparing with `audit_head`.
+//! reports; deleting the newest records is caught by comparing with `audit_head`. Keyed, a
+//! consistent rewrite of the whole chain needs the secret as well as write access. Records
+//! chained by versions before keying keep their plain SHA-256 links; `audit_head.keyed_from`
+//! says where keying began and carries its own MAC.
 
 use crate::{Batch, Db, now_micros};
+use hmac::{Hmac, Mac};
 use sea_orm::{ConnectionTrait, DbErr, FromQueryResult};
 use sha2::{Digest, Sha256};
 
@@ -68,6 +73,7 @@ pub struct AuditFilter {
 /// records can serialise alike.
 #[allow(clippy::too_many_arguments)]
 fn link_hash(
+    key: Option<&[u8; 32]>,
     prev: &str,
     seq: i64,
     id: &str,
@@ -96,11 +102,26 @@ fn link_hash(
         details
     ])
     .to_string();
-    hex::encode(Sha256::digest(canonical.as_bytes()))
+    match key {
+        Some(k) => {
+            let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(k).expect("any key length");
+            mac.update(canonical.as_bytes());
+            hex::encode(mac.finalize().into_bytes())
+        }
+        None => hex::encode(Sha256::digest(canonical.as_bytes())),
+    }
 }
 
-fn row_hash(r: &AuditRow, prev: &str) -> String {
+/// The MAC that pins where keying began: moving `keyed_from` needs the key too.
+fn key_check(key: &[u8; 32], keyed_from: i64) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key length");
+    mac.update(format!("audit chain keyed from {keyed_from}").as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+fn row_hash(key: Option<&[u8; 32]>, r: &AuditRow, prev: &str) -> String {
     link_hash(
+        key,
         prev,
         r.seq,
         &r.id,
@@ -153,13 +174,26 @@ impl Db {
         // Locks the head (PostgreSQL row lock; SQLite's write lock is already held).
         let head = tx
             .query_one_raw(self.stmt(
-                "UPDATE audit_head SET updated_at = $1 WHERE id = 1 RETURNING seq, hash",
+                "UPDATE audit_head SET updated_at = $1 WHERE id = 1 \
+                 RETURNING seq, hash, keyed_from",
                 [now_micros().into()],
             ))
             .await?
             .ok_or_else(|| DbErr::RecordNotFound("audit_head".into()))?;
         let (mut seq, mut prev): (i64, String) =
             (head.try_get_by_index(0)?, head.try_get_by_index(1)?);
+        let mut keyed_from: Option<i64> = head.try_get_by_index(2)?;
+        // The first chaining with a key marks where keyed records begin (1 on a new database;
+        // after the records of an older version otherwise).
+        if let (Some(key), None) = (self.audit_key.as_deref(), keyed_from) {
+            tx.execute_raw(self.stmt(
+                "UPDATE audit_head SET keyed_from = $1, key_check = $2 WHERE id = 1",
+                [(seq + 1).into(), key_check(key, seq + 1).into()],
+            ))
+            .await?;
+            keyed_from = Some(seq + 1);
+        }
+        let key = self.audit_key.as_deref().filter(|_| keyed_from.is_some());
         let pending = PendingRow::find_by_statement(self.stmt(
             "SELECT id, at, actor_id, action, target_type, target_id, ip, user_agent, request_id, \
              details FROM audit_outbox ORDER BY id LIMIT $1",
@@ -178,6 +212,7 @@ impl Db {
         for p in &pending {
             seq += 1;
             let hash = link_hash(
+                key,
                 &prev,
                 seq,
                 &p.id,
@@ -308,6 +343,36 @@ impl Db {
     /// of records checked.
     pub async fn verify_audit(&self) -> Result<(Vec<String>, i64), DbErr> {
         let mut problems = Vec::new();
+        let keyed = self
+            .conn()
+            .query_one_raw(self.stmt(
+                "SELECT keyed_from, key_check FROM audit_head WHERE id = 1",
+                [],
+            ))
+            .await?
+            .ok_or_else(|| DbErr::RecordNotFound("audit_head".into()))?;
+        let (keyed_from, check): (Option<i64>, Option<String>) =
+            (keyed.try_get_by_index(0)?, keyed.try_get_by_index(1)?);
+        let key = self.audit_key.as_deref();
+        let keyed_from = match (key, keyed_from, check) {
+            (Some(k), Some(from), Some(c)) => {
+                if key_check(k, from) != c {
+                    problems.push(format!(
+                        "the chain's keying mark (keyed from sequence {from}) does not match this \
+                         server's key: moved, or the server secret changed"
+                    ));
+                }
+                from
+            }
+            (Some(_), None, _) => i64::MAX,
+            (Some(_), Some(from), None) => {
+                problems.push(format!(
+                    "the chain's keying mark (keyed from sequence {from}) has no check value"
+                ));
+                from
+            }
+            (None, _, _) => i64::MAX,
+        };
         let mut prev = String::new();
         let mut expected_seq = 1i64;
         let mut checked = 0i64;
@@ -338,7 +403,8 @@ impl Db {
                         r.id, r.seq, r.action
                     ));
                 }
-                if row_hash(r, &r.prev_hash) != r.hash {
+                let k = key.filter(|_| r.seq >= keyed_from);
+                if row_hash(k, r, &r.prev_hash) != r.hash {
                     problems.push(format!(
                         "record {} (seq {}, {}): contents do not match its hash (edited)",
                         r.id, r.seq, r.action

@@ -90,6 +90,8 @@ pub struct Db {
     conn: DatabaseConnection,
     kind: DbKind,
     pub(crate) sessions: std::sync::Arc<crate::sessions::SessionCache>,
+    /// Keys the audit chain (HMAC-SHA256); derived from the server secret by the caller.
+    pub(crate) audit_key: Option<std::sync::Arc<[u8; 32]>>,
 }
 
 impl Db {
@@ -141,6 +143,7 @@ impl Db {
             conn,
             kind,
             sessions: Default::default(),
+            audit_key: None,
         })
     }
 
@@ -207,6 +210,13 @@ impl Db {
             .await?
             .rows_affected();
         Ok(n)
+    }
+
+    /// Audit records chained from now on are keyed with `key`, and verification checks them with
+    /// it, so a consistent rewrite of the chain needs the server secret, not only write access.
+    pub fn with_audit_key(mut self, key: [u8; 32]) -> Self {
+        self.audit_key = Some(std::sync::Arc::new(key));
+        self
     }
 
     /// Keeps looked-up sessions for up to `ttl` (zero disables). Only safe while every write to

@@ -97,6 +97,13 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("migrations/0011_history_count_deltas.postgres.sql"),
         sqlite: "",
     },
+    Migration {
+        version: 13,
+        name: "session edges",
+        common: include_str!("migrations/0013_session_edges.sql"),
+        postgres: "",
+        sqlite: "",
+    },
 ];
 
 pub async fn run(db: &Db) -> anyhow::Result<()> {

@@ -37,6 +37,14 @@ pub enum Rotation {
         user_id: String,
         remember_me: bool,
     },
+    /// The token was rotated moments ago (another tab of the same browser refreshing at the
+    /// same time): the successor it was rotated into, sealed, is handed out again.
+    Replayed {
+        session_id: String,
+        user_id: String,
+        remember_me: bool,
+        successor_sealed: String,
+    },
     /// The token had already been used: the session has been revoked.
     Reused,
     /// Unknown, expired or belonging to a revoked session.
@@ -242,30 +250,46 @@ impl Db {
         self.sessions.evict(session_id);
         Ok(())
     }
+}
 
+/// How a refresh token is rotated.
+pub struct RotateRefresh<'a> {
+    pub old_hash: &'a str,
+    pub new_hash: &'a str,
+    /// The new token sealed by the caller, kept on the old row for the grace period.
+    pub successor_sealed: &'a str,
+    /// How long a just-rotated token still yields its successor instead of counting as reuse.
+    pub grace_micros: i64,
+    /// No session lives longer than this from its sign-in, however often it is refreshed.
+    pub max_lifetime_micros: i64,
+}
+
+impl Db {
     /// Uses up `old_hash` and installs `new_hash` in the same transaction. Presenting a token
-    /// that was already used revokes the whole session: someone else holds a copy.
+    /// that was already used revokes the whole session (someone else holds a copy), unless it
+    /// was rotated within the grace period: then its successor is returned again.
     pub async fn rotate_refresh(
         &self,
-        old_hash: &str,
-        new_hash: &str,
+        r: RotateRefresh<'_>,
         new_expires_at: impl Fn(bool) -> i64,
     ) -> Result<Rotation, DbErr> {
         let now = now_micros();
         let tx = self.begin_write().await?;
         let used = tx
             .execute_raw(self.stmt(
-                "UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL",
-                [old_hash.into(), now.into()],
+                "UPDATE refresh_tokens SET used_at = $2, successor_sealed = $3 \
+                 WHERE token_hash = $1 AND used_at IS NULL",
+                [r.old_hash.into(), now.into(), r.successor_sealed.into()],
             ))
             .await?
             .rows_affected();
         let found = tx
             .query_one_raw(self.stmt(
-                "SELECT s.id, s.user_id, s.remember_me, s.revoked_at, s.expires_at \
+                "SELECT s.id, s.user_id, s.remember_me, s.revoked_at, s.expires_at, s.created_at, \
+                 t.used_at, t.successor_sealed \
                  FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id \
                  WHERE t.token_hash = $1",
-                [old_hash.into()],
+                [r.old_hash.into()],
             ))
             .await?;
         let Some(row) = found else {
@@ -277,11 +301,26 @@ impl Db {
         let remember_me: bool = row.try_get("", "remember_me")?;
         let revoked_at: Option<i64> = row.try_get("", "revoked_at")?;
         let expires_at: i64 = row.try_get("", "expires_at")?;
-        if revoked_at.is_some() || expires_at <= now {
+        let created_at: i64 = row.try_get("", "created_at")?;
+        let used_at: Option<i64> = row.try_get("", "used_at")?;
+        let successor: Option<String> = row.try_get("", "successor_sealed")?;
+        let ends_at = created_at.saturating_add(r.max_lifetime_micros);
+        if revoked_at.is_some() || expires_at <= now || ends_at <= now {
             tx.rollback().await?;
             return Ok(Rotation::Invalid);
         }
         if used == 0 {
+            if let (Some(at), Some(successor_sealed)) = (used_at, successor)
+                && now - at <= r.grace_micros
+            {
+                tx.rollback().await?;
+                return Ok(Rotation::Replayed {
+                    session_id,
+                    user_id,
+                    remember_me,
+                    successor_sealed,
+                });
+            }
             let _cleared = self.sessions.clear_on_drop();
             tx.execute_raw(self.stmt(
                 "UPDATE sessions SET revoked_at = $2, revoked_reason = 'refresh_reuse' \
@@ -294,16 +333,16 @@ impl Db {
         }
         tx.execute_raw(self.stmt(
             "INSERT INTO refresh_tokens (token_hash, session_id, created_at) VALUES ($1, $2, $3)",
-            [new_hash.into(), session_id.clone().into(), now.into()],
+            [r.new_hash.into(), session_id.clone().into(), now.into()],
         ))
         .await?;
         tx.execute_raw(self.stmt(
             "UPDATE sessions SET refresh_hash = $2, last_seen_at = $3, expires_at = $4 WHERE id = $1",
             [
                 session_id.clone().into(),
-                new_hash.into(),
+                r.new_hash.into(),
                 now.into(),
-                new_expires_at(remember_me).into(),
+                new_expires_at(remember_me).min(ends_at).into(),
             ],
         ))
         .await?;

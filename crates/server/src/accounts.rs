@@ -8,7 +8,7 @@ use crate::session::{Auth, ClientInfo};
 use crate::state::AppState;
 use axum::http::HeaderMap;
 use bytes::Bytes;
-use etx_db::sessions::{NewSession, Rotation};
+use etx_db::sessions::{NewSession, RotateRefresh, Rotation};
 use etx_db::users::{NewUser, UserRow};
 use etx_db::{is_unique_violation, now_micros};
 use etx_domain::{Email, FieldErrors, Role, Username, validate_new_password};
@@ -325,41 +325,65 @@ fn issue(
 /// Rotates a refresh token. Reuse of a rotated token ends the session it belonged to.
 pub async fn refresh(state: &AppState, token: &str) -> Result<(UserRow, Issued), ApiError> {
     let new_refresh = etx_auth::random_token();
+    let old_hash = etx_auth::hash_token(token);
+    let a = &state.config.auth;
     let rotation = state
         .db
         .rotate_refresh(
-            &etx_auth::hash_token(token),
-            &etx_auth::hash_token(&new_refresh),
+            RotateRefresh {
+                old_hash: &old_hash,
+                new_hash: &etx_auth::hash_token(&new_refresh),
+                successor_sealed: &state
+                    .secret_box
+                    .seal(new_refresh.as_bytes(), old_hash.as_bytes()),
+                grace_micros: a.refresh_grace_secs * 1_000_000,
+                max_lifetime_micros: a.session_max_days * 86_400_000_000,
+            },
             |remember| now_micros() + refresh_lifetime_secs(state, remember) * 1_000_000,
         )
         .await?;
-    match rotation {
+    let (session_id, user_id, remember_me, refresh_token) = match rotation {
         Rotation::Rotated {
             session_id,
             user_id,
             remember_me,
+        } => (session_id, user_id, remember_me, new_refresh),
+        Rotation::Replayed {
+            session_id,
+            user_id,
+            remember_me,
+            successor_sealed,
         } => {
-            let user = state.db.user_by_id(&user_id).await?;
-            let Some(user) = user.filter(|u| u.is_active) else {
-                state.db.revoke_session(&session_id, "suspended").await?;
-                return Err(ApiError::Unauthorized("account suspended".into()));
-            };
-            let lifetime = refresh_lifetime_secs(state, remember_me);
-            Ok((
-                user,
-                issue(state, &user_id, &session_id, new_refresh, lifetime),
-            ))
+            let successor = state
+                .secret_box
+                .open(&successor_sealed, old_hash.as_bytes())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| ApiError::Unauthorized("invalid or expired refresh token".into()))?;
+            (session_id, user_id, remember_me, successor)
         }
         Rotation::Reused => {
             tracing::warn!("refresh token reuse detected; session revoked");
-            Err(ApiError::Unauthorized(
+            return Err(ApiError::Unauthorized(
                 "refresh token was already used; the session has been ended".into(),
-            ))
+            ));
         }
-        Rotation::Invalid => Err(ApiError::Unauthorized(
-            "invalid or expired refresh token".into(),
-        )),
-    }
+        Rotation::Invalid => {
+            return Err(ApiError::Unauthorized(
+                "invalid or expired refresh token".into(),
+            ));
+        }
+    };
+    let user = state.db.user_by_id(&user_id).await?;
+    let Some(user) = user.filter(|u| u.is_active) else {
+        state.db.revoke_session(&session_id, "suspended").await?;
+        return Err(ApiError::Unauthorized("account suspended".into()));
+    };
+    let lifetime = refresh_lifetime_secs(state, remember_me);
+    Ok((
+        user,
+        issue(state, &user_id, &session_id, refresh_token, lifetime),
+    ))
 }
 
 /// Ends the current session.

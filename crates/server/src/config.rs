@@ -26,6 +26,9 @@ pub struct Config {
     pub redis_url: Option<String>,
     pub public_url: Option<String>,
     pub secret_key: Option<String>,
+    /// When set, `/metrics` answers only requests bearing this token.
+    #[serde(default)]
+    pub metrics_token: Option<String>,
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
     pub rate_limit: RateLimitConfig,
@@ -69,6 +72,11 @@ pub struct AuthConfig {
     pub access_ttl_secs: i64,
     pub refresh_ttl_days: i64,
     pub refresh_remember_days: i64,
+    /// No session outlives this many days from its sign-in, however often it is refreshed.
+    pub session_max_days: i64,
+    /// A refresh token presented again this soon after its rotation yields the same new token
+    /// (two tabs refreshing at once) instead of ending the session as reuse. 0: never.
+    pub refresh_grace_secs: i64,
     pub lockout_threshold: i32,
     pub lockout_minutes: i64,
     pub argon2_memory_kib: u32,
@@ -338,6 +346,7 @@ const ENV_MAP: &[(&str, &str)] = &[
     ("REDIS_URL", "redis_url"),
     ("ETX_PUBLIC_URL", "public_url"),
     ("ETX_SECRET_KEY", "secret_key"),
+    ("ETX_METRICS_TOKEN", "metrics_token"),
     ("ETX_S3_BUCKET", "storage.s3_bucket"),
     ("ETX_S3_ENDPOINT", "storage.s3_endpoint"),
     ("AWS_REGION", "storage.s3_region"),
@@ -402,6 +411,11 @@ impl Config {
         }
         if a.refresh_ttl_days < 1 || a.refresh_remember_days < a.refresh_ttl_days {
             anyhow::bail!("invalid setting auth.refresh_*_days: must be >= 1 and remember >= ttl");
+        }
+        if a.session_max_days < a.refresh_ttl_days || !(0..=60).contains(&a.refresh_grace_secs) {
+            anyhow::bail!(
+                "invalid setting auth: session_max_days >= refresh_ttl_days, refresh_grace_secs 0..=60"
+            );
         }
         if self.idempotency.retention_hours < 24 {
             anyhow::bail!("invalid setting idempotency.retention_hours: at least 24");

@@ -255,7 +255,16 @@ async fn on_connect<A: Adapter>(state: AppState, s: SocketRef<A>) {
     let cookie_token =
         crate::cookies::get(&s.req_parts().headers, crate::cookies::ACCESS).map(str::to_string);
     if let Some(token) = cookie_token {
-        authenticate(&state, &s, &token).await;
+        // Browsers attach cookies to a WebSocket opened by any site's page; only our own pages
+        // (or configured origins) may ride on them.
+        if crate::session::refuse_cross_site(&state, &s.req_parts().headers).is_ok() {
+            authenticate(&state, &s, &token).await;
+        } else {
+            let _ = s.emit(
+                "auth_error",
+                &json!({"message": "cross-site connection: the session cookie is not used"}),
+            );
+        }
     }
 }
 

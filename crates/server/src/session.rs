@@ -78,14 +78,10 @@ pub fn check_csrf(headers: &HeaderMap, submitted: Option<&str>) -> Result<(), Ap
 /// on someone else's behalf.
 pub fn refuse_cross_site(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let refused = || ApiError::Forbidden("cross-site request refused".into());
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        let origin = origin
-            .to_str()
-            .map_err(|_| refused())?
-            .trim_end_matches('/');
-        let same_host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let allowed = |origin: &str| {
+        let origin = origin.trim_end_matches('/');
+        let same_host = host
             .zip(origin.split_once("://").map(|(_, authority)| authority))
             .is_some_and(|(host, authority)| host.eq_ignore_ascii_case(authority));
         let listed = state
@@ -94,7 +90,12 @@ pub fn refuse_cross_site(state: &AppState, headers: &HeaderMap) -> Result<(), Ap
             .iter()
             .chain(&state.config.http.cors_origins)
             .any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(origin));
-        return if origin != "null" && (same_host || listed) {
+        origin != "null" && (same_host || listed)
+    };
+    let mut origins = headers.get_all(header::ORIGIN).iter().peekable();
+    if origins.peek().is_some() {
+        // Every one must pass: a second, forged Origin header must not hide behind a good one.
+        return if origins.all(|o| o.to_str().is_ok_and(allowed)) {
             Ok(())
         } else {
             Err(refused())

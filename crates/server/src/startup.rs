@@ -31,7 +31,8 @@ pub async fn open_db(config: &Config) -> anyhow::Result<Db> {
     }
     let db = Db::connect(&config.database_url(), config.database.max_connections).await?;
     db.migrate().await?;
-    Ok(db)
+    let secret = config.load_or_create_secret()?;
+    Ok(db.with_audit_key(etx_auth::totp::derive_key(&secret, b"etx audit chain v1")))
 }
 
 pub fn hasher(config: &Config) -> anyhow::Result<PasswordHasher> {

@@ -150,13 +150,21 @@ async fn ready(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// Prometheus metrics in the text exposition format.
+/// Prometheus metrics in the text exposition format. With `metrics_token` set, only a request
+/// bearing it is answered.
 #[utoipa::path(get, path = "/metrics", tag = "ops",
     responses(
         (status = 200, description = "Metrics", content_type = "text/plain"),
-        (status = 500, description = "Never expected", body = ErrorBody),
+        (status = 401, description = "metrics_token is set and the request does not bear it", body = ErrorBody),
     ))]
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(expected) = state.config.metrics_token.as_deref() {
+        let given = crate::session::bearer(&headers).unwrap_or_default();
+        if !crate::session::constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+            return crate::error::ApiError::Unauthorized("metrics need their bearer token".into())
+                .into_response();
+        }
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

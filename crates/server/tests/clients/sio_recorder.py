@@ -1,6 +1,7 @@
 """A stock python-socketio client that records what the server sends.
 
-Usage: sio_recorder.py URL [TOKEN]    (or with ETX_COOKIE set: connect with that Cookie header)
+Usage: sio_recorder.py URL [TOKEN]    (or with ETX_COOKIE set: connect with that Cookie
+header; ETX_ORIGIN adds an Origin header)
 
 Connects to URL, authenticates with TOKEN (when given), subscribes to the `prices` channel and
 prints one JSON line per event received: {"event": name, "data": payload}. The line
@@ -33,6 +34,8 @@ for name in ("price_update", "transaction_update", "wallet_update", "notificatio
 
 cookie = os.environ.get("ETX_COOKIE")
 headers = {"Cookie": cookie} if cookie else {}
+if os.environ.get("ETX_ORIGIN"):
+    headers["Origin"] = os.environ["ETX_ORIGIN"]
 sio.connect(url, headers=headers, transports=["websocket"], wait_timeout=10)
 if token:
     ack = sio.call("authenticate", {"token": token}, timeout=10)
