@@ -1,9 +1,11 @@
 //! Fixed-window rate limits. In-process by default; with `REDIS_URL` the counters live in Redis
-//! so every instance enforces the same budget.
+//! so every instance enforces the same budget. While Redis cannot be reached, each instance
+//! counts on its own (the in-process limiter) instead of failing or waiting for Redis.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, Clone, Copy)]
@@ -33,7 +35,7 @@ impl RateLimiter {
         let reset_after_secs = (index + 1) * w - now;
         let count = match self {
             RateLimiter::Local(l) => l.incr(key, w, index),
-            RateLimiter::Redis(r) => r.incr(key, index, w).await?,
+            RateLimiter::Redis(r) => r.incr(key, w, index).await,
         };
         Ok(Decision {
             allowed: count <= u64::from(limit),
@@ -49,7 +51,7 @@ impl RateLimiter {
         let index = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() / w;
         match self {
             RateLimiter::Local(l) => l.clear(key, w),
-            RateLimiter::Redis(r) => r.clear(key, index).await?,
+            RateLimiter::Redis(r) => r.clear(key, w, index).await,
         }
         Ok(())
     }
@@ -164,27 +166,82 @@ impl LocalLimiter {
     }
 }
 
+/// How long a request waits for Redis before it is served without it.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A fred builder with the connection behaviour every Redis client of the server shares:
+/// reconnect forever with backoff (100 ms doubling to 2 s, so an instance is back within
+/// about two seconds of Redis), give up on a connection that stops answering, and bound every
+/// command, so nothing waits on a Redis that is gone.
+pub fn redis_builder(config: fred::types::config::Config) -> fred::types::Builder {
+    use fred::types::config::{ReconnectPolicy, UnresponsiveConfig};
+    let mut b = fred::types::Builder::from_config(config);
+    b.with_connection_config(|c| {
+        c.connection_timeout = Duration::from_secs(2);
+        c.internal_command_timeout = Duration::from_secs(2);
+        c.unresponsive = UnresponsiveConfig {
+            max_timeout: Some(Duration::from_secs(3)),
+            interval: Duration::from_secs(1),
+        };
+    })
+    .with_performance_config(|p| p.default_command_timeout = COMMAND_TIMEOUT)
+    .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
+    b
+}
+
 pub struct RedisLimiter {
     client: fred::clients::Client,
+    /// Counts while Redis is unreachable.
+    fallback: LocalLimiter,
+    /// Whether the last command failed (logged once per outage, not once per request).
+    degraded: AtomicBool,
 }
 
 impl RedisLimiter {
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
         use fred::interfaces::ClientLike;
         let config = fred::types::config::Config::from_url(url)?;
-        let client = fred::types::Builder::from_config(config).build()?;
+        let client = redis_builder(config).build()?;
         client.init().await?;
-        Ok(RedisLimiter { client })
+        Ok(RedisLimiter {
+            client,
+            fallback: LocalLimiter::default(),
+            degraded: AtomicBool::new(false),
+        })
     }
 
     fn key(key: &str, index: u64) -> String {
         format!("etx:rl:{key}:{index}")
     }
 
-    async fn incr(&self, key: &str, index: u64, window_secs: u64) -> anyhow::Result<u64> {
-        use fred::interfaces::KeysInterface;
+    /// Per request: answer at once while disconnected (no queue of commands waiting for the
+    /// reconnection), wait at most `COMMAND_TIMEOUT` otherwise, and never send twice.
+    fn options() -> fred::types::config::Options {
+        fred::types::config::Options {
+            timeout: Some(COMMAND_TIMEOUT),
+            fail_fast: true,
+            max_attempts: Some(1),
+            ..Default::default()
+        }
+    }
+
+    async fn incr(&self, key: &str, window_secs: u64, index: u64) -> u64 {
+        match self.remote_incr(key, window_secs, index).await {
+            Ok(count) => {
+                self.reachable();
+                count
+            }
+            Err(e) => {
+                self.unreachable(&e);
+                self.fallback.incr(key, window_secs, index)
+            }
+        }
+    }
+
+    async fn remote_incr(&self, key: &str, window_secs: u64, index: u64) -> anyhow::Result<u64> {
+        use fred::interfaces::{ClientLike, KeysInterface};
         let k = Self::key(key, index);
-        let pipe = self.client.pipeline();
+        let pipe = self.client.pipeline().with_options(&Self::options());
         let _: () = pipe.incr(&k).await?;
         let _: () = pipe
             .expire(&k, i64::try_from(window_secs + 1)?, None)
@@ -193,16 +250,40 @@ impl RedisLimiter {
         Ok(count)
     }
 
-    async fn clear(&self, key: &str, index: u64) -> anyhow::Result<()> {
-        use fred::interfaces::KeysInterface;
-        let _: i64 = self.client.del(Self::key(key, index)).await?;
-        Ok(())
+    async fn clear(&self, key: &str, window_secs: u64, index: u64) {
+        use fred::interfaces::{ClientLike, KeysInterface};
+        self.fallback.clear(key, window_secs);
+        let r: Result<i64, _> = self
+            .client
+            .with_options(&Self::options())
+            .del(Self::key(key, index))
+            .await;
+        if let Err(e) = r {
+            self.unreachable(&e.into());
+        }
     }
 
     async fn ping(&self) -> anyhow::Result<()> {
         use fred::interfaces::ClientLike;
-        let _: String = self.client.ping(None).await?;
+        let _: String = self
+            .client
+            .with_options(&Self::options())
+            .ping(None)
+            .await?;
         Ok(())
+    }
+
+    fn unreachable(&self, e: &anyhow::Error) {
+        metrics::counter!("etx_ratelimit_redis_fallbacks_total").increment(1);
+        if !self.degraded.swap(true, Ordering::Relaxed) {
+            tracing::warn!(error = %e, "Redis unreachable: rate limits are counted per instance until it answers again");
+        }
+    }
+
+    fn reachable(&self) {
+        if self.degraded.swap(false, Ordering::Relaxed) {
+            tracing::info!("Redis answers again: rate limits are shared again");
+        }
     }
 }
 
