@@ -1,7 +1,8 @@
 //! Socket.IO at `/socket.io/`: a client authenticates (access token, or the session cookie it
 //! connected with), subscribes to public channels, and receives its own private events in a
 //! room per user. With `REDIS_URL` set, rooms span every instance through the Redis adapter, so
-//! an event raised on one instance reaches the user's sockets on all of them.
+//! an event raised on one instance reaches the user's sockets on all of them. While Redis is
+//! unreachable, events reach the sockets on the instance that raised them only.
 
 use crate::state::AppState;
 use serde::{Deserialize, Serialize};
@@ -11,6 +12,8 @@ use socketioxide::adapter::{Adapter, Emitter};
 use socketioxide::extract::{AckSender, SocketRef, TryData};
 use socketioxide::layer::SocketIoLayer;
 use socketioxide_redis::{FredAdapter, RedisAdapterCtr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Public channels a socket may subscribe to.
@@ -24,7 +27,7 @@ macro_rules! with_io {
     ($rt:expr, $io:ident => $body:expr) => {
         match $rt {
             Realtime::Local($io, _) => $body,
-            Realtime::Redis($io, _) => $body,
+            Realtime::Redis($io, ..) => $body,
         }
     };
 }
@@ -36,7 +39,77 @@ pub enum Realtime {
     Redis(
         SocketIo<FredAdapter<Emitter>>,
         SocketIoLayer<FredAdapter<Emitter>>,
+        AdapterLink,
     ),
+}
+
+/// The adapter's Redis connection. fred reconnects it, but a new connection starts with no
+/// subscriptions: until the adapter's channels are subscribed again this instance would hear
+/// nothing from the others, so readiness waits for that too.
+#[derive(Clone)]
+pub struct AdapterLink {
+    client: fred::clients::SubscriberClient,
+    subscribed: Arc<AtomicBool>,
+}
+
+impl AdapterLink {
+    /// Connected, with every channel the adapter listens to subscribed.
+    pub fn is_ready(&self) -> bool {
+        use fred::interfaces::ClientLike;
+        self.client.is_connected() && self.subscribed.load(Ordering::Acquire)
+    }
+
+    /// After each reconnection, subscribes the adapter's channels again, retrying until it
+    /// works (a reconnection may fail again halfway).
+    fn spawn_resubscriber(&self) {
+        use fred::interfaces::{ClientLike, EventInterface};
+        let link = self.clone();
+        let mut reconnects = self.client.reconnect_rx();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                tokio::select! {
+                    r = reconnects.recv() => match r {
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                            link.subscribed.store(false, Ordering::Release);
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    },
+                    _ = tick.tick() => {}
+                }
+                if !link.client.is_connected() {
+                    link.subscribed.store(false, Ordering::Release);
+                    continue;
+                }
+                if link.subscribed.load(Ordering::Acquire) {
+                    continue;
+                }
+                match link.resubscribe().await {
+                    Ok(n) => {
+                        link.subscribed.store(true, Ordering::Release);
+                        tracing::info!(
+                            channels = n,
+                            "Socket.IO adapter subscribed again after reconnecting to Redis"
+                        );
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Socket.IO adapter could not subscribe again yet")
+                    }
+                }
+            }
+        });
+    }
+
+    async fn resubscribe(&self) -> Result<usize, fred::error::Error> {
+        use fred::interfaces::PubsubInterface;
+        // One at a time: the adapter uses sharded channels, which a cluster only accepts
+        // together when they share a slot.
+        let channels = self.client.tracked_shard_channels();
+        for c in &channels {
+            self.client.ssubscribe(c.to_string()).await?;
+        }
+        Ok(channels.len())
+    }
 }
 
 #[derive(Clone)]
@@ -85,12 +158,17 @@ impl Realtime {
                 // The adapter's fred driver speaks RESP3 (sharded pub/sub); with RESP2 nothing
                 // arrives and nothing fails.
                 cfg.version = fred::types::RespVersion::RESP3;
-                let client = fred::prelude::Builder::from_config(cfg).build_subscriber_client()?;
+                let client = crate::ratelimit::redis_builder(cfg).build_subscriber_client()?;
+                let link = AdapterLink {
+                    client: client.clone(),
+                    subscribed: Arc::new(AtomicBool::new(true)),
+                };
                 let adapter = RedisAdapterCtr::new_with_fred(client).await?;
+                link.spawn_resubscriber();
                 let (layer, io) = builder
                     .with_adapter::<FredAdapter<_>>(adapter)
                     .build_layer();
-                Ok(Realtime::Redis(io, layer))
+                Ok(Realtime::Redis(io, layer, link))
             }
         }
     }
@@ -110,7 +188,7 @@ impl Realtime {
                     }
                 });
             }
-            Realtime::Redis(io, _) => {
+            Realtime::Redis(io, ..) => {
                 io.ns("/", move |s: SocketRef<FredAdapter<Emitter>>| {
                     let state = state.upgrade();
                     async move {
@@ -129,8 +207,22 @@ impl Realtime {
     pub fn apply_layer(&self, router: axum::Router) -> axum::Router {
         match self {
             Realtime::Local(_, l) => router.layer(l.clone()),
-            Realtime::Redis(_, l) => router.layer(l.clone()),
+            Realtime::Redis(_, l, _) => router.layer(l.clone()),
         }
+    }
+
+    /// Whether Redis is configured and the adapter is connected and subscribed to it.
+    pub fn adapter_ready(&self) -> Option<bool> {
+        match self {
+            Realtime::Local(..) => None,
+            Realtime::Redis(_, _, link) => Some(link.is_ready()),
+        }
+    }
+
+    /// Redis is configured but out of reach: room operations stay on this instance rather
+    /// than wait for a command that cannot be sent (and then reach no socket at all).
+    fn cut_off(&self) -> bool {
+        self.adapter_ready() == Some(false)
     }
 
     /// Sends `event` to every socket of `user_id`, on every instance.
@@ -140,15 +232,38 @@ impl Realtime {
         event: &'static str,
         data: &T,
     ) {
-        let r = with_io!(self, io => io.to(user_room(user_id)).emit(event, data).await);
-        if let Err(e) = r {
-            tracing::warn!(error = %e, event, "real-time event not delivered");
-        }
+        self.emit_to(Some(user_room(user_id)), event, data).await;
     }
 
     /// Sends `event` to every connected socket, signed in or not, on every instance.
     pub async fn to_everyone<T: Serialize + ?Sized>(&self, event: &'static str, data: &T) {
-        if let Err(e) = with_io!(self, io => io.emit(event, data).await) {
+        self.emit_to(None, event, data).await;
+    }
+
+    /// Emits to `room` (everyone when `None`) on every instance, or on this one alone when
+    /// Redis cannot carry it: the adapter reaches no socket at all when its publish fails.
+    async fn emit_to<T: Serialize + ?Sized>(
+        &self,
+        room: Option<String>,
+        event: &'static str,
+        data: &T,
+    ) {
+        let rooms = room.into_iter().collect::<Vec<_>>();
+        if !self.cut_off() {
+            let r = with_io!(self, io => io.to(rooms.clone()).emit(event, data).await);
+            match r {
+                Ok(()) => return,
+                Err(socketioxide::BroadcastError::Adapter(e)) => {
+                    tracing::warn!(error = %e, event, "real-time event sent to this instance's sockets only");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, event, "real-time event not delivered");
+                    return;
+                }
+            }
+        }
+        let r = with_io!(self, io => io.local().to(rooms).emit(event, data).await);
+        if let Err(e) = r {
             tracing::warn!(error = %e, event, "real-time event not delivered");
         }
     }
@@ -167,10 +282,17 @@ impl Realtime {
     /// instance), so the user's private events no longer reach them.
     async fn detach(&self, room: String, private: String, message: &str) {
         let msg = json!({ "message": message });
-        let r = with_io!(self, io => {
-            let _ = io.to(room.clone()).emit("auth_error", &msg).await;
-            io.to(room).leave(private).await.map_err(|e| e.to_string())
-        });
+        self.emit_to(Some(room.clone()), "auth_error", &msg).await;
+        if !self.cut_off() {
+            let r = with_io!(self, io => io.to(room.clone()).leave(private.clone()).await.map_err(|e| e.to_string()));
+            match r {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "sockets on other instances keep private events until their session re-check")
+                }
+            }
+        }
+        let r = with_io!(self, io => io.local().to(room).leave(private).await.map_err(|e| e.to_string()));
         if let Err(e) = r {
             tracing::warn!(error = %e, "sockets could not be detached from private events");
         }

@@ -89,7 +89,8 @@ pub struct Check {
     pub error: Option<String>,
 }
 
-/// Readiness: 200 only while every dependency (database, Redis when configured) answers.
+/// Readiness: 200 only while every dependency (database, Redis when configured, and the
+/// Socket.IO adapter's subscriptions on it) answers.
 #[utoipa::path(get, path = "/health/ready", tag = "ops",
     responses(
         (status = 200, description = "Ready", body = Readiness),
@@ -121,6 +122,13 @@ async fn ready(State(state): State<AppState>) -> Response {
             name: "redis",
             ok: matches!(r, Ok(Ok(()))),
             error: (!matches!(r, Ok(Ok(())))).then(|| "unreachable".into()),
+        });
+    }
+    if let Some(ready) = state.realtime.adapter_ready() {
+        checks.push(Check {
+            name: "socketio_adapter",
+            ok: ready,
+            error: (!ready).then(|| "not connected and subscribed to Redis".into()),
         });
     }
     let stale = state.market.is_stale();

@@ -16,6 +16,7 @@ mod ops;
 mod payments;
 mod provider;
 mod realtime;
+mod redis_outage;
 mod s3;
 mod security;
 mod transactions;

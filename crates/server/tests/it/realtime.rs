@@ -9,14 +9,14 @@ use std::time::Duration;
 use tokio::io::AsyncBufReadExt;
 
 /// A python-socketio client printing every event it receives as a JSON line.
-struct Recorder {
+pub(crate) struct Recorder {
     child: tokio::process::Child,
     lines: tokio::sync::mpsc::UnboundedReceiver<Value>,
     seen: Vec<Value>,
 }
 
 impl Recorder {
-    async fn start(base: &str, token: Option<&str>) -> Recorder {
+    pub(crate) async fn start(base: &str, token: Option<&str>) -> Recorder {
         Self::start_with(base, token, None).await
     }
 
@@ -58,7 +58,7 @@ impl Recorder {
     }
 
     /// The first event named `event` matching `pred`, waiting up to `within`.
-    async fn wait_for(
+    pub(crate) async fn wait_for(
         &mut self,
         event: &str,
         pred: impl Fn(&Value) -> bool,
@@ -99,7 +99,7 @@ impl Drop for Recorder {
     }
 }
 
-async fn transfer(app: &TestApp, from: &TestUser, to: &str, amount: &str, key: &str) {
+pub(crate) async fn transfer(app: &TestApp, from: &TestUser, to: &str, amount: &str, key: &str) {
     let r = app
         .money_post(
             "/api/transfers/p2p",
@@ -111,7 +111,7 @@ async fn transfer(app: &TestApp, from: &TestUser, to: &str, amount: &str, key: &
     assert_eq!(r.status(), StatusCode::CREATED);
 }
 
-const WAIT: Duration = Duration::from_secs(10);
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
 #[tokio::test]
 async fn a_stock_client_gets_prices_and_only_its_own_events() {
