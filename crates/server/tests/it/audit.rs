@@ -125,6 +125,10 @@ fn verify_cli(app: &TestApp) -> (bool, String) {
     if let Some(url) = &app.state.config.database_url {
         c.env("DATABASE_URL", url);
     }
+    // The chain is keyed from the server secret: verifying needs the same one.
+    if let Some(k) = &app.state.config.secret_key {
+        c.env("ETX_SECRET_KEY", k);
+    }
     let out = c.args(["audit", "verify"]).output().unwrap();
     (
         out.status.success(),
@@ -696,4 +700,77 @@ async fn walk_withdrawal_id(app: &TestApp, u: &TestUser, key: &str) -> String {
     assert_eq!(r.status(), StatusCode::CREATED);
     let v: Value = r.json().await.unwrap();
     v["withdrawal"]["id"].as_str().unwrap().to_string()
+}
+
+/// Rewrites the whole chain from `seq` on the way someone with database access but without the
+/// server secret would: plain SHA-256 links, head updated to match.
+async fn rewrite_chain_without_the_key(app: &TestApp) {
+    use sha2::{Digest, Sha256};
+    let (mut rows, _) = app
+        .state
+        .db
+        .list_audit(&Default::default(), 0, 1000)
+        .await
+        .unwrap();
+    rows.sort_by_key(|r| r.seq);
+    let mut prev = String::new();
+    for r in &rows {
+        let details = if r.seq == 3 {
+            "{\"username\":\"mallory\"}".to_string()
+        } else {
+            r.details.clone()
+        };
+        let canonical = json!([
+            prev,
+            r.seq,
+            r.id,
+            r.at,
+            r.actor_id,
+            r.action,
+            r.target_type,
+            r.target_id,
+            r.ip,
+            r.user_agent,
+            r.request_id,
+            details
+        ])
+        .to_string();
+        let hash = hex::encode(Sha256::digest(canonical.as_bytes()));
+        app.state
+            .db
+            .execute(
+                "UPDATE audit_log SET details = $1, prev_hash = $2, hash = $3 WHERE seq = $4",
+                [
+                    details.into(),
+                    prev.clone().into(),
+                    hash.clone().into(),
+                    r.seq.into(),
+                ],
+            )
+            .await
+            .unwrap();
+        prev = hash;
+    }
+    app.state
+        .db
+        .execute(
+            "UPDATE audit_head SET hash = $1 WHERE id = 1",
+            [prev.into()],
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_consistent_rewrite_without_the_server_secret_is_detected() {
+    let app = chained_app().await;
+    rewrite_chain_without_the_key(&app).await;
+    let (ok, out) = verify_cli(&app);
+    assert!(!ok, "{out}");
+    assert!(out.contains("seq 1") && out.contains("edited"), "{out}");
+    // Passing the rewritten records off as older, unkeyed ones needs the key as well.
+    tamper(&app, "UPDATE audit_head SET keyed_from = 1000000").await;
+    let (ok, out) = verify_cli(&app);
+    assert!(!ok, "{out}");
+    assert!(out.contains("keying mark"), "{out}");
 }

@@ -308,7 +308,10 @@ async fn refresh_rotates_and_reuse_revokes_the_session() {
         app.get("/api/auth/me", Some(&new_access)).await.status(),
         StatusCode::OK
     );
-    // The old token again: theft is assumed and the whole session ends.
+    // The old token again, after the grace window for racing tabs: theft is assumed and the
+    // whole session ends.
+    app.exec("UPDATE refresh_tokens SET used_at = used_at - 60000000 WHERE used_at IS NOT NULL")
+        .await;
     let r = app
         .post(
             "/api/auth/refresh",

@@ -561,3 +561,99 @@ async fn turning_two_factor_on_signs_out_the_other_sessions() {
         StatusCode::OK
     );
 }
+
+async fn refresh_with(app: &TestApp, token: &str) -> reqwest::Response {
+    app.post("/api/auth/refresh", json!({"refresh_token": token}), None)
+        .await
+}
+
+#[tokio::test]
+async fn two_tabs_refreshing_at_once_both_get_the_same_new_pair() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let (a, b) = tokio::join!(
+        refresh_with(&app, &alice.refresh),
+        refresh_with(&app, &alice.refresh)
+    );
+    assert_eq!(a.status(), StatusCode::OK);
+    assert_eq!(b.status(), StatusCode::OK);
+    let (a, b): (Value, Value) = (a.json().await.unwrap(), b.json().await.unwrap());
+    assert_eq!(
+        a["refresh_token"], b["refresh_token"],
+        "one successor for both tabs"
+    );
+    let next = a["refresh_token"].as_str().unwrap();
+    // The session lives on, and the successor works once as usual.
+    assert_eq!(
+        app.get("/api/auth/me", b["access_token"].as_str())
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(refresh_with(&app, next).await.status(), StatusCode::OK);
+    // Out of the grace window a used token is theft: the session ends.
+    app.exec("UPDATE refresh_tokens SET used_at = used_at - 60000000")
+        .await;
+    assert_eq!(
+        refresh_with(&app, &alice.refresh).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.get("/api/auth/me", a["access_token"].as_str())
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn refreshing_never_extends_a_session_past_its_absolute_lifetime() {
+    let app = TestApp::spawn_with(|c| {
+        c.auth.refresh_ttl_days = 1;
+        c.auth.refresh_remember_days = 1;
+        c.auth.session_max_days = 2;
+    })
+    .await;
+    let alice = app.register("alice").await;
+    let r: Value = refresh_with(&app, &alice.refresh)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let token = r["refresh_token"].as_str().unwrap().to_string();
+    // Signed in 47 hours ago: the refresh works, but the session now ends at the 48th hour.
+    app.exec("UPDATE sessions SET created_at = created_at - 169200000000")
+        .await;
+    let r: Value = refresh_with(&app, &token).await.json().await.unwrap();
+    let token = r["refresh_token"].as_str().unwrap().to_string();
+    let left = app
+        .count("SELECT MAX(expires_at - created_at) FROM sessions")
+        .await;
+    assert!(left <= 2 * 86_400_000_000, "{left}");
+    // Signed in 49 hours ago: over.
+    app.exec("UPDATE sessions SET created_at = created_at - 7200000000")
+        .await;
+    assert_eq!(
+        refresh_with(&app, &token).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn metrics_need_their_token_when_one_is_set() {
+    let app =
+        TestApp::spawn_with(|c| c.metrics_token = Some("scrape-token-0123456789".into())).await;
+    assert_eq!(
+        app.get("/metrics", None).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.get("/metrics", Some("wrong")).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let r = app.get("/metrics", Some("scrape-token-0123456789")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.text().await.unwrap().contains("http_requests_total"));
+    let open = TestApp::spawn().await;
+    assert_eq!(open.get("/metrics", None).await.status(), StatusCode::OK);
+}

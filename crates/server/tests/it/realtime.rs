@@ -21,11 +21,24 @@ impl Recorder {
     }
 
     async fn start_with(base: &str, token: Option<&str>, cookie: Option<&str>) -> Recorder {
+        Self::start_from(base, token, cookie, None).await
+    }
+
+    /// `origin`: the page the browser says the connection comes from.
+    async fn start_from(
+        base: &str,
+        token: Option<&str>,
+        cookie: Option<&str>,
+        origin: Option<&str>,
+    ) -> Recorder {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/sio_recorder.py");
         let mut cmd = tokio::process::Command::new("python3");
         cmd.arg(script).arg(base);
         if let Some(c) = cookie {
             cmd.env("ETX_COOKIE", c);
+        }
+        if let Some(o) = origin {
+            cmd.env("ETX_ORIGIN", o);
         }
         if let Some(t) = token {
             cmd.arg(t);
@@ -262,6 +275,27 @@ async fn a_browser_session_cookie_signs_the_socket_in() {
     let cookie = format!("access_token={}", alice.token);
     let mut rec = Recorder::start_with(&app.base, None, Some(&cookie)).await;
     let who = rec.wait_for("authenticated", |_| true, WAIT).await.unwrap();
+    assert_eq!(who["username"], "alice");
+}
+
+#[tokio::test]
+async fn another_sites_page_cannot_ride_on_the_session_cookie() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let cookie = format!("access_token={}", alice.token);
+    let mut rec =
+        Recorder::start_from(&app.base, None, Some(&cookie), Some("https://evil.example")).await;
+    let refused = rec.wait_for("auth_error", |_| true, WAIT).await;
+    assert!(
+        refused.is_some(),
+        "the cross-site socket is told: {:?}",
+        rec.seen
+    );
+    rec.settle(Duration::from_millis(300)).await;
+    assert_eq!(rec.count("authenticated"), 0, "{:?}", rec.seen);
+    // Our own page's origin still signs in with the cookie.
+    let mut own = Recorder::start_from(&app.base, None, Some(&cookie), Some(&app.base)).await;
+    let who = own.wait_for("authenticated", |_| true, WAIT).await.unwrap();
     assert_eq!(who["username"], "alice");
 }
 
