@@ -84,6 +84,9 @@ pub struct RateLimitConfig {
     pub transactions_per_user_per_minute: u32,
     pub forgot_password_per_ip_per_minute: u32,
     pub two_factor_per_ip_per_minute: u32,
+    /// Avatar uploads (each one an image decode) per account and per client address.
+    pub avatar_uploads_per_user_per_hour: u32,
+    pub avatar_uploads_per_ip_per_hour: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
