@@ -107,12 +107,15 @@ pub fn check_avatar_header(data: &[u8]) -> Result<ImageFormat, AvatarError> {
 
 /// Peak memory of decoding, from the header: the decoded pixels, plus what each decoder holds
 /// besides. PNG decodes row by row into the output. A progressive JPEG keeps every DCT
-/// coefficient (2 bytes per sample of each component plane) until the last scan. WebP and GIF
-/// can compose a frame onto a canvas of the same size.
+/// coefficient (2 bytes per sample of each component plane) until the last scan. A GIF frame
+/// that does not cover the screen is decoded into a buffer of its own first. An animated WebP
+/// composes its first frame (one buffer) onto a canvas (another) before the output is filled,
+/// and a lossless one without alpha decodes to RGBA before dropping to RGB.
 fn decode_cost(format: ImageFormat, output: u64, data: &[u8]) -> u64 {
     match format {
         ImageFormat::Jpeg => output.saturating_add(jpeg_coefficient_bytes(data, output)),
-        ImageFormat::WebP | ImageFormat::Gif => output.saturating_mul(2),
+        ImageFormat::Gif => output.saturating_mul(2),
+        ImageFormat::WebP => output.saturating_mul(3),
         _ => output,
     }
 }
@@ -345,6 +348,37 @@ mod tests {
         // The largest 8-bit canvas still decodes.
         let p = process_avatar(&flat_png(4096, 4096, false)).unwrap();
         assert_eq!((p.width, p.height), (512, 512));
+    }
+
+    /// A GIF announcing a `w`×`h` screen, one frame covering it, and no pixels.
+    fn gif_header(w: u16, h: u16) -> Vec<u8> {
+        let mut out = b"GIF89a".to_vec();
+        out.extend(w.to_le_bytes());
+        out.extend(h.to_le_bytes());
+        out.extend([0x80, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF]); // a two-colour global palette
+        out.push(b',');
+        out.extend([0, 0, 0, 0]);
+        out.extend(w.to_le_bytes());
+        out.extend(h.to_le_bytes());
+        out.extend([0, 2, 0, b';']);
+        out
+    }
+
+    #[test]
+    fn gif_canvases_count_the_frame_buffer_too() {
+        // 4096×4096 RGBA is 64 MiB, with its frame buffer 128 MiB: refused from the header.
+        assert_eq!(
+            check_avatar_header(&gif_header(4096, 4096)),
+            Err(AvatarError::TooHeavy)
+        );
+        assert_eq!(
+            check_avatar_header(&gif_header(2048, 2048)),
+            Ok(ImageFormat::Gif)
+        );
+        assert_eq!(
+            check_avatar_header(&gif_header(8192, 16)),
+            Err(AvatarError::TooLarge)
+        );
     }
 
     /// SOI, then a start-of-frame segment of the given kind, size and sampling factors.
