@@ -669,6 +669,45 @@ pub async fn update_profile(
     Ok(updated)
 }
 
+/// Every avatar upload costs a decode, so uploads are budgeted per account and per client
+/// address before the body is even read. Both counters are hit, so a refused upload from an
+/// address still counts against it.
+pub async fn avatar_upload_budget(
+    state: &AppState,
+    user_id: &str,
+    client: &ClientInfo,
+) -> Result<(), ApiError> {
+    const HOUR: Duration = Duration::from_secs(3600);
+    let rl = &state.config.rate_limit;
+    let checks = [
+        (
+            format!("avatar:user:{user_id}"),
+            rl.avatar_uploads_per_user_per_hour,
+        ),
+        (
+            format!("avatar:ip:{}", client.ip),
+            rl.avatar_uploads_per_ip_per_hour,
+        ),
+    ];
+    let mut refused: Option<ApiError> = None;
+    for (key, limit) in checks {
+        let d = state.limiter.hit(&key, limit, HOUR).await?;
+        if !d.allowed {
+            let later = match &refused {
+                Some(ApiError::RateLimited {
+                    retry_after_secs, ..
+                }) => d.reset_after_secs.max(*retry_after_secs),
+                _ => d.reset_after_secs,
+            };
+            refused = Some(ApiError::RateLimited {
+                retry_after_secs: later,
+                limit,
+            });
+        }
+    }
+    refused.map_or(Ok(()), Err)
+}
+
 /// Validates and re-encodes an avatar, stores it under a fresh key, points the user at it and
 /// only then removes the previous object.
 pub async fn set_avatar(
@@ -679,13 +718,16 @@ pub async fn set_avatar(
     if data.is_empty() {
         return Err(ApiError::field("file", "is empty"));
     }
-    let processed = tokio::task::spawn_blocking(move || etx_storage::process_avatar(&data))
+    let processed = etx_storage::process_avatar_bounded(data)
         .await
-        .map_err(anyhow::Error::from)?
         .map_err(|e| match e {
             etx_storage::AvatarError::UnsupportedType => {
                 ApiError::UnsupportedMediaType(e.to_string())
             }
+            etx_storage::AvatarError::Busy => ApiError::Busy {
+                message: e.to_string(),
+                retry_after_secs: etx_storage::image_upload::DECODE_WAIT.as_secs(),
+            },
             other => ApiError::field("file", &other.to_string()),
         })?;
     let key = format!(

@@ -20,7 +20,13 @@ pub enum RunEnv {
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Config {
     pub env: RunEnv,
+    #[serde(deserialize_with = "bind_addr")]
     pub bind: SocketAddr,
+    /// Dev mode shows every user's mail to admins at `/dev/mail` and lets users pay their own
+    /// deposits with simulated payments: start-up refuses it on an address other machines can
+    /// reach unless this is set.
+    #[serde(default)]
+    pub allow_unsafe_dev_on_public_bind: bool,
     pub data_dir: PathBuf,
     pub database_url: Option<String>,
     pub redis_url: Option<String>,
@@ -95,6 +101,9 @@ pub struct RateLimitConfig {
     /// Password checks of signed-in changes (password, email, turning 2FA off).
     pub password_checks_per_user_per_minute: u32,
     pub password_checks_per_ip_per_minute: u32,
+    /// Avatar uploads (each one an image decode) per account and per client address.
+    pub avatar_uploads_per_user_per_hour: u32,
+    pub avatar_uploads_per_ip_per_hour: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -298,6 +307,20 @@ fn default_max_group() -> usize {
     64
 }
 
+/// `localhost:PORT` as well as an IP address and port; `localhost` is taken as 127.0.0.1 rather
+/// than resolved, so it can never land on a public interface.
+fn bind_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let s = String::deserialize(d)?;
+    let s = s.trim();
+    if let Ok(a) = s.parse() {
+        return Ok(a);
+    }
+    s.strip_prefix("localhost:")
+        .and_then(|p| p.parse::<u16>().ok())
+        .map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
+        .ok_or_else(|| serde::de::Error::custom("expected IP:PORT or localhost:PORT"))
+}
+
 /// Money settings are decimal text, but `ETX__TRANSFERS__MAX_USD=500` arrives as a number:
 /// integers are taken as written; fractions must be quoted so no float rounding sneaks in.
 fn decimal_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -388,6 +411,12 @@ impl Config {
         }
         if std::env::var("SMTP_HOST").is_ok_and(|h| !h.is_empty()) {
             fig = fig.merge(Serialized::default("email.transport", "smtp"));
+        }
+        if let Ok(v) = std::env::var("ETX_ALLOW_UNSAFE_DEV")
+            && !v.is_empty()
+        {
+            let on = matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes");
+            fig = fig.merge(Serialized::default("allow_unsafe_dev_on_public_bind", on));
         }
         for (k, v) in overrides {
             fig = fig.merge(Serialized::default(k, v));
@@ -483,6 +512,18 @@ impl Config {
         if self.env == RunEnv::Production && self.public_url.is_none() {
             anyhow::bail!("invalid setting ETX_PUBLIC_URL: required when ETX_ENV=production");
         }
+        if self.env == RunEnv::Dev
+            && !self.bind.ip().to_canonical().is_loopback()
+            && !self.allow_unsafe_dev_on_public_bind
+        {
+            anyhow::bail!(
+                "invalid setting ETX_BIND: dev mode (ETX_ENV=dev, the default) on {} would let \
+                 anyone who can reach it simulate deposit payments; bind to 127.0.0.1, set \
+                 ETX_ENV=production, or set allow_unsafe_dev_on_public_bind = true \
+                 (ETX_ALLOW_UNSAFE_DEV=1) to accept that",
+                self.bind
+            );
+        }
         Ok(())
     }
 
@@ -572,6 +613,39 @@ mod tests {
         assert_eq!(c.transfers.min_usd, "0.50");
         let e = with("[transfers]\nmin_usd = 0.5").unwrap_err();
         assert!(e.contains("quoted string"), "{e}");
+    }
+
+    #[test]
+    fn dev_mode_stays_on_loopback_unless_allowed() {
+        let parse = |extra: &str| {
+            let c: Config = Figment::from(Toml::string(DEFAULTS))
+                .merge(Toml::string(extra))
+                .extract()
+                .unwrap();
+            c.validate().map(|_| c).map_err(|e| e.to_string())
+        };
+        for public in ["0.0.0.0:8080", "[::]:8080", "192.0.2.10:8080"] {
+            let e = parse(&format!("bind = \"{public}\"")).unwrap_err();
+            assert!(
+                e.contains("allow_unsafe_dev_on_public_bind") && !e.contains('\n'),
+                "{e}"
+            );
+        }
+        for local in [
+            "127.0.0.1:8080",
+            "[::1]:8080",
+            "localhost:8080",
+            "[::ffff:127.0.0.1]:80",
+        ] {
+            parse(&format!("bind = \"{local}\"")).unwrap();
+        }
+        let c = parse("bind = \"localhost:9000\"").unwrap();
+        assert_eq!(c.bind.to_string(), "127.0.0.1:9000");
+        parse("bind = \"0.0.0.0:8080\"\nallow_unsafe_dev_on_public_bind = true").unwrap();
+        parse(
+            "env = \"production\"\nbind = \"0.0.0.0:8080\"\npublic_url = \"https://etx.example.com\"",
+        )
+        .unwrap();
     }
 
     #[test]

@@ -54,6 +54,12 @@ pub enum ApiError {
     CsrfInvalid,
     #[error("{0}")]
     ServiceUnavailable(String),
+    /// Out of capacity for this kind of work for a moment; answered 503 with `Retry-After`.
+    #[error("{message}")]
+    Busy {
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -120,7 +126,9 @@ impl ApiError {
             }
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::ServiceUnavailable(_) | ApiError::Busy { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -140,7 +148,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
             ApiError::CsrfMissing => "CSRF_TOKEN_MISSING",
             ApiError::CsrfInvalid => "CSRF_TOKEN_INVALID",
-            ApiError::ServiceUnavailable(_) => "SERVICE_UNAVAILABLE",
+            ApiError::ServiceUnavailable(_) | ApiError::Busy { .. } => "SERVICE_UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL_ERROR",
         }
     }
@@ -178,6 +186,12 @@ impl IntoResponse for ApiError {
             } => (BTreeMap::new(), Some((*retry_after_secs, *limit))),
             _ => (BTreeMap::new(), None),
         };
+        let busy_for = match &self {
+            ApiError::Busy {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        };
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code(),
@@ -193,6 +207,10 @@ impl IntoResponse for ApiError {
             h.insert("x-ratelimit-limit", HeaderValue::from(limit));
             h.insert("x-ratelimit-remaining", HeaderValue::from(0u32));
             h.insert("x-ratelimit-reset", HeaderValue::from(secs.max(1)));
+        }
+        if let Some(secs) = busy_for {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()

@@ -4,5 +4,8 @@
 pub mod image_upload;
 mod store;
 
-pub use image_upload::{AvatarError, ProcessedImage, process_avatar, sniff_image};
+pub use image_upload::{
+    AvatarError, ProcessedImage, check_avatar_header, process_avatar, process_avatar_bounded,
+    sniff_image,
+};
 pub use store::{ObjectStorage, StorageConfig};

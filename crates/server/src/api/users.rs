@@ -4,7 +4,7 @@
 use crate::accounts;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{AppJson, AppQuery};
-use crate::session::Auth;
+use crate::session::{Auth, ClientInfo};
 use crate::state::AppState;
 use crate::views::{PublicUserView, UserView};
 use axum::Json;
@@ -454,14 +454,18 @@ pub fn check_content_length(headers: &HeaderMap, max: usize) -> Result<(), ApiEr
         (status = 403, description = "CSRF token missing or invalid", body = ErrorBody),
         (status = 413, description = "Larger than 5 MB", body = ErrorBody),
         (status = 415, description = "Not a PNG, JPEG, WebP or GIF", body = ErrorBody),
-        (status = 422, description = "Missing, empty or undecodable image", body = ErrorBody),
+        (status = 422, description = "Missing, empty, undecodable or too large image (at most 4096×4096 pixels)", body = ErrorBody),
+        (status = 429, description = "Too many uploads from this account or address; see Retry-After", body = ErrorBody),
+        (status = 503, description = "Too many images being processed; see Retry-After", body = ErrorBody),
     ))]
 async fn upload_avatar(
     State(state): State<AppState>,
     auth: Auth,
+    client: ClientInfo,
     headers: HeaderMap,
     mp: Multipart,
 ) -> ApiResult<Json<UserView>> {
+    accounts::avatar_upload_budget(&state, &auth.user.id, &client).await?;
     let max = state.config.avatar.max_bytes;
     check_content_length(&headers, max)?;
     let data = read_image_part(mp, max).await?;

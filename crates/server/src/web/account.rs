@@ -494,6 +494,7 @@ pub async fn view_avatar_post(
     State(state): State<AppState>,
     headers: HeaderMap,
     u: WebUser,
+    client: ClientInfo,
     mut mp: Multipart,
 ) -> Response {
     let max = state.config.avatar.max_bytes;
@@ -507,6 +508,9 @@ pub async fn view_avatar_post(
         _ => String::new(),
     };
     if let Err(e) = check_form_csrf(&headers, &token) {
+        return profile_error(&u, e);
+    }
+    if let Err(e) = accounts::avatar_upload_budget(&state, &u.auth.user.id, &client).await {
         return profile_error(&u, e);
     }
     let result = match read_image_part(mp, max).await {

@@ -18,7 +18,7 @@ use crate::views::UserView;
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, OptionalFromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::middleware::Next;
@@ -218,6 +218,22 @@ pub fn form_error(e: ApiError) -> (Option<String>, std::collections::BTreeMap<St
             Default::default(),
         ),
         other => (Some(other.public_message()), Default::default()),
+    }
+}
+
+/// For pages that decide themselves what an anonymous visitor sees.
+impl OptionalFromRequestParts<AppState> for WebUser {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(
+            <WebUser as FromRequestParts<AppState>>::from_request_parts(parts, state)
+                .await
+                .ok(),
+        )
     }
 }
 

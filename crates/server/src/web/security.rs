@@ -451,11 +451,20 @@ pub struct DevMailPage {
 const DEV_MAIL_SHOWN: usize = 30;
 
 /// Development only: the newest messages the file transport wrote, readable in the browser.
-/// In production (or with SMTP) there is no such page.
-pub async fn view_dev_mail_get(State(state): State<AppState>) -> Response {
+/// In production (or with SMTP) there is no such page. The messages are everyone's, reset and
+/// verification links included, so even in dev only admins see it: anyone else signed in gets
+/// a 404, and a visitor the login page.
+pub async fn view_dev_mail_get(State(state): State<AppState>, u: Option<WebUser>) -> Response {
+    let not_found = || super::not_found(axum::http::Uri::from_static("/dev/mail"));
     let Some(dir) = state.mailer.outbox_dir().filter(|_| state.config.is_dev()) else {
-        return super::not_found(axum::http::Uri::from_static("/dev/mail")).await;
+        return not_found().await;
     };
+    let Some(u) = u else {
+        return super::LoginRedirect.into_response();
+    };
+    if !u.auth.role.is_admin() {
+        return not_found().await;
+    }
     let dir = dir.to_path_buf();
     let mails = tokio::task::spawn_blocking({
         let dir = dir.clone();
@@ -464,7 +473,7 @@ pub async fn view_dev_mail_get(State(state): State<AppState>) -> Response {
     .await
     .unwrap_or_default();
     DevMailPage {
-        layout: Layout::new(None, String::new(), ""),
+        layout: Layout::new(Some(UserView::from(&u.auth.user)), u.csrf.clone(), ""),
         mails,
         dir: dir.display().to_string(),
     }

@@ -89,6 +89,61 @@ fn a_bad_setting_stops_startup_with_one_line_naming_it() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
 
+/// Dev mode (the default) on an address other machines can reach is refused at start-up with
+/// one line naming the setting that allows it; with that setting the server starts.
+#[tokio::test]
+async fn dev_mode_on_a_public_address_needs_the_unsafe_setting() {
+    let dir = std::env::temp_dir().join(format!("etx-cli-{}", uuid::Uuid::now_v7()));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = etx(&dir)
+        .env_remove("ETX_ENV")
+        .env_remove("ETX_ALLOW_UNSAFE_DEV")
+        .env("ETX_BIND", format!("0.0.0.0:{port}"))
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("allow_unsafe_dev_on_public_bind"), "{err}");
+    assert!(err.contains("ETX_ALLOW_UNSAFE_DEV"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    let mut child = etx(&dir)
+        .env_remove("ETX_ENV")
+        .env("ETX_ALLOW_UNSAFE_DEV", "1")
+        .env("ETX_BIND", format!("0.0.0.0:{port}"))
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..200 {
+        if client
+            .get(format!("http://127.0.0.1:{port}/health"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            up = true;
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(up, "the server started with the unsafe setting");
+}
+
 /// Runs the real binary with JSON logs, drives registration, login, refresh and a failed login,
 /// then checks that no password or token ever appears in a log line.
 #[tokio::test]

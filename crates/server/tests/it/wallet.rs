@@ -891,7 +891,7 @@ async fn a_changed_recipient_is_seen_by_the_next_transfer() {
     let r = app
         .put(
             "/api/auth/me",
-            json!({"email": "payee2@example.com"}),
+            json!({"email": "payee2@example.com", "current_password": PASSWORD}),
             Some(&payee.token),
         )
         .await;

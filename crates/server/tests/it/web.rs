@@ -636,7 +636,7 @@ async fn two_factor_is_set_up_and_used_through_pages() {
 }
 
 #[tokio::test]
-async fn forgotten_password_is_reset_through_pages_and_mail_is_readable_in_dev() {
+async fn forgotten_password_is_reset_through_pages_and_mail_is_readable_by_admins_in_dev() {
     let app = TestApp::spawn().await;
     app.register("alice").await;
     let b = browser();
@@ -657,8 +657,10 @@ async fn forgotten_password_is_reset_through_pages_and_mail_is_readable_in_dev()
     let reset = mails.iter().find(|m| m.contains("reset-password")).unwrap();
     let token = link_param(&plain_text_part(reset), "/reset-password?", "token");
 
-    // The dev outbox page shows the mail, decoded, link included.
-    let outbox = page_text(&b, at(&app, "/dev/mail")).await;
+    // The dev outbox page shows the mail, decoded, link included, to an admin.
+    app.user_with_role("root", "admin").await;
+    let admin = signed_in(&app, "root").await;
+    let outbox = page_text(&admin, at(&app, "/dev/mail")).await;
     assert!(outbox.contains("Reset your password") && outbox.contains(&token));
 
     let url = at(&app, &format!("/reset-password?token={token}"));
@@ -694,6 +696,33 @@ async fn forgotten_password_is_reset_through_pages_and_mail_is_readable_in_dev()
     let r = b.get(url).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert!(r.text().await.unwrap().contains("Ask for a new one"));
+}
+
+/// Everyone's mail, reset links included, is on the dev outbox page: even in dev only admins
+/// see it.
+#[tokio::test]
+async fn the_dev_outbox_is_for_admins_only() {
+    let app = TestApp::spawn().await;
+    app.register("alice").await;
+    app.user_with_role("root", "admin").await;
+    app.mail_to("alice@example.com", 1).await;
+
+    let r = app.get("/dev/mail", None).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], "/login");
+    let r = browser().get(at(&app, "/dev/mail")).send().await.unwrap();
+    assert_eq!(r.url().path(), "/login", "a visitor is sent to log in");
+    assert!(!r.text().await.unwrap().contains("alice@example.com"));
+
+    let alice = signed_in(&app, "alice").await;
+    let r = alice.get(at(&app, "/dev/mail")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(!r.text().await.unwrap().contains("alice@example.com"));
+
+    let admin = signed_in(&app, "root").await;
+    let r = admin.get(at(&app, "/dev/mail")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.text().await.unwrap().contains("alice@example.com"));
 }
 
 #[tokio::test]
