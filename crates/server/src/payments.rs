@@ -349,49 +349,78 @@ fn notice(kind: &'static str, title: String, body: String, data: Value) -> Notic
 }
 
 /// The AML rule an operation worth `usd_cents` by `user` trips, if any, with its details.
+/// The velocity rule counts committed operations, so the caller must hold a lock that
+/// serialises this user's operations (the wallet and daily-total rows it is changing).
 pub(crate) async fn aml_rule(
     state: &AppState,
     tx: &impl etx_db::ConnectionTrait,
     user: &UserRow,
     usd_cents: i64,
 ) -> Result<Option<(&'static str, Value)>, DbErr> {
+    if let Some(rule) = amount_rule(state, user, usd_cents) {
+        return Ok(Some(rule));
+    }
+    let r = &state.rules;
+    if r.aml_max_operations == 0 {
+        return Ok(None);
+    }
+    let recent = state
+        .db
+        .operations_since(
+            tx,
+            &[&user.id],
+            now_micros() - r.aml_window_micros,
+            r.aml_max_operations,
+        )
+        .await?
+        .first()
+        .map_or(0, |(_, n)| *n);
+    Ok(velocity_rule(r, recent))
+}
+
+/// The rules that look at the operation alone (its value, the account's age): decided before
+/// any lock is taken.
+pub(crate) fn amount_rule(
+    state: &AppState,
+    user: &UserRow,
+    usd_cents: i64,
+) -> Option<(&'static str, Value)> {
     let r = &state.rules;
     let usd = |c: i64| format_amount(c, 2);
     if usd_cents >= r.aml_large_cents {
-        return Ok(Some((
+        return Some((
             "large_amount",
             json!({"usd_value": usd(usd_cents), "threshold_usd": usd(r.aml_large_cents)}),
-        )));
+        ));
     }
     let age = now_micros() - user.created_at;
     if age < r.aml_young_micros && usd_cents >= r.aml_young_cents {
-        return Ok(Some((
+        return Some((
             "young_account",
             json!({
                 "usd_value": usd(usd_cents),
                 "threshold_usd": usd(r.aml_young_cents),
                 "account_age_hours": age / 3_600_000_000,
             }),
-        )));
+        ));
     }
-    if r.aml_max_operations == 0 {
-        return Ok(None);
+    None
+}
+
+/// The velocity rule, given how many operations the user already made in the window (counted
+/// up to the limit, so `operations_in_window` is at least the number shown).
+pub(crate) fn velocity_rule(r: &Rules, recent: i64) -> Option<(&'static str, Value)> {
+    if r.aml_max_operations == 0 || recent < r.aml_max_operations {
+        return None;
     }
-    let recent = state
-        .db
-        .operations_since(tx, &user.id, now_micros() - r.aml_window_micros)
-        .await?;
-    if recent >= r.aml_max_operations {
-        return Ok(Some((
-            "velocity",
-            json!({
-                "operations_in_window": recent + 1,
-                "max_operations": r.aml_max_operations,
-                "window_minutes": r.aml_window_micros / MICROS_PER_MINUTE,
-            }),
-        )));
-    }
-    Ok(None)
+    Some((
+        "velocity",
+        json!({
+            "operations_in_window": recent + 1,
+            "max_operations": r.aml_max_operations,
+            "window_minutes": r.aml_window_micros / MICROS_PER_MINUTE,
+        }),
+    ))
 }
 
 fn queue_flag(

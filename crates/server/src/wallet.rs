@@ -457,7 +457,8 @@ async fn p2p_attempt(
         ))
         .into());
     }
-    if let Some(rule) = crate::payments::aml_rule(state, db.conn(), sender, usd).await? {
+    // The velocity rule is decided by the committer, where a sender's transfers are serialised.
+    if let Some(rule) = crate::payments::amount_rule(state, sender, usd) {
         let tx = db.begin_write().await?;
         return held_p2p(
             state, tx, sender, &recipient, asset, amount, note, usd, m, rule,
@@ -504,7 +505,7 @@ async fn p2p_attempt(
             "amount": format_amount(amount, asset.scale),
         }))
         .queue(&mut extra);
-    let posted = state
+    let decided = state
         .transfers
         .submit(group::Planned {
             sender_id: sender.id.clone(),
@@ -524,6 +525,18 @@ async fn p2p_attempt(
             extra,
         })
         .await?;
+    let posted = match decided {
+        group::Decided::Posted(p) => p,
+        group::Decided::Velocity(recent) => {
+            let rule = crate::payments::velocity_rule(&state.rules, recent)
+                .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("velocity hold without rule")))?;
+            let tx = db.begin_write().await?;
+            return held_p2p(
+                state, tx, sender, &recipient, asset, amount, note, usd, m, rule,
+            )
+            .await;
+        }
+    };
     tracing::info!(entry_id, sender = %sender.id, recipient = %recipient.id, asset = %asset.code, "p2p transfer");
     let at = rfc3339(etx_db::now_micros());
     let event = |id: &str, direction: &str, other: &UserRow, balance: i64, notice| MovementEvent {

@@ -16,6 +16,7 @@ mod payments;
 mod provider;
 mod realtime;
 mod s3;
+mod safeguards;
 mod security;
 mod transactions;
 mod users;
