@@ -33,6 +33,7 @@ use sha2::Sha256;
 use std::collections::HashMap;
 
 const MICROS_PER_MINUTE: i64 = 60_000_000;
+const MINUTE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Thresholds from the `[deposits]`, `[withdrawals]` and `[aml]` settings, in cents.
 #[derive(Debug, Clone)]
@@ -271,15 +272,6 @@ where
             }
         }
     }
-}
-
-/// At most `n` bytes of `s`, cut at a character boundary.
-fn clip(s: &str, n: usize) -> &str {
-    let mut cut = s.len().min(n);
-    while !s.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    &s[..cut]
 }
 
 fn conflict(message: &str) -> ApiError {
@@ -655,13 +647,22 @@ struct Notification {
     actually_paid: Option<Value>,
 }
 
+/// Unsigned or badly signed notifications one address may send per minute before it is
+/// answered 429 instead of 401.
+pub const UNSIGNED_WEBHOOKS_PER_MINUTE: u32 = 20;
+
 /// Takes a provider's notification: checks its signature over the body, then moves the
-/// deposit forward and credits it once. Every notification is stored with what came of it.
+/// deposit forward and credits it once. Every signed notification is stored with what came of
+/// it; an unsigned or badly signed one is only counted (`etx_webhooks_rejected_total`) and
+/// logged, since anyone can send those and storing them would let anyone fill the database
+/// and take SQLite's write lock from money movements. `client` is the sender's address, for
+/// the throttle; `None` for notifications made inside the server.
 pub async fn receive_webhook(
     state: &AppState,
     provider: &str,
     signature: Option<&str>,
     raw: &[u8],
+    client: Option<std::net::IpAddr>,
 ) -> Result<Value, ApiError> {
     if provider != state.payments.name() {
         return Err(ApiError::NotFound);
@@ -677,23 +678,51 @@ pub async fn receive_webhook(
             .and_then(|v| v[name].as_str())
             .map(str::to_string)
     };
-    let (order_id, status) = (field("order_id"), field("payment_status"));
-    // Anyone can post here, so what an unsigned request leaves behind is kept short.
-    let body_text = String::from_utf8_lossy(raw);
-    let kept = |s: &str, n: usize| {
-        if signed {
-            s.to_string()
+    if !signed {
+        let reason = if signature.is_none() {
+            "unsigned"
         } else {
-            clip(s, n).to_string()
+            "bad_signature"
+        };
+        metrics::counter!(
+            "etx_webhooks_rejected_total",
+            "provider" => provider.to_string(),
+            "reason" => reason
+        )
+        .increment(1);
+        if let Some(ip) = client {
+            let d = state
+                .limiter
+                .hit(
+                    &format!("webhook:{ip}"),
+                    UNSIGNED_WEBHOOKS_PER_MINUTE,
+                    MINUTE,
+                )
+                .await?;
+            if !d.allowed {
+                tracing::debug!(provider, reason, client = %ip, "payment notification refused: throttled");
+                return Err(ApiError::RateLimited {
+                    retry_after_secs: d.reset_after_secs,
+                    limit: UNSIGNED_WEBHOOKS_PER_MINUTE,
+                });
+            }
         }
-    };
-    let (kept_body, kept_order, kept_status) = (
-        kept(&body_text, 2048),
-        order_id.as_deref().map(|o| kept(o, 64)),
-        status.as_deref().map(|o| kept(o, 32)),
-    );
+        // Neither the body nor the signature: they are the sender's, not ours to keep.
+        tracing::warn!(
+            provider,
+            reason,
+            client = client.map(|c| c.to_string()),
+            bytes = raw.len(),
+            "payment notification refused: missing or bad signature"
+        );
+        return Err(ApiError::Unauthorized(
+            "missing or invalid notification signature".into(),
+        ));
+    }
+    let (order_id, status) = (field("order_id"), field("payment_status"));
+    let body_text = String::from_utf8_lossy(raw);
     let store = |outcome: String| {
-        let (body, order_id, status) = (&kept_body, &kept_order, &kept_status);
+        let (body, order_id, status) = (&body_text, &order_id, &status);
         async move {
             let id = uuid::Uuid::now_v7().to_string();
             if let Err(e) = state
@@ -701,7 +730,7 @@ pub async fn receive_webhook(
                 .record_webhook(
                     &id,
                     provider,
-                    signed,
+                    true,
                     order_id.as_deref(),
                     status.as_deref(),
                     body,
@@ -713,21 +742,6 @@ pub async fn receive_webhook(
             }
         }
     };
-    if !signed {
-        store(if signature.is_none() {
-            "rejected: unsigned".into()
-        } else {
-            "rejected: bad signature".into()
-        })
-        .await;
-        tracing::warn!(
-            provider,
-            "payment notification with a missing or bad signature"
-        );
-        return Err(ApiError::Unauthorized(
-            "missing or invalid notification signature".into(),
-        ));
-    }
     let v = parsed.unwrap_or_default();
     let (Some(order_id_s), Some(status_s)) = (order_id.clone(), status.clone()) else {
         store("rejected: order_id or payment_status missing".into()).await;
@@ -1105,7 +1119,7 @@ pub async fn simulate(
     let body = sandbox_notification(&d, &req.status, paid, scale);
     let sig = state.payments.sign(&body);
     let raw = serde_json::to_vec(&body).map_err(|e| ApiError::Internal(e.into()))?;
-    receive_webhook(state, "sandbox", Some(&sig), &raw).await
+    receive_webhook(state, "sandbox", Some(&sig), &raw, None).await
 }
 
 /// A notification in the provider's format.

@@ -218,20 +218,22 @@ pub struct WebhookBody {
         ("x-nowpayments-sig" = String, Header, description = "Hex HMAC-SHA512 signature")),
     responses(
         (status = 200, description = "Applied or ignored (not newer); `result` says which"),
-        (status = 401, description = "Missing or bad signature; nothing changed", body = ErrorBody),
+        (status = 401, description = "Missing or bad signature; nothing changed or stored", body = ErrorBody),
+        (status = 429, description = "Too many unsigned or badly signed notifications from this address; see `Retry-After`", body = ErrorBody),
         (status = 404, description = "Unknown provider or order", body = ErrorBody),
         (status = 422, description = "Unknown status or mismatched payment", body = ErrorBody),
     ))]
 async fn webhook(
     State(state): State<AppState>,
     Path(provider): Path<String>,
+    client: crate::session::ClientInfo,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let sig = headers
         .get(payments::nowpayments::SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok());
-    let out = payments::receive_webhook(&state, &provider, sig, &body).await?;
+    let out = payments::receive_webhook(&state, &provider, sig, &body, Some(client.ip)).await?;
     Ok(Json(out))
 }
 

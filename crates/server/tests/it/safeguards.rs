@@ -101,3 +101,121 @@ async fn parallel_withdrawals_past_the_velocity_limit_are_held() {
     app.ledger_ok().await;
 }
 
+/// The sum of `etx_webhooks_rejected_total` over its labels, as `/metrics` would show it.
+fn rejected_webhooks() -> f64 {
+    etx_server::telemetry::metrics_handle()
+        .render()
+        .lines()
+        .filter(|l| l.starts_with("etx_webhooks_rejected_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn unsigned_webhooks_are_counted_and_throttled_not_stored() {
+    let app = Arc::new(
+        TestApp::spawn_with(|c| c.deposits.ipn_secret = Some("test-ipn-secret".into())).await,
+    );
+    let alice = verified(&app, "alice").await;
+    let before = rejected_webhooks();
+    let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let workers: Vec<_> = (0..16)
+        .map(|w| {
+            let (app, sent) = (app.clone(), sent.clone());
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 2000 {
+                    let mut r = app
+                        .client
+                        .post(app.url("/api/wallet/webhook/sandbox"))
+                        .header("content-type", "application/json")
+                        .body(format!(
+                            r#"{{"order_id":"DEP-{w:016}","payment_status":"finished"}}"#
+                        ));
+                    if w % 2 == 0 {
+                        r = r.header("x-nowpayments-sig", "00ff");
+                    }
+                    let r = r.send().await.unwrap();
+                    let retry = r.headers().get("retry-after").cloned();
+                    seen.push((r.status(), retry));
+                }
+                seen
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for w in workers {
+        answers.extend(w.await.unwrap());
+    }
+    assert_eq!(answers.len(), 2000);
+    let throttled = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    for (status, retry) in &answers {
+        assert!(
+            matches!(
+                *status,
+                StatusCode::UNAUTHORIZED | StatusCode::TOO_MANY_REQUESTS
+            ),
+            "{status}"
+        );
+        if *status == StatusCode::TOO_MANY_REQUESTS {
+            assert!(retry.is_some(), "429 without Retry-After");
+        }
+    }
+    assert!(throttled >= 2000 - 2 * 20, "only {throttled} throttled");
+    assert_eq!(app.count("SELECT COUNT(*) FROM payment_webhooks").await, 0);
+    assert!(rejected_webhooks() - before >= 2000.0);
+
+    // A signed notification from the same address is still taken, applied and kept.
+    let d: Value = app
+        .post(
+            "/api/wallet/deposit/create",
+            json!({"amount": "100", "pay_currency": "USDT"}),
+            Some(&alice.token),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let d = &d["deposit"];
+    let body = json!({
+        "payment_id": 1,
+        "payment_status": "finished",
+        "pay_address": d["pay_address"],
+        "price_amount": d["price_amount"],
+        "price_currency": "usd",
+        "pay_amount": d["pay_amount"],
+        "actually_paid": d["pay_amount"],
+        "pay_currency": "usdt",
+        "order_id": d["order_id"],
+    });
+    let raw = serde_json::to_string(&body).unwrap();
+    let sig = {
+        use hmac::Mac;
+        let mut m = hmac::Hmac::<sha2::Sha512>::new_from_slice(b"test-ipn-secret").unwrap();
+        m.update(raw.as_bytes());
+        hex::encode(m.finalize().into_bytes())
+    };
+    let r = app
+        .client
+        .post(app.url("/api/wallet/webhook/sandbox"))
+        .header("content-type", "application/json")
+        .header("x-nowpayments-sig", sig)
+        .body(raw)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        app.balances(&alice).await["USDT"],
+        d["pay_amount"].as_str().unwrap()
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM payment_webhooks WHERE signature_ok = TRUE")
+            .await,
+        1
+    );
+    app.ledger_ok().await;
+}
