@@ -1,6 +1,7 @@
 //! The only crate that speaks SQL: connection set-up for SQLite and PostgreSQL, the migration
 //! runner and one repository module per table family. Timestamps are Unix microseconds (UTC).
 
+pub mod adjustments;
 pub mod audit;
 mod conn;
 pub mod ledger;

@@ -97,6 +97,13 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("migrations/0011_history_count_deltas.postgres.sql"),
         sqlite: "",
     },
+    Migration {
+        version: 12,
+        name: "adjustment approvals and suspense",
+        common: include_str!("migrations/0012_adjustments_and_suspense.sql"),
+        postgres: "",
+        sqlite: "",
+    },
 ];
 
 pub async fn run(db: &Db) -> anyhow::Result<()> {

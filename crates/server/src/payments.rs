@@ -55,6 +55,8 @@ pub struct Rules {
     pub aml_window_micros: i64,
     pub aml_young_micros: i64,
     pub aml_young_cents: i64,
+    /// Admin adjustments worth this much or more need a second admin.
+    pub adjust_approval_cents: i64,
 }
 
 fn usd_setting(v: &str, name: &str) -> anyhow::Result<i64> {
@@ -137,6 +139,10 @@ impl Rules {
             aml_window_micros: i64::from(a.window_minutes.max(1)) * MICROS_PER_MINUTE,
             aml_young_micros: i64::from(a.young_account_days) * 86_400_000_000,
             aml_young_cents: usd_setting(&a.young_account_usd, "aml.young_account_usd")?,
+            adjust_approval_cents: usd_setting(
+                &c.admin.adjust_approval_from_usd,
+                "admin.adjust_approval_from_usd",
+            )?,
         };
         if rules.deposit_min_cents > rules.deposit_max_cents
             || rules.withdraw_min_cents > rules.withdraw_max_cents
@@ -250,7 +256,7 @@ async fn post(
 
 /// Runs a step that has no idempotency key of its own (its conditional UPDATEs make it
 /// happen once), retrying transient database conflicts.
-async fn with_retries<T, F, Fut>(mut attempt: F) -> Result<T, ApiError>
+pub(crate) async fn with_retries<T, F, Fut>(mut attempt: F) -> Result<T, ApiError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, Failure>>,

@@ -622,6 +622,32 @@ async fn every_state_changing_route_writes_an_audit_record() {
                 .await
                 .status()
             }
+            ("POST", "/api/admin/wallets/adjustments/{id}/approve")
+            | ("POST", "/api/admin/wallets/adjustments/{id}/reject") => {
+                // A request another admin made, waiting for a second one.
+                let other = app.user_with_role(&format!("admin{walked}"), "admin").await;
+                let id = uuid::Uuid::now_v7().to_string();
+                app.exec(&format!(
+                    "INSERT INTO adjustment_requests (id, user_id, asset, amount, usd_cents, \
+                     reason, requested_by, status, created_at) \
+                     VALUES ('{id}', '{}', 'USD', 100, 100, 'walk', '{}', 'pending', 1)",
+                    bob.id, other.id
+                ))
+                .await;
+                let action = path.rsplit('/').next().unwrap();
+                before = records(&app).await;
+                app.post(
+                    &format!("/api/admin/wallets/adjustments/{id}/{action}"),
+                    if action == "reject" {
+                        json!({"reason": "walk review"})
+                    } else {
+                        json!({"note": "walk"})
+                    },
+                    Some(&admin.token),
+                )
+                .await
+                .status()
+            }
             ("POST", "/api/admin/aml/{id}/release") | ("POST", "/api/admin/aml/{id}/reject") => {
                 // A young account moving this much is held for review.
                 app.fund(&admin, &alice, "USDT", "3200.00").await;
@@ -664,7 +690,7 @@ async fn every_state_changing_route_writes_an_audit_record() {
         );
         walked += 1;
     }
-    assert_eq!(walked, 36, "every unsafe route but the reads was walked");
+    assert_eq!(walked, 38, "every unsafe route but the reads was walked");
 }
 
 async fn walk_deposit(app: &TestApp, u: &TestUser) -> String {

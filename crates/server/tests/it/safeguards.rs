@@ -219,3 +219,173 @@ async fn unsigned_webhooks_are_counted_and_throttled_not_stored() {
     );
     app.ledger_ok().await;
 }
+
+async fn adjust(app: &TestApp, admin: &TestUser, user_id: &str, amount: &str) -> reqwest::Response {
+    let key = uuid::Uuid::now_v7().to_string();
+    app.money_post(
+        "/api/admin/wallets/adjust",
+        Some(&key),
+        json!({"user_id": user_id, "currency": "USD", "amount": amount, "reason": "correction"}),
+        &admin.token,
+    )
+    .await
+}
+
+async fn decide_adjustment(
+    app: &TestApp,
+    admin: &TestUser,
+    id: &str,
+    action: &str,
+) -> reqwest::Response {
+    app.post(
+        &format!("/api/admin/wallets/adjustments/{id}/{action}"),
+        if action == "approve" {
+            json!({"note": "checked with finance"})
+        } else {
+            json!({"reason": "checked with finance"})
+        },
+        Some(&admin.token),
+    )
+    .await
+}
+
+async fn audited(app: &TestApp, action: &str) -> i64 {
+    app.count(&format!(
+        "SELECT (SELECT COUNT(*) FROM audit_log WHERE action = '{action}') \
+         + (SELECT COUNT(*) FROM audit_outbox WHERE action = '{action}')"
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn adjustments_need_a_second_admin_for_large_amounts_and_never_touch_your_own() {
+    let app = TestApp::spawn_with(|c| c.admin.adjust_approval_from_usd = "1000".into()).await;
+    let first = app.user_with_role("first", "admin").await;
+    let second = app.user_with_role("second", "admin").await;
+    let alice = verified(&app, "alice").await;
+
+    // Your own balance: refused, whatever the amount.
+    for amount in ["10", "5000"] {
+        let (status, code, body) = error_code(adjust(&app, &first, &first.id, amount).await).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::FORBIDDEN, "FORBIDDEN"),
+            "{body}"
+        );
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("your own balance"),
+            "{body}"
+        );
+    }
+    assert_eq!(app.balances(&first).await["USD"], "0.00");
+
+    // Below the threshold: applied at once.
+    let r = adjust(&app, &first, &alice.id, "999.99").await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(app.balances(&alice).await["USD"], "999.99");
+
+    // At or above it: requested, nothing moves yet.
+    let r = adjust(&app, &first, &alice.id, "5000").await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let pending: Value = r.json().await.unwrap();
+    assert_eq!(pending["adjustment"]["status"], "pending", "{pending}");
+    let id = pending["adjustment"]["id"].as_str().unwrap().to_string();
+    assert_eq!(app.balances(&alice).await["USD"], "999.99");
+    let list: Value = app
+        .get("/api/admin/wallets/adjustments", Some(&second.token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["adjustments"][0]["id"], id.as_str(), "{list}");
+    assert_eq!(list["adjustments"][0]["amount"], "5000.00");
+    let r = app
+        .get("/api/admin/wallets/adjustments", Some(&alice.token))
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    // The requesting admin cannot approve (or reject) it.
+    for action in ["approve", "reject"] {
+        let r = decide_adjustment(&app, &first, &id, action).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{action}");
+    }
+    assert_eq!(app.balances(&alice).await["USD"], "999.99");
+
+    // Another admin approves; two approvals at once apply it once.
+    let app = Arc::new(app);
+    let tasks: Vec<_> = (0..2)
+        .map(|_| {
+            let (app, second_token, id) = (app.clone(), second.token.clone(), id.clone());
+            tokio::spawn(async move {
+                app.post(
+                    &format!("/api/admin/wallets/adjustments/{id}/approve"),
+                    json!({"note": "matches the ticket"}),
+                    Some(&second_token),
+                )
+                .await
+                .status()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::CONFLICT]);
+    assert_eq!(app.balances(&alice).await["USD"], "5999.99");
+    let r = decide_adjustment(&app, &second, &id, "approve").await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert_eq!(app.balances(&alice).await["USD"], "5999.99");
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM journal_entries WHERE kind = 'adjustment'")
+            .await,
+        2
+    );
+    assert_eq!(audited(&app, "wallet.adjust.request").await, 1);
+    assert_eq!(audited(&app, "wallet.adjust.approve").await, 1);
+    let applied: Value = app
+        .get(
+            "/api/admin/wallets/adjustments?status=applied",
+            Some(&first.token),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(applied["adjustments"][0]["decided_by"], second.id.as_str());
+
+    // A large adjustment of an admin's balance: that admin cannot approve it either; a
+    // rejection moves nothing.
+    let r = adjust(&app, &first, &second.id, "2000").await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let b: Value = r.json().await.unwrap();
+    let id2 = b["adjustment"]["id"].as_str().unwrap().to_string();
+    let r = decide_adjustment(&app, &second, &id2, "approve").await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = decide_adjustment(&app, &second, &id2, "reject").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(app.balances(&second).await["USD"], "0.00");
+    let r = decide_adjustment(&app, &second, "not-an-id", "approve").await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    app.ledger_ok().await;
+
+    // The new endpoints are in the OpenAPI document.
+    let doc: Value = app
+        .get("/api/openapi.json", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    for (p, m) in [
+        ("/api/admin/wallets/adjustments", "get"),
+        ("/api/admin/wallets/adjustments/{id}/approve", "post"),
+        ("/api/admin/wallets/adjustments/{id}/reject", "post"),
+    ] {
+        assert!(doc["paths"][p][m].is_object(), "{m} {p} missing");
+    }
+    assert!(doc["paths"]["/api/admin/wallets/adjust"]["post"]["responses"]["202"].is_object());
+}
