@@ -12,6 +12,7 @@ pub mod notifications;
 pub mod payments;
 pub mod security;
 pub mod sessions;
+pub mod suspense;
 pub mod users;
 
 pub use conn::{Batch, Db, DbKind};

@@ -833,10 +833,24 @@ async fn apply_notification(
         let flagged = db.flag_of_in(&tx, "deposit", &d.order_id).await?;
         match d.credit_state.as_str() {
             "none" => {
-                let user = db
-                    .user_by_id_in(&tx, &d.user_id)
-                    .await?
-                    .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("deposit without user")))?;
+                let Some(user) = db.user_by_id_in(&tx, &d.user_id).await? else {
+                    // Paid after its owner was deleted: the money is real, so it waits in
+                    // suspense for staff instead of being lost with a failed credit.
+                    if db
+                        .set_deposit_credit(&tx, &d.id, "none", "suspense", amount, 0, None)
+                        .await?
+                        .is_none()
+                    {
+                        return Err(conflict("the deposit changed meanwhile").into());
+                    }
+                    to_suspense(state, &tx, &mut batch, &d, amount).await?;
+                    db.run_batch(&tx, batch).await?;
+                    tx.commit().await?;
+                    return Ok((
+                        "credited to suspense: the owner no longer exists".into(),
+                        events,
+                    ));
+                };
                 let usd = deposit_usd(&d, amount);
                 let rule = match &flagged {
                     Some(f) if f.status == "open" => Some((f.rule.clone(), None)),
@@ -868,10 +882,22 @@ async fn apply_notification(
                 // Part was credited when staff released a partial payment; the rest now, under
                 // the same rules as any money coming in.
                 let rest = amount - d.credited;
-                let user = db
-                    .user_by_id_in(&tx, &d.user_id)
-                    .await?
-                    .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("deposit without user")))?;
+                let Some(user) = db.user_by_id_in(&tx, &d.user_id).await? else {
+                    if db
+                        .set_deposit_credit(&tx, &d.id, "credited", "credited", rest, 0, None)
+                        .await?
+                        .is_none()
+                    {
+                        return Err(conflict("the deposit changed meanwhile").into());
+                    }
+                    to_suspense(state, &tx, &mut batch, &d, rest).await?;
+                    db.run_batch(&tx, batch).await?;
+                    tx.commit().await?;
+                    return Ok((
+                        "remainder credited to suspense: the owner no longer exists".into(),
+                        events,
+                    ));
+                };
                 let rule = aml_rule(state, &tx, &user, deposit_usd(&d, rest)).await?;
                 let (ev, held) = credit(state, &tx, &mut batch, &d, rest, rule.is_some()).await?;
                 if let Some((rule, details)) = &rule {
@@ -931,6 +957,251 @@ async fn apply_notification(
     tx.commit().await?;
     tracing::info!(order_id = %d.order_id, status = %n.status, outcome, "payment notification applied");
     Ok((outcome, events))
+}
+
+/// Moves `amount` of a deposit whose owner is gone from clearing to `suspense::<asset>` and
+/// opens a suspense item for staff to resolve.
+async fn to_suspense(
+    state: &AppState,
+    tx: &DatabaseTransaction,
+    batch: &mut Batch,
+    d: &DepositRow,
+    amount: i64,
+) -> Result<(), Failure> {
+    post(
+        &state.db,
+        tx,
+        batch,
+        "deposit_suspense",
+        &d.pay_currency,
+        Some(&d.order_id),
+        None,
+        vec![
+            leg(PLATFORM, "deposits_clearing", -amount),
+            leg(PLATFORM, "suspense", amount),
+        ],
+    )
+    .await?;
+    let id = uuid::Uuid::now_v7().to_string();
+    Db::queue_suspense_item(
+        batch,
+        &id,
+        &d.pay_currency,
+        amount,
+        ("deposit", &d.order_id),
+        Some(&d.user_id),
+    );
+    crate::audit::Event::new(None, "deposit.suspense")
+        .target("suspense", &id)
+        .details(json!({
+            "order_id": d.order_id,
+            "owner_id": d.user_id,
+            "currency": d.pay_currency,
+            "amount": format_amount(amount, scale_of(state, &d.pay_currency)),
+        }))
+        .queue(batch);
+    tracing::warn!(order_id = %d.order_id, owner = %d.user_id, suspense = %id, "deposit paid for an owner who no longer exists; held in suspense");
+    Ok(())
+}
+
+/// A suspense item as the staff API and page show it.
+pub fn suspense_json(state: &AppState, s: &etx_db::suspense::SuspenseRow) -> Value {
+    json!({
+        "id": s.id,
+        "status": s.status,
+        "currency": s.asset,
+        "amount": format_amount(s.amount, scale_of(state, &s.asset)),
+        "source_type": s.source_type,
+        "source_id": s.source_id,
+        "owner_id": s.owner_id,
+        "resolved_by": s.resolved_by,
+        "credited_to": s.credited_to,
+        "note": s.note,
+        "created_at": rfc3339(s.created_at),
+        "resolved_at": s.resolved_at.map(rfc3339),
+    })
+}
+
+/// How staff resolve a suspense item.
+pub enum SuspenseAction {
+    /// The money was sent back to the payer outside the platform: it leaves through
+    /// withdrawals clearing like a payout.
+    Refund,
+    /// Credited to this user's wallet.
+    Credit { user_id: String },
+}
+
+/// Resolves an open suspense item (admins), once: the state change is conditional on
+/// `open` and runs in the transaction of the entry that moves the money out of suspense.
+pub async fn resolve_suspense(
+    state: &AppState,
+    staff: &UserRow,
+    id: &str,
+    action: SuspenseAction,
+    reason: &str,
+) -> Result<Value, ApiError> {
+    let id = uuid::Uuid::parse_str(id)
+        .map_err(|_| ApiError::NotFound)?
+        .to_string();
+    let reason = reason_text(reason, "reason")?;
+    let (row, events) =
+        with_retries(|| resolve_suspense_attempt(state, staff, &id, &action, &reason)).await?;
+    if !events.is_empty() {
+        crate::realtime::announce_movements(state, events);
+    }
+    Ok(suspense_json(state, &row))
+}
+
+async fn resolve_suspense_attempt(
+    state: &AppState,
+    staff: &UserRow,
+    id: &str,
+    action: &SuspenseAction,
+    reason: &str,
+) -> Result<(etx_db::suspense::SuspenseRow, Vec<MovementEvent>), Failure> {
+    let db = &state.db;
+    let tx = db.begin_write().await?;
+    let Some(item) = db.suspense_item(&tx, id).await? else {
+        return Err(ApiError::NotFound.into());
+    };
+    if item.status != "open" {
+        return Err(conflict(&format!("this item is already {}", item.status)).into());
+    }
+    let target = match action {
+        SuspenseAction::Refund => None,
+        SuspenseAction::Credit { user_id } => {
+            let user = match uuid::Uuid::parse_str(user_id) {
+                Ok(u) => db.user_by_id_in(&tx, &u.to_string()).await?,
+                Err(_) => None,
+            }
+            .ok_or_else(|| ApiError::field("user_id", "no such user"))?;
+            Some(user)
+        }
+    };
+    let to = if target.is_some() {
+        "credited"
+    } else {
+        "refunded"
+    };
+    let Some(row) = db
+        .resolve_suspense(
+            &tx,
+            id,
+            to,
+            &staff.id,
+            target.as_ref().map(|u| u.id.as_str()),
+            reason,
+        )
+        .await?
+    else {
+        return Err(conflict("this item was resolved meanwhile").into());
+    };
+    let mut batch = Batch::default();
+    let scale = scale_of(state, &row.asset);
+    let mut events = Vec::new();
+    match &target {
+        None => {
+            post(
+                db,
+                &tx,
+                &mut batch,
+                "suspense_refund",
+                &row.asset,
+                Some(reason),
+                Some(&staff.id),
+                vec![
+                    leg(PLATFORM, "suspense", -row.amount),
+                    leg(PLATFORM, "withdrawals_clearing", row.amount),
+                ],
+            )
+            .await?;
+        }
+        Some(user) => {
+            let balances = post(
+                db,
+                &tx,
+                &mut batch,
+                "suspense_credit",
+                &row.asset,
+                Some(reason),
+                Some(&staff.id),
+                vec![
+                    leg(PLATFORM, "suspense", -row.amount),
+                    leg(&user.id, "wallet", row.amount),
+                ],
+            )
+            .await?;
+            let balance = balance_of(&balances, &account_id(&user.id, "wallet", &row.asset))?;
+            let txn_id = uuid::Uuid::now_v7().to_string();
+            Db::insert_transactions(
+                &mut batch,
+                &mut [NewTransaction {
+                    id: &txn_id,
+                    user_id: &user.id,
+                    kind: "deposit",
+                    direction: "in",
+                    asset: &row.asset,
+                    amount: row.amount,
+                    fee: 0,
+                    status: "completed",
+                    counterparty_id: None,
+                    note: Some(&row.source_id),
+                    entry_id: None,
+                }],
+            );
+            let n = notice(
+                "deposit_credited",
+                format!(
+                    "{} {} was credited to your wallet",
+                    format_amount(row.amount, scale),
+                    row.asset
+                ),
+                reason.to_string(),
+                json!({"transaction_id": txn_id}),
+            );
+            n.queue(&mut batch, &user.id);
+            let view = txn_view(
+                state,
+                &txn_id,
+                "deposit",
+                "in",
+                &row.asset,
+                row.amount,
+                0,
+                "completed",
+                Some(&row.source_id),
+            );
+            events.push(movement_event(
+                state,
+                &user.id,
+                &row.asset,
+                balance,
+                view,
+                Some(n),
+            ));
+        }
+    }
+    let audit_action = if target.is_some() {
+        "suspense.credit"
+    } else {
+        "suspense.refund"
+    };
+    crate::audit::Event::new(Some(&staff.id), audit_action)
+        .target("suspense", &row.id)
+        .details(json!({
+            "source_type": row.source_type,
+            "source_id": row.source_id,
+            "owner_id": row.owner_id,
+            "credited_to": row.credited_to,
+            "currency": row.asset,
+            "amount": format_amount(row.amount, scale),
+            "reason": reason,
+        }))
+        .queue(&mut batch);
+    db.run_batch(&tx, batch).await?;
+    tx.commit().await?;
+    tracing::info!(suspense = %row.id, actor = %staff.id, to, "suspense item resolved");
+    Ok((row, events))
 }
 
 /// The USD value of `amount` of a deposit, in proportion to what was asked for it.

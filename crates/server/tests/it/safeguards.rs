@@ -389,3 +389,232 @@ async fn adjustments_need_a_second_admin_for_large_amounts_and_never_touch_your_
     }
     assert!(doc["paths"]["/api/admin/wallets/adjust"]["post"]["responses"]["202"].is_object());
 }
+
+const IPN_SECRET: &str = "test-ipn-secret";
+
+/// Sends `body` to the sandbox webhook signed as the provider would; returns the answer.
+async fn signed_notification(app: &TestApp, body: &Value) -> (StatusCode, Value) {
+    use hmac::Mac;
+    let raw = serde_json::to_string(body).unwrap();
+    let mut m = hmac::Hmac::<sha2::Sha512>::new_from_slice(IPN_SECRET.as_bytes()).unwrap();
+    m.update(raw.as_bytes());
+    let r = app
+        .client
+        .post(app.url("/api/wallet/webhook/sandbox"))
+        .header("content-type", "application/json")
+        .header("x-nowpayments-sig", hex::encode(m.finalize().into_bytes()))
+        .body(raw)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// A deposit order of `owner`, expired (so deleting the owner is allowed), and the provider's
+/// "finished" notification for it.
+async fn expired_order(app: &TestApp, owner: &TestUser) -> (String, String, Value) {
+    let d: Value = app
+        .post(
+            "/api/wallet/deposit/create",
+            json!({"amount": "100", "pay_currency": "USDT"}),
+            Some(&owner.token),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let d = d["deposit"].clone();
+    let order = d["order_id"].as_str().unwrap().to_string();
+    app.exec(&format!(
+        "UPDATE deposits SET expires_at = 1 WHERE order_id = '{order}'"
+    ))
+    .await;
+    let pay = d["pay_amount"].as_str().unwrap().to_string();
+    let body = json!({
+        "payment_id": 77,
+        "payment_status": "finished",
+        "pay_address": d["pay_address"],
+        "price_amount": d["price_amount"],
+        "price_currency": "usd",
+        "pay_amount": d["pay_amount"],
+        "actually_paid": d["pay_amount"],
+        "pay_currency": "usdt",
+        "order_id": order,
+    });
+    (order, pay, body)
+}
+
+async fn suspense_balance(app: &TestApp) -> i64 {
+    app.count(
+        "SELECT COALESCE((SELECT balance FROM ledger_accounts WHERE id = 'suspense::USDT'), 0)",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_payment_for_a_deleted_owner_waits_in_suspense_until_staff_resolve_it() {
+    let app = TestApp::spawn_with(|c| {
+        c.deposits.ipn_secret = Some(IPN_SECRET.into());
+        c.aml.large_amount_usd = "1000000".into();
+        c.aml.young_account_usd = "1000000".into();
+    })
+    .await;
+    let admin = app.user_with_role("treasurer", "admin").await;
+    let moderator = app.user_with_role("mod", "moderator").await;
+    let bob = verified(&app, "bob").await;
+    let ghost = verified(&app, "ghost").await;
+
+    // An order that may still be paid keeps its owner.
+    let d: Value = app
+        .post(
+            "/api/wallet/deposit/create",
+            json!({"amount": "50", "pay_currency": "USDT"}),
+            Some(&ghost.token),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let open_order = d["deposit"]["order_id"].as_str().unwrap().to_string();
+    let r = app
+        .delete(&format!("/api/users/{}", ghost.id), Some(&admin.token))
+        .await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    app.exec(&format!(
+        "UPDATE deposits SET expires_at = 1 WHERE order_id = '{open_order}'"
+    ))
+    .await;
+
+    // Expired, the owner deleted, then paid late: the money waits in suspense.
+    let (order, pay, late) = expired_order(&app, &ghost).await;
+    let r = app
+        .delete(&format!("/api/users/{}", ghost.id), Some(&admin.token))
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let (status, v) = signed_notification(&app, &late).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert!(v["result"].as_str().unwrap().contains("suspense"), "{v}");
+    let (status, v) = signed_notification(&app, &late).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert!(v["result"].as_str().unwrap().starts_with("ignored"), "{v}");
+    let minor = etx_domain::parse_amount(&pay, 6).unwrap();
+    assert_eq!(suspense_balance(&app).await, minor);
+    app.ledger_ok().await;
+
+    // Staff see it.
+    let list: Value = app
+        .get("/api/admin/suspense", Some(&moderator.token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{list}");
+    assert_eq!(items[0]["source_id"], order.as_str());
+    assert_eq!(items[0]["owner_id"], ghost.id.as_str());
+    assert_eq!(items[0]["amount"], pay.as_str());
+    assert_eq!(items[0]["status"], "open");
+    let id = items[0]["id"].as_str().unwrap().to_string();
+    let r = app.get("/api/admin/suspense", Some(&bob.token)).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let page = app
+        .client
+        .get(app.url("/admin/aml"))
+        .header("cookie", format!("access_token={}", moderator.token))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Money in suspense") && page.contains(&order) && page.contains(&id),
+        "the staff review page lists the item"
+    );
+
+    // Only admins resolve it, once.
+    let credit = json!({"user_id": bob.id, "reason": "the payer is bob, ticket 42"});
+    let r = app
+        .post(
+            &format!("/api/admin/suspense/{id}/credit"),
+            credit.clone(),
+            Some(&moderator.token),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = app
+        .post(
+            &format!("/api/admin/suspense/{id}/credit"),
+            json!({"user_id": uuid::Uuid::now_v7().to_string(), "reason": "nobody"}),
+            Some(&admin.token),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let r = app
+        .post(
+            &format!("/api/admin/suspense/{id}/credit"),
+            credit.clone(),
+            Some(&admin.token),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(app.balances(&bob).await["USDT"], pay);
+    assert_eq!(suspense_balance(&app).await, 0);
+    for (action, body) in [
+        ("credit", credit),
+        ("refund", json!({"reason": "sent back"})),
+    ] {
+        let r = app
+            .post(
+                &format!("/api/admin/suspense/{id}/{action}"),
+                body,
+                Some(&admin.token),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::CONFLICT, "{action}");
+    }
+    assert_eq!(app.balances(&bob).await["USDT"], pay);
+    assert_eq!(audited(&app, "deposit.suspense").await, 1);
+    assert_eq!(audited(&app, "suspense.credit").await, 1);
+
+    // Another late payment, refunded to the payer: it leaves through withdrawals clearing.
+    let ghost2 = verified(&app, "ghost2").await;
+    let (_, _, late2) = expired_order(&app, &ghost2).await;
+    let r = app
+        .delete(&format!("/api/users/{}", ghost2.id), Some(&admin.token))
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let (status, _) = signed_notification(&app, &late2).await;
+    assert_eq!(status, StatusCode::OK);
+    let list: Value = app
+        .get("/api/admin/suspense", Some(&admin.token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id2 = list["items"][0]["id"].as_str().unwrap().to_string();
+    let r = app
+        .post(
+            &format!("/api/admin/suspense/{id2}/refund"),
+            json!({"reason": "returned to the sending address"}),
+            Some(&admin.token),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(suspense_balance(&app).await, 0);
+    let all: Value = app
+        .get("/api/admin/suspense?status=all", Some(&admin.token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let statuses: Vec<&str> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["refunded", "credited"]);
+    app.ledger_ok().await;
+}
