@@ -249,9 +249,19 @@ async fn money_received_shows_up_on_the_open_wallet_page() {
     )
     .await
     .unwrap();
+    // An admin never adjusts their own balance: another one funds the sender.
+    let treasurer = etx_server::accounts::create_admin(
+        &s.db,
+        &s.hasher,
+        "treasurer@example.com",
+        "treasurer",
+        "Adm1n-Passphrase",
+    )
+    .await
+    .expect("second admin");
     let out = etx_server::wallet::adjust(
         s,
-        &admin,
+        &treasurer,
         "fund-admin",
         json!({"user_id": admin.id, "currency": "USD", "amount": "50.00", "reason": "float"}),
     )

@@ -603,8 +603,17 @@ impl Db {
     /// or out: an unfinished withdrawal, a transfer held for review either way, or a deposit
     /// that is held or may still be paid.
     pub async fn holds_funds(&self, user_id: &str) -> Result<bool, DbErr> {
-        Ok(self
-            .scalar_i64(
+        self.holds_funds_in(self.conn(), user_id).await
+    }
+
+    /// `holds_funds` read through `conn` (a transaction that locked the user's rows).
+    pub async fn holds_funds_in(
+        &self,
+        conn: &impl ConnectionTrait,
+        user_id: &str,
+    ) -> Result<bool, DbErr> {
+        let row = conn
+            .query_one_raw(self.stmt(
                 "SELECT (SELECT COUNT(*) FROM ledger_accounts WHERE owner_id = $1 \
                  AND kind IN ('wallet', 'held') AND balance <> 0) \
                  + (SELECT COUNT(*) FROM withdrawals WHERE user_id = $1 \
@@ -613,10 +622,10 @@ impl Db {
                  AND status = 'held') \
                  + (SELECT COUNT(*) FROM deposits WHERE user_id = $1 AND (credit_state = 'held' \
                  OR (credit_state = 'none' AND status_rank < 6 AND expires_at > $2)))",
-                vec![user_id.into(), crate::now_micros().into()],
-            )
-            .await?
-            > 0)
+                [user_id.into(), crate::now_micros().into()],
+            ))
+            .await?;
+        Ok(row.map_or(Ok(0), |r| r.try_get_by_index::<i64>(0))? > 0)
     }
 
     /// Wallet balances of a user by asset (only assets that have an account).
@@ -736,6 +745,27 @@ impl Db {
         {
             let id: String = r.try_get("", "id")?;
             problems.push(format!("account {id}: id does not match its owner, kind and asset"));
+        }
+        // Suspense holds exactly the open items staff have yet to resolve, per asset.
+        for r in c
+            .query_all_raw(self.stmt(
+                "SELECT a.asset, a.balance, CAST(COALESCE((SELECT SUM(s.amount) FROM suspense_items s \
+                 WHERE s.asset = a.asset AND s.status = 'open'), 0) AS BIGINT) AS open_sum \
+                 FROM ledger_accounts a WHERE a.kind = 'suspense' \
+                 AND a.balance <> COALESCE((SELECT SUM(s.amount) FROM suspense_items s \
+                 WHERE s.asset = a.asset AND s.status = 'open'), 0)",
+                [],
+            ))
+            .await?
+        {
+            let (asset, b, open): (String, i64, i64) = (
+                r.try_get("", "asset")?,
+                r.try_get("", "balance")?,
+                r.try_get("", "open_sum")?,
+            );
+            problems.push(format!(
+                "suspense::{asset}: balance {b} but open suspense items add up to {open}"
+            ));
         }
         Ok(problems)
     }

@@ -1,6 +1,7 @@
 //! The only crate that speaks SQL: connection set-up for SQLite and PostgreSQL, the migration
 //! runner and one repository module per table family. Timestamps are Unix microseconds (UTC).
 
+pub mod adjustments;
 pub mod audit;
 mod conn;
 pub mod ledger;
@@ -11,6 +12,7 @@ pub mod notifications;
 pub mod payments;
 pub mod security;
 pub mod sessions;
+pub mod suspense;
 pub mod users;
 
 pub use conn::{Batch, Db, DbKind};

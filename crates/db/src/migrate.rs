@@ -98,6 +98,13 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: "",
     },
     Migration {
+        version: 12,
+        name: "adjustment approvals and suspense",
+        common: include_str!("migrations/0012_adjustments_and_suspense.sql"),
+        postgres: "",
+        sqlite: "",
+    },
+    Migration {
         version: 13,
         name: "session edges",
         common: include_str!("migrations/0013_session_edges.sql"),

@@ -584,21 +584,58 @@ impl Db {
     }
 
     /// How many deposits, withdrawals and outgoing transfers the user made since `since`.
+    /// Per user, how many operations (outgoing transfers, deposits, withdrawals, held ones
+    /// included) they made since `since`, counting at most `limit`: the velocity rule only
+    /// needs to know whether the limit is reached, and a capped count reads a bounded number
+    /// of index entries however busy the user is. One statement for any number of users.
     pub async fn operations_since(
         &self,
-        tx: &impl ConnectionTrait,
-        user_id: &str,
+        conn: &impl ConnectionTrait,
+        users: &[&str],
         since: i64,
-    ) -> Result<i64, DbErr> {
-        let row = tx
-            .query_one_raw(self.stmt(
-                "SELECT CAST(COUNT(*) AS BIGINT) FROM transactions WHERE user_id = $1 \
-                 AND created_at >= $2 AND ((type = 'p2p' AND direction = 'out') \
-                 OR type IN ('deposit', 'withdrawal'))",
-                [user_id.into(), since.into()],
-            ))
-            .await?;
-        row.map_or(Ok(0), |r| r.try_get_by_index::<i64>(0))
+        limit: i64,
+    ) -> Result<Vec<(String, i64)>, DbErr> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        const OPS: &str =
+            "((type = 'p2p' AND direction = 'out') OR type IN ('deposit', 'withdrawal'))";
+        let stmt = match self.kind() {
+            crate::DbKind::Postgres => self.stmt(
+                &format!(
+                    "SELECT u.id, (SELECT CAST(COUNT(*) AS BIGINT) FROM (SELECT 1 FROM transactions t \
+                     WHERE t.user_id = u.id AND t.created_at >= $2 AND {OPS} LIMIT $3) x) \
+                     FROM unnest($1::text[]) AS u(id)"
+                ),
+                [
+                    crate::conn::text_array(users.iter().copied()),
+                    since.into(),
+                    limit.into(),
+                ],
+            ),
+            crate::DbKind::Sqlite => {
+                let parts = (0..users.len())
+                    .map(|i| {
+                        let u = i + 3;
+                        format!(
+                            "SELECT ${u}, (SELECT COUNT(*) FROM (SELECT 1 FROM transactions \
+                             WHERE user_id = ${u} AND created_at >= $1 AND {OPS} LIMIT $2))"
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" UNION ALL ");
+                self.stmt(
+                    &parts,
+                    [since.into(), limit.into()]
+                        .into_iter()
+                        .chain(users.iter().map(|u| (*u).into())),
+                )
+            }
+        };
+        let rows = conn.query_all_raw(stmt).await?;
+        rows.into_iter()
+            .map(|r| Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?)))
+            .collect()
     }
 
     #[allow(clippy::too_many_arguments)]

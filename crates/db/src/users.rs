@@ -88,6 +88,15 @@ fn login_condition(login: &str) -> &'static str {
     }
 }
 
+/// What came of `Db::delete_user`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deletion {
+    Deleted,
+    NotFound,
+    LastAdmin,
+    HoldsFunds,
+}
+
 impl Db {
     pub async fn insert_user(&self, u: NewUser<'_>) -> Result<UserRow, DbErr> {
         let now = now_micros();
@@ -440,9 +449,10 @@ impl Db {
         Ok(true)
     }
 
-    /// Deletes a user unless that would leave no active admin. Returns `None` when the user
-    /// does not exist, `Some(false)` when refused.
-    pub async fn delete_user(&self, id: &str) -> Result<Option<bool>, DbErr> {
+    /// Deletes a user unless that would leave no active admin or the user still holds funds
+    /// (`Db::holds_funds`). The funds check runs in the deleting transaction after the user's
+    /// row and accounts are locked, so money arriving meanwhile is either seen or waits.
+    pub async fn delete_user(&self, id: &str) -> Result<Deletion, DbErr> {
         let _cleared = self.sessions.clear_on_drop();
         let tx = self.begin_write().await?;
         self.lock_admins(&tx).await?;
@@ -451,15 +461,26 @@ impl Db {
             .await?;
         if n.rows_affected() == 0 {
             tx.rollback().await?;
-            return Ok(None);
+            return Ok(Deletion::NotFound);
         }
         let admins = self.active_admins_in(&tx).await?;
         if admins == 0 {
             tx.rollback().await?;
-            return Ok(Some(false));
+            return Ok(Deletion::LastAdmin);
+        }
+        if self.kind() == crate::DbKind::Postgres {
+            tx.query_all_raw(self.stmt(
+                "SELECT id FROM ledger_accounts WHERE owner_id = $1 ORDER BY id FOR UPDATE",
+                [id.into()],
+            ))
+            .await?;
+        }
+        if self.holds_funds_in(&tx, id).await? {
+            tx.rollback().await?;
+            return Ok(Deletion::HoldsFunds);
         }
         tx.commit().await?;
-        Ok(Some(true))
+        Ok(Deletion::Deleted)
     }
 
     /// On PostgreSQL, row-locks the active admins so concurrent demotions are decided one after

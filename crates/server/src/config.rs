@@ -50,6 +50,8 @@ pub struct Config {
     pub deposits: DepositConfig,
     pub withdrawals: WithdrawalConfig,
     pub aml: AmlConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
     pub idempotency: IdempotencyConfig,
     pub market: MarketConfig,
     pub log: LogConfig,
@@ -263,6 +265,22 @@ pub struct AmlConfig {
     pub young_account_days: u32,
     #[serde(deserialize_with = "decimal_text")]
     pub young_account_usd: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdminConfig {
+    /// Balance adjustments worth this much (USD, at the current price) or more wait for a
+    /// second admin's approval.
+    #[serde(deserialize_with = "decimal_text")]
+    pub adjust_approval_from_usd: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            adjust_approval_from_usd: "1000".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

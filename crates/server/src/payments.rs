@@ -33,6 +33,7 @@ use sha2::Sha256;
 use std::collections::HashMap;
 
 const MICROS_PER_MINUTE: i64 = 60_000_000;
+const MINUTE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Thresholds from the `[deposits]`, `[withdrawals]` and `[aml]` settings, in cents.
 #[derive(Debug, Clone)]
@@ -54,6 +55,8 @@ pub struct Rules {
     pub aml_window_micros: i64,
     pub aml_young_micros: i64,
     pub aml_young_cents: i64,
+    /// Admin adjustments worth this much or more need a second admin.
+    pub adjust_approval_cents: i64,
 }
 
 fn usd_setting(v: &str, name: &str) -> anyhow::Result<i64> {
@@ -136,6 +139,10 @@ impl Rules {
             aml_window_micros: i64::from(a.window_minutes.max(1)) * MICROS_PER_MINUTE,
             aml_young_micros: i64::from(a.young_account_days) * 86_400_000_000,
             aml_young_cents: usd_setting(&a.young_account_usd, "aml.young_account_usd")?,
+            adjust_approval_cents: usd_setting(
+                &c.admin.adjust_approval_from_usd,
+                "admin.adjust_approval_from_usd",
+            )?,
         };
         if rules.deposit_min_cents > rules.deposit_max_cents
             || rules.withdraw_min_cents > rules.withdraw_max_cents
@@ -249,7 +256,7 @@ async fn post(
 
 /// Runs a step that has no idempotency key of its own (its conditional UPDATEs make it
 /// happen once), retrying transient database conflicts.
-async fn with_retries<T, F, Fut>(mut attempt: F) -> Result<T, ApiError>
+pub(crate) async fn with_retries<T, F, Fut>(mut attempt: F) -> Result<T, ApiError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, Failure>>,
@@ -271,15 +278,6 @@ where
             }
         }
     }
-}
-
-/// At most `n` bytes of `s`, cut at a character boundary.
-fn clip(s: &str, n: usize) -> &str {
-    let mut cut = s.len().min(n);
-    while !s.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    &s[..cut]
 }
 
 fn conflict(message: &str) -> ApiError {
@@ -349,49 +347,78 @@ fn notice(kind: &'static str, title: String, body: String, data: Value) -> Notic
 }
 
 /// The AML rule an operation worth `usd_cents` by `user` trips, if any, with its details.
+/// The velocity rule counts committed operations, so the caller must hold a lock that
+/// serialises this user's operations (the wallet and daily-total rows it is changing).
 pub(crate) async fn aml_rule(
     state: &AppState,
     tx: &impl etx_db::ConnectionTrait,
     user: &UserRow,
     usd_cents: i64,
 ) -> Result<Option<(&'static str, Value)>, DbErr> {
+    if let Some(rule) = amount_rule(state, user, usd_cents) {
+        return Ok(Some(rule));
+    }
+    let r = &state.rules;
+    if r.aml_max_operations == 0 {
+        return Ok(None);
+    }
+    let recent = state
+        .db
+        .operations_since(
+            tx,
+            &[&user.id],
+            now_micros() - r.aml_window_micros,
+            r.aml_max_operations,
+        )
+        .await?
+        .first()
+        .map_or(0, |(_, n)| *n);
+    Ok(velocity_rule(r, recent))
+}
+
+/// The rules that look at the operation alone (its value, the account's age): decided before
+/// any lock is taken.
+pub(crate) fn amount_rule(
+    state: &AppState,
+    user: &UserRow,
+    usd_cents: i64,
+) -> Option<(&'static str, Value)> {
     let r = &state.rules;
     let usd = |c: i64| format_amount(c, 2);
     if usd_cents >= r.aml_large_cents {
-        return Ok(Some((
+        return Some((
             "large_amount",
             json!({"usd_value": usd(usd_cents), "threshold_usd": usd(r.aml_large_cents)}),
-        )));
+        ));
     }
     let age = now_micros() - user.created_at;
     if age < r.aml_young_micros && usd_cents >= r.aml_young_cents {
-        return Ok(Some((
+        return Some((
             "young_account",
             json!({
                 "usd_value": usd(usd_cents),
                 "threshold_usd": usd(r.aml_young_cents),
                 "account_age_hours": age / 3_600_000_000,
             }),
-        )));
+        ));
     }
-    if r.aml_max_operations == 0 {
-        return Ok(None);
+    None
+}
+
+/// The velocity rule, given how many operations the user already made in the window (counted
+/// up to the limit, so `operations_in_window` is at least the number shown).
+pub(crate) fn velocity_rule(r: &Rules, recent: i64) -> Option<(&'static str, Value)> {
+    if r.aml_max_operations == 0 || recent < r.aml_max_operations {
+        return None;
     }
-    let recent = state
-        .db
-        .operations_since(tx, &user.id, now_micros() - r.aml_window_micros)
-        .await?;
-    if recent >= r.aml_max_operations {
-        return Ok(Some((
-            "velocity",
-            json!({
-                "operations_in_window": recent + 1,
-                "max_operations": r.aml_max_operations,
-                "window_minutes": r.aml_window_micros / MICROS_PER_MINUTE,
-            }),
-        )));
-    }
-    Ok(None)
+    Some((
+        "velocity",
+        json!({
+            "operations_in_window": recent + 1,
+            "max_operations": r.aml_max_operations,
+            "window_minutes": r.aml_window_micros / MICROS_PER_MINUTE,
+        }),
+    ))
 }
 
 fn queue_flag(
@@ -626,13 +653,22 @@ struct Notification {
     actually_paid: Option<Value>,
 }
 
+/// Unsigned or badly signed notifications one address may send per minute before it is
+/// answered 429 instead of 401.
+pub const UNSIGNED_WEBHOOKS_PER_MINUTE: u32 = 20;
+
 /// Takes a provider's notification: checks its signature over the body, then moves the
-/// deposit forward and credits it once. Every notification is stored with what came of it.
+/// deposit forward and credits it once. Every signed notification is stored with what came of
+/// it; an unsigned or badly signed one is only counted (`etx_webhooks_rejected_total`) and
+/// logged, since anyone can send those and storing them would let anyone fill the database
+/// and take SQLite's write lock from money movements. `client` is the sender's address, for
+/// the throttle; `None` for notifications made inside the server.
 pub async fn receive_webhook(
     state: &AppState,
     provider: &str,
     signature: Option<&str>,
     raw: &[u8],
+    client: Option<std::net::IpAddr>,
 ) -> Result<Value, ApiError> {
     if provider != state.payments.name() {
         return Err(ApiError::NotFound);
@@ -648,23 +684,51 @@ pub async fn receive_webhook(
             .and_then(|v| v[name].as_str())
             .map(str::to_string)
     };
-    let (order_id, status) = (field("order_id"), field("payment_status"));
-    // Anyone can post here, so what an unsigned request leaves behind is kept short.
-    let body_text = String::from_utf8_lossy(raw);
-    let kept = |s: &str, n: usize| {
-        if signed {
-            s.to_string()
+    if !signed {
+        let reason = if signature.is_none() {
+            "unsigned"
         } else {
-            clip(s, n).to_string()
+            "bad_signature"
+        };
+        metrics::counter!(
+            "etx_webhooks_rejected_total",
+            "provider" => provider.to_string(),
+            "reason" => reason
+        )
+        .increment(1);
+        if let Some(ip) = client {
+            let d = state
+                .limiter
+                .hit(
+                    &format!("webhook:{ip}"),
+                    UNSIGNED_WEBHOOKS_PER_MINUTE,
+                    MINUTE,
+                )
+                .await?;
+            if !d.allowed {
+                tracing::debug!(provider, reason, client = %ip, "payment notification refused: throttled");
+                return Err(ApiError::RateLimited {
+                    retry_after_secs: d.reset_after_secs,
+                    limit: UNSIGNED_WEBHOOKS_PER_MINUTE,
+                });
+            }
         }
-    };
-    let (kept_body, kept_order, kept_status) = (
-        kept(&body_text, 2048),
-        order_id.as_deref().map(|o| kept(o, 64)),
-        status.as_deref().map(|o| kept(o, 32)),
-    );
+        // Neither the body nor the signature: they are the sender's, not ours to keep.
+        tracing::warn!(
+            provider,
+            reason,
+            client = client.map(|c| c.to_string()),
+            bytes = raw.len(),
+            "payment notification refused: missing or bad signature"
+        );
+        return Err(ApiError::Unauthorized(
+            "missing or invalid notification signature".into(),
+        ));
+    }
+    let (order_id, status) = (field("order_id"), field("payment_status"));
+    let body_text = String::from_utf8_lossy(raw);
     let store = |outcome: String| {
-        let (body, order_id, status) = (&kept_body, &kept_order, &kept_status);
+        let (body, order_id, status) = (&body_text, &order_id, &status);
         async move {
             let id = uuid::Uuid::now_v7().to_string();
             if let Err(e) = state
@@ -672,7 +736,7 @@ pub async fn receive_webhook(
                 .record_webhook(
                     &id,
                     provider,
-                    signed,
+                    true,
                     order_id.as_deref(),
                     status.as_deref(),
                     body,
@@ -684,21 +748,6 @@ pub async fn receive_webhook(
             }
         }
     };
-    if !signed {
-        store(if signature.is_none() {
-            "rejected: unsigned".into()
-        } else {
-            "rejected: bad signature".into()
-        })
-        .await;
-        tracing::warn!(
-            provider,
-            "payment notification with a missing or bad signature"
-        );
-        return Err(ApiError::Unauthorized(
-            "missing or invalid notification signature".into(),
-        ));
-    }
     let v = parsed.unwrap_or_default();
     let (Some(order_id_s), Some(status_s)) = (order_id.clone(), status.clone()) else {
         store("rejected: order_id or payment_status missing".into()).await;
@@ -784,10 +833,24 @@ async fn apply_notification(
         let flagged = db.flag_of_in(&tx, "deposit", &d.order_id).await?;
         match d.credit_state.as_str() {
             "none" => {
-                let user = db
-                    .user_by_id_in(&tx, &d.user_id)
-                    .await?
-                    .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("deposit without user")))?;
+                let Some(user) = db.user_by_id_in(&tx, &d.user_id).await? else {
+                    // Paid after its owner was deleted: the money is real, so it waits in
+                    // suspense for staff instead of being lost with a failed credit.
+                    if db
+                        .set_deposit_credit(&tx, &d.id, "none", "suspense", amount, 0, None)
+                        .await?
+                        .is_none()
+                    {
+                        return Err(conflict("the deposit changed meanwhile").into());
+                    }
+                    to_suspense(state, &tx, &mut batch, &d, amount).await?;
+                    db.run_batch(&tx, batch).await?;
+                    tx.commit().await?;
+                    return Ok((
+                        "credited to suspense: the owner no longer exists".into(),
+                        events,
+                    ));
+                };
                 let usd = deposit_usd(&d, amount);
                 let rule = match &flagged {
                     Some(f) if f.status == "open" => Some((f.rule.clone(), None)),
@@ -819,10 +882,22 @@ async fn apply_notification(
                 // Part was credited when staff released a partial payment; the rest now, under
                 // the same rules as any money coming in.
                 let rest = amount - d.credited;
-                let user = db
-                    .user_by_id_in(&tx, &d.user_id)
-                    .await?
-                    .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("deposit without user")))?;
+                let Some(user) = db.user_by_id_in(&tx, &d.user_id).await? else {
+                    if db
+                        .set_deposit_credit(&tx, &d.id, "credited", "credited", rest, 0, None)
+                        .await?
+                        .is_none()
+                    {
+                        return Err(conflict("the deposit changed meanwhile").into());
+                    }
+                    to_suspense(state, &tx, &mut batch, &d, rest).await?;
+                    db.run_batch(&tx, batch).await?;
+                    tx.commit().await?;
+                    return Ok((
+                        "remainder credited to suspense: the owner no longer exists".into(),
+                        events,
+                    ));
+                };
                 let rule = aml_rule(state, &tx, &user, deposit_usd(&d, rest)).await?;
                 let (ev, held) = credit(state, &tx, &mut batch, &d, rest, rule.is_some()).await?;
                 if let Some((rule, details)) = &rule {
@@ -882,6 +957,251 @@ async fn apply_notification(
     tx.commit().await?;
     tracing::info!(order_id = %d.order_id, status = %n.status, outcome, "payment notification applied");
     Ok((outcome, events))
+}
+
+/// Moves `amount` of a deposit whose owner is gone from clearing to `suspense::<asset>` and
+/// opens a suspense item for staff to resolve.
+async fn to_suspense(
+    state: &AppState,
+    tx: &DatabaseTransaction,
+    batch: &mut Batch,
+    d: &DepositRow,
+    amount: i64,
+) -> Result<(), Failure> {
+    post(
+        &state.db,
+        tx,
+        batch,
+        "deposit_suspense",
+        &d.pay_currency,
+        Some(&d.order_id),
+        None,
+        vec![
+            leg(PLATFORM, "deposits_clearing", -amount),
+            leg(PLATFORM, "suspense", amount),
+        ],
+    )
+    .await?;
+    let id = uuid::Uuid::now_v7().to_string();
+    Db::queue_suspense_item(
+        batch,
+        &id,
+        &d.pay_currency,
+        amount,
+        ("deposit", &d.order_id),
+        Some(&d.user_id),
+    );
+    crate::audit::Event::new(None, "deposit.suspense")
+        .target("suspense", &id)
+        .details(json!({
+            "order_id": d.order_id,
+            "owner_id": d.user_id,
+            "currency": d.pay_currency,
+            "amount": format_amount(amount, scale_of(state, &d.pay_currency)),
+        }))
+        .queue(batch);
+    tracing::warn!(order_id = %d.order_id, owner = %d.user_id, suspense = %id, "deposit paid for an owner who no longer exists; held in suspense");
+    Ok(())
+}
+
+/// A suspense item as the staff API and page show it.
+pub fn suspense_json(state: &AppState, s: &etx_db::suspense::SuspenseRow) -> Value {
+    json!({
+        "id": s.id,
+        "status": s.status,
+        "currency": s.asset,
+        "amount": format_amount(s.amount, scale_of(state, &s.asset)),
+        "source_type": s.source_type,
+        "source_id": s.source_id,
+        "owner_id": s.owner_id,
+        "resolved_by": s.resolved_by,
+        "credited_to": s.credited_to,
+        "note": s.note,
+        "created_at": rfc3339(s.created_at),
+        "resolved_at": s.resolved_at.map(rfc3339),
+    })
+}
+
+/// How staff resolve a suspense item.
+pub enum SuspenseAction {
+    /// The money was sent back to the payer outside the platform: it leaves through
+    /// withdrawals clearing like a payout.
+    Refund,
+    /// Credited to this user's wallet.
+    Credit { user_id: String },
+}
+
+/// Resolves an open suspense item (admins), once: the state change is conditional on
+/// `open` and runs in the transaction of the entry that moves the money out of suspense.
+pub async fn resolve_suspense(
+    state: &AppState,
+    staff: &UserRow,
+    id: &str,
+    action: SuspenseAction,
+    reason: &str,
+) -> Result<Value, ApiError> {
+    let id = uuid::Uuid::parse_str(id)
+        .map_err(|_| ApiError::NotFound)?
+        .to_string();
+    let reason = reason_text(reason, "reason")?;
+    let (row, events) =
+        with_retries(|| resolve_suspense_attempt(state, staff, &id, &action, &reason)).await?;
+    if !events.is_empty() {
+        crate::realtime::announce_movements(state, events);
+    }
+    Ok(suspense_json(state, &row))
+}
+
+async fn resolve_suspense_attempt(
+    state: &AppState,
+    staff: &UserRow,
+    id: &str,
+    action: &SuspenseAction,
+    reason: &str,
+) -> Result<(etx_db::suspense::SuspenseRow, Vec<MovementEvent>), Failure> {
+    let db = &state.db;
+    let tx = db.begin_write().await?;
+    let Some(item) = db.suspense_item(&tx, id).await? else {
+        return Err(ApiError::NotFound.into());
+    };
+    if item.status != "open" {
+        return Err(conflict(&format!("this item is already {}", item.status)).into());
+    }
+    let target = match action {
+        SuspenseAction::Refund => None,
+        SuspenseAction::Credit { user_id } => {
+            let user = match uuid::Uuid::parse_str(user_id) {
+                Ok(u) => db.user_by_id_in(&tx, &u.to_string()).await?,
+                Err(_) => None,
+            }
+            .ok_or_else(|| ApiError::field("user_id", "no such user"))?;
+            Some(user)
+        }
+    };
+    let to = if target.is_some() {
+        "credited"
+    } else {
+        "refunded"
+    };
+    let Some(row) = db
+        .resolve_suspense(
+            &tx,
+            id,
+            to,
+            &staff.id,
+            target.as_ref().map(|u| u.id.as_str()),
+            reason,
+        )
+        .await?
+    else {
+        return Err(conflict("this item was resolved meanwhile").into());
+    };
+    let mut batch = Batch::default();
+    let scale = scale_of(state, &row.asset);
+    let mut events = Vec::new();
+    match &target {
+        None => {
+            post(
+                db,
+                &tx,
+                &mut batch,
+                "suspense_refund",
+                &row.asset,
+                Some(reason),
+                Some(&staff.id),
+                vec![
+                    leg(PLATFORM, "suspense", -row.amount),
+                    leg(PLATFORM, "withdrawals_clearing", row.amount),
+                ],
+            )
+            .await?;
+        }
+        Some(user) => {
+            let balances = post(
+                db,
+                &tx,
+                &mut batch,
+                "suspense_credit",
+                &row.asset,
+                Some(reason),
+                Some(&staff.id),
+                vec![
+                    leg(PLATFORM, "suspense", -row.amount),
+                    leg(&user.id, "wallet", row.amount),
+                ],
+            )
+            .await?;
+            let balance = balance_of(&balances, &account_id(&user.id, "wallet", &row.asset))?;
+            let txn_id = uuid::Uuid::now_v7().to_string();
+            Db::insert_transactions(
+                &mut batch,
+                &mut [NewTransaction {
+                    id: &txn_id,
+                    user_id: &user.id,
+                    kind: "deposit",
+                    direction: "in",
+                    asset: &row.asset,
+                    amount: row.amount,
+                    fee: 0,
+                    status: "completed",
+                    counterparty_id: None,
+                    note: Some(&row.source_id),
+                    entry_id: None,
+                }],
+            );
+            let n = notice(
+                "deposit_credited",
+                format!(
+                    "{} {} was credited to your wallet",
+                    format_amount(row.amount, scale),
+                    row.asset
+                ),
+                reason.to_string(),
+                json!({"transaction_id": txn_id}),
+            );
+            n.queue(&mut batch, &user.id);
+            let view = txn_view(
+                state,
+                &txn_id,
+                "deposit",
+                "in",
+                &row.asset,
+                row.amount,
+                0,
+                "completed",
+                Some(&row.source_id),
+            );
+            events.push(movement_event(
+                state,
+                &user.id,
+                &row.asset,
+                balance,
+                view,
+                Some(n),
+            ));
+        }
+    }
+    let audit_action = if target.is_some() {
+        "suspense.credit"
+    } else {
+        "suspense.refund"
+    };
+    crate::audit::Event::new(Some(&staff.id), audit_action)
+        .target("suspense", &row.id)
+        .details(json!({
+            "source_type": row.source_type,
+            "source_id": row.source_id,
+            "owner_id": row.owner_id,
+            "credited_to": row.credited_to,
+            "currency": row.asset,
+            "amount": format_amount(row.amount, scale),
+            "reason": reason,
+        }))
+        .queue(&mut batch);
+    db.run_batch(&tx, batch).await?;
+    tx.commit().await?;
+    tracing::info!(suspense = %row.id, actor = %staff.id, to, "suspense item resolved");
+    Ok((row, events))
 }
 
 /// The USD value of `amount` of a deposit, in proportion to what was asked for it.
@@ -1076,7 +1396,7 @@ pub async fn simulate(
     let body = sandbox_notification(&d, &req.status, paid, scale);
     let sig = state.payments.sign(&body);
     let raw = serde_json::to_vec(&body).map_err(|e| ApiError::Internal(e.into()))?;
-    receive_webhook(state, "sandbox", Some(&sig), &raw).await
+    receive_webhook(state, "sandbox", Some(&sig), &raw, None).await
 }
 
 /// A notification in the provider's format.

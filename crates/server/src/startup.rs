@@ -94,6 +94,10 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         config.transfers.commit_lanes,
         config.transfers.max_group,
         transfer_limits.daily_cap_cents,
+        crate::wallet::group::Velocity {
+            max_operations: rules.aml_max_operations,
+            window_micros: rules.aml_window_micros,
+        },
     );
     let payments = crate::payments::Payments::new(&config.deposits, &secret)?;
     let mailer = crate::mail::Mailer::from_config(&config.email, &config.data_dir)?;

@@ -457,7 +457,8 @@ async fn p2p_attempt(
         ))
         .into());
     }
-    if let Some(rule) = crate::payments::aml_rule(state, db.conn(), sender, usd).await? {
+    // The velocity rule is decided by the committer, where a sender's transfers are serialised.
+    if let Some(rule) = crate::payments::amount_rule(state, sender, usd) {
         let tx = db.begin_write().await?;
         return held_p2p(
             state, tx, sender, &recipient, asset, amount, note, usd, m, rule,
@@ -504,7 +505,7 @@ async fn p2p_attempt(
             "amount": format_amount(amount, asset.scale),
         }))
         .queue(&mut extra);
-    let posted = state
+    let decided = state
         .transfers
         .submit(group::Planned {
             sender_id: sender.id.clone(),
@@ -524,6 +525,18 @@ async fn p2p_attempt(
             extra,
         })
         .await?;
+    let posted = match decided {
+        group::Decided::Posted(p) => p,
+        group::Decided::Velocity(recent) => {
+            let rule = crate::payments::velocity_rule(&state.rules, recent)
+                .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("velocity hold without rule")))?;
+            let tx = db.begin_write().await?;
+            return held_p2p(
+                state, tx, sender, &recipient, asset, amount, note, usd, m, rule,
+            )
+            .await;
+        }
+    };
     tracing::info!(entry_id, sender = %sender.id, recipient = %recipient.id, asset = %asset.code, "p2p transfer");
     let at = rfc3339(etx_db::now_micros());
     let event = |id: &str, direction: &str, other: &UserRow, balance: i64, notice| MovementEvent {
@@ -670,7 +683,9 @@ pub struct AdjustRequest {
     pub reason: String,
 }
 
-/// Admin balance adjustment, posted against the platform equity account of the asset.
+/// Admin balance adjustment, posted against the platform equity account. Never of the
+/// admin's own balance; worth `[admin] adjust_approval_from_usd` or more, it waits (202) for a
+/// second admin's approval instead of moving money.
 pub async fn adjust(
     state: &AppState,
     admin: &UserRow,
@@ -682,6 +697,10 @@ pub async fn adjust(
         .await
 }
 
+fn own_balance() -> ApiError {
+    ApiError::Forbidden("you cannot adjust your own balance; another admin must do it".into())
+}
+
 async fn adjust_attempt(
     state: &AppState,
     admin: &UserRow,
@@ -689,7 +708,6 @@ async fn adjust_attempt(
     req: &AdjustRequest,
 ) -> Result<Outcome, Failure> {
     let db = &state.db;
-    let tx = db.begin_write().await?;
     let asset = asset_of(state, &req.currency)?;
     let amount = parse_amount(req.amount.0.trim(), asset.scale).map_err(amount_field)?;
     if amount == 0 {
@@ -699,23 +717,135 @@ async fn adjust_attempt(
     if reason.chars().count() < 3 || reason.chars().count() > 500 {
         return Err(ApiError::field("reason", "must be 3 to 500 characters").into());
     }
+    let usd = amount
+        .checked_abs()
+        .and_then(|a| usd_value(state, asset, a))
+        .ok_or_else(|| amount_field(AmountError::Overflow))?;
+    let tx = db.begin_write().await?;
     let user = match uuid::Uuid::parse_str(&req.user_id) {
         Ok(id) => db.user_by_id_in(&tx, &id.to_string()).await?,
         Err(_) => None,
     }
     .ok_or_else(|| ApiError::field("user_id", "no such user"))?;
-    let entry_id = uuid::Uuid::now_v7().to_string();
+    if user.id == admin.id {
+        return Err(own_balance().into());
+    }
     let mut batch = Batch::default();
-    let balances = db
-        .post_entry(
-            &tx,
+    if usd >= state.rules.adjust_approval_cents {
+        let id = uuid::Uuid::now_v7().to_string();
+        Db::queue_adjustment_request(
             &mut batch,
+            &etx_db::adjustments::NewAdjustment {
+                id: &id,
+                user_id: &user.id,
+                asset: &asset.code,
+                amount,
+                usd_cents: usd,
+                reason,
+                requested_by: &admin.id,
+            },
+        );
+        crate::audit::Event::new(Some(&admin.id), "wallet.adjust.request")
+            .target("user", &user.id)
+            .details(json!({
+                "adjustment_id": id,
+                "reason": reason,
+                "currency": asset.code,
+                "amount": format_amount(amount, asset.scale),
+                "usd_value": format_amount(usd, 2),
+            }))
+            .queue(&mut batch);
+        let body = json!({
+            "adjustment": {
+                "id": id,
+                "status": "pending",
+                "user_id": user.id,
+                "currency": asset.code,
+                "amount": format_amount(amount, asset.scale),
+                "usd_value": format_amount(usd, 2),
+                "reason": reason,
+                "requested_by": admin.id,
+                "review": format!(
+                    "Adjustments worth ${} or more wait for another admin's approval.",
+                    format_amount(state.rules.adjust_approval_cents, 2)
+                ),
+            }
+        })
+        .to_string();
+        let out = m
+            .commit(state, tx, batch, StatusCode::ACCEPTED, body)
+            .await?;
+        tracing::info!(adjustment = %id, actor = %admin.id, target = %user.id, asset = %asset.code, "balance adjustment waits for approval");
+        return Ok(out);
+    }
+    let entry_id = uuid::Uuid::now_v7().to_string();
+    let applied = apply_adjustment(
+        state, &tx, &mut batch, &admin.id, &user, asset, amount, reason, &entry_id,
+    )
+    .await?;
+    crate::audit::Event::new(Some(&admin.id), "wallet.adjust")
+        .target("user", &user.id)
+        .details(json!({
+            "entry_id": entry_id,
+            "reason": reason,
+            "currency": asset.code,
+            "amount": format_amount(amount, asset.scale),
+            "before": format_amount(applied.balance - amount, asset.scale),
+            "after": format_amount(applied.balance, asset.scale),
+        }))
+        .queue(&mut batch);
+    let body = json!({
+        "adjustment": {
+            "id": applied.txn_id,
+            "entry_id": entry_id,
+            "user_id": user.id,
+            "currency": asset.code,
+            "amount": format_amount(amount, asset.scale),
+            "reason": reason,
+            "balance": format_amount(applied.balance, asset.scale),
+        }
+    })
+    .to_string();
+    let out = m
+        .commit(state, tx, batch, StatusCode::CREATED, body)
+        .await?;
+    tracing::info!(entry_id, actor = %admin.id, target = %user.id, asset = %asset.code, "balance adjusted by admin");
+    announce_adjustment(state, &user.id, asset, amount, reason, applied);
+    Ok(out)
+}
+
+/// What applying an adjustment produced: its history row, the new balance and the notice to
+/// push after commit.
+pub(crate) struct Applied {
+    txn_id: String,
+    balance: i64,
+    notice: Notice,
+}
+
+/// Posts an adjustment's ledger entry and queues its history row and notice in `tx`.
+#[allow(clippy::too_many_arguments)]
+async fn apply_adjustment(
+    state: &AppState,
+    tx: &etx_db::DatabaseTransaction,
+    batch: &mut Batch,
+    actor: &str,
+    user: &UserRow,
+    asset: &Asset,
+    amount: i64,
+    reason: &str,
+    entry_id: &str,
+) -> Result<Applied, Failure> {
+    let balances = state
+        .db
+        .post_entry(
+            tx,
+            batch,
             NewEntry {
-                id: &entry_id,
+                id: entry_id,
                 kind: "adjustment",
                 asset: &asset.code,
                 memo: Some(reason),
-                created_by: Some(&admin.id),
+                created_by: Some(actor),
                 legs: vec![
                     Leg {
                         owner: &user.id,
@@ -736,7 +866,7 @@ async fn adjust_attempt(
     let balance = balance_of(&balances, &account_id(&user.id, "wallet", &asset.code))?;
     let txn_id = uuid::Uuid::now_v7().to_string();
     Db::insert_transactions(
-        &mut batch,
+        batch,
         &mut [NewTransaction {
             id: &txn_id,
             user_id: &user.id,
@@ -748,21 +878,9 @@ async fn adjust_attempt(
             status: "completed",
             counterparty_id: None,
             note: Some(reason),
-            entry_id: Some(&entry_id),
+            entry_id: Some(entry_id),
         }],
     );
-    let body = json!({
-        "adjustment": {
-            "id": txn_id,
-            "entry_id": entry_id,
-            "user_id": user.id,
-            "currency": asset.code,
-            "amount": format_amount(amount, asset.scale),
-            "reason": reason,
-            "balance": format_amount(balance, asset.scale),
-        }
-    })
-    .to_string();
     let notice = Notice {
         id: uuid::Uuid::now_v7().to_string(),
         kind: "balance_adjusted",
@@ -775,29 +893,29 @@ async fn adjust_attempt(
         body: reason.to_string(),
         data: json!({"transaction_id": txn_id}),
     };
-    notice.queue(&mut batch, &user.id);
-    crate::audit::Event::new(Some(&admin.id), "wallet.adjust")
-        .target("user", &user.id)
-        .details(json!({
-            "entry_id": entry_id,
-            "reason": reason,
-            "currency": asset.code,
-            "amount": format_amount(amount, asset.scale),
-            "before": format_amount(balance - amount, asset.scale),
-            "after": format_amount(balance, asset.scale),
-        }))
-        .queue(&mut batch);
-    let out = m
-        .commit(state, tx, batch, StatusCode::CREATED, body)
-        .await?;
-    tracing::info!(entry_id, actor = %admin.id, target = %user.id, asset = %asset.code, "balance adjusted by admin");
+    notice.queue(batch, &user.id);
+    Ok(Applied {
+        txn_id,
+        balance,
+        notice,
+    })
+}
+
+fn announce_adjustment(
+    state: &AppState,
+    user_id: &str,
+    asset: &Asset,
+    amount: i64,
+    reason: &str,
+    applied: Applied,
+) {
     crate::realtime::announce_movements(
         state,
         vec![MovementEvent {
-            notice: Some(notice),
-            user_id: user.id.clone(),
+            notice: Some(applied.notice),
+            user_id: user_id.to_string(),
             transaction: json!({
-                "id": txn_id,
+                "id": applied.txn_id,
                 "type": "adjustment",
                 "direction": if amount > 0 { "in" } else { "out" },
                 "currency": asset.code,
@@ -809,10 +927,171 @@ async fn adjust_attempt(
                 "created_at": rfc3339(etx_db::now_micros()),
             }),
             currency: asset.code.clone(),
-            balance: format_amount(balance, asset.scale),
+            balance: format_amount(applied.balance, asset.scale),
         }],
     );
-    Ok(out)
+}
+
+/// An adjustment request as the staff API and page show it.
+pub fn adjustment_json(state: &AppState, a: &etx_db::adjustments::AdjustmentRow) -> Value {
+    let scale = state.assets.get(&a.asset).map_or(0, |x| x.scale);
+    json!({
+        "id": a.id,
+        "status": a.status,
+        "user_id": a.user_id,
+        "currency": a.asset,
+        "amount": format_amount(a.amount, scale),
+        "usd_value": format_amount(a.usd_cents, 2),
+        "reason": a.reason,
+        "requested_by": a.requested_by,
+        "decided_by": a.decided_by,
+        "decision_note": a.decision_note,
+        "entry_id": a.entry_id,
+        "created_at": rfc3339(a.created_at),
+        "decided_at": a.decided_at.map(rfc3339),
+    })
+}
+
+/// Approves (applies) or rejects a pending adjustment: an admin other than the one who asked,
+/// and never one whose own balance it adjusts. The state change is conditional on `pending`
+/// and runs in the transaction of the ledger entry, so a double approval applies once.
+pub async fn decide_adjustment(
+    state: &AppState,
+    staff: &UserRow,
+    id: &str,
+    approve: bool,
+    note: Option<&str>,
+) -> Result<Value, ApiError> {
+    let id = uuid::Uuid::parse_str(id)
+        .map_err(|_| ApiError::NotFound)?
+        .to_string();
+    let note = note.map(str::trim).filter(|n| !n.is_empty());
+    if note.is_some_and(|n| n.chars().count() > 500) {
+        return Err(ApiError::field("reason", "must be at most 500 characters"));
+    }
+    if !approve && note.is_none_or(|n| n.chars().count() < 3) {
+        return Err(ApiError::field("reason", "must be 3 to 500 characters"));
+    }
+    let (row, applied) = crate::payments::with_retries(|| {
+        decide_adjustment_attempt(state, staff, &id, approve, note)
+    })
+    .await?;
+    if let Some((asset, applied)) = applied {
+        announce_adjustment(
+            state,
+            &row.user_id,
+            &asset,
+            row.amount,
+            &row.reason,
+            applied,
+        );
+    }
+    Ok(adjustment_json(state, &row))
+}
+
+type Decided = (etx_db::adjustments::AdjustmentRow, Option<(Asset, Applied)>);
+
+async fn decide_adjustment_attempt(
+    state: &AppState,
+    staff: &UserRow,
+    id: &str,
+    approve: bool,
+    note: Option<&str>,
+) -> Result<Decided, Failure> {
+    let db = &state.db;
+    let tx = db.begin_write().await?;
+    let Some(row) = db.adjustment_request(&tx, id).await? else {
+        return Err(ApiError::NotFound.into());
+    };
+    if row.requested_by == staff.id {
+        return Err(ApiError::Forbidden(
+            "the admin who asked for an adjustment cannot decide it; another admin must".into(),
+        )
+        .into());
+    }
+    if approve && row.user_id == staff.id {
+        return Err(own_balance().into());
+    }
+    let conflict = |m: String| {
+        Failure::Api(ApiError::Conflict {
+            message: m,
+            fields: Default::default(),
+        })
+    };
+    if row.status != "pending" {
+        return Err(conflict(format!(
+            "this adjustment is already {}",
+            row.status
+        )));
+    }
+    let entry_id = uuid::Uuid::now_v7().to_string();
+    let Some(row) = db
+        .decide_adjustment(
+            &tx,
+            id,
+            &staff.id,
+            if approve { "applied" } else { "rejected" },
+            note,
+            approve.then_some(entry_id.as_str()),
+        )
+        .await?
+    else {
+        return Err(conflict("this adjustment was decided meanwhile".into()));
+    };
+    let mut batch = Batch::default();
+    let asset = state
+        .assets
+        .get(&row.asset)
+        .cloned()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("adjustment in an unknown asset")))?;
+    let applied = if approve {
+        let user = db.user_by_id_in(&tx, &row.user_id).await?.ok_or_else(|| {
+            conflict("the user no longer exists; reject the adjustment instead".into())
+        })?;
+        let applied = apply_adjustment(
+            state,
+            &tx,
+            &mut batch,
+            &staff.id,
+            &user,
+            &asset,
+            row.amount,
+            &row.reason,
+            &entry_id,
+        )
+        .await?;
+        crate::audit::Event::new(Some(&staff.id), "wallet.adjust.approve")
+            .target("adjustment", &row.id)
+            .details(json!({
+                "user_id": row.user_id,
+                "requested_by": row.requested_by,
+                "entry_id": entry_id,
+                "reason": row.reason,
+                "note": note,
+                "currency": asset.code,
+                "amount": format_amount(row.amount, asset.scale),
+                "before": format_amount(applied.balance - row.amount, asset.scale),
+                "after": format_amount(applied.balance, asset.scale),
+            }))
+            .queue(&mut batch);
+        Some((asset, applied))
+    } else {
+        crate::audit::Event::new(Some(&staff.id), "wallet.adjust.reject")
+            .target("adjustment", &row.id)
+            .details(json!({
+                "user_id": row.user_id,
+                "requested_by": row.requested_by,
+                "reason": note,
+                "currency": asset.code,
+                "amount": format_amount(row.amount, asset.scale),
+            }))
+            .queue(&mut batch);
+        None
+    };
+    db.run_batch(&tx, batch).await?;
+    tx.commit().await?;
+    tracing::info!(adjustment = %row.id, actor = %staff.id, approve, "balance adjustment decided");
+    Ok((row, applied))
 }
 
 /// Every configured asset with the user's balance as a decimal string, and when any changed last.

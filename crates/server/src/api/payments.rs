@@ -37,6 +37,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(aml_queue))
         .routes(routes!(aml_release))
         .routes(routes!(aml_reject))
+        .routes(routes!(suspense_list))
+        .routes(routes!(suspense_refund))
+        .routes(routes!(suspense_credit))
 }
 
 fn object(body: Value) -> Result<Value, ApiError> {
@@ -218,20 +221,22 @@ pub struct WebhookBody {
         ("x-nowpayments-sig" = String, Header, description = "Hex HMAC-SHA512 signature")),
     responses(
         (status = 200, description = "Applied or ignored (not newer); `result` says which"),
-        (status = 401, description = "Missing or bad signature; nothing changed", body = ErrorBody),
+        (status = 401, description = "Missing or bad signature; nothing changed or stored", body = ErrorBody),
+        (status = 429, description = "Too many unsigned or badly signed notifications from this address; see `Retry-After`", body = ErrorBody),
         (status = 404, description = "Unknown provider or order", body = ErrorBody),
         (status = 422, description = "Unknown status or mismatched payment", body = ErrorBody),
     ))]
 async fn webhook(
     State(state): State<AppState>,
     Path(provider): Path<String>,
+    client: crate::session::ClientInfo,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let sig = headers
         .get(payments::nowpayments::SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok());
-    let out = payments::receive_webhook(&state, &provider, sig, &body).await?;
+    let out = payments::receive_webhook(&state, &provider, sig, &body, Some(client.ip)).await?;
     Ok(Json(out))
 }
 
@@ -634,4 +639,115 @@ async fn aml_reject(
     AppJson(body): AppJson<Value>,
 ) -> ApiResult<Json<Value>> {
     aml_decision(&state, &auth, &id, body, false).await
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct SuspenseQuery {
+    /// `open` (default), `refunded`, `credited` or `all`.
+    status: Option<String>,
+}
+
+/// Money in suspense (staff): payments that arrived for an owner who no longer exists, newest
+/// first, open ones by default. It stays in `suspense::<asset>` until an admin resolves it.
+#[utoipa::path(get, path = "/api/admin/suspense", tag = "admin", params(SuspenseQuery),
+    responses(
+        (status = 200, description = "`{items}`"),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Not staff", body = ErrorBody),
+        (status = 422, description = "Unknown status", body = ErrorBody),
+    ))]
+async fn suspense_list(
+    State(state): State<AppState>,
+    auth: Auth,
+    AppQuery(q): AppQuery<SuspenseQuery>,
+) -> ApiResult<Json<Value>> {
+    auth.require_staff()?;
+    let status = match q.status.as_deref().map(str::trim) {
+        None | Some("") => Some("open"),
+        Some("all") => None,
+        Some(s @ ("open" | "refunded" | "credited")) => Some(s),
+        Some(_) => {
+            return Err(ApiError::field(
+                "status",
+                "one of open, refunded, credited, all",
+            ));
+        }
+    };
+    let items: Vec<Value> = state
+        .db
+        .suspense_items(status, 200)
+        .await?
+        .iter()
+        .map(|s| payments::suspense_json(&state, s))
+        .collect();
+    Ok(Json(json!({"items": items})))
+}
+
+/// Body of a suspense credit.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SuspenseCreditBody {
+    /// The user whose wallet receives the money.
+    user_id: String,
+    /// 3 to 500 characters; shown to the user and kept in the audit log.
+    reason: String,
+}
+
+/// Mark a suspense item refunded (admins): the money was sent back to the payer, and leaves
+/// suspense through withdrawals clearing. Once.
+#[utoipa::path(post, path = "/api/admin/suspense/{id}/refund", tag = "admin",
+    params(("id" = String, Path, description = "Suspense item id")), request_body = ReasonBody,
+    responses(
+        (status = 200, description = "`{item}` refunded"),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 404, description = "No such item", body = ErrorBody),
+        (status = 409, description = "Already resolved", body = ErrorBody),
+        (status = 422, description = "Missing or bad reason", body = ErrorBody),
+    ))]
+async fn suspense_refund(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    AppJson(body): AppJson<Value>,
+) -> ApiResult<Json<Value>> {
+    auth.require_admin()?;
+    let b: ReasonBody = typed(body)?;
+    let item = payments::resolve_suspense(
+        &state,
+        &auth.user,
+        &id,
+        payments::SuspenseAction::Refund,
+        &b.reason,
+    )
+    .await?;
+    Ok(Json(json!({"item": item})))
+}
+
+/// Credit a suspense item to a user's wallet (admins), once.
+#[utoipa::path(post, path = "/api/admin/suspense/{id}/credit", tag = "admin",
+    params(("id" = String, Path, description = "Suspense item id")), request_body = SuspenseCreditBody,
+    responses(
+        (status = 200, description = "`{item}` credited"),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 404, description = "No such item", body = ErrorBody),
+        (status = 409, description = "Already resolved", body = ErrorBody),
+        (status = 422, description = "No such user, or a bad reason", body = ErrorBody),
+    ))]
+async fn suspense_credit(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    AppJson(body): AppJson<Value>,
+) -> ApiResult<Json<Value>> {
+    auth.require_admin()?;
+    let b: SuspenseCreditBody = typed(body)?;
+    let item = payments::resolve_suspense(
+        &state,
+        &auth.user,
+        &id,
+        payments::SuspenseAction::Credit { user_id: b.user_id },
+        &b.reason,
+    )
+    .await?;
+    Ok(Json(json!({"item": item})))
 }

@@ -12,6 +12,7 @@ use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
+use etx_db::users::Deletion;
 use etx_db::users::{AdminPatch, SortField, UserFilter};
 use etx_domain::Role;
 use serde::{Deserialize, Serialize};
@@ -318,19 +319,17 @@ async fn delete_user(
     }
     let id = parse_id(&id)?;
     let user = state.db.user_by_id(&id).await?.ok_or(ApiError::NotFound)?;
-    if state.db.holds_funds(&id).await? {
-        return Err(ApiError::Conflict {
+    match state.db.delete_user(&id).await? {
+        Deletion::NotFound => Err(ApiError::NotFound),
+        Deletion::HoldsFunds => Err(ApiError::Conflict {
             message: "this user still holds funds; move or adjust them to zero first".into(),
             fields: Default::default(),
-        });
-    }
-    match state.db.delete_user(&id).await? {
-        None => Err(ApiError::NotFound),
-        Some(false) => Err(ApiError::Conflict {
+        }),
+        Deletion::LastAdmin => Err(ApiError::Conflict {
             message: "the last active admin cannot be deleted".into(),
             fields: Default::default(),
         }),
-        Some(true) => {
+        Deletion::Deleted => {
             crate::audit::Event::new(Some(&auth.user.id), "user.delete")
                 .target("user", &id)
                 .details(serde_json::json!({"username": user.username, "email": user.email, "role": user.role}))

@@ -8,7 +8,7 @@ use crate::state::AppState;
 use crate::views::rfc3339;
 use crate::wallet::{self, Outcome};
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use etx_domain::format_amount;
@@ -24,6 +24,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(p2p))
         .routes(routes!(p2p_history))
         .routes(routes!(admin_adjust))
+        .routes(routes!(admin_adjustments))
+        .routes(routes!(approve_adjustment))
+        .routes(routes!(reject_adjustment))
 }
 
 impl IntoResponse for Outcome {
@@ -226,14 +229,17 @@ pub struct AdjustBody {
 }
 
 /// Credit or debit a user's balance (admin), posted against the platform equity account.
-/// Requires an `Idempotency-Key` header.
+/// Never your own balance. Worth `[admin] adjust_approval_from_usd` or more (at the current
+/// price), it is only requested (202, `status: "pending"`) and applied when another admin
+/// approves it. Requires an `Idempotency-Key` header.
 #[utoipa::path(post, path = "/api/admin/wallets/adjust", tag = "admin", request_body = AdjustBody,
     params(("Idempotency-Key" = String, Header, description = "Unique per intended adjustment")),
     responses(
         (status = 201, description = "Adjusted; body has the new balance"),
+        (status = 202, description = "`{adjustment}` waiting for a second admin's approval; nothing moved yet"),
         (status = 400, description = "Missing Idempotency-Key or malformed JSON", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
-        (status = 403, description = "Not an admin, or CSRF failure", body = ErrorBody),
+        (status = 403, description = "Not an admin, CSRF failure, or your own balance", body = ErrorBody),
         (status = 409, description = "Key reused with a different body", body = ErrorBody),
         (status = 422, description = "Invalid fields or INSUFFICIENT_FUNDS for a debit", body = ErrorBody),
     ))]
@@ -252,4 +258,111 @@ async fn admin_adjust(
         });
     }
     wallet::adjust(&state, &auth.user, &key, body).await
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct AdjustmentsQuery {
+    /// `pending` (default), `applied`, `rejected` or `all`.
+    status: Option<String>,
+}
+
+/// Adjustment requests (admins), newest first: by default those waiting for a second admin.
+#[utoipa::path(get, path = "/api/admin/wallets/adjustments", tag = "admin", params(AdjustmentsQuery),
+    responses(
+        (status = 200, description = "`{adjustments}`"),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 422, description = "Unknown status", body = ErrorBody),
+    ))]
+async fn admin_adjustments(
+    State(state): State<AppState>,
+    auth: Auth,
+    AppQuery(q): AppQuery<AdjustmentsQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
+    auth.require_admin()?;
+    let status = match q.status.as_deref().map(str::trim) {
+        None | Some("") => Some("pending"),
+        Some("all") => None,
+        Some(s @ ("pending" | "applied" | "rejected")) => Some(s),
+        Some(_) => {
+            return Err(ApiError::field(
+                "status",
+                "one of pending, applied, rejected, all",
+            ));
+        }
+    };
+    let rows = state.db.adjustment_requests(status, 200).await?;
+    let list: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|a| wallet::adjustment_json(&state, a))
+        .collect();
+    Ok(Json(serde_json::json!({"adjustments": list})))
+}
+
+/// Optional body of an approval.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AdjustmentNote {
+    /// Up to 500 characters, kept in the audit trail.
+    note: Option<String>,
+}
+
+/// Body of a rejection.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdjustmentReason {
+    /// 3 to 500 characters, kept in the audit trail.
+    reason: String,
+}
+
+/// Approve a pending adjustment (an admin other than the one who asked for it, and not the
+/// adjusted user): the money moves now, once, whatever the number of approvals sent.
+#[utoipa::path(post, path = "/api/admin/wallets/adjustments/{id}/approve", tag = "admin",
+    params(("id" = String, Path, description = "Adjustment id")), request_body = AdjustmentNote,
+    responses(
+        (status = 200, description = "`{adjustment}` applied"),
+        (status = 403, description = "Not an admin, the requesting admin, or your own balance", body = ErrorBody),
+        (status = 404, description = "No such adjustment", body = ErrorBody),
+        (status = 409, description = "Already applied or rejected", body = ErrorBody),
+        (status = 422, description = "INSUFFICIENT_FUNDS for a debit, or a bad note", body = ErrorBody),
+    ))]
+async fn approve_adjustment(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    auth.require_admin()?;
+    // The body is optional: an approval may carry a note.
+    let b: AdjustmentNote = if body.iter().all(u8::is_ascii_whitespace) {
+        AdjustmentNote::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::Validation {
+            message: e.to_string(),
+            fields: Default::default(),
+        })?
+    };
+    let a = wallet::decide_adjustment(&state, &auth.user, &id, true, b.note.as_deref()).await?;
+    Ok(Json(serde_json::json!({"adjustment": a})))
+}
+
+/// Reject a pending adjustment (an admin other than the one who asked for it); nothing moves.
+#[utoipa::path(post, path = "/api/admin/wallets/adjustments/{id}/reject", tag = "admin",
+    params(("id" = String, Path, description = "Adjustment id")), request_body = AdjustmentReason,
+    responses(
+        (status = 200, description = "`{adjustment}` rejected"),
+        (status = 403, description = "Not an admin, or the requesting admin", body = ErrorBody),
+        (status = 404, description = "No such adjustment", body = ErrorBody),
+        (status = 409, description = "Already applied or rejected", body = ErrorBody),
+        (status = 422, description = "Missing or bad reason", body = ErrorBody),
+    ))]
+async fn reject_adjustment(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    AppJson(b): AppJson<AdjustmentReason>,
+) -> ApiResult<Json<serde_json::Value>> {
+    auth.require_admin()?;
+    let a = wallet::decide_adjustment(&state, &auth.user, &id, false, Some(&b.reason)).await?;
+    Ok(Json(serde_json::json!({"adjustment": a})))
 }

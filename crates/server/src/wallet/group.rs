@@ -48,7 +48,25 @@ pub struct Posted {
     pub recipient_balance: i64,
 }
 
-type Reply = oneshot::Sender<Result<Posted, Failure>>;
+/// How the group decided a transfer that was not refused.
+pub enum Decided {
+    Posted(Posted),
+    /// Not moved: the sender already made this many operations (counted up to the limit) in
+    /// the velocity window, so the transfer goes to review instead.
+    Velocity(i64),
+}
+
+/// The AML velocity rule (`aml.max_operations_in_window`, 0 = off). It is decided here,
+/// under the locks that serialise a sender's transfers and counting the transfers decided
+/// earlier in the same group, because a count read before the commit lets parallel
+/// requests all see the same old number.
+#[derive(Debug, Clone, Copy)]
+pub struct Velocity {
+    pub max_operations: i64,
+    pub window_micros: i64,
+}
+
+type Reply = oneshot::Sender<Result<Decided, Failure>>;
 
 struct Job {
     plan: Planned,
@@ -70,7 +88,13 @@ pub struct GroupCommit {
 impl GroupCommit {
     /// Starts `lanes` committers (one on SQLite, whose writers queue on one lock anyway).
     /// They end when the last handle is dropped.
-    pub fn start(db: Db, lanes: usize, max_group: usize, daily_cap_cents: i64) -> Self {
+    pub fn start(
+        db: Db,
+        lanes: usize,
+        max_group: usize,
+        daily_cap_cents: i64,
+        velocity: Velocity,
+    ) -> Self {
         let lanes = if db.kind() == DbKind::Sqlite {
             1
         } else {
@@ -84,7 +108,7 @@ impl GroupCommit {
             tokio::spawn(async move {
                 while let Some(jobs) = take_group(&rx, max_group).await {
                     metrics::histogram!("etx_transfer_group_size").record(jobs.len() as f64);
-                    commit_group(&db, daily_cap_cents, jobs).await;
+                    commit_group(&db, daily_cap_cents, velocity, jobs).await;
                 }
             });
         }
@@ -92,7 +116,7 @@ impl GroupCommit {
     }
 
     /// Commits the transfer with whatever others are waiting; answers once it is durable.
-    pub(crate) async fn submit(&self, plan: Planned) -> Result<Posted, Failure> {
+    pub(crate) async fn submit(&self, plan: Planned) -> Result<Decided, Failure> {
         let (reply, answer) = oneshot::channel();
         let closed = || {
             Failure::Api(ApiError::Internal(anyhow::anyhow!(
@@ -125,7 +149,7 @@ fn copy_err(e: &DbErr) -> DbErr {
     DbErr::Custom(e.to_string())
 }
 
-async fn commit_group(db: &Db, cap: i64, jobs: Vec<Job>) {
+async fn commit_group(db: &Db, cap: i64, velocity: Velocity, jobs: Vec<Job>) {
     // A key sent twice in one group: the later request waits for the first one's outcome and
     // then answers as a replay (or goes again if the first was refused).
     let mut seen = HashSet::new();
@@ -136,7 +160,7 @@ async fn commit_group(db: &Db, cap: i64, jobs: Vec<Job>) {
     let mut optimistic = true;
     while !jobs.is_empty() {
         tries += 1;
-        match attempt(db, cap, &jobs, optimistic).await {
+        match attempt(db, cap, velocity, &jobs, optimistic).await {
             Ok(Attempt::Moved) => {
                 metrics::counter!("etx_transfer_groups_redone_total").increment(1);
                 tracing::debug!(
@@ -169,7 +193,7 @@ async fn commit_group(db: &Db, cap: i64, jobs: Vec<Job>) {
                 // each goes again on its own.
                 tracing::warn!(error = %e, size = jobs.len(), "transfer group failed; committing its transfers one by one");
                 for job in jobs.drain(..) {
-                    Box::pin(commit_group(db, cap, vec![job])).await;
+                    Box::pin(commit_group(db, cap, velocity, vec![job])).await;
                 }
             }
             Err(e) => {
@@ -186,7 +210,7 @@ async fn commit_group(db: &Db, cap: i64, jobs: Vec<Job>) {
 
 enum Attempt {
     /// Committed (or nothing to commit): one result per job, in order.
-    Done(Vec<Result<Posted, Failure>>),
+    Done(Vec<Result<Decided, Failure>>),
     /// Nothing committed: these (user, key) pairs were stored by other requests meanwhile.
     KeysTaken(HashSet<(String, String)>),
     /// Nothing committed: balances or daily totals changed between the first read and the
@@ -208,13 +232,14 @@ struct Group<'a> {
     to_ids: &'a [String],
     taken: HashSet<(String, String)>,
     cap: i64,
+    max_operations: i64,
 }
 
 /// What the group does given the balances and daily totals: one result per job (`None` for
 /// an accepted one), the accepted transfers with their answers, the net change per account
 /// and the cents added per sender, both in id order.
 struct Decision<'a> {
-    results: Vec<Option<Result<Posted, Failure>>>,
+    results: Vec<Option<Result<Decided, Failure>>>,
     accepted: Vec<Accepted>,
     deltas: Vec<(&'a str, i64)>,
     adds: Vec<(&'a str, i64)>,
@@ -227,13 +252,15 @@ impl Decision<'_> {
 }
 
 /// Applies the transfers in arrival order in memory, each refused on its own when funds,
-/// the daily cap or the recipient's balance do not allow it.
+/// the daily cap or the recipient's balance do not allow it, or sent to review when the
+/// sender's operations in the velocity window (`ops`, committed ones) reach the limit.
 fn decide<'a>(
     g: &Group<'a>,
     mut balances: HashMap<String, i64>,
     mut used: HashMap<String, i64>,
+    mut ops: HashMap<String, i64>,
 ) -> Decision<'a> {
-    let mut results: Vec<Option<Result<Posted, Failure>>> = Vec::with_capacity(g.jobs.len());
+    let mut results: Vec<Option<Result<Decided, Failure>>> = Vec::with_capacity(g.jobs.len());
     let mut accepted: Vec<Accepted> = Vec::new();
     let mut deltas: BTreeMap<&str, i64> = BTreeMap::new();
     let mut adds: BTreeMap<&str, i64> = BTreeMap::new();
@@ -242,6 +269,15 @@ fn decide<'a>(
         if g.taken.contains(&(p.sender_id.clone(), p.key.clone())) {
             results.push(Some(Err(Failure::KeyTaken)));
             continue;
+        }
+        if g.max_operations > 0 {
+            let n = ops.entry(p.sender_id.clone()).or_default();
+            if *n >= g.max_operations {
+                // A held transfer is an operation too: later ones in the group count it.
+                results.push(Some(Ok(Decided::Velocity(*n))));
+                *n += 1;
+                continue;
+            }
         }
         let (from, to) = (g.from_ids[i].as_str(), g.to_ids[i].as_str());
         let refusal = (|| {
@@ -269,6 +305,9 @@ fn decide<'a>(
                 balances.insert(from.to_string(), after);
                 balances.insert(to.to_string(), credited);
                 used.insert(p.sender_id.clone(), spent);
+                if g.max_operations > 0 {
+                    *ops.entry(p.sender_id.clone()).or_default() += 1;
+                }
                 *deltas.entry(from).or_default() -= p.amount;
                 *deltas.entry(to).or_default() += p.amount;
                 *adds.entry(p.sender_id.as_str()).or_default() += p.usd_cents;
@@ -309,7 +348,13 @@ async fn balances_of(
 /// decisions checked against what they hold now and the balances changed: the locks are held
 /// for that last statement and the commit, so lanes whose groups share accounts overlap most
 /// of their work instead of queueing for all of it.
-async fn attempt(db: &Db, cap: i64, jobs: &[Job], optimistic: bool) -> Result<Attempt, DbErr> {
+async fn attempt(
+    db: &Db,
+    cap: i64,
+    velocity: Velocity,
+    jobs: &[Job],
+    optimistic: bool,
+) -> Result<Attempt, DbErr> {
     let optimistic = optimistic && db.kind() == DbKind::Postgres;
     let tx = db.begin_write().await?;
     let day = chrono::Utc::now().timestamp().div_euclid(86_400);
@@ -379,8 +424,12 @@ async fn attempt(db: &Db, cap: i64, jobs: &[Job], optimistic: bool) -> Result<At
         to_ids: &to_ids,
         taken,
         cap,
+        max_operations: velocity.max_operations,
     };
-    let first = decide(&group, balances, used);
+    // Read after the locks above (except on PostgreSQL's optimistic pass, which reads again
+    // under them below), so a sender's committed operations are all counted.
+    let ops = operations(db, &tx, velocity, &senders).await?;
+    let first = decide(&group, balances, used, ops);
     if first.accepted.is_empty() {
         tx.rollback().await?;
         return Ok(Attempt::Done(
@@ -449,7 +498,8 @@ async fn attempt(db: &Db, cap: i64, jobs: &[Job], optimistic: bool) -> Result<At
             .await?
             .into_iter()
             .collect::<HashMap<_, _>>();
-        let locked = decide(&group, balances, used);
+        let ops = operations(db, &tx, velocity, &senders).await?;
+        let locked = decide(&group, balances, used, ops);
         if locked.accepted_indices() != first.accepted_indices() {
             tx.rollback().await?;
             return Ok(Attempt::Moved);
@@ -520,7 +570,7 @@ async fn attempt(db: &Db, cap: i64, jobs: &[Job], optimistic: bool) -> Result<At
     }
     tx.commit().await?;
     for a in accepted {
-        results[a.index] = Some(Ok(Posted {
+        results[a.index] = Some(Ok(Decided::Posted(Posted {
             outcome: Outcome {
                 status: StatusCode::CREATED,
                 body: a.response,
@@ -528,7 +578,7 @@ async fn attempt(db: &Db, cap: i64, jobs: &[Job], optimistic: bool) -> Result<At
             },
             sender_balance: a.sender_balance,
             recipient_balance: a.recipient_balance,
-        }));
+        })));
     }
     Ok(Attempt::Done(
         results
@@ -536,6 +586,25 @@ async fn attempt(db: &Db, cap: i64, jobs: &[Job], optimistic: bool) -> Result<At
             .map(|r| r.expect("every job answered"))
             .collect(),
     ))
+}
+
+/// Each sender's committed operations in the velocity window, up to the limit; empty when
+/// the rule is off.
+async fn operations(
+    db: &Db,
+    tx: &DatabaseTransaction,
+    velocity: Velocity,
+    senders: &[&str],
+) -> Result<HashMap<String, i64>, DbErr> {
+    if velocity.max_operations == 0 {
+        return Ok(HashMap::new());
+    }
+    let since = etx_db::now_micros() - velocity.window_micros;
+    Ok(db
+        .operations_since(tx, senders, since, velocity.max_operations)
+        .await?
+        .into_iter()
+        .collect())
 }
 
 fn refusal_error(r: Refusal, cap: i64) -> ApiError {

@@ -659,7 +659,17 @@ pub struct AdminAmlPage {
     layout: Layout,
     status: String,
     lines: Vec<FlagLine>,
+    /// Open suspense items: money paid for owners who no longer exist.
+    suspense: Vec<SuspenseLine>,
     error: Option<String>,
+}
+
+pub struct SuspenseLine {
+    id: String,
+    amount: String,
+    source: String,
+    owner: String,
+    created: String,
 }
 
 async fn admin_aml_page(
@@ -697,12 +707,29 @@ async fn admin_aml_page(
             }
         })
         .collect();
+    let suspense = match state.db.suspense_items(Some("open"), 100).await {
+        Ok(rows) => rows
+            .iter()
+            .map(|s| {
+                let v = payments::suspense_json(state, s);
+                SuspenseLine {
+                    id: s.id.clone(),
+                    amount: format!("{} {}", v["amount"].as_str().unwrap_or_default(), s.asset),
+                    source: format!("{} {}", s.source_type, s.source_id),
+                    owner: s.owner_id.clone().unwrap_or_default(),
+                    created: when(&v["created_at"]),
+                }
+            })
+            .collect(),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
     let code = error.as_ref().map_or(StatusCode::OK, ApiError::status);
     let q = NoticeQuery { msg };
     let page = AdminAmlPage {
         layout: layout(u, "aml", Some(&q)),
         status: status.to_string(),
         lines,
+        suspense,
         error: error.map(|e| form_error(e).0.unwrap_or_default()),
     };
     (code, page).into_response()

@@ -626,6 +626,49 @@ async fn every_state_changing_route_writes_an_audit_record() {
                 .await
                 .status()
             }
+            ("POST", "/api/admin/wallets/adjustments/{id}/approve")
+            | ("POST", "/api/admin/wallets/adjustments/{id}/reject") => {
+                // A request another admin made, waiting for a second one.
+                let other = app.user_with_role(&format!("admin{walked}"), "admin").await;
+                let id = uuid::Uuid::now_v7().to_string();
+                app.exec(&format!(
+                    "INSERT INTO adjustment_requests (id, user_id, asset, amount, usd_cents, \
+                     reason, requested_by, status, created_at) \
+                     VALUES ('{id}', '{}', 'USD', 100, 100, 'walk', '{}', 'pending', 1)",
+                    bob.id, other.id
+                ))
+                .await;
+                let action = path.rsplit('/').next().unwrap();
+                before = records(&app).await;
+                app.post(
+                    &format!("/api/admin/wallets/adjustments/{id}/{action}"),
+                    if action == "reject" {
+                        json!({"reason": "walk review"})
+                    } else {
+                        json!({"note": "walk"})
+                    },
+                    Some(&admin.token),
+                )
+                .await
+                .status()
+            }
+            ("POST", "/api/admin/suspense/{id}/refund")
+            | ("POST", "/api/admin/suspense/{id}/credit") => {
+                let id = walk_suspense(&app, &admin, walked).await;
+                let action = path.rsplit('/').next().unwrap();
+                before = records(&app).await;
+                app.post(
+                    &format!("/api/admin/suspense/{id}/{action}"),
+                    if action == "credit" {
+                        json!({"user_id": bob.id, "reason": "walk review"})
+                    } else {
+                        json!({"reason": "walk review"})
+                    },
+                    Some(&admin.token),
+                )
+                .await
+                .status()
+            }
             ("POST", "/api/admin/aml/{id}/release") | ("POST", "/api/admin/aml/{id}/reject") => {
                 // A young account moving this much is held for review.
                 app.fund(&admin, &alice, "USDT", "3200.00").await;
@@ -668,7 +711,33 @@ async fn every_state_changing_route_writes_an_audit_record() {
         );
         walked += 1;
     }
-    assert_eq!(walked, 36, "every unsafe route but the reads was walked");
+    assert_eq!(walked, 40, "every unsafe route but the reads was walked");
+}
+
+/// A deposit paid after its owner was deleted: the money waits in suspense. Returns the item.
+async fn walk_suspense(app: &TestApp, admin: &TestUser, walked: usize) -> String {
+    let ghost = app.register(&format!("ghost{walked}")).await;
+    app.verify(&ghost).await;
+    let order = walk_deposit(app, &ghost).await;
+    app.exec(&format!(
+        "UPDATE deposits SET expires_at = 1 WHERE order_id = '{order}'"
+    ))
+    .await;
+    let r = app
+        .delete(&format!("/api/users/{}", ghost.id), Some(&admin.token))
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let req = serde_json::from_value(json!({"status": "finished"})).unwrap();
+    etx_server::payments::simulate(&app.state, &order, req)
+        .await
+        .unwrap();
+    let list: Value = app
+        .get("/api/admin/suspense", Some(&admin.token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    list["items"][0]["id"].as_str().unwrap().to_string()
 }
 
 async fn walk_deposit(app: &TestApp, u: &TestUser) -> String {

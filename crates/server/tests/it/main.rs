@@ -18,6 +18,7 @@ mod provider;
 mod realtime;
 mod redis_outage;
 mod s3;
+mod safeguards;
 mod security;
 mod transactions;
 mod users;

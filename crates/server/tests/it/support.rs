@@ -51,6 +51,8 @@ pub fn test_config(data_dir: PathBuf) -> Config {
     c.auth.argon2_memory_kib = 64;
     c.auth.argon2_iterations = 1;
     c.database.max_connections = 8;
+    // Tests fund users through one admin's adjustments; the second-admin approval has its own.
+    c.admin.adjust_approval_from_usd = "1000000000000".into();
     c
 }
 
