@@ -223,18 +223,7 @@ pub async fn login(
         return Err(ApiError::Unauthorized(INVALID_CREDENTIALS.into()));
     }
     if !ok {
-        // A lock that has run out starts a fresh count.
-        if user.locked_until.is_some() {
-            state.db.reset_failed_logins(&user.id).await?;
-        }
-        state
-            .db
-            .record_failed_login(
-                &user.id,
-                cfg.auth.lockout_threshold,
-                cfg.auth.lockout_minutes * 60_000_000,
-            )
-            .await?;
+        count_failed_attempt(state, &user).await?;
         tracing::info!(user_id = %user.id, "login failed: wrong password");
         Event::new(Some(&user.id), "auth.login_failed")
             .target("user", &user.id)
@@ -262,6 +251,26 @@ pub async fn login(
         .record(state)
         .await;
     Ok(LoginOutcome::Session(Box::new(user), issued))
+}
+
+/// Counts a failed password or second-factor check toward the account lock-out (a lock that
+/// has already run out starts a fresh count); returns the failures so far.
+pub(crate) async fn count_failed_attempt(
+    state: &AppState,
+    user: &UserRow,
+) -> Result<i32, ApiError> {
+    let a = &state.config.auth;
+    if user.locked_until.is_some() {
+        state.db.reset_failed_logins(&user.id).await?;
+    }
+    Ok(state
+        .db
+        .record_failed_login(
+            &user.id,
+            a.lockout_threshold,
+            a.lockout_minutes * 60_000_000,
+        )
+        .await?)
 }
 
 /// A correct password opens a session, or, with 2FA on, a challenge waiting for a code.
@@ -499,18 +508,7 @@ pub async fn check_own_password(
             .verify(password, Some(&user.password_hash))
             .await
     {
-        let a = &state.config.auth;
-        if user.locked_until.is_some() {
-            state.db.reset_failed_logins(&user.id).await?;
-        }
-        let failures = state
-            .db
-            .record_failed_login(
-                &user.id,
-                a.lockout_threshold,
-                a.lockout_minutes * 60_000_000,
-            )
-            .await?;
+        let failures = count_failed_attempt(state, &user).await?;
         tracing::info!(user_id = %user.id, failures, "password check failed");
         Event::new(Some(&user.id), "auth.password_check_failed")
             .target("user", &user.id)

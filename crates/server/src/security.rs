@@ -357,18 +357,7 @@ pub async fn complete_login(
 /// tells its owner, whose password is evidently known to someone.
 async fn second_factor_failed(state: &AppState, user: &UserRow) -> Result<(), ApiError> {
     let a = &state.config.auth;
-    // A lock that has run out starts a fresh count (the caller refused live locks).
-    if user.locked_until.is_some() {
-        state.db.reset_failed_logins(&user.id).await?;
-    }
-    let failures = state
-        .db
-        .record_failed_login(
-            &user.id,
-            a.lockout_threshold,
-            a.lockout_minutes * 60_000_000,
-        )
-        .await?;
+    let failures = accounts::count_failed_attempt(state, user).await?;
     Event::new(Some(&user.id), "auth.2fa_failed")
         .target("user", &user.id)
         .details(json!({"failures": failures}))
