@@ -628,6 +628,22 @@ impl Db {
         Ok(row.map_or(Ok(0), |r| r.try_get_by_index::<i64>(0))? > 0)
     }
 
+    /// A user's wallet balance of one asset read through `conn` (0 before the first credit).
+    pub async fn wallet_balance_in(
+        &self,
+        conn: &impl ConnectionTrait,
+        user_id: &str,
+        asset: &str,
+    ) -> Result<i64, DbErr> {
+        let row = conn
+            .query_one_raw(self.stmt(
+                "SELECT balance FROM ledger_accounts WHERE id = $1",
+                [account_id(user_id, "wallet", asset).into()],
+            ))
+            .await?;
+        row.map_or(Ok(0), |r| r.try_get_by_index::<i64>(0))
+    }
+
     /// Wallet balances of a user by asset (only assets that have an account).
     pub async fn wallet_balances(&self, user_id: &str) -> Result<Vec<(String, i64, i64)>, DbErr> {
         let rows = self

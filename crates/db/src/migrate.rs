@@ -1,6 +1,9 @@
 //! Forward-only migrations embedded in the binary. The SQL is written once in a portable subset
-//! (TEXT, BIGINT, INTEGER, BOOLEAN) so the same files serve SQLite and PostgreSQL; only what
-//! has no common syntax (triggers) comes in a file per database, run after the common one.
+//! (TEXT, BIGINT, INTEGER, BOOLEAN) so the same files serve SQLite and PostgreSQL. What has no
+//! common syntax, or is needed on one database only, comes in a file per database, run after
+//! the common one: triggers (history counters), and PostgreSQL-only schema changes where
+//! concurrent writers need them (0009 drops a unique index that only PostgreSQL could race on),
+//! so the two schemas are not identical.
 
 use crate::{Db, DbKind};
 use anyhow::Context;

@@ -26,8 +26,12 @@ extern "C" fn commit_memory_on_use() {
     const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
     const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
     // SAFETY: setting an option touches only mimalloc's option table; nothing else runs yet.
+    // `getenv` reads the environment glibc set up before any initialiser ran, and allocates
+    // nothing; an operator's MIMALLOC_PURGE_DELAY (milliseconds) is left for mimalloc to read.
     unsafe {
         libmimalloc_sys::mi_option_set(ARENA_EAGER_COMMIT, 0);
-        libmimalloc_sys::mi_option_set(PURGE_DELAY, 0);
+        if libc::getenv(c"MIMALLOC_PURGE_DELAY".as_ptr()).is_null() {
+            libmimalloc_sys::mi_option_set(PURGE_DELAY, 0);
+        }
     }
 }

@@ -24,7 +24,7 @@ use axum::http::StatusCode;
 use etx_db::ledger::{Leg, NewEntry, NewTransaction, PLATFORM, Usage, account_id};
 use etx_db::payments::{DepositRow, FlagRow, HeldTransferRow, NewDeposit, WithdrawalRow};
 use etx_db::users::UserRow;
-use etx_db::{Batch, ConnectionTrait, DatabaseTransaction, Db, DbErr, now_micros};
+use etx_db::{Batch, DatabaseTransaction, Db, DbErr, now_micros};
 use etx_domain::{AmountError, format_amount, parse_amount, parse_positive_amount};
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
@@ -1324,7 +1324,12 @@ async fn credit(
     );
     let balance = match balance {
         Some(b) => b,
-        None => current_balance(state, tx, &d.user_id, &d.pay_currency).await?,
+        None => {
+            state
+                .db
+                .wallet_balance_in(tx, &d.user_id, &d.pay_currency)
+                .await?
+        }
     };
     Ok((
         vec![movement_event(
@@ -1337,22 +1342,6 @@ async fn credit(
         )],
         hold,
     ))
-}
-
-/// Read inside the movement's transaction (see `Db::deposit_by_order_in`).
-async fn current_balance(
-    state: &AppState,
-    tx: &DatabaseTransaction,
-    user_id: &str,
-    asset: &str,
-) -> Result<i64, DbErr> {
-    let row = tx
-        .query_one_raw(state.db.stmt(
-            "SELECT balance FROM ledger_accounts WHERE id = $1",
-            [account_id(user_id, "wallet", asset).into()],
-        ))
-        .await?;
-    row.map_or(Ok(0), |r| r.try_get_by_index::<i64>(0))
 }
 
 #[derive(Debug, Deserialize)]
@@ -1972,7 +1961,10 @@ async fn staff_attempt(
                 "completed",
                 Some(&w.address),
             );
-            let balance = current_balance(state, &tx, &w.user_id, &w.asset).await?;
+            let balance = state
+                .db
+                .wallet_balance_in(&tx, &w.user_id, &w.asset)
+                .await?;
             events.push(movement_event(
                 state,
                 &w.user_id,
