@@ -121,10 +121,11 @@ wait_ready() { # port pid timeout_s
     return 1
 }
 
-# Passed-through configuration overrides, shown in the report.
+# Passed-through configuration overrides (ETX__*, and MIMALLOC_* for the allocator), shown in
+# the report.
 PASS_ENV=()
 while IFS='=' read -r k v; do
-    [[ $k == ETX__* ]] && PASS_ENV+=("$k=$v")
+    [[ $k == ETX__* || $k == MIMALLOC_* ]] && PASS_ENV+=("$k=$v")
 done < <(env)
 
 # Starts the server with a minimal environment; extra NAME=VALUE pairs follow the data dir.
