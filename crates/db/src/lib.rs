@@ -4,6 +4,7 @@
 pub mod adjustments;
 pub mod audit;
 mod conn;
+mod errors;
 pub mod ledger;
 pub mod mail;
 pub mod market;
@@ -16,15 +17,10 @@ pub mod suspense;
 pub mod users;
 
 pub use conn::{Batch, Db, DbKind};
+pub use errors::{DbErrorKind, classify};
 pub use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr};
 
 /// Current time in Unix microseconds, the unit every timestamp column uses.
 pub fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()
-}
-
-/// True when the error is a unique-constraint violation on either backend.
-pub fn is_unique_violation(err: &DbErr) -> bool {
-    let msg = err.to_string();
-    msg.contains("UNIQUE constraint failed") || msg.contains("duplicate key value")
 }

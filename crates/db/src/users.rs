@@ -22,6 +22,10 @@ pub struct UserRow {
     pub updated_at: i64,
 }
 
+/// The unique constraints on `users` (migration 0001), as PostgreSQL names them in errors.
+pub const USERNAME_KEY: &str = "users_username_lower_key";
+pub const EMAIL_KEY: &str = "users_email_lower_key";
+
 const COLUMNS: &str = "id, username, email, name, password_hash, role, avatar_key, \
     avatar_content_type, exp, is_active, is_verified, failed_logins, locked_until, created_at, \
     updated_at";

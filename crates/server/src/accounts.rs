@@ -10,7 +10,7 @@ use axum::http::HeaderMap;
 use bytes::Bytes;
 use etx_db::sessions::{NewSession, RotateRefresh, Rotation};
 use etx_db::users::{NewUser, UserRow};
-use etx_db::{is_unique_violation, now_micros};
+use etx_db::{DbErrorKind, now_micros};
 use etx_domain::{Email, FieldErrors, Role, Username, validate_new_password};
 use serde_json::json;
 use std::time::Duration;
@@ -157,16 +157,36 @@ pub async fn register(
             Ok(u)
         }
         // Two registrations racing for the same name: the database decides.
-        Err(e) if is_unique_violation(&e) => Err(duplicate_error(&e.to_string())),
-        Err(e) => Err(e.into()),
+        Err(e) => match etx_db::classify(&e) {
+            DbErrorKind::UniqueViolation { constraint } => {
+                Err(duplicate_error(state, constraint.as_deref(), &username, &email, None).await)
+            }
+            _ => Err(e.into()),
+        },
     }
 }
 
-fn duplicate_error(msg: &str) -> ApiError {
-    if msg.contains("email") {
-        ApiError::conflict_field("email", "is already registered")
-    } else {
-        ApiError::conflict_field("username", "is already taken")
+/// The answer to a write the unique keys on `users` refused: PostgreSQL names the violated
+/// constraint; SQLite names none, so there the values are looked up again.
+async fn duplicate_error(
+    state: &AppState,
+    constraint: Option<&str>,
+    username: &Username,
+    email: &Email,
+    except: Option<&str>,
+) -> ApiError {
+    match constraint {
+        Some(etx_db::users::EMAIL_KEY) => {
+            ApiError::conflict_field("email", "is already registered")
+        }
+        Some(etx_db::users::USERNAME_KEY) => {
+            ApiError::conflict_field("username", "is already taken")
+        }
+        _ => match ensure_unique(state, username, email, except).await {
+            Err(e) => e,
+            // The row that collided is gone again; the name is the likelier collision.
+            Ok(()) => ApiError::conflict_field("username", "is already taken"),
+        },
     }
 }
 
@@ -631,8 +651,21 @@ pub async fn update_profile(
         .await
     {
         Ok(()) => {}
-        Err(e) if is_unique_violation(&e) => return Err(duplicate_error(&e.to_string())),
-        Err(e) => return Err(e.into()),
+        Err(e) => {
+            return Err(match etx_db::classify(&e) {
+                DbErrorKind::UniqueViolation { constraint } => {
+                    duplicate_error(
+                        state,
+                        constraint.as_deref(),
+                        &username,
+                        &email,
+                        Some(&user.id),
+                    )
+                    .await
+                }
+                _ => e.into(),
+            });
+        }
     }
     Event::new(Some(&user.id), "user.profile_update")
         .target("user", &user.id)

@@ -269,7 +269,11 @@ where
             Err(Failure::Db(e)) if is_transient(&e) && tries < 5 => {
                 tokio::time::sleep(std::time::Duration::from_millis(5 * u64::from(tries))).await;
             }
+            Err(Failure::Conflict(_)) if tries < 5 => {
+                tokio::time::sleep(std::time::Duration::from_millis(5 * u64::from(tries))).await;
+            }
             Err(Failure::Db(e)) => return Err(e.into()),
+            Err(Failure::Conflict(why)) => return Err(crate::wallet::conflict_exhausted(why)),
             Err(Failure::Api(e)) => return Err(e),
             Err(Failure::KeyTaken) => {
                 return Err(ApiError::Internal(anyhow::anyhow!(

@@ -186,6 +186,9 @@ pub struct Outcome {
 pub(crate) enum Failure {
     Api(ApiError),
     Db(DbErr),
+    /// Nothing was committed because a concurrent write got in between, found by the
+    /// application rather than reported by the database; the movement goes again.
+    Conflict(&'static str),
     /// The idempotency key was taken by another request that committed first.
     KeyTaken,
 }
@@ -214,12 +217,15 @@ impl From<PostError> for Failure {
     }
 }
 
+/// A conflict with a concurrent transaction (serialisation failure, deadlock, SQLite busy):
+/// nothing was committed and the movement may go again.
 pub(crate) fn is_transient(e: &DbErr) -> bool {
-    let m = e.to_string();
-    m.contains("deadlock detected")
-        || m.contains("could not serialize")
-        || m.contains("database is locked")
-        || m.contains("database table is locked")
+    etx_db::classify(e).is_transient()
+}
+
+/// The answer when a movement still conflicts after its last try.
+pub(crate) fn conflict_exhausted(why: &'static str) -> ApiError {
+    ApiError::Internal(anyhow::anyhow!("could not serialize: {why}").context("database"))
 }
 
 /// Who asks for a movement and under which idempotency key.
@@ -330,7 +336,14 @@ impl<'a> Movement<'a> {
                         .await;
                     continue;
                 }
+                Err(Failure::Conflict(why)) if tries < 5 => {
+                    tracing::warn!(tries, why, "concurrent write; retrying the movement");
+                    tokio::time::sleep(std::time::Duration::from_millis(5 * u64::from(tries)))
+                        .await;
+                    continue;
+                }
                 Err(Failure::Db(e)) => ApiError::from(e),
+                Err(Failure::Conflict(why)) => conflict_exhausted(why),
                 Err(Failure::Api(e)) => e,
                 Err(Failure::KeyTaken) => {
                     if let Some(o) = self.earlier(state).await? {

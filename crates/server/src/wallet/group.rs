@@ -145,8 +145,36 @@ async fn take_group(rx: &Mutex<mpsc::Receiver<Job>>, max: usize) -> Option<Vec<J
     Some(jobs)
 }
 
-fn copy_err(e: &DbErr) -> DbErr {
-    DbErr::Custom(e.to_string())
+/// Why a group attempt committed nothing and failed.
+enum AttemptError {
+    Db(DbErr),
+    /// A concurrent write got in between: the transfers go again.
+    Conflict(&'static str),
+}
+
+impl From<DbErr> for AttemptError {
+    fn from(e: DbErr) -> Self {
+        AttemptError::Db(e)
+    }
+}
+
+impl std::fmt::Display for AttemptError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AttemptError::Db(e) => e.fmt(f),
+            AttemptError::Conflict(why) => f.write_str(why),
+        }
+    }
+}
+
+impl AttemptError {
+    /// The failure one transfer of the group answers with.
+    fn failure(&self) -> Failure {
+        match self {
+            AttemptError::Db(e) => Failure::Db(e.clone()),
+            AttemptError::Conflict(why) => Failure::Conflict(why),
+        }
+    }
 }
 
 async fn commit_group(db: &Db, cap: i64, velocity: Velocity, jobs: Vec<Job>) {
@@ -198,7 +226,7 @@ async fn commit_group(db: &Db, cap: i64, velocity: Velocity, jobs: Vec<Job>) {
             }
             Err(e) => {
                 for job in jobs.drain(..) {
-                    let _ = job.reply.send(Err(Failure::Db(copy_err(&e))));
+                    let _ = job.reply.send(Err(e.failure()));
                 }
             }
         }
@@ -354,7 +382,7 @@ async fn attempt(
     velocity: Velocity,
     jobs: &[Job],
     optimistic: bool,
-) -> Result<Attempt, DbErr> {
+) -> Result<Attempt, AttemptError> {
     let optimistic = optimistic && db.kind() == DbKind::Postgres;
     let tx = db.begin_write().await?;
     let day = chrono::Utc::now().timestamp().div_euclid(86_400);
@@ -553,9 +581,7 @@ async fn attempt(
             .into_iter()
             .collect();
         if taken.is_empty() {
-            return Err(DbErr::Custom(
-                "could not serialize: idempotency key vanished".into(),
-            ));
+            return Err(AttemptError::Conflict("idempotency key vanished"));
         }
         return Ok(Attempt::KeysTaken(taken));
     }
@@ -564,8 +590,8 @@ async fn attempt(
     if changed != deltas.len() as u64 || usage_changed != adds.len() as u64 {
         // The rows are locked, so this means another writer broke the lock order.
         tx.rollback().await?;
-        return Err(DbErr::Custom(
-            "could not serialize: a locked balance or daily total changed under the group".into(),
+        return Err(AttemptError::Conflict(
+            "a locked balance or daily total changed under the group",
         ));
     }
     tx.commit().await?;

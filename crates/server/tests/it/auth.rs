@@ -64,6 +64,39 @@ async fn duplicates_in_any_letter_case_conflict() {
 }
 
 #[tokio::test]
+async fn racing_registrations_create_one_account_and_name_the_taken_field() {
+    let app = TestApp::spawn_with(|c| c.rate_limit.register_per_ip_per_minute = 1000).await;
+    // Requests sent together all pass the up-front check; the unique keys decide, and the
+    // answer still names the field that collided.
+    let body = |field: &str, i: usize| {
+        if field == "username" {
+            json!({"username": "racer", "email": format!("r{i}@example.com"), "password": PASSWORD})
+        } else {
+            json!({"username": format!("racer{i}"), "email": "race@example.com", "password": PASSWORD})
+        }
+    };
+    for field in ["username", "email"] {
+        let answers = futures_util::future::join_all(
+            (0..6).map(|i| app.post("/api/auth/register", body(field, i), None)),
+        )
+        .await;
+        let mut created = 0;
+        for r in answers {
+            if r.status() == StatusCode::CREATED {
+                created += 1;
+                continue;
+            }
+            let (status, code, b) = error_code(r).await;
+            assert_eq!(status, StatusCode::CONFLICT, "{b}");
+            assert_eq!(code, "CONFLICT");
+            assert!(b["error"]["fields"][field].is_string(), "{b}");
+        }
+        assert_eq!(created, 1, "{field}");
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM users").await, 2);
+}
+
+#[tokio::test]
 async fn bad_registrations_are_422_and_create_nothing() {
     let app = TestApp::spawn().await;
     let bad = [
