@@ -1,11 +1,16 @@
 //! Group commit of P2P transfers. Requests validate on their own and hand the transfer to a
 //! lane; a lane takes every transfer waiting (up to `max_group`) and commits them in ONE
-//! database transaction: the accounts and daily-cap rows involved are locked in one global
-//! order, the transfers are applied in arrival order in memory (each refused on its own if
-//! funds or the cap do not allow it), and everything is written by a few multi-row
-//! statements, the balance changes as conditional updates whose row counts are checked. Each
-//! request is answered only after that commit, so an acknowledged transfer is durable, and
-//! the database does one commit (one WAL flush) for the whole group.
+//! database transaction, answering each request only after that commit, so an acknowledged
+//! transfer is durable and the database does one commit (one WAL flush) for the whole group.
+//!
+//! On SQLite the write transaction excludes other writers from its start, so the group reads
+//! the balances and daily totals, applies the transfers in arrival order in memory (each
+//! refused on its own if funds, the cap or the AML velocity rule do not allow it) and writes.
+//! On PostgreSQL the group locks last: it reads without locks, decides, writes everything that
+//! does not depend on the balances (entries, postings, history, notifications, audit), then
+//! locks the accounts and cap rows in one global order, decides again on what they hold and,
+//! if the same transfers pass, writes the conditional balance and cap updates whose row counts
+//! are checked. If the decision changed, the group is redone locking first.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
