@@ -62,21 +62,6 @@ if ((FILE_MAX < 2 * CLIENTS + 10000)); then
     log "WARNING: fs.file-max $FILE_MAX is low for 2 x $CLIENTS sockets"
 fi
 
-# The server's port comes from below the ephemeral range: lib.sh's pick (20000-59999) can land
-# on a port that the previous run's 10k client sockets still hold, and the bind then fails.
-free_port() {
-    local p lo=10000 hi=$((PORT_LO - 1))
-    ((hi > lo + 1000)) || lo=$((PORT_HI + 1)) hi=65535
-    for _ in $(seq 200); do
-        p=$((lo + RANDOM % (hi - lo + 1)))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && ! ss -Htan "sport = :$p" | grep -q .; then
-            echo "$p"
-            return
-        fi
-    done
-    die "no free port found outside $PORT_LO-$PORT_HI"
-}
-
 # --- binaries -------------------------------------------------------------------------------------
 prepare_binary
 if [[ $SKIP_BUILD != 1 ]]; then
