@@ -200,7 +200,10 @@ async fn ledger_verify(config: Config) -> anyhow::Result<()> {
 }
 
 async fn audit_verify(config: Config) -> anyhow::Result<()> {
-    let db = open_db(&config).await?;
+    let secret = config.load_or_create_secret()?;
+    let db = open_db(&config)
+        .await?
+        .with_audit_key(crate::startup::audit_key(&secret));
     db.chain_all_audit().await?;
     let (problems, checked) = db.verify_audit().await?;
     if problems.is_empty() {

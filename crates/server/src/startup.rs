@@ -31,8 +31,13 @@ pub async fn open_db(config: &Config) -> anyhow::Result<Db> {
     }
     let db = Db::connect(&config.database_url(), config.database.max_connections).await?;
     db.migrate().await?;
-    let secret = config.load_or_create_secret()?;
-    Ok(db.with_audit_key(etx_auth::totp::derive_key(&secret, b"etx audit chain v1")))
+    Ok(db)
+}
+
+/// The key of the audit chain, derived from the server secret. Only what chains or verifies
+/// the trail needs it (the server, `etx audit verify`), so other commands never touch the secret.
+pub fn audit_key(secret: &[u8]) -> [u8; 32] {
+    etx_auth::totp::derive_key(secret, b"etx audit chain v1")
 }
 
 pub fn hasher(config: &Config) -> anyhow::Result<PasswordHasher> {
@@ -71,8 +76,11 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     } else {
         Duration::from_secs(10)
     };
-    let db = open_db(&config).await?.with_session_cache(cache_ttl);
     let secret = config.load_or_create_secret()?;
+    let db = open_db(&config)
+        .await?
+        .with_session_cache(cache_ttl)
+        .with_audit_key(audit_key(&secret));
     let tokens = TokenKeys::new(&secret, "etx", "etx-api", config.auth.access_ttl_secs);
     let storage =
         ObjectStorage::open(&storage_config(&config)).context("opening object storage")?;
