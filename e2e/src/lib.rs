@@ -1,7 +1,7 @@
 //! What the browser tests stand on: the real application on a free port, chromedriver as a child
 //! process, and a headless Chromium session with waits that poll instead of sleeping.
 
-use etx_server::config::Config;
+use etx_core::config::Config;
 use etx_server::startup::Application;
 use fantoccini::elements::Element;
 use fantoccini::wd::Capabilities;

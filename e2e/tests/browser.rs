@@ -233,7 +233,7 @@ async fn money_received_shows_up_on_the_open_wallet_page() {
 
     // Someone else sends money while the page is open.
     let s = &app.state;
-    let admin = etx_server::accounts::create_admin(
+    let admin = etx_core::accounts::create_admin(
         &s.db,
         &s.hasher,
         "boss@example.com",
@@ -250,7 +250,7 @@ async fn money_received_shows_up_on_the_open_wallet_page() {
     .await
     .unwrap();
     // An admin never adjusts their own balance: another one funds the sender.
-    let treasurer = etx_server::accounts::create_admin(
+    let treasurer = etx_core::accounts::create_admin(
         &s.db,
         &s.hasher,
         "treasurer@example.com",
@@ -259,7 +259,7 @@ async fn money_received_shows_up_on_the_open_wallet_page() {
     )
     .await
     .expect("second admin");
-    let out = etx_server::wallet::adjust(
+    let out = etx_core::wallet::adjust(
         s,
         &treasurer,
         "fund-admin",
@@ -267,8 +267,8 @@ async fn money_received_shows_up_on_the_open_wallet_page() {
     )
     .await
     .expect("fund the sender");
-    assert_eq!(out.status.as_u16(), 201);
-    let out = etx_server::wallet::transfer_p2p(
+    assert_eq!(out.status, etx_core::wallet::Taken::Completed);
+    let out = etx_core::wallet::transfer_p2p(
         s,
         &admin,
         "live-1",
@@ -276,7 +276,7 @@ async fn money_received_shows_up_on_the_open_wallet_page() {
     )
     .await
     .expect("transfer");
-    assert_eq!(out.status.as_u16(), 201);
+    assert_eq!(out.status, etx_core::wallet::Taken::Completed);
 
     b.wait_for_js(
         "return document.querySelector(\"[data-asset='USD']\").textContent === '12.34';",
@@ -297,7 +297,7 @@ async fn money_received_shows_up_on_the_open_wallet_page() {
 async fn deposit_then_withdraw_with_staff_approval_in_chromium() {
     let (app, b) = tokio::join!(App::spawn(), Browser::launch());
     let s = &app.state;
-    etx_server::accounts::create_admin(
+    etx_core::accounts::create_admin(
         &s.db,
         &s.hasher,
         "treasurer@example.com",

@@ -1,9 +1,9 @@
 //! The command line: `etx serve`, `etx migrate`, `etx admin create`, `etx ledger verify`,
 //! `etx audit verify`, `etx deposit simulate`. Running `etx` alone serves.
 
-use crate::config::Config;
 use crate::startup::{Application, open_db, shutdown_signal};
 use clap::{Parser, Subcommand};
+use etx_core::config::Config;
 use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 
@@ -179,7 +179,7 @@ async fn admin_create(config: Config, email: &str, username: &str) -> anyhow::Re
     let password = read_password()?;
     let db = open_db(&config).await?;
     let hasher = crate::startup::hasher(&config)?;
-    let user = crate::accounts::create_admin(&db, &hasher, email, username, &password).await?;
+    let user = etx_core::accounts::create_admin(&db, &hasher, email, username, &password).await?;
     println!("admin {} created (id {})", user.username, user.id);
     Ok(())
 }
@@ -231,7 +231,7 @@ async fn deposit_simulate(
         "simulated payments exist only with the sandbox provider in dev mode"
     );
     anyhow::ensure!(
-        crate::payments::status_rank(status).is_some(),
+        etx_core::payments::status_rank(status).is_some(),
         "unknown status {status:?}"
     );
     let db = open_db(&config).await?;
@@ -239,7 +239,7 @@ async fn deposit_simulate(
         .deposit_by_order(order)
         .await?
         .ok_or_else(|| anyhow::anyhow!("no deposit order {order}"))?;
-    let assets = crate::wallet::Assets::from_config(&config.assets)?;
+    let assets = etx_core::wallet::Assets::from_config(&config.assets)?;
     let scale = assets.get(&d.pay_currency).map_or(8, |a| a.scale);
     let paid = match paid {
         Some(p) => {
@@ -249,9 +249,9 @@ async fn deposit_simulate(
         None if status == "partially_paid" => d.pay_amount / 2,
         None => 0,
     };
-    let body = crate::payments::sandbox_notification(&d, status, paid, scale);
+    let body = etx_core::payments::sandbox_notification(&d, status, paid, scale);
     let secret = config.load_or_create_secret()?;
-    let signature = crate::payments::Payments::new(&config.deposits, &secret)?.sign(&body);
+    let signature = etx_core::payments::Payments::new(&config.deposits, &secret)?.sign(&body);
     let base = url
         .or_else(|| config.public_url.clone())
         .unwrap_or_else(|| format!("http://{}", config.bind));
@@ -260,7 +260,7 @@ async fn deposit_simulate(
             "{}/api/wallet/webhook/sandbox",
             base.trim_end_matches('/')
         ))
-        .header(crate::payments::nowpayments::SIGNATURE_HEADER, signature)
+        .header(etx_core::payments::nowpayments::SIGNATURE_HEADER, signature)
         .json(&body)
         .send()
         .await?;

@@ -1,7 +1,9 @@
 //! Reading and writing the three cookies: `access_token` and `refresh_token` (HttpOnly) and
 //! `csrf_token` (readable by scripts, echoed back in `X-CSRF-Token`).
 
+use crate::state::AppState;
 use axum::http::{HeaderMap, HeaderValue, header};
+use etx_core::accounts::Issued;
 
 pub const ACCESS: &str = "access_token";
 pub const REFRESH: &str = "refresh_token";
@@ -40,4 +42,40 @@ pub fn build(
 
 pub fn append(headers: &mut HeaderMap, v: HeaderValue) {
     headers.append(header::SET_COOKIE, v);
+}
+
+/// Sets the session cookies for freshly issued tokens.
+pub trait SetCookies {
+    fn set_cookies(&self, state: &AppState, h: &mut HeaderMap);
+}
+
+impl SetCookies for Issued {
+    fn set_cookies(&self, state: &AppState, h: &mut HeaderMap) {
+        let secure = state.secure_cookies();
+        append(
+            h,
+            build(ACCESS, &self.access_token, self.expires_in, true, secure),
+        );
+        append(
+            h,
+            build(
+                REFRESH,
+                &self.refresh_token,
+                self.refresh_max_age,
+                true,
+                secure,
+            ),
+        );
+        append(
+            h,
+            build(CSRF, &self.csrf_token, self.refresh_max_age, false, secure),
+        );
+    }
+}
+
+pub fn clear_cookies(state: &AppState, h: &mut HeaderMap) {
+    let secure = state.secure_cookies();
+    for (name, http_only) in [(ACCESS, true), (REFRESH, true), (CSRF, false)] {
+        append(h, build(name, "", 0, http_only, secure));
+    }
 }

@@ -4,19 +4,13 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use etx_core::CoreError;
 use etx_domain::FieldErrors;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
-tokio::task_local! {
-    /// The id of the request being served, for error bodies and log lines.
-    pub static REQUEST_ID: String;
-}
-
-pub fn current_request_id() -> String {
-    REQUEST_ID.try_with(|id| id.clone()).unwrap_or_default()
-}
+pub use etx_core::error::{REQUEST_ID, current_request_id};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -159,6 +153,38 @@ impl ApiError {
             ApiError::Internal(_) => "an internal error occurred".into(),
             ApiError::NotFound => "not found".into(),
             other => other.to_string(),
+        }
+    }
+}
+
+impl From<CoreError> for ApiError {
+    fn from(e: CoreError) -> Self {
+        match e {
+            CoreError::BadRequest(m) => ApiError::BadRequest(m),
+            CoreError::Validation { message, fields } => ApiError::Validation { message, fields },
+            CoreError::Unauthorized(m) => ApiError::Unauthorized(m),
+            CoreError::Forbidden(m) => ApiError::Forbidden(m),
+            CoreError::NotFound => ApiError::NotFound,
+            CoreError::Conflict { message, fields } => ApiError::Conflict { message, fields },
+            CoreError::RateLimited {
+                retry_after_secs,
+                limit,
+            } => ApiError::RateLimited {
+                retry_after_secs,
+                limit,
+            },
+            CoreError::InsufficientFunds => ApiError::InsufficientFunds,
+            CoreError::LimitExceeded(m) => ApiError::LimitExceeded(m),
+            CoreError::UnsupportedMediaType(m) => ApiError::UnsupportedMediaType(m),
+            CoreError::Unavailable(m) => ApiError::ServiceUnavailable(m),
+            CoreError::Busy {
+                message,
+                retry_after_secs,
+            } => ApiError::Busy {
+                message,
+                retry_after_secs,
+            },
+            CoreError::Internal(e) => ApiError::Internal(e),
         }
     }
 }

@@ -71,3 +71,14 @@ fn query_rejection(e: QueryRejection) -> ApiError {
         fields: Default::default(),
     }
 }
+
+/// `Idempotency-Key`: required on money POSTs.
+pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<String, ApiError> {
+    let v = headers
+        .get("idempotency-key")
+        .ok_or_else(|| ApiError::BadRequest("the Idempotency-Key header is required".into()))?;
+    let s = v
+        .to_str()
+        .map_err(|_| ApiError::BadRequest("Idempotency-Key must be visible ASCII".into()))?;
+    Ok(etx_core::wallet::idempotency_key(s)?)
+}

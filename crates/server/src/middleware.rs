@@ -63,7 +63,7 @@ pub async fn client_context(State(state): State<AppState>, req: Request, next: N
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(|s| s.chars().take(256).collect::<String>());
-    crate::audit::CLIENT.scope((ip, ua), next.run(req)).await
+    etx_core::audit::CLIENT.scope((ip, ua), next.run(req)).await
 }
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \

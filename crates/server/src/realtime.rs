@@ -5,6 +5,7 @@
 //! unreachable, events reach the sockets on the instance that raised them only.
 
 use crate::state::AppState;
+use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use socketioxide::SocketIo;
@@ -158,7 +159,7 @@ impl Realtime {
                 // The adapter's fred driver speaks RESP3 (sharded pub/sub); with RESP2 nothing
                 // arrives and nothing fails.
                 cfg.version = fred::types::RespVersion::RESP3;
-                let client = crate::ratelimit::redis_builder(cfg).build_subscriber_client()?;
+                let client = etx_core::ratelimit::redis_builder(cfg).build_subscriber_client()?;
                 let link = AdapterLink {
                     client: client.clone(),
                     subscribed: Arc::new(AtomicBool::new(true)),
@@ -458,7 +459,7 @@ pub fn spawn_price_forwarder(state: AppState) -> tokio::task::JoinHandle<()> {
         let mut updates = state.market.subscribe();
         while updates.changed().await.is_ok() {
             let text = updates.borrow_and_update().text.clone();
-            let Ok(v) = serde_json::from_str::<Value>(text.as_str()) else {
+            let Ok(v) = serde_json::from_slice::<Value>(&text) else {
                 continue;
             };
             state
@@ -471,28 +472,31 @@ pub fn spawn_price_forwarder(state: AppState) -> tokio::task::JoinHandle<()> {
 
 /// Tells each party of a committed movement: `transaction_update` with the history row and
 /// `wallet_update` with the new balance. Sent after the response, never holding it up.
-pub fn announce_movements(state: &AppState, events: Vec<crate::wallet::MovementEvent>) {
-    let state = state.clone();
-    tokio::spawn(async move {
-        for e in events {
-            state
-                .realtime
-                .to_user(&e.user_id, "transaction_update", &e.transaction)
-                .await;
-            state
-                .realtime
-                .to_user(
+impl etx_core::Events for Realtime {
+    fn movements(&self, events: Vec<etx_core::wallet::MovementEvent>) {
+        let rt = self.clone();
+        tokio::spawn(async move {
+            for e in events {
+                rt.to_user(&e.user_id, "transaction_update", &e.transaction)
+                    .await;
+                rt.to_user(
                     &e.user_id,
                     "wallet_update",
                     &json!({"currency": e.currency, "balance": e.balance}),
                 )
                 .await;
-            if let Some(n) = &e.notice {
-                state
-                    .realtime
-                    .to_user(&e.user_id, "notification", &n.view())
-                    .await;
+                if let Some(n) = &e.notice {
+                    rt.to_user(&e.user_id, "notification", &n.view()).await;
+                }
             }
-        }
-    });
+        });
+    }
+
+    fn session_ended<'a>(&'a self, user_id: &'a str, session_id: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(Realtime::session_ended(self, user_id, session_id))
+    }
+
+    fn user_cut_off<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(Realtime::user_cut_off(self, user_id))
+    }
 }

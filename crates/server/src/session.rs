@@ -8,34 +8,20 @@ use crate::state::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
-use etx_auth::TokenError;
-use etx_db::users::UserRow;
-use etx_domain::Role;
 use std::net::{IpAddr, SocketAddr};
 
+/// The caller's session, and whether it came by cookie (then unsafe requests pass CSRF).
 #[derive(Debug, Clone)]
 pub struct Auth {
-    pub user: UserRow,
-    pub role: Role,
-    pub session_id: String,
+    pub core: etx_core::Auth,
     pub via_cookie: bool,
 }
 
-impl Auth {
-    pub fn require_staff(&self) -> Result<(), ApiError> {
-        if self.role.is_staff() {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden("staff only".into()))
-        }
-    }
-
-    pub fn require_admin(&self) -> Result<(), ApiError> {
-        if self.role.is_admin() {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden("admins only".into()))
-        }
+/// Handlers read `auth.user`, `auth.role` and pass `&auth` wherever the core takes its `Auth`.
+impl std::ops::Deref for Auth {
+    type Target = etx_core::Auth;
+    fn deref(&self) -> &etx_core::Auth {
+        &self.core
     }
 }
 
@@ -107,9 +93,7 @@ pub fn refuse_cross_site(state: &AppState, headers: &HeaderMap) -> Result<(), Ap
     }
 }
 
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
+pub use etx_core::session::constant_time_eq;
 
 /// Authenticates an access token against its live session.
 pub async fn authenticate(
@@ -117,31 +101,8 @@ pub async fn authenticate(
     token: &str,
     via_cookie: bool,
 ) -> Result<Auth, ApiError> {
-    let claims = state.tokens.verify_access(token).map_err(|e| match e {
-        TokenError::Expired => ApiError::Unauthorized("access token expired".into()),
-        TokenError::Invalid => ApiError::Unauthorized("invalid access token".into()),
-    })?;
-    let active = state
-        .db
-        .active_session(&claims.sid)
-        .await?
-        .ok_or_else(|| ApiError::Unauthorized("session has ended; log in again".into()))?;
-    if active.user.id != claims.sub {
-        return Err(ApiError::Unauthorized("invalid access token".into()));
-    }
-    if !active.user.is_active {
-        return Err(ApiError::Unauthorized("account suspended".into()));
-    }
-    if active.session.last_seen_at < etx_db::now_micros() - 60_000_000 {
-        state.db.touch_session(&active.session.id).await?;
-    }
-    let role = active.user.role.parse().unwrap_or(Role::User);
-    Ok(Auth {
-        user: active.user,
-        role,
-        session_id: active.session.id,
-        via_cookie,
-    })
+    let core = etx_core::accounts::authenticate(state, token).await?;
+    Ok(Auth { core, via_cookie })
 }
 
 impl FromRequestParts<AppState> for Auth {
@@ -173,9 +134,13 @@ pub fn client_ip(state: &AppState, parts_headers: &HeaderMap, peer: Option<Socke
 
 /// Client address and user agent, extracted together for session records and audit.
 #[derive(Debug, Clone)]
-pub struct ClientInfo {
-    pub ip: IpAddr,
-    pub user_agent: Option<String>,
+pub struct ClientInfo(pub etx_core::ClientInfo);
+
+impl std::ops::Deref for ClientInfo {
+    type Target = etx_core::ClientInfo;
+    fn deref(&self) -> &etx_core::ClientInfo {
+        &self.0
+    }
 }
 
 impl FromRequestParts<AppState> for ClientInfo {
@@ -195,6 +160,6 @@ impl FromRequestParts<AppState> for ClientInfo {
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(256).collect());
-        Ok(ClientInfo { ip, user_agent })
+        Ok(ClientInfo(etx_core::ClientInfo { ip, user_agent }))
     }
 }

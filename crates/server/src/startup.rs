@@ -1,8 +1,6 @@
 //! Building the application from configuration: state, router, listener. `main`, the tests and
 //! the benchmarks all go through `Application::build`, so they run the same server.
 
-use crate::config::Config;
-use crate::ratelimit::{RateLimiter, RedisLimiter};
 use crate::state::{AppState, Inner};
 use crate::{api, middleware, telemetry, web};
 use anyhow::Context;
@@ -10,6 +8,8 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use etx_auth::{HashParams, PasswordHasher, TokenKeys};
+use etx_core::config::Config;
+use etx_core::ratelimit::{RateLimiter, RedisLimiter};
 use etx_db::Db;
 use etx_storage::{ObjectStorage, StorageConfig};
 use std::net::SocketAddr;
@@ -94,29 +94,37 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     };
     let hasher = hasher(&config)?;
     bootstrap_admin(&config, &db, &hasher).await?;
-    let assets = crate::wallet::Assets::from_config(&config.assets)?;
-    let transfer_limits = crate::wallet::TransferLimits::from_config(&config.transfers)?;
-    let rules = crate::payments::Rules::from_config(&config)?;
-    let transfers = crate::wallet::group::GroupCommit::start(
+    let assets = etx_core::wallet::Assets::from_config(&config.assets)?;
+    let transfer_limits = etx_core::wallet::TransferLimits::from_config(&config.transfers)?;
+    let rules = etx_core::payments::Rules::from_config(&config)?;
+    let transfers = etx_core::wallet::group::GroupCommit::start(
         db.clone(),
         config.transfers.commit_lanes,
         config.transfers.max_group,
         transfer_limits.daily_cap_cents,
-        crate::wallet::group::Velocity {
+        etx_core::wallet::group::Velocity {
             max_operations: rules.aml_max_operations,
             window_micros: rules.aml_window_micros,
         },
     );
-    let payments = crate::payments::Payments::new(&config.deposits, &secret)?;
-    let mailer = crate::mail::Mailer::from_config(&config.email, &config.data_dir)?;
+    let payments = etx_core::payments::Payments::new(&config.deposits, &secret)?;
+    let mailer = etx_core::mail::Mailer::from_config(
+        &config.email,
+        &config.data_dir,
+        std::sync::Arc::new(crate::letters::MailTemplates),
+    )?;
     let secret_box = etx_auth::totp::SecretBox::new(&secret);
-    let market = std::sync::Arc::new(crate::market::Market::new(&config.market, &config.assets)?);
+    let market = std::sync::Arc::new(etx_core::market::Market::new(
+        &config.market,
+        &config.assets,
+    )?);
     let realtime = crate::realtime::Realtime::new(config.redis_url.as_deref())
         .await
         .context("starting Socket.IO")?;
-    let state = AppState::new(Inner {
+    let fanout = crate::fanout::Fanout::new(market.subscribe());
+    let core = etx_core::Core::new(etx_core::Parts {
         market,
-        realtime,
+        events: std::sync::Arc::new(realtime.clone()),
         mailer,
         secret_box,
         assets,
@@ -130,9 +138,14 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         tokens,
         storage,
         limiter,
+        password_checks: etx_core::accounts::InFlight::default(),
+    });
+    let state = AppState::new(Inner {
+        core,
+        realtime,
+        fanout,
         metrics: telemetry::metrics_handle(),
         started: Instant::now(),
-        password_checks: crate::accounts::InFlight::default(),
     });
     state.realtime.register(&state).await?;
     Ok(state)
@@ -148,7 +161,7 @@ async fn bootstrap_admin(config: &Config, db: &Db, hasher: &PasswordHasher) -> a
         return Ok(());
     }
     let username = b.admin_username.clone().unwrap_or_else(|| "admin".into());
-    let user = crate::accounts::create_admin(db, hasher, email, &username, password)
+    let user = etx_core::accounts::create_admin(db, hasher, email, &username, password)
         .await
         .context("ETX_BOOTSTRAP_ADMIN_*")?;
     tracing::info!(user_id = %user.id, "bootstrap admin created");
@@ -240,20 +253,21 @@ impl Application {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let upkeep = crate::jobs::spawn_upkeep(self.state.clone());
-        let mail = crate::mail::spawn_sender(self.state.clone());
+        let upkeep = etx_core::jobs::spawn_upkeep(self.state.core.clone());
+        let mail = etx_core::mail::spawn_sender(self.state.core.clone());
         let m = &self.state.config.market;
         let feed = match m.provider.as_str() {
-            "coinbase" => tokio::spawn(crate::market::coinbase::run(
+            "coinbase" => tokio::spawn(etx_core::market::coinbase::run(
                 self.state.market.clone(),
                 m.coinbase_url.clone(),
             )),
-            _ => tokio::spawn(crate::market::run_simulated(
+            _ => tokio::spawn(etx_core::market::run_simulated(
                 self.state.market.clone(),
                 Duration::from_millis(m.tick_ms),
             )),
         };
-        let recorder = crate::market::spawn_recorder(self.state.clone(), Duration::from_secs(2));
+        let recorder =
+            etx_core::market::spawn_recorder(self.state.core.clone(), Duration::from_secs(2));
         let forwarder = crate::realtime::spawn_price_forwarder(self.state.clone());
         let served = axum::serve(
             axum::serve::ListenerExt::tap_io(self.listener, tune_connection),

@@ -1,10 +1,7 @@
-//! Everything a request handler may need, built once at start-up and shared by reference.
+//! Everything a request handler may need, built once at start-up and shared by reference: the
+//! business core, and what only the HTTP edge uses.
 
-use crate::config::Config;
-use crate::ratelimit::RateLimiter;
-use etx_auth::{PasswordHasher, TokenKeys};
-use etx_db::Db;
-use etx_storage::ObjectStorage;
+use crate::fanout::Fanout;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::ops::Deref;
 use std::sync::Arc;
@@ -14,26 +11,12 @@ use std::time::Instant;
 pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
-    pub config: Config,
-    pub db: Db,
-    pub hasher: PasswordHasher,
-    pub tokens: TokenKeys,
-    pub storage: ObjectStorage,
-    pub limiter: RateLimiter,
+    pub core: etx_core::Core,
     pub metrics: PrometheusHandle,
     pub started: Instant,
-    pub assets: crate::wallet::Assets,
-    pub transfer_limits: crate::wallet::TransferLimits,
-    pub transfers: crate::wallet::group::GroupCommit,
-    pub rules: crate::payments::Rules,
-    pub payments: crate::payments::Payments,
-    pub mailer: crate::mail::Mailer,
-    /// Seals 2FA secrets and peppers code hashes, with keys derived from the server secret.
-    pub secret_box: etx_auth::totp::SecretBox,
-    pub market: std::sync::Arc<crate::market::Market>,
     pub realtime: crate::realtime::Realtime,
-    /// Users with a password check of a signed-in change running now (at most one each).
-    pub password_checks: crate::accounts::InFlight,
+    /// Writes each price update to the `/ws/prices` clients.
+    pub fanout: Fanout,
 }
 
 /// A handle that does not keep the state alive, for callbacks stored inside the state itself
@@ -67,5 +50,14 @@ impl Deref for AppState {
     type Target = Inner;
     fn deref(&self) -> &Inner {
         &self.0
+    }
+}
+
+/// Handlers reach the core's parts (`state.db`, `state.config`) through the state, and pass
+/// `&state` wherever the core asks for `&Core`.
+impl Deref for Inner {
+    type Target = etx_core::Core;
+    fn deref(&self) -> &etx_core::Core {
+        &self.core
     }
 }

@@ -1,8 +1,8 @@
 //! `/api/auth/*`: registration, login (JSON or OAuth2 password form), refresh, logout, the
 //! current user, password change and the CSRF token.
 
-use crate::accounts::{self, Issued, LoginOutcome, ProfileChange, Registration};
 use crate::cookies;
+use crate::cookies::SetCookies;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::AppJson;
 use crate::session::{Auth, ClientInfo, check_csrf, refuse_cross_site};
@@ -12,6 +12,7 @@ use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
+use etx_core::accounts::{self, Issued, LoginOutcome, ProfileChange, Registration};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -339,7 +340,8 @@ async fn login_2fa(
 ) -> ApiResult<Response> {
     refuse_cross_site(&state, &headers)?;
     let (user, issued) =
-        crate::security::complete_login(&state, &req.challenge_token, &req.code, &client).await?;
+        etx_core::security::complete_login(&state, &req.challenge_token, &req.code, &client)
+            .await?;
     Ok(auth_response(&state, StatusCode::OK, &user, issued))
 }
 
@@ -397,7 +399,7 @@ async fn refresh(
         }
     };
     let (user, issued) = accounts::refresh(&state, &token).await?;
-    crate::audit::Event::new(Some(&user.id), "auth.refresh")
+    etx_core::audit::Event::new(Some(&user.id), "auth.refresh")
         .target("user", &user.id)
         .record(&state)
         .await;
@@ -414,7 +416,7 @@ async fn refresh(
 async fn logout(State(state): State<AppState>, auth: Auth) -> ApiResult<Response> {
     accounts::logout(&state, &auth).await?;
     let mut headers = HeaderMap::new();
-    accounts::clear_cookies(&state, &mut headers);
+    crate::cookies::clear_cookies(&state, &mut headers);
     Ok((StatusCode::NO_CONTENT, headers).into_response())
 }
 

@@ -1,13 +1,13 @@
 //! Market data: live prices, 24-hour statistics, candle history and the `/ws/prices` stream.
 
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::market::{PRICE_SCALE, SPANS, price_text, span_len};
 use crate::state::AppState;
 use crate::views::rfc3339;
 use axum::Json;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
+use etx_core::market::{PRICE_SCALE, SPANS, price_text, span_len};
 use etx_db::now_micros;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -294,11 +294,7 @@ async fn ws_prices(State(state): State<AppState>, ws: WebSocketUpgrade) -> Respo
                 "symbols": state.market.symbols,
                 "price_scale": PRICE_SCALE,
             });
-            state
-                .market
-                .fanout
-                .serve(socket, hello.to_string().into())
-                .await;
+            state.fanout.serve(socket, hello.to_string().into()).await;
         })
 }
 

@@ -1,7 +1,6 @@
 //! `/api/notifications`: the signed-in user's notifications, newest first, and marking them
 //! read.
 
-use crate::audit::Event;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::AppJson;
 use crate::session::Auth;
@@ -9,6 +8,7 @@ use crate::state::AppState;
 use crate::views::rfc3339;
 use axum::Json;
 use axum::extract::{Query, State};
+use etx_core::audit::Event;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};

@@ -1,16 +1,17 @@
 //! Deposits, the provider webhook, withdrawals, and the staff queues for withdrawals and AML
 //! review.
 
+use crate::api::wallet::Answer;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{AppJson, AppQuery};
-use crate::payments::{self, StaffAction};
 use crate::session::Auth;
 use crate::state::AppState;
-use crate::wallet::{self, AmountText, Outcome};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use etx_core::payments::{self, StaffAction};
+use etx_core::wallet::AmountText;
 use etx_db::payments::WithdrawalFilter;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -190,7 +191,7 @@ async fn simulate_deposit(
         .filter(|d| d.user_id == auth.user.id || auth.role.is_staff())
         .ok_or(ApiError::NotFound)?;
     let out = payments::simulate(&state, &order_id, req).await?;
-    crate::audit::Event::new(Some(&auth.user.id), "deposit.simulate")
+    etx_core::audit::Event::new(Some(&auth.user.id), "deposit.simulate")
         .target("deposit", &order_id)
         .details(json!({"result": out["result"]}))
         .record(&state)
@@ -297,9 +298,11 @@ async fn withdraw(
     auth: Auth,
     headers: HeaderMap,
     AppJson(body): AppJson<Value>,
-) -> ApiResult<Outcome> {
-    let key = wallet::idempotency_key(&headers)?;
-    payments::withdraw(&state, &auth.user, &key, object(body)?).await
+) -> ApiResult<Answer> {
+    let key = crate::extract::idempotency_key(&headers)?;
+    Ok(Answer(
+        payments::withdraw(&state, &auth.user, &key, object(body)?).await?,
+    ))
 }
 
 /// Your withdrawals, newest first.

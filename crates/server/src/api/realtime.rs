@@ -1,6 +1,5 @@
 //! Staff broadcasts to everyone connected over Socket.IO.
 
-use crate::audit::Event;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::AppJson;
 use crate::session::Auth;
@@ -9,6 +8,7 @@ use crate::views::rfc3339;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use etx_core::audit::Event;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;

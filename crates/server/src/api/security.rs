@@ -3,7 +3,6 @@
 use super::auth::MessageResponse;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::AppJson;
-use crate::security;
 use crate::session::{Auth, ClientInfo};
 use crate::state::AppState;
 use crate::views::rfc3339;
@@ -11,6 +10,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use etx_core::security;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;

@@ -1,7 +1,6 @@
 //! `/api/users*` and `/api/leaderboard`: staff user management, public profiles, recipient
 //! search and avatars.
 
-use crate::accounts;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{AppJson, AppQuery};
 use crate::session::{Auth, ClientInfo};
@@ -12,6 +11,7 @@ use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
+use etx_core::accounts;
 use etx_db::users::Deletion;
 use etx_db::users::{AdminPatch, SortField, UserFilter};
 use etx_domain::Role;
@@ -288,7 +288,7 @@ async fn update_user(
     let user = state.db.user_by_id(&id).await?.ok_or(ApiError::NotFound)?;
     tracing::info!(actor = %auth.user.id, target = %id, "user updated by admin");
     let snapshot = |u: &etx_db::users::UserRow| serde_json::json!({"role": u.role, "is_active": u.is_active, "is_verified": u.is_verified});
-    crate::audit::Event::new(Some(&auth.user.id), "user.admin_update")
+    etx_core::audit::Event::new(Some(&auth.user.id), "user.admin_update")
         .target("user", &id)
         .details(serde_json::json!({"before": snapshot(&before), "after": snapshot(&user)}))
         .record(&state)
@@ -330,7 +330,7 @@ async fn delete_user(
             fields: Default::default(),
         }),
         Deletion::Deleted => {
-            crate::audit::Event::new(Some(&auth.user.id), "user.delete")
+            etx_core::audit::Event::new(Some(&auth.user.id), "user.delete")
                 .target("user", &id)
                 .details(serde_json::json!({"username": user.username, "email": user.email, "role": user.role}))
                 .record(&state)

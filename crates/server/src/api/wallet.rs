@@ -6,11 +6,11 @@ use crate::extract::{AppJson, AppQuery};
 use crate::session::Auth;
 use crate::state::AppState;
 use crate::views::rfc3339;
-use crate::wallet::{self, Outcome};
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use etx_core::wallet::{self, Outcome, Taken};
 use etx_domain::format_amount;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -29,15 +29,23 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(reject_adjustment))
 }
 
-impl IntoResponse for Outcome {
+/// A money POST's answer as HTTP: 201 when carried out, 202 when held for review.
+pub struct Answer(pub Outcome);
+
+impl IntoResponse for Answer {
     fn into_response(self) -> Response {
-        let mut r = (self.status, self.body).into_response();
+        let Answer(o) = self;
+        let status = match o.status {
+            Taken::Completed => StatusCode::CREATED,
+            Taken::Held => StatusCode::ACCEPTED,
+        };
+        let mut r = (status, o.body).into_response();
         let h = r.headers_mut();
         h.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        if self.replayed {
+        if o.replayed {
             h.insert("idempotent-replayed", HeaderValue::from_static("true"));
         }
         r
@@ -105,15 +113,17 @@ async fn p2p(
     auth: Auth,
     headers: HeaderMap,
     AppJson(body): AppJson<serde_json::Value>,
-) -> ApiResult<Outcome> {
-    let key = wallet::idempotency_key(&headers)?;
+) -> ApiResult<Answer> {
+    let key = crate::extract::idempotency_key(&headers)?;
     if !body.is_object() {
         return Err(ApiError::Validation {
             message: "the body must be a JSON object".into(),
             fields: Default::default(),
         });
     }
-    wallet::transfer_p2p(&state, &auth.user, &key, body).await
+    Ok(Answer(
+        wallet::transfer_p2p(&state, &auth.user, &key, body).await?,
+    ))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -248,16 +258,18 @@ async fn admin_adjust(
     auth: Auth,
     headers: HeaderMap,
     AppJson(body): AppJson<serde_json::Value>,
-) -> ApiResult<Outcome> {
+) -> ApiResult<Answer> {
     auth.require_admin()?;
-    let key = wallet::idempotency_key(&headers)?;
+    let key = crate::extract::idempotency_key(&headers)?;
     if !body.is_object() {
         return Err(ApiError::Validation {
             message: "the body must be a JSON object".into(),
             fields: Default::default(),
         });
     }
-    wallet::adjust(&state, &auth.user, &key, body).await
+    Ok(Answer(
+        wallet::adjust(&state, &auth.user, &key, body).await?,
+    ))
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -1,8 +1,8 @@
 //! Account pages: home, login, registration, logout and profile (details, avatar, password).
 
 use super::{Layout, WebUser, check_form_csrf, check_sign_in_form, ensure_csrf, form_expired};
-use crate::accounts::{self, ProfileChange, Registration};
 use crate::api::users::{check_content_length, read_image_part};
+use crate::cookies::SetCookies;
 use crate::error::ApiError;
 use crate::session::ClientInfo;
 use crate::state::AppState;
@@ -13,6 +13,7 @@ use axum::Form;
 use axum::extract::{Multipart, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use etx_core::accounts::{self, ProfileChange, Registration};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -69,7 +70,7 @@ pub async fn view_home_get(
 ) -> Response {
     let user = UserView::from(&u.auth.user);
     let loaded = async {
-        let (balances, _) = crate::wallet::balance_list(&state, &u.auth.user.id).await?;
+        let (balances, _) = etx_core::wallet::balance_list(&state, &u.auth.user.id).await?;
         let recent = super::wallet::recent(&state, &u.auth.user.id, None, 5).await?;
         Ok::<_, etx_db::DbErr>((balances, recent))
     };
@@ -137,16 +138,15 @@ pub async fn view_login_post(
     let mut out = HeaderMap::new();
     let csrf = ensure_csrf(&state, &headers, &mut out);
     let result = match check_sign_in_form(&state, &headers, &f.csrf_token) {
-        Ok(()) => {
-            accounts::login(
-                &state,
-                &f.login,
-                &f.password,
-                f.remember_me.is_some(),
-                &client,
-            )
-            .await
-        }
+        Ok(()) => accounts::login(
+            &state,
+            &f.login,
+            &f.password,
+            f.remember_me.is_some(),
+            &client,
+        )
+        .await
+        .map_err(ApiError::from),
         Err(_) => Err(ApiError::BadRequest(
             "Your form expired; please try again.".into(),
         )),
@@ -222,7 +222,10 @@ pub async fn view_login_2fa_post(
     if check_sign_in_form(&state, &headers, &f.csrf_token).is_err() {
         return form_expired();
     }
-    match crate::security::complete_login(&state, &f.challenge_token, &f.code, &client).await {
+    match etx_core::security::complete_login(&state, &f.challenge_token, &f.code, &client)
+        .await
+        .map_err(ApiError::from)
+    {
         Ok((_, issued)) => {
             issued.set_cookies(&state, &mut out);
             (out, Redirect::to("/")).into_response()
@@ -230,7 +233,7 @@ pub async fn view_login_2fa_post(
         Err(e) => {
             let status = e.status();
             let message = match &e {
-                ApiError::Unauthorized(m) if m == crate::security::CHALLENGE_DEAD => {
+                ApiError::Unauthorized(m) if m == etx_core::security::CHALLENGE_DEAD => {
                     let page = LoginPage {
                         layout: Layout::new(None, csrf, "login"),
                         login: String::new(),
@@ -340,6 +343,7 @@ pub async fn view_register_post(
             Ok(user) => accounts::start_session(&state, &user, false, &client).await,
             Err(e) => Err(e),
         }
+        .map_err(ApiError::from)
     };
     match result {
         Ok(issued) => {
@@ -396,7 +400,7 @@ pub async fn view_logout_post(
         return ApiError::from(e).into_response();
     }
     let mut out = HeaderMap::new();
-    accounts::clear_cookies(&state, &mut out);
+    crate::cookies::clear_cookies(&state, &mut out);
     (out, Redirect::to("/login?msg=logged-out")).into_response()
 }
 
@@ -485,7 +489,7 @@ pub async fn view_profile_post(
     };
     match accounts::update_profile(&state, &u.auth.user, change).await {
         Ok(_) => Redirect::to("/profile?msg=saved").into_response(),
-        Err(e) => profile_error(&u, e),
+        Err(e) => profile_error(&u, e.into()),
     }
 }
 
@@ -511,10 +515,12 @@ pub async fn view_avatar_post(
         return profile_error(&u, e);
     }
     if let Err(e) = accounts::avatar_upload_budget(&state, &u.auth.user.id, &client).await {
-        return profile_error(&u, e);
+        return profile_error(&u, e.into());
     }
     let result = match read_image_part(mp, max).await {
-        Ok(data) => accounts::set_avatar(&state, &u.auth.user, data).await,
+        Ok(data) => accounts::set_avatar(&state, &u.auth.user, data)
+            .await
+            .map_err(ApiError::from),
         Err(e) => Err(e),
     };
     match result {
@@ -534,7 +540,7 @@ pub async fn view_avatar_delete_post(
     }
     match accounts::remove_avatar(&state, &u.auth.user).await {
         Ok(_) => Redirect::to("/profile?msg=avatar-removed").into_response(),
-        Err(e) => profile_error(&u, e),
+        Err(e) => profile_error(&u, e.into()),
     }
 }
 
@@ -559,7 +565,7 @@ pub async fn view_password_post(
     }
     match accounts::change_password(&state, &u.auth, &f.current_password, &f.new_password).await {
         Ok(()) => Redirect::to("/profile?msg=password").into_response(),
-        Err(e) => profile_error(&u, e),
+        Err(e) => profile_error(&u, e.into()),
     }
 }
 
@@ -622,10 +628,13 @@ pub async fn view_session_end_post(
     if check_form_csrf(&headers, &f.csrf_token).is_err() {
         return form_expired();
     }
-    match accounts::end_session(&state, &u.auth, &id).await {
+    match accounts::end_session(&state, &u.auth, &id)
+        .await
+        .map_err(ApiError::from)
+    {
         Ok(()) if id == u.auth.session_id => {
             let mut out = HeaderMap::new();
-            accounts::clear_cookies(&state, &mut out);
+            crate::cookies::clear_cookies(&state, &mut out);
             (out, Redirect::to("/login?msg=logged-out")).into_response()
         }
         Ok(()) => Redirect::to("/profile/sessions?msg=session-ended").into_response(),

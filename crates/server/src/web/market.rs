@@ -3,7 +3,6 @@
 
 use super::{Layout, WebUser, error_page};
 use crate::api::market::{CryptoView, crypto_view};
-use crate::market::{SPANS, span_len};
 use crate::state::AppState;
 use crate::views::UserView;
 use askama::Template;
@@ -11,6 +10,7 @@ use askama_web::WebTemplate;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use etx_core::market::{SPANS, span_len};
 use etx_db::market::CandleRow;
 use serde::Deserialize;
 use std::fmt::Write;
@@ -149,10 +149,10 @@ fn candle_svg(rows: &[CandleRow]) -> String {
         "<text x=\"{:.0}\" y=\"16\" class=\"axis\" text-anchor=\"end\">{}</text>\
          <text x=\"{:.0}\" y=\"{:.0}\" class=\"axis\" text-anchor=\"end\">{}</text></svg>",
         W - 4.0,
-        crate::market::price_text(hi),
+        etx_core::market::price_text(hi),
         W - 4.0,
         H - 4.0,
-        crate::market::price_text(lo),
+        etx_core::market::price_text(lo),
     );
     svg
 }

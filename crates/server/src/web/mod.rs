@@ -9,8 +9,8 @@ mod payments;
 mod security;
 mod wallet;
 
-use crate::accounts;
 use crate::cookies;
+use crate::cookies::SetCookies;
 use crate::error::ApiError;
 use crate::session::{Auth, authenticate, constant_time_eq};
 use crate::state::AppState;
@@ -24,6 +24,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use etx_core::accounts;
 
 pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()

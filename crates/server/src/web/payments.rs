@@ -5,16 +5,16 @@
 use super::account::{NoticeQuery, notice};
 use super::{Layout, WebUser, check_form_csrf, error_page, form_error};
 use crate::error::ApiError;
-use crate::payments::{self, StaffAction};
 use crate::state::AppState;
 use crate::views::{UserView, rfc3339};
-use crate::wallet::AmountText;
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use etx_core::payments::{self, StaffAction};
+use etx_core::wallet::AmountText;
 use etx_db::payments::WithdrawalFilter;
 use serde::Deserialize;
 use serde_json::Value;
@@ -146,7 +146,7 @@ pub async fn view_deposit_post(
     };
     match payments::create_deposit(&state, &u.auth.user, req).await {
         Ok(d) => Redirect::to(&format!("/deposit/{}", text(&d["order_id"]))).into_response(),
-        Err(e) => deposit_page(&state, &u, f, Some(e), None).await,
+        Err(e) => deposit_page(&state, &u, f, Some(e.into()), None).await,
     }
 }
 
@@ -264,7 +264,10 @@ pub async fn view_deposit_simulate_post(
         status: f.status,
         actually_paid: None,
     };
-    match payments::simulate(&state, &order_id, req).await {
+    match payments::simulate(&state, &order_id, req)
+        .await
+        .map_err(ApiError::from)
+    {
         Ok(_) => Redirect::to(&format!("/deposit/{order_id}?msg=paid")).into_response(),
         Err(e) => error_page(e.status(), "Payment not simulated", &e.public_message()),
     }
@@ -425,7 +428,7 @@ pub async fn view_withdraw_review_post(
                 approvals_required: q.approvals_required.to_string(),
             })
         } else {
-            Err(ApiError::field(
+            Err(etx_core::CoreError::field(
                 "address",
                 &format!("is not {}", q.network.describe()),
             ))
@@ -433,7 +436,7 @@ pub async fn view_withdraw_review_post(
     });
     match quoted {
         Ok(q) => withdraw_page(&state, &u, f, Some(q), None, None).await,
-        Err(e) => withdraw_page(&state, &u, f, None, Some(e), None).await,
+        Err(e) => withdraw_page(&state, &u, f, None, Some(e.into()), None).await,
     }
 }
 
@@ -465,7 +468,7 @@ pub async fn view_withdraw_post(
             };
             Redirect::to(&format!("/withdraw?msg={msg}")).into_response()
         }
-        Err(e) => withdraw_page(&state, &u, f, None, Some(e), None).await,
+        Err(e) => withdraw_page(&state, &u, f, None, Some(e.into()), None).await,
     }
 }
 
@@ -487,7 +490,17 @@ pub async fn view_withdraw_cancel_post(
     }
     match payments::cancel_withdrawal(&state, &u.auth.user, &id).await {
         Ok(_) => Redirect::to("/withdraw?msg=withdrawal-cancelled").into_response(),
-        Err(e) => withdraw_page(&state, &u, WithdrawForm::default(), None, Some(e), None).await,
+        Err(e) => {
+            withdraw_page(
+                &state,
+                &u,
+                WithdrawForm::default(),
+                None,
+                Some(e.into()),
+                None,
+            )
+            .await
+        }
     }
 }
 
@@ -638,7 +651,7 @@ pub async fn view_admin_withdrawal_post(
     };
     match payments::staff_withdrawal(&state, &u.auth, &id, action).await {
         Ok(_) => Redirect::to("/admin/withdrawals?msg=decided").into_response(),
-        Err(e) => admin_withdrawals_page(&state, &u, "open", Some(e), None).await,
+        Err(e) => admin_withdrawals_page(&state, &u, "open", Some(e.into()), None).await,
     }
 }
 
@@ -766,6 +779,6 @@ pub async fn view_admin_aml_post(
     };
     match payments::decide_flag(&state, &u.auth, &id, release, &f.reason).await {
         Ok(_) => Redirect::to("/admin/aml?msg=decided").into_response(),
-        Err(e) => admin_aml_page(&state, &u, "open", Some(e), None).await,
+        Err(e) => admin_aml_page(&state, &u, "open", Some(e.into()), None).await,
     }
 }

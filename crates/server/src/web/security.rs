@@ -3,7 +3,6 @@
 
 use super::{Layout, WebUser, check_form_csrf, ensure_csrf, error_page, form_expired};
 use crate::error::ApiError;
-use crate::security;
 use crate::session::ClientInfo;
 use crate::state::AppState;
 use crate::views::{UserView, rfc3339};
@@ -13,6 +12,7 @@ use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use etx_core::security;
 use serde::Deserialize;
 
 pub struct Enrolling {
@@ -168,7 +168,7 @@ pub async fn view_2fa_setup_post(
                 StatusCode::OK,
             )
         }
-        Err(e) => failed(&state, &u, e).await,
+        Err(e) => failed(&state, &u, e.into()).await,
     }
 }
 
@@ -181,7 +181,10 @@ pub async fn view_2fa_verify_post(
     if check_form_csrf(&headers, &f.csrf_token).is_err() {
         return form_expired();
     }
-    match security::confirm(&state, &u.auth.user, &u.auth.session_id, &f.code).await {
+    match security::confirm(&state, &u.auth.user, &u.auth.session_id, &f.code)
+        .await
+        .map_err(ApiError::from)
+    {
         Ok(codes) => render(
             page(&state, &u, None, Some(codes), None).await,
             StatusCode::OK,
@@ -235,7 +238,7 @@ pub async fn view_2fa_backup_post(
             page(&state, &u, None, Some(codes), None).await,
             StatusCode::OK,
         ),
-        Err(e) => failed(&state, &u, e).await,
+        Err(e) => failed(&state, &u, e.into()).await,
     }
 }
 
@@ -250,7 +253,7 @@ pub async fn view_2fa_disable_post(
     }
     match security::disable(&state, &u.auth.user, &f.password, &f.code).await {
         Ok(()) => Redirect::to("/security?msg=2fa-off").into_response(),
-        Err(e) => failed(&state, &u, e).await,
+        Err(e) => failed(&state, &u, e.into()).await,
     }
 }
 
@@ -265,7 +268,7 @@ pub async fn view_email_code_post(
     }
     match security::verify_email_code(&state, &u.auth.user, &f.code).await {
         Ok(()) => Redirect::to("/security?msg=verified").into_response(),
-        Err(e) => failed(&state, &u, e).await,
+        Err(e) => failed(&state, &u, e.into()).await,
     }
 }
 
@@ -281,7 +284,7 @@ pub async fn view_email_resend_post(
     match security::resend_verification(&state, &u.auth.user).await {
         Ok(true) => Redirect::to("/security?msg=sent").into_response(),
         Ok(false) => Redirect::to("/security?msg=already").into_response(),
-        Err(e) => failed(&state, &u, e).await,
+        Err(e) => failed(&state, &u, e.into()).await,
     }
 }
 
@@ -296,7 +299,10 @@ pub async fn view_verify_email_get(
     State(state): State<AppState>,
     Query(q): Query<TokenQuery>,
 ) -> Response {
-    match security::verify_email_token(&state, &q.token).await {
+    match security::verify_email_token(&state, &q.token)
+        .await
+        .map_err(ApiError::from)
+    {
         Ok(()) => error_page(
             StatusCode::OK,
             "Email verified",
@@ -347,7 +353,9 @@ pub async fn view_forgot_post(
     if check_form_csrf(&headers, &f.csrf_token).is_err() {
         return form_expired();
     }
-    let result = security::forgot_password(&state, &f.email, &client).await;
+    let result = security::forgot_password(&state, &f.email, &client)
+        .await
+        .map_err(ApiError::from);
     let status = result
         .as_ref()
         .err()
@@ -377,7 +385,10 @@ pub async fn view_reset_get(
 ) -> Response {
     let mut out = HeaderMap::new();
     let csrf = ensure_csrf(&state, &headers, &mut out);
-    let live = match security::reset_token_live(&state, &q.token).await {
+    let live = match security::reset_token_live(&state, &q.token)
+        .await
+        .map_err(ApiError::from)
+    {
         Ok(l) => l,
         Err(e) => return e.into_response(),
     };
@@ -416,7 +427,10 @@ pub async fn view_reset_post(
     if check_form_csrf(&headers, &f.csrf_token).is_err() {
         return form_expired();
     }
-    match security::reset_password(&state, &f.token, &f.new_password, &client).await {
+    match security::reset_password(&state, &f.token, &f.new_password, &client)
+        .await
+        .map_err(ApiError::from)
+    {
         Ok(()) => Redirect::to("/login?msg=reset").into_response(),
         Err(e) => {
             let status = e.status();
@@ -502,7 +516,7 @@ fn read_outbox(dir: &std::path::Path) -> Vec<DevMail> {
 }
 
 fn parse_eml(file: String, raw: &str) -> DevMail {
-    use crate::mail::{header_value, plain_text_part};
+    use etx_core::mail::{header_value, plain_text_part};
     DevMail {
         file,
         to: header_value(raw, "To"),

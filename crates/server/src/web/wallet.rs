@@ -70,7 +70,7 @@ async fn wallet_page(
         ..Default::default()
     };
     let loaded = async {
-        let (balances, _) = crate::wallet::balance_list(state, &u.auth.user.id).await?;
+        let (balances, _) = etx_core::wallet::balance_list(state, &u.auth.user.id).await?;
         Ok::<_, etx_db::DbErr>((
             balances,
             recent(state, &u.auth.user.id, Some(&p2p), 10).await?,
@@ -132,9 +132,9 @@ pub async fn view_transfer_post(
     if !f.note.trim().is_empty() {
         body["note"] = serde_json::Value::String(f.note.clone());
     }
-    match crate::wallet::transfer_p2p(&state, &u.auth.user, &key, body).await {
+    match etx_core::wallet::transfer_p2p(&state, &u.auth.user, &key, body).await {
         Ok(_) => Redirect::to("/wallet?msg=sent").into_response(),
-        Err(e) => wallet_page(&state, &u, f, Some(e), None).await,
+        Err(e) => wallet_page(&state, &u, f, Some(e.into()), None).await,
     }
 }
 

@@ -261,7 +261,7 @@ async fn a_client_that_stops_reading_skips_to_the_newest_prices() {
 async fn ticks_become_candles_served_as_history() {
     let app = TestApp::spawn_with(|c| c.market.tick_ms = 50).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
-    etx_server::market::flush(&app.state).await.unwrap();
+    etx_core::market::flush(&app.state).await.unwrap();
     let h = json_of(&app, "/api/crypto/BTC/history?interval=1m").await;
     assert_eq!(h["interval"], "1m");
     let candles = h["candles"].as_array().unwrap();
@@ -281,7 +281,7 @@ async fn ticks_become_candles_served_as_history() {
             "SELECT CAST(SUM(ticks) AS BIGINT) FROM candles WHERE symbol = 'BTC' AND span = '1d'",
         )
         .await;
-    etx_server::market::flush(&app.state).await.unwrap();
+    etx_core::market::flush(&app.state).await.unwrap();
     let after = app
         .count(
             "SELECT CAST(SUM(ticks) AS BIGINT) FROM candles WHERE symbol = 'BTC' AND span = '1d'",
@@ -380,7 +380,7 @@ async fn a_silent_feed_is_reported_stale_until_it_ticks_again() {
         .clone();
     assert_eq!(feed["ok"], false);
     assert_eq!(json_of(&app, "/api/prices").await["stale"], true);
-    app.state.market.apply(&[etx_server::market::Tick {
+    app.state.market.apply(&[etx_core::market::Tick {
         symbol: "BTC".into(),
         price: 64_000 * 100_000_000,
         at: etx_db::now_micros(),
@@ -420,7 +420,7 @@ async fn old_ticks_and_candles_are_purged_but_daily_candles_stay() {
         .merge_candles(&[candle("1m"), candle("5m"), candle("1h"), candle("1d")])
         .await
         .unwrap();
-    etx_server::jobs::purge_market_data(&app.state).await;
+    etx_core::jobs::purge_market_data(&app.state).await;
     assert_eq!(
         app.count(&format!(
             "SELECT COUNT(*) FROM price_ticks WHERE at = {old}"

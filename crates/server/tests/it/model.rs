@@ -2,7 +2,7 @@
 //! real ledger and against a plain in-memory model; every answer and every balance must agree.
 
 use crate::support::TestApp;
-use etx_server::wallet;
+use etx_core::wallet;
 use proptest::prelude::*;
 use serde_json::json;
 use std::collections::HashMap;
@@ -71,7 +71,7 @@ proptest! {
                         let got = wallet::transfer_p2p(&app.state, &users[*from], &key, body.clone()).await;
                         let have = *model.get(from).unwrap_or(&0);
                         let ok = from != to && *cents >= 100 && have >= *cents;
-                        assert_eq!(got.is_ok(), ok, "{op:?} with balance {have}: {:?}", got.err().map(|e| e.code()));
+                        assert_eq!(got.is_ok(), ok, "{op:?} with balance {have}: {:?}", got.err().map(|e| e.to_string()));
                         if ok {
                             *model.entry(*from).or_default() -= cents;
                             *model.entry(*to).or_default() += cents;
@@ -87,7 +87,7 @@ proptest! {
                         };
                         let got = got.unwrap();
                         assert!(got.replayed);
-                        assert_eq!(got.status.as_u16(), status);
+                        assert_eq!(got.status.code(), status);
                     }
                 }
             }

@@ -128,7 +128,7 @@ async fn security_headers_and_error_shape() {
 #[tokio::test]
 async fn production_mode_sends_hsts_and_secure_cookies() {
     let app = TestApp::spawn_with(|c| {
-        c.env = etx_server::config::RunEnv::Production;
+        c.env = etx_core::config::RunEnv::Production;
         c.public_url = Some("https://etx.example.com".into());
     })
     .await;

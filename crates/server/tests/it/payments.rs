@@ -4,8 +4,8 @@
 //! matching the operations still waiting in them.
 
 use crate::support::*;
+use etx_core::config::Config;
 use etx_domain::{format_amount, parse_amount};
-use etx_server::config::Config;
 use hmac::{Hmac, Mac};
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
@@ -1773,7 +1773,7 @@ async fn notifications_with_numbers_and_nested_objects_verify() {
 async fn simulated_payments_do_not_exist_in_production() {
     let app = TestApp::spawn_with(|c| {
         quiet(c);
-        c.env = etx_server::config::RunEnv::Production;
+        c.env = etx_core::config::RunEnv::Production;
         c.public_url = Some("https://etx.example.com".into());
     })
     .await;

@@ -633,7 +633,7 @@ async fn password_reset_over_smtp() {
         .find(|m| m.contains("Subject: Reset your password"))
         .expect("reset mail received over SMTP");
     assert!(
-        etx_server::mail::header_value(reset, "From").contains("<no-reply@localhost>"),
+        etx_core::mail::header_value(reset, "From").contains("<no-reply@localhost>"),
         "{reset}"
     );
     let text = plain_text_part(reset);

@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use etx_server::config::Config;
+use etx_core::config::Config;
 use etx_server::startup::Application;
 use etx_server::state::AppState;
 use reqwest::{Client, Response, StatusCode};
@@ -223,7 +223,7 @@ pub fn totp(secret_b32: &str, offset: i64) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-pub use etx_server::mail::plain_text_part;
+pub use etx_core::mail::plain_text_part;
 
 /// The value of `name=` in the first link to `path` in a mail body.
 pub fn link_param(body: &str, path: &str, name: &str) -> String {

@@ -728,7 +728,7 @@ async fn the_dev_outbox_is_for_admins_only() {
 #[tokio::test]
 async fn the_dev_outbox_page_does_not_exist_in_production() {
     let app = TestApp::spawn_with(|c| {
-        c.env = etx_server::config::RunEnv::Production;
+        c.env = etx_core::config::RunEnv::Production;
         c.public_url = Some("https://etx.example.com".into());
     })
     .await;
@@ -773,7 +773,7 @@ async fn markets_pages_show_labelled_prices_and_a_drawn_chart() {
     assert!(page.contains("Simulated prices"), "the source is labelled");
     assert!(page.contains("data-price=\"BTC\"") && page.contains("href=\"/markets/ETH\""));
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-    etx_server::market::flush(&app.state).await.unwrap();
+    etx_core::market::flush(&app.state).await.unwrap();
     let page = page_text(&b, at(&app, "/markets/btc?interval=1m")).await;
     assert!(page.contains("<svg viewBox"), "chart drawn on the server");
     assert!(page.contains("<rect class="), "with at least one candle");

@@ -13,6 +13,7 @@
 //! reads (pings and the close).
 
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
+use etx_core::market;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -22,11 +23,21 @@ use tokio::sync::{Notify, watch};
 /// A client whose socket has taken nothing for this long is dropped.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// One published `price_update`; `seq` grows by one per update.
+/// One published `price_update`, as a WebSocket text frame; `seq` grows by one per update.
 #[derive(Clone)]
 pub struct Update {
     pub seq: u64,
     pub text: Utf8Bytes,
+}
+
+impl Update {
+    fn from_book(u: &market::Update) -> Update {
+        Update {
+            seq: u.seq,
+            // The book publishes JSON from `serde_json`, always UTF-8.
+            text: Utf8Bytes::try_from(u.text.clone()).unwrap_or(Utf8Bytes::from_static("")),
+        }
+    }
 }
 
 /// The socket and what it has been sent. The lock is only ever held for writes that do not
@@ -123,7 +134,7 @@ const CHUNK: usize = 64;
 
 /// The delivery workers (one per tokio worker thread, started with the first client).
 pub struct Fanout {
-    updates: watch::Receiver<Update>,
+    updates: watch::Receiver<market::Update>,
     roster: Arc<Mutex<Roster>>,
     /// A client was dropped since the list was last rebuilt.
     departed: Arc<AtomicBool>,
@@ -131,7 +142,7 @@ pub struct Fanout {
 }
 
 impl Fanout {
-    pub fn new(updates: watch::Receiver<Update>) -> Fanout {
+    pub fn new(updates: watch::Receiver<market::Update>) -> Fanout {
         Fanout {
             updates,
             roster: Arc::default(),
@@ -167,7 +178,7 @@ impl Fanout {
             hangup: Notify::new(),
         });
         metrics::gauge!("etx_ws_price_clients").increment(1.0);
-        let current = self.updates.borrow().clone();
+        let current = Update::from_book(&self.updates.borrow());
         let greeted = {
             let mut c = client.lock();
             let now = Instant::now();
@@ -178,7 +189,7 @@ impl Fanout {
             lock(&self.roster).incoming.push(client.clone());
             // An update published after the one above but before the next pass took this
             // client in would otherwise be missed; `deliver` sends each update at most once.
-            let latest = self.updates.borrow().clone();
+            let latest = Update::from_book(&self.updates.borrow());
             if client.lock().deliver(&latest, Instant::now()) {
                 read_until_closed(&client).await;
             }
@@ -242,10 +253,10 @@ fn join_pass(roster: &Mutex<Roster>, departed: &AtomicBool, update: Update) -> A
 async fn run_worker(
     roster: Arc<Mutex<Roster>>,
     departed: Arc<AtomicBool>,
-    mut updates: watch::Receiver<Update>,
+    mut updates: watch::Receiver<market::Update>,
 ) {
     while updates.changed().await.is_ok() {
-        let newest = updates.borrow_and_update().clone();
+        let newest = Update::from_book(&updates.borrow_and_update());
         let pass = join_pass(&roster, &departed, newest);
         // Each worker writes its own copy, so the clone per socket does not bounce one
         // reference count between the cores.

@@ -1,10 +1,9 @@
-//! Outgoing mail: templates, the two transports (SMTP, or `.eml` files in the data dir for
+//! Outgoing mail: the letters, the two transports (SMTP, or `.eml` files in the data dir for
 //! development) and the sender that drains the outbox. A request only queues a row and wakes
 //! the sender; delivery, retries and backoff happen here, never on a request's time.
 
+use crate::Core;
 use crate::config::EmailConfig;
-use crate::state::AppState;
-use askama::Template;
 use etx_db::mail::{MailRow, NewMail};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
@@ -24,13 +23,18 @@ pub enum Transport {
 
 pub struct Mailer {
     from: Mailbox,
+    pub templates: std::sync::Arc<dyn Templates>,
     transport: Transport,
     /// Wakes the sender as soon as something is queued.
     pub wake: tokio::sync::Notify,
 }
 
 impl Mailer {
-    pub fn from_config(cfg: &EmailConfig, data_dir: &std::path::Path) -> anyhow::Result<Mailer> {
+    pub fn from_config(
+        cfg: &EmailConfig,
+        data_dir: &std::path::Path,
+        templates: std::sync::Arc<dyn Templates>,
+    ) -> anyhow::Result<Mailer> {
         let from: Mailbox = cfg
             .from
             .parse()
@@ -54,6 +58,7 @@ impl Mailer {
         };
         Ok(Mailer {
             from,
+            templates,
             transport,
             wake: tokio::sync::Notify::new(),
         })
@@ -95,90 +100,65 @@ impl Mailer {
     }
 }
 
-#[derive(Template)]
-#[template(path = "mail/verify.txt")]
-struct VerifyText<'a> {
-    username: &'a str,
-    email: &'a str,
-    link: &'a str,
-    code: &'a str,
-    hours: i64,
+/// One of the product's letters, with what its templates need. The wording lives in the
+/// server's templates; the core decides when a letter goes out and to whom.
+pub enum Letter<'a> {
+    Verify {
+        username: &'a str,
+        email: &'a str,
+        link: &'a str,
+        code: &'a str,
+        hours: i64,
+    },
+    Reset {
+        username: &'a str,
+        link: &'a str,
+        minutes: i64,
+    },
+    Notice {
+        username: &'a str,
+        paragraphs: &'a [String],
+        link: &'a str,
+    },
 }
 
-#[derive(Template)]
-#[template(path = "mail/verify.html")]
-struct VerifyHtml<'a> {
-    username: &'a str,
-    email: &'a str,
-    link: &'a str,
-    code: &'a str,
-    hours: i64,
+/// A rendered letter: plain text and HTML alternatives.
+pub struct Rendered {
+    pub text: String,
+    pub html: String,
 }
 
-#[derive(Template)]
-#[template(path = "mail/reset.txt")]
-struct ResetText<'a> {
-    username: &'a str,
-    link: &'a str,
-    minutes: i64,
-}
-
-#[derive(Template)]
-#[template(path = "mail/reset.html")]
-struct ResetHtml<'a> {
-    username: &'a str,
-    link: &'a str,
-    minutes: i64,
-}
-
-#[derive(Template)]
-#[template(path = "mail/notice.txt")]
-struct NoticeText<'a> {
-    username: &'a str,
-    paragraphs: &'a [String],
-    link: &'a str,
-}
-
-#[derive(Template)]
-#[template(path = "mail/notice.html")]
-struct NoticeHtml<'a> {
-    username: &'a str,
-    paragraphs: &'a [String],
-    link: &'a str,
+pub trait Templates: Send + Sync + 'static {
+    fn render(&self, letter: &Letter<'_>) -> anyhow::Result<Rendered>;
 }
 
 /// A security notice to an account's owner (an address change, a lock after failed codes).
 pub fn notice_mail(
-    state: &AppState,
+    state: &Core,
     username: &str,
     to: &str,
     subject: &str,
     paragraphs: &[String],
 ) -> anyhow::Result<NewMail> {
     let link = format!("{}/forgot-password", base_url(state));
+    let r = state.mailer.templates.render(&Letter::Notice {
+        username,
+        paragraphs,
+        link: &link,
+    })?;
     Ok(NewMail {
         to: to.to_string(),
         subject: subject.to_string(),
         template: "security_notice",
-        text: NoticeText {
-            username,
-            paragraphs,
-            link: &link,
-        }
-        .render()?,
-        html: NoticeHtml {
-            username,
-            paragraphs,
-            link: &link,
-        }
-        .render()?,
+        text: r.text,
+        html: r.html,
     })
 }
 
 /// Queues a notice and wakes the sender. A notice that cannot be queued is logged, never fatal:
 /// the change it reports has already happened.
 pub async fn send_notice(
-    state: &AppState,
+    state: &Core,
     username: &str,
     to: &str,
     subject: &str,
@@ -194,7 +174,7 @@ pub async fn send_notice(
     }
 }
 
-pub fn base_url(state: &AppState) -> &str {
+pub fn base_url(state: &Core) -> &str {
     state
         .config
         .public_url
@@ -204,7 +184,7 @@ pub fn base_url(state: &AppState) -> &str {
 }
 
 pub fn verification_mail(
-    state: &AppState,
+    state: &Core,
     username: &str,
     email: &str,
     token: &str,
@@ -212,53 +192,41 @@ pub fn verification_mail(
 ) -> anyhow::Result<NewMail> {
     let link = format!("{}/verify-email?token={token}", base_url(state));
     let hours = state.config.email.verify_ttl_hours;
+    let r = state.mailer.templates.render(&Letter::Verify {
+        username,
+        email,
+        link: &link,
+        code,
+        hours,
+    })?;
     Ok(NewMail {
         to: email.to_string(),
         subject: "Confirm your email address".into(),
         template: "verify_email",
-        text: VerifyText {
-            username,
-            email,
-            link: &link,
-            code,
-            hours,
-        }
-        .render()?,
-        html: VerifyHtml {
-            username,
-            email,
-            link: &link,
-            code,
-            hours,
-        }
-        .render()?,
+        text: r.text,
+        html: r.html,
     })
 }
 
 pub fn reset_mail(
-    state: &AppState,
+    state: &Core,
     username: &str,
     email: &str,
     token: &str,
 ) -> anyhow::Result<NewMail> {
     let link = format!("{}/reset-password?token={token}", base_url(state));
     let minutes = state.config.email.reset_ttl_minutes;
+    let r = state.mailer.templates.render(&Letter::Reset {
+        username,
+        link: &link,
+        minutes,
+    })?;
     Ok(NewMail {
         to: email.to_string(),
         subject: "Reset your password".into(),
         template: "reset_password",
-        text: ResetText {
-            username,
-            link: &link,
-            minutes,
-        }
-        .render()?,
-        html: ResetHtml {
-            username,
-            link: &link,
-            minutes,
-        }
-        .render()?,
+        text: r.text,
+        html: r.html,
     })
 }
 
@@ -272,7 +240,7 @@ fn backoff_secs(failures: i32) -> i64 {
 
 /// Sends what is due: each message is claimed first, so instances sharing the database never
 /// send the same one twice at the same time.
-pub async fn deliver_due(state: &AppState) -> anyhow::Result<usize> {
+pub async fn deliver_due(state: &Core) -> anyhow::Result<usize> {
     let rows = state.db.due_mail(BATCH).await?;
     let cfg = &state.config.email;
     let lease = (cfg.smtp_timeout_secs as i64 + 60) * 1_000_000;
@@ -312,7 +280,7 @@ pub async fn deliver_due(state: &AppState) -> anyhow::Result<usize> {
 
 /// Runs the sender until the task is aborted: woken by every enqueue, and polling anyway so
 /// retries and mail queued by other instances go out.
-pub fn spawn_sender(state: AppState) -> tokio::task::JoinHandle<()> {
+pub fn spawn_sender(state: Core) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             loop {

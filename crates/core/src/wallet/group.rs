@@ -21,8 +21,7 @@ use etx_domain::format_amount;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::{Failure, Outcome};
-use crate::error::ApiError;
-use axum::http::StatusCode;
+use crate::error::CoreError;
 
 /// One validated transfer, with everything its commit writes besides the money itself.
 pub struct Planned {
@@ -124,7 +123,7 @@ impl GroupCommit {
     pub(crate) async fn submit(&self, plan: Planned) -> Result<Decided, Failure> {
         let (reply, answer) = oneshot::channel();
         let closed = || {
-            Failure::Api(ApiError::Internal(anyhow::anyhow!(
+            Failure::Api(CoreError::Internal(anyhow::anyhow!(
                 "transfer committer stopped"
             )))
         };
@@ -561,7 +560,7 @@ async fn attempt(
                 key: &p.key,
                 scope: p.scope,
                 request_hash: &p.request_hash,
-                status: StatusCode::CREATED.as_u16(),
+                status: crate::wallet::Taken::Completed.code(),
                 response: &a.response,
             }
         })
@@ -603,7 +602,7 @@ async fn attempt(
     for a in accepted {
         results[a.index] = Some(Ok(Decided::Posted(Posted {
             outcome: Outcome {
-                status: StatusCode::CREATED,
+                status: crate::wallet::Taken::Completed,
                 body: a.response,
                 replayed: false,
             },
@@ -638,13 +637,13 @@ async fn operations(
         .collect())
 }
 
-fn refusal_error(r: Refusal, cap: i64) -> ApiError {
+fn refusal_error(r: Refusal, cap: i64) -> CoreError {
     match r {
-        Refusal::Insufficient => ApiError::InsufficientFunds,
-        Refusal::DailyCap => ApiError::LimitExceeded(format!(
+        Refusal::Insufficient => CoreError::InsufficientFunds,
+        Refusal::DailyCap => CoreError::LimitExceeded(format!(
             "this transfer would pass your daily limit of ${}",
             format_amount(cap, 2)
         )),
-        Refusal::Overflow => ApiError::field("amount", "is too large for the recipient's balance"),
+        Refusal::Overflow => CoreError::field("amount", "is too large for the recipient's balance"),
     }
 }

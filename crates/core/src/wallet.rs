@@ -3,11 +3,10 @@
 //! the response stored under its idempotency key — and is retried if the database reports a
 //! transient conflict, so a client never sees a deadlock.
 
+use crate::Core;
 use crate::config::{AssetConfig, TransferConfig};
-use crate::error::ApiError;
-use crate::state::AppState;
-use crate::views::rfc3339;
-use axum::http::StatusCode;
+use crate::error::CoreError;
+use crate::time::rfc3339;
 use etx_db::ledger::{Leg, NewEntry, NewTransaction, PLATFORM, PostError, account_id};
 use etx_db::users::UserRow;
 use etx_db::{Batch, Db, DbErr};
@@ -82,7 +81,7 @@ impl Assets {
 
 /// USD-equivalent in cents at the server's current price (the reference price for USD and
 /// for an asset the feed has not quoted), rounded down; `None` on overflow.
-pub fn usd_value(state: &AppState, asset: &Asset, minor: i64) -> Option<i64> {
+pub fn usd_value(state: &Core, asset: &Asset, minor: i64) -> Option<i64> {
     match state.market.quote(&asset.code) {
         Some(q) if asset.code != "USD" => {
             // Prices are USD × 10^8; cents are USD × 10^2.
@@ -135,20 +134,14 @@ impl<'de> Deserialize<'de> for AmountText {
     }
 }
 
-pub fn amount_field(e: AmountError) -> ApiError {
-    ApiError::field("amount", &e.to_string())
+pub fn amount_field(e: AmountError) -> CoreError {
+    CoreError::field("amount", &e.to_string())
 }
 
-/// `Idempotency-Key`: required on money POSTs, 1–255 visible ASCII characters.
-pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<String, ApiError> {
-    let v = headers
-        .get("idempotency-key")
-        .ok_or_else(|| ApiError::BadRequest("the Idempotency-Key header is required".into()))?;
-    let s = v
-        .to_str()
-        .map_err(|_| ApiError::BadRequest("Idempotency-Key must be visible ASCII".into()))?;
+/// An idempotency key, as money POSTs require: 1–255 visible ASCII characters.
+pub fn idempotency_key(s: &str) -> Result<String, CoreError> {
     if s.is_empty() || s.len() > 255 || !s.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ApiError::BadRequest(
+        return Err(CoreError::BadRequest(
             "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
         ));
     }
@@ -160,31 +153,59 @@ pub fn request_hash(body: &Value) -> String {
 }
 
 /// The request's fingerprint for idempotency and its typed form.
-fn parse_request<T: serde::de::DeserializeOwned>(body: Value) -> Result<(String, T), ApiError> {
+fn parse_request<T: serde::de::DeserializeOwned>(body: Value) -> Result<(String, T), CoreError> {
     let hash = request_hash(&body);
-    let req = serde_json::from_value(body).map_err(|e| ApiError::Validation {
+    let req = serde_json::from_value(body).map_err(|e| CoreError::Validation {
         message: e.to_string(),
         fields: Default::default(),
     })?;
     Ok((hash, req))
 }
 
-pub(crate) fn asset_of<'a>(state: &'a AppState, code: &str) -> Result<&'a Asset, ApiError> {
+pub(crate) fn asset_of<'a>(state: &'a Core, code: &str) -> Result<&'a Asset, CoreError> {
     state
         .assets
         .get(code)
-        .ok_or_else(|| ApiError::field("currency", "is not a supported asset"))
+        .ok_or_else(|| CoreError::field("currency", "is not a supported asset"))
 }
 
-/// The answer to a money POST: the status and JSON body, exactly as stored for replays.
+/// How a money POST was taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Taken {
+    /// Carried out now.
+    Completed,
+    /// Accepted, but waiting for a review or an approval.
+    Held,
+}
+
+impl Taken {
+    /// The code stored with a replayable answer (the HTTP status it was first given).
+    pub fn code(self) -> u16 {
+        match self {
+            Taken::Completed => 201,
+            Taken::Held => 202,
+        }
+    }
+
+    pub fn from_code(code: u16) -> Taken {
+        if code == 202 {
+            Taken::Held
+        } else {
+            Taken::Completed
+        }
+    }
+}
+
+/// The answer to a money POST: how it was taken and the JSON body, exactly as stored for
+/// replays.
 pub struct Outcome {
-    pub status: StatusCode,
+    pub status: Taken,
     pub body: String,
     pub replayed: bool,
 }
 
 pub(crate) enum Failure {
-    Api(ApiError),
+    Api(CoreError),
     Db(DbErr),
     /// Nothing was committed because a concurrent write got in between, found by the
     /// application rather than reported by the database; the movement goes again.
@@ -199,8 +220,8 @@ impl From<DbErr> for Failure {
     }
 }
 
-impl From<ApiError> for Failure {
-    fn from(e: ApiError) -> Self {
+impl From<CoreError> for Failure {
+    fn from(e: CoreError) -> Self {
         Failure::Api(e)
     }
 }
@@ -208,9 +229,9 @@ impl From<ApiError> for Failure {
 impl From<PostError> for Failure {
     fn from(e: PostError) -> Self {
         match e {
-            PostError::InsufficientFunds => Failure::Api(ApiError::InsufficientFunds),
+            PostError::InsufficientFunds => Failure::Api(CoreError::InsufficientFunds),
             PostError::Unbalanced => {
-                Failure::Api(ApiError::Internal(anyhow::anyhow!("unbalanced entry")))
+                Failure::Api(CoreError::Internal(anyhow::anyhow!("unbalanced entry")))
             }
             PostError::Db(d) => Failure::Db(d),
         }
@@ -224,8 +245,8 @@ pub(crate) fn is_transient(e: &DbErr) -> bool {
 }
 
 /// The answer when a movement still conflicts after its last try.
-pub(crate) fn conflict_exhausted(why: &'static str) -> ApiError {
-    ApiError::Internal(anyhow::anyhow!("could not serialize: {why}").context("database"))
+pub(crate) fn conflict_exhausted(why: &'static str) -> CoreError {
+    CoreError::Internal(anyhow::anyhow!("could not serialize: {why}").context("database"))
 }
 
 /// Who asks for a movement and under which idempotency key.
@@ -243,7 +264,7 @@ impl<'a> Movement<'a> {
         key: &'a str,
         scope: &'static str,
         body: Value,
-    ) -> Result<(Self, T), ApiError> {
+    ) -> Result<(Self, T), CoreError> {
         let (hash, req) = parse_request(body)?;
         Ok((
             Movement {
@@ -260,10 +281,10 @@ impl<'a> Movement<'a> {
     /// committed and the caller answers as the first request did.
     pub(crate) async fn commit(
         &self,
-        state: &AppState,
+        state: &Core,
         tx: etx_db::DatabaseTransaction,
         batch: Batch,
-        status: StatusCode,
+        status: Taken,
         body: String,
     ) -> Result<Outcome, Failure> {
         let stored = state
@@ -276,7 +297,7 @@ impl<'a> Movement<'a> {
                     key: self.key,
                     scope: self.scope,
                     request_hash: &self.hash,
-                    status: status.as_u16(),
+                    status: status.code(),
                     response: &body,
                 },
             )
@@ -295,18 +316,18 @@ impl<'a> Movement<'a> {
 
     /// The stored answer of an earlier request with this key: a replay for the same request, a
     /// 409 for a different one; `None` if the key is unused.
-    async fn earlier(&self, state: &AppState) -> Result<Option<Outcome>, ApiError> {
+    async fn earlier(&self, state: &Core) -> Result<Option<Outcome>, CoreError> {
         let Some(r) = state.db.idempotency_record(self.user_id, self.key).await? else {
             return Ok(None);
         };
         if r.scope != self.scope || r.request_hash != self.hash {
-            return Err(ApiError::Conflict {
+            return Err(CoreError::Conflict {
                 message: "this Idempotency-Key was already used with a different request".into(),
                 fields: Default::default(),
             });
         }
         Ok(Some(Outcome {
-            status: StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK),
+            status: Taken::from_code(r.status),
             body: r.response,
             replayed: true,
         }))
@@ -318,9 +339,9 @@ impl<'a> Movement<'a> {
     /// the same even if it could no longer be carried out.
     pub(crate) async fn run<F, Fut>(
         &self,
-        state: &AppState,
+        state: &Core,
         mut attempt: F,
-    ) -> Result<Outcome, ApiError>
+    ) -> Result<Outcome, CoreError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<Outcome, Failure>>,
@@ -342,7 +363,7 @@ impl<'a> Movement<'a> {
                         .await;
                     continue;
                 }
-                Err(Failure::Db(e)) => ApiError::from(e),
+                Err(Failure::Db(e)) => CoreError::from(e),
                 Err(Failure::Conflict(why)) => conflict_exhausted(why),
                 Err(Failure::Api(e)) => e,
                 Err(Failure::KeyTaken) => {
@@ -353,7 +374,7 @@ impl<'a> Movement<'a> {
                     if tries < 5 {
                         continue;
                     }
-                    ApiError::Internal(anyhow::anyhow!("idempotency key vanished"))
+                    CoreError::Internal(anyhow::anyhow!("idempotency key vanished"))
                 }
             };
             return match self.earlier(state).await? {
@@ -426,17 +447,17 @@ pub struct P2pRequest {
 }
 
 pub async fn transfer_p2p(
-    state: &AppState,
+    state: &Core,
     sender: &UserRow,
     key: &str,
     body: Value,
-) -> Result<Outcome, ApiError> {
+) -> Result<Outcome, CoreError> {
     let (m, req) = Movement::start(&sender.id, key, "p2p", body)?;
     m.run(state, || p2p_attempt(state, sender, &m, &req)).await
 }
 
 async fn p2p_attempt(
-    state: &AppState,
+    state: &Core,
     sender: &UserRow,
     m: &Movement<'_>,
     req: &P2pRequest,
@@ -446,24 +467,24 @@ async fn p2p_attempt(
     let amount = parse_positive_amount(req.amount.0.trim(), asset.scale).map_err(amount_field)?;
     let note = req.note.as_deref().map(str::trim).filter(|n| !n.is_empty());
     if note.is_some_and(|n| n.chars().count() > 280 || n.chars().any(char::is_control)) {
-        return Err(ApiError::field("note", "must be at most 280 printable characters").into());
+        return Err(CoreError::field("note", "must be at most 280 printable characters").into());
     }
     let recipient = db
         .recipient_by_login(&req.recipient)
         .await?
         .ok_or_else(|| {
-            ApiError::field(
+            CoreError::field(
                 "recipient",
                 "no active, verified user has that username or email",
             )
         })?;
     if recipient.id == sender.id {
-        return Err(ApiError::field("recipient", "you cannot send money to yourself").into());
+        return Err(CoreError::field("recipient", "you cannot send money to yourself").into());
     }
     let limits = state.transfer_limits;
     let usd = usd_value(state, asset, amount).ok_or_else(|| amount_field(AmountError::Overflow))?;
     if usd < limits.min_cents || usd > limits.max_cents {
-        return Err(ApiError::LimitExceeded(format!(
+        return Err(CoreError::LimitExceeded(format!(
             "a transfer must be worth between ${} and ${}",
             format_amount(limits.min_cents, 2),
             format_amount(limits.max_cents, 2)
@@ -541,8 +562,9 @@ async fn p2p_attempt(
     let posted = match decided {
         group::Decided::Posted(p) => p,
         group::Decided::Velocity(recent) => {
-            let rule = crate::payments::velocity_rule(&state.rules, recent)
-                .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("velocity hold without rule")))?;
+            let rule = crate::payments::velocity_rule(&state.rules, recent).ok_or_else(|| {
+                CoreError::Internal(anyhow::anyhow!("velocity hold without rule"))
+            })?;
             let tx = db.begin_write().await?;
             return held_p2p(
                 state, tx, sender, &recipient, asset, amount, note, usd, m, rule,
@@ -570,13 +592,10 @@ async fn p2p_attempt(
         currency: asset.code.clone(),
         balance: format_amount(balance, asset.scale),
     };
-    crate::realtime::announce_movements(
-        state,
-        vec![
-            event(&out_id, "out", &recipient, posted.sender_balance, None),
-            event(&in_id, "in", sender, posted.recipient_balance, Some(notice)),
-        ],
-    );
+    state.events.movements(vec![
+        event(&out_id, "out", &recipient, posted.sender_balance, None),
+        event(&in_id, "in", sender, posted.recipient_balance, Some(notice)),
+    ]);
     Ok(posted.outcome)
 }
 
@@ -584,7 +603,7 @@ async fn p2p_attempt(
 /// the sender hears of it for now.
 #[allow(clippy::too_many_arguments)]
 async fn held_p2p(
-    state: &AppState,
+    state: &Core,
     tx: etx_db::DatabaseTransaction,
     sender: &UserRow,
     recipient: &UserRow,
@@ -620,7 +639,7 @@ async fn held_p2p(
         .await?
     {
         tx.rollback().await?;
-        return Err(ApiError::LimitExceeded(format!(
+        return Err(CoreError::LimitExceeded(format!(
             "this transfer would pass your daily limit of ${}",
             format_amount(cap, 2)
         ))
@@ -661,20 +680,15 @@ async fn held_p2p(
         "balance": format_amount(balance, asset.scale),
     })
     .to_string();
-    let out = m
-        .commit(state, tx, batch, StatusCode::CREATED, body)
-        .await?;
+    let out = m.commit(state, tx, batch, Taken::Completed, body).await?;
     tracing::info!(sender = %sender.id, recipient = %recipient.id, rule = rule_name, "p2p transfer held for review");
-    crate::realtime::announce_movements(
-        state,
-        vec![MovementEvent {
-            notice: None,
-            user_id: sender.id.clone(),
-            transaction: view,
-            currency: asset.code.clone(),
-            balance: format_amount(balance, asset.scale),
-        }],
-    );
+    state.events.movements(vec![MovementEvent {
+        notice: None,
+        user_id: sender.id.clone(),
+        transaction: view,
+        currency: asset.code.clone(),
+        balance: format_amount(balance, asset.scale),
+    }]);
     Ok(out)
 }
 
@@ -683,7 +697,7 @@ pub(crate) fn balance_of(balances: &[(String, i64)], account: &str) -> Result<i6
         .iter()
         .find(|(id, _)| id == account)
         .map(|(_, b)| *b)
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("posted entry lacks {account}")).into())
+        .ok_or_else(|| CoreError::Internal(anyhow::anyhow!("posted entry lacks {account}")).into())
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -700,22 +714,22 @@ pub struct AdjustRequest {
 /// admin's own balance; worth `[admin] adjust_approval_from_usd` or more, it waits (202) for a
 /// second admin's approval instead of moving money.
 pub async fn adjust(
-    state: &AppState,
+    state: &Core,
     admin: &UserRow,
     key: &str,
     body: Value,
-) -> Result<Outcome, ApiError> {
+) -> Result<Outcome, CoreError> {
     let (m, req) = Movement::start(&admin.id, key, "admin_adjust", body)?;
     m.run(state, || adjust_attempt(state, admin, &m, &req))
         .await
 }
 
-fn own_balance() -> ApiError {
-    ApiError::Forbidden("you cannot adjust your own balance; another admin must do it".into())
+fn own_balance() -> CoreError {
+    CoreError::Forbidden("you cannot adjust your own balance; another admin must do it".into())
 }
 
 async fn adjust_attempt(
-    state: &AppState,
+    state: &Core,
     admin: &UserRow,
     m: &Movement<'_>,
     req: &AdjustRequest,
@@ -728,7 +742,7 @@ async fn adjust_attempt(
     }
     let reason = req.reason.trim();
     if reason.chars().count() < 3 || reason.chars().count() > 500 {
-        return Err(ApiError::field("reason", "must be 3 to 500 characters").into());
+        return Err(CoreError::field("reason", "must be 3 to 500 characters").into());
     }
     let usd = amount
         .checked_abs()
@@ -739,7 +753,7 @@ async fn adjust_attempt(
         Ok(id) => db.user_by_id_in(&tx, &id.to_string()).await?,
         Err(_) => None,
     }
-    .ok_or_else(|| ApiError::field("user_id", "no such user"))?;
+    .ok_or_else(|| CoreError::field("user_id", "no such user"))?;
     if user.id == admin.id {
         return Err(own_balance().into());
     }
@@ -785,9 +799,7 @@ async fn adjust_attempt(
             }
         })
         .to_string();
-        let out = m
-            .commit(state, tx, batch, StatusCode::ACCEPTED, body)
-            .await?;
+        let out = m.commit(state, tx, batch, Taken::Held, body).await?;
         tracing::info!(adjustment = %id, actor = %admin.id, target = %user.id, asset = %asset.code, "balance adjustment waits for approval");
         return Ok(out);
     }
@@ -819,9 +831,7 @@ async fn adjust_attempt(
         }
     })
     .to_string();
-    let out = m
-        .commit(state, tx, batch, StatusCode::CREATED, body)
-        .await?;
+    let out = m.commit(state, tx, batch, Taken::Completed, body).await?;
     tracing::info!(entry_id, actor = %admin.id, target = %user.id, asset = %asset.code, "balance adjusted by admin");
     announce_adjustment(state, &user.id, asset, amount, reason, applied);
     Ok(out)
@@ -838,7 +848,7 @@ pub(crate) struct Applied {
 /// Posts an adjustment's ledger entry and queues its history row and notice in `tx`.
 #[allow(clippy::too_many_arguments)]
 async fn apply_adjustment(
-    state: &AppState,
+    state: &Core,
     tx: &etx_db::DatabaseTransaction,
     batch: &mut Batch,
     actor: &str,
@@ -915,38 +925,35 @@ async fn apply_adjustment(
 }
 
 fn announce_adjustment(
-    state: &AppState,
+    state: &Core,
     user_id: &str,
     asset: &Asset,
     amount: i64,
     reason: &str,
     applied: Applied,
 ) {
-    crate::realtime::announce_movements(
-        state,
-        vec![MovementEvent {
-            notice: Some(applied.notice),
-            user_id: user_id.to_string(),
-            transaction: json!({
-                "id": applied.txn_id,
-                "type": "adjustment",
-                "direction": if amount > 0 { "in" } else { "out" },
-                "currency": asset.code,
-                "amount": format_amount(amount.abs(), asset.scale),
-                "fee": format_amount(0, asset.scale),
-                "status": "completed",
-                "counterparty": null,
-                "note": reason,
-                "created_at": rfc3339(etx_db::now_micros()),
-            }),
-            currency: asset.code.clone(),
-            balance: format_amount(applied.balance, asset.scale),
-        }],
-    );
+    state.events.movements(vec![MovementEvent {
+        notice: Some(applied.notice),
+        user_id: user_id.to_string(),
+        transaction: json!({
+            "id": applied.txn_id,
+            "type": "adjustment",
+            "direction": if amount > 0 { "in" } else { "out" },
+            "currency": asset.code,
+            "amount": format_amount(amount.abs(), asset.scale),
+            "fee": format_amount(0, asset.scale),
+            "status": "completed",
+            "counterparty": null,
+            "note": reason,
+            "created_at": rfc3339(etx_db::now_micros()),
+        }),
+        currency: asset.code.clone(),
+        balance: format_amount(applied.balance, asset.scale),
+    }]);
 }
 
 /// An adjustment request as the staff API and page show it.
-pub fn adjustment_json(state: &AppState, a: &etx_db::adjustments::AdjustmentRow) -> Value {
+pub fn adjustment_json(state: &Core, a: &etx_db::adjustments::AdjustmentRow) -> Value {
     let scale = state.assets.get(&a.asset).map_or(0, |x| x.scale);
     json!({
         "id": a.id,
@@ -969,21 +976,21 @@ pub fn adjustment_json(state: &AppState, a: &etx_db::adjustments::AdjustmentRow)
 /// and never one whose own balance it adjusts. The state change is conditional on `pending`
 /// and runs in the transaction of the ledger entry, so a double approval applies once.
 pub async fn decide_adjustment(
-    state: &AppState,
+    state: &Core,
     staff: &UserRow,
     id: &str,
     approve: bool,
     note: Option<&str>,
-) -> Result<Value, ApiError> {
+) -> Result<Value, CoreError> {
     let id = uuid::Uuid::parse_str(id)
-        .map_err(|_| ApiError::NotFound)?
+        .map_err(|_| CoreError::NotFound)?
         .to_string();
     let note = note.map(str::trim).filter(|n| !n.is_empty());
     if note.is_some_and(|n| n.chars().count() > 500) {
-        return Err(ApiError::field("reason", "must be at most 500 characters"));
+        return Err(CoreError::field("reason", "must be at most 500 characters"));
     }
     if !approve && note.is_none_or(|n| n.chars().count() < 3) {
-        return Err(ApiError::field("reason", "must be 3 to 500 characters"));
+        return Err(CoreError::field("reason", "must be 3 to 500 characters"));
     }
     let (row, applied) = crate::payments::with_retries(|| {
         decide_adjustment_attempt(state, staff, &id, approve, note)
@@ -1005,7 +1012,7 @@ pub async fn decide_adjustment(
 type Decided = (etx_db::adjustments::AdjustmentRow, Option<(Asset, Applied)>);
 
 async fn decide_adjustment_attempt(
-    state: &AppState,
+    state: &Core,
     staff: &UserRow,
     id: &str,
     approve: bool,
@@ -1014,10 +1021,10 @@ async fn decide_adjustment_attempt(
     let db = &state.db;
     let tx = db.begin_write().await?;
     let Some(row) = db.adjustment_request(&tx, id).await? else {
-        return Err(ApiError::NotFound.into());
+        return Err(CoreError::NotFound.into());
     };
     if row.requested_by == staff.id {
-        return Err(ApiError::Forbidden(
+        return Err(CoreError::Forbidden(
             "the admin who asked for an adjustment cannot decide it; another admin must".into(),
         )
         .into());
@@ -1026,7 +1033,7 @@ async fn decide_adjustment_attempt(
         return Err(own_balance().into());
     }
     let conflict = |m: String| {
-        Failure::Api(ApiError::Conflict {
+        Failure::Api(CoreError::Conflict {
             message: m,
             fields: Default::default(),
         })
@@ -1052,11 +1059,10 @@ async fn decide_adjustment_attempt(
         return Err(conflict("this adjustment was decided meanwhile".into()));
     };
     let mut batch = Batch::default();
-    let asset = state
-        .assets
-        .get(&row.asset)
-        .cloned()
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("adjustment in an unknown asset")))?;
+    let asset =
+        state.assets.get(&row.asset).cloned().ok_or_else(|| {
+            CoreError::Internal(anyhow::anyhow!("adjustment in an unknown asset"))
+        })?;
     let applied = if approve {
         let user = db.user_by_id_in(&tx, &row.user_id).await?.ok_or_else(|| {
             conflict("the user no longer exists; reject the adjustment instead".into())
@@ -1109,7 +1115,7 @@ async fn decide_adjustment_attempt(
 
 /// Every configured asset with the user's balance as a decimal string, and when any changed last.
 pub async fn balance_list(
-    state: &AppState,
+    state: &Core,
     user_id: &str,
 ) -> Result<(Vec<(String, String)>, Option<i64>), DbErr> {
     let rows = state.db.wallet_balances(user_id).await?;

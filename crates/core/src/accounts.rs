@@ -1,12 +1,10 @@
 //! Account operations shared by the JSON API and the web pages: registration, login, session
 //! issue and rotation, profile and password changes, avatars.
 
+use crate::Core;
 use crate::audit::Event;
-use crate::cookies;
-use crate::error::ApiError;
+use crate::error::CoreError;
 use crate::session::{Auth, ClientInfo};
-use crate::state::AppState;
-use axum::http::HeaderMap;
 use bytes::Bytes;
 use etx_db::sessions::{NewSession, RotateRefresh, Rotation};
 use etx_db::users::{NewUser, UserRow};
@@ -27,53 +25,6 @@ pub struct Issued {
     pub csrf_token: String,
 }
 
-impl Issued {
-    pub fn set_cookies(&self, state: &AppState, h: &mut HeaderMap) {
-        let secure = state.secure_cookies();
-        cookies::append(
-            h,
-            cookies::build(
-                cookies::ACCESS,
-                &self.access_token,
-                self.expires_in,
-                true,
-                secure,
-            ),
-        );
-        cookies::append(
-            h,
-            cookies::build(
-                cookies::REFRESH,
-                &self.refresh_token,
-                self.refresh_max_age,
-                true,
-                secure,
-            ),
-        );
-        cookies::append(
-            h,
-            cookies::build(
-                cookies::CSRF,
-                &self.csrf_token,
-                self.refresh_max_age,
-                false,
-                secure,
-            ),
-        );
-    }
-}
-
-pub fn clear_cookies(state: &AppState, h: &mut HeaderMap) {
-    let secure = state.secure_cookies();
-    for (name, http_only) in [
-        (cookies::ACCESS, true),
-        (cookies::REFRESH, true),
-        (cookies::CSRF, false),
-    ] {
-        cookies::append(h, cookies::build(name, "", 0, http_only, secure));
-    }
-}
-
 pub struct Registration<'a> {
     pub username: &'a str,
     pub email: &'a str,
@@ -90,12 +41,12 @@ fn check_name(name: Option<&str>, errors: &mut FieldErrors) -> Option<String> {
     Some(n.to_string())
 }
 
-pub(crate) async fn rate_limit(state: &AppState, key: &str, limit: u32) -> Result<(), ApiError> {
+pub(crate) async fn rate_limit(state: &Core, key: &str, limit: u32) -> Result<(), CoreError> {
     let d = state.limiter.hit(key, limit, MINUTE).await?;
     if d.allowed {
         Ok(())
     } else {
-        Err(ApiError::RateLimited {
+        Err(CoreError::RateLimited {
             retry_after_secs: d.reset_after_secs,
             limit,
         })
@@ -104,10 +55,10 @@ pub(crate) async fn rate_limit(state: &AppState, key: &str, limit: u32) -> Resul
 
 /// Creates an account with the `user` role; a role in the request is never honoured.
 pub async fn register(
-    state: &AppState,
+    state: &Core,
     r: Registration<'_>,
     client: &ClientInfo,
-) -> Result<UserRow, ApiError> {
+) -> Result<UserRow, CoreError> {
     rate_limit(
         state,
         &format!("register:ip:{}", client.ip),
@@ -124,10 +75,10 @@ pub async fn register(
     ));
     let name = check_name(r.name, &mut errors);
     let (Some(username), Some(email), Some(password)) = (username, email, password) else {
-        return Err(ApiError::validation(errors));
+        return Err(CoreError::validation(errors));
     };
     if !errors.is_empty() {
-        return Err(ApiError::validation(errors));
+        return Err(CoreError::validation(errors));
     }
     ensure_unique(state, &username, &email, None).await?;
     let hash = state.hasher.hash(password.expose()).await?;
@@ -169,42 +120,42 @@ pub async fn register(
 /// The answer to a write the unique keys on `users` refused: PostgreSQL names the violated
 /// constraint; SQLite names none, so there the values are looked up again.
 async fn duplicate_error(
-    state: &AppState,
+    state: &Core,
     constraint: Option<&str>,
     username: &Username,
     email: &Email,
     except: Option<&str>,
-) -> ApiError {
+) -> CoreError {
     match constraint {
         Some(etx_db::users::EMAIL_KEY) => {
-            ApiError::conflict_field("email", "is already registered")
+            CoreError::conflict_field("email", "is already registered")
         }
         Some(etx_db::users::USERNAME_KEY) => {
-            ApiError::conflict_field("username", "is already taken")
+            CoreError::conflict_field("username", "is already taken")
         }
         _ => match ensure_unique(state, username, email, except).await {
             Err(e) => e,
             // The row that collided is gone again; the name is the likelier collision.
-            Ok(()) => ApiError::conflict_field("username", "is already taken"),
+            Ok(()) => CoreError::conflict_field("username", "is already taken"),
         },
     }
 }
 
 async fn ensure_unique(
-    state: &AppState,
+    state: &Core,
     username: &Username,
     email: &Email,
     except: Option<&str>,
-) -> Result<(), ApiError> {
+) -> Result<(), CoreError> {
     let (u, e) = state
         .db
         .username_or_email_taken(username.as_str(), email.as_str(), except)
         .await?;
     if u {
-        return Err(ApiError::conflict_field("username", "is already taken"));
+        return Err(CoreError::conflict_field("username", "is already taken"));
     }
     if e {
-        return Err(ApiError::conflict_field("email", "is already registered"));
+        return Err(CoreError::conflict_field("email", "is already registered"));
     }
     Ok(())
 }
@@ -212,12 +163,12 @@ async fn ensure_unique(
 /// Checks credentials and opens a session. Unknown user, wrong password and a locked account all
 /// answer the same generic message, after the same amount of hashing work.
 pub async fn login(
-    state: &AppState,
+    state: &Core,
     login: &str,
     password: &str,
     remember_me: bool,
     client: &ClientInfo,
-) -> Result<LoginOutcome, ApiError> {
+) -> Result<LoginOutcome, CoreError> {
     let cfg = &state.config;
     rate_limit(
         state,
@@ -226,7 +177,7 @@ pub async fn login(
     )
     .await?;
     if login.trim().is_empty() || password.is_empty() || password.len() > 1024 {
-        return Err(ApiError::Unauthorized(INVALID_CREDENTIALS.into()));
+        return Err(CoreError::Unauthorized(INVALID_CREDENTIALS.into()));
     }
     let user = state.db.user_by_login(login).await?;
     let ok = state
@@ -234,13 +185,13 @@ pub async fn login(
         .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
         .await;
     let Some(user) = user else {
-        return Err(ApiError::Unauthorized(INVALID_CREDENTIALS.into()));
+        return Err(CoreError::Unauthorized(INVALID_CREDENTIALS.into()));
     };
     let now = now_micros();
     let locked = user.locked_until.is_some_and(|t| t > now);
     if locked {
         tracing::warn!(user_id = %user.id, "login refused: account locked");
-        return Err(ApiError::Unauthorized(INVALID_CREDENTIALS.into()));
+        return Err(CoreError::Unauthorized(INVALID_CREDENTIALS.into()));
     }
     if !ok {
         count_failed_attempt(state, &user).await?;
@@ -249,10 +200,10 @@ pub async fn login(
             .target("user", &user.id)
             .record(state)
             .await;
-        return Err(ApiError::Unauthorized(INVALID_CREDENTIALS.into()));
+        return Err(CoreError::Unauthorized(INVALID_CREDENTIALS.into()));
     }
     if !user.is_active {
-        return Err(ApiError::Forbidden("this account is suspended".into()));
+        return Err(CoreError::Forbidden("this account is suspended".into()));
     }
     if crate::security::status(state, &user.id).await?.enabled {
         // The failure count stays until the second factor passes too: a known password must
@@ -275,10 +226,7 @@ pub async fn login(
 
 /// Counts a failed password or second-factor check toward the account lock-out (a lock that
 /// has already run out starts a fresh count); returns the failures so far.
-pub(crate) async fn count_failed_attempt(
-    state: &AppState,
-    user: &UserRow,
-) -> Result<i32, ApiError> {
+pub(crate) async fn count_failed_attempt(state: &Core, user: &UserRow) -> Result<i32, CoreError> {
     let a = &state.config.auth;
     if user.locked_until.is_some() {
         state.db.reset_failed_logins(&user.id).await?;
@@ -299,7 +247,7 @@ pub enum LoginOutcome {
     SecondFactor { challenge_token: String },
 }
 
-fn refresh_lifetime_secs(state: &AppState, remember_me: bool) -> i64 {
+fn refresh_lifetime_secs(state: &Core, remember_me: bool) -> i64 {
     let a = &state.config.auth;
     86_400
         * if remember_me {
@@ -310,11 +258,11 @@ fn refresh_lifetime_secs(state: &AppState, remember_me: bool) -> i64 {
 }
 
 pub async fn start_session(
-    state: &AppState,
+    state: &Core,
     user: &UserRow,
     remember_me: bool,
     client: &ClientInfo,
-) -> Result<Issued, ApiError> {
+) -> Result<Issued, CoreError> {
     let session_id = uuid::Uuid::now_v7().to_string();
     let refresh = etx_auth::random_token();
     let lifetime = refresh_lifetime_secs(state, remember_me);
@@ -334,13 +282,7 @@ pub async fn start_session(
     Ok(issue(state, &user.id, &session_id, refresh, lifetime))
 }
 
-fn issue(
-    state: &AppState,
-    user_id: &str,
-    session_id: &str,
-    refresh: String,
-    lifetime: i64,
-) -> Issued {
+fn issue(state: &Core, user_id: &str, session_id: &str, refresh: String, lifetime: i64) -> Issued {
     let (access, _) = state.tokens.issue_access(user_id, session_id);
     Issued {
         access_token: access,
@@ -352,7 +294,7 @@ fn issue(
 }
 
 /// Rotates a refresh token. Reuse of a rotated token ends the session it belonged to.
-pub async fn refresh(state: &AppState, token: &str) -> Result<(UserRow, Issued), ApiError> {
+pub async fn refresh(state: &Core, token: &str) -> Result<(UserRow, Issued), CoreError> {
     let new_refresh = etx_auth::random_token();
     let old_hash = etx_auth::hash_token(token);
     let a = &state.config.auth;
@@ -388,17 +330,19 @@ pub async fn refresh(state: &AppState, token: &str) -> Result<(UserRow, Issued),
                 .open(&successor_sealed, old_hash.as_bytes())
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| ApiError::Unauthorized("invalid or expired refresh token".into()))?;
+                .ok_or_else(|| {
+                    CoreError::Unauthorized("invalid or expired refresh token".into())
+                })?;
             (session_id, user_id, remember_me, successor)
         }
         Rotation::Reused => {
             tracing::warn!("refresh token reuse detected; session revoked");
-            return Err(ApiError::Unauthorized(
+            return Err(CoreError::Unauthorized(
                 "refresh token was already used; the session has been ended".into(),
             ));
         }
         Rotation::Invalid => {
-            return Err(ApiError::Unauthorized(
+            return Err(CoreError::Unauthorized(
                 "invalid or expired refresh token".into(),
             ));
         }
@@ -406,7 +350,7 @@ pub async fn refresh(state: &AppState, token: &str) -> Result<(UserRow, Issued),
     let user = state.db.user_by_id(&user_id).await?;
     let Some(user) = user.filter(|u| u.is_active) else {
         state.db.revoke_session(&session_id, "suspended").await?;
-        return Err(ApiError::Unauthorized("account suspended".into()));
+        return Err(CoreError::Unauthorized("account suspended".into()));
     };
     let lifetime = refresh_lifetime_secs(state, remember_me);
     Ok((
@@ -416,10 +360,10 @@ pub async fn refresh(state: &AppState, token: &str) -> Result<(UserRow, Issued),
 }
 
 /// Ends the current session.
-pub async fn logout(state: &AppState, auth: &Auth) -> Result<(), etx_db::DbErr> {
+pub async fn logout(state: &Core, auth: &Auth) -> Result<(), etx_db::DbErr> {
     state.db.revoke_session(&auth.session_id, "logout").await?;
     state
-        .realtime
+        .events
         .session_ended(&auth.user.id, &auth.session_id)
         .await;
     Event::new(Some(&auth.user.id), "auth.logout")
@@ -430,11 +374,11 @@ pub async fn logout(state: &AppState, auth: &Auth) -> Result<(), etx_db::DbErr> 
 }
 
 /// Signs one of the user's own sessions out; another user's (or an ended) session is a 404.
-pub async fn end_session(state: &AppState, auth: &Auth, id: &str) -> Result<(), ApiError> {
+pub async fn end_session(state: &Core, auth: &Auth, id: &str) -> Result<(), CoreError> {
     if id.len() > 64 || !state.db.revoke_own_session(&auth.user.id, id).await? {
-        return Err(ApiError::NotFound);
+        return Err(CoreError::NotFound);
     }
-    state.realtime.session_ended(&auth.user.id, id).await;
+    state.events.session_ended(&auth.user.id, id).await;
     Event::new(Some(&auth.user.id), "auth.session_revoke")
         .target("session", id)
         .details(json!({"current": id == auth.session_id}))
@@ -483,11 +427,11 @@ fn lock_wait_secs(locked_until: Option<i64>, now: i64) -> Option<u64> {
 /// time per account, refused while the account is locked, and each wrong password counts
 /// toward the lock like a failed login. A wrong password is a 422 on `field`.
 pub async fn check_own_password(
-    state: &AppState,
+    state: &Core,
     user_id: &str,
     password: &str,
     field: &str,
-) -> Result<(), ApiError> {
+) -> Result<(), CoreError> {
     let rl = &state.config.rate_limit;
     rate_limit(
         state,
@@ -505,7 +449,7 @@ pub async fn check_own_password(
     )
     .await?;
     let Some(_slot) = state.password_checks.try_begin(user_id) else {
-        return Err(ApiError::RateLimited {
+        return Err(CoreError::RateLimited {
             retry_after_secs: 1,
             limit: 1,
         });
@@ -515,9 +459,9 @@ pub async fn check_own_password(
         .db
         .user_by_id(user_id)
         .await?
-        .ok_or_else(|| ApiError::Unauthorized("session has ended; log in again".into()))?;
+        .ok_or_else(|| CoreError::Unauthorized("session has ended; log in again".into()))?;
     if let Some(wait) = lock_wait_secs(user.locked_until, now_micros()) {
-        return Err(ApiError::RateLimited {
+        return Err(CoreError::RateLimited {
             retry_after_secs: wait,
             limit: u32::try_from(state.config.auth.lockout_threshold).unwrap_or(0),
         });
@@ -535,23 +479,23 @@ pub async fn check_own_password(
             .details(json!({"failures": failures}))
             .record(state)
             .await;
-        return Err(ApiError::field(field, "is incorrect"));
+        return Err(CoreError::field(field, "is incorrect"));
     }
     state.db.reset_failed_logins(&user.id).await?;
     Ok(())
 }
 
 pub async fn change_password(
-    state: &AppState,
+    state: &Core,
     auth: &Auth,
     current: &str,
     new: &str,
-) -> Result<(), ApiError> {
+) -> Result<(), CoreError> {
     check_own_password(state, &auth.user.id, current, "current_password").await?;
     let password = validate_new_password(new, Some(&auth.user.username), Some(&auth.user.email))
-        .map_err(|e| ApiError::field("new_password", &e.message))?;
+        .map_err(|e| CoreError::field("new_password", &e.message))?;
     if current == new {
-        return Err(ApiError::field(
+        return Err(CoreError::field(
             "new_password",
             "must differ from the current password",
         ));
@@ -564,7 +508,7 @@ pub async fn change_password(
         .await?;
     tracing::info!(user_id = %auth.user.id, other_sessions_ended = ended.len(), "password changed");
     for sid in &ended {
-        state.realtime.session_ended(&auth.user.id, sid).await;
+        state.events.session_ended(&auth.user.id, sid).await;
     }
     Event::new(Some(&auth.user.id), "auth.password_change")
         .target("user", &auth.user.id)
@@ -587,12 +531,12 @@ pub struct ProfileChange<'a> {
 /// Proof that the signed-in person owns the account, for a change that hands it to whoever
 /// controls the new email address: the password, and a second-factor code when 2FA is on.
 async fn reauthenticate(
-    state: &AppState,
+    state: &Core,
     user: &UserRow,
     c: &ProfileChange<'_>,
-) -> Result<(), ApiError> {
+) -> Result<(), CoreError> {
     let Some(password) = c.current_password.filter(|p| !p.is_empty()) else {
-        return Err(ApiError::field(
+        return Err(CoreError::field(
             "current_password",
             "is required to change the email address",
         ));
@@ -601,7 +545,7 @@ async fn reauthenticate(
     if crate::security::status(state, &user.id).await?.enabled {
         let code = c.code.map(str::trim).unwrap_or_default();
         if code.is_empty() {
-            return Err(ApiError::field(
+            return Err(CoreError::field(
                 "code",
                 "a two-factor code is required to change the email address",
             ));
@@ -610,17 +554,17 @@ async fn reauthenticate(
             .await?
             .is_none()
         {
-            return Err(ApiError::field("code", "is incorrect or was already used"));
+            return Err(CoreError::field("code", "is incorrect or was already used"));
         }
     }
     Ok(())
 }
 
 pub async fn update_profile(
-    state: &AppState,
+    state: &Core,
     user: &UserRow,
     c: ProfileChange<'_>,
-) -> Result<UserRow, ApiError> {
+) -> Result<UserRow, CoreError> {
     let mut errors = FieldErrors::new();
     let username = errors.check(Username::parse(c.username.unwrap_or(&user.username)));
     let email = errors.check(Email::parse(c.email.unwrap_or(&user.email)));
@@ -629,10 +573,10 @@ pub async fn update_profile(
         None => user.name.clone(),
     };
     let (Some(username), Some(email)) = (username, email) else {
-        return Err(ApiError::validation(errors));
+        return Err(CoreError::validation(errors));
     };
     if !errors.is_empty() {
-        return Err(ApiError::validation(errors));
+        return Err(CoreError::validation(errors));
     }
     ensure_unique(state, &username, &email, Some(&user.id)).await?;
     let email_changed = email.lower() != user.email.to_lowercase();
@@ -679,7 +623,7 @@ pub async fn update_profile(
         .db
         .user_by_id(&user.id)
         .await?
-        .ok_or(ApiError::NotFound)?;
+        .ok_or(CoreError::NotFound)?;
     if email_changed {
         if let Err(e) = crate::security::send_verification(state, &updated).await {
             tracing::error!(user_id = %user.id, error = %e, "verification mail not queued");
@@ -704,10 +648,10 @@ pub async fn update_profile(
 /// address before the body is even read. Both counters are hit, so a refused upload from an
 /// address still counts against it.
 pub async fn avatar_upload_budget(
-    state: &AppState,
+    state: &Core,
     user_id: &str,
     client: &ClientInfo,
-) -> Result<(), ApiError> {
+) -> Result<(), CoreError> {
     const HOUR: Duration = Duration::from_secs(3600);
     let rl = &state.config.rate_limit;
     let checks = [
@@ -720,17 +664,17 @@ pub async fn avatar_upload_budget(
             rl.avatar_uploads_per_ip_per_hour,
         ),
     ];
-    let mut refused: Option<ApiError> = None;
+    let mut refused: Option<CoreError> = None;
     for (key, limit) in checks {
         let d = state.limiter.hit(&key, limit, HOUR).await?;
         if !d.allowed {
             let later = match &refused {
-                Some(ApiError::RateLimited {
+                Some(CoreError::RateLimited {
                     retry_after_secs, ..
                 }) => d.reset_after_secs.max(*retry_after_secs),
                 _ => d.reset_after_secs,
             };
-            refused = Some(ApiError::RateLimited {
+            refused = Some(CoreError::RateLimited {
                 retry_after_secs: later,
                 limit,
             });
@@ -741,25 +685,21 @@ pub async fn avatar_upload_budget(
 
 /// Validates and re-encodes an avatar, stores it under a fresh key, points the user at it and
 /// only then removes the previous object.
-pub async fn set_avatar(
-    state: &AppState,
-    user: &UserRow,
-    data: Bytes,
-) -> Result<UserRow, ApiError> {
+pub async fn set_avatar(state: &Core, user: &UserRow, data: Bytes) -> Result<UserRow, CoreError> {
     if data.is_empty() {
-        return Err(ApiError::field("file", "is empty"));
+        return Err(CoreError::field("file", "is empty"));
     }
     let processed = etx_storage::process_avatar_bounded(data)
         .await
         .map_err(|e| match e {
             etx_storage::AvatarError::UnsupportedType => {
-                ApiError::UnsupportedMediaType(e.to_string())
+                CoreError::UnsupportedMediaType(e.to_string())
             }
-            etx_storage::AvatarError::Busy => ApiError::Busy {
+            etx_storage::AvatarError::Busy => CoreError::Busy {
                 message: e.to_string(),
                 retry_after_secs: etx_storage::image_upload::DECODE_WAIT.as_secs(),
             },
-            other => ApiError::field("file", &other.to_string()),
+            other => CoreError::field("file", &other.to_string()),
         })?;
     let key = format!(
         "avatars/{}/{}.{}",
@@ -789,10 +729,10 @@ pub async fn set_avatar(
         .db
         .user_by_id(&user.id)
         .await?
-        .ok_or(ApiError::NotFound)
+        .ok_or(CoreError::NotFound)
 }
 
-pub async fn remove_avatar(state: &AppState, user: &UserRow) -> Result<UserRow, ApiError> {
+pub async fn remove_avatar(state: &Core, user: &UserRow) -> Result<UserRow, CoreError> {
     if let Some(old) = &user.avatar_key {
         state.db.set_avatar(&user.id, None, None).await?;
         state.storage.delete(old).await?;
@@ -805,7 +745,7 @@ pub async fn remove_avatar(state: &AppState, user: &UserRow) -> Result<UserRow, 
         .db
         .user_by_id(&user.id)
         .await?
-        .ok_or(ApiError::NotFound)
+        .ok_or(CoreError::NotFound)
 }
 
 /// Creates an administrator (CLI and first-start bootstrap). Fails if the name is taken.
@@ -839,4 +779,32 @@ pub async fn create_admin(
             is_verified: true,
         })
         .await?)
+}
+
+/// Authenticates an access token against its live session.
+pub async fn authenticate(state: &Core, token: &str) -> Result<Auth, CoreError> {
+    let claims = state.tokens.verify_access(token).map_err(|e| match e {
+        etx_auth::TokenError::Expired => CoreError::Unauthorized("access token expired".into()),
+        etx_auth::TokenError::Invalid => CoreError::Unauthorized("invalid access token".into()),
+    })?;
+    let active = state
+        .db
+        .active_session(&claims.sid)
+        .await?
+        .ok_or_else(|| CoreError::Unauthorized("session has ended; log in again".into()))?;
+    if active.user.id != claims.sub {
+        return Err(CoreError::Unauthorized("invalid access token".into()));
+    }
+    if !active.user.is_active {
+        return Err(CoreError::Unauthorized("account suspended".into()));
+    }
+    if active.session.last_seen_at < etx_db::now_micros() - 60_000_000 {
+        state.db.touch_session(&active.session.id).await?;
+    }
+    let role = active.user.role.parse().unwrap_or(Role::User);
+    Ok(Auth {
+        user: active.user,
+        role,
+        session_id: active.session.id,
+    })
 }

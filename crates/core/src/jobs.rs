@@ -1,6 +1,6 @@
 //! Periodic upkeep that runs inside the server.
 
-use crate::state::AppState;
+use crate::Core;
 use std::time::Duration;
 
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
@@ -10,7 +10,7 @@ const CHAIN_EVERY: Duration = Duration::from_millis(500);
 /// records into the chain and folds pending history counts (every half second). Several
 /// instances may run all of it at once: the deletes are idempotent, the chainer takes a lock
 /// and a fold only takes the rows it deleted.
-pub fn spawn_upkeep(state: AppState) -> tokio::task::JoinHandle<()> {
+pub fn spawn_upkeep(state: Core) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let purge = async {
             let mut tick = tokio::time::interval(PURGE_EVERY);
@@ -45,7 +45,7 @@ pub fn spawn_upkeep(state: AppState) -> tokio::task::JoinHandle<()> {
     })
 }
 
-pub async fn purge_idempotency_keys(state: &AppState) -> u64 {
+pub async fn purge_idempotency_keys(state: &Core) -> u64 {
     let keep = i64::from(state.config.idempotency.retention_hours) * 3_600_000_000;
     match state
         .db
@@ -66,7 +66,7 @@ pub async fn purge_idempotency_keys(state: &AppState) -> u64 {
 }
 
 /// Drops raw ticks and candles past their retention (daily candles are kept).
-pub async fn purge_market_data(state: &AppState) {
+pub async fn purge_market_data(state: &Core) {
     let m = &state.config.market;
     let now = etx_db::now_micros();
     let day = 86_400_000_000_i64;

@@ -1,11 +1,11 @@
 //! Second factor and proof of the email address, shared by the JSON API and the web pages:
 //! TOTP enrolment, backup codes, the login challenge, email verification and password reset.
 
+use crate::Core;
 use crate::accounts::{self, Issued, rate_limit};
 use crate::audit::Event;
-use crate::error::ApiError;
+use crate::error::CoreError;
 use crate::session::ClientInfo;
-use crate::state::AppState;
 use etx_auth::{hash_token, random_token, totp};
 use etx_db::now_micros;
 use etx_db::security::{NewEmailToken, TokenPurpose};
@@ -31,7 +31,7 @@ pub struct Enrollment {
 }
 
 /// A QR code as inline SVG, drawn here so no third-party image service ever sees a secret.
-pub fn qr_svg(data: &str) -> Result<String, ApiError> {
+pub fn qr_svg(data: &str) -> Result<String, CoreError> {
     let code = qrcode::QrCode::with_error_correction_level(data.as_bytes(), qrcode::EcLevel::M)
         .map_err(|e| anyhow::anyhow!("QR code: {e}"))?;
     let svg = code
@@ -46,20 +46,20 @@ pub fn qr_svg(data: &str) -> Result<String, ApiError> {
     })
 }
 
-fn open_secret(state: &AppState, user_id: &str, sealed: &str) -> Result<Vec<u8>, ApiError> {
+fn open_secret(state: &Core, user_id: &str, sealed: &str) -> Result<Vec<u8>, CoreError> {
     state
         .secret_box
         .open(sealed, user_id.as_bytes())
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("stored 2FA secret unreadable: {e}")))
+        .map_err(|e| CoreError::Internal(anyhow::anyhow!("stored 2FA secret unreadable: {e}")))
 }
 
-fn backup_hash(state: &AppState, user_id: &str, normalized: &str) -> String {
+fn backup_hash(state: &Core, user_id: &str, normalized: &str) -> String {
     state
         .secret_box
         .keyed_hash("backup-code", &format!("{user_id}:{normalized}"))
 }
 
-fn new_backup_codes(state: &AppState, user_id: &str) -> (Vec<String>, Vec<String>) {
+fn new_backup_codes(state: &Core, user_id: &str) -> (Vec<String>, Vec<String>) {
     let codes = totp::generate_backup_codes(BACKUP_CODE_COUNT);
     let hashes = codes
         .iter()
@@ -70,7 +70,7 @@ fn new_backup_codes(state: &AppState, user_id: &str) -> (Vec<String>, Vec<String
 }
 
 /// One budget of code attempts per account per minute, shared by login, set-up and changes.
-async fn per_user_limit(state: &AppState, user_id: &str) -> Result<(), ApiError> {
+async fn per_user_limit(state: &Core, user_id: &str) -> Result<(), CoreError> {
     rate_limit(
         state,
         &format!("2fa:user:{user_id}"),
@@ -80,12 +80,12 @@ async fn per_user_limit(state: &AppState, user_id: &str) -> Result<(), ApiError>
 }
 
 /// Starts enrolment with a fresh secret; 2FA stays off until a code from it is confirmed.
-pub async fn setup(state: &AppState, user: &UserRow) -> Result<Enrollment, ApiError> {
+pub async fn setup(state: &Core, user: &UserRow) -> Result<Enrollment, CoreError> {
     per_user_limit(state, &user.id).await?;
     let secret = totp::generate_secret();
     let sealed = state.secret_box.seal(&secret, user.id.as_bytes());
     if !state.db.put_pending_two_factor(&user.id, &sealed).await? {
-        return Err(ApiError::Conflict {
+        return Err(CoreError::Conflict {
             message: "two-factor authentication is already on".into(),
             fields: Default::default(),
         });
@@ -106,27 +106,27 @@ pub async fn setup(state: &AppState, user: &UserRow) -> Result<Enrollment, ApiEr
 /// other session is signed out: one opened with the password alone (perhaps by whoever made
 /// the owner turn 2FA on) must not outlive it.
 pub async fn confirm(
-    state: &AppState,
+    state: &Core,
     user: &UserRow,
     current_session: &str,
     code: &str,
-) -> Result<Vec<String>, ApiError> {
+) -> Result<Vec<String>, CoreError> {
     per_user_limit(state, &user.id).await?;
     let row = state.db.two_factor(&user.id).await?;
     let Some(row) = row.filter(|r| !r.enabled) else {
-        return Err(ApiError::Conflict {
+        return Err(CoreError::Conflict {
             message: "there is no two-factor set-up waiting for a code".into(),
             fields: Default::default(),
         });
     };
     let secret = open_secret(state, &user.id, &row.secret_sealed)?;
     let Some(step) = totp::verify(&secret, code, now_secs(), None) else {
-        return Err(ApiError::field("code", "is incorrect or has expired"));
+        return Err(CoreError::field("code", "is incorrect or has expired"));
     };
     let (codes, hashes) = new_backup_codes(state, &user.id);
     let step = i64::try_from(step).map_err(anyhow::Error::from)?;
     if !state.db.enable_two_factor(&user.id, step, &hashes).await? {
-        return Err(ApiError::Conflict {
+        return Err(CoreError::Conflict {
             message: "two-factor authentication is already on".into(),
             fields: Default::default(),
         });
@@ -136,7 +136,7 @@ pub async fn confirm(
         .revoke_user_sessions(&user.id, Some(current_session), "2fa_enabled")
         .await?;
     for sid in &ended {
-        state.realtime.session_ended(&user.id, sid).await;
+        state.events.session_ended(&user.id, sid).await;
     }
     tracing::info!(user_id = %user.id, other_sessions_ended = ended.len(), "two-factor authentication enabled");
     Event::new(Some(&user.id), "auth.2fa_enable")
@@ -165,11 +165,11 @@ impl Factor {
 /// Checks and uses up a second-factor code of a user with 2FA on: a TOTP code (each time step
 /// at most once) or an unused backup code (`allow_backup`). `None`: refused.
 pub async fn use_factor(
-    state: &AppState,
+    state: &Core,
     user_id: &str,
     code: &str,
     allow_backup: bool,
-) -> Result<Option<Factor>, ApiError> {
+) -> Result<Option<Factor>, CoreError> {
     let Some(row) = state.db.two_factor(user_id).await?.filter(|r| r.enabled) else {
         return Ok(None);
     };
@@ -200,7 +200,7 @@ pub struct Status {
     pub backup_codes_left: i64,
 }
 
-pub async fn status(state: &AppState, user_id: &str) -> Result<Status, ApiError> {
+pub async fn status(state: &Core, user_id: &str) -> Result<Status, CoreError> {
     let row = state.db.two_factor(user_id).await?.filter(|r| r.enabled);
     let left = if row.is_some() {
         state.db.backup_codes_left(user_id).await?
@@ -214,8 +214,8 @@ pub async fn status(state: &AppState, user_id: &str) -> Result<Status, ApiError>
     })
 }
 
-fn two_factor_off() -> ApiError {
-    ApiError::Conflict {
+fn two_factor_off() -> CoreError {
+    CoreError::Conflict {
         message: "two-factor authentication is not on".into(),
         fields: Default::default(),
     }
@@ -223,18 +223,18 @@ fn two_factor_off() -> ApiError {
 
 /// Turns 2FA off; needs the password and a code (TOTP or backup).
 pub async fn disable(
-    state: &AppState,
+    state: &Core,
     user: &UserRow,
     password: &str,
     code: &str,
-) -> Result<(), ApiError> {
+) -> Result<(), CoreError> {
     per_user_limit(state, &user.id).await?;
     if !status(state, &user.id).await?.enabled {
         return Err(two_factor_off());
     }
     accounts::check_own_password(state, &user.id, password, "password").await?;
     let Some(factor) = use_factor(state, &user.id, code, true).await? else {
-        return Err(ApiError::field("code", "is incorrect or was already used"));
+        return Err(CoreError::field("code", "is incorrect or was already used"));
     };
     state.db.disable_two_factor(&user.id).await?;
     tracing::info!(user_id = %user.id, "two-factor authentication disabled");
@@ -248,16 +248,16 @@ pub async fn disable(
 
 /// New backup codes (the old ones stop working); needs a code from the app.
 pub async fn regenerate_backup_codes(
-    state: &AppState,
+    state: &Core,
     user: &UserRow,
     code: &str,
-) -> Result<Vec<String>, ApiError> {
+) -> Result<Vec<String>, CoreError> {
     per_user_limit(state, &user.id).await?;
     if !status(state, &user.id).await?.enabled {
         return Err(two_factor_off());
     }
     if use_factor(state, &user.id, code, false).await?.is_none() {
-        return Err(ApiError::field("code", "is incorrect or was already used"));
+        return Err(CoreError::field("code", "is incorrect or was already used"));
     }
     let (codes, hashes) = new_backup_codes(state, &user.id);
     state.db.replace_backup_codes(&user.id, &hashes).await?;
@@ -271,10 +271,10 @@ pub async fn regenerate_backup_codes(
 /// After a correct password for an account with 2FA on: a short-lived, single-use challenge
 /// instead of a session.
 pub async fn open_challenge(
-    state: &AppState,
+    state: &Core,
     user: &UserRow,
     remember_me: bool,
-) -> Result<String, ApiError> {
+) -> Result<String, CoreError> {
     let token = random_token();
     let ttl = state.config.two_factor.challenge_ttl_secs * 1_000_000;
     state
@@ -297,11 +297,11 @@ pub const CHALLENGE_DEAD: &str = "This sign-in has expired or was used up; pleas
 
 /// Second step of a login: the challenge and a code open the session.
 pub async fn complete_login(
-    state: &AppState,
+    state: &Core,
     challenge_token: &str,
     code: &str,
     client: &ClientInfo,
-) -> Result<(UserRow, Issued), ApiError> {
+) -> Result<(UserRow, Issued), CoreError> {
     rate_limit(
         state,
         &format!("2fa:ip:{}", client.ip),
@@ -309,7 +309,7 @@ pub async fn complete_login(
     )
     .await?;
     if challenge_token.is_empty() || challenge_token.len() > 128 || code.len() > 64 {
-        return Err(ApiError::Unauthorized(CHALLENGE_DEAD.into()));
+        return Err(CoreError::Unauthorized(CHALLENGE_DEAD.into()));
     }
     let hash = hash_token(challenge_token);
     let Some(ch) = state
@@ -317,31 +317,31 @@ pub async fn complete_login(
         .take_challenge_attempt(&hash, state.config.two_factor.max_attempts)
         .await?
     else {
-        return Err(ApiError::Unauthorized(CHALLENGE_DEAD.into()));
+        return Err(CoreError::Unauthorized(CHALLENGE_DEAD.into()));
     };
     let user = state.db.user_by_id(&ch.user_id).await?;
     let Some(user) = user else {
-        return Err(ApiError::Unauthorized(CHALLENGE_DEAD.into()));
+        return Err(CoreError::Unauthorized(CHALLENGE_DEAD.into()));
     };
     if !user.is_active {
-        return Err(ApiError::Forbidden("this account is suspended".into()));
+        return Err(CoreError::Forbidden("this account is suspended".into()));
     }
     // Across all challenges and addresses, an account gets a bounded number of code tries.
     per_user_limit(state, &user.id).await?;
     // Wrong codes lock the account like wrong passwords; while locked no code is even checked,
     // so a stolen password buys a handful of guesses per lock period, not thousands a day.
     if user.locked_until.is_some_and(|t| t > now_micros()) {
-        return Err(ApiError::Unauthorized(
+        return Err(CoreError::Unauthorized(
             "This account is locked after too many failed attempts; try again later.".into(),
         ));
     }
     let Some(factor) = use_factor(state, &user.id, code, true).await? else {
         second_factor_failed(state, &user).await?;
-        return Err(ApiError::Unauthorized("Invalid code".into()));
+        return Err(CoreError::Unauthorized("Invalid code".into()));
     };
     state.db.reset_failed_logins(&user.id).await?;
     if !state.db.consume_challenge(&hash).await? {
-        return Err(ApiError::Unauthorized(CHALLENGE_DEAD.into()));
+        return Err(CoreError::Unauthorized(CHALLENGE_DEAD.into()));
     }
     let issued = accounts::start_session(state, &user, ch.remember_me, client).await?;
     tracing::info!(user_id = %user.id, "logged in with a second factor");
@@ -355,7 +355,7 @@ pub async fn complete_login(
 
 /// A wrong code at login counts toward the account lock; the failure that locks the account
 /// tells its owner, whose password is evidently known to someone.
-async fn second_factor_failed(state: &AppState, user: &UserRow) -> Result<(), ApiError> {
+async fn second_factor_failed(state: &Core, user: &UserRow) -> Result<(), CoreError> {
     let a = &state.config.auth;
     let failures = accounts::count_failed_attempt(state, user).await?;
     Event::new(Some(&user.id), "auth.2fa_failed")
@@ -384,7 +384,7 @@ async fn second_factor_failed(state: &AppState, user: &UserRow) -> Result<(), Ap
     Ok(())
 }
 
-fn verify_code_hash(state: &AppState, user_id: &str, code: &str) -> String {
+fn verify_code_hash(state: &Core, user_id: &str, code: &str) -> String {
     state
         .secret_box
         .keyed_hash("verify-code", &format!("{user_id}:{code}"))
@@ -392,7 +392,7 @@ fn verify_code_hash(state: &AppState, user_id: &str, code: &str) -> String {
 
 /// Queues a verification mail (link and 6-digit code) for the user's current address. Earlier
 /// links and codes stop working.
-pub async fn send_verification(state: &AppState, user: &UserRow) -> Result<(), ApiError> {
+pub async fn send_verification(state: &Core, user: &UserRow) -> Result<(), CoreError> {
     let token = random_token();
     let code = format!("{:06}", rand::random_range(0..1_000_000u32));
     let mail = crate::mail::verification_mail(state, &user.username, &user.email, &token, &code)?;
@@ -412,14 +412,14 @@ pub async fn send_verification(state: &AppState, user: &UserRow) -> Result<(), A
 
 /// Stores a token (hashed) with the mail that carries it, and wakes the sender.
 async fn send_token_mail(
-    state: &AppState,
+    state: &Core,
     user: &UserRow,
     purpose: TokenPurpose,
     token: &str,
     code_hash: Option<&str>,
     ttl_micros: i64,
     mail: etx_db::mail::NewMail,
-) -> Result<(), ApiError> {
+) -> Result<(), CoreError> {
     state
         .db
         .issue_email_token(
@@ -439,7 +439,7 @@ async fn send_token_mail(
 }
 
 /// Another verification mail on request; `false` when the address is already verified.
-pub async fn resend_verification(state: &AppState, user: &UserRow) -> Result<bool, ApiError> {
+pub async fn resend_verification(state: &Core, user: &UserRow) -> Result<bool, CoreError> {
     if user.is_verified {
         return Ok(false);
     }
@@ -452,7 +452,7 @@ pub async fn resend_verification(state: &AppState, user: &UserRow) -> Result<boo
     Ok(true)
 }
 
-async fn email_verified(state: &AppState, user_id: &str, how: &str) {
+async fn email_verified(state: &Core, user_id: &str, how: &str) {
     tracing::info!(user_id, "email verified");
     Event::new(Some(user_id), "auth.email_verified")
         .target("user", user_id)
@@ -462,31 +462,27 @@ async fn email_verified(state: &AppState, user_id: &str, how: &str) {
 }
 
 /// Verifies with the link's token; no sign-in needed, since the token proves the mailbox.
-pub async fn verify_email_token(state: &AppState, token: &str) -> Result<(), ApiError> {
+pub async fn verify_email_token(state: &Core, token: &str) -> Result<(), CoreError> {
     if token.is_empty() || token.len() > 128 {
-        return Err(ApiError::BadRequest(DEAD_LINK.into()));
+        return Err(CoreError::BadRequest(DEAD_LINK.into()));
     }
     match state.db.verify_email_with(&hash_token(token)).await? {
         Some(user_id) => {
             email_verified(state, &user_id, "link").await;
             Ok(())
         }
-        None => Err(ApiError::BadRequest(DEAD_LINK.into())),
+        None => Err(CoreError::BadRequest(DEAD_LINK.into())),
     }
 }
 
 /// Verifies the signed-in user's address with the 6-digit code; five wrong codes use it up.
-pub async fn verify_email_code(
-    state: &AppState,
-    user: &UserRow,
-    code: &str,
-) -> Result<(), ApiError> {
+pub async fn verify_email_code(state: &Core, user: &UserRow, code: &str) -> Result<(), CoreError> {
     if user.is_verified {
         return Ok(());
     }
     let code = code.trim();
     if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ApiError::field(
+        return Err(CoreError::field(
             "code",
             "must be the 6 digits from the mail",
         ));
@@ -496,21 +492,21 @@ pub async fn verify_email_code(
         .take_verify_code_attempt(&user.id, VERIFY_CODE_ATTEMPTS)
         .await?
     else {
-        return Err(ApiError::BadRequest(
+        return Err(CoreError::BadRequest(
             "There is no live code; ask for a new mail.".into(),
         ));
     };
     let expected = row.code_hash.unwrap_or_default();
     let given = verify_code_hash(state, &user.id, code);
     if !crate::session::constant_time_eq(expected.as_bytes(), given.as_bytes()) {
-        return Err(ApiError::field("code", "is incorrect"));
+        return Err(CoreError::field("code", "is incorrect"));
     }
     match state.db.verify_email_with(&row.token_hash).await? {
         Some(user_id) => {
             email_verified(state, &user_id, "code").await;
             Ok(())
         }
-        None => Err(ApiError::BadRequest(
+        None => Err(CoreError::BadRequest(
             "There is no live code; ask for a new mail.".into(),
         )),
     }
@@ -522,10 +518,10 @@ pub const FORGOT_ANSWER: &str =
 /// Queues a reset mail if an active account has this address. The answer, and the time it
 /// takes, are the same either way: the lookup and the mail happen after the response.
 pub async fn forgot_password(
-    state: &AppState,
+    state: &Core,
     email: &str,
     client: &ClientInfo,
-) -> Result<(), ApiError> {
+) -> Result<(), CoreError> {
     rate_limit(
         state,
         &format!("forgot:ip:{}", client.ip),
@@ -534,7 +530,7 @@ pub async fn forgot_password(
     .await?;
     let email = email.trim().to_lowercase();
     if email.is_empty() || email.len() > 254 || !email.contains('@') {
-        return Err(ApiError::field("email", "must be an email address"));
+        return Err(CoreError::field("email", "must be an email address"));
     }
     let state = state.clone();
     let ctx = crate::audit::CLIENT.try_with(Clone::clone).ok();
@@ -555,7 +551,7 @@ pub async fn forgot_password(
     Ok(())
 }
 
-async fn send_reset(state: &AppState, email: &str) -> Result<(), ApiError> {
+async fn send_reset(state: &Core, email: &str) -> Result<(), CoreError> {
     let Some(user) = state.db.user_by_login(email).await? else {
         return Ok(());
     };
@@ -581,7 +577,7 @@ async fn send_reset(state: &AppState, email: &str) -> Result<(), ApiError> {
 }
 
 /// Whether a reset link is still usable (for the page that asks for the new password).
-pub async fn reset_token_live(state: &AppState, token: &str) -> Result<bool, ApiError> {
+pub async fn reset_token_live(state: &Core, token: &str) -> Result<bool, CoreError> {
     if token.is_empty() || token.len() > 128 {
         return Ok(false);
     }
@@ -594,18 +590,18 @@ pub async fn reset_token_live(state: &AppState, token: &str) -> Result<bool, Api
 
 /// Sets a new password with a reset token; every session of the account is signed out.
 pub async fn reset_password(
-    state: &AppState,
+    state: &Core,
     token: &str,
     new_password: &str,
     client: &ClientInfo,
-) -> Result<(), ApiError> {
+) -> Result<(), CoreError> {
     rate_limit(
         state,
         &format!("reset:ip:{}", client.ip),
         state.config.rate_limit.forgot_password_per_ip_per_minute * 2,
     )
     .await?;
-    let dead = || ApiError::BadRequest(DEAD_LINK.into());
+    let dead = || CoreError::BadRequest(DEAD_LINK.into());
     if token.is_empty() || token.len() > 128 {
         return Err(dead());
     }
@@ -621,14 +617,14 @@ pub async fn reset_password(
         return Err(dead());
     };
     let password = validate_new_password(new_password, Some(&user.username), Some(&user.email))
-        .map_err(|e| ApiError::field("new_password", &e.message))?;
+        .map_err(|e| CoreError::field("new_password", &e.message))?;
     let password_hash = state.hasher.hash(password.expose()).await?;
     let Some((user_id, ended)) = state.db.reset_password_with(&hash, &password_hash).await? else {
         return Err(dead());
     };
     tracing::info!(user_id = %user_id, sessions_ended = ended.len(), "password reset");
     for sid in &ended {
-        state.realtime.session_ended(&user_id, sid).await;
+        state.events.session_ended(&user_id, sid).await;
     }
     Event::new(Some(&user_id), "auth.password_reset")
         .target("user", &user_id)

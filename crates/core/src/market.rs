@@ -2,7 +2,7 @@
 //! that turns ticks into stored candles. Prices are integer USD with 8 decimal places.
 
 use crate::config::{AssetConfig, MarketConfig};
-use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
 use etx_db::market::{CandleRow, TickRow};
 use etx_db::now_micros;
 use std::collections::{BTreeMap, HashMap};
@@ -12,7 +12,6 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub mod coinbase;
-pub mod fanout;
 
 pub const PRICE_SCALE: u8 = 8;
 const MINUTE: i64 = 60_000_000;
@@ -124,6 +123,13 @@ impl Book {
     }
 }
 
+/// One published `price_update` message (UTF-8 JSON); `seq` grows by one per update.
+#[derive(Clone)]
+pub struct Update {
+    pub seq: u64,
+    pub text: Bytes,
+}
+
 /// The price book: latest quote per symbol, a feed of ready-made `price_update` messages for
 /// WebSocket clients, and the ticks and candles waiting to be stored.
 pub struct Market {
@@ -132,9 +138,7 @@ pub struct Market {
     /// Reference prices from the asset config: the simulated feed's anchors.
     anchors: HashMap<String, i64>,
     book: Mutex<Book>,
-    updates: watch::Sender<fanout::Update>,
-    /// Writes each update to the `/ws/prices` clients.
-    pub fanout: fanout::Fanout,
+    updates: watch::Sender<Update>,
     last_tick: AtomicI64,
     stale_after: i64,
     malformed: std::sync::atomic::AtomicU64,
@@ -158,16 +162,15 @@ impl Market {
             book.quotes.insert(a.code.clone(), Quote { price, at: now });
             symbols.push(a.code.clone());
         }
-        let updates = watch::Sender::new(fanout::Update {
+        let updates = watch::Sender::new(Update {
             seq: 0,
-            text: Utf8Bytes::from_static(""),
+            text: Bytes::new(),
         });
         let market = Market {
             source,
             symbols,
             anchors,
             book: Mutex::new(book),
-            fanout: fanout::Fanout::new(updates.subscribe()),
             updates,
             last_tick: AtomicI64::new(now),
             malformed: std::sync::atomic::AtomicU64::new(0),
@@ -210,9 +213,9 @@ impl Market {
             "type": "price_update",
             "prices": prices,
             "source": self.source,
-            "timestamp": crate::views::rfc3339(now_micros()),
+            "timestamp": crate::time::rfc3339(now_micros()),
         });
-        let text = Utf8Bytes::from(msg.to_string());
+        let text = Bytes::from(msg.to_string());
         self.updates.send_modify(|u| {
             u.seq += 1;
             u.text = text;
@@ -229,7 +232,7 @@ impl Market {
 
     /// The newest `price_update` message, and a receiver that wakes on each new one. A slow
     /// reader only ever sees the latest: nothing queues up behind it.
-    pub fn subscribe(&self) -> watch::Receiver<fanout::Update> {
+    pub fn subscribe(&self) -> watch::Receiver<Update> {
         self.updates.subscribe()
     }
 
@@ -341,7 +344,7 @@ pub async fn run_simulated(market: std::sync::Arc<Market>, every: Duration) {
 }
 
 /// Writes buffered ticks and candle changes to the database.
-pub async fn flush(state: &crate::state::AppState) -> Result<(), etx_db::DbErr> {
+pub async fn flush(state: &crate::Core) -> Result<(), etx_db::DbErr> {
     let (ticks, candles) = state.market.book().drain();
     let rows: Vec<TickRow<'_>> = ticks
         .iter()
@@ -356,10 +359,7 @@ pub async fn flush(state: &crate::state::AppState) -> Result<(), etx_db::DbErr> 
 }
 
 /// Stores ticks and candles every `every`, until aborted.
-pub fn spawn_recorder(
-    state: crate::state::AppState,
-    every: Duration,
-) -> tokio::task::JoinHandle<()> {
+pub fn spawn_recorder(state: crate::Core, every: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

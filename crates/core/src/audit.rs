@@ -1,8 +1,8 @@
 //! Audit records for state-changing actions. The request's id, client address and user agent
 //! come from the request context, so a call site names only who did what to what.
 
+use crate::Core;
 use crate::error::current_request_id;
-use crate::state::AppState;
 use etx_db::audit::NewAudit;
 use serde_json::Value;
 
@@ -64,7 +64,7 @@ impl<'a> Event<'a> {
 
     /// For actions that committed on their own: the record follows in its own statement. A
     /// failure is logged, not returned, because the action already happened.
-    pub async fn record(self, state: &AppState) {
+    pub async fn record(self, state: &Core) {
         let action = self.action.to_string();
         let mut batch = etx_db::Batch::default();
         self.queue(&mut batch);

@@ -10,17 +10,16 @@
 pub mod address;
 pub mod nowpayments;
 
+use crate::Core;
 use crate::config::Config;
-use crate::error::ApiError;
+use crate::error::CoreError;
 use crate::session::Auth;
-use crate::state::AppState;
-use crate::views::rfc3339;
+use crate::time::rfc3339;
 use crate::wallet::{
     AmountText, Asset, Failure, Movement, MovementEvent, Notice, Outcome, amount_field, asset_of,
     balance_of, is_transient, usd_value,
 };
 use address::Network;
-use axum::http::StatusCode;
 use etx_db::ledger::{Leg, NewEntry, NewTransaction, PLATFORM, Usage, account_id};
 use etx_db::payments::{DepositRow, FlagRow, HeldTransferRow, NewDeposit, WithdrawalRow};
 use etx_db::users::UserRow;
@@ -256,7 +255,7 @@ async fn post(
 
 /// Runs a step that has no idempotency key of its own (its conditional UPDATEs make it
 /// happen once), retrying transient database conflicts.
-pub(crate) async fn with_retries<T, F, Fut>(mut attempt: F) -> Result<T, ApiError>
+pub(crate) async fn with_retries<T, F, Fut>(mut attempt: F) -> Result<T, CoreError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, Failure>>,
@@ -276,7 +275,7 @@ where
             Err(Failure::Conflict(why)) => return Err(crate::wallet::conflict_exhausted(why)),
             Err(Failure::Api(e)) => return Err(e),
             Err(Failure::KeyTaken) => {
-                return Err(ApiError::Internal(anyhow::anyhow!(
+                return Err(CoreError::Internal(anyhow::anyhow!(
                     "unexpected idempotency conflict"
                 )));
             }
@@ -284,21 +283,21 @@ where
     }
 }
 
-fn conflict(message: &str) -> ApiError {
-    ApiError::Conflict {
+fn conflict(message: &str) -> CoreError {
+    CoreError::Conflict {
         message: message.into(),
         fields: Default::default(),
     }
 }
 
-fn scale_of(state: &AppState, code: &str) -> u8 {
+fn scale_of(state: &Core, code: &str) -> u8 {
     state.assets.get(code).map_or(0, |a| a.scale)
 }
 
 /// A history row as `GET /api/transactions` shows it, for the real-time event.
 #[allow(clippy::too_many_arguments)]
 fn txn_view(
-    state: &AppState,
+    state: &Core,
     id: &str,
     kind: &str,
     direction: &str,
@@ -324,7 +323,7 @@ fn txn_view(
 }
 
 fn movement_event(
-    state: &AppState,
+    state: &Core,
     user_id: &str,
     asset: &str,
     balance: i64,
@@ -354,7 +353,7 @@ fn notice(kind: &'static str, title: String, body: String, data: Value) -> Notic
 /// The velocity rule counts committed operations, so the caller must hold a lock that
 /// serialises this user's operations (the wallet and daily-total rows it is changing).
 pub(crate) async fn aml_rule(
-    state: &AppState,
+    state: &Core,
     tx: &impl etx_db::ConnectionTrait,
     user: &UserRow,
     usd_cents: i64,
@@ -383,7 +382,7 @@ pub(crate) async fn aml_rule(
 /// The rules that look at the operation alone (its value, the account's age): decided before
 /// any lock is taken.
 pub(crate) fn amount_rule(
-    state: &AppState,
+    state: &Core,
     user: &UserRow,
     usd_cents: i64,
 ) -> Option<(&'static str, Value)> {
@@ -484,7 +483,7 @@ fn payment_uri(network: Option<Network>, address: &str, amount: &str) -> String 
     }
 }
 
-pub fn deposit_json(state: &AppState, d: &DepositRow, with_qr: bool) -> Value {
+pub fn deposit_json(state: &Core, d: &DepositRow, with_qr: bool) -> Value {
     let scale = scale_of(state, &d.pay_currency);
     let pay_amount = format_amount(d.pay_amount, scale);
     let network = state.rules.networks.get(&d.pay_currency).map(|n| n.0);
@@ -522,10 +521,10 @@ pub struct DepositRequest {
 /// Creates a deposit order: the provider gives an address and the amount to pay in the chosen
 /// currency at the current price.
 pub async fn create_deposit(
-    state: &AppState,
+    state: &Core,
     user: &UserRow,
     req: DepositRequest,
-) -> Result<Value, ApiError> {
+) -> Result<Value, CoreError> {
     let rules = &state.rules;
     let limit = state.config.deposits.orders_per_user_per_hour;
     let budget = state
@@ -537,14 +536,14 @@ pub async fn create_deposit(
         )
         .await?;
     if !budget.allowed {
-        return Err(ApiError::RateLimited {
+        return Err(CoreError::RateLimited {
             retry_after_secs: budget.reset_after_secs,
             limit,
         });
     }
     let cents = parse_positive_amount(req.amount.0.trim(), 2).map_err(amount_field)?;
     if cents < rules.deposit_min_cents || cents > rules.deposit_max_cents {
-        return Err(ApiError::LimitExceeded(format!(
+        return Err(CoreError::LimitExceeded(format!(
             "a deposit must be worth between ${} and ${}",
             format_amount(rules.deposit_min_cents, 2),
             format_amount(rules.deposit_max_cents, 2)
@@ -552,12 +551,12 @@ pub async fn create_deposit(
     }
     let code = req.pay_currency.trim().to_ascii_uppercase();
     if !rules.pay_currencies.contains(&code) {
-        return Err(ApiError::field(
+        return Err(CoreError::field(
             "pay_currency",
             &format!("must be one of {}", rules.pay_currencies.join(", ")),
         ));
     }
-    let asset = asset_of(state, &code).map_err(|_| ApiError::field("pay_currency", "unknown"))?;
+    let asset = asset_of(state, &code).map_err(|_| CoreError::field("pay_currency", "unknown"))?;
     let order_id = {
         let u = uuid::Uuid::now_v7().simple().to_string().to_uppercase();
         format!("DEP-{}", &u[u.len() - 16..])
@@ -575,7 +574,7 @@ pub async fn create_deposit(
             let quote = state
                 .market
                 .quote(&code)
-                .ok_or_else(|| ApiError::ServiceUnavailable("no price for that currency".into()))?;
+                .ok_or_else(|| CoreError::Unavailable("no price for that currency".into()))?;
             // Cents × 10^(scale + 6) / (USD × 10^8), rounded up: the payer never pays short.
             let num = i128::from(cents) * 10i128.pow(u32::from(asset.scale) + 6);
             let den = i128::from(quote.price);
@@ -609,7 +608,7 @@ pub async fn create_deposit(
                 .await
                 .map_err(|e| {
                     tracing::warn!(error = %e, "payment provider refused a payment");
-                    ApiError::ServiceUnavailable(
+                    CoreError::Unavailable(
                         "the payment provider is unavailable; try again shortly".into(),
                     )
                 })?;
@@ -644,7 +643,7 @@ pub async fn create_deposit(
         .db
         .deposit_by_order(&order_id)
         .await?
-        .ok_or(ApiError::NotFound)?;
+        .ok_or(CoreError::NotFound)?;
     Ok(deposit_json(state, &d, true))
 }
 
@@ -668,14 +667,14 @@ pub const UNSIGNED_WEBHOOKS_PER_MINUTE: u32 = 20;
 /// and take SQLite's write lock from money movements. `client` is the sender's address, for
 /// the throttle; `None` for notifications made inside the server.
 pub async fn receive_webhook(
-    state: &AppState,
+    state: &Core,
     provider: &str,
     signature: Option<&str>,
     raw: &[u8],
     client: Option<std::net::IpAddr>,
-) -> Result<Value, ApiError> {
+) -> Result<Value, CoreError> {
     if provider != state.payments.name() {
-        return Err(ApiError::NotFound);
+        return Err(CoreError::NotFound);
     }
     let parsed: Option<Value> = serde_json::from_slice(raw).ok().filter(Value::is_object);
     let signed = match (&parsed, signature) {
@@ -711,7 +710,7 @@ pub async fn receive_webhook(
                 .await?;
             if !d.allowed {
                 tracing::debug!(provider, reason, client = %ip, "payment notification refused: throttled");
-                return Err(ApiError::RateLimited {
+                return Err(CoreError::RateLimited {
                     retry_after_secs: d.reset_after_secs,
                     limit: UNSIGNED_WEBHOOKS_PER_MINUTE,
                 });
@@ -725,7 +724,7 @@ pub async fn receive_webhook(
             bytes = raw.len(),
             "payment notification refused: missing or bad signature"
         );
-        return Err(ApiError::Unauthorized(
+        return Err(CoreError::Unauthorized(
             "missing or invalid notification signature".into(),
         ));
     }
@@ -755,14 +754,14 @@ pub async fn receive_webhook(
     let v = parsed.unwrap_or_default();
     let (Some(order_id_s), Some(status_s)) = (order_id.clone(), status.clone()) else {
         store("rejected: order_id or payment_status missing".into()).await;
-        return Err(ApiError::Validation {
+        return Err(CoreError::Validation {
             message: "order_id and payment_status are required".into(),
             fields: Default::default(),
         });
     };
     let Some(rank) = status_rank(&status_s) else {
         store(format!("rejected: unknown status {status_s:?}")).await;
-        return Err(ApiError::field("payment_status", "is not a known status"));
+        return Err(CoreError::field("payment_status", "is not a known status"));
     };
     let n = Notification {
         order_id: order_id_s,
@@ -777,20 +776,20 @@ pub async fn receive_webhook(
     };
     let Some(deposit) = state.db.deposit_by_order(&n.order_id).await? else {
         store("rejected: unknown order".into()).await;
-        return Err(ApiError::NotFound);
+        return Err(CoreError::NotFound);
     };
     if let (Some(ours), Some(theirs)) = (&deposit.provider_payment_id, &n.payment_id)
         && ours != theirs
     {
         store("rejected: payment_id does not match the order".into()).await;
-        return Err(ApiError::field("payment_id", "does not match the order"));
+        return Err(CoreError::field("payment_id", "does not match the order"));
     }
     let result = with_retries(|| apply_notification(state, &deposit, &n)).await;
     match result {
         Ok((outcome, events)) => {
             store(outcome.clone()).await;
             if !events.is_empty() {
-                crate::realtime::announce_movements(state, events);
+                state.events.movements(events);
             }
             let now = state.db.deposit_by_order(&n.order_id).await?;
             Ok(json!({
@@ -806,7 +805,7 @@ pub async fn receive_webhook(
 }
 
 async fn apply_notification(
-    state: &AppState,
+    state: &Core,
     deposit: &DepositRow,
     n: &Notification,
 ) -> Result<(String, Vec<MovementEvent>), Failure> {
@@ -966,7 +965,7 @@ async fn apply_notification(
 /// Moves `amount` of a deposit whose owner is gone from clearing to `suspense::<asset>` and
 /// opens a suspense item for staff to resolve.
 async fn to_suspense(
-    state: &AppState,
+    state: &Core,
     tx: &DatabaseTransaction,
     batch: &mut Batch,
     d: &DepositRow,
@@ -1009,7 +1008,7 @@ async fn to_suspense(
 }
 
 /// A suspense item as the staff API and page show it.
-pub fn suspense_json(state: &AppState, s: &etx_db::suspense::SuspenseRow) -> Value {
+pub fn suspense_json(state: &Core, s: &etx_db::suspense::SuspenseRow) -> Value {
     json!({
         "id": s.id,
         "status": s.status,
@@ -1038,26 +1037,26 @@ pub enum SuspenseAction {
 /// Resolves an open suspense item (admins), once: the state change is conditional on
 /// `open` and runs in the transaction of the entry that moves the money out of suspense.
 pub async fn resolve_suspense(
-    state: &AppState,
+    state: &Core,
     staff: &UserRow,
     id: &str,
     action: SuspenseAction,
     reason: &str,
-) -> Result<Value, ApiError> {
+) -> Result<Value, CoreError> {
     let id = uuid::Uuid::parse_str(id)
-        .map_err(|_| ApiError::NotFound)?
+        .map_err(|_| CoreError::NotFound)?
         .to_string();
     let reason = reason_text(reason, "reason")?;
     let (row, events) =
         with_retries(|| resolve_suspense_attempt(state, staff, &id, &action, &reason)).await?;
     if !events.is_empty() {
-        crate::realtime::announce_movements(state, events);
+        state.events.movements(events);
     }
     Ok(suspense_json(state, &row))
 }
 
 async fn resolve_suspense_attempt(
-    state: &AppState,
+    state: &Core,
     staff: &UserRow,
     id: &str,
     action: &SuspenseAction,
@@ -1066,7 +1065,7 @@ async fn resolve_suspense_attempt(
     let db = &state.db;
     let tx = db.begin_write().await?;
     let Some(item) = db.suspense_item(&tx, id).await? else {
-        return Err(ApiError::NotFound.into());
+        return Err(CoreError::NotFound.into());
     };
     if item.status != "open" {
         return Err(conflict(&format!("this item is already {}", item.status)).into());
@@ -1078,7 +1077,7 @@ async fn resolve_suspense_attempt(
                 Ok(u) => db.user_by_id_in(&tx, &u.to_string()).await?,
                 Err(_) => None,
             }
-            .ok_or_else(|| ApiError::field("user_id", "no such user"))?;
+            .ok_or_else(|| CoreError::field("user_id", "no such user"))?;
             Some(user)
         }
     };
@@ -1220,7 +1219,7 @@ fn deposit_usd(d: &DepositRow, amount: i64) -> i64 {
 /// Moves `amount` of a deposit from clearing to the owner's wallet, or to their held account
 /// when `hold`. Returns the events to announce and whether it was held.
 async fn credit(
-    state: &AppState,
+    state: &Core,
     tx: &DatabaseTransaction,
     batch: &mut Batch,
     d: &DepositRow,
@@ -1244,7 +1243,7 @@ async fn credit(
         .await?
         .is_none()
     {
-        return Err(ApiError::Conflict {
+        return Err(CoreError::Conflict {
             message: "the deposit changed meanwhile".into(),
             fields: Default::default(),
         }
@@ -1359,12 +1358,12 @@ pub struct SimulateRequest {
 /// Dev mode: sends the deposit's provider notification as the sandbox would, signed, through
 /// the same path as a real one.
 pub async fn simulate(
-    state: &AppState,
+    state: &Core,
     order_id: &str,
     req: SimulateRequest,
-) -> Result<Value, ApiError> {
+) -> Result<Value, CoreError> {
     if !matches!(state.payments.provider, Provider::Sandbox) || !state.config.is_dev() {
-        return Err(ApiError::Forbidden(
+        return Err(CoreError::Forbidden(
             "simulated payments exist only with the sandbox provider in dev mode".into(),
         ));
     }
@@ -1372,23 +1371,23 @@ pub async fn simulate(
         .db
         .deposit_by_order(order_id)
         .await?
-        .ok_or(ApiError::NotFound)?;
+        .ok_or(CoreError::NotFound)?;
     if status_rank(&req.status).is_none() {
-        return Err(ApiError::field("status", "is not a known payment status"));
+        return Err(CoreError::field("status", "is not a known payment status"));
     }
     let scale = scale_of(state, &d.pay_currency);
     let paid = match &req.actually_paid {
         Some(a) => parse_amount(a.0.trim(), scale)
             .ok()
             .filter(|a| *a >= 0)
-            .ok_or_else(|| ApiError::field("actually_paid", "must be a decimal amount"))?,
+            .ok_or_else(|| CoreError::field("actually_paid", "must be a decimal amount"))?,
         None if req.status == "finished" => d.pay_amount,
         None if req.status == "partially_paid" => d.pay_amount / 2,
         None => 0,
     };
     let body = sandbox_notification(&d, &req.status, paid, scale);
     let sig = state.payments.sign(&body);
-    let raw = serde_json::to_vec(&body).map_err(|e| ApiError::Internal(e.into()))?;
+    let raw = serde_json::to_vec(&body).map_err(|e| CoreError::Internal(e.into()))?;
     receive_webhook(state, "sandbox", Some(&sig), &raw, None).await
 }
 
@@ -1423,14 +1422,14 @@ pub struct WithdrawalQuote<'a> {
 
 /// Prices a withdrawal: fee, total and USD value at the current price, within the limits.
 pub fn quote<'a>(
-    state: &'a AppState,
+    state: &'a Core,
     currency: &str,
     amount: &str,
-) -> Result<WithdrawalQuote<'a>, ApiError> {
+) -> Result<WithdrawalQuote<'a>, CoreError> {
     let rules = &state.rules;
     let asset = asset_of(state, currency)?;
     let Some((network, min_fee)) = rules.networks.get(&asset.code).copied() else {
-        return Err(ApiError::field(
+        return Err(CoreError::field(
             "currency",
             &format!("{} cannot be withdrawn to an address", asset.code),
         ));
@@ -1445,7 +1444,7 @@ pub fn quote<'a>(
         .ok_or_else(|| amount_field(AmountError::Overflow))?;
     let usd = usd_value(state, asset, amount).ok_or_else(|| amount_field(AmountError::Overflow))?;
     if usd < rules.withdraw_min_cents || usd > rules.withdraw_max_cents {
-        return Err(ApiError::LimitExceeded(format!(
+        return Err(CoreError::LimitExceeded(format!(
             "a withdrawal must be worth between ${} and ${} (this one: ${})",
             format_amount(rules.withdraw_min_cents, 2),
             format_amount(rules.withdraw_max_cents, 2),
@@ -1488,7 +1487,7 @@ pub struct WithdrawRequest {
 }
 
 pub fn withdrawal_json(
-    state: &AppState,
+    state: &Core,
     w: &WithdrawalRow,
     approvals: &[etx_db::payments::ApprovalRow],
 ) -> Value {
@@ -1519,18 +1518,18 @@ pub fn withdrawal_json(
 }
 
 pub async fn withdraw(
-    state: &AppState,
+    state: &Core,
     user: &UserRow,
     key: &str,
     body: Value,
-) -> Result<Outcome, ApiError> {
+) -> Result<Outcome, CoreError> {
     let (m, req) = Movement::start::<WithdrawRequest>(&user.id, key, "withdraw", body)?;
     m.run(state, || withdraw_attempt(state, user, &m, &req))
         .await
 }
 
 async fn withdraw_attempt(
-    state: &AppState,
+    state: &Core,
     user: &UserRow,
     m: &Movement<'_>,
     req: &WithdrawRequest,
@@ -1538,7 +1537,9 @@ async fn withdraw_attempt(
     let q = quote(state, &req.currency, &req.amount.0)?;
     let address = req.address.trim();
     if !q.network.valid(address, state.config.is_dev()) {
-        return Err(ApiError::field("address", &format!("is not {}", q.network.describe())).into());
+        return Err(
+            CoreError::field("address", &format!("is not {}", q.network.describe())).into(),
+        );
     }
     let db = &state.db;
     let tx = db.begin_write().await?;
@@ -1570,7 +1571,7 @@ async fn withdraw_attempt(
         )
         .await?
     {
-        return Err(ApiError::LimitExceeded(format!(
+        return Err(CoreError::LimitExceeded(format!(
             "this withdrawal would pass your daily limit of ${}",
             format_amount(state.rules.withdraw_daily_cap_cents, 2)
         ))
@@ -1634,7 +1635,7 @@ async fn withdraw_attempt(
     })
     .to_string();
     let out = m
-        .commit(state, tx, batch, StatusCode::CREATED, body)
+        .commit(state, tx, batch, crate::wallet::Taken::Completed, body)
         .await?;
     tracing::info!(withdrawal = %w.id, user = %user.id, asset = %code, status, "withdrawal requested");
     let view = txn_view(
@@ -1648,17 +1649,16 @@ async fn withdraw_attempt(
         status,
         Some(address),
     );
-    crate::realtime::announce_movements(
-        state,
-        vec![movement_event(state, &user.id, code, balance, view, None)],
-    );
+    state.events.movements(vec![movement_event(
+        state, &user.id, code, balance, view, None,
+    )]);
     Ok(out)
 }
 
 /// Returns a withdrawal's held money to the owner's wallet (a reversing entry) after a
 /// rejection or cancellation, and gives back its share of the daily cap.
 async fn refund(
-    state: &AppState,
+    state: &Core,
     tx: &DatabaseTransaction,
     batch: &mut Batch,
     w: &WithdrawalRow,
@@ -1718,17 +1718,13 @@ async fn refund(
 }
 
 /// The owner cancels a withdrawal no one has approved yet; the money comes back.
-pub async fn cancel_withdrawal(
-    state: &AppState,
-    user: &UserRow,
-    id: &str,
-) -> Result<Value, ApiError> {
+pub async fn cancel_withdrawal(state: &Core, user: &UserRow, id: &str) -> Result<Value, CoreError> {
     let w = state
         .db
         .withdrawal(id)
         .await?
         .filter(|w| w.user_id == user.id)
-        .ok_or(ApiError::NotFound)?;
+        .ok_or(CoreError::NotFound)?;
     let (w, event) = with_retries(|| async {
         let tx = state.db.begin_write().await?;
         let Some(w) = state
@@ -1756,7 +1752,7 @@ pub async fn cancel_withdrawal(
         Ok((w, event))
     })
     .await?;
-    crate::realtime::announce_movements(state, vec![event]);
+    state.events.movements(vec![event]);
     Ok(withdrawal_json(
         state,
         &w,
@@ -1770,10 +1766,10 @@ pub enum StaffAction {
     Complete { tx_hash: String },
 }
 
-fn reason_text(r: &str, field: &str) -> Result<String, ApiError> {
+fn reason_text(r: &str, field: &str) -> Result<String, CoreError> {
     let r = r.trim();
     if r.chars().count() < 3 || r.chars().count() > 500 || r.chars().any(char::is_control) {
-        return Err(ApiError::field(
+        return Err(CoreError::field(
             field,
             "must be 3 to 500 printable characters",
         ));
@@ -1785,24 +1781,24 @@ fn reason_text(r: &str, field: &str) -> Result<String, ApiError> {
 /// over the two-approval threshold), reject with a reason (refund), or, for admins, complete
 /// with the transaction hash of the payout.
 pub async fn staff_withdrawal(
-    state: &AppState,
+    state: &Core,
     staff: &Auth,
     id: &str,
     action: StaffAction,
-) -> Result<Value, ApiError> {
+) -> Result<Value, CoreError> {
     staff.require_staff()?;
-    let before = state.db.withdrawal(id).await?.ok_or(ApiError::NotFound)?;
+    let before = state.db.withdrawal(id).await?.ok_or(CoreError::NotFound)?;
     let actor = staff.user.id.as_str();
     let action = match action {
         StaffAction::Approve { note } => {
             if before.user_id == actor {
-                return Err(ApiError::Forbidden(
+                return Err(CoreError::Forbidden(
                     "you cannot approve your own withdrawal".into(),
                 ));
             }
             let note = note.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
             if note.as_ref().is_some_and(|n| n.chars().count() > 500) {
-                return Err(ApiError::field("note", "at most 500 characters"));
+                return Err(CoreError::field("note", "at most 500 characters"));
             }
             StaffAction::Approve { note }
         }
@@ -1813,7 +1809,7 @@ pub async fn staff_withdrawal(
             staff.require_admin()?;
             let h = tx_hash.trim();
             if h.is_empty() || h.len() > 128 || !h.bytes().all(|b| b.is_ascii_alphanumeric()) {
-                return Err(ApiError::field(
+                return Err(CoreError::field(
                     "tx_hash",
                     "must be 1 to 128 letters and digits",
                 ));
@@ -1826,7 +1822,7 @@ pub async fn staff_withdrawal(
     let admin = staff.role.is_admin();
     let (w, events) = with_retries(|| staff_attempt(state, actor, admin, &before, &action)).await?;
     if !events.is_empty() {
-        crate::realtime::announce_movements(state, events);
+        state.events.movements(events);
     }
     Ok(withdrawal_json(
         state,
@@ -1836,7 +1832,7 @@ pub async fn staff_withdrawal(
 }
 
 async fn staff_attempt(
-    state: &AppState,
+    state: &Core,
     actor: &str,
     admin: bool,
     before: &WithdrawalRow,
@@ -2018,31 +2014,31 @@ pub fn flag_json(f: &FlagRow) -> Value {
 
 /// Staff release (the operation goes on) or reject (the money goes back) a flagged operation.
 pub async fn decide_flag(
-    state: &AppState,
+    state: &Core,
     staff: &Auth,
     id: &str,
     release: bool,
     reason: &str,
-) -> Result<Value, ApiError> {
+) -> Result<Value, CoreError> {
     staff.require_staff()?;
     let reason = reason_text(reason, "reason")?;
-    let flag = state.db.flag(id).await?.ok_or(ApiError::NotFound)?;
+    let flag = state.db.flag(id).await?.ok_or(CoreError::NotFound)?;
     if flag.user_id == staff.user.id {
-        return Err(ApiError::Forbidden(
+        return Err(CoreError::Forbidden(
             "you cannot decide a review of your own operation".into(),
         ));
     }
     let events =
         with_retries(|| flag_attempt(state, &staff.user.id, &flag, release, &reason)).await?;
     if !events.is_empty() {
-        crate::realtime::announce_movements(state, events);
+        state.events.movements(events);
     }
-    let f = state.db.flag(id).await?.ok_or(ApiError::NotFound)?;
+    let f = state.db.flag(id).await?.ok_or(CoreError::NotFound)?;
     Ok(flag_json(&f))
 }
 
 async fn flag_attempt(
-    state: &AppState,
+    state: &Core,
     actor: &str,
     flag: &FlagRow,
     release: bool,
@@ -2100,7 +2096,7 @@ async fn flag_attempt(
             let d = db
                 .deposit_by_order_in(&tx, &flag.subject_id)
                 .await?
-                .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("flag on a missing deposit")))?;
+                .ok_or_else(|| CoreError::Internal(anyhow::anyhow!("flag on a missing deposit")))?;
             match (d.credit_state.as_str(), release) {
                 ("held", true) => {
                     if db
@@ -2209,7 +2205,7 @@ async fn flag_attempt(
                 return Err(conflict("the transfer is no longer held").into());
             };
             if release && t.recipient_id == actor {
-                return Err(ApiError::Forbidden(
+                return Err(CoreError::Forbidden(
                     "you cannot release a transfer to yourself".into(),
                 )
                 .into());
@@ -2220,7 +2216,7 @@ async fn flag_attempt(
         }
         other => {
             return Err(
-                ApiError::Internal(anyhow::anyhow!("flag on unknown subject {other}")).into(),
+                CoreError::Internal(anyhow::anyhow!("flag on unknown subject {other}")).into(),
             );
         }
     }
@@ -2244,7 +2240,7 @@ async fn flag_attempt(
 /// and only the sender sees it, as `held`, until staff decide.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn hold_transfer(
-    state: &AppState,
+    state: &Core,
     tx: &DatabaseTransaction,
     batch: &mut Batch,
     sender: &UserRow,
@@ -2306,7 +2302,7 @@ pub(crate) async fn hold_transfer(
 }
 
 async fn settle_transfer(
-    state: &AppState,
+    state: &Core,
     tx: &DatabaseTransaction,
     batch: &mut Batch,
     t: &HeldTransferRow,

@@ -1,0 +1,32 @@
+//! What the core tells connected clients. The core only says what happened; the server
+//! delivers it (Socket.IO, across instances), and tests may record it instead.
+
+use crate::wallet::MovementEvent;
+use futures_util::future::BoxFuture;
+
+pub trait Events: Send + Sync + 'static {
+    /// Committed money movements: each party gets its history row, new balance and notice.
+    /// Must not wait for delivery: called on the path of the response.
+    fn movements(&self, events: Vec<MovementEvent>);
+
+    /// A session has ended: its live connections lose the user's private events at once.
+    fn session_ended<'a>(&'a self, user_id: &'a str, session_id: &'a str) -> BoxFuture<'a, ()>;
+
+    /// Every connection of the user loses its private events (suspension, deletion).
+    fn user_cut_off<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, ()>;
+}
+
+/// Delivers nothing: for commands and tests that run the core without clients.
+pub struct NoEvents;
+
+impl Events for NoEvents {
+    fn movements(&self, _events: Vec<MovementEvent>) {}
+
+    fn session_ended<'a>(&'a self, _user_id: &'a str, _session_id: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+
+    fn user_cut_off<'a>(&'a self, _user_id: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+}

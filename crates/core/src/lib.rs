@@ -1,0 +1,67 @@
+//! The business core of ETX Processor: accounts and sessions, security, the wallet and its
+//! ledger rules, deposits, withdrawals and AML review, audit, the mail queue and the market
+//! book. It speaks to storage through `etx-db` and knows nothing of HTTP: the server turns
+//! requests into calls here, and [`CoreError`] into responses.
+
+pub mod accounts;
+pub mod audit;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod jobs;
+pub mod mail;
+pub mod market;
+pub mod net;
+pub mod payments;
+pub mod ratelimit;
+pub mod security;
+pub mod session;
+pub mod time;
+pub mod wallet;
+
+pub use config::Config;
+pub use error::{CoreError, CoreResult};
+pub use events::Events;
+pub use session::{Auth, ClientInfo};
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+/// Everything the core's operations need, built once at start-up and shared by reference.
+/// Cloning is cheap; background tasks hold a clone.
+#[derive(Clone)]
+pub struct Core(Arc<Parts>);
+
+pub struct Parts {
+    pub config: Config,
+    pub db: etx_db::Db,
+    pub hasher: etx_auth::PasswordHasher,
+    pub tokens: etx_auth::TokenKeys,
+    pub storage: etx_storage::ObjectStorage,
+    pub limiter: ratelimit::RateLimiter,
+    pub assets: wallet::Assets,
+    pub transfer_limits: wallet::TransferLimits,
+    pub transfers: wallet::group::GroupCommit,
+    pub rules: payments::Rules,
+    pub payments: payments::Payments,
+    pub mailer: mail::Mailer,
+    /// Seals 2FA secrets and peppers code hashes, with keys derived from the server secret.
+    pub secret_box: etx_auth::totp::SecretBox,
+    pub market: Arc<market::Market>,
+    pub events: Arc<dyn Events>,
+    /// Users with a password check of a signed-in change running now (at most one each).
+    pub password_checks: accounts::InFlight,
+}
+
+impl Core {
+    pub fn new(parts: Parts) -> Self {
+        Core(Arc::new(parts))
+    }
+}
+
+impl Deref for Core {
+    type Target = Parts;
+    fn deref(&self) -> &Parts {
+        &self.0
+    }
+}
