@@ -267,7 +267,7 @@ async fn money_received_shows_up_on_the_open_wallet_page() {
     )
     .await
     .expect("fund the sender");
-    assert_eq!(out.status, etx_core::wallet::Taken::Completed);
+    assert_eq!(out.status, etx_core::ledger::Taken::Completed);
     let out = etx_core::wallet::transfer_p2p(
         s,
         &admin,
@@ -276,7 +276,7 @@ async fn money_received_shows_up_on_the_open_wallet_page() {
     )
     .await
     .expect("transfer");
-    assert_eq!(out.status, etx_core::wallet::Taken::Completed);
+    assert_eq!(out.status, etx_core::ledger::Taken::Completed);
 
     b.wait_for_js(
         "return document.querySelector(\"[data-asset='USD']\").textContent === '12.34';",

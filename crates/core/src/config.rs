@@ -5,6 +5,12 @@
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
+
+use crate::ledger::AssetConfig;
+use crate::mail::EmailConfig;
+use crate::market::MarketConfig;
+use crate::rules::{AdminConfig, AmlConfig, DepositConfig, WithdrawalConfig};
+use crate::wallet::TransferConfig;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -115,40 +121,6 @@ pub struct TwoFactorConfig {
     pub max_attempts: i32,
 }
 
-#[derive(Clone, Serialize, Deserialize)]
-pub struct EmailConfig {
-    pub transport: String,
-    pub from: String,
-    pub smtp_host: String,
-    pub smtp_port: u16,
-    pub smtp_tls: String,
-    #[serde(default)]
-    pub smtp_username: Option<String>,
-    #[serde(default)]
-    pub smtp_password: Option<String>,
-    pub smtp_timeout_secs: u64,
-    pub max_attempts: i32,
-    pub verify_ttl_hours: i64,
-    pub reset_ttl_minutes: i64,
-}
-
-impl std::fmt::Debug for EmailConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmailConfig")
-            .field("transport", &self.transport)
-            .field("from", &self.from)
-            .field("smtp_host", &self.smtp_host)
-            .field("smtp_port", &self.smtp_port)
-            .field("smtp_tls", &self.smtp_tls)
-            .field("smtp_username", &self.smtp_username)
-            .field(
-                "smtp_password",
-                &self.smtp_password.as_ref().map(|_| "[REDACTED]"),
-            )
-            .finish()
-    }
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HttpConfig {
     pub cors_origins: Vec<String>,
@@ -192,137 +164,9 @@ impl std::fmt::Debug for StorageSection {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AssetConfig {
-    pub code: String,
-    pub scale: u8,
-    /// Decimal USD price of one whole unit.
-    #[serde(deserialize_with = "decimal_text")]
-    pub usd_price: String,
-    /// Address family for withdrawals: "bitcoin", "litecoin", "evm" or "solana". An asset
-    /// without one cannot be withdrawn to an address.
-    #[serde(default)]
-    pub network: Option<String>,
-    /// The smallest withdrawal fee, in the asset (decimal text).
-    #[serde(default)]
-    pub withdrawal_min_fee: Option<String>,
-}
-
-#[derive(Clone, Serialize, Deserialize)]
-pub struct DepositConfig {
-    /// "sandbox" (dev: payments completed from the UI or CLI) or "nowpayments".
-    pub provider: String,
-    pub ttl_minutes: u32,
-    #[serde(deserialize_with = "decimal_text")]
-    pub min_usd: String,
-    #[serde(deserialize_with = "decimal_text")]
-    pub max_usd: String,
-    pub pay_currencies: Vec<String>,
-    /// Deposit orders one user may open per hour (each may cost a call to the provider).
-    pub orders_per_user_per_hour: u32,
-    /// Shared with the provider to sign its notifications. Empty: derived from the server
-    /// secret (enough for the sandbox; NOWPayments needs the one from its dashboard).
-    #[serde(default)]
-    pub ipn_secret: Option<String>,
-    pub nowpayments_url: String,
-    #[serde(default)]
-    pub nowpayments_api_key: Option<String>,
-}
-
-impl std::fmt::Debug for DepositConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DepositConfig")
-            .field("provider", &self.provider)
-            .field("nowpayments_url", &self.nowpayments_url)
-            .finish_non_exhaustive()
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct WithdrawalConfig {
-    #[serde(deserialize_with = "decimal_text")]
-    pub min_usd: String,
-    #[serde(deserialize_with = "decimal_text")]
-    pub max_usd: String,
-    #[serde(deserialize_with = "decimal_text")]
-    pub daily_cap_usd: String,
-    /// Percent of the amount, before the per-asset minimum applies.
-    #[serde(deserialize_with = "decimal_text")]
-    pub fee_percent: String,
-    /// At or above this USD value a withdrawal needs two approvals.
-    #[serde(deserialize_with = "decimal_text")]
-    pub two_approvals_from_usd: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AmlConfig {
-    /// One operation worth this much or more is held for review.
-    #[serde(deserialize_with = "decimal_text")]
-    pub large_amount_usd: String,
-    /// More than this many operations within the window: the next is held (0: rule off).
-    pub max_operations_in_window: u32,
-    pub window_minutes: u32,
-    /// An account younger than this moving at least `young_account_usd` is held.
-    pub young_account_days: u32,
-    #[serde(deserialize_with = "decimal_text")]
-    pub young_account_usd: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AdminConfig {
-    /// Balance adjustments worth this much (USD, at the current price) or more wait for a
-    /// second admin's approval.
-    #[serde(deserialize_with = "decimal_text")]
-    pub adjust_approval_from_usd: String,
-}
-
-impl Default for AdminConfig {
-    fn default() -> Self {
-        AdminConfig {
-            adjust_approval_from_usd: "1000".into(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MarketConfig {
-    pub provider: String,
-    pub coinbase_url: String,
-    pub tick_ms: u64,
-    pub stale_after_secs: u64,
-    pub tick_retention_hours: i64,
-    pub candle_retention_days_1m: i64,
-    pub candle_retention_days_5m: i64,
-    pub candle_retention_days_1h: i64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IdempotencyConfig {
     /// How long a money POST's answer is kept for replays (at least 24).
     pub retention_hours: u32,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TransferConfig {
-    #[serde(deserialize_with = "decimal_text")]
-    pub min_usd: String,
-    #[serde(deserialize_with = "decimal_text")]
-    pub max_usd: String,
-    #[serde(deserialize_with = "decimal_text")]
-    pub daily_cap_usd: String,
-    /// Committers of P2P transfers on PostgreSQL (SQLite has one): each commits every transfer
-    /// waiting, up to `max_group`, in one transaction.
-    #[serde(default = "default_commit_lanes")]
-    pub commit_lanes: usize,
-    #[serde(default = "default_max_group")]
-    pub max_group: usize,
-}
-
-fn default_commit_lanes() -> usize {
-    2
-}
-
-fn default_max_group() -> usize {
-    64
 }
 
 /// `localhost:PORT` as well as an IP address and port; `localhost` is taken as 127.0.0.1 rather
@@ -337,27 +181,6 @@ fn bind_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Er
         .and_then(|p| p.parse::<u16>().ok())
         .map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
         .ok_or_else(|| serde::de::Error::custom("expected IP:PORT or localhost:PORT"))
-}
-
-/// Money settings are decimal text, but `ETX__TRANSFERS__MAX_USD=500` arrives as a number:
-/// integers are taken as written; fractions must be quoted so no float rounding sneaks in.
-fn decimal_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Input {
-        Text(String),
-        Signed(i64),
-        Unsigned(u64),
-        Float(#[allow(dead_code)] f64),
-    }
-    match Input::deserialize(d)? {
-        Input::Text(s) => Ok(s),
-        Input::Signed(n) => Ok(n.to_string()),
-        Input::Unsigned(n) => Ok(n.to_string()),
-        Input::Float(_) => Err(serde::de::Error::custom(
-            "write amounts with decimals as a quoted string, e.g. \"0.50\"",
-        )),
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -514,7 +337,7 @@ impl Config {
                 "invalid setting two_factor: max_attempts >= 1, challenge_ttl_secs 30..=3600"
             );
         }
-        crate::wallet::Assets::from_config(&self.assets)?;
+        crate::ledger::Assets::from_config(&self.assets)?;
         let m = &self.market;
         if !matches!(m.provider.as_str(), "simulated" | "coinbase") {
             anyhow::bail!("invalid setting market.provider: must be simulated or coinbase");
@@ -526,7 +349,13 @@ impl Config {
             anyhow::bail!("invalid setting market: tick_ms 50..=60000, stale_after_secs >= 1");
         }
         crate::wallet::TransferLimits::from_config(&self.transfers)?;
-        crate::payments::Rules::from_config(self)?;
+        crate::rules::Rules::from_config(
+            &self.assets,
+            &self.deposits,
+            &self.withdrawals,
+            &self.aml,
+            &self.admin,
+        )?;
         if self.env == RunEnv::Production && self.public_url.is_none() {
             anyhow::bail!("invalid setting ETX_PUBLIC_URL: required when ETX_ENV=production");
         }

@@ -1,7 +1,7 @@
 //! What the core tells connected clients. The core only says what happened; the server
 //! delivers it (Socket.IO, across instances), and tests may record it instead.
 
-use crate::wallet::MovementEvent;
+use crate::ledger::MovementEvent;
 use futures_util::future::BoxFuture;
 
 pub trait Events: Send + Sync + 'static {

@@ -4,20 +4,26 @@
 //! requests into calls here, and [`CoreError`] into responses.
 
 pub mod accounts;
+pub mod address;
 pub mod audit;
 pub mod config;
+pub mod deposits;
 pub mod error;
 pub mod events;
 pub mod jobs;
+pub mod ledger;
 pub mod mail;
 pub mod market;
 pub mod net;
-pub mod payments;
+pub mod providers;
 pub mod ratelimit;
+pub mod review;
+pub mod rules;
 pub mod security;
 pub mod session;
 pub mod time;
 pub mod wallet;
+pub mod withdrawals;
 
 pub use config::Config;
 pub use error::{CoreError, CoreResult};
@@ -39,18 +45,18 @@ pub struct Parts {
     pub tokens: etx_auth::TokenKeys,
     pub storage: etx_storage::ObjectStorage,
     pub limiter: ratelimit::RateLimiter,
-    pub assets: wallet::Assets,
+    pub assets: ledger::Assets,
     pub transfer_limits: wallet::TransferLimits,
     pub transfers: wallet::group::GroupCommit,
-    pub rules: payments::Rules,
-    pub payments: payments::Payments,
+    pub rules: rules::Rules,
+    pub payments: providers::Payments,
     pub mailer: mail::Mailer,
     /// Seals 2FA secrets and peppers code hashes, with keys derived from the server secret.
     pub secret_box: etx_auth::totp::SecretBox,
     pub market: Arc<market::Market>,
     pub events: Arc<dyn Events>,
     /// Users with a password check of a signed-in change running now (at most one each).
-    pub password_checks: accounts::InFlight,
+    pub password_checks: session::InFlight,
 }
 
 impl Core {

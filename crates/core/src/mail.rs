@@ -3,7 +3,8 @@
 //! the sender; delivery, retries and backoff happen here, never on a request's time.
 
 use crate::Core;
-use crate::config::EmailConfig;
+use serde::{Deserialize, Serialize};
+
 use etx_db::mail::{MailRow, NewMail};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
@@ -403,5 +404,39 @@ mod tests {
         assert_eq!(backoff_secs(3), 120);
         assert_eq!(backoff_secs(20), 3600);
         assert_eq!(backoff_secs(i32::MAX), 3600);
+    }
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct EmailConfig {
+    pub transport: String,
+    pub from: String,
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    pub smtp_tls: String,
+    #[serde(default)]
+    pub smtp_username: Option<String>,
+    #[serde(default)]
+    pub smtp_password: Option<String>,
+    pub smtp_timeout_secs: u64,
+    pub max_attempts: i32,
+    pub verify_ttl_hours: i64,
+    pub reset_ttl_minutes: i64,
+}
+
+impl std::fmt::Debug for EmailConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmailConfig")
+            .field("transport", &self.transport)
+            .field("from", &self.from)
+            .field("smtp_host", &self.smtp_host)
+            .field("smtp_port", &self.smtp_port)
+            .field("smtp_tls", &self.smtp_tls)
+            .field("smtp_username", &self.smtp_username)
+            .field(
+                "smtp_password",
+                &self.smtp_password.as_ref().map(|_| "[REDACTED]"),
+            )
+            .finish()
     }
 }

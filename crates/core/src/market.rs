@@ -1,10 +1,11 @@
 //! Live prices: the price book every feature reads, the feeds that move it, and the recorder
 //! that turns ticks into stored candles. Prices are integer USD with 8 decimal places.
 
-use crate::config::{AssetConfig, MarketConfig};
+use crate::ledger::AssetConfig;
 use bytes::Bytes;
 use etx_db::market::{CandleRow, TickRow};
 use etx_db::now_micros;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -462,4 +463,16 @@ mod tests {
         assert!(lo > btc * 88 / 100 && hi < btc * 112 / 100, "{lo}..{hi}");
         assert!(hi - lo > btc / 100, "it does move: {lo}..{hi}");
     }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MarketConfig {
+    pub provider: String,
+    pub coinbase_url: String,
+    pub tick_ms: u64,
+    pub stale_after_secs: u64,
+    pub tick_retention_hours: i64,
+    pub candle_retention_days_1m: i64,
+    pub candle_retention_days_5m: i64,
+    pub candle_retention_days_1h: i64,
 }

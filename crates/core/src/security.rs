@@ -2,10 +2,10 @@
 //! TOTP enrolment, backup codes, the login challenge, email verification and password reset.
 
 use crate::Core;
-use crate::accounts::{self, Issued, rate_limit};
 use crate::audit::Event;
 use crate::error::CoreError;
 use crate::session::ClientInfo;
+use crate::session::{self, Issued, rate_limit};
 use etx_auth::{hash_token, random_token, totp};
 use etx_db::now_micros;
 use etx_db::security::{NewEmailToken, TokenPurpose};
@@ -232,7 +232,7 @@ pub async fn disable(
     if !status(state, &user.id).await?.enabled {
         return Err(two_factor_off());
     }
-    accounts::check_own_password(state, &user.id, password, "password").await?;
+    session::check_own_password(state, &user.id, password, "password").await?;
     let Some(factor) = use_factor(state, &user.id, code, true).await? else {
         return Err(CoreError::field("code", "is incorrect or was already used"));
     };
@@ -343,7 +343,7 @@ pub async fn complete_login(
     if !state.db.consume_challenge(&hash).await? {
         return Err(CoreError::Unauthorized(CHALLENGE_DEAD.into()));
     }
-    let issued = accounts::start_session(state, &user, ch.remember_me, client).await?;
+    let issued = session::start_session(state, &user, ch.remember_me, client).await?;
     tracing::info!(user_id = %user.id, "logged in with a second factor");
     Event::new(Some(&user.id), "auth.login")
         .target("user", &user.id)
@@ -357,7 +357,7 @@ pub async fn complete_login(
 /// tells its owner, whose password is evidently known to someone.
 async fn second_factor_failed(state: &Core, user: &UserRow) -> Result<(), CoreError> {
     let a = &state.config.auth;
-    let failures = accounts::count_failed_attempt(state, user).await?;
+    let failures = session::count_failed_attempt(state, user).await?;
     Event::new(Some(&user.id), "auth.2fa_failed")
         .target("user", &user.id)
         .details(json!({"failures": failures}))

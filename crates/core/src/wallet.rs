@@ -1,97 +1,22 @@
-//! Money movements as the product defines them: P2P transfers and admin adjustments. Each runs
-//! in ONE write transaction — conditional balance updates, entry, postings, history rows and
-//! the response stored under its idempotency key — and is retried if the database reports a
-//! transient conflict, so a client never sees a deadlock.
-
-use crate::Core;
-use crate::config::{AssetConfig, TransferConfig};
-use crate::error::CoreError;
-use crate::time::rfc3339;
-use etx_db::ledger::{Leg, NewEntry, NewTransaction, PLATFORM, PostError, account_id};
-use etx_db::users::UserRow;
-use etx_db::{Batch, Db, DbErr};
-use etx_domain::{AmountError, format_amount, parse_amount, parse_positive_amount};
-use serde::{Deserialize, Deserializer};
-use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
+//! The wallet: P2P transfers (with group commit), admin balance adjustments and balances.
 
 pub mod group;
 
-#[derive(Debug, Clone)]
-pub struct Asset {
-    pub code: String,
-    pub scale: u8,
-    /// USD cents per whole unit.
-    pub usd_price_cents: i64,
-}
-
-#[derive(Debug, Clone)]
-pub struct Assets(Vec<Asset>);
-
-impl Assets {
-    pub fn from_config(list: &[AssetConfig]) -> anyhow::Result<Self> {
-        let mut out: Vec<Asset> = Vec::new();
-        for a in list {
-            let code = a.code.trim().to_ascii_uppercase();
-            if code.is_empty()
-                || code.len() > 10
-                || !code.bytes().all(|b| b.is_ascii_alphanumeric())
-            {
-                anyhow::bail!("invalid setting assets.code: {:?}", a.code);
-            }
-            if a.scale > 18 {
-                anyhow::bail!("invalid setting assets.scale for {code}: at most 18");
-            }
-            let price = parse_amount(&a.usd_price, 2)
-                .ok()
-                .filter(|p| *p > 0)
-                .ok_or_else(|| anyhow::anyhow!("invalid setting assets.usd_price for {code}"))?;
-            if out.iter().any(|x| x.code == code) {
-                anyhow::bail!("invalid setting assets: {code} listed twice");
-            }
-            out.push(Asset {
-                code,
-                scale: a.scale,
-                usd_price_cents: price,
-            });
-        }
-        if out.is_empty() {
-            anyhow::bail!("invalid setting assets: at least one asset is required");
-        }
-        Ok(Assets(out))
-    }
-
-    pub fn get(&self, code: &str) -> Option<&Asset> {
-        self.0
-            .iter()
-            .find(|a| a.code.eq_ignore_ascii_case(code.trim()))
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &Asset> {
-        self.0.iter()
-    }
-
-    /// USD-equivalent in cents at the reference price, rounded down; `None` on overflow.
-    pub fn usd_cents(asset: &Asset, minor: i64) -> Option<i64> {
-        let v = i128::from(minor) * i128::from(asset.usd_price_cents)
-            / 10i128.pow(u32::from(asset.scale));
-        i64::try_from(v).ok()
-    }
-}
-
-/// USD-equivalent in cents at the server's current price (the reference price for USD and
-/// for an asset the feed has not quoted), rounded down; `None` on overflow.
-pub fn usd_value(state: &Core, asset: &Asset, minor: i64) -> Option<i64> {
-    match state.market.quote(&asset.code) {
-        Some(q) if asset.code != "USD" => {
-            // Prices are USD × 10^8; cents are USD × 10^2.
-            let v =
-                i128::from(minor) * i128::from(q.price) / 10i128.pow(u32::from(asset.scale) + 6);
-            i64::try_from(v).ok()
-        }
-        _ => Assets::usd_cents(asset, minor),
-    }
-}
+use crate::Core;
+use crate::error::CoreError;
+use crate::ledger::{
+    AmountText, Asset, Failure, Movement, MovementEvent, Notice, Outcome, Taken, amount_field,
+    asset_of, balance_of, leg, post, usd_value,
+};
+use crate::rules::queue_flag;
+use crate::time::rfc3339;
+use etx_db::ledger::{Leg, NewEntry, NewTransaction, PLATFORM, account_id};
+use etx_db::payments::HeldTransferRow;
+use etx_db::users::UserRow;
+use etx_db::{Batch, DatabaseTransaction, Db, DbErr, now_micros};
+use etx_domain::{AmountError, format_amount, parse_amount, parse_positive_amount};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
 #[derive(Debug, Clone, Copy)]
 pub struct TransferLimits {
@@ -118,323 +43,8 @@ impl TransferLimits {
     }
 }
 
-/// An amount given as a JSON string (`"12.50"`) or number (`12.5`), kept as its decimal text.
-#[derive(Debug, Clone)]
-pub struct AmountText(pub String);
-
-impl<'de> Deserialize<'de> for AmountText {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match Value::deserialize(d)? {
-            Value::String(s) => Ok(AmountText(s)),
-            Value::Number(n) => Ok(AmountText(n.to_string())),
-            _ => Err(serde::de::Error::custom(
-                "amount must be a decimal string or a number",
-            )),
-        }
-    }
-}
-
-pub fn amount_field(e: AmountError) -> CoreError {
-    CoreError::field("amount", &e.to_string())
-}
-
-/// An idempotency key, as money POSTs require: 1–255 visible ASCII characters.
-pub fn idempotency_key(s: &str) -> Result<String, CoreError> {
-    if s.is_empty() || s.len() > 255 || !s.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(CoreError::BadRequest(
-            "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
-        ));
-    }
-    Ok(s.to_string())
-}
-
-pub fn request_hash(body: &Value) -> String {
-    hex::encode(Sha256::digest(body.to_string().as_bytes()))
-}
-
-/// The request's fingerprint for idempotency and its typed form.
-fn parse_request<T: serde::de::DeserializeOwned>(body: Value) -> Result<(String, T), CoreError> {
-    let hash = request_hash(&body);
-    let req = serde_json::from_value(body).map_err(|e| CoreError::Validation {
-        message: e.to_string(),
-        fields: Default::default(),
-    })?;
-    Ok((hash, req))
-}
-
-pub(crate) fn asset_of<'a>(state: &'a Core, code: &str) -> Result<&'a Asset, CoreError> {
-    state
-        .assets
-        .get(code)
-        .ok_or_else(|| CoreError::field("currency", "is not a supported asset"))
-}
-
-/// How a money POST was taken.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Taken {
-    /// Carried out now.
-    Completed,
-    /// Accepted, but waiting for a review or an approval.
-    Held,
-}
-
-impl Taken {
-    /// The code stored with a replayable answer (the HTTP status it was first given).
-    pub fn code(self) -> u16 {
-        match self {
-            Taken::Completed => 201,
-            Taken::Held => 202,
-        }
-    }
-
-    pub fn from_code(code: u16) -> Taken {
-        if code == 202 {
-            Taken::Held
-        } else {
-            Taken::Completed
-        }
-    }
-}
-
-/// The answer to a money POST: how it was taken and the JSON body, exactly as stored for
-/// replays.
-pub struct Outcome {
-    pub status: Taken,
-    pub body: String,
-    pub replayed: bool,
-}
-
-pub(crate) enum Failure {
-    Api(CoreError),
-    Db(DbErr),
-    /// Nothing was committed because a concurrent write got in between, found by the
-    /// application rather than reported by the database; the movement goes again.
-    Conflict(&'static str),
-    /// The idempotency key was taken by another request that committed first.
-    KeyTaken,
-}
-
-impl From<DbErr> for Failure {
-    fn from(e: DbErr) -> Self {
-        Failure::Db(e)
-    }
-}
-
-impl From<CoreError> for Failure {
-    fn from(e: CoreError) -> Self {
-        Failure::Api(e)
-    }
-}
-
-impl From<PostError> for Failure {
-    fn from(e: PostError) -> Self {
-        match e {
-            PostError::InsufficientFunds => Failure::Api(CoreError::InsufficientFunds),
-            PostError::Unbalanced => {
-                Failure::Api(CoreError::Internal(anyhow::anyhow!("unbalanced entry")))
-            }
-            PostError::Db(d) => Failure::Db(d),
-        }
-    }
-}
-
-/// A conflict with a concurrent transaction (serialisation failure, deadlock, SQLite busy):
-/// nothing was committed and the movement may go again.
-pub(crate) fn is_transient(e: &DbErr) -> bool {
-    etx_db::classify(e).is_transient()
-}
-
-/// The answer when a movement still conflicts after its last try.
-pub(crate) fn conflict_exhausted(why: &'static str) -> CoreError {
-    CoreError::Internal(anyhow::anyhow!("could not serialize: {why}").context("database"))
-}
-
-/// Who asks for a movement and under which idempotency key.
-pub(crate) struct Movement<'a> {
-    user_id: &'a str,
-    key: &'a str,
-    scope: &'static str,
-    hash: String,
-}
-
-impl<'a> Movement<'a> {
-    /// The movement a request asks for, and the request in its typed form.
-    pub(crate) fn start<T: serde::de::DeserializeOwned>(
-        user_id: &'a str,
-        key: &'a str,
-        scope: &'static str,
-        body: Value,
-    ) -> Result<(Self, T), CoreError> {
-        let (hash, req) = parse_request(body)?;
-        Ok((
-            Movement {
-                user_id,
-                key,
-                scope,
-                hash,
-            },
-            req,
-        ))
-    }
-
-    /// Runs the movement's queued inserts, stores the answer under the key and commits. If the key was taken meanwhile, nothing is
-    /// committed and the caller answers as the first request did.
-    pub(crate) async fn commit(
-        &self,
-        state: &Core,
-        tx: etx_db::DatabaseTransaction,
-        batch: Batch,
-        status: Taken,
-        body: String,
-    ) -> Result<Outcome, Failure> {
-        let stored = state
-            .db
-            .finish_with_idempotency(
-                &tx,
-                batch,
-                etx_db::ledger::NewIdempotency {
-                    user_id: self.user_id,
-                    key: self.key,
-                    scope: self.scope,
-                    request_hash: &self.hash,
-                    status: status.code(),
-                    response: &body,
-                },
-            )
-            .await?;
-        if !stored {
-            tx.rollback().await?;
-            return Err(Failure::KeyTaken);
-        }
-        tx.commit().await?;
-        Ok(Outcome {
-            status,
-            body,
-            replayed: false,
-        })
-    }
-
-    /// The stored answer of an earlier request with this key: a replay for the same request, a
-    /// 409 for a different one; `None` if the key is unused.
-    async fn earlier(&self, state: &Core) -> Result<Option<Outcome>, CoreError> {
-        let Some(r) = state.db.idempotency_record(self.user_id, self.key).await? else {
-            return Ok(None);
-        };
-        if r.scope != self.scope || r.request_hash != self.hash {
-            return Err(CoreError::Conflict {
-                message: "this Idempotency-Key was already used with a different request".into(),
-                fields: Default::default(),
-            });
-        }
-        Ok(Some(Outcome {
-            status: Taken::from_code(r.status),
-            body: r.response,
-            replayed: true,
-        }))
-    }
-
-    /// Runs attempts of the movement: transient conflicts are retried a few times with a short
-    /// pause. When an attempt fails or finds its key taken, an earlier request with the same
-    /// key decides the answer (a replay, or a 409 for a different body), so a replay is answered
-    /// the same even if it could no longer be carried out.
-    pub(crate) async fn run<F, Fut>(
-        &self,
-        state: &Core,
-        mut attempt: F,
-    ) -> Result<Outcome, CoreError>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<Outcome, Failure>>,
-    {
-        let mut tries = 0u32;
-        loop {
-            tries += 1;
-            let err = match attempt().await {
-                Ok(o) => return Ok(o),
-                Err(Failure::Db(e)) if is_transient(&e) && tries < 5 => {
-                    tracing::warn!(tries, error = %e, "transient conflict; retrying the movement");
-                    tokio::time::sleep(std::time::Duration::from_millis(5 * u64::from(tries)))
-                        .await;
-                    continue;
-                }
-                Err(Failure::Conflict(why)) if tries < 5 => {
-                    tracing::warn!(tries, why, "concurrent write; retrying the movement");
-                    tokio::time::sleep(std::time::Duration::from_millis(5 * u64::from(tries)))
-                        .await;
-                    continue;
-                }
-                Err(Failure::Db(e)) => CoreError::from(e),
-                Err(Failure::Conflict(why)) => conflict_exhausted(why),
-                Err(Failure::Api(e)) => e,
-                Err(Failure::KeyTaken) => {
-                    if let Some(o) = self.earlier(state).await? {
-                        return Ok(o);
-                    }
-                    // Taken and gone again cannot happen while keys outlive requests; retry.
-                    if tries < 5 {
-                        continue;
-                    }
-                    CoreError::Internal(anyhow::anyhow!("idempotency key vanished"))
-                }
-            };
-            return match self.earlier(state).await? {
-                Some(o) => Ok(o),
-                None => Err(err),
-            };
-        }
-    }
-}
-
-/// A notification written with a movement (same transaction) and pushed after it commits.
-pub struct Notice {
-    pub id: String,
-    pub kind: &'static str,
-    pub title: String,
-    pub body: String,
-    pub data: Value,
-}
-
-impl Notice {
-    pub(crate) fn queue(&self, batch: &mut Batch, user_id: &str) {
-        Db::queue_notification(
-            batch,
-            etx_db::notifications::NewNotification {
-                id: &self.id,
-                user_id,
-                kind: self.kind,
-                title: &self.title,
-                body: &self.body,
-                data: &self.data.to_string(),
-            },
-        );
-    }
-
-    /// As listed by `GET /api/notifications` and sent as the `notification` event.
-    pub fn view(&self) -> Value {
-        json!({
-            "id": self.id,
-            "kind": self.kind,
-            "title": self.title,
-            "body": self.body,
-            "data": self.data,
-            "created_at": rfc3339(etx_db::now_micros()),
-            "read": false,
-        })
-    }
-}
-
-/// What the owner of one side of a movement is told in real time.
-pub struct MovementEvent {
-    pub notice: Option<Notice>,
-    pub user_id: String,
-    /// The history row, shaped as in `GET /api/transactions`.
-    pub transaction: Value,
-    pub currency: String,
-    pub balance: String,
-}
-
 /// The side of a two-party movement that is not `other`.
-fn other_side<'a>(a: &'a UserRow, b: &'a UserRow, other: &UserRow) -> &'a UserRow {
+pub(crate) fn other_side<'a>(a: &'a UserRow, b: &'a UserRow, other: &UserRow) -> &'a UserRow {
     if other.id == a.id { b } else { a }
 }
 
@@ -456,7 +66,7 @@ pub async fn transfer_p2p(
     m.run(state, || p2p_attempt(state, sender, &m, &req)).await
 }
 
-async fn p2p_attempt(
+pub(crate) async fn p2p_attempt(
     state: &Core,
     sender: &UserRow,
     m: &Movement<'_>,
@@ -492,7 +102,7 @@ async fn p2p_attempt(
         .into());
     }
     // The velocity rule is decided by the committer, where a sender's transfers are serialised.
-    if let Some(rule) = crate::payments::amount_rule(state, sender, usd) {
+    if let Some(rule) = crate::rules::amount_rule(state, sender, usd) {
         let tx = db.begin_write().await?;
         return held_p2p(
             state, tx, sender, &recipient, asset, amount, note, usd, m, rule,
@@ -562,7 +172,7 @@ async fn p2p_attempt(
     let posted = match decided {
         group::Decided::Posted(p) => p,
         group::Decided::Velocity(recent) => {
-            let rule = crate::payments::velocity_rule(&state.rules, recent).ok_or_else(|| {
+            let rule = crate::rules::velocity_rule(&state.rules, recent).ok_or_else(|| {
                 CoreError::Internal(anyhow::anyhow!("velocity hold without rule"))
             })?;
             let tx = db.begin_write().await?;
@@ -602,7 +212,7 @@ async fn p2p_attempt(
 /// A transfer an AML rule flagged: the sender's money is held until staff decide, and only
 /// the sender hears of it for now.
 #[allow(clippy::too_many_arguments)]
-async fn held_p2p(
+pub(crate) async fn held_p2p(
     state: &Core,
     tx: etx_db::DatabaseTransaction,
     sender: &UserRow,
@@ -621,7 +231,7 @@ async fn held_p2p(
     let rule_name = rule.0;
     // The wallet before the daily total, the order group commits lock them in, so the two
     // paths cannot deadlock on one sender. A refusal drops (rolls back) the transaction.
-    let (txn_id, balance) = crate::payments::hold_transfer(
+    let (txn_id, balance) = hold_transfer(
         state,
         &tx,
         &mut batch,
@@ -692,14 +302,6 @@ async fn held_p2p(
     Ok(out)
 }
 
-pub(crate) fn balance_of(balances: &[(String, i64)], account: &str) -> Result<i64, Failure> {
-    balances
-        .iter()
-        .find(|(id, _)| id == account)
-        .map(|(_, b)| *b)
-        .ok_or_else(|| CoreError::Internal(anyhow::anyhow!("posted entry lacks {account}")).into())
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdjustRequest {
@@ -724,11 +326,11 @@ pub async fn adjust(
         .await
 }
 
-fn own_balance() -> CoreError {
+pub(crate) fn own_balance() -> CoreError {
     CoreError::Forbidden("you cannot adjust your own balance; another admin must do it".into())
 }
 
-async fn adjust_attempt(
+pub(crate) async fn adjust_attempt(
     state: &Core,
     admin: &UserRow,
     m: &Movement<'_>,
@@ -847,7 +449,7 @@ pub(crate) struct Applied {
 
 /// Posts an adjustment's ledger entry and queues its history row and notice in `tx`.
 #[allow(clippy::too_many_arguments)]
-async fn apply_adjustment(
+pub(crate) async fn apply_adjustment(
     state: &Core,
     tx: &etx_db::DatabaseTransaction,
     batch: &mut Batch,
@@ -924,7 +526,7 @@ async fn apply_adjustment(
     })
 }
 
-fn announce_adjustment(
+pub(crate) fn announce_adjustment(
     state: &Core,
     user_id: &str,
     asset: &Asset,
@@ -992,10 +594,9 @@ pub async fn decide_adjustment(
     if !approve && note.is_none_or(|n| n.chars().count() < 3) {
         return Err(CoreError::field("reason", "must be 3 to 500 characters"));
     }
-    let (row, applied) = crate::payments::with_retries(|| {
-        decide_adjustment_attempt(state, staff, &id, approve, note)
-    })
-    .await?;
+    let (row, applied) =
+        crate::ledger::with_retries(|| decide_adjustment_attempt(state, staff, &id, approve, note))
+            .await?;
     if let Some((asset, applied)) = applied {
         announce_adjustment(
             state,
@@ -1011,7 +612,7 @@ pub async fn decide_adjustment(
 
 type Decided = (etx_db::adjustments::AdjustmentRow, Option<(Asset, Applied)>);
 
-async fn decide_adjustment_attempt(
+pub(crate) async fn decide_adjustment_attempt(
     state: &Core,
     staff: &UserRow,
     id: &str,
@@ -1135,4 +736,93 @@ pub async fn balance_list(
         })
         .collect();
     Ok((list, updated))
+}
+
+/// Holds a P2P transfer an AML rule flagged: the sender's money goes to their held account,
+/// and only the sender sees it, as `held`, until staff decide.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn hold_transfer(
+    state: &Core,
+    tx: &DatabaseTransaction,
+    batch: &mut Batch,
+    sender: &UserRow,
+    recipient: &UserRow,
+    asset: &Asset,
+    amount: i64,
+    note: Option<&str>,
+    rule: (&str, Value),
+    // The USD value counted against the sender's cap, and the day it counted on.
+    (usd_cents, day): (i64, i64),
+) -> Result<(String, i64), Failure> {
+    let balances = post(
+        &state.db,
+        tx,
+        batch,
+        "p2p_hold",
+        &asset.code,
+        note,
+        Some(&sender.id),
+        vec![
+            leg(&sender.id, "wallet", -amount),
+            leg(&sender.id, "held", amount),
+        ],
+    )
+    .await?;
+    let balance = balance_of(&balances, &account_id(&sender.id, "wallet", &asset.code))?;
+    let t = HeldTransferRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        sender_id: sender.id.clone(),
+        recipient_id: recipient.id.clone(),
+        asset: asset.code.clone(),
+        amount,
+        note: note.map(str::to_string),
+        transaction_id: uuid::Uuid::now_v7().to_string(),
+        status: "held".into(),
+        usd_cents,
+        day,
+        created_at: now_micros(),
+    };
+    Db::insert_transactions(
+        batch,
+        &mut [NewTransaction {
+            id: &t.transaction_id,
+            user_id: &sender.id,
+            kind: "p2p",
+            direction: "out",
+            asset: &asset.code,
+            amount,
+            fee: 0,
+            status: "held",
+            counterparty_id: Some(&recipient.id),
+            note,
+            entry_id: None,
+        }],
+    );
+    Db::queue_held_transfer(batch, &t);
+    queue_flag(batch, &sender.id, "transfer", &t.id, rule.0, &rule.1);
+    Ok((t.transaction_id, balance))
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TransferConfig {
+    #[serde(deserialize_with = "etx_domain::money::decimal_text")]
+    pub min_usd: String,
+    #[serde(deserialize_with = "etx_domain::money::decimal_text")]
+    pub max_usd: String,
+    #[serde(deserialize_with = "etx_domain::money::decimal_text")]
+    pub daily_cap_usd: String,
+    /// Committers of P2P transfers on PostgreSQL (SQLite has one): each commits every transfer
+    /// waiting, up to `max_group`, in one transaction.
+    #[serde(default = "default_commit_lanes")]
+    pub commit_lanes: usize,
+    #[serde(default = "default_max_group")]
+    pub max_group: usize,
+}
+
+fn default_commit_lanes() -> usize {
+    2
+}
+
+fn default_max_group() -> usize {
+    64
 }

@@ -125,6 +125,27 @@ impl fmt::Display for Money<'_> {
     }
 }
 
+/// Money settings are decimal text, but `ETX__TRANSFERS__MAX_USD=500` arrives as a number:
+/// integers are taken as written; fractions must be quoted so no float rounding sneaks in.
+pub fn decimal_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Input {
+        Text(String),
+        Signed(i64),
+        Unsigned(u64),
+        Float(#[allow(dead_code)] f64),
+    }
+    match <Input as serde::Deserialize>::deserialize(d)? {
+        Input::Text(s) => Ok(s),
+        Input::Signed(n) => Ok(n.to_string()),
+        Input::Unsigned(n) => Ok(n.to_string()),
+        Input::Float(_) => Err(serde::de::Error::custom(
+            "write amounts with decimals as a quoted string, e.g. \"0.50\"",
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -231,7 +231,7 @@ async fn deposit_simulate(
         "simulated payments exist only with the sandbox provider in dev mode"
     );
     anyhow::ensure!(
-        etx_core::payments::status_rank(status).is_some(),
+        etx_core::deposits::status_rank(status).is_some(),
         "unknown status {status:?}"
     );
     let db = open_db(&config).await?;
@@ -239,7 +239,7 @@ async fn deposit_simulate(
         .deposit_by_order(order)
         .await?
         .ok_or_else(|| anyhow::anyhow!("no deposit order {order}"))?;
-    let assets = etx_core::wallet::Assets::from_config(&config.assets)?;
+    let assets = etx_core::ledger::Assets::from_config(&config.assets)?;
     let scale = assets.get(&d.pay_currency).map_or(8, |a| a.scale);
     let paid = match paid {
         Some(p) => {
@@ -249,9 +249,9 @@ async fn deposit_simulate(
         None if status == "partially_paid" => d.pay_amount / 2,
         None => 0,
     };
-    let body = etx_core::payments::sandbox_notification(&d, status, paid, scale);
+    let body = etx_core::deposits::sandbox_notification(&d, status, paid, scale);
     let secret = config.load_or_create_secret()?;
-    let signature = etx_core::payments::Payments::new(&config.deposits, &secret)?.sign(&body);
+    let signature = etx_core::providers::Payments::new(&config.deposits, &secret)?.sign(&body);
     let base = url
         .or_else(|| config.public_url.clone())
         .unwrap_or_else(|| format!("http://{}", config.bind));
@@ -260,7 +260,10 @@ async fn deposit_simulate(
             "{}/api/wallet/webhook/sandbox",
             base.trim_end_matches('/')
         ))
-        .header(etx_core::payments::nowpayments::SIGNATURE_HEADER, signature)
+        .header(
+            etx_core::providers::nowpayments::SIGNATURE_HEADER,
+            signature,
+        )
         .json(&body)
         .send()
         .await?;

@@ -3,7 +3,7 @@
 
 use crate::state::AppState;
 use axum::http::{HeaderMap, HeaderValue, header};
-use etx_core::accounts::Issued;
+use etx_core::session::Issued;
 
 pub const ACCESS: &str = "access_token";
 pub const REFRESH: &str = "refresh_token";

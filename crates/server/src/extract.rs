@@ -80,5 +80,5 @@ pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<String, ApiErr
     let s = v
         .to_str()
         .map_err(|_| ApiError::BadRequest("Idempotency-Key must be visible ASCII".into()))?;
-    Ok(etx_core::wallet::idempotency_key(s)?)
+    Ok(etx_core::ledger::idempotency_key(s)?)
 }

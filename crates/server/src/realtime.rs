@@ -473,7 +473,7 @@ pub fn spawn_price_forwarder(state: AppState) -> tokio::task::JoinHandle<()> {
 /// Tells each party of a committed movement: `transaction_update` with the history row and
 /// `wallet_update` with the new balance. Sent after the response, never holding it up.
 impl etx_core::Events for Realtime {
-    fn movements(&self, events: Vec<etx_core::wallet::MovementEvent>) {
+    fn movements(&self, events: Vec<etx_core::ledger::MovementEvent>) {
         let rt = self.clone();
         tokio::spawn(async move {
             for e in events {

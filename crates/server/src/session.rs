@@ -101,7 +101,7 @@ pub async fn authenticate(
     token: &str,
     via_cookie: bool,
 ) -> Result<Auth, ApiError> {
-    let core = etx_core::accounts::authenticate(state, token).await?;
+    let core = etx_core::session::authenticate(state, token).await?;
     Ok(Auth { core, via_cookie })
 }
 

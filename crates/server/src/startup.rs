@@ -94,9 +94,15 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     };
     let hasher = hasher(&config)?;
     bootstrap_admin(&config, &db, &hasher).await?;
-    let assets = etx_core::wallet::Assets::from_config(&config.assets)?;
+    let assets = etx_core::ledger::Assets::from_config(&config.assets)?;
     let transfer_limits = etx_core::wallet::TransferLimits::from_config(&config.transfers)?;
-    let rules = etx_core::payments::Rules::from_config(&config)?;
+    let rules = etx_core::rules::Rules::from_config(
+        &config.assets,
+        &config.deposits,
+        &config.withdrawals,
+        &config.aml,
+        &config.admin,
+    )?;
     let transfers = etx_core::wallet::group::GroupCommit::start(
         db.clone(),
         config.transfers.commit_lanes,
@@ -107,7 +113,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             window_micros: rules.aml_window_micros,
         },
     );
-    let payments = etx_core::payments::Payments::new(&config.deposits, &secret)?;
+    let payments = etx_core::providers::Payments::new(&config.deposits, &secret)?;
     let mailer = etx_core::mail::Mailer::from_config(
         &config.email,
         &config.data_dir,
@@ -138,7 +144,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         tokens,
         storage,
         limiter,
-        password_checks: etx_core::accounts::InFlight::default(),
+        password_checks: etx_core::session::InFlight::default(),
     });
     let state = AppState::new(Inner {
         core,

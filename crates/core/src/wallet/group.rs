@@ -20,8 +20,8 @@ use etx_db::{Batch, DatabaseTransaction, Db, DbErr, DbKind};
 use etx_domain::format_amount;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::{Failure, Outcome};
 use crate::error::CoreError;
+use crate::ledger::{Failure, Outcome};
 
 /// One validated transfer, with everything its commit writes besides the money itself.
 pub struct Planned {
@@ -560,7 +560,7 @@ async fn attempt(
                 key: &p.key,
                 scope: p.scope,
                 request_hash: &p.request_hash,
-                status: crate::wallet::Taken::Completed.code(),
+                status: crate::ledger::Taken::Completed.code(),
                 response: &a.response,
             }
         })
@@ -602,7 +602,7 @@ async fn attempt(
     for a in accepted {
         results[a.index] = Some(Ok(Decided::Posted(Posted {
             outcome: Outcome {
-                status: crate::wallet::Taken::Completed,
+                status: crate::ledger::Taken::Completed,
                 body: a.response,
                 replayed: false,
             },

@@ -12,7 +12,8 @@ use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
-use etx_core::accounts::{self, Issued, LoginOutcome, ProfileChange, Registration};
+use etx_core::accounts::{self, LoginOutcome, ProfileChange, Registration};
+use etx_core::session::Issued;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -89,7 +90,7 @@ async fn end_session(
     auth: Auth,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> ApiResult<StatusCode> {
-    accounts::end_session(&state, &auth, &id).await?;
+    etx_core::session::end_session(&state, &auth, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -158,7 +159,7 @@ async fn do_register(
         client,
     )
     .await?;
-    let issued = accounts::start_session(state, &user, false, client).await?;
+    let issued = etx_core::session::start_session(state, &user, false, client).await?;
     Ok(auth_response(state, StatusCode::CREATED, &user, issued))
 }
 
@@ -398,7 +399,7 @@ async fn refresh(
             t
         }
     };
-    let (user, issued) = accounts::refresh(&state, &token).await?;
+    let (user, issued) = etx_core::session::refresh(&state, &token).await?;
     etx_core::audit::Event::new(Some(&user.id), "auth.refresh")
         .target("user", &user.id)
         .record(&state)
@@ -414,7 +415,7 @@ async fn refresh(
         (status = 403, description = "CSRF token missing or invalid", body = ErrorBody),
     ))]
 async fn logout(State(state): State<AppState>, auth: Auth) -> ApiResult<Response> {
-    accounts::logout(&state, &auth).await?;
+    etx_core::session::logout(&state, &auth).await?;
     let mut headers = HeaderMap::new();
     crate::cookies::clear_cookies(&state, &mut headers);
     Ok((StatusCode::NO_CONTENT, headers).into_response())

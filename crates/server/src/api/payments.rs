@@ -10,8 +10,12 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use etx_core::payments::{self, StaffAction};
-use etx_core::wallet::AmountText;
+use etx_core::deposits;
+use etx_core::ledger::AmountText;
+use etx_core::providers;
+use etx_core::review;
+use etx_core::withdrawals;
+use etx_core::withdrawals::StaffAction;
 use etx_db::payments::WithdrawalFilter;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -88,8 +92,8 @@ async fn create_deposit(
     auth: Auth,
     AppJson(body): AppJson<Value>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let req: payments::DepositRequest = typed(body)?;
-    let d = payments::create_deposit(&state, &auth.user, req).await?;
+    let req: deposits::DepositRequest = typed(body)?;
+    let d = deposits::create_deposit(&state, &auth.user, req).await?;
     Ok((StatusCode::CREATED, Json(json!({"deposit": d}))))
 }
 
@@ -112,7 +116,7 @@ async fn get_deposit(
         .await?
         .filter(|d| d.user_id == auth.user.id || auth.role.is_staff())
         .ok_or(ApiError::NotFound)?;
-    let mut v = payments::deposit_json(&state, &d, true);
+    let mut v = deposits::deposit_json(&state, &d, true);
     v["notifications"] = state
         .db
         .webhooks_of_order(&d.order_id)
@@ -150,7 +154,7 @@ async fn list_deposits(
         .await?;
     let deposits: Vec<Value> = rows
         .iter()
-        .map(|d| payments::deposit_json(&state, d, false))
+        .map(|d| deposits::deposit_json(&state, d, false))
         .collect();
     Ok(Json(
         json!({"deposits": deposits, "total": total, "skip": skip, "limit": limit}),
@@ -183,14 +187,14 @@ async fn simulate_deposit(
     Path(order_id): Path<String>,
     AppJson(body): AppJson<Value>,
 ) -> ApiResult<Json<Value>> {
-    let req: payments::SimulateRequest = typed(body)?;
+    let req: deposits::SimulateRequest = typed(body)?;
     state
         .db
         .deposit_by_order(&order_id)
         .await?
         .filter(|d| d.user_id == auth.user.id || auth.role.is_staff())
         .ok_or(ApiError::NotFound)?;
-    let out = payments::simulate(&state, &order_id, req).await?;
+    let out = deposits::simulate(&state, &order_id, req).await?;
     etx_core::audit::Event::new(Some(&auth.user.id), "deposit.simulate")
         .target("deposit", &order_id)
         .details(json!({"result": out["result"]}))
@@ -235,9 +239,9 @@ async fn webhook(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let sig = headers
-        .get(payments::nowpayments::SIGNATURE_HEADER)
+        .get(providers::nowpayments::SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok());
-    let out = payments::receive_webhook(&state, &provider, sig, &body, Some(client.ip)).await?;
+    let out = deposits::receive_webhook(&state, &provider, sig, &body, Some(client.ip)).await?;
     Ok(Json(out))
 }
 
@@ -264,8 +268,8 @@ async fn withdraw_quote(
     AppJson(body): AppJson<Value>,
 ) -> ApiResult<Json<Value>> {
     let b: QuoteBody = typed(body)?;
-    let q = payments::quote(&state, &b.currency, &b.amount.0)?;
-    Ok(Json(payments::quote_json(&q)))
+    let q = withdrawals::quote(&state, &b.currency, &b.amount.0)?;
+    Ok(Json(withdrawals::quote_json(&q)))
 }
 
 /// Body of a withdrawal.
@@ -301,7 +305,7 @@ async fn withdraw(
 ) -> ApiResult<Answer> {
     let key = crate::extract::idempotency_key(&headers)?;
     Ok(Answer(
-        payments::withdraw(&state, &auth.user, &key, object(body)?).await?,
+        withdrawals::withdraw(&state, &auth.user, &key, object(body)?).await?,
     ))
 }
 
@@ -334,7 +338,7 @@ async fn page_of_withdrawals(
     let mut list = Vec::with_capacity(rows.len());
     for w in &rows {
         let approvals = state.db.approvals_of(&w.id).await?;
-        list.push(payments::withdrawal_json(state, w, &approvals));
+        list.push(withdrawals::withdrawal_json(state, w, &approvals));
     }
     Ok(Json(
         json!({"withdrawals": list, "total": total, "skip": skip, "limit": limit}),
@@ -361,11 +365,11 @@ async fn get_withdrawal(
         .filter(|w| w.user_id == auth.user.id || auth.role.is_staff())
         .ok_or(ApiError::NotFound)?;
     let approvals = state.db.approvals_of(&w.id).await?;
-    let mut v = payments::withdrawal_json(&state, &w, &approvals);
+    let mut v = withdrawals::withdrawal_json(&state, &w, &approvals);
     if let Some(f) = state.db.flag_of("withdrawal", &w.id).await?
         && auth.role.is_staff()
     {
-        v["aml_flag"] = payments::flag_json(&f);
+        v["aml_flag"] = review::flag_json(&f);
     }
     Ok(Json(json!({"withdrawal": v})))
 }
@@ -385,7 +389,7 @@ async fn cancel_withdrawal(
     auth: Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let w = payments::cancel_withdrawal(&state, &auth.user, &id).await?;
+    let w = withdrawals::cancel_withdrawal(&state, &auth.user, &id).await?;
     Ok(Json(json!({"withdrawal": w})))
 }
 
@@ -499,8 +503,9 @@ async fn approve_withdrawal(
                 .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?,
         )?
     };
-    let w = payments::staff_withdrawal(&state, &auth, &id, StaffAction::Approve { note: b.note })
-        .await?;
+    let w =
+        withdrawals::staff_withdrawal(&state, &auth, &id, StaffAction::Approve { note: b.note })
+            .await?;
     Ok(Json(json!({"withdrawal": w})))
 }
 
@@ -523,7 +528,7 @@ async fn reject_withdrawal(
     auth.require_staff()?;
     let b: ReasonBody = typed(body)?;
     let w =
-        payments::staff_withdrawal(&state, &auth, &id, StaffAction::Reject { reason: b.reason })
+        withdrawals::staff_withdrawal(&state, &auth, &id, StaffAction::Reject { reason: b.reason })
             .await?;
     Ok(Json(json!({"withdrawal": w})))
 }
@@ -545,7 +550,7 @@ async fn complete_withdrawal(
 ) -> ApiResult<Json<Value>> {
     auth.require_admin()?;
     let b: CompleteBody = typed(body)?;
-    let w = payments::staff_withdrawal(
+    let w = withdrawals::staff_withdrawal(
         &state,
         &auth,
         &id,
@@ -588,7 +593,7 @@ async fn aml_queue(
         }
     };
     let (total, rows) = state.db.list_flags(status, skip, limit).await?;
-    let flags: Vec<Value> = rows.iter().map(payments::flag_json).collect();
+    let flags: Vec<Value> = rows.iter().map(review::flag_json).collect();
     Ok(Json(
         json!({"flags": flags, "total": total, "skip": skip, "limit": limit}),
     ))
@@ -603,7 +608,7 @@ async fn aml_decision(
 ) -> ApiResult<Json<Value>> {
     auth.require_staff()?;
     let b: ReasonBody = typed(body)?;
-    let f = payments::decide_flag(state, auth, id, release, &b.reason).await?;
+    let f = review::decide_flag(state, auth, id, release, &b.reason).await?;
     Ok(Json(json!({"flag": f})))
 }
 
@@ -681,7 +686,7 @@ async fn suspense_list(
         .suspense_items(status, 200)
         .await?
         .iter()
-        .map(|s| payments::suspense_json(&state, s))
+        .map(|s| deposits::suspense_json(&state, s))
         .collect();
     Ok(Json(json!({"items": items})))
 }
@@ -715,11 +720,11 @@ async fn suspense_refund(
 ) -> ApiResult<Json<Value>> {
     auth.require_admin()?;
     let b: ReasonBody = typed(body)?;
-    let item = payments::resolve_suspense(
+    let item = deposits::resolve_suspense(
         &state,
         &auth.user,
         &id,
-        payments::SuspenseAction::Refund,
+        deposits::SuspenseAction::Refund,
         &b.reason,
     )
     .await?;
@@ -744,11 +749,11 @@ async fn suspense_credit(
 ) -> ApiResult<Json<Value>> {
     auth.require_admin()?;
     let b: SuspenseCreditBody = typed(body)?;
-    let item = payments::resolve_suspense(
+    let item = deposits::resolve_suspense(
         &state,
         &auth.user,
         &id,
-        payments::SuspenseAction::Credit { user_id: b.user_id },
+        deposits::SuspenseAction::Credit { user_id: b.user_id },
         &b.reason,
     )
     .await?;

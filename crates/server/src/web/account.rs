@@ -262,7 +262,7 @@ fn login_message(status: StatusCode) -> String {
     match status {
         StatusCode::FORBIDDEN => "This account is suspended.".into(),
         StatusCode::BAD_REQUEST => "Your form expired; please try again.".into(),
-        _ => accounts::INVALID_CREDENTIALS.to_string() + ".",
+        _ => etx_core::session::INVALID_CREDENTIALS.to_string() + ".",
     }
 }
 
@@ -340,7 +340,7 @@ pub async fn view_register_post(
             name: None,
         };
         match accounts::register(&state, r, &client).await {
-            Ok(user) => accounts::start_session(&state, &user, false, &client).await,
+            Ok(user) => etx_core::session::start_session(&state, &user, false, &client).await,
             Err(e) => Err(e),
         }
         .map_err(ApiError::from)
@@ -395,7 +395,7 @@ pub async fn view_logout_post(
         return form_expired();
     }
     if let Ok(u) = u
-        && let Err(e) = accounts::logout(&state, &u.auth).await
+        && let Err(e) = etx_core::session::logout(&state, &u.auth).await
     {
         return ApiError::from(e).into_response();
     }
@@ -628,7 +628,7 @@ pub async fn view_session_end_post(
     if check_form_csrf(&headers, &f.csrf_token).is_err() {
         return form_expired();
     }
-    match accounts::end_session(&state, &u.auth, &id)
+    match etx_core::session::end_session(&state, &u.auth, &id)
         .await
         .map_err(ApiError::from)
     {

@@ -24,7 +24,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use etx_core::accounts;
 
 pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
@@ -290,7 +289,7 @@ async fn refresh_on_navigation(
     let (Some(refresh), true) = (refresh, needs) else {
         return next.run(req).await;
     };
-    let Ok((_, issued)) = accounts::refresh(&state, &refresh).await else {
+    let Ok((_, issued)) = etx_core::session::refresh(&state, &refresh).await else {
         return next.run(req).await;
     };
     let mut req = req;

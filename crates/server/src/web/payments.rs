@@ -13,8 +13,11 @@ use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use etx_core::payments::{self, StaffAction};
-use etx_core::wallet::AmountText;
+use etx_core::deposits;
+use etx_core::ledger::AmountText;
+use etx_core::review;
+use etx_core::withdrawals;
+use etx_core::withdrawals::StaffAction;
 use etx_db::payments::WithdrawalFilter;
 use serde::Deserialize;
 use serde_json::Value;
@@ -92,7 +95,7 @@ async fn deposit_page(
     let deposits = rows
         .iter()
         .map(|d| {
-            let v = payments::deposit_json(state, d, false);
+            let v = deposits::deposit_json(state, d, false);
             DepositLine {
                 order_id: d.order_id.clone(),
                 status: text(&v["status"]),
@@ -140,11 +143,11 @@ pub async fn view_deposit_post(
     if let Err(e) = check_form_csrf(&headers, &f.csrf_token) {
         return deposit_page(&state, &u, f, Some(e), None).await;
     }
-    let req = payments::DepositRequest {
+    let req = deposits::DepositRequest {
         amount: AmountText(f.amount.clone()),
         pay_currency: f.pay_currency.clone(),
     };
-    match payments::create_deposit(&state, &u.auth.user, req).await {
+    match deposits::create_deposit(&state, &u.auth.user, req).await {
         Ok(d) => Redirect::to(&format!("/deposit/{}", text(&d["order_id"]))).into_response(),
         Err(e) => deposit_page(&state, &u, f, Some(e.into()), None).await,
     }
@@ -194,7 +197,7 @@ pub async fn view_deposit_order_get(
             "There is no such deposit.",
         );
     };
-    let v = payments::deposit_json(&state, &d, true);
+    let v = deposits::deposit_json(&state, &d, true);
     let status = text(&v["status"]);
     let page = DepositOrderPage {
         layout: layout(&u, "deposit", Some(&q)),
@@ -260,11 +263,11 @@ pub async fn view_deposit_simulate_post(
             "There is no such deposit.",
         );
     }
-    let req = payments::SimulateRequest {
+    let req = deposits::SimulateRequest {
         status: f.status,
         actually_paid: None,
     };
-    match payments::simulate(&state, &order_id, req)
+    match deposits::simulate(&state, &order_id, req)
         .await
         .map_err(ApiError::from)
     {
@@ -372,7 +375,7 @@ async fn withdraw_page(
     };
     let withdrawals = rows
         .iter()
-        .map(|w| WithdrawalLine::from(&payments::withdrawal_json(state, w, &[])))
+        .map(|w| WithdrawalLine::from(&withdrawals::withdrawal_json(state, w, &[])))
         .collect();
     let mut assets: Vec<String> = state.rules.networks.keys().cloned().collect();
     assets.sort();
@@ -414,7 +417,7 @@ pub async fn view_withdraw_review_post(
     if let Err(e) = check_form_csrf(&headers, &f.csrf_token) {
         return withdraw_page(&state, &u, f, None, Some(e), None).await;
     }
-    let quoted = payments::quote(&state, &f.currency, &f.amount).and_then(|q| {
+    let quoted = withdrawals::quote(&state, &f.currency, &f.amount).and_then(|q| {
         if q.network.valid(f.address.trim(), state.config.is_dev()) {
             Ok(QuoteLine {
                 amount: format!(
@@ -456,7 +459,7 @@ pub async fn view_withdraw_post(
     };
     let body =
         serde_json::json!({"amount": f.amount, "currency": f.currency, "address": f.address});
-    match payments::withdraw(&state, &u.auth.user, &key, body).await {
+    match withdrawals::withdraw(&state, &u.auth.user, &key, body).await {
         Ok(o) => {
             let held = serde_json::from_str::<Value>(&o.body)
                 .ok()
@@ -488,7 +491,7 @@ pub async fn view_withdraw_cancel_post(
     if check_form_csrf(&headers, &f.csrf_token).is_err() {
         return super::form_expired();
     }
-    match payments::cancel_withdrawal(&state, &u.auth.user, &id).await {
+    match withdrawals::cancel_withdrawal(&state, &u.auth.user, &id).await {
         Ok(_) => Redirect::to("/withdraw?msg=withdrawal-cancelled").into_response(),
         Err(e) => {
             withdraw_page(
@@ -573,7 +576,7 @@ async fn admin_withdrawals_page(
             Ok(a) => a,
             Err(e) => return ApiError::from(e).into_response(),
         };
-        lines.push(WithdrawalLine::from(&payments::withdrawal_json(
+        lines.push(WithdrawalLine::from(&withdrawals::withdrawal_json(
             state, w, &approvals,
         )));
     }
@@ -649,7 +652,7 @@ pub async fn view_admin_withdrawal_post(
             );
         }
     };
-    match payments::staff_withdrawal(&state, &u.auth, &id, action).await {
+    match withdrawals::staff_withdrawal(&state, &u.auth, &id, action).await {
         Ok(_) => Redirect::to("/admin/withdrawals?msg=decided").into_response(),
         Err(e) => admin_withdrawals_page(&state, &u, "open", Some(e.into()), None).await,
     }
@@ -707,7 +710,7 @@ async fn admin_aml_page(
     let lines = rows
         .iter()
         .map(|f| {
-            let v = payments::flag_json(f);
+            let v = review::flag_json(f);
             FlagLine {
                 id: f.id.clone(),
                 user: f.username.clone().unwrap_or_else(|| f.user_id.clone()),
@@ -724,7 +727,7 @@ async fn admin_aml_page(
         Ok(rows) => rows
             .iter()
             .map(|s| {
-                let v = payments::suspense_json(state, s);
+                let v = deposits::suspense_json(state, s);
                 SuspenseLine {
                     id: s.id.clone(),
                     amount: format!("{} {}", v["amount"].as_str().unwrap_or_default(), s.asset),
@@ -777,7 +780,7 @@ pub async fn view_admin_aml_post(
             );
         }
     };
-    match payments::decide_flag(&state, &u.auth, &id, release, &f.reason).await {
+    match review::decide_flag(&state, &u.auth, &id, release, &f.reason).await {
         Ok(_) => Redirect::to("/admin/aml?msg=decided").into_response(),
         Err(e) => admin_aml_page(&state, &u, "open", Some(e.into()), None).await,
     }

@@ -565,7 +565,7 @@ async fn every_state_changing_route_writes_an_audit_record() {
                     .unwrap()
                     .unwrap();
                 let body =
-                    etx_core::payments::sandbox_notification(&d, "finished", d.pay_amount, 6);
+                    etx_core::deposits::sandbox_notification(&d, "finished", d.pay_amount, 6);
                 let sig = app.state.payments.sign(&body);
                 before = records(&app).await;
                 app.client
@@ -728,7 +728,7 @@ async fn walk_suspense(app: &TestApp, admin: &TestUser, walked: usize) -> String
         .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let req = serde_json::from_value(json!({"status": "finished"})).unwrap();
-    etx_core::payments::simulate(&app.state, &order, req)
+    etx_core::deposits::simulate(&app.state, &order, req)
         .await
         .unwrap();
     let list: Value = app

@@ -71,7 +71,7 @@ async fn nowpayments_app(url: &str, key: &str) -> TestApp {
 }
 
 async fn ipn(app: &TestApp, secret: &str, body: &Value) -> reqwest::Response {
-    let sig = etx_core::payments::nowpayments::sign(secret.as_bytes(), body);
+    let sig = etx_core::providers::nowpayments::sign(secret.as_bytes(), body);
     app.client
         .post(app.url("/api/wallet/webhook/nowpayments"))
         .header("x-nowpayments-sig", sig)

@@ -1,0 +1,995 @@
+//! Deposits through a payment provider: orders, signed notifications, crediting, and the
+//! suspense account for money whose owner is gone.
+//!
+//! Money enters from the `deposits_clearing` platform account. Every step is one database
+//! transaction whose state change is a conditional UPDATE naming the state it leaves, so a
+//! duplicate notification or two staff members at once change things exactly once.
+
+use crate::Core;
+use crate::address::Network;
+use crate::error::CoreError;
+use crate::ledger::{
+    AmountText, Failure, MovementEvent, amount_field, asset_of, balance_of, conflict, leg,
+    movement_event, notice, post, reason_text, scale_of, txn_view, with_retries,
+};
+use crate::providers::Provider;
+use crate::rules::{MINUTE, aml_rule, queue_flag};
+use crate::time::rfc3339;
+use etx_db::ledger::{NewTransaction, PLATFORM, account_id};
+use etx_db::payments::{DepositRow, NewDeposit};
+use etx_db::users::UserRow;
+use etx_db::{Batch, DatabaseTransaction, Db, now_micros};
+use etx_domain::{AmountError, format_amount, parse_amount, parse_positive_amount};
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+/// Provider statuses in the order a payment goes through them. A notification never moves a
+/// deposit back; `finished` outranks everything, so a late payment after expiry still counts.
+pub fn status_rank(status: &str) -> Option<i32> {
+    Some(match status {
+        "waiting" => 0,
+        "expired" => 1,
+        "confirming" => 2,
+        "confirmed" => 3,
+        "sending" => 4,
+        "partially_paid" => 5,
+        "failed" | "refunded" => 6,
+        "finished" => 7,
+        _ => return None,
+    })
+}
+
+pub(crate) const FINISHED: i32 = 7;
+
+/// The status shown: a payment still waiting after its expiry is `expired`.
+pub(crate) fn shown_status(d: &DepositRow) -> &str {
+    if d.status == "waiting" && now_micros() > d.expires_at {
+        "expired"
+    } else {
+        &d.status
+    }
+}
+
+pub(crate) fn payment_uri(network: Option<Network>, address: &str, amount: &str) -> String {
+    match network {
+        Some(Network::Bitcoin) => format!("bitcoin:{address}?amount={amount}"),
+        Some(Network::Litecoin) => format!("litecoin:{address}?amount={amount}"),
+        Some(Network::Solana) => format!("solana:{address}?amount={amount}"),
+        Some(Network::Evm) => format!("ethereum:{address}"),
+        None => address.to_string(),
+    }
+}
+
+pub fn deposit_json(state: &Core, d: &DepositRow, with_qr: bool) -> Value {
+    let scale = scale_of(state, &d.pay_currency);
+    let pay_amount = format_amount(d.pay_amount, scale);
+    let network = state.rules.networks.get(&d.pay_currency).map(|n| n.0);
+    let uri = payment_uri(network, &d.pay_address, &pay_amount);
+    let mut v = json!({
+        "order_id": d.order_id,
+        "provider": d.provider,
+        "status": shown_status(d),
+        "price_amount": format_amount(d.price_amount, 2),
+        "price_currency": "USD",
+        "pay_currency": d.pay_currency,
+        "pay_amount": pay_amount,
+        "pay_address": d.pay_address,
+        "payment_uri": uri,
+        "actually_paid": format_amount(d.actually_paid, scale),
+        "credited": format_amount(d.credited, scale),
+        "credit_state": d.credit_state,
+        "expires_at": rfc3339(d.expires_at),
+        "created_at": rfc3339(d.created_at),
+        "updated_at": rfc3339(d.updated_at),
+    });
+    if with_qr && let Ok(svg) = crate::security::qr_svg(&uri) {
+        v["qr_svg"] = svg.into();
+    }
+    v
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DepositRequest {
+    pub amount: AmountText,
+    pub pay_currency: String,
+}
+
+/// Creates a deposit order: the provider gives an address and the amount to pay in the chosen
+/// currency at the current price.
+pub async fn create_deposit(
+    state: &Core,
+    user: &UserRow,
+    req: DepositRequest,
+) -> Result<Value, CoreError> {
+    let rules = &state.rules;
+    let limit = state.config.deposits.orders_per_user_per_hour;
+    let budget = state
+        .limiter
+        .hit(
+            &format!("deposit:user:{}", user.id),
+            limit,
+            std::time::Duration::from_secs(3600),
+        )
+        .await?;
+    if !budget.allowed {
+        return Err(CoreError::RateLimited {
+            retry_after_secs: budget.reset_after_secs,
+            limit,
+        });
+    }
+    let cents = parse_positive_amount(req.amount.0.trim(), 2).map_err(amount_field)?;
+    if cents < rules.deposit_min_cents || cents > rules.deposit_max_cents {
+        return Err(CoreError::LimitExceeded(format!(
+            "a deposit must be worth between ${} and ${}",
+            format_amount(rules.deposit_min_cents, 2),
+            format_amount(rules.deposit_max_cents, 2)
+        )));
+    }
+    let code = req.pay_currency.trim().to_ascii_uppercase();
+    if !rules.pay_currencies.contains(&code) {
+        return Err(CoreError::field(
+            "pay_currency",
+            &format!("must be one of {}", rules.pay_currencies.join(", ")),
+        ));
+    }
+    let asset = asset_of(state, &code).map_err(|_| CoreError::field("pay_currency", "unknown"))?;
+    let order_id = {
+        let u = uuid::Uuid::now_v7().simple().to_string().to_uppercase();
+        format!("DEP-{}", &u[u.len() - 16..])
+    };
+    let (payment_id, address, pay_amount) = match &state.payments.provider {
+        Provider::Sandbox => {
+            let network = rules.networks[&code].0;
+            let seed = {
+                let mut m = Hmac::<Sha256>::new_from_slice(&state.payments.address_key)
+                    .expect("HMAC takes any key length");
+                m.update(order_id.as_bytes());
+                let b: [u8; 32] = m.finalize().into_bytes().into();
+                b
+            };
+            let quote = state
+                .market
+                .quote(&code)
+                .ok_or_else(|| CoreError::Unavailable("no price for that currency".into()))?;
+            // Cents × 10^(scale + 6) / (USD × 10^8), rounded up: the payer never pays short.
+            let num = i128::from(cents) * 10i128.pow(u32::from(asset.scale) + 6);
+            let den = i128::from(quote.price);
+            let pay = i64::try_from((num + den - 1) / den)
+                .map_err(|_| amount_field(AmountError::Overflow))?;
+            (None, network.sandbox_address(&seed), pay)
+        }
+        Provider::NowPayments {
+            url,
+            api_key,
+            client,
+        } => {
+            let callback = format!(
+                "{}/api/wallet/webhook/nowpayments",
+                state
+                    .config
+                    .public_url
+                    .as_deref()
+                    .unwrap_or("")
+                    .trim_end_matches('/')
+            );
+            let body = json!({
+                "price_amount": format_amount(cents, 2).parse::<f64>().unwrap_or_default(),
+                "price_currency": "usd",
+                "pay_currency": code.to_ascii_lowercase(),
+                "order_id": order_id,
+                "order_description": format!("Deposit {order_id}"),
+                "ipn_callback_url": callback,
+            });
+            let p = crate::providers::nowpayments::create_payment(
+                client,
+                url,
+                api_key,
+                &body,
+                asset.scale,
+            )
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "payment provider refused a payment");
+                CoreError::Unavailable(
+                    "the payment provider is unavailable; try again shortly".into(),
+                )
+            })?;
+            (Some(p.payment_id), p.pay_address, p.pay_amount)
+        }
+    };
+    let now = now_micros();
+    let id = uuid::Uuid::now_v7().to_string();
+    state
+        .db
+        .insert_deposit(NewDeposit {
+            id: &id,
+            order_id: &order_id,
+            user_id: &user.id,
+            provider: state.payments.name(),
+            provider_payment_id: payment_id.as_deref(),
+            price_amount: cents,
+            pay_currency: &code,
+            pay_amount,
+            pay_address: &address,
+            status: "waiting",
+            status_rank: 0,
+            expires_at: now + rules.deposit_ttl_micros,
+        })
+        .await?;
+    crate::audit::Event::new(Some(&user.id), "deposit.create")
+        .target("deposit", &order_id)
+        .details(json!({"usd": format_amount(cents, 2), "pay_currency": code}))
+        .record(state)
+        .await;
+    let d = state
+        .db
+        .deposit_by_order(&order_id)
+        .await?
+        .ok_or(CoreError::NotFound)?;
+    Ok(deposit_json(state, &d, true))
+}
+
+/// A signed payment notification, as the provider sends it.
+pub(crate) struct Notification {
+    order_id: String,
+    status: String,
+    rank: i32,
+    payment_id: Option<String>,
+    actually_paid: Option<Value>,
+}
+
+/// Unsigned or badly signed notifications one address may send per minute before it is
+/// answered 429 instead of 401.
+pub const UNSIGNED_WEBHOOKS_PER_MINUTE: u32 = 20;
+
+/// Takes a provider's notification: checks its signature over the body, then moves the
+/// deposit forward and credits it once. Every signed notification is stored with what came of
+/// it; an unsigned or badly signed one is only counted (`etx_webhooks_rejected_total`) and
+/// logged, since anyone can send those and storing them would let anyone fill the database
+/// and take SQLite's write lock from money movements. `client` is the sender's address, for
+/// the throttle; `None` for notifications made inside the server.
+pub async fn receive_webhook(
+    state: &Core,
+    provider: &str,
+    signature: Option<&str>,
+    raw: &[u8],
+    client: Option<std::net::IpAddr>,
+) -> Result<Value, CoreError> {
+    if provider != state.payments.name() {
+        return Err(CoreError::NotFound);
+    }
+    let parsed: Option<Value> = serde_json::from_slice(raw).ok().filter(Value::is_object);
+    let signed = match (&parsed, signature) {
+        (Some(v), Some(sig)) => {
+            crate::providers::nowpayments::verify(&state.payments.ipn_secret, v, sig)
+        }
+        _ => false,
+    };
+    let field = |name: &str| {
+        parsed
+            .as_ref()
+            .and_then(|v| v[name].as_str())
+            .map(str::to_string)
+    };
+    if !signed {
+        let reason = if signature.is_none() {
+            "unsigned"
+        } else {
+            "bad_signature"
+        };
+        metrics::counter!(
+            "etx_webhooks_rejected_total",
+            "provider" => provider.to_string(),
+            "reason" => reason
+        )
+        .increment(1);
+        if let Some(ip) = client {
+            let d = state
+                .limiter
+                .hit(
+                    &format!("webhook:{ip}"),
+                    UNSIGNED_WEBHOOKS_PER_MINUTE,
+                    MINUTE,
+                )
+                .await?;
+            if !d.allowed {
+                tracing::debug!(provider, reason, client = %ip, "payment notification refused: throttled");
+                return Err(CoreError::RateLimited {
+                    retry_after_secs: d.reset_after_secs,
+                    limit: UNSIGNED_WEBHOOKS_PER_MINUTE,
+                });
+            }
+        }
+        // Neither the body nor the signature: they are the sender's, not ours to keep.
+        tracing::warn!(
+            provider,
+            reason,
+            client = client.map(|c| c.to_string()),
+            bytes = raw.len(),
+            "payment notification refused: missing or bad signature"
+        );
+        return Err(CoreError::Unauthorized(
+            "missing or invalid notification signature".into(),
+        ));
+    }
+    let (order_id, status) = (field("order_id"), field("payment_status"));
+    let body_text = String::from_utf8_lossy(raw);
+    let store = |outcome: String| {
+        let (body, order_id, status) = (&body_text, &order_id, &status);
+        async move {
+            let id = uuid::Uuid::now_v7().to_string();
+            if let Err(e) = state
+                .db
+                .record_webhook(
+                    &id,
+                    provider,
+                    true,
+                    order_id.as_deref(),
+                    status.as_deref(),
+                    body,
+                    &outcome,
+                )
+                .await
+            {
+                tracing::error!(error = %e, "payment notification could not be stored");
+            }
+        }
+    };
+    let v = parsed.unwrap_or_default();
+    let (Some(order_id_s), Some(status_s)) = (order_id.clone(), status.clone()) else {
+        store("rejected: order_id or payment_status missing".into()).await;
+        return Err(CoreError::Validation {
+            message: "order_id and payment_status are required".into(),
+            fields: Default::default(),
+        });
+    };
+    let Some(rank) = status_rank(&status_s) else {
+        store(format!("rejected: unknown status {status_s:?}")).await;
+        return Err(CoreError::field("payment_status", "is not a known status"));
+    };
+    let n = Notification {
+        order_id: order_id_s,
+        status: status_s,
+        rank,
+        payment_id: match &v["payment_id"] {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        },
+        actually_paid: v.get("actually_paid").cloned(),
+    };
+    let Some(deposit) = state.db.deposit_by_order(&n.order_id).await? else {
+        store("rejected: unknown order".into()).await;
+        return Err(CoreError::NotFound);
+    };
+    if let (Some(ours), Some(theirs)) = (&deposit.provider_payment_id, &n.payment_id)
+        && ours != theirs
+    {
+        store("rejected: payment_id does not match the order".into()).await;
+        return Err(CoreError::field("payment_id", "does not match the order"));
+    }
+    let result = with_retries(|| apply_notification(state, &deposit, &n)).await;
+    match result {
+        Ok((outcome, events)) => {
+            store(outcome.clone()).await;
+            if !events.is_empty() {
+                state.events.movements(events);
+            }
+            let now = state.db.deposit_by_order(&n.order_id).await?;
+            Ok(json!({
+                "result": outcome,
+                "deposit": now.map(|d| deposit_json(state, &d, false)),
+            }))
+        }
+        Err(e) => {
+            store(format!("failed: {e}")).await;
+            Err(e)
+        }
+    }
+}
+
+pub(crate) async fn apply_notification(
+    state: &Core,
+    deposit: &DepositRow,
+    n: &Notification,
+) -> Result<(String, Vec<MovementEvent>), Failure> {
+    let db = &state.db;
+    let scale = scale_of(state, &deposit.pay_currency);
+    let paid = n
+        .actually_paid
+        .as_ref()
+        .and_then(|v| crate::providers::nowpayments::amount_minor(v, scale))
+        .unwrap_or(0);
+    let tx = db.begin_write().await?;
+    let Some(d) = db
+        .advance_deposit(&tx, &n.order_id, &n.status, n.rank, paid)
+        .await?
+    else {
+        tx.rollback().await?;
+        return Ok((
+            "ignored: not newer than the deposit's status".to_string(),
+            vec![],
+        ));
+    };
+    let mut batch = Batch::default();
+    let mut events = Vec::new();
+    let mut outcome = format!("status {}", n.status);
+    if n.rank == FINISHED {
+        // Paid in full: the amount received, or at least what was asked.
+        let amount = d.actually_paid.max(d.pay_amount);
+        let flagged = db.flag_of_in(&tx, "deposit", &d.order_id).await?;
+        match d.credit_state.as_str() {
+            "none" => {
+                let Some(user) = db.user_by_id_in(&tx, &d.user_id).await? else {
+                    // Paid after its owner was deleted: the money is real, so it waits in
+                    // suspense for staff instead of being lost with a failed credit.
+                    if db
+                        .set_deposit_credit(&tx, &d.id, "none", "suspense", amount, 0, None)
+                        .await?
+                        .is_none()
+                    {
+                        return Err(conflict("the deposit changed meanwhile").into());
+                    }
+                    to_suspense(state, &tx, &mut batch, &d, amount).await?;
+                    db.run_batch(&tx, batch).await?;
+                    tx.commit().await?;
+                    return Ok((
+                        "credited to suspense: the owner no longer exists".into(),
+                        events,
+                    ));
+                };
+                let usd = deposit_usd(&d, amount);
+                let rule = match &flagged {
+                    Some(f) if f.status == "open" => Some((f.rule.clone(), None)),
+                    // Staff already reviewed this deposit.
+                    Some(_) => None,
+                    None => aml_rule(state, &tx, &user, usd)
+                        .await?
+                        .map(|(r, v)| (r.to_string(), Some(v))),
+                };
+                let (ev, held) = credit(state, &tx, &mut batch, &d, amount, rule.is_some()).await?;
+                if let Some((rule, Some(details))) = &rule {
+                    queue_flag(
+                        &mut batch,
+                        &d.user_id,
+                        "deposit",
+                        &d.order_id,
+                        rule,
+                        details,
+                    );
+                }
+                events.extend(ev);
+                outcome = if held {
+                    "credited to review hold".into()
+                } else {
+                    "credited".into()
+                };
+            }
+            "credited" if amount > d.credited => {
+                // Part was credited when staff released a partial payment; the rest now, under
+                // the same rules as any money coming in.
+                let rest = amount - d.credited;
+                let Some(user) = db.user_by_id_in(&tx, &d.user_id).await? else {
+                    if db
+                        .set_deposit_credit(&tx, &d.id, "credited", "credited", rest, 0, None)
+                        .await?
+                        .is_none()
+                    {
+                        return Err(conflict("the deposit changed meanwhile").into());
+                    }
+                    to_suspense(state, &tx, &mut batch, &d, rest).await?;
+                    db.run_batch(&tx, batch).await?;
+                    tx.commit().await?;
+                    return Ok((
+                        "remainder credited to suspense: the owner no longer exists".into(),
+                        events,
+                    ));
+                };
+                let rule = aml_rule(state, &tx, &user, deposit_usd(&d, rest)).await?;
+                let (ev, held) = credit(state, &tx, &mut batch, &d, rest, rule.is_some()).await?;
+                if let Some((rule, details)) = &rule {
+                    Db::queue_reopen_flag(
+                        &mut batch,
+                        &d.user_id,
+                        "deposit",
+                        &d.order_id,
+                        rule,
+                        &details.to_string(),
+                    );
+                }
+                events.extend(ev);
+                outcome = if held {
+                    "remainder credited to review hold".into()
+                } else {
+                    "credited the remainder".into()
+                };
+            }
+            _ => outcome = format!("status finished; credit already {}", d.credit_state),
+        }
+    } else if matches!(n.status.as_str(), "refunded" | "failed") && d.credited > 0 {
+        // Money already credited was given back by the provider: staff must know.
+        Db::queue_reopen_flag(
+            &mut batch,
+            &d.user_id,
+            "deposit",
+            &d.order_id,
+            "reversed_after_credit",
+            &json!({
+                "status": n.status,
+                "credited": format_amount(d.credited, scale),
+                "currency": d.pay_currency,
+            })
+            .to_string(),
+        );
+        outcome = format!(
+            "status {}; credited money reported back, review opened",
+            n.status
+        );
+    } else if n.status == "partially_paid" && d.credit_state == "none" {
+        queue_flag(
+            &mut batch,
+            &d.user_id,
+            "deposit",
+            &d.order_id,
+            "partial_payment",
+            &json!({
+                "pay_amount": format_amount(d.pay_amount, scale),
+                "actually_paid": format_amount(d.actually_paid, scale),
+                "currency": d.pay_currency,
+            }),
+        );
+        outcome = "partial payment held for review".into();
+    }
+    db.run_batch(&tx, batch).await?;
+    tx.commit().await?;
+    tracing::info!(order_id = %d.order_id, status = %n.status, outcome, "payment notification applied");
+    Ok((outcome, events))
+}
+
+/// Moves `amount` of a deposit whose owner is gone from clearing to `suspense::<asset>` and
+/// opens a suspense item for staff to resolve.
+pub(crate) async fn to_suspense(
+    state: &Core,
+    tx: &DatabaseTransaction,
+    batch: &mut Batch,
+    d: &DepositRow,
+    amount: i64,
+) -> Result<(), Failure> {
+    post(
+        &state.db,
+        tx,
+        batch,
+        "deposit_suspense",
+        &d.pay_currency,
+        Some(&d.order_id),
+        None,
+        vec![
+            leg(PLATFORM, "deposits_clearing", -amount),
+            leg(PLATFORM, "suspense", amount),
+        ],
+    )
+    .await?;
+    let id = uuid::Uuid::now_v7().to_string();
+    Db::queue_suspense_item(
+        batch,
+        &id,
+        &d.pay_currency,
+        amount,
+        ("deposit", &d.order_id),
+        Some(&d.user_id),
+    );
+    crate::audit::Event::new(None, "deposit.suspense")
+        .target("suspense", &id)
+        .details(json!({
+            "order_id": d.order_id,
+            "owner_id": d.user_id,
+            "currency": d.pay_currency,
+            "amount": format_amount(amount, scale_of(state, &d.pay_currency)),
+        }))
+        .queue(batch);
+    tracing::warn!(order_id = %d.order_id, owner = %d.user_id, suspense = %id, "deposit paid for an owner who no longer exists; held in suspense");
+    Ok(())
+}
+
+/// A suspense item as the staff API and page show it.
+pub fn suspense_json(state: &Core, s: &etx_db::suspense::SuspenseRow) -> Value {
+    json!({
+        "id": s.id,
+        "status": s.status,
+        "currency": s.asset,
+        "amount": format_amount(s.amount, scale_of(state, &s.asset)),
+        "source_type": s.source_type,
+        "source_id": s.source_id,
+        "owner_id": s.owner_id,
+        "resolved_by": s.resolved_by,
+        "credited_to": s.credited_to,
+        "note": s.note,
+        "created_at": rfc3339(s.created_at),
+        "resolved_at": s.resolved_at.map(rfc3339),
+    })
+}
+
+/// How staff resolve a suspense item.
+pub enum SuspenseAction {
+    /// The money was sent back to the payer outside the platform: it leaves through
+    /// withdrawals clearing like a payout.
+    Refund,
+    /// Credited to this user's wallet.
+    Credit { user_id: String },
+}
+
+/// Resolves an open suspense item (admins), once: the state change is conditional on
+/// `open` and runs in the transaction of the entry that moves the money out of suspense.
+pub async fn resolve_suspense(
+    state: &Core,
+    staff: &UserRow,
+    id: &str,
+    action: SuspenseAction,
+    reason: &str,
+) -> Result<Value, CoreError> {
+    let id = uuid::Uuid::parse_str(id)
+        .map_err(|_| CoreError::NotFound)?
+        .to_string();
+    let reason = reason_text(reason, "reason")?;
+    let (row, events) =
+        with_retries(|| resolve_suspense_attempt(state, staff, &id, &action, &reason)).await?;
+    if !events.is_empty() {
+        state.events.movements(events);
+    }
+    Ok(suspense_json(state, &row))
+}
+
+pub(crate) async fn resolve_suspense_attempt(
+    state: &Core,
+    staff: &UserRow,
+    id: &str,
+    action: &SuspenseAction,
+    reason: &str,
+) -> Result<(etx_db::suspense::SuspenseRow, Vec<MovementEvent>), Failure> {
+    let db = &state.db;
+    let tx = db.begin_write().await?;
+    let Some(item) = db.suspense_item(&tx, id).await? else {
+        return Err(CoreError::NotFound.into());
+    };
+    if item.status != "open" {
+        return Err(conflict(&format!("this item is already {}", item.status)).into());
+    }
+    let target = match action {
+        SuspenseAction::Refund => None,
+        SuspenseAction::Credit { user_id } => {
+            let user = match uuid::Uuid::parse_str(user_id) {
+                Ok(u) => db.user_by_id_in(&tx, &u.to_string()).await?,
+                Err(_) => None,
+            }
+            .ok_or_else(|| CoreError::field("user_id", "no such user"))?;
+            Some(user)
+        }
+    };
+    let to = if target.is_some() {
+        "credited"
+    } else {
+        "refunded"
+    };
+    let Some(row) = db
+        .resolve_suspense(
+            &tx,
+            id,
+            to,
+            &staff.id,
+            target.as_ref().map(|u| u.id.as_str()),
+            reason,
+        )
+        .await?
+    else {
+        return Err(conflict("this item was resolved meanwhile").into());
+    };
+    let mut batch = Batch::default();
+    let scale = scale_of(state, &row.asset);
+    let mut events = Vec::new();
+    match &target {
+        None => {
+            post(
+                db,
+                &tx,
+                &mut batch,
+                "suspense_refund",
+                &row.asset,
+                Some(reason),
+                Some(&staff.id),
+                vec![
+                    leg(PLATFORM, "suspense", -row.amount),
+                    leg(PLATFORM, "withdrawals_clearing", row.amount),
+                ],
+            )
+            .await?;
+        }
+        Some(user) => {
+            let balances = post(
+                db,
+                &tx,
+                &mut batch,
+                "suspense_credit",
+                &row.asset,
+                Some(reason),
+                Some(&staff.id),
+                vec![
+                    leg(PLATFORM, "suspense", -row.amount),
+                    leg(&user.id, "wallet", row.amount),
+                ],
+            )
+            .await?;
+            let balance = balance_of(&balances, &account_id(&user.id, "wallet", &row.asset))?;
+            let txn_id = uuid::Uuid::now_v7().to_string();
+            Db::insert_transactions(
+                &mut batch,
+                &mut [NewTransaction {
+                    id: &txn_id,
+                    user_id: &user.id,
+                    kind: "deposit",
+                    direction: "in",
+                    asset: &row.asset,
+                    amount: row.amount,
+                    fee: 0,
+                    status: "completed",
+                    counterparty_id: None,
+                    note: Some(&row.source_id),
+                    entry_id: None,
+                }],
+            );
+            let n = notice(
+                "deposit_credited",
+                format!(
+                    "{} {} was credited to your wallet",
+                    format_amount(row.amount, scale),
+                    row.asset
+                ),
+                reason.to_string(),
+                json!({"transaction_id": txn_id}),
+            );
+            n.queue(&mut batch, &user.id);
+            let view = txn_view(
+                state,
+                &txn_id,
+                "deposit",
+                "in",
+                &row.asset,
+                row.amount,
+                0,
+                "completed",
+                Some(&row.source_id),
+            );
+            events.push(movement_event(
+                state,
+                &user.id,
+                &row.asset,
+                balance,
+                view,
+                Some(n),
+            ));
+        }
+    }
+    let audit_action = if target.is_some() {
+        "suspense.credit"
+    } else {
+        "suspense.refund"
+    };
+    crate::audit::Event::new(Some(&staff.id), audit_action)
+        .target("suspense", &row.id)
+        .details(json!({
+            "source_type": row.source_type,
+            "source_id": row.source_id,
+            "owner_id": row.owner_id,
+            "credited_to": row.credited_to,
+            "currency": row.asset,
+            "amount": format_amount(row.amount, scale),
+            "reason": reason,
+        }))
+        .queue(&mut batch);
+    db.run_batch(&tx, batch).await?;
+    tx.commit().await?;
+    tracing::info!(suspense = %row.id, actor = %staff.id, to, "suspense item resolved");
+    Ok((row, events))
+}
+
+/// The USD value of `amount` of a deposit, in proportion to what was asked for it.
+pub(crate) fn deposit_usd(d: &DepositRow, amount: i64) -> i64 {
+    if d.pay_amount <= 0 {
+        return d.price_amount;
+    }
+    i64::try_from(i128::from(d.price_amount) * i128::from(amount) / i128::from(d.pay_amount))
+        .unwrap_or(i64::MAX)
+}
+
+/// Moves `amount` of a deposit from clearing to the owner's wallet, or to their held account
+/// when `hold`. Returns the events to announce and whether it was held.
+pub(crate) async fn credit(
+    state: &Core,
+    tx: &DatabaseTransaction,
+    batch: &mut Batch,
+    d: &DepositRow,
+    amount: i64,
+    hold: bool,
+) -> Result<(Vec<MovementEvent>, bool), Failure> {
+    let db = &state.db;
+    let to_kind = if hold { "held" } else { "wallet" };
+    let txn_id = uuid::Uuid::now_v7().to_string();
+    let to_state = if hold { "held" } else { "credited" };
+    if db
+        .set_deposit_credit(
+            tx,
+            &d.id,
+            &d.credit_state,
+            to_state,
+            amount,
+            if hold { amount } else { 0 },
+            Some(&txn_id),
+        )
+        .await?
+        .is_none()
+    {
+        return Err(CoreError::Conflict {
+            message: "the deposit changed meanwhile".into(),
+            fields: Default::default(),
+        }
+        .into());
+    }
+    let balances = post(
+        db,
+        tx,
+        batch,
+        "deposit",
+        &d.pay_currency,
+        Some(&d.order_id),
+        None,
+        vec![
+            leg(PLATFORM, "deposits_clearing", -amount),
+            leg(&d.user_id, to_kind, amount),
+        ],
+    )
+    .await?;
+    let status = if hold { "held" } else { "completed" };
+    Db::insert_transactions(
+        batch,
+        &mut [NewTransaction {
+            id: &txn_id,
+            user_id: &d.user_id,
+            kind: "deposit",
+            direction: "in",
+            asset: &d.pay_currency,
+            amount,
+            fee: 0,
+            status,
+            counterparty_id: None,
+            note: Some(&d.order_id),
+            entry_id: None,
+        }],
+    );
+    let scale = scale_of(state, &d.pay_currency);
+    crate::audit::Event::new(None, "deposit.credit")
+        .target("deposit", &d.order_id)
+        .details(json!({
+            "user_id": d.user_id,
+            "currency": d.pay_currency,
+            "amount": format_amount(amount, scale),
+            "held_for_review": hold,
+        }))
+        .queue(batch);
+    let wallet = account_id(&d.user_id, "wallet", &d.pay_currency);
+    let balance = balances
+        .iter()
+        .find(|(id, _)| *id == wallet)
+        .map(|(_, b)| *b);
+    let n = notice(
+        "deposit_credited",
+        if hold {
+            format!(
+                "Your deposit of {} {} arrived and is under review",
+                format_amount(amount, scale),
+                d.pay_currency
+            )
+        } else {
+            format!(
+                "Your deposit of {} {} arrived",
+                format_amount(amount, scale),
+                d.pay_currency
+            )
+        },
+        format!("Order {}", d.order_id),
+        json!({"order_id": d.order_id, "transaction_id": txn_id}),
+    );
+    n.queue(batch, &d.user_id);
+    let view = txn_view(
+        state,
+        &txn_id,
+        "deposit",
+        "in",
+        &d.pay_currency,
+        amount,
+        0,
+        status,
+        Some(&d.order_id),
+    );
+    let balance = match balance {
+        Some(b) => b,
+        None => {
+            state
+                .db
+                .wallet_balance_in(tx, &d.user_id, &d.pay_currency)
+                .await?
+        }
+    };
+    Ok((
+        vec![movement_event(
+            state,
+            &d.user_id,
+            &d.pay_currency,
+            balance,
+            view,
+            Some(n),
+        )],
+        hold,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulateRequest {
+    pub status: String,
+    /// Defaults to the whole pay amount for `finished`, half of it for `partially_paid`.
+    pub actually_paid: Option<AmountText>,
+}
+
+/// Dev mode: sends the deposit's provider notification as the sandbox would, signed, through
+/// the same path as a real one.
+pub async fn simulate(
+    state: &Core,
+    order_id: &str,
+    req: SimulateRequest,
+) -> Result<Value, CoreError> {
+    if !matches!(state.payments.provider, Provider::Sandbox) || !state.config.is_dev() {
+        return Err(CoreError::Forbidden(
+            "simulated payments exist only with the sandbox provider in dev mode".into(),
+        ));
+    }
+    let d = state
+        .db
+        .deposit_by_order(order_id)
+        .await?
+        .ok_or(CoreError::NotFound)?;
+    if status_rank(&req.status).is_none() {
+        return Err(CoreError::field("status", "is not a known payment status"));
+    }
+    let scale = scale_of(state, &d.pay_currency);
+    let paid = match &req.actually_paid {
+        Some(a) => parse_amount(a.0.trim(), scale)
+            .ok()
+            .filter(|a| *a >= 0)
+            .ok_or_else(|| CoreError::field("actually_paid", "must be a decimal amount"))?,
+        None if req.status == "finished" => d.pay_amount,
+        None if req.status == "partially_paid" => d.pay_amount / 2,
+        None => 0,
+    };
+    let body = sandbox_notification(&d, &req.status, paid, scale);
+    let sig = state.payments.sign(&body);
+    let raw = serde_json::to_vec(&body).map_err(|e| CoreError::Internal(e.into()))?;
+    receive_webhook(state, "sandbox", Some(&sig), &raw, None).await
+}
+
+/// A notification in the provider's format.
+pub fn sandbox_notification(d: &DepositRow, status: &str, paid: i64, scale: u8) -> Value {
+    json!({
+        "payment_id": d.provider_payment_id.clone().unwrap_or_else(|| d.id.clone()),
+        "payment_status": status,
+        "pay_address": d.pay_address,
+        "price_amount": format_amount(d.price_amount, 2),
+        "price_currency": "usd",
+        "pay_amount": format_amount(d.pay_amount, scale),
+        "actually_paid": format_amount(paid, scale),
+        "pay_currency": d.pay_currency.to_ascii_lowercase(),
+        "order_id": d.order_id,
+        "updated_at": now_micros() / 1000,
+    })
+}

@@ -1,0 +1,307 @@
+//! Thresholds from the `[deposits]`, `[withdrawals]`, `[aml]` and `[admin]` settings, and the AML
+//! rules that decide whether an operation waits for review.
+
+use crate::Core;
+use crate::address::Network;
+use crate::ledger::AssetConfig;
+use etx_db::users::UserRow;
+use etx_db::{Batch, Db, DbErr, now_micros};
+use etx_domain::{format_amount, parse_amount, parse_positive_amount};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+
+pub(crate) const MICROS_PER_MINUTE: i64 = 60_000_000;
+
+pub(crate) const MINUTE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Thresholds from the `[deposits]`, `[withdrawals]` and `[aml]` settings, in cents.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub deposit_min_cents: i64,
+    pub deposit_max_cents: i64,
+    pub deposit_ttl_micros: i64,
+    pub pay_currencies: Vec<String>,
+    pub withdraw_min_cents: i64,
+    pub withdraw_max_cents: i64,
+    pub withdraw_daily_cap_cents: i64,
+    /// Hundredths of a percent.
+    pub fee_basis_points: i64,
+    pub two_approvals_cents: i64,
+    /// Per withdrawable asset: its address family and smallest fee in minor units.
+    pub networks: HashMap<String, (Network, i64)>,
+    pub aml_large_cents: i64,
+    pub aml_max_operations: i64,
+    pub aml_window_micros: i64,
+    pub aml_young_micros: i64,
+    pub aml_young_cents: i64,
+    /// Admin adjustments worth this much or more need a second admin.
+    pub adjust_approval_cents: i64,
+}
+
+pub(crate) fn usd_setting(v: &str, name: &str) -> anyhow::Result<i64> {
+    parse_positive_amount(v, 2).map_err(|_| anyhow::anyhow!("invalid setting {name}: {v:?}"))
+}
+
+impl Rules {
+    pub fn from_config(
+        asset_settings: &[AssetConfig],
+        d: &DepositConfig,
+        w: &WithdrawalConfig,
+        a: &AmlConfig,
+        admin: &AdminConfig,
+    ) -> anyhow::Result<Rules> {
+        let assets = crate::ledger::Assets::from_config(asset_settings)?;
+        if !matches!(d.provider.as_str(), "sandbox" | "nowpayments") {
+            anyhow::bail!("invalid setting deposits.provider: must be sandbox or nowpayments");
+        }
+        if d.provider == "nowpayments"
+            && (d.nowpayments_api_key.as_deref().is_none_or(str::is_empty)
+                || d.ipn_secret.as_deref().is_none_or(str::is_empty))
+        {
+            anyhow::bail!(
+                "invalid setting deposits: nowpayments needs nowpayments_api_key and ipn_secret"
+            );
+        }
+        if !(1..=1440).contains(&d.ttl_minutes) {
+            anyhow::bail!("invalid setting deposits.ttl_minutes: 1..=1440");
+        }
+        let mut networks = HashMap::new();
+        for a in asset_settings {
+            let Some(n) = &a.network else { continue };
+            let code = a.code.trim().to_ascii_uppercase();
+            let network = Network::parse(n).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "invalid setting assets.network for {code}: bitcoin, litecoin, evm or solana"
+                )
+            })?;
+            let scale = assets.get(&code).map_or(0, |x| x.scale);
+            let fee = match &a.withdrawal_min_fee {
+                Some(f) => parse_amount(f, scale)
+                    .ok()
+                    .filter(|f| *f >= 0)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("invalid setting assets.withdrawal_min_fee for {code}")
+                    })?,
+                None => 0,
+            };
+            networks.insert(code, (network, fee));
+        }
+        let mut pay_currencies = Vec::new();
+        for p in &d.pay_currencies {
+            let code = p.trim().to_ascii_uppercase();
+            if assets.get(&code).is_none() || code == "USD" {
+                anyhow::bail!(
+                    "invalid setting deposits.pay_currencies: {code} is not a configured crypto asset"
+                );
+            }
+            if !networks.contains_key(&code) {
+                anyhow::bail!("invalid setting deposits.pay_currencies: {code} has no network");
+            }
+            pay_currencies.push(code);
+        }
+        let rules = Rules {
+            deposit_min_cents: usd_setting(&d.min_usd, "deposits.min_usd")?,
+            deposit_max_cents: usd_setting(&d.max_usd, "deposits.max_usd")?,
+            deposit_ttl_micros: i64::from(d.ttl_minutes) * MICROS_PER_MINUTE,
+            pay_currencies,
+            withdraw_min_cents: usd_setting(&w.min_usd, "withdrawals.min_usd")?,
+            withdraw_max_cents: usd_setting(&w.max_usd, "withdrawals.max_usd")?,
+            withdraw_daily_cap_cents: usd_setting(&w.daily_cap_usd, "withdrawals.daily_cap_usd")?,
+            fee_basis_points: parse_amount(&w.fee_percent, 2)
+                .ok()
+                .filter(|p| (0..=10_000).contains(p))
+                .ok_or_else(|| anyhow::anyhow!("invalid setting withdrawals.fee_percent"))?,
+            two_approvals_cents: usd_setting(
+                &w.two_approvals_from_usd,
+                "withdrawals.two_approvals_from_usd",
+            )?,
+            networks,
+            aml_large_cents: usd_setting(&a.large_amount_usd, "aml.large_amount_usd")?,
+            aml_max_operations: i64::from(a.max_operations_in_window),
+            aml_window_micros: i64::from(a.window_minutes.max(1)) * MICROS_PER_MINUTE,
+            aml_young_micros: i64::from(a.young_account_days) * 86_400_000_000,
+            aml_young_cents: usd_setting(&a.young_account_usd, "aml.young_account_usd")?,
+            adjust_approval_cents: usd_setting(
+                &admin.adjust_approval_from_usd,
+                "admin.adjust_approval_from_usd",
+            )?,
+        };
+        if rules.deposit_min_cents > rules.deposit_max_cents
+            || rules.withdraw_min_cents > rules.withdraw_max_cents
+        {
+            anyhow::bail!("invalid setting deposits/withdrawals: min_usd above max_usd");
+        }
+        Ok(rules)
+    }
+}
+
+/// The AML rule an operation worth `usd_cents` by `user` trips, if any, with its details.
+/// The velocity rule counts committed operations, so the caller must hold a lock that
+/// serialises this user's operations (the wallet and daily-total rows it is changing).
+pub(crate) async fn aml_rule(
+    state: &Core,
+    tx: &impl etx_db::ConnectionTrait,
+    user: &UserRow,
+    usd_cents: i64,
+) -> Result<Option<(&'static str, Value)>, DbErr> {
+    if let Some(rule) = amount_rule(state, user, usd_cents) {
+        return Ok(Some(rule));
+    }
+    let r = &state.rules;
+    if r.aml_max_operations == 0 {
+        return Ok(None);
+    }
+    let recent = state
+        .db
+        .operations_since(
+            tx,
+            &[&user.id],
+            now_micros() - r.aml_window_micros,
+            r.aml_max_operations,
+        )
+        .await?
+        .first()
+        .map_or(0, |(_, n)| *n);
+    Ok(velocity_rule(r, recent))
+}
+
+/// The rules that look at the operation alone (its value, the account's age): decided before
+/// any lock is taken.
+pub(crate) fn amount_rule(
+    state: &Core,
+    user: &UserRow,
+    usd_cents: i64,
+) -> Option<(&'static str, Value)> {
+    let r = &state.rules;
+    let usd = |c: i64| format_amount(c, 2);
+    if usd_cents >= r.aml_large_cents {
+        return Some((
+            "large_amount",
+            json!({"usd_value": usd(usd_cents), "threshold_usd": usd(r.aml_large_cents)}),
+        ));
+    }
+    let age = now_micros() - user.created_at;
+    if age < r.aml_young_micros && usd_cents >= r.aml_young_cents {
+        return Some((
+            "young_account",
+            json!({
+                "usd_value": usd(usd_cents),
+                "threshold_usd": usd(r.aml_young_cents),
+                "account_age_hours": age / 3_600_000_000,
+            }),
+        ));
+    }
+    None
+}
+
+/// The velocity rule, given how many operations the user already made in the window (counted
+/// up to the limit, so `operations_in_window` is at least the number shown).
+pub(crate) fn velocity_rule(r: &Rules, recent: i64) -> Option<(&'static str, Value)> {
+    if r.aml_max_operations == 0 || recent < r.aml_max_operations {
+        return None;
+    }
+    Some((
+        "velocity",
+        json!({
+            "operations_in_window": recent + 1,
+            "max_operations": r.aml_max_operations,
+            "window_minutes": r.aml_window_micros / MICROS_PER_MINUTE,
+        }),
+    ))
+}
+
+pub(crate) fn queue_flag(
+    batch: &mut Batch,
+    user_id: &str,
+    subject_type: &str,
+    subject_id: &str,
+    rule: &str,
+    details: &Value,
+) {
+    Db::queue_flag(
+        batch,
+        &uuid::Uuid::now_v7().to_string(),
+        user_id,
+        subject_type,
+        subject_id,
+        rule,
+        &details.to_string(),
+    );
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct DepositConfig {
+    /// "sandbox" (dev: payments completed from the UI or CLI) or "nowpayments".
+    pub provider: String,
+    pub ttl_minutes: u32,
+    #[serde(deserialize_with = "etx_domain::money::decimal_text")]
+    pub min_usd: String,
+    #[serde(deserialize_with = "etx_domain::money::decimal_text")]
+    pub max_usd: String,
+    pub pay_currencies: Vec<String>,
+    /// Deposit orders one user may open per hour (each may cost a call to the provider).
+    pub orders_per_user_per_hour: u32,
+    /// Shared with the provider to sign its notifications. Empty: derived from the server
+    /// secret (enough for the sandbox; NOWPayments needs the one from its dashboard).
+    #[serde(default)]
+    pub ipn_secret: Option<String>,
+    pub nowpayments_url: String,
+    #[serde(default)]
+    pub nowpayments_api_key: Option<String>,
+}
+
+impl std::fmt::Debug for DepositConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DepositConfig")
+            .field("provider", &self.provider)
+            .field("nowpayments_url", &self.nowpayments_url)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WithdrawalConfig {
+    #[serde(deserialize_with = "etx_domain::money::decimal_text")]
+    pub min_usd: String,
+    #[serde(deserialize_with = "etx_domain::money::decimal_text")]
+    pub max_usd: String,
+    #[serde(deserialize_with = "etx_domain::money::decimal_text")]
+    pub daily_cap_usd: String,
+    /// Percent of the amount, before the per-asset minimum applies.
+    #[serde(deserialize_with = "etx_domain::money::decimal_text")]
+    pub fee_percent: String,
+    /// At or above this USD value a withdrawal needs two approvals.
+    #[serde(deserialize_with = "etx_domain::money::decimal_text")]
+    pub two_approvals_from_usd: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AmlConfig {
+    /// One operation worth this much or more is held for review.
+    #[serde(deserialize_with = "etx_domain::money::decimal_text")]
+    pub large_amount_usd: String,
+    /// More than this many operations within the window: the next is held (0: rule off).
+    pub max_operations_in_window: u32,
+    pub window_minutes: u32,
+    /// An account younger than this moving at least `young_account_usd` is held.
+    pub young_account_days: u32,
+    #[serde(deserialize_with = "etx_domain::money::decimal_text")]
+    pub young_account_usd: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdminConfig {
+    /// Balance adjustments worth this much (USD, at the current price) or more wait for a
+    /// second admin's approval.
+    #[serde(deserialize_with = "etx_domain::money::decimal_text")]
+    pub adjust_approval_from_usd: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            adjust_approval_from_usd: "1000".into(),
+        }
+    }
+}

@@ -1,0 +1,595 @@
+//! Withdrawals: quotes, requests, cancellation and staff approval.
+//!
+//! Money leaves through `withdrawals_hold` (at request time) and `withdrawals_clearing` plus
+//! `fees` (on completion). Each step is a conditional UPDATE naming the state it leaves.
+
+use crate::Core;
+use crate::address::Network;
+use crate::error::CoreError;
+use crate::ledger::{
+    AmountText, Asset, Failure, Movement, MovementEvent, Outcome, amount_field, asset_of,
+    balance_of, conflict, leg, movement_event, notice, post, reason_text, scale_of, txn_view,
+    usd_value, with_retries,
+};
+use crate::rules::{aml_rule, queue_flag};
+use crate::session::Auth;
+use crate::time::rfc3339;
+use etx_db::ledger::{NewTransaction, PLATFORM, Usage, account_id};
+use etx_db::payments::WithdrawalRow;
+use etx_db::users::UserRow;
+use etx_db::{Batch, DatabaseTransaction, Db, now_micros};
+use etx_domain::{AmountError, format_amount, parse_positive_amount};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+pub struct WithdrawalQuote<'a> {
+    pub asset: &'a Asset,
+    pub network: Network,
+    pub amount: i64,
+    pub fee: i64,
+    pub total: i64,
+    pub usd_cents: i64,
+    pub approvals_required: i32,
+}
+
+/// Prices a withdrawal: fee, total and USD value at the current price, within the limits.
+pub fn quote<'a>(
+    state: &'a Core,
+    currency: &str,
+    amount: &str,
+) -> Result<WithdrawalQuote<'a>, CoreError> {
+    let rules = &state.rules;
+    let asset = asset_of(state, currency)?;
+    let Some((network, min_fee)) = rules.networks.get(&asset.code).copied() else {
+        return Err(CoreError::field(
+            "currency",
+            &format!("{} cannot be withdrawn to an address", asset.code),
+        ));
+    };
+    let amount = parse_positive_amount(amount.trim(), asset.scale).map_err(amount_field)?;
+    let pct = i128::from(amount) * i128::from(rules.fee_basis_points);
+    let pct =
+        i64::try_from((pct + 9_999) / 10_000).map_err(|_| amount_field(AmountError::Overflow))?;
+    let fee = pct.max(min_fee);
+    let total = amount
+        .checked_add(fee)
+        .ok_or_else(|| amount_field(AmountError::Overflow))?;
+    let usd = usd_value(state, asset, amount).ok_or_else(|| amount_field(AmountError::Overflow))?;
+    if usd < rules.withdraw_min_cents || usd > rules.withdraw_max_cents {
+        return Err(CoreError::LimitExceeded(format!(
+            "a withdrawal must be worth between ${} and ${} (this one: ${})",
+            format_amount(rules.withdraw_min_cents, 2),
+            format_amount(rules.withdraw_max_cents, 2),
+            format_amount(usd, 2),
+        )));
+    }
+    Ok(WithdrawalQuote {
+        asset,
+        network,
+        amount,
+        fee,
+        total,
+        usd_cents: usd,
+        approvals_required: if usd >= rules.two_approvals_cents {
+            2
+        } else {
+            1
+        },
+    })
+}
+
+pub fn quote_json(q: &WithdrawalQuote<'_>) -> Value {
+    let s = q.asset.scale;
+    json!({
+        "currency": q.asset.code,
+        "amount": format_amount(q.amount, s),
+        "fee": format_amount(q.fee, s),
+        "total": format_amount(q.total, s),
+        "usd_value": format_amount(q.usd_cents, 2),
+        "approvals_required": q.approvals_required,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WithdrawRequest {
+    pub amount: AmountText,
+    pub currency: String,
+    pub address: String,
+}
+
+pub fn withdrawal_json(
+    state: &Core,
+    w: &WithdrawalRow,
+    approvals: &[etx_db::payments::ApprovalRow],
+) -> Value {
+    let s = scale_of(state, &w.asset);
+    json!({
+        "id": w.id,
+        "user_id": w.user_id,
+        "currency": w.asset,
+        "amount": format_amount(w.amount, s),
+        "fee": format_amount(w.fee, s),
+        "total": format_amount(w.amount + w.fee, s),
+        "usd_value": format_amount(w.usd_cents, 2),
+        "address": w.address,
+        "status": w.status,
+        "approvals_required": w.approvals_required,
+        "approvals": approvals.iter().map(|a| json!({
+            "staff_id": a.staff_id,
+            "username": a.username,
+            "note": a.note,
+            "at": rfc3339(a.created_at),
+        })).collect::<Vec<_>>(),
+        "tx_hash": w.tx_hash,
+        "reason": w.reason,
+        "transaction_id": w.transaction_id,
+        "created_at": rfc3339(w.created_at),
+        "updated_at": rfc3339(w.updated_at),
+    })
+}
+
+pub async fn withdraw(
+    state: &Core,
+    user: &UserRow,
+    key: &str,
+    body: Value,
+) -> Result<Outcome, CoreError> {
+    let (m, req) = Movement::start::<WithdrawRequest>(&user.id, key, "withdraw", body)?;
+    m.run(state, || withdraw_attempt(state, user, &m, &req))
+        .await
+}
+
+pub(crate) async fn withdraw_attempt(
+    state: &Core,
+    user: &UserRow,
+    m: &Movement<'_>,
+    req: &WithdrawRequest,
+) -> Result<Outcome, Failure> {
+    let q = quote(state, &req.currency, &req.amount.0)?;
+    let address = req.address.trim();
+    if !q.network.valid(address, state.config.is_dev()) {
+        return Err(
+            CoreError::field("address", &format!("is not {}", q.network.describe())).into(),
+        );
+    }
+    let db = &state.db;
+    let tx = db.begin_write().await?;
+    let code = &q.asset.code;
+    let mut batch = Batch::default();
+    let balances = post(
+        db,
+        &tx,
+        &mut batch,
+        "withdrawal_hold",
+        code,
+        Some(address),
+        Some(&user.id),
+        vec![
+            leg(&user.id, "wallet", -q.total),
+            leg(PLATFORM, "withdrawals_hold", q.total),
+        ],
+    )
+    .await?;
+    let balance = balance_of(&balances, &account_id(&user.id, "wallet", code))?;
+    let day = chrono::Utc::now().timestamp().div_euclid(86_400);
+    if !db
+        .add_withdrawal_usage(
+            &tx,
+            &user.id,
+            day,
+            q.usd_cents,
+            state.rules.withdraw_daily_cap_cents,
+        )
+        .await?
+    {
+        return Err(CoreError::LimitExceeded(format!(
+            "this withdrawal would pass your daily limit of ${}",
+            format_amount(state.rules.withdraw_daily_cap_cents, 2)
+        ))
+        .into());
+    }
+    let rule = aml_rule(state, &tx, user, q.usd_cents).await?;
+    let status = if rule.is_some() { "held" } else { "pending" };
+    let now = now_micros();
+    let w = WithdrawalRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        user_id: user.id.clone(),
+        asset: code.clone(),
+        amount: q.amount,
+        fee: q.fee,
+        usd_cents: q.usd_cents,
+        address: address.to_string(),
+        status: status.into(),
+        approvals_required: q.approvals_required,
+        approvals: 0,
+        tx_hash: None,
+        reason: None,
+        transaction_id: uuid::Uuid::now_v7().to_string(),
+        day,
+        created_at: now,
+        updated_at: now,
+    };
+    Db::insert_transactions(
+        &mut batch,
+        &mut [NewTransaction {
+            id: &w.transaction_id,
+            user_id: &user.id,
+            kind: "withdrawal",
+            direction: "out",
+            asset: code,
+            amount: q.amount,
+            fee: q.fee,
+            status,
+            counterparty_id: None,
+            note: Some(address),
+            entry_id: None,
+        }],
+    );
+    Db::queue_withdrawal(&mut batch, &w);
+    if let Some((rule, details)) = &rule {
+        queue_flag(&mut batch, &user.id, "withdrawal", &w.id, rule, details);
+    }
+    crate::audit::Event::new(Some(&user.id), "withdrawal.request")
+        .target("withdrawal", &w.id)
+        .details(json!({
+            "currency": code,
+            "amount": format_amount(q.amount, q.asset.scale),
+            "fee": format_amount(q.fee, q.asset.scale),
+            "address": address,
+            "status": status,
+            "aml_rule": rule.as_ref().map(|r| r.0),
+        }))
+        .queue(&mut batch);
+    let body = json!({
+        "withdrawal": withdrawal_json(state, &w, &[]),
+        "balance": format_amount(balance, q.asset.scale),
+    })
+    .to_string();
+    let out = m
+        .commit(state, tx, batch, crate::ledger::Taken::Completed, body)
+        .await?;
+    tracing::info!(withdrawal = %w.id, user = %user.id, asset = %code, status, "withdrawal requested");
+    let view = txn_view(
+        state,
+        &w.transaction_id,
+        "withdrawal",
+        "out",
+        code,
+        q.amount,
+        q.fee,
+        status,
+        Some(address),
+    );
+    state.events.movements(vec![movement_event(
+        state, &user.id, code, balance, view, None,
+    )]);
+    Ok(out)
+}
+
+/// Returns a withdrawal's held money to the owner's wallet (a reversing entry) after a
+/// rejection or cancellation, and gives back its share of the daily cap.
+pub(crate) async fn refund(
+    state: &Core,
+    tx: &DatabaseTransaction,
+    batch: &mut Batch,
+    w: &WithdrawalRow,
+    actor: &str,
+    why: &str,
+) -> Result<MovementEvent, Failure> {
+    let db = &state.db;
+    let total = w.amount + w.fee;
+    let balances = post(
+        db,
+        tx,
+        batch,
+        "withdrawal_refund",
+        &w.asset,
+        Some(why),
+        Some(actor),
+        vec![
+            leg(PLATFORM, "withdrawals_hold", -total),
+            leg(&w.user_id, "wallet", total),
+        ],
+    )
+    .await?;
+    let balance = balance_of(&balances, &account_id(&w.user_id, "wallet", &w.asset))?;
+    let refund_id = uuid::Uuid::now_v7().to_string();
+    Db::insert_transactions(
+        batch,
+        &mut [NewTransaction {
+            id: &refund_id,
+            user_id: &w.user_id,
+            kind: "refund",
+            direction: "in",
+            asset: &w.asset,
+            amount: total,
+            fee: 0,
+            status: "completed",
+            counterparty_id: None,
+            note: Some(why),
+            entry_id: None,
+        }],
+    );
+    Db::queue_transaction_status(batch, &w.transaction_id, &w.status);
+    Db::queue_release_usage(batch, Usage::Withdrawals, &w.user_id, w.day, w.usd_cents);
+    let view = txn_view(
+        state,
+        &refund_id,
+        "refund",
+        "in",
+        &w.asset,
+        total,
+        0,
+        "completed",
+        Some(why),
+    );
+    Ok(movement_event(
+        state, &w.user_id, &w.asset, balance, view, None,
+    ))
+}
+
+/// The owner cancels a withdrawal no one has approved yet; the money comes back.
+pub async fn cancel_withdrawal(state: &Core, user: &UserRow, id: &str) -> Result<Value, CoreError> {
+    let w = state
+        .db
+        .withdrawal(id)
+        .await?
+        .filter(|w| w.user_id == user.id)
+        .ok_or(CoreError::NotFound)?;
+    let (w, event) = with_retries(|| async {
+        let tx = state.db.begin_write().await?;
+        let Some(w) = state
+            .db
+            .transition_withdrawal(
+                &tx,
+                &w.id,
+                &["pending"],
+                "cancelled",
+                Some("cancelled by the owner"),
+                None,
+            )
+            .await?
+        else {
+            return Err(conflict("only a pending withdrawal can be cancelled").into());
+        };
+        let mut batch = Batch::default();
+        let event = refund(state, &tx, &mut batch, &w, &user.id, "Withdrawal cancelled").await?;
+        crate::audit::Event::new(Some(&user.id), "withdrawal.cancel")
+            .target("withdrawal", &w.id)
+            .details(json!({"before": "pending", "after": "cancelled"}))
+            .queue(&mut batch);
+        state.db.run_batch(&tx, batch).await?;
+        tx.commit().await?;
+        Ok((w, event))
+    })
+    .await?;
+    state.events.movements(vec![event]);
+    Ok(withdrawal_json(
+        state,
+        &w,
+        &state.db.approvals_of(&w.id).await?,
+    ))
+}
+
+pub enum StaffAction {
+    Approve { note: Option<String> },
+    Reject { reason: String },
+    Complete { tx_hash: String },
+}
+
+/// A staff decision on a withdrawal: approve (two distinct staff, never the requester, at or
+/// over the two-approval threshold), reject with a reason (refund), or, for admins, complete
+/// with the transaction hash of the payout.
+pub async fn staff_withdrawal(
+    state: &Core,
+    staff: &Auth,
+    id: &str,
+    action: StaffAction,
+) -> Result<Value, CoreError> {
+    staff.require_staff()?;
+    let before = state.db.withdrawal(id).await?.ok_or(CoreError::NotFound)?;
+    let actor = staff.user.id.as_str();
+    let action = match action {
+        StaffAction::Approve { note } => {
+            if before.user_id == actor {
+                return Err(CoreError::Forbidden(
+                    "you cannot approve your own withdrawal".into(),
+                ));
+            }
+            let note = note.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
+            if note.as_ref().is_some_and(|n| n.chars().count() > 500) {
+                return Err(CoreError::field("note", "at most 500 characters"));
+            }
+            StaffAction::Approve { note }
+        }
+        StaffAction::Reject { reason } => StaffAction::Reject {
+            reason: reason_text(&reason, "reason")?,
+        },
+        StaffAction::Complete { tx_hash } => {
+            staff.require_admin()?;
+            let h = tx_hash.trim();
+            if h.is_empty() || h.len() > 128 || !h.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Err(CoreError::field(
+                    "tx_hash",
+                    "must be 1 to 128 letters and digits",
+                ));
+            }
+            StaffAction::Complete {
+                tx_hash: h.to_string(),
+            }
+        }
+    };
+    let admin = staff.role.is_admin();
+    let (w, events) = with_retries(|| staff_attempt(state, actor, admin, &before, &action)).await?;
+    if !events.is_empty() {
+        state.events.movements(events);
+    }
+    Ok(withdrawal_json(
+        state,
+        &w,
+        &state.db.approvals_of(&w.id).await?,
+    ))
+}
+
+pub(crate) async fn staff_attempt(
+    state: &Core,
+    actor: &str,
+    admin: bool,
+    before: &WithdrawalRow,
+    action: &StaffAction,
+) -> Result<(WithdrawalRow, Vec<MovementEvent>), Failure> {
+    let db = &state.db;
+    let tx = db.begin_write().await?;
+    let mut batch = Batch::default();
+    let mut events = Vec::new();
+    let (w, verb, details) = match action {
+        StaffAction::Approve { note } => {
+            if !db
+                .add_approval(&tx, &before.id, actor, note.as_deref())
+                .await?
+            {
+                return Err(conflict("you have already approved this withdrawal").into());
+            }
+            let Some(w) = db.count_approval(&tx, &before.id).await? else {
+                return Err(conflict(&format!(
+                    "this withdrawal is {}, not awaiting approval",
+                    before.status
+                ))
+                .into());
+            };
+            (w, "withdrawal.approve", json!({"note": note}))
+        }
+        StaffAction::Reject { reason } => {
+            let Some(w) = db
+                .transition_withdrawal(
+                    &tx,
+                    &before.id,
+                    // Once approved, an admin may be sending the payout: only admins can
+                    // still stop it.
+                    if admin {
+                        &["pending", "pending_approval", "processing"]
+                    } else {
+                        &["pending", "pending_approval"]
+                    },
+                    "rejected",
+                    Some(reason),
+                    None,
+                )
+                .await?
+            else {
+                return Err(conflict(&format!(
+                    "this withdrawal is {} and can no longer be rejected",
+                    before.status
+                ))
+                .into());
+            };
+            let mut e = refund(
+                state,
+                &tx,
+                &mut batch,
+                &w,
+                actor,
+                &format!("Withdrawal rejected: {reason}"),
+            )
+            .await?;
+            let n = notice(
+                "withdrawal_rejected",
+                "Your withdrawal was rejected and refunded".into(),
+                reason.clone(),
+                json!({"withdrawal_id": w.id}),
+            );
+            n.queue(&mut batch, &w.user_id);
+            e.notice = Some(n);
+            events.push(e);
+            (w, "withdrawal.reject", json!({"reason": reason}))
+        }
+        StaffAction::Complete { tx_hash } => {
+            let Some(w) = db
+                .transition_withdrawal(
+                    &tx,
+                    &before.id,
+                    &["processing"],
+                    "completed",
+                    None,
+                    Some(tx_hash),
+                )
+                .await?
+            else {
+                return Err(conflict(&format!(
+                    "this withdrawal is {}; only an approved (processing) one can be completed",
+                    before.status
+                ))
+                .into());
+            };
+            let mut legs = vec![
+                leg(PLATFORM, "withdrawals_hold", -(w.amount + w.fee)),
+                leg(PLATFORM, "withdrawals_clearing", w.amount),
+            ];
+            if w.fee > 0 {
+                legs.push(leg(PLATFORM, "fees", w.fee));
+            }
+            post(
+                db,
+                &tx,
+                &mut batch,
+                "withdrawal",
+                &w.asset,
+                Some(tx_hash),
+                Some(actor),
+                legs,
+            )
+            .await?;
+            let n = notice(
+                "withdrawal_completed",
+                format!(
+                    "Your withdrawal of {} {} was sent",
+                    format_amount(w.amount, scale_of(state, &w.asset)),
+                    w.asset
+                ),
+                format!("Transaction {tx_hash}"),
+                json!({"withdrawal_id": w.id, "tx_hash": tx_hash}),
+            );
+            n.queue(&mut batch, &w.user_id);
+            let view = txn_view(
+                state,
+                &w.transaction_id,
+                "withdrawal",
+                "out",
+                &w.asset,
+                w.amount,
+                w.fee,
+                "completed",
+                Some(&w.address),
+            );
+            let balance = state
+                .db
+                .wallet_balance_in(&tx, &w.user_id, &w.asset)
+                .await?;
+            events.push(movement_event(
+                state,
+                &w.user_id,
+                &w.asset,
+                balance,
+                view,
+                Some(n),
+            ));
+            (w, "withdrawal.complete", json!({"tx_hash": tx_hash}))
+        }
+    };
+    // A refund already queued the rejected status; one statement per row in a batch.
+    if !matches!(action, StaffAction::Reject { .. }) {
+        Db::queue_transaction_status(&mut batch, &w.transaction_id, &w.status);
+    }
+    let mut details = details;
+    details["before"] = json!({"status": before.status, "approvals": before.approvals});
+    details["after"] = json!({"status": w.status, "approvals": w.approvals});
+    crate::audit::Event::new(Some(actor), verb)
+        .target("withdrawal", &w.id)
+        .details(details)
+        .queue(&mut batch);
+    db.run_batch(&tx, batch).await?;
+    tx.commit().await?;
+    tracing::info!(withdrawal = %w.id, actor, action = verb, status = %w.status, "withdrawal decided");
+    Ok((w, events))
+}
