@@ -2,6 +2,7 @@
 //! rejecting it is one conditional UPDATE on `status = 'pending'` that also names an approver
 //! other than the requester, run in the same transaction as the ledger entry it causes.
 
+use crate::sql::Insert;
 use crate::{Batch, Db, now_micros};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, FromQueryResult};
 
@@ -38,9 +39,21 @@ pub struct NewAdjustment<'a> {
 impl Db {
     pub fn queue_adjustment_request(batch: &mut Batch, a: &NewAdjustment<'_>) {
         batch.push(
-            "INSERT INTO adjustment_requests (id, user_id, asset, amount, usd_cents, reason, \
-             requested_by, status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8)",
-            vec![
+            Insert::new(
+                "adjustment_requests",
+                &[
+                    "id",
+                    "user_id",
+                    "asset",
+                    "amount",
+                    "usd_cents",
+                    "reason",
+                    "requested_by",
+                    "status",
+                    "created_at",
+                ],
+            )
+            .row([
                 a.id.into(),
                 a.user_id.into(),
                 a.asset.into(),
@@ -48,8 +61,9 @@ impl Db {
                 a.usd_cents.into(),
                 a.reason.into(),
                 a.requested_by.into(),
+                "pending".into(),
                 now_micros().into(),
-            ],
+            ]),
         );
     }
 

@@ -10,6 +10,7 @@
 //! chained by versions before keying keep their plain SHA-256 links; `audit_head.keyed_from`
 //! says where keying began and carries its own MAC.
 
+use crate::sql::Insert;
 use crate::{Batch, Db, now_micros};
 use hmac::{Hmac, Mac};
 use sea_orm::{ConnectionTrait, DbErr, FromQueryResult};
@@ -146,9 +147,22 @@ impl Db {
     /// or neither does.
     pub fn queue_audit(batch: &mut Batch, a: NewAudit<'_>) {
         batch.push(
-            "INSERT INTO audit_outbox (id, at, actor_id, action, target_type, target_id, ip, \
-             user_agent, request_id, details) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            vec![
+            Insert::new(
+                "audit_outbox",
+                &[
+                    "id",
+                    "at",
+                    "actor_id",
+                    "action",
+                    "target_type",
+                    "target_id",
+                    "ip",
+                    "user_agent",
+                    "request_id",
+                    "details",
+                ],
+            )
+            .row([
                 uuid::Uuid::now_v7().to_string().into(),
                 now_micros().into(),
                 a.actor_id.map(str::to_string).into(),
@@ -159,7 +173,7 @@ impl Db {
                 a.user_agent.map(str::to_string).into(),
                 a.request_id.map(str::to_string).into(),
                 a.details.into(),
-            ],
+            ]),
         );
     }
 

@@ -1,11 +1,13 @@
 //! Opening the database: SQLite gets WAL, a busy timeout and foreign keys; PostgreSQL a pool.
 //! Writers on SQLite start IMMEDIATE transactions so two writers queue instead of failing.
 
+use crate::sql::{Render, Stmt};
 use anyhow::Context;
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
     DbErr, Statement, TransactionOptions, TransactionTrait, Value,
 };
+use std::fmt::Write;
 use std::time::Duration;
 
 /// sqlx 0.9.0 no longer sets TCP_NODELAY on its sockets (launchbadge/sqlx#4335; fixed upstream,
@@ -227,363 +229,61 @@ impl Db {
     }
 }
 
-/// Inserts queued to run together at the end of a write transaction. On PostgreSQL they go as
+/// Statements queued to run together at the end of a write transaction. On PostgreSQL they go as
 /// ONE statement (data-modifying CTEs), so a movement's entry, postings, history rows, audit
 /// record and idempotency answer cost one round trip; on SQLite, where a statement is a
-/// function call rather than a round trip, they run one by one. Each statement numbers its
-/// placeholders from `$1`.
-#[derive(Default, Clone)]
+/// function call rather than a round trip, they run one by one.
+#[derive(Default, Clone, Debug)]
 pub struct Batch {
-    stmts: Vec<(String, Vec<Value>)>,
+    stmts: Vec<Stmt>,
 }
 
 impl Batch {
-    pub fn push(&mut self, sql: impl Into<String>, values: Vec<Value>) {
-        self.stmts.push((sql.into(), values));
+    pub(crate) fn push(&mut self, stmt: impl Into<Stmt>) {
+        self.stmts.push(stmt.into());
     }
 
     pub fn append(&mut self, other: Batch) {
         self.stmts.extend(other.stmts);
     }
 
-    /// Merges plain inserts of the same text (`INSERT … VALUES (…)[, (…)]`, nothing after the
-    /// tuples) into one multi-row insert each, in first-seen order, rows kept in order; any
-    /// other statement follows them. Many movements committed together then cost a few
-    /// statements instead of several each.
+    /// Merges plain inserts (no `ON CONFLICT` or `RETURNING`) into the same table and columns
+    /// into one multi-row insert each, in first-seen order, rows kept in order; any other
+    /// statement follows them. Many movements committed together then cost a few statements
+    /// instead of several each.
     pub fn merge_inserts(self) -> Batch {
-        // (statement head up to VALUES, its rows: tuples text and their values)
-        type Rows = Vec<(String, Vec<Value>)>;
-        let mut out: Vec<(String, Rows)> = Vec::new();
-        let mut other = Vec::new();
-        for (sql, values) in self.stmts {
-            let Some(at) = plain_insert_values(&sql) else {
-                other.push((sql, values));
-                continue;
-            };
-            let (head, tuples) = sql.split_at(at);
-            match out.iter_mut().find(|(h, _)| h == head) {
-                Some((_, parts)) => parts.push((tuples.to_string(), values)),
-                None => out.push((head.to_string(), vec![(tuples.to_string(), values)])),
-            }
-        }
-        let mut stmts = Vec::with_capacity(out.len() + other.len());
-        for (head, parts) in out {
-            let mut sql = head;
-            let mut values: Vec<Value> = Vec::new();
-            for (i, (tuples, v)) in parts.into_iter().enumerate() {
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&shift_placeholders(&tuples, values.len()));
-                values.extend(v);
-            }
-            stmts.push((sql, values));
-        }
-        stmts.extend(other);
-        Batch { stmts }
-    }
-}
-
-/// Where the tuples of `INSERT INTO t (…) VALUES (…), (…)` start, if the statement is exactly
-/// that (no `ON CONFLICT`, `RETURNING` or `SELECT`).
-fn plain_insert_values(sql: &str) -> Option<usize> {
-    if !sql.starts_with("INSERT INTO ") || !sql.trim_end().ends_with(')') {
-        return None;
-    }
-    let at = sql.find(" VALUES ")? + " VALUES ".len();
-    let upper = sql[at..].to_ascii_uppercase();
-    if upper.contains("ON CONFLICT") || upper.contains("RETURNING") || upper.contains("SELECT") {
-        return None;
-    }
-    Some(at)
-}
-
-/// `sql` with every `$n` placeholder renumbered to `$(n + by)`.
-fn shift_placeholders(sql: &str, by: usize) -> String {
-    let mut out = String::with_capacity(sql.len() + 16);
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        out.push(c);
-        if c != '$' {
-            continue;
-        }
-        let mut n = String::new();
-        while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
-            n.push(*d);
-            chars.next();
-        }
-        match n.parse::<usize>() {
-            Ok(v) => out.push_str(&(v + by).to_string()),
-            Err(_) => out.push_str(&n),
+        Batch {
+            stmts: crate::sql::merge_inserts(self.stmts),
         }
     }
-    out
-}
-
-/// Appends `v` to a PostgreSQL array literal as one element: quoted text, a number, `t`/`f`,
-/// or `NULL`. `None` for a value that has no such form here.
-fn push_array_element(out: &mut String, v: &Value) -> Option<()> {
-    use std::fmt::Write;
-    match v {
-        Value::String(Some(s)) => push_text_element(out, s),
-        Value::BigInt(Some(n)) => write!(out, "{n}").ok()?,
-        Value::Int(Some(n)) => write!(out, "{n}").ok()?,
-        Value::SmallInt(Some(n)) => write!(out, "{n}").ok()?,
-        Value::Bool(Some(b)) => out.push(if *b { 't' } else { 'f' }),
-        Value::String(None)
-        | Value::BigInt(None)
-        | Value::Int(None)
-        | Value::SmallInt(None)
-        | Value::Bool(None) => out.push_str("NULL"),
-        _ => return None,
-    }
-    Some(())
-}
-
-fn push_text_element(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        if c == '"' || c == '\\' {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('"');
-}
-
-/// The PostgreSQL element type of a column of `v`s.
-fn array_type(v: &Value) -> Option<&'static str> {
-    Some(match v {
-        Value::String(_) => "text",
-        Value::BigInt(_) => "int8",
-        Value::Int(_) => "int4",
-        Value::SmallInt(_) => "int2",
-        Value::Bool(_) => "bool",
-        _ => return None,
-    })
-}
-
-/// One text parameter holding a PostgreSQL array literal of `items`, for `$n::text[]`.
-pub(crate) fn text_array<'a>(items: impl IntoIterator<Item = &'a str>) -> Value {
-    let mut out = String::from("{");
-    for (i, s) in items.into_iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        push_text_element(&mut out, s);
-    }
-    out.push('}');
-    out.into()
-}
-
-/// The placeholder number at the start of `s` (`$12…` → 12) and its length in bytes.
-fn placeholder_at(s: &str) -> Option<(usize, usize)> {
-    let digits = s.strip_prefix('$')?;
-    let len = digits.bytes().take_while(u8::is_ascii_digit).count();
-    let n = digits[..len].parse().ok()?;
-    Some((n, len + 1))
-}
-
-/// Rewrites a `VALUES` list whose cells are all placeholders as `unnest` over one array
-/// parameter per column (`INSERT … VALUES (…), (…)` → `INSERT … SELECT * FROM unnest(…)`,
-/// `FROM (VALUES …) AS v` → `FROM unnest(…) AS v(column1, …)`), so the statement's text,
-/// its prepared statement and its plan stay the same whatever the number of rows. Anything
-/// else is returned as it was.
-fn unnest_values(sql: String, values: Vec<Value>) -> (String, Vec<Value>) {
-    match try_unnest(&sql, &values) {
-        Some(done) => done,
-        None => (sql, values),
-    }
-}
-
-fn try_unnest(sql: &str, values: &[Value]) -> Option<(String, Vec<Value>)> {
-    let at = sql.find("VALUES (")?;
-    let in_parens = sql[..at].ends_with('(');
-    // The tuples: each a list of placeholders; columns[c] holds the value indices of column c.
-    let mut columns: Vec<Vec<usize>> = Vec::new();
-    let mut pos = at + "VALUES ".len();
-    let bytes = sql.as_bytes();
-    let mut rows = 0;
-    loop {
-        if bytes.get(pos) != Some(&b'(') {
-            return None;
-        }
-        pos += 1;
-        let mut col = 0;
-        loop {
-            let (n, len) = placeholder_at(&sql[pos..])?;
-            values.get(n.checked_sub(1)?)?;
-            if rows == 0 {
-                columns.push(Vec::new());
-            }
-            columns.get_mut(col)?.push(n - 1);
-            col += 1;
-            pos += len;
-            match &bytes[pos..] {
-                [b',', b' ', ..] => pos += 2,
-                [b')', ..] => {
-                    pos += 1;
-                    break;
-                }
-                _ => return None,
-            }
-        }
-        if col != columns.len() {
-            return None;
-        }
-        rows += 1;
-        if sql[pos..].starts_with(", (") {
-            pos += 2;
-        } else {
-            break;
-        }
-    }
-    let end = pos;
-    let mut in_tuples = vec![false; values.len()];
-    let mut types = Vec::with_capacity(columns.len());
-    for col in &columns {
-        let ty = array_type(&values[col[0]])?;
-        if col.iter().any(|&i| array_type(&values[i]) != Some(ty)) {
-            return None;
-        }
-        for &i in col {
-            in_tuples[i] = true;
-        }
-        types.push(ty);
-    }
-    // Placeholders outside the tuples keep their values, renumbered in order; the arrays follow.
-    let mut renumber = vec![0usize; values.len()];
-    let mut out_values: Vec<Value> =
-        Vec::with_capacity(values.len() - rows * columns.len() + columns.len());
-    for (i, v) in values.iter().enumerate() {
-        if !in_tuples[i] {
-            out_values.push(v.clone());
-            renumber[i] = out_values.len();
-        }
-    }
-    let rewrite = |part: &str| -> Option<String> {
-        let mut out = String::with_capacity(part.len());
-        let mut rest = part;
-        while let Some(i) = rest.find('$') {
-            out.push_str(&rest[..i]);
-            match placeholder_at(&rest[i..]) {
-                Some((n, len)) => {
-                    let new = *renumber.get(n.checked_sub(1)?)?;
-                    if new == 0 {
-                        return None;
-                    }
-                    out.push_str(&format!("${new}"));
-                    rest = &rest[i + len..];
-                }
-                None => {
-                    out.push('$');
-                    rest = &rest[i + 1..];
-                }
-            }
-        }
-        out.push_str(rest);
-        Some(out)
-    };
-    let (head, tail) = if in_parens {
-        (&sql[..at - 1], sql[end..].strip_prefix(')')?)
-    } else {
-        (&sql[..at], &sql[end..])
-    };
-    let mut out = rewrite(head)?;
-    out.push_str(if in_parens {
-        "unnest("
-    } else {
-        "SELECT * FROM unnest("
-    });
-    for (c, col) in columns.iter().enumerate() {
-        let mut literal = String::from("{");
-        for (r, &i) in col.iter().enumerate() {
-            if r > 0 {
-                literal.push(',');
-            }
-            push_array_element(&mut literal, &values[i])?;
-        }
-        literal.push('}');
-        out_values.push(literal.into());
-        if c > 0 {
-            out.push_str(", ");
-        }
-        out.push_str(&format!("${}::{}[]", out_values.len(), types[c]));
-    }
-    out.push(')');
-    let mut tail = rewrite(tail)?;
-    if in_parens {
-        // `AS v` names the columns as VALUES did: column1, column2, …
-        let alias = tail.strip_prefix(" AS ")?;
-        let name_len = alias
-            .bytes()
-            .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
-            .count();
-        let names = (1..=columns.len())
-            .map(|c| format!("column{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        tail = format!(" AS {}({names}){}", &alias[..name_len], &alias[name_len..]);
-    }
-    out.push_str(&tail);
-    Some((out, out_values))
 }
 
 impl Db {
+    fn render(&self, stmt: Stmt) -> Statement {
+        let mut out = Render::new(self.kind);
+        stmt.render(&mut out);
+        out.into_statement()
+    }
+
     /// Runs a batch through `tx` (a transaction, or the pool for a single statement); returns
     /// the rows affected by its last statement.
     pub async fn run_batch(&self, tx: &impl ConnectionTrait, batch: Batch) -> Result<u64, DbErr> {
-        let mut stmts = batch.stmts;
-        let Some((last_sql, last_vals)) = stmts.pop() else {
-            return Ok(0);
-        };
         if self.kind == DbKind::Sqlite {
-            for (sql, v) in stmts {
-                tx.execute_raw(self.stmt(&sql, v)).await?;
+            let mut affected = 0;
+            for stmt in batch.stmts {
+                affected = tx.execute_raw(self.render(stmt)).await?.rows_affected();
             }
-            return Ok(tx
-                .execute_raw(self.stmt(&last_sql, last_vals))
-                .await?
-                .rows_affected());
+            return Ok(affected);
         }
-        let (last_sql, last_vals) = unnest_values(last_sql, last_vals);
-        if stmts.is_empty() {
-            return Ok(tx
-                .execute_raw(self.stmt(&last_sql, last_vals))
-                .await?
-                .rows_affected());
+        if batch.stmts.is_empty() {
+            return Ok(0);
         }
-        let (mut sql, mut values) = with_parts(stmts, "");
-        sql.push(' ');
-        sql.push_str(&shift_placeholders(&last_sql, values.len()));
-        values.extend(last_vals);
         Ok(tx
-            .execute_raw(self.stmt(&sql, values))
+            .execute_raw(with_last(self.kind, batch.stmts).into_statement())
             .await?
             .rows_affected())
     }
-}
 
-/// `WITH s0 AS (stmt0<suffix>), s1 AS (…)`: the statements as data-modifying CTEs, their
-/// placeholders numbered on from one another, and all their values.
-fn with_parts(stmts: Vec<(String, Vec<Value>)>, suffix: &str) -> (String, Vec<Value>) {
-    let mut sql = String::from("WITH ");
-    let mut values: Vec<Value> = Vec::new();
-    for (i, (s, v)) in stmts.into_iter().enumerate() {
-        let (s, v) = unnest_values(s, v);
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&format!(
-            "s{i} AS ({}{suffix})",
-            shift_placeholders(&s, values.len())
-        ));
-        values.extend(v);
-    }
-    (sql, values)
-}
-
-impl Db {
     /// Runs a batch through `tx` and returns the rows affected by each of its statements, in
     /// order. On PostgreSQL it is still one statement: each part returns a row per row it
     /// changed and the outer query counts them, so the statements must not have their own
@@ -595,24 +295,14 @@ impl Db {
     ) -> Result<Vec<u64>, DbErr> {
         if self.kind == DbKind::Sqlite || batch.stmts.len() < 2 {
             let mut counts = Vec::with_capacity(batch.stmts.len());
-            for (sql, v) in batch.stmts {
-                let (sql, v) = match self.kind {
-                    DbKind::Postgres => unnest_values(sql, v),
-                    DbKind::Sqlite => (sql, v),
-                };
-                counts.push(tx.execute_raw(self.stmt(&sql, v)).await?.rows_affected());
+            for stmt in batch.stmts {
+                counts.push(tx.execute_raw(self.render(stmt)).await?.rows_affected());
             }
             return Ok(counts);
         }
         let n = batch.stmts.len();
-        let (mut sql, values) = with_parts(batch.stmts, " RETURNING 1");
-        let counts: Vec<String> = (0..n)
-            .map(|i| format!("(SELECT COUNT(*) FROM s{i})"))
-            .collect();
-        sql.push_str(" SELECT ");
-        sql.push_str(&counts.join(", "));
         let row = tx
-            .query_one_raw(self.stmt(&sql, values))
+            .query_one_raw(with_counts(self.kind, batch.stmts).into_statement())
             .await?
             .ok_or_else(|| DbErr::Custom("batch returned no row".into()))?;
         (0..n)
@@ -624,118 +314,313 @@ impl Db {
     }
 }
 
+/// `WITH s0 AS (…), s1 AS (…) <last statement>`: one statement whose rows affected are the
+/// last one's.
+fn with_last(kind: DbKind, mut stmts: Vec<Stmt>) -> Render {
+    let mut out = Render::new(kind);
+    let last = stmts.pop();
+    if !stmts.is_empty() {
+        with_parts(&mut out, stmts, "");
+        out.sql.push(' ');
+    }
+    if let Some(last) = last {
+        last.render(&mut out);
+    }
+    out
+}
+
+/// `WITH s0 AS (… RETURNING 1), … SELECT (SELECT COUNT(*) FROM s0), …`: one statement whose
+/// one row holds the rows affected by each part.
+fn with_counts(kind: DbKind, stmts: Vec<Stmt>) -> Render {
+    let n = stmts.len();
+    let mut out = Render::new(kind);
+    with_parts(&mut out, stmts, " RETURNING 1");
+    out.sql.push_str(" SELECT ");
+    for i in 0..n {
+        if i > 0 {
+            out.sql.push_str(", ");
+        }
+        write!(out.sql, "(SELECT COUNT(*) FROM s{i})").expect("writing to a String");
+    }
+    out
+}
+
+/// `WITH s0 AS (stmt0<suffix>), s1 AS (…)`: the statements as data-modifying CTEs.
+fn with_parts(out: &mut Render, stmts: Vec<Stmt>, suffix: &str) {
+    out.sql.push_str("WITH ");
+    for (i, stmt) in stmts.into_iter().enumerate() {
+        if i > 0 {
+            out.sql.push_str(", ");
+        }
+        write!(out.sql, "s{i} AS (").expect("writing to a String");
+        stmt.render(out);
+        out.sql.push_str(suffix);
+        out.sql.push(')');
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Batch;
+    use super::{Batch, Db, DbKind, with_counts, with_last};
+    use crate::sql::{Insert, Render, Rows, Sql, Stmt};
+    use sea_orm::Value;
+
+    fn sqlite_sql(stmts: &[Stmt]) -> Vec<(String, Vec<Value>)> {
+        stmts
+            .iter()
+            .map(|s| {
+                let mut out = Render::new(DbKind::Sqlite);
+                s.clone().render(&mut out);
+                out.into_parts()
+            })
+            .collect()
+    }
+
+    fn pair(x: i64, y: i64) -> [Value; 2] {
+        [x.into(), y.into()]
+    }
 
     #[test]
     fn same_inserts_merge_into_one_statement_in_order() {
         let mut b = Batch::default();
+        b.push(Insert::new("a", &["x", "y"]).row(pair(1, 2)));
+        b.push(Sql::new("UPDATE c SET x = ").bind(9i64));
+        b.push(Insert::new("b", &["x", "y"]).row(pair(10, 11)));
         b.push(
-            "INSERT INTO a (x, y) VALUES ($1, $2)",
-            vec![1.into(), 2.into()],
+            Insert::new("a", &["x", "y"])
+                .row(pair(3, 4))
+                .row(pair(5, 6)),
         );
-        b.push("UPDATE c SET x = $1", vec![9.into()]);
         b.push(
-            "INSERT INTO a (x, y) VALUES ($1, $2), ($3, $4)",
-            vec![3.into(), 4.into(), 5.into(), 6.into()],
-        );
-        b.push(
-            "INSERT INTO a (x, y) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            vec![7.into(), 8.into()],
+            Insert::new("a", &["x", "y"])
+                .row(pair(7, 8))
+                .suffix(" ON CONFLICT DO NOTHING"),
         );
         let m = b.merge_inserts();
-        let sql: Vec<&str> = m.stmts.iter().map(|(s, _)| s.as_str()).collect();
+        let rendered = sqlite_sql(&m.stmts);
+        let sql: Vec<&str> = rendered.iter().map(|(s, _)| s.as_str()).collect();
         assert_eq!(
             sql,
             [
                 "INSERT INTO a (x, y) VALUES ($1, $2), ($3, $4), ($5, $6)",
+                "INSERT INTO b (x, y) VALUES ($1, $2)",
                 "UPDATE c SET x = $1",
                 "INSERT INTO a (x, y) VALUES ($1, $2) ON CONFLICT DO NOTHING",
             ]
         );
-        assert_eq!(m.stmts[0].1.len(), 6);
-        assert_eq!(m.stmts[0].1[4], 5.into());
+        let first: Vec<Value> = (1..=6i64).map(Value::from).collect();
+        assert_eq!(rendered[0].1, first);
+        assert_eq!(rendered[3].1, pair(7, 8));
+    }
+
+    fn transfer_batch(rows: i64) -> Batch {
+        let mut b = Batch::default();
+        let mut insert = Insert::new("t", &["id", "n"]);
+        for r in 0..rows {
+            insert.push_row([format!("id{r}").into(), r.into()]);
+        }
+        b.push(insert);
+        let mut deltas = Rows::new(2);
+        for r in 0..rows {
+            deltas.push([format!("id{r}").into(), (r * 10).into()]);
+        }
+        b.push(
+            Sql::new("UPDATE a SET n = a.n + v.column2, at = ")
+                .bind(7i64)
+                .sql(" FROM ")
+                .rows(deltas, "v")
+                .sql(" WHERE a.id = v.column1"),
+        );
+        b.push(
+            Insert::new("k", &["id"])
+                .row(["key".into()])
+                .suffix(" ON CONFLICT DO NOTHING"),
+        );
+        b
     }
 
     #[test]
-    fn row_lists_become_one_array_per_column() {
-        let (sql, v) = super::unnest_values(
-            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4) ON CONFLICT DO NOTHING".into(),
-            vec![
-                "x\"y\\z".into(),
-                1i64.into(),
-                Option::<String>::None.into(),
-                2i64.into(),
-            ],
-        );
+    fn a_postgres_batch_is_one_statement_numbered_in_order() {
+        let (sql, values) = with_counts(DbKind::Postgres, transfer_batch(2).stmts).into_parts();
         assert_eq!(
             sql,
-            "INSERT INTO t (a, b) SELECT * FROM unnest($1::text[], $2::int8[]) ON CONFLICT DO NOTHING"
+            "WITH s0 AS (INSERT INTO t (id, n) SELECT * FROM unnest($1::text[], $2::int8[]) RETURNING 1), \
+             s1 AS (UPDATE a SET n = a.n + v.column2, at = $3 FROM unnest($4::text[], $5::int8[]) \
+             AS v(column1, column2) WHERE a.id = v.column1 RETURNING 1), \
+             s2 AS (INSERT INTO k (id) SELECT * FROM unnest($6::text[]) ON CONFLICT DO NOTHING RETURNING 1) \
+             SELECT (SELECT COUNT(*) FROM s0), (SELECT COUNT(*) FROM s1), (SELECT COUNT(*) FROM s2)"
         );
-        assert_eq!(
-            v,
-            vec![
-                r#"{"x\"y\\z",NULL}"#.to_string().into(),
-                "{1,2}".to_string().into()
-            ]
-        );
-    }
+        let expected: Vec<Value> = vec![
+            r#"{"id0","id1"}"#.into(),
+            "{0,1}".into(),
+            7i64.into(),
+            r#"{"id0","id1"}"#.into(),
+            "{0,10}".into(),
+            r#"{"key"}"#.into(),
+        ];
+        assert_eq!(values, expected);
 
-    #[test]
-    fn values_in_from_keep_their_column_names_and_other_parameters() {
-        let (sql, v) = super::unnest_values(
-            "UPDATE a SET n = a.n + v.column2, at = $1 FROM (VALUES ($2, $3), ($4, $5)) AS v \
-             WHERE a.id = v.column1 AND a.day = $6"
-                .into(),
-            vec![
-                9i64.into(),
-                "p".into(),
-                1i64.into(),
-                "q".into(),
-                2i64.into(),
-                7i64.into(),
-            ],
-        );
+        let (sql, values) = with_last(DbKind::Postgres, transfer_batch(1).stmts).into_parts();
         assert_eq!(
             sql,
-            "UPDATE a SET n = a.n + v.column2, at = $1 FROM unnest($3::text[], $4::int8[]) \
-             AS v(column1, column2) WHERE a.id = v.column1 AND a.day = $2"
+            "WITH s0 AS (INSERT INTO t (id, n) SELECT * FROM unnest($1::text[], $2::int8[])), \
+             s1 AS (UPDATE a SET n = a.n + v.column2, at = $3 FROM unnest($4::text[], $5::int8[]) \
+             AS v(column1, column2) WHERE a.id = v.column1) \
+             INSERT INTO k (id) SELECT * FROM unnest($6::text[]) ON CONFLICT DO NOTHING"
         );
+        assert_eq!(values.len(), 6);
+    }
+
+    /// PostgreSQL prepares each distinct text once per connection; a text that changed with the
+    /// number of rows would be prepared (and planned) again for every group size.
+    #[test]
+    fn the_postgres_text_does_not_depend_on_the_number_of_rows() {
+        let one = with_counts(DbKind::Postgres, transfer_batch(1).stmts).into_parts();
+        for rows in [2, 7, 50] {
+            let many = with_counts(DbKind::Postgres, transfer_batch(rows).stmts).into_parts();
+            assert_eq!(many.0, one.0);
+            assert_eq!(many.1.len(), one.1.len());
+        }
+        let on_sqlite = sqlite_sql(&transfer_batch(3).stmts);
         assert_eq!(
-            v,
-            vec![
-                9i64.into(),
-                7i64.into(),
-                r#"{"p","q"}"#.to_string().into(),
-                "{1,2}".to_string().into()
-            ]
+            on_sqlite[1].0,
+            "UPDATE a SET n = a.n + v.column2, at = $1 FROM (VALUES ($2, $3), ($4, $5), ($6, $7)) \
+             AS v WHERE a.id = v.column1"
         );
     }
 
-    #[test]
-    fn rows_with_literals_or_mixed_types_stay_as_they_are() {
-        for (sql, v) in [
+    fn sqlite_path() -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("etx-batch-{}.db", uuid::Uuid::now_v7().simple()))
+    }
+
+    /// Two movements committed together the way a transfer group commits them, through the
+    /// repository functions, so every statement shape they queue runs on a real database.
+    async fn run_transfers(db: &Db) {
+        use crate::ledger::{NewEntry, NewIdempotency, NewTransaction, Usage};
+        db.migrate().await.unwrap();
+        db.execute(
+            "INSERT INTO ledger_accounts (id, owner_id, kind, asset, balance, allow_negative, \
+             created_at, updated_at) VALUES ('equity::USD', '', 'equity', 'USD', 0, TRUE, 0, 0)",
+            [],
+        )
+        .await
+        .unwrap();
+        let tx = db.begin_write().await.unwrap();
+        db.open_accounts(
+            &tx,
+            &[
+                ("wallet:ua:USD", "ua", "wallet", "USD"),
+                ("wallet:ub:USD", "ub", "wallet", "USD"),
+            ],
+        )
+        .await
+        .unwrap();
+        db.usage(&tx, Usage::Transfers, 1, &["ua"], true)
+            .await
+            .unwrap();
+        let entry = |id, legs: &[(&'static str, i64)]| {
             (
-                "INSERT INTO t (a, b) VALUES ($1, 0)",
-                vec![sea_orm::Value::from("x")],
-            ),
-            (
-                "INSERT INTO t (a) VALUES ($1), ($2)",
-                vec!["x".into(), 1i64.into()],
-            ),
-            ("SELECT 1", vec![]),
-        ] {
-            let (out, vals) = super::unnest_values(sql.into(), v.clone());
-            assert_eq!((out.as_str(), vals), (sql, v));
+                NewEntry {
+                    id,
+                    kind: "p2p",
+                    asset: "USD",
+                    memo: None,
+                    created_by: Some("it's \"quoted\""),
+                    legs: Vec::new(),
+                },
+                legs.to_vec(),
+            )
+        };
+        let entries = [
+            entry("e1", &[("wallet:ua:USD", 100), ("equity::USD", -100)]),
+            entry("e2", &[("wallet:ua:USD", -30), ("wallet:ub:USD", 30)]),
+        ];
+        let mut queued = Batch::default();
+        for (e, legs) in &entries {
+            Db::queue_entry(&mut queued, e, legs, 5);
+        }
+        let mut batch = queued.merge_inserts();
+        let side = |id, user_id, amount| NewTransaction {
+            id,
+            user_id,
+            kind: "p2p",
+            direction: "in",
+            asset: "USD",
+            amount,
+            fee: 0,
+            status: "completed",
+            counterparty_id: None,
+            note: Some("a,b{c}"),
+            entry_id: None,
+        };
+        Db::insert_transactions(
+            &mut batch,
+            &mut [side("t1", "ua", 100), side("t2", "ub", 30)],
+        );
+        assert_eq!(
+            db.run_batch_counts(&tx, batch).await.unwrap(),
+            [2, 4, 2],
+            "entries, postings, history rows"
+        );
+        let mut batch = Batch::default();
+        Db::queue_balance_changes(
+            &mut batch,
+            &[
+                ("wallet:ua:USD", 70),
+                ("wallet:ub:USD", 30),
+                ("equity::USD", -100),
+            ],
+            6,
+        );
+        Db::queue_usage(&mut batch, Usage::Transfers, 1, 1_000, &[("ua", 70)]);
+        let record = |key| NewIdempotency {
+            user_id: "ua",
+            key,
+            scope: "transfer",
+            request_hash: "h",
+            status: 201,
+            response: "{}",
+        };
+        Db::queue_idempotency(&mut batch, &[record("k1"), record("k2")], 6);
+        assert_eq!(db.run_batch_counts(&tx, batch).await.unwrap(), [3, 1, 2]);
+        assert!(
+            !db.finish_with_idempotency(&tx, Batch::default(), record("k1"))
+                .await
+                .unwrap(),
+            "a key already stored is skipped"
+        );
+        let used = db
+            .usage(&tx, Usage::Transfers, 1, &["ua"], false)
+            .await
+            .unwrap();
+        assert_eq!(used, [("ua".to_string(), 70)]);
+        tx.commit().await.unwrap();
+        assert_eq!(db.verify_ledger().await.unwrap(), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn batches_run_on_sqlite() {
+        let path = sqlite_path();
+        let db = Db::connect(&format!("sqlite://{}?mode=rwc", path.display()), 1)
+            .await
+            .unwrap();
+        run_transfers(&db).await;
+        drop(db);
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            let _ = std::fs::remove_file(p);
         }
     }
 
-    #[test]
-    fn placeholders_shift_past_earlier_statements() {
-        assert_eq!(
-            super::shift_placeholders("VALUES ($1, $2), ($10, 'x$y')", 5),
-            "VALUES ($6, $7), ($15, 'x$y')"
-        );
+    /// On the PostgreSQL database named by `TEST_DATABASE_URL`, in a schema of its own.
+    #[tokio::test]
+    async fn batches_run_on_postgres() {
+        let Ok(base) = std::env::var("TEST_DATABASE_URL") else {
+            return;
+        };
+        let url = Db::isolated_schema_url(&base).await.unwrap();
+        let db = Db::connect(&url, 2).await.unwrap();
+        run_transfers(&db).await;
     }
 }

@@ -2,7 +2,7 @@
 //! Every movement is applied inside a caller's write transaction: conditional balance updates in
 //! account-id order (so concurrent opposite movements cannot deadlock), then the postings.
 
-use crate::conn::text_array;
+use crate::sql::{Insert, Rows, Sql, text_array};
 use crate::{Batch, Db, now_micros};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, FromQueryResult};
 use std::collections::HashMap;
@@ -165,18 +165,32 @@ impl Db {
     /// already applied.
     pub fn queue_entry(batch: &mut Batch, e: &NewEntry<'_>, postings: &[(&str, i64)], now: i64) {
         batch.push(
-            "INSERT INTO journal_entries (id, kind, memo, created_by, created_at) VALUES ($1, $2, $3, $4, $5)",
-            vec![
+            Insert::new(
+                "journal_entries",
+                &["id", "kind", "memo", "created_by", "created_at"],
+            )
+            .row([
                 e.id.into(),
                 e.kind.into(),
                 e.memo.map(str::to_string).into(),
                 e.created_by.map(str::to_string).into(),
                 now.into(),
-            ],
+            ]),
         );
-        let mut vals: Vec<sea_orm::Value> = Vec::with_capacity(postings.len() * 6);
+        let mut insert = Insert::with_capacity(
+            "postings",
+            &[
+                "id",
+                "entry_id",
+                "account_id",
+                "asset",
+                "amount",
+                "created_at",
+            ],
+            postings.len(),
+        );
         for (account, amount) in postings {
-            vals.extend([
+            insert.push_row([
                 uuid::Uuid::now_v7().to_string().into(),
                 e.id.into(),
                 (*account).into(),
@@ -185,13 +199,7 @@ impl Db {
                 now.into(),
             ]);
         }
-        batch.push(
-            format!(
-                "INSERT INTO postings (id, entry_id, account_id, asset, amount, created_at) VALUES {}",
-                placeholders(postings.len(), 6)
-            ),
-            vals,
-        );
+        batch.push(insert);
     }
 
     /// Locks the accounts that exist among `ids`, in id order (one lock order for every
@@ -300,15 +308,17 @@ impl Db {
     /// one conditional update: an account that may not go negative is not changed if it
     /// would, and the caller compares the rows affected with the number of accounts.
     pub fn queue_balance_changes(batch: &mut Batch, deltas: &[(&str, i64)], now: i64) {
-        let mut vals: Vec<sea_orm::Value> = vec![now.into()];
-        let tuples = pair_rows(&mut vals, deltas);
         batch.push(
-            format!(
-                "UPDATE ledger_accounts SET balance = ledger_accounts.balance + v.column2, updated_at = $1 \
-                 FROM (VALUES {tuples}) AS v WHERE ledger_accounts.id = v.column1 \
-                 AND (ledger_accounts.allow_negative OR ledger_accounts.balance + v.column2 >= 0)"
+            Sql::new(
+                "UPDATE ledger_accounts SET balance = ledger_accounts.balance + v.column2, updated_at = ",
+            )
+            .bind(now)
+            .sql(" FROM ")
+            .rows(pair_rows(deltas), "v")
+            .sql(
+                " WHERE ledger_accounts.id = v.column1 \
+                 AND (ledger_accounts.allow_negative OR ledger_accounts.balance + v.column2 >= 0)",
             ),
-            vals,
         );
     }
 
@@ -379,23 +389,37 @@ impl Db {
     /// changed only if it stays within `cap`.
     pub fn queue_usage(batch: &mut Batch, table: Usage, day: i64, cap: i64, adds: &[(&str, i64)]) {
         let t = table.table();
-        let mut vals: Vec<sea_orm::Value> = vec![day.into(), cap.into()];
-        let tuples = pair_rows(&mut vals, adds);
         batch.push(
-            format!(
-                "UPDATE {t} SET used_cents = {t}.used_cents + v.column2 FROM (VALUES {tuples}) AS v \
-                 WHERE {t}.user_id = v.column1 AND {t}.day = $1 AND {t}.used_cents + v.column2 <= $2"
-            ),
-            vals,
+            Sql::new(format!(
+                "UPDATE {t} SET used_cents = {t}.used_cents + v.column2 FROM "
+            ))
+            .rows(pair_rows(adds), "v")
+            .sql(format!(" WHERE {t}.user_id = v.column1 AND {t}.day = "))
+            .bind(day)
+            .sql(format!(" AND {t}.used_cents + v.column2 <= "))
+            .bind(cap),
         );
     }
 
     /// Queues the stored answers of money POSTs committed together; a key already taken is
     /// skipped, which the caller sees in the rows affected.
     pub fn queue_idempotency(batch: &mut Batch, records: &[NewIdempotency<'_>], now: i64) {
-        let mut vals: Vec<sea_orm::Value> = Vec::with_capacity(records.len() * 7);
+        let mut insert = Insert::with_capacity(
+            "idempotency_keys",
+            &[
+                "user_id",
+                "idem_key",
+                "scope",
+                "request_hash",
+                "status",
+                "response",
+                "created_at",
+            ],
+            records.len(),
+        )
+        .suffix(" ON CONFLICT DO NOTHING");
         for r in records {
-            vals.extend([
+            insert.push_row([
                 r.user_id.into(),
                 r.key.into(),
                 r.scope.into(),
@@ -405,14 +429,7 @@ impl Db {
                 now.into(),
             ]);
         }
-        batch.push(
-            format!(
-                "INSERT INTO idempotency_keys (user_id, idem_key, scope, request_hash, status, response, created_at) \
-                 VALUES {} ON CONFLICT DO NOTHING",
-                placeholders(records.len(), 7)
-            ),
-            vals,
-        );
+        batch.push(insert);
     }
 
     /// Which of the (user id, key) pairs already have a stored answer.
@@ -458,9 +475,26 @@ impl Db {
         }
         rows.sort_by(|a, b| a.user_id.cmp(b.user_id));
         let now = now_micros();
-        let mut vals: Vec<sea_orm::Value> = Vec::with_capacity(rows.len() * 12);
+        let mut insert = Insert::with_capacity(
+            "transactions",
+            &[
+                "id",
+                "user_id",
+                "type",
+                "direction",
+                "asset",
+                "amount",
+                "fee",
+                "status",
+                "counterparty_id",
+                "note",
+                "entry_id",
+                "created_at",
+            ],
+            rows.len(),
+        );
         for t in rows.iter() {
-            vals.extend([
+            insert.push_row([
                 t.id.into(),
                 t.user_id.into(),
                 t.kind.into(),
@@ -475,14 +509,7 @@ impl Db {
                 now.into(),
             ]);
         }
-        batch.push(
-            format!(
-                "INSERT INTO transactions (id, user_id, type, direction, asset, amount, fee, status, \
-                 counterparty_id, note, entry_id, created_at) VALUES {}",
-                placeholders(rows.len(), 12)
-            ),
-            vals,
-        );
+        batch.push(insert);
     }
 
     /// Adds `cents` to the user's sent-today total unless that would pass `cap`; `false` when
@@ -1043,13 +1070,11 @@ impl Db {
     }
 }
 
-/// Appends (text, number) pairs to `vals` and returns their `VALUES` rows, `($n, $n+1), …`,
-/// numbered after the values already there.
-fn pair_rows(vals: &mut Vec<sea_orm::Value>, pairs: &[(&str, i64)]) -> String {
-    let mut rows = Vec::with_capacity(pairs.len());
+/// (text, number) pairs as two-column rows.
+fn pair_rows(pairs: &[(&str, i64)]) -> Rows {
+    let mut rows = Rows::with_capacity(2, pairs.len());
     for (text, n) in pairs {
-        vals.extend([(*text).into(), (*n).into()]);
-        rows.push(format!("(${}, ${})", vals.len() - 1, vals.len()));
+        rows.push([(*text).into(), (*n).into()]);
     }
-    rows.join(", ")
+    rows
 }

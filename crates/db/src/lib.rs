@@ -13,6 +13,7 @@ pub mod notifications;
 pub mod payments;
 pub mod security;
 pub mod sessions;
+mod sql;
 pub mod suspense;
 pub mod users;
 

@@ -1,6 +1,7 @@
 //! Per-user notifications. A movement queues its notification on its own batch, so the
 //! notification exists exactly when the money moved.
 
+use crate::sql::Insert;
 use crate::{Batch, Db, now_micros};
 use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, Value};
 
@@ -28,9 +29,19 @@ pub struct NotificationRow {
 impl Db {
     pub fn queue_notification(batch: &mut Batch, n: NewNotification<'_>) {
         batch.push(
-            "INSERT INTO notifications (id, user_id, kind, title, body, data, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            vec![
+            Insert::new(
+                "notifications",
+                &[
+                    "id",
+                    "user_id",
+                    "kind",
+                    "title",
+                    "body",
+                    "data",
+                    "created_at",
+                ],
+            )
+            .row([
                 n.id.into(),
                 n.user_id.into(),
                 n.kind.into(),
@@ -38,7 +49,7 @@ impl Db {
                 n.body.into(),
                 n.data.into(),
                 now_micros().into(),
-            ],
+            ]),
         );
     }
 

@@ -3,6 +3,7 @@
 //! leaves, so two requests racing for the same change cannot both make it.
 
 use crate::ledger::{Usage, in_list};
+use crate::sql::{Insert, Sql, text_array};
 use crate::{Batch, Db, now_micros};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, FromQueryResult, Value};
 
@@ -305,16 +306,19 @@ impl Db {
             details,
         );
         batch.push(
-            "UPDATE aml_flags SET status = 'open', rule = $3, details = $4, decided_by = NULL, \
-             decision_reason = NULL, decided_at = NULL, created_at = $5 \
-             WHERE subject_type = $1 AND subject_id = $2 AND status <> 'open'",
-            vec![
-                subject_type.into(),
-                subject_id.into(),
-                rule.into(),
-                details.into(),
-                now_micros().into(),
-            ],
+            Sql::new("UPDATE aml_flags SET status = 'open', rule = ")
+                .bind(rule)
+                .sql(", details = ")
+                .bind(details)
+                .sql(
+                    ", decided_by = NULL, decision_reason = NULL, decided_at = NULL, created_at = ",
+                )
+                .bind(now_micros())
+                .sql(" WHERE subject_type = ")
+                .bind(subject_type)
+                .sql(" AND subject_id = ")
+                .bind(subject_id)
+                .sql(" AND status <> 'open'"),
         );
     }
 
@@ -361,10 +365,28 @@ impl Db {
 
     pub fn queue_withdrawal(batch: &mut Batch, w: &WithdrawalRow) {
         batch.push(
-            "INSERT INTO withdrawals (id, user_id, asset, amount, fee, usd_cents, address, status, \
-             approvals_required, approvals, tx_hash, reason, transaction_id, day, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-            vec![
+            Insert::new(
+                "withdrawals",
+                &[
+                    "id",
+                    "user_id",
+                    "asset",
+                    "amount",
+                    "fee",
+                    "usd_cents",
+                    "address",
+                    "status",
+                    "approvals_required",
+                    "approvals",
+                    "tx_hash",
+                    "reason",
+                    "transaction_id",
+                    "day",
+                    "created_at",
+                    "updated_at",
+                ],
+            )
+            .row([
                 w.id.clone().into(),
                 w.user_id.clone().into(),
                 w.asset.clone().into(),
@@ -381,7 +403,7 @@ impl Db {
                 w.day.into(),
                 w.created_at.into(),
                 w.updated_at.into(),
-            ],
+            ]),
         );
     }
 
@@ -568,18 +590,23 @@ impl Db {
     ) {
         let t = usage.table();
         batch.push(
-            format!(
-                "UPDATE {t} SET used_cents = used_cents - $3 \
-                 WHERE user_id = $1 AND day = $2 AND used_cents >= $3"
-            ),
-            vec![user_id.into(), day.into(), cents.into()],
+            Sql::new(format!("UPDATE {t} SET used_cents = used_cents - "))
+                .bind(cents)
+                .sql(" WHERE user_id = ")
+                .bind(user_id)
+                .sql(" AND day = ")
+                .bind(day)
+                .sql(" AND used_cents >= ")
+                .bind(cents),
         );
     }
 
     pub fn queue_transaction_status(batch: &mut Batch, transaction_id: &str, status: &str) {
         batch.push(
-            "UPDATE transactions SET status = $2 WHERE id = $1",
-            vec![transaction_id.into(), status.into()],
+            Sql::new("UPDATE transactions SET status = ")
+                .bind(status)
+                .sql(" WHERE id = ")
+                .bind(transaction_id),
         );
     }
 
@@ -608,7 +635,7 @@ impl Db {
                      FROM unnest($1::text[]) AS u(id)"
                 ),
                 [
-                    crate::conn::text_array(users.iter().copied()),
+                    text_array(users.iter().copied()),
                     since.into(),
                     limit.into(),
                 ],
@@ -649,17 +676,30 @@ impl Db {
         details: &str,
     ) {
         batch.push(
-            "INSERT INTO aml_flags (id, user_id, subject_type, subject_id, rule, details, status, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'open', $7) ON CONFLICT DO NOTHING",
-            vec![
+            Insert::new(
+                "aml_flags",
+                &[
+                    "id",
+                    "user_id",
+                    "subject_type",
+                    "subject_id",
+                    "rule",
+                    "details",
+                    "status",
+                    "created_at",
+                ],
+            )
+            .row([
                 id.into(),
                 user_id.into(),
                 subject_type.into(),
                 subject_id.into(),
                 rule.into(),
                 details.into(),
+                "open".into(),
                 now_micros().into(),
-            ],
+            ])
+            .suffix(" ON CONFLICT DO NOTHING"),
         );
     }
 
@@ -758,10 +798,23 @@ impl Db {
 
     pub fn queue_held_transfer(batch: &mut Batch, t: &HeldTransferRow) {
         batch.push(
-            "INSERT INTO held_transfers (id, sender_id, recipient_id, asset, amount, note, \
-             transaction_id, status, usd_cents, day, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            vec![
+            Insert::new(
+                "held_transfers",
+                &[
+                    "id",
+                    "sender_id",
+                    "recipient_id",
+                    "asset",
+                    "amount",
+                    "note",
+                    "transaction_id",
+                    "status",
+                    "usd_cents",
+                    "day",
+                    "created_at",
+                ],
+            )
+            .row([
                 t.id.clone().into(),
                 t.sender_id.clone().into(),
                 t.recipient_id.clone().into(),
@@ -773,7 +826,7 @@ impl Db {
                 t.usd_cents.into(),
                 t.day.into(),
                 t.created_at.into(),
-            ],
+            ]),
         );
     }
 

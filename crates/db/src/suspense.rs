@@ -2,6 +2,7 @@
 //! staff. Resolving an item is one conditional UPDATE on `status = 'open'` in the transaction
 //! of the ledger entry that moves the money on, so it happens once.
 
+use crate::sql::Insert;
 use crate::{Batch, Db, now_micros};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, FromQueryResult};
 
@@ -34,17 +35,29 @@ impl Db {
         owner_id: Option<&str>,
     ) {
         batch.push(
-            "INSERT INTO suspense_items (id, asset, amount, source_type, source_id, owner_id, \
-             status, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'open', $7)",
-            vec![
+            Insert::new(
+                "suspense_items",
+                &[
+                    "id",
+                    "asset",
+                    "amount",
+                    "source_type",
+                    "source_id",
+                    "owner_id",
+                    "status",
+                    "created_at",
+                ],
+            )
+            .row([
                 id.into(),
                 asset.into(),
                 amount.into(),
                 source.0.into(),
                 source.1.into(),
                 owner_id.map(str::to_string).into(),
+                "open".into(),
                 now_micros().into(),
-            ],
+            ]),
         );
     }
 
