@@ -11,7 +11,8 @@
 # Prints the per-file table with the uncovered line numbers, then one line:
 #   line coverage (etx-domain): 88.75% (292/329 lines)
 # Environment: CARGO_TARGET_DIR as usual (instrumented builds go to its llvm-cov-target/);
-# COVERAGE_FAIL_UNDER=N exits 1 below N % of lines; COVERAGE_JOBS (default 2) build jobs.
+# COVERAGE_FAIL_UNDER=N exits 1 below N % of lines; COVERAGE_JOBS (default 2) build jobs;
+# COVERAGE_LLVM=debian uses Debian's llvm-N even where the rustup component could be had.
 set -euo pipefail
 
 CARGO_LLVM_COV_VERSION=0.9.1
@@ -24,11 +25,12 @@ packages=("$@")
 host=$(rustc -vV | sed -n 's/^host: //p')
 llvm_major=$(rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')
 tool_bin="$(rustc --print sysroot)/lib/rustlib/$host/bin"
-if [ ! -x "$tool_bin/llvm-profdata" ] || [ ! -x "$tool_bin/llvm-cov" ]; then
+have_rustup_tools() { [ -x "$tool_bin/llvm-profdata" ] && [ -x "$tool_bin/llvm-cov" ]; }
+if [ "${COVERAGE_LLVM:-}" != debian ] && ! have_rustup_tools; then
     echo "coverage: installing the llvm-tools component (LLVM $llvm_major)" >&2
-    rustup component add llvm-tools >&2 || true
+    timeout 300 rustup component add llvm-tools >&2 || true
 fi
-if [ ! -x "$tool_bin/llvm-profdata" ] || [ ! -x "$tool_bin/llvm-cov" ]; then
+if [ "${COVERAGE_LLVM:-}" = debian ] || ! have_rustup_tools; then
     # No rustup component: Debian's build of the same LLVM major reads rustc's profiles.
     deb_bin="/usr/lib/llvm-$llvm_major/bin"
     if [ ! -x "$deb_bin/llvm-profdata" ]; then
