@@ -650,6 +650,7 @@ async fn aml_reject(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SuspenseQuery {
     /// `open` (default), `refunded`, `credited` or `all`.
     status: Option<String>,

@@ -274,6 +274,7 @@ async fn admin_adjust(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AdjustmentsQuery {
     /// `pending` (default), `applied`, `rejected` or `all`.
     status: Option<String>,
