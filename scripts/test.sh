@@ -88,5 +88,10 @@ psql "$PG_URL_BASE/postgres" -v ON_ERROR_STOP=1 -q -c "DROP DATABASE IF EXISTS e
 echo "== tests on SQLite =="
 env -u TEST_DATABASE_URL cargo test --workspace --locked
 
+# The OpenAPI document must generate a Python client that works unmodified.
+echo "== generated OpenAPI client =="
+cargo build -p etx-server --bin etx --locked
+./scripts/openapi-client.sh "${CARGO_TARGET_DIR:-target}/debug/etx"
+
 echo "== tests on PostgreSQL =="
 TEST_DATABASE_URL="$PG_URL_BASE/etx_test" cargo test --workspace --locked

@@ -224,6 +224,15 @@ const ENV_MAP: &[(&str, &str)] = &[
     ("ETX_BOOTSTRAP_ADMIN_PASSWORD", "bootstrap.admin_password"),
 ];
 
+/// The typed values built from the settings: the asset table, the P2P limits and the money
+/// thresholds.
+#[derive(Debug)]
+pub struct Settings {
+    pub assets: crate::ledger::Assets,
+    pub transfer_limits: crate::wallet::TransferLimits,
+    pub rules: crate::rules::Rules,
+}
+
 impl Config {
     /// The embedded defaults alone, as tests start from.
     pub fn defaults() -> Config {
@@ -233,7 +242,7 @@ impl Config {
     }
 
     /// Full layering for the binary. `overrides` are command-line flags as `(key, value)`.
-    pub fn load(overrides: &[(&str, String)]) -> anyhow::Result<Config> {
+    pub fn load(overrides: &[(&str, String)]) -> anyhow::Result<(Config, Settings)> {
         let mut fig = Figment::from(Toml::string(DEFAULTS));
         let file = std::env::var("ETX_CONFIG").unwrap_or_else(|_| "etx.toml".into());
         if Path::new(&file).exists() {
@@ -270,11 +279,13 @@ impl Config {
                 .unwrap_or_default();
             anyhow::anyhow!("invalid setting: {e}")
         })?;
-        cfg.validate()?;
-        Ok(cfg)
+        let settings = cfg.validate()?;
+        Ok((cfg, settings))
     }
 
-    pub fn validate(&self) -> anyhow::Result<()> {
+    /// Checks every setting and builds the typed values the core runs on; the one place the
+    /// sections are parsed.
+    pub fn validate(&self) -> anyhow::Result<Settings> {
         let a = &self.auth;
         if a.access_ttl_secs < 30 || a.access_ttl_secs > 86_400 {
             anyhow::bail!("invalid setting auth.access_ttl_secs: must be 30..=86400");
@@ -337,7 +348,7 @@ impl Config {
                 "invalid setting two_factor: max_attempts >= 1, challenge_ttl_secs 30..=3600"
             );
         }
-        crate::ledger::Assets::from_config(&self.assets)?;
+        let assets = crate::ledger::Assets::from_config(&self.assets)?;
         let m = &self.market;
         if !matches!(m.provider.as_str(), "simulated" | "coinbase") {
             anyhow::bail!("invalid setting market.provider: must be simulated or coinbase");
@@ -348,8 +359,8 @@ impl Config {
         if !(50..=60_000).contains(&m.tick_ms) || m.stale_after_secs == 0 {
             anyhow::bail!("invalid setting market: tick_ms 50..=60000, stale_after_secs >= 1");
         }
-        crate::wallet::TransferLimits::from_config(&self.transfers)?;
-        crate::rules::Rules::from_config(
+        let transfer_limits = crate::wallet::TransferLimits::from_config(&self.transfers)?;
+        let rules = crate::rules::Rules::from_config(
             &self.assets,
             &self.deposits,
             &self.withdrawals,
@@ -371,7 +382,11 @@ impl Config {
                 self.bind
             );
         }
-        Ok(())
+        Ok(Settings {
+            assets,
+            transfer_limits,
+            rules,
+        })
     }
 
     pub fn database_url(&self) -> String {

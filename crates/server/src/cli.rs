@@ -109,7 +109,7 @@ pub fn main() -> ExitCode {
             overrides.push(("data_dir", d.clone()));
         }
     }
-    let config = match Config::load(&overrides) {
+    let (config, settings) = match Config::load(&overrides) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("etx: {e}");
@@ -132,7 +132,7 @@ pub fn main() -> ExitCode {
             bind: None,
             data_dir: None,
         }) {
-            Command::Serve { .. } => serve(config).await,
+            Command::Serve { .. } => serve(config, settings).await,
             Command::Migrate => {
                 open_db(&config).await?;
                 println!("database is up to date");
@@ -167,8 +167,8 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
-    let app = Application::build(config).await?;
+async fn serve(config: Config, settings: etx_core::config::Settings) -> anyhow::Result<()> {
+    let app = Application::build_with(config, settings).await?;
     let addr = app.local_addr();
     tracing::info!(%addr, "listening");
     println!("ETX Processor is running at http://{addr}/  (API docs: http://{addr}/api/docs)");

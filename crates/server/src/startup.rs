@@ -9,6 +9,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use etx_auth::{HashParams, PasswordHasher, TokenKeys};
 use etx_core::config::Config;
+use etx_core::config::Settings;
 use etx_core::ratelimit::{RateLimiter, RedisLimiter};
 use etx_db::Db;
 use etx_storage::{ObjectStorage, StorageConfig};
@@ -68,7 +69,7 @@ fn storage_config(config: &Config) -> StorageConfig {
     }
 }
 
-pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
+pub async fn build_state(config: Config, settings: Settings) -> anyhow::Result<AppState> {
     // Sessions are cached only while this is the sole instance: with Redis configured other
     // instances may revoke a session, and they cannot reach this process's cache.
     let cache_ttl = if config.redis_url.is_some() {
@@ -94,15 +95,11 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     };
     let hasher = hasher(&config)?;
     bootstrap_admin(&config, &db, &hasher).await?;
-    let assets = etx_core::ledger::Assets::from_config(&config.assets)?;
-    let transfer_limits = etx_core::wallet::TransferLimits::from_config(&config.transfers)?;
-    let rules = etx_core::rules::Rules::from_config(
-        &config.assets,
-        &config.deposits,
-        &config.withdrawals,
-        &config.aml,
-        &config.admin,
-    )?;
+    let Settings {
+        assets,
+        transfer_limits,
+        rules,
+    } = settings;
     let transfers = etx_core::wallet::group::GroupCommit::start(
         db.clone(),
         config.transfers.commit_lanes,
@@ -226,7 +223,13 @@ pub fn build_router(state: AppState) -> Router {
 }
 
 impl Application {
-    pub async fn build(mut config: Config) -> anyhow::Result<Application> {
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let settings = config.validate()?;
+        Application::build_with(config, settings).await
+    }
+
+    /// Starts with settings already checked and parsed (`Config::load`).
+    pub async fn build_with(mut config: Config, settings: Settings) -> anyhow::Result<Application> {
         let bind = config.bind;
         let listener = TcpListener::bind(bind)
             .await
@@ -240,7 +243,7 @@ impl Application {
                 format!("http://{addr}")
             });
         }
-        let state = build_state(config).await?;
+        let state = build_state(config, settings).await?;
         let router = build_router(state.clone());
         Ok(Application {
             listener,
