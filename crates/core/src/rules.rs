@@ -44,6 +44,33 @@ pub(crate) fn usd_setting(v: &str, name: &str) -> anyhow::Result<i64> {
 }
 
 impl Rules {
+    /// The rules on one operation's size: a large amount, or a young account moving more than
+    /// its threshold. The rule's name and what it saw, for the review queue.
+    pub fn amount_rule(
+        &self,
+        usd_cents: i64,
+        account_age_micros: i64,
+    ) -> Option<(&'static str, Value)> {
+        let usd = |c: i64| format_amount(c, 2);
+        if usd_cents >= self.aml_large_cents {
+            return Some((
+                "large_amount",
+                json!({"usd_value": usd(usd_cents), "threshold_usd": usd(self.aml_large_cents)}),
+            ));
+        }
+        if account_age_micros < self.aml_young_micros && usd_cents >= self.aml_young_cents {
+            return Some((
+                "young_account",
+                json!({
+                    "usd_value": usd(usd_cents),
+                    "threshold_usd": usd(self.aml_young_cents),
+                    "account_age_hours": account_age_micros / 3_600_000_000,
+                }),
+            ));
+        }
+        None
+    }
+
     pub fn from_config(
         asset_settings: &[AssetConfig],
         d: &DepositConfig,
@@ -173,26 +200,9 @@ pub(crate) fn amount_rule(
     user: &UserRow,
     usd_cents: i64,
 ) -> Option<(&'static str, Value)> {
-    let r = &state.rules;
-    let usd = |c: i64| format_amount(c, 2);
-    if usd_cents >= r.aml_large_cents {
-        return Some((
-            "large_amount",
-            json!({"usd_value": usd(usd_cents), "threshold_usd": usd(r.aml_large_cents)}),
-        ));
-    }
-    let age = now_micros() - user.created_at;
-    if age < r.aml_young_micros && usd_cents >= r.aml_young_cents {
-        return Some((
-            "young_account",
-            json!({
-                "usd_value": usd(usd_cents),
-                "threshold_usd": usd(r.aml_young_cents),
-                "account_age_hours": age / 3_600_000_000,
-            }),
-        ));
-    }
-    None
+    state
+        .rules
+        .amount_rule(usd_cents, now_micros() - user.created_at)
 }
 
 /// The velocity rule, given how many operations the user already made in the window (counted
@@ -303,5 +313,95 @@ impl Default for AdminConfig {
         AdminConfig {
             adjust_approval_from_usd: "1000".into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn rules_with(edit: impl FnOnce(&mut Config)) -> anyhow::Result<Rules> {
+        let mut c = Config::defaults();
+        edit(&mut c);
+        Rules::from_config(&c.assets, &c.deposits, &c.withdrawals, &c.aml, &c.admin)
+    }
+
+    fn rules() -> Rules {
+        rules_with(|c| {
+            c.aml.large_amount_usd = "10000".into();
+            c.aml.young_account_days = 7;
+            c.aml.young_account_usd = "1000".into();
+            c.aml.max_operations_in_window = 3;
+            c.aml.window_minutes = 10;
+            c.withdrawals.fee_percent = "0.5".into();
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn settings_become_cents_and_basis_points() {
+        let r = rules();
+        assert_eq!(r.aml_large_cents, 1_000_000);
+        assert_eq!(r.aml_young_cents, 100_000);
+        assert_eq!(r.aml_young_micros, 7 * 86_400_000_000);
+        assert_eq!(r.aml_window_micros, 10 * MICROS_PER_MINUTE);
+        assert_eq!(r.fee_basis_points, 50);
+        assert!(r.deposit_min_cents <= r.deposit_max_cents);
+    }
+
+    #[test]
+    fn bad_thresholds_are_refused_with_their_name() {
+        let e = rules_with(|c| c.withdrawals.fee_percent = "101".into()).unwrap_err();
+        assert!(e.to_string().contains("withdrawals.fee_percent"), "{e}");
+        let e = rules_with(|c| c.deposits.min_usd = "x".into()).unwrap_err();
+        assert!(e.to_string().contains("deposits.min_usd"), "{e}");
+        let e = rules_with(|c| {
+            c.withdrawals.min_usd = "500".into();
+            c.withdrawals.max_usd = "100".into();
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("min_usd above max_usd"), "{e}");
+        let e = rules_with(|c| c.deposits.provider = "paypal".into()).unwrap_err();
+        assert!(e.to_string().contains("deposits.provider"), "{e}");
+        let e = rules_with(|c| c.deposits.pay_currencies = vec!["USD".into()]).unwrap_err();
+        assert!(e.to_string().contains("pay_currencies"), "{e}");
+    }
+
+    #[test]
+    fn large_amounts_are_held_at_the_threshold_not_below() {
+        let r = rules();
+        let old = 365 * 86_400_000_000;
+        assert!(r.amount_rule(999_999, old).is_none());
+        let (name, seen) = r.amount_rule(1_000_000, old).unwrap();
+        assert_eq!(name, "large_amount");
+        assert_eq!(seen["usd_value"], "10000.00");
+        assert_eq!(seen["threshold_usd"], "10000.00");
+    }
+
+    #[test]
+    fn young_accounts_are_held_above_their_own_threshold() {
+        let r = rules();
+        let day = 86_400_000_000;
+        assert!(r.amount_rule(99_999, day).is_none());
+        let (name, seen) = r.amount_rule(100_000, 2 * day).unwrap();
+        assert_eq!(name, "young_account");
+        assert_eq!(seen["account_age_hours"], 48);
+        // Past the age the same amount passes; a large one is named large, whatever the age.
+        assert!(r.amount_rule(100_000, 7 * day).is_none());
+        assert_eq!(r.amount_rule(1_000_000, day).unwrap().0, "large_amount");
+    }
+
+    #[test]
+    fn velocity_counts_up_to_the_limit_and_can_be_off() {
+        let r = rules();
+        assert!(velocity_rule(&r, 2).is_none());
+        let (name, seen) = velocity_rule(&r, 3).unwrap();
+        assert_eq!(name, "velocity");
+        assert_eq!(seen["operations_in_window"], 4);
+        assert_eq!(seen["max_operations"], 3);
+        assert_eq!(seen["window_minutes"], 10);
+        let off = rules_with(|c| c.aml.max_operations_in_window = 0).unwrap();
+        assert!(velocity_rule(&off, 1_000).is_none());
     }
 }

@@ -33,6 +33,14 @@ pub struct WithdrawalQuote<'a> {
 }
 
 /// Prices a withdrawal: fee, total and USD value at the current price, within the limits.
+/// The fee on `amount`: `basis_points` hundredths of a percent, rounded up to the next minor
+/// unit so the platform never loses a fraction, and never less than the asset's `min_fee`.
+pub fn withdrawal_fee(amount: i64, basis_points: i64, min_fee: i64) -> Option<i64> {
+    let pct = i128::from(amount) * i128::from(basis_points);
+    let pct = i64::try_from((pct + 9_999) / 10_000).ok()?;
+    Some(pct.max(min_fee))
+}
+
 pub fn quote<'a>(
     state: &'a Core,
     currency: &str,
@@ -47,10 +55,8 @@ pub fn quote<'a>(
         ));
     };
     let amount = parse_positive_amount(amount.trim(), asset.scale).map_err(amount_field)?;
-    let pct = i128::from(amount) * i128::from(rules.fee_basis_points);
-    let pct =
-        i64::try_from((pct + 9_999) / 10_000).map_err(|_| amount_field(AmountError::Overflow))?;
-    let fee = pct.max(min_fee);
+    let fee = withdrawal_fee(amount, rules.fee_basis_points, min_fee)
+        .ok_or_else(|| amount_field(AmountError::Overflow))?;
     let total = amount
         .checked_add(fee)
         .ok_or_else(|| amount_field(AmountError::Overflow))?;
@@ -592,4 +598,25 @@ pub(crate) async fn staff_attempt(
     tx.commit().await?;
     tracing::info!(withdrawal = %w.id, actor, action = verb, status = %w.status, "withdrawal decided");
     Ok((w, events))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::withdrawal_fee;
+
+    #[test]
+    fn fees_round_up_and_respect_the_minimum() {
+        // 0.5 % of 100.00 USD is exactly 0.50.
+        assert_eq!(withdrawal_fee(10_000, 50, 0), Some(50));
+        // 0.5 % of 0.01 is 0.00005: rounded up to one minor unit.
+        assert_eq!(withdrawal_fee(1, 50, 0), Some(1));
+        // 1 % of 1.2345 BTC in satoshis rounds up.
+        assert_eq!(withdrawal_fee(123_450_000, 100, 0), Some(1_234_500));
+        assert_eq!(withdrawal_fee(123_450_001, 100, 0), Some(1_234_501));
+        // The asset's minimum wins over a smaller percentage.
+        assert_eq!(withdrawal_fee(10_000, 50, 2_000), Some(2_000));
+        assert_eq!(withdrawal_fee(10_000, 0, 0), Some(0));
+        // No overflow: the percentage is computed in 128 bits.
+        assert_eq!(withdrawal_fee(i64::MAX, 10_000, 0), Some(i64::MAX));
+    }
 }

@@ -647,3 +647,166 @@ fn refusal_error(r: Refusal, cap: i64) -> CoreError {
         Refusal::Overflow => CoreError::field("amount", "is too large for the recipient's balance"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(sender: &str, recipient: &str, amount: i64, usd_cents: i64, key: &str) -> Job {
+        let (reply, _) = oneshot::channel();
+        Job {
+            plan: Planned {
+                sender_id: sender.into(),
+                recipient_id: recipient.into(),
+                asset: "USD".into(),
+                amount,
+                usd_cents,
+                entry_id: format!("e-{key}"),
+                out_id: format!("o-{key}"),
+                in_id: format!("i-{key}"),
+                note: None,
+                key: key.into(),
+                scope: "p2p",
+                request_hash: String::new(),
+                answer: serde_json::json!({"transfer": {"id": key}}),
+                scale: 2,
+                extra: Batch::default(),
+            },
+            reply,
+        }
+    }
+
+    /// Decides `jobs` with each user's wallet holding `balances` and nothing spent today.
+    fn decide_with(
+        jobs: &[Job],
+        balances: &[(&str, i64)],
+        cap: i64,
+        max_operations: i64,
+        taken: &[(&str, &str)],
+    ) -> Vec<String> {
+        let from: Vec<String> = jobs
+            .iter()
+            .map(|j| account_id(&j.plan.sender_id, "wallet", "USD"))
+            .collect();
+        let to: Vec<String> = jobs
+            .iter()
+            .map(|j| account_id(&j.plan.recipient_id, "wallet", "USD"))
+            .collect();
+        let g = Group {
+            jobs,
+            from_ids: &from,
+            to_ids: &to,
+            taken: taken
+                .iter()
+                .map(|(u, k)| (u.to_string(), k.to_string()))
+                .collect(),
+            cap,
+            max_operations,
+        };
+        let balances = balances
+            .iter()
+            .map(|(u, b)| (account_id(u, "wallet", "USD"), *b))
+            .collect();
+        let d = decide(&g, balances, HashMap::new(), HashMap::new());
+        let net: i64 = d.deltas.iter().map(|(_, v)| v).sum();
+        assert_eq!(net, 0, "a group's balance changes must cancel out");
+        d.results
+            .iter()
+            .zip(jobs)
+            .map(|(r, j)| match r {
+                None => {
+                    let a = d
+                        .accepted
+                        .iter()
+                        .find(|a| jobs[a.index].plan.key == j.plan.key);
+                    format!("sent, balance {}", a.unwrap().sender_balance)
+                }
+                Some(Ok(Decided::Velocity(n))) => format!("review after {n}"),
+                Some(Ok(Decided::Posted(_))) => "posted".into(),
+                Some(Err(Failure::KeyTaken)) => "key taken".into(),
+                Some(Err(Failure::Api(e))) => e.to_string(),
+                Some(Err(_)) => "other".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn transfers_apply_in_arrival_order_each_refused_on_its_own() {
+        let jobs = [
+            job("alice", "bob", 600, 600, "1"),
+            job("alice", "bob", 600, 600, "2"),
+            job("bob", "carol", 1_000, 1_000, "3"),
+            job("alice", "carol", 400, 400, "4"),
+        ];
+        let got = decide_with(&jobs, &[("alice", 1_000), ("bob", 500)], 1_000_000, 0, &[]);
+        assert_eq!(
+            got,
+            [
+                "sent, balance 400",
+                "insufficient funds",
+                // Bob has 500 of his own and 600 from the first transfer of this group.
+                "sent, balance 100",
+                "sent, balance 0",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_daily_cap_counts_earlier_transfers_of_the_group() {
+        let jobs = [
+            job("alice", "bob", 700, 700, "1"),
+            job("alice", "bob", 400, 400, "2"),
+            job("alice", "bob", 300, 300, "3"),
+        ];
+        let got = decide_with(&jobs, &[("alice", 10_000)], 1_000, 0, &[]);
+        assert_eq!(got[0], "sent, balance 9300");
+        assert!(got[1].contains("daily limit of $10.00"), "{}", got[1]);
+        assert_eq!(got[2], "sent, balance 9000");
+    }
+
+    #[test]
+    fn past_the_velocity_limit_transfers_go_to_review_and_count_too() {
+        let jobs = [
+            job("alice", "bob", 100, 100, "1"),
+            job("alice", "bob", 100, 100, "2"),
+            job("alice", "bob", 100, 100, "3"),
+            job("carol", "bob", 100, 100, "4"),
+        ];
+        let got = decide_with(
+            &jobs,
+            &[("alice", 1_000), ("carol", 100)],
+            1_000_000,
+            1,
+            &[],
+        );
+        assert_eq!(
+            got,
+            [
+                "sent, balance 900",
+                "review after 1",
+                "review after 2",
+                "sent, balance 0"
+            ]
+        );
+    }
+
+    #[test]
+    fn keys_stored_meanwhile_are_skipped_and_overflow_is_refused() {
+        let jobs = [
+            job("alice", "bob", 100, 100, "1"),
+            job("alice", "bob", 100, 100, "2"),
+        ];
+        let got = decide_with(&jobs, &[("alice", 1_000)], 1_000_000, 0, &[("alice", "1")]);
+        assert_eq!(got, ["key taken", "sent, balance 900"]);
+
+        let jobs = [job("alice", "bob", 10, 10, "1")];
+        let got = decide_with(
+            &jobs,
+            &[("alice", 10), ("bob", i64::MAX)],
+            1_000_000,
+            0,
+            &[],
+        );
+        assert!(got[0].contains("too large"), "{}", got[0]);
+    }
+}
