@@ -4,7 +4,9 @@
 mod account;
 mod admin;
 mod assets;
+mod error;
 mod market;
+mod notice;
 mod payments;
 mod security;
 mod wallet;
@@ -25,6 +27,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use etx_core::accounts;
+
+pub use error::{PageError, PageResult};
 
 pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
@@ -308,7 +312,7 @@ async fn refresh_on_navigation(
         req.headers_mut().insert(header::COOKIE, v);
     }
     let mut resp = next.run(req).await;
-    issued.set_cookies(&state, resp.headers_mut());
+    issued.set_cookies(state.secure_cookies(), resp.headers_mut());
     resp
 }
 
