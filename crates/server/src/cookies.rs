@@ -1,7 +1,6 @@
 //! Reading and writing the three cookies: `access_token` and `refresh_token` (HttpOnly) and
 //! `csrf_token` (readable by scripts, echoed back in `X-CSRF-Token`).
 
-use crate::state::AppState;
 use axum::http::{HeaderMap, HeaderValue, header};
 use etx_core::session::Issued;
 
@@ -44,14 +43,14 @@ pub fn append(headers: &mut HeaderMap, v: HeaderValue) {
     headers.append(header::SET_COOKIE, v);
 }
 
-/// Sets the session cookies for freshly issued tokens.
+/// Sets the session cookies for freshly issued tokens; `secure` adds the `Secure` attribute
+/// (`AppState::secure_cookies`).
 pub trait SetCookies {
-    fn set_cookies(&self, state: &AppState, h: &mut HeaderMap);
+    fn set_cookies(&self, secure: bool, h: &mut HeaderMap);
 }
 
 impl SetCookies for Issued {
-    fn set_cookies(&self, state: &AppState, h: &mut HeaderMap) {
-        let secure = state.secure_cookies();
+    fn set_cookies(&self, secure: bool, h: &mut HeaderMap) {
         append(
             h,
             build(ACCESS, &self.access_token, self.expires_in, true, secure),
@@ -73,8 +72,8 @@ impl SetCookies for Issued {
     }
 }
 
-pub fn clear_cookies(state: &AppState, h: &mut HeaderMap) {
-    let secure = state.secure_cookies();
+/// Deletes the session cookies; `secure` as for `SetCookies::set_cookies`.
+pub fn clear_cookies(secure: bool, h: &mut HeaderMap) {
     for (name, http_only) in [(ACCESS, true), (REFRESH, true), (CSRF, false)] {
         append(h, build(name, "", 0, http_only, secure));
     }

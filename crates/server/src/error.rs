@@ -2,7 +2,7 @@
 //! `{"error":{code,message,request_id,fields}}`; internal causes are logged, never shown.
 
 use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use etx_core::CoreError;
 use etx_domain::FieldErrors;
@@ -195,49 +195,63 @@ impl From<etx_db::DbErr> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let request_id = current_request_id();
-        if let ApiError::Internal(e) = &self {
+impl ApiError {
+    /// Logs the cause of an internal error with the request id; the response never shows it.
+    pub fn log_if_internal(&self) {
+        if let ApiError::Internal(e) = self {
+            let request_id = current_request_id();
             tracing::error!(request_id = %request_id, error = format!("{e:#}"), "internal error");
         }
-        let status = self.status();
-        let (fields, retry) = match &self {
-            ApiError::Validation { fields, .. } | ApiError::Conflict { fields, .. } => {
-                (fields.clone(), None)
-            }
+    }
+
+    /// The headers that tell a client when to try again: `Retry-After` (with the
+    /// `X-RateLimit-*` set when a rate limit was hit) for 429 and a busy 503. JSON and page
+    /// answers carry the same.
+    pub fn retry_headers(&self, h: &mut HeaderMap) {
+        match self {
             ApiError::RateLimited {
                 retry_after_secs,
                 limit,
-            } => (BTreeMap::new(), Some((*retry_after_secs, *limit))),
-            _ => (BTreeMap::new(), None),
-        };
-        let busy_for = match &self {
+            } => {
+                let secs = (*retry_after_secs).max(1);
+                h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                h.insert("x-ratelimit-limit", HeaderValue::from(*limit));
+                h.insert("x-ratelimit-remaining", HeaderValue::from(0u32));
+                h.insert("x-ratelimit-reset", HeaderValue::from(secs));
+            }
             ApiError::Busy {
                 retry_after_secs, ..
-            } => Some(*retry_after_secs),
-            _ => None,
+            } => {
+                h.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from((*retry_after_secs).max(1)),
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.log_if_internal();
+        let status = self.status();
+        let fields = match &self {
+            ApiError::Validation { fields, .. } | ApiError::Conflict { fields, .. } => {
+                fields.clone()
+            }
+            _ => BTreeMap::new(),
         };
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code(),
                 message: self.public_message(),
-                request_id,
+                request_id: current_request_id(),
                 fields,
             },
         };
         let mut resp = (status, Json(body)).into_response();
-        if let Some((secs, limit)) = retry {
-            let h = resp.headers_mut();
-            h.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
-            h.insert("x-ratelimit-limit", HeaderValue::from(limit));
-            h.insert("x-ratelimit-remaining", HeaderValue::from(0u32));
-            h.insert("x-ratelimit-reset", HeaderValue::from(secs.max(1)));
-        }
-        if let Some(secs) = busy_for {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
-        }
+        self.retry_headers(resp.headers_mut());
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -1,9 +1,12 @@
-//! Extractors whose rejections speak our error format instead of axum's plain text.
+//! Reading requests: extractors whose rejections speak our error format instead of axum's plain
+//! text, and the helpers for headers and upload bodies that the API and the pages share.
 
 use crate::error::ApiError;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Multipart, Request};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use bytes::BytesMut;
 use serde::de::DeserializeOwned;
 
 /// JSON body; malformed JSON is a 400, a well-formed body of the wrong shape a 422, a missing or
@@ -81,4 +84,48 @@ pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<String, ApiErr
         .to_str()
         .map_err(|_| ApiError::BadRequest("Idempotency-Key must be visible ASCII".into()))?;
     Ok(etx_core::ledger::idempotency_key(s)?)
+}
+
+/// Reads the `file` (or `avatar`) part of a multipart body, stopping as soon as it exceeds
+/// `max` bytes instead of buffering the whole upload.
+pub async fn read_image_part(mut mp: Multipart, max: usize) -> Result<bytes::Bytes, ApiError> {
+    while let Some(mut field) = mp.next_field().await.map_err(multipart_error)? {
+        if !matches!(field.name(), Some("file") | Some("avatar")) {
+            continue;
+        }
+        let mut buf = BytesMut::new();
+        while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+            if buf.len() + chunk.len() > max {
+                return Err(ApiError::PayloadTooLarge(format!(
+                    "the image must be at most {} MB",
+                    max / (1024 * 1024)
+                )));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        return Ok(buf.freeze());
+    }
+    Err(ApiError::field("file", "is required"))
+}
+
+fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge("the upload is too large".into())
+    } else {
+        ApiError::BadRequest(format!("malformed multipart body: {}", e.body_text()))
+    }
+}
+
+/// Reject oversized uploads from the announced length, before reading a byte.
+pub fn check_content_length(headers: &HeaderMap, max: usize) -> Result<(), ApiError> {
+    let len = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    match len {
+        Some(n) if n > max + 64 * 1024 => {
+            Err(ApiError::PayloadTooLarge("the upload is too large".into()))
+        }
+        _ => Ok(()),
+    }
 }

@@ -12,6 +12,7 @@ pub mod middleware;
 pub mod net;
 pub mod realtime;
 pub mod session;
+pub mod socketio;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

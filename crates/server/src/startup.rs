@@ -150,7 +150,7 @@ pub async fn build_state(config: Config, settings: Settings) -> anyhow::Result<A
         metrics: telemetry::metrics_handle(),
         started: Instant::now(),
     });
-    state.realtime.register(&state).await?;
+    crate::socketio::register(&state).await?;
     Ok(state)
 }
 
@@ -277,7 +277,7 @@ impl Application {
         };
         let recorder =
             etx_core::market::spawn_recorder(self.state.core.clone(), Duration::from_secs(2));
-        let forwarder = crate::realtime::spawn_price_forwarder(self.state.clone());
+        let forwarder = crate::socketio::spawn_price_forwarder(self.state.clone());
         let served = axum::serve(
             axum::serve::ListenerExt::tap_io(self.listener, tune_connection),
             self.router

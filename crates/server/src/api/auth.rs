@@ -127,7 +127,7 @@ fn auth_response(
     issued: Issued,
 ) -> Response {
     let mut headers = HeaderMap::new();
-    issued.set_cookies(state, &mut headers);
+    issued.set_cookies(state.secure_cookies(), &mut headers);
     headers.insert(
         header::CACHE_CONTROL,
         "no-store".parse().expect("static header"),
@@ -417,7 +417,7 @@ async fn refresh(
 async fn logout(State(state): State<AppState>, auth: Auth) -> ApiResult<Response> {
     etx_core::session::logout(&state, &auth).await?;
     let mut headers = HeaderMap::new();
-    crate::cookies::clear_cookies(&state, &mut headers);
+    crate::cookies::clear_cookies(state.secure_cookies(), &mut headers);
     Ok((StatusCode::NO_CONTENT, headers).into_response())
 }
 

@@ -1,11 +1,11 @@
 //! `/api/transactions*`: a user's history with filters, offset or keyset paging, detail, a
 //! summary per type and streamed CSV/JSON export. 100 requests per minute per user.
 
-use super::wallet::TransactionView;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{AppJson, AppQuery};
 use crate::session::Auth;
 use crate::state::AppState;
+use crate::views::wallet::TransactionView;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};

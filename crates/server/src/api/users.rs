@@ -2,7 +2,7 @@
 //! search and avatars.
 
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{AppJson, AppQuery};
+use crate::extract::{AppJson, AppQuery, check_content_length, read_image_part};
 use crate::session::{Auth, ClientInfo};
 use crate::state::AppState;
 use crate::views::{PublicUserView, UserView};
@@ -10,7 +10,6 @@ use axum::Json;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::BytesMut;
 use etx_core::accounts;
 use etx_db::users::Deletion;
 use etx_db::users::{AdminPatch, SortField, UserFilter};
@@ -396,50 +395,6 @@ pub struct AvatarUpload {
     /// PNG, JPEG, WebP or GIF, at most 5 MB.
     #[schema(value_type = String, format = Binary)]
     pub file: Vec<u8>,
-}
-
-/// Reads the `file` (or `avatar`) part of a multipart body, stopping as soon as it exceeds
-/// `max` bytes instead of buffering the whole upload.
-pub async fn read_image_part(mut mp: Multipart, max: usize) -> Result<bytes::Bytes, ApiError> {
-    while let Some(mut field) = mp.next_field().await.map_err(multipart_error)? {
-        if !matches!(field.name(), Some("file") | Some("avatar")) {
-            continue;
-        }
-        let mut buf = BytesMut::new();
-        while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
-            if buf.len() + chunk.len() > max {
-                return Err(ApiError::PayloadTooLarge(format!(
-                    "the image must be at most {} MB",
-                    max / (1024 * 1024)
-                )));
-            }
-            buf.extend_from_slice(&chunk);
-        }
-        return Ok(buf.freeze());
-    }
-    Err(ApiError::field("file", "is required"))
-}
-
-fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::PayloadTooLarge("the upload is too large".into())
-    } else {
-        ApiError::BadRequest(format!("malformed multipart body: {}", e.body_text()))
-    }
-}
-
-/// Reject oversized uploads from the announced length, before reading a byte.
-pub fn check_content_length(headers: &HeaderMap, max: usize) -> Result<(), ApiError> {
-    let len = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    match len {
-        Some(n) if n > max + 64 * 1024 => {
-            Err(ApiError::PayloadTooLarge("the upload is too large".into()))
-        }
-        _ => Ok(()),
-    }
 }
 
 /// Upload or replace your avatar (multipart field `file`). The image is checked by content,

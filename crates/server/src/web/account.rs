@@ -1,9 +1,13 @@
 //! Account pages: home, login, registration, logout and profile (details, avatar, password).
 
-use super::{Layout, WebUser, check_form_csrf, check_sign_in_form, ensure_csrf, form_expired};
-use crate::api::users::{check_content_length, read_image_part};
+use super::notice::{NoticeQuery, notice};
+use super::{
+    Layout, PageError, PageResult, WebUser, check_form_csrf, check_sign_in_form, ensure_csrf,
+    form_expired,
+};
 use crate::cookies::SetCookies;
 use crate::error::ApiError;
+use crate::extract::{check_content_length, read_image_part};
 use crate::session::ClientInfo;
 use crate::state::AppState;
 use crate::views::UserView;
@@ -24,7 +28,7 @@ pub struct HomePage {
     user: UserView,
     initial: String,
     balances: Vec<(String, String)>,
-    recent: Vec<crate::api::wallet::TransactionView>,
+    recent: Vec<crate::views::wallet::TransactionView>,
 }
 
 fn initial(u: &UserView) -> String {
@@ -35,59 +39,24 @@ fn initial(u: &UserView) -> String {
         .unwrap_or_default()
 }
 
-#[derive(Deserialize, Default)]
-pub struct NoticeQuery {
-    pub(super) msg: Option<String>,
-}
-
-/// Fixed notices chosen by key, so nothing from the URL is ever echoed into the page.
-pub(super) fn notice(q: &NoticeQuery) -> Option<&'static str> {
-    match q.msg.as_deref()? {
-        "welcome" => Some("Welcome to ETX Processor! Your account is ready."),
-        "saved" => Some("Your profile was saved."),
-        "avatar" => Some("Your avatar was updated."),
-        "avatar-removed" => Some("Your avatar was removed."),
-        "password" => Some("Your password was changed. Other sessions were signed out."),
-        "logged-out" => Some("You have been logged out."),
-        "sent" => Some("Money sent."),
-        "withdrawal-requested" => Some("Withdrawal requested. Staff will review it shortly."),
-        "withdrawal-held" => Some("Withdrawal requested and held for a compliance review."),
-        "withdrawal-cancelled" => {
-            Some("Withdrawal cancelled; the amount and fee are back in your wallet.")
-        }
-        "paid" => Some("Payment notification sent through the sandbox webhook."),
-        "decided" => Some("Decision recorded."),
-        "session-ended" => Some("That session was signed out."),
-        "reset" => Some("Your password was changed. Log in with the new one."),
-        _ => None,
-    }
-}
-
 pub async fn view_home_get(
     State(state): State<AppState>,
     u: WebUser,
     Query(q): Query<NoticeQuery>,
-) -> Response {
+) -> PageResult {
     let user = UserView::from(&u.auth.user);
-    let loaded = async {
-        let (balances, _) = etx_core::wallet::balance_list(&state, &u.auth.user.id).await?;
-        let recent = super::wallet::recent(&state, &u.auth.user.id, None, 5).await?;
-        Ok::<_, etx_db::DbErr>((balances, recent))
-    };
-    let (balances, recent) = match loaded.await {
-        Ok(v) => v,
-        Err(e) => return ApiError::from(e).into_response(),
-    };
+    let (balances, _) = etx_core::wallet::balance_list(&state, &u.auth.user.id).await?;
+    let recent = super::wallet::recent(&state, &u.auth.user.id, None, 5).await?;
     let mut layout = Layout::new(Some(UserView::from(&u.auth.user)), u.csrf, "home");
     layout.notice = notice(&q);
-    HomePage {
+    Ok(HomePage {
         initial: initial(&user),
         layout,
         user,
         balances,
         recent,
     }
-    .into_response()
+    .into_response())
 }
 
 #[derive(Template, WebTemplate)]
@@ -153,7 +122,7 @@ pub async fn view_login_post(
     };
     match result {
         Ok(accounts::LoginOutcome::Session(_, issued)) => {
-            issued.set_cookies(&state, &mut out);
+            issued.set_cookies(state.secure_cookies(), &mut out);
             (out, Redirect::to("/")).into_response()
         }
         Ok(accounts::LoginOutcome::SecondFactor { challenge_token }) => {
@@ -165,9 +134,11 @@ pub async fn view_login_post(
             (out, page).into_response()
         }
         Err(e) => {
+            e.log_if_internal();
             let status = e.status();
-            let mut resp = e.into_response();
-            let retry = resp.headers_mut().remove(axum::http::header::RETRY_AFTER);
+            let mut wait = HeaderMap::new();
+            e.retry_headers(&mut wait);
+            let retry = wait.remove(axum::http::header::RETRY_AFTER);
             let message = match status {
                 StatusCode::TOO_MANY_REQUESTS => {
                     "Too many attempts. Please wait a minute and try again.".to_string()
@@ -227,7 +198,7 @@ pub async fn view_login_2fa_post(
         .map_err(ApiError::from)
     {
         Ok((_, issued)) => {
-            issued.set_cookies(&state, &mut out);
+            issued.set_cookies(state.secure_cookies(), &mut out);
             (out, Redirect::to("/")).into_response()
         }
         Err(e) => {
@@ -347,7 +318,7 @@ pub async fn view_register_post(
     };
     match result {
         Ok(issued) => {
-            issued.set_cookies(&state, &mut out);
+            issued.set_cookies(state.secure_cookies(), &mut out);
             (out, Redirect::to("/?msg=welcome")).into_response()
         }
         Err(e) => {
@@ -397,10 +368,10 @@ pub async fn view_logout_post(
     if let Ok(u) = u
         && let Err(e) = etx_core::session::logout(&state, &u.auth).await
     {
-        return ApiError::from(e).into_response();
+        return PageError::from(e).into_response();
     }
     let mut out = HeaderMap::new();
-    crate::cookies::clear_cookies(&state, &mut out);
+    crate::cookies::clear_cookies(state.secure_cookies(), &mut out);
     (out, Redirect::to("/login?msg=logged-out")).into_response()
 }
 
@@ -437,6 +408,7 @@ pub async fn view_profile_get(u: WebUser, Query(q): Query<NoticeQuery>) -> Profi
 
 /// Renders the profile page again with the error of a failed form.
 fn profile_error(u: &WebUser, e: ApiError) -> Response {
+    e.log_if_internal();
     let status = e.status();
     let mut page = profile_page(u, &u.auth.user, None);
     match e {
@@ -452,7 +424,6 @@ fn profile_error(u: &WebUser, e: ApiError) -> Response {
             page.error = Some("Your form expired; please try again.".into())
         }
         ApiError::Internal(_) => {
-            let _ = ApiError::Internal(anyhow::anyhow!("profile form")).into_response();
             page.error = Some("Something went wrong. Please try again.".into());
         }
         other => page.error = Some(other.public_message()),
@@ -590,18 +561,15 @@ pub async fn view_sessions_get(
     State(state): State<AppState>,
     u: WebUser,
     Query(q): Query<NoticeQuery>,
-) -> Response {
-    let rows = match state.db.list_sessions(&u.auth.user.id).await {
-        Ok(r) => r,
-        Err(e) => return ApiError::from(e).into_response(),
-    };
+) -> PageResult {
+    let rows = state.db.list_sessions(&u.auth.user.id).await?;
     let mut layout = Layout::new(
         Some(UserView::from(&u.auth.user)),
         u.csrf.clone(),
         "profile",
     );
     layout.notice = notice(&q);
-    SessionsPage {
+    Ok(SessionsPage {
         layout,
         sessions: rows
             .into_iter()
@@ -615,7 +583,7 @@ pub async fn view_sessions_get(
             })
             .collect(),
     }
-    .into_response()
+    .into_response())
 }
 
 pub async fn view_session_end_post(
@@ -628,16 +596,13 @@ pub async fn view_session_end_post(
     if check_form_csrf(&headers, &f.csrf_token).is_err() {
         return form_expired();
     }
-    match etx_core::session::end_session(&state, &u.auth, &id)
-        .await
-        .map_err(ApiError::from)
-    {
+    match etx_core::session::end_session(&state, &u.auth, &id).await {
         Ok(()) if id == u.auth.session_id => {
             let mut out = HeaderMap::new();
-            crate::cookies::clear_cookies(&state, &mut out);
+            crate::cookies::clear_cookies(state.secure_cookies(), &mut out);
             (out, Redirect::to("/login?msg=logged-out")).into_response()
         }
         Ok(()) => Redirect::to("/profile/sessions?msg=session-ended").into_response(),
-        Err(e) => e.into_response(),
+        Err(e) => PageError::from(e).into_response(),
     }
 }

@@ -1,15 +1,16 @@
 //! Staff pages: the audit trail with filters (admins and moderators) and the outgoing mail
 //! queue (admins); others get a 404.
 
-use super::{Layout, WebUser, day, error_page};
-use crate::api::audit::AuditRecord;
+use super::{Layout, PageResult, WebUser, day, error_page};
 use crate::state::AppState;
 use crate::views::UserView;
+use crate::views::audit::{AuditRecord, actor_id};
+use crate::views::mail::{MailView, mail_view, parse_mail_status};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use etx_db::audit::AuditFilter;
 use serde::Deserialize;
 
@@ -65,18 +66,19 @@ pub async fn view_audit_get(
     State(state): State<AppState>,
     u: WebUser,
     Query(q): Query<AuditPageQuery>,
-) -> Response {
+) -> PageResult {
     if !u.auth.role.is_staff() {
-        return error_page(StatusCode::NOT_FOUND, "Not found", "There is no such page.");
+        return Ok(error_page(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "There is no such page.",
+        ));
     }
     let (from, to) = (day(&q.from, false), day(&q.to, true));
     let actor = field(&q.actor);
     let actor_id = match &actor {
         None => None,
-        Some(a) => match crate::api::audit::actor_id(&state, a.clone()).await {
-            Ok(id) => Some(id),
-            Err(e) => return crate::error::ApiError::from(e).into_response(),
-        },
+        Some(a) => Some(actor_id(&state, a.clone()).await?),
     };
     let echo = AuditEcho {
         actor: actor.unwrap_or_default(),
@@ -122,10 +124,7 @@ pub async fn view_audit_get(
         }
         q.finish()
     };
-    let (rows, total) = match state.db.list_audit(&filter, skip, PAGE).await {
-        Ok(v) => v,
-        Err(e) => return crate::error::ApiError::from(e).into_response(),
-    };
+    let (rows, total) = state.db.list_audit(&filter, skip, PAGE).await?;
     let lines = rows
         .into_iter()
         .map(|r| {
@@ -138,7 +137,7 @@ pub async fn view_audit_get(
             AuditLine { record, details }
         })
         .collect();
-    AuditPage {
+    Ok(AuditPage {
         layout: Layout::new(Some(UserView::from(&u.auth.user)), u.csrf.clone(), "audit"),
         filter: echo,
         query,
@@ -147,7 +146,7 @@ pub async fn view_audit_get(
         prev_skip: (skip > 0).then(|| (skip - PAGE).max(0)),
         next_skip: (skip + PAGE < total).then_some(skip + PAGE),
     }
-    .into_response()
+    .into_response())
 }
 
 #[derive(Deserialize, Default)]
@@ -161,7 +160,7 @@ pub struct MailPageQuery {
 pub struct MailPage {
     layout: Layout,
     status: String,
-    mails: Vec<crate::api::security::MailView>,
+    mails: Vec<MailView>,
 }
 
 /// Outgoing mail and delivery failures (admins; others get a 404).
@@ -169,25 +168,23 @@ pub async fn view_mail_get(
     State(state): State<AppState>,
     u: WebUser,
     Query(q): Query<MailPageQuery>,
-) -> Response {
+) -> PageResult {
     if !u.auth.role.is_admin() {
-        return error_page(StatusCode::NOT_FOUND, "Not found", "There is no such page.");
+        return Ok(error_page(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "There is no such page.",
+        ));
     }
-    let status = crate::api::security::parse_mail_status(Some(q.status.as_str())).unwrap_or(None);
-    let rows = match state.db.list_mail(status, 200).await {
-        Ok(r) => r,
-        Err(e) => return crate::error::ApiError::from(e).into_response(),
-    };
-    MailPage {
+    let status = parse_mail_status(Some(q.status.as_str())).unwrap_or(None);
+    let rows = state.db.list_mail(status, 200).await?;
+    Ok(MailPage {
         layout: Layout::new(Some(UserView::from(&u.auth.user)), u.csrf.clone(), "mail"),
         status: match status {
             Some(_) => q.status,
             None => String::new(),
         },
-        mails: rows
-            .into_iter()
-            .map(crate::api::security::mail_view)
-            .collect(),
+        mails: rows.into_iter().map(mail_view).collect(),
     }
-    .into_response()
+    .into_response())
 }

@@ -1,15 +1,15 @@
 //! Market pages: live prices for every asset, and one asset's candle chart drawn on the server
 //! as SVG from stored candles (no chart library, no script needed to see it).
 
-use super::{Layout, WebUser, error_page};
-use crate::api::market::{CryptoView, crypto_view};
+use super::{Layout, PageResult, WebUser, error_page};
 use crate::state::AppState;
 use crate::views::UserView;
+use crate::views::market::{CryptoView, crypto_view};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use etx_core::market::{SPANS, span_len};
 use etx_db::market::CandleRow;
 use serde::Deserialize;
@@ -24,21 +24,18 @@ pub struct MarketsPage {
     stale: bool,
 }
 
-pub async fn view_markets_get(State(state): State<AppState>, u: WebUser) -> Response {
+pub async fn view_markets_get(State(state): State<AppState>, u: WebUser) -> PageResult {
     let mut items = Vec::new();
     for s in state.market.symbols.clone() {
-        match crypto_view(&state, s).await {
-            Ok(v) => items.push(v),
-            Err(e) => return e.into_response(),
-        }
+        items.push(crypto_view(&state, s).await?);
     }
-    MarketsPage {
+    Ok(MarketsPage {
         layout: Layout::new(Some(UserView::from(&u.auth.user)), u.csrf, "markets"),
         items,
         source: state.market.source,
         stale: state.market.is_stale(),
     }
-    .into_response()
+    .into_response())
 }
 
 #[derive(Deserialize)]
@@ -64,14 +61,14 @@ pub async fn view_market_get(
     u: WebUser,
     Path(symbol): Path<String>,
     Query(q): Query<ChartQuery>,
-) -> Response {
+) -> PageResult {
     let symbol = symbol.to_ascii_uppercase();
     if !state.market.symbols.contains(&symbol) {
-        return error_page(
+        return Ok(error_page(
             StatusCode::NOT_FOUND,
             "Not found",
             "There is no such asset.",
-        );
+        ));
     }
     let interval = q
         .interval
@@ -80,19 +77,12 @@ pub async fn view_market_get(
     let len = span_len(&interval).unwrap_or(60_000_000);
     let now = etx_db::now_micros();
     let from = now - len * CHART_CANDLES as i64;
-    let loaded = async {
-        let asset = crypto_view(&state, symbol.clone()).await?;
-        let rows = state
-            .db
-            .candles(&symbol, &interval, from, now + 1, CHART_CANDLES)
-            .await?;
-        Ok::<_, crate::error::ApiError>((asset, rows))
-    };
-    let (asset, rows) = match loaded.await {
-        Ok(v) => v,
-        Err(e) => return e.into_response(),
-    };
-    AssetPage {
+    let asset = crypto_view(&state, symbol.clone()).await?;
+    let rows = state
+        .db
+        .candles(&symbol, &interval, from, now + 1, CHART_CANDLES)
+        .await?;
+    Ok(AssetPage {
         layout: Layout::new(Some(UserView::from(&u.auth.user)), u.csrf, "markets"),
         chart: candle_svg(&rows),
         candles: rows.len(),
@@ -100,7 +90,7 @@ pub async fn view_market_get(
         interval,
         spans: SPANS.iter().map(|(s, _)| *s).collect(),
     }
-    .into_response()
+    .into_response())
 }
 
 /// Candlesticks as an SVG: a wick from low to high and a body from open to close, rising

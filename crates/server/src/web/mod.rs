@@ -4,7 +4,9 @@
 mod account;
 mod admin;
 mod assets;
+mod error;
 mod market;
+mod notice;
 mod payments;
 mod security;
 mod wallet;
@@ -24,6 +26,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+
+pub use error::{PageError, PageResult};
 
 pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
@@ -307,7 +311,7 @@ async fn refresh_on_navigation(
         req.headers_mut().insert(header::COOKIE, v);
     }
     let mut resp = next.run(req).await;
-    issued.set_cookies(&state, resp.headers_mut());
+    issued.set_cookies(state.secure_cookies(), resp.headers_mut());
     resp
 }
 

@@ -2,8 +2,8 @@
 //! form posts to the same code the JSON API runs; a withdrawal is shown with its fee and total
 //! for confirmation first, and the confirming form carries its own idempotency key.
 
-use super::account::{NoticeQuery, notice};
-use super::{Layout, WebUser, check_form_csrf, error_page, form_error};
+use super::notice::{NoticeQuery, notice};
+use super::{Layout, PageError, WebUser, check_form_csrf, error_page, form_error};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::views::{UserView, rfc3339};
@@ -90,7 +90,7 @@ async fn deposit_page(
 ) -> Response {
     let rows = match state.db.deposits_of_user(&u.auth.user.id, 0, 20).await {
         Ok((_, rows)) => rows,
-        Err(e) => return ApiError::from(e).into_response(),
+        Err(e) => return PageError::from(e).into_response(),
     };
     let deposits = rows
         .iter()
@@ -188,7 +188,7 @@ pub async fn view_deposit_order_get(
     };
     let (d, hooks) = match loaded.await {
         Ok(v) => v,
-        Err(e) => return ApiError::from(e).into_response(),
+        Err(e) => return PageError::from(e).into_response(),
     };
     let Some(d) = d.filter(|d| d.user_id == u.auth.user.id) else {
         return error_page(
@@ -371,7 +371,7 @@ async fn withdraw_page(
     };
     let rows = match state.db.list_withdrawals(&filter, 0, 20).await {
         Ok((_, rows)) => rows,
-        Err(e) => return ApiError::from(e).into_response(),
+        Err(e) => return PageError::from(e).into_response(),
     };
     let withdrawals = rows
         .iter()
@@ -568,13 +568,13 @@ async fn admin_withdrawals_page(
     };
     let rows = match state.db.list_withdrawals(&filter, 0, 100).await {
         Ok((_, rows)) => rows,
-        Err(e) => return ApiError::from(e).into_response(),
+        Err(e) => return PageError::from(e).into_response(),
     };
     let mut lines = Vec::with_capacity(rows.len());
     for w in &rows {
         let approvals = match state.db.approvals_of(&w.id).await {
             Ok(a) => a,
-            Err(e) => return ApiError::from(e).into_response(),
+            Err(e) => return PageError::from(e).into_response(),
         };
         lines.push(WithdrawalLine::from(&withdrawals::withdrawal_json(
             state, w, &approvals,
@@ -705,7 +705,7 @@ async fn admin_aml_page(
     let filter = (status != "all").then_some(status);
     let rows = match state.db.list_flags(filter, 0, 100).await {
         Ok((_, rows)) => rows,
-        Err(e) => return ApiError::from(e).into_response(),
+        Err(e) => return PageError::from(e).into_response(),
     };
     let lines = rows
         .iter()
@@ -737,7 +737,7 @@ async fn admin_aml_page(
                 }
             })
             .collect(),
-        Err(e) => return ApiError::from(e).into_response(),
+        Err(e) => return PageError::from(e).into_response(),
     };
     let code = error.as_ref().map_or(StatusCode::OK, ApiError::status);
     let q = NoticeQuery { msg };

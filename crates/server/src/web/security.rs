@@ -1,7 +1,9 @@
 //! Security pages: two-factor set-up and management, email verification, forgotten password
 //! and reset, and (in dev mode only) the local mail outbox.
 
-use super::{Layout, WebUser, check_form_csrf, ensure_csrf, error_page, form_expired};
+use super::{
+    Layout, PageError, PageResult, WebUser, check_form_csrf, ensure_csrf, error_page, form_expired,
+};
 use crate::error::ApiError;
 use crate::session::ClientInfo;
 use crate::state::AppState;
@@ -56,7 +58,7 @@ async fn page(
     enrolling: Option<Enrolling>,
     backup_codes: Option<Vec<String>>,
     error: Option<String>,
-) -> Result<SecurityPage, ApiError> {
+) -> PageResult<SecurityPage> {
     let s = security::status(state, &u.auth.user.id).await?;
     let backup_codes = backup_codes.map(|codes| {
         let text = format!(
@@ -88,7 +90,7 @@ async fn page(
     })
 }
 
-fn render(r: Result<SecurityPage, ApiError>, status: StatusCode) -> Response {
+fn render(r: PageResult<SecurityPage>, status: StatusCode) -> Response {
     match r {
         Ok(p) => (status, p).into_response(),
         Err(e) => e.into_response(),
@@ -117,7 +119,7 @@ fn problem(e: &ApiError) -> String {
 
 async fn failed(state: &AppState, u: &WebUser, e: ApiError) -> Response {
     if matches!(e, ApiError::Internal(_)) {
-        return e.into_response();
+        return PageError::from(e).into_response();
     }
     let status = e.status();
     render(page(state, u, None, None, Some(problem(&e))).await, status)
@@ -309,7 +311,7 @@ pub async fn view_verify_email_get(
             "Thank you: your email address is verified.",
         ),
         Err(ApiError::BadRequest(m)) => error_page(StatusCode::BAD_REQUEST, "Link not valid", &m),
-        Err(e) => e.into_response(),
+        Err(e) => PageError::from(e).into_response(),
     }
 }
 
@@ -385,12 +387,9 @@ pub async fn view_reset_get(
 ) -> Response {
     let mut out = HeaderMap::new();
     let csrf = ensure_csrf(&state, &headers, &mut out);
-    let live = match security::reset_token_live(&state, &q.token)
-        .await
-        .map_err(ApiError::from)
-    {
+    let live = match security::reset_token_live(&state, &q.token).await {
         Ok(l) => l,
-        Err(e) => return e.into_response(),
+        Err(e) => return PageError::from(e).into_response(),
     };
     let status = if live {
         StatusCode::OK

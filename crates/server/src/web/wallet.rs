@@ -1,12 +1,12 @@
 //! Wallet and transaction pages: balances, the send-money form (each render carries a fresh
 //! idempotency key, so a double-submitted form sends once) and the filtered history.
 
-use super::account::{NoticeQuery, notice};
-use super::{Layout, WebUser, check_form_csrf, day};
-use crate::api::wallet::TransactionView;
+use super::notice::{NoticeQuery, notice};
+use super::{Layout, PageError, WebUser, check_form_csrf, day};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::views::UserView;
+use crate::views::wallet::TransactionView;
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Form;
@@ -78,7 +78,7 @@ async fn wallet_page(
     };
     let (balances, recent) = match loaded.await {
         Ok(v) => v,
-        Err(e) => return ApiError::from(e).into_response(),
+        Err(e) => return PageError::from(e).into_response(),
     };
     let status = error
         .as_ref()
@@ -240,7 +240,7 @@ pub async fn view_transactions_get(
     };
     let ((total, total_exact), rows) = match loaded.await {
         Ok(v) => v,
-        Err(e) => return ApiError::from(e).into_response(),
+        Err(e) => return PageError::from(e).into_response(),
     };
     let page = TransactionsPage {
         layout: Layout::new(

@@ -485,6 +485,39 @@ async fn sessions_page_signs_another_device_out() {
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 }
 
+/// A page that fails answers with the HTML error page and the status the API would give, never
+/// with the API's JSON error body.
+#[tokio::test]
+async fn a_failed_page_action_answers_with_an_html_page() {
+    let app = TestApp::spawn().await;
+    app.register("alice").await;
+    let bob = app.register("bob").await;
+    let b = signed_in(&app, "alice").await;
+    let page = page_text(&b, at(&app, "/profile/sessions")).await;
+    let csrf = csrf_of(&page);
+    // Bob's session is not Alice's to end.
+    let bobs = app.state.db.list_sessions(&bob.id).await.unwrap();
+    let r = b
+        .post(at(&app, &format!("/profile/sessions/{}/end", bobs[0].id)))
+        .form(&[("csrf_token", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let kind = r.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(kind.starts_with("text/html"), "{kind}");
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("Not found") && !html.contains("\"error\""),
+        "{html}"
+    );
+    assert_eq!(
+        app.get("/api/auth/me", Some(&bob.token)).await.status(),
+        StatusCode::OK,
+        "Bob stays signed in"
+    );
+}
+
 async fn page_text(b: &reqwest::Client, url: String) -> String {
     b.get(url).send().await.unwrap().text().await.unwrap()
 }

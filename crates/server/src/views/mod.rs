@@ -1,5 +1,11 @@
-//! JSON shapes of users as the API returns them. Secrets (password hash, lockout counters) are
-//! not fields here, so no handler can leak them by accident.
+//! Shapes built from database rows that both the JSON API and the pages show: users here,
+//! the rest in the submodules. Secrets (password hash, lockout counters) are not fields here,
+//! so no handler can leak them by accident.
+
+pub mod audit;
+pub mod mail;
+pub mod market;
+pub mod wallet;
 
 use etx_db::users::UserRow;
 use etx_domain::Level;

@@ -1,0 +1,31 @@
+//! The one-line notice a page shows after a redirect (`?msg=saved`).
+
+use serde::Deserialize;
+
+#[derive(Deserialize, Default)]
+pub struct NoticeQuery {
+    pub msg: Option<String>,
+}
+
+/// Fixed notices chosen by key, so nothing from the URL is ever echoed into the page.
+pub fn notice(q: &NoticeQuery) -> Option<&'static str> {
+    match q.msg.as_deref()? {
+        "welcome" => Some("Welcome to ETX Processor! Your account is ready."),
+        "saved" => Some("Your profile was saved."),
+        "avatar" => Some("Your avatar was updated."),
+        "avatar-removed" => Some("Your avatar was removed."),
+        "password" => Some("Your password was changed. Other sessions were signed out."),
+        "logged-out" => Some("You have been logged out."),
+        "sent" => Some("Money sent."),
+        "withdrawal-requested" => Some("Withdrawal requested. Staff will review it shortly."),
+        "withdrawal-held" => Some("Withdrawal requested and held for a compliance review."),
+        "withdrawal-cancelled" => {
+            Some("Withdrawal cancelled; the amount and fee are back in your wallet.")
+        }
+        "paid" => Some("Payment notification sent through the sandbox webhook."),
+        "decided" => Some("Decision recorded."),
+        "session-ended" => Some("That session was signed out."),
+        "reset" => Some("Your password was changed. Log in with the new one."),
+        _ => None,
+    }
+}
