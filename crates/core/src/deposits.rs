@@ -19,6 +19,7 @@ use etx_db::ledger::{NewTransaction, PLATFORM, account_id};
 use etx_db::payments::{DepositRow, NewDeposit};
 use etx_db::users::UserRow;
 use etx_db::{Batch, DatabaseTransaction, Db, now_micros};
+use etx_domain::AccountKind;
 use etx_domain::{AmountError, format_amount, parse_amount, parse_positive_amount};
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
@@ -567,8 +568,8 @@ pub(crate) async fn to_suspense(
         Some(&d.order_id),
         None,
         vec![
-            leg(PLATFORM, "deposits_clearing", -amount),
-            leg(PLATFORM, "suspense", amount),
+            leg(PLATFORM, AccountKind::DepositsClearing, -amount),
+            leg(PLATFORM, AccountKind::Suspense, amount),
         ],
     )
     .await?;
@@ -700,8 +701,8 @@ pub(crate) async fn resolve_suspense_attempt(
                 Some(reason),
                 Some(&staff.id),
                 vec![
-                    leg(PLATFORM, "suspense", -row.amount),
-                    leg(PLATFORM, "withdrawals_clearing", row.amount),
+                    leg(PLATFORM, AccountKind::Suspense, -row.amount),
+                    leg(PLATFORM, AccountKind::WithdrawalsClearing, row.amount),
                 ],
             )
             .await?;
@@ -716,12 +717,15 @@ pub(crate) async fn resolve_suspense_attempt(
                 Some(reason),
                 Some(&staff.id),
                 vec![
-                    leg(PLATFORM, "suspense", -row.amount),
-                    leg(&user.id, "wallet", row.amount),
+                    leg(PLATFORM, AccountKind::Suspense, -row.amount),
+                    leg(&user.id, AccountKind::Wallet, row.amount),
                 ],
             )
             .await?;
-            let balance = balance_of(&balances, &account_id(&user.id, "wallet", &row.asset))?;
+            let balance = balance_of(
+                &balances,
+                &account_id(&user.id, AccountKind::Wallet, &row.asset),
+            )?;
             let txn_id = uuid::Uuid::now_v7().to_string();
             Db::insert_transactions(
                 &mut batch,
@@ -814,7 +818,11 @@ pub(crate) async fn credit(
     hold: bool,
 ) -> Result<(Vec<MovementEvent>, bool), Failure> {
     let db = &state.db;
-    let to_kind = if hold { "held" } else { "wallet" };
+    let to_kind = if hold {
+        AccountKind::Held
+    } else {
+        AccountKind::Wallet
+    };
     let txn_id = uuid::Uuid::now_v7().to_string();
     let to_state = if hold { "held" } else { "credited" };
     if db
@@ -845,7 +853,7 @@ pub(crate) async fn credit(
         Some(&d.order_id),
         None,
         vec![
-            leg(PLATFORM, "deposits_clearing", -amount),
+            leg(PLATFORM, AccountKind::DepositsClearing, -amount),
             leg(&d.user_id, to_kind, amount),
         ],
     )
@@ -877,7 +885,7 @@ pub(crate) async fn credit(
             "held_for_review": hold,
         }))
         .queue(batch);
-    let wallet = account_id(&d.user_id, "wallet", &d.pay_currency);
+    let wallet = account_id(&d.user_id, AccountKind::Wallet, &d.pay_currency);
     let balance = balances
         .iter()
         .find(|(id, _)| *id == wallet)

@@ -6,6 +6,7 @@ use crate::error::CoreError;
 use crate::time::rfc3339;
 use etx_db::ledger::{Leg, NewEntry, PostError};
 use etx_db::{Batch, DatabaseTransaction, Db, DbErr, now_micros};
+use etx_domain::AccountKind;
 use etx_domain::{AmountError, format_amount, parse_amount};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Value, json};
@@ -412,12 +413,10 @@ pub(crate) fn balance_of(balances: &[(String, i64)], account: &str) -> Result<i6
         .ok_or_else(|| CoreError::Internal(anyhow::anyhow!("posted entry lacks {account}")).into())
 }
 
-pub(crate) fn leg<'a>(owner: &'a str, kind: &'static str, amount: i64) -> Leg<'a> {
+pub(crate) fn leg(owner: &str, kind: AccountKind, amount: i64) -> Leg<'_> {
     Leg {
         owner,
         kind,
-        // Clearing accounts face the outside world and run negative by design.
-        allow_negative: matches!(kind, "deposits_clearing" | "withdrawals_clearing"),
         amount,
     }
 }

@@ -14,6 +14,7 @@ use crate::withdrawals::*;
 use etx_db::ledger::{NewTransaction, PLATFORM, Usage, account_id};
 use etx_db::payments::{FlagRow, HeldTransferRow};
 use etx_db::{Batch, DatabaseTransaction, Db};
+use etx_domain::AccountKind;
 use etx_domain::format_amount;
 use serde_json::{Value, json};
 
@@ -136,8 +137,8 @@ pub(crate) async fn flag_attempt(
                         Some(&d.order_id),
                         Some(actor),
                         vec![
-                            leg(&d.user_id, "held", -d.held),
-                            leg(&d.user_id, "wallet", d.held),
+                            leg(&d.user_id, AccountKind::Held, -d.held),
+                            leg(&d.user_id, AccountKind::Wallet, d.held),
                         ],
                     )
                     .await?;
@@ -156,7 +157,7 @@ pub(crate) async fn flag_attempt(
                         );
                         let b = balance_of(
                             &balances,
-                            &account_id(&d.user_id, "wallet", &d.pay_currency),
+                            &account_id(&d.user_id, AccountKind::Wallet, &d.pay_currency),
                         )?;
                         events.push(movement_event(
                             state,
@@ -199,8 +200,8 @@ pub(crate) async fn flag_attempt(
                         Some(reason),
                         Some(actor),
                         vec![
-                            leg(&d.user_id, "held", -d.held),
-                            leg(PLATFORM, "deposits_clearing", d.held),
+                            leg(&d.user_id, AccountKind::Held, -d.held),
+                            leg(PLATFORM, AccountKind::DepositsClearing, d.held),
                         ],
                     )
                     .await?;
@@ -281,12 +282,15 @@ pub(crate) async fn settle_transfer(
         t.note.as_deref(),
         Some(actor),
         vec![
-            leg(&t.sender_id, "held", -t.amount),
-            leg(to_owner, "wallet", t.amount),
+            leg(&t.sender_id, AccountKind::Held, -t.amount),
+            leg(to_owner, AccountKind::Wallet, t.amount),
         ],
     )
     .await?;
-    let balance = balance_of(&balances, &account_id(to_owner, "wallet", &t.asset))?;
+    let balance = balance_of(
+        &balances,
+        &account_id(to_owner, AccountKind::Wallet, &t.asset),
+    )?;
     let scale = scale_of(state, &t.asset);
     let mut events = Vec::new();
     if release {

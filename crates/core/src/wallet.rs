@@ -14,6 +14,7 @@ use etx_db::ledger::{Leg, NewEntry, NewTransaction, PLATFORM, account_id};
 use etx_db::payments::HeldTransferRow;
 use etx_db::users::UserRow;
 use etx_db::{Batch, DatabaseTransaction, Db, DbErr, now_micros};
+use etx_domain::AccountKind;
 use etx_domain::{AmountError, format_amount, parse_amount, parse_positive_amount};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -474,21 +475,22 @@ pub(crate) async fn apply_adjustment(
                 legs: vec![
                     Leg {
                         owner: &user.id,
-                        kind: "wallet",
-                        allow_negative: false,
+                        kind: AccountKind::Wallet,
                         amount,
                     },
                     Leg {
                         owner: PLATFORM,
-                        kind: "equity",
-                        allow_negative: true,
+                        kind: AccountKind::Equity,
                         amount: -amount,
                     },
                 ],
             },
         )
         .await?;
-    let balance = balance_of(&balances, &account_id(&user.id, "wallet", &asset.code))?;
+    let balance = balance_of(
+        &balances,
+        &account_id(&user.id, AccountKind::Wallet, &asset.code),
+    )?;
     let txn_id = uuid::Uuid::now_v7().to_string();
     Db::insert_transactions(
         batch,
@@ -763,12 +765,15 @@ pub(crate) async fn hold_transfer(
         note,
         Some(&sender.id),
         vec![
-            leg(&sender.id, "wallet", -amount),
-            leg(&sender.id, "held", amount),
+            leg(&sender.id, AccountKind::Wallet, -amount),
+            leg(&sender.id, AccountKind::Held, amount),
         ],
     )
     .await?;
-    let balance = balance_of(&balances, &account_id(&sender.id, "wallet", &asset.code))?;
+    let balance = balance_of(
+        &balances,
+        &account_id(&sender.id, AccountKind::Wallet, &asset.code),
+    )?;
     let t = HeldTransferRow {
         id: uuid::Uuid::now_v7().to_string(),
         sender_id: sender.id.clone(),

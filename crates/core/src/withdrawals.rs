@@ -18,6 +18,7 @@ use etx_db::ledger::{NewTransaction, PLATFORM, Usage, account_id};
 use etx_db::payments::WithdrawalRow;
 use etx_db::users::UserRow;
 use etx_db::{Batch, DatabaseTransaction, Db, now_micros};
+use etx_domain::AccountKind;
 use etx_domain::{AmountError, format_amount, parse_positive_amount};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -172,12 +173,12 @@ pub(crate) async fn withdraw_attempt(
         Some(address),
         Some(&user.id),
         vec![
-            leg(&user.id, "wallet", -q.total),
-            leg(PLATFORM, "withdrawals_hold", q.total),
+            leg(&user.id, AccountKind::Wallet, -q.total),
+            leg(PLATFORM, AccountKind::WithdrawalsHold, q.total),
         ],
     )
     .await?;
-    let balance = balance_of(&balances, &account_id(&user.id, "wallet", code))?;
+    let balance = balance_of(&balances, &account_id(&user.id, AccountKind::Wallet, code))?;
     let day = chrono::Utc::now().timestamp().div_euclid(86_400);
     if !db
         .add_withdrawal_usage(
@@ -294,12 +295,15 @@ pub(crate) async fn refund(
         Some(why),
         Some(actor),
         vec![
-            leg(PLATFORM, "withdrawals_hold", -total),
-            leg(&w.user_id, "wallet", total),
+            leg(PLATFORM, AccountKind::WithdrawalsHold, -total),
+            leg(&w.user_id, AccountKind::Wallet, total),
         ],
     )
     .await?;
-    let balance = balance_of(&balances, &account_id(&w.user_id, "wallet", &w.asset))?;
+    let balance = balance_of(
+        &balances,
+        &account_id(&w.user_id, AccountKind::Wallet, &w.asset),
+    )?;
     let refund_id = uuid::Uuid::now_v7().to_string();
     Db::insert_transactions(
         batch,
@@ -529,11 +533,11 @@ pub(crate) async fn staff_attempt(
                 .into());
             };
             let mut legs = vec![
-                leg(PLATFORM, "withdrawals_hold", -(w.amount + w.fee)),
-                leg(PLATFORM, "withdrawals_clearing", w.amount),
+                leg(PLATFORM, AccountKind::WithdrawalsHold, -(w.amount + w.fee)),
+                leg(PLATFORM, AccountKind::WithdrawalsClearing, w.amount),
             ];
             if w.fee > 0 {
-                legs.push(leg(PLATFORM, "fees", w.fee));
+                legs.push(leg(PLATFORM, AccountKind::Fees, w.fee));
             }
             post(
                 db,

@@ -4,27 +4,31 @@
 
 use crate::sql::{Insert, Rows, Sql, text_array};
 use crate::{Batch, Db, now_micros};
+use etx_domain::AccountKind;
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, FromQueryResult};
 use std::collections::HashMap;
 
 pub const PLATFORM: &str = "";
 
 /// Deterministic account ids, so a movement never has to look an account up before locking it.
-pub fn account_id(owner: &str, kind: &str, asset: &str) -> String {
-    format!("{kind}:{owner}:{asset}")
+pub fn account_id(owner: &str, kind: AccountKind, asset: &str) -> String {
+    format!("{}:{owner}:{asset}", kind.as_str())
 }
 
 /// One side of an entry. The account is created on first credit, so a movement never has to
 /// look an account up before locking it.
 pub struct Leg<'a> {
     pub owner: &'a str,
-    pub kind: &'a str,
-    /// Platform accounts such as equity may go below zero; user wallets never.
-    pub allow_negative: bool,
+    pub kind: AccountKind,
     pub amount: i64,
 }
 
 impl Leg<'_> {
+    /// Platform positions such as equity may go below zero; user wallets never.
+    pub fn allow_negative(&self) -> bool {
+        self.kind.may_go_negative()
+    }
+
     pub fn account_id(&self, asset: &str) -> String {
         account_id(self.owner, self.kind, asset)
     }
@@ -124,7 +128,7 @@ impl Db {
         legs.sort_by(|a, b| a.0.cmp(&b.0));
         let mut balances = Vec::with_capacity(legs.len());
         for (id, leg) in &legs {
-            let row = if leg.amount < 0 && !leg.allow_negative {
+            let row = if leg.amount < 0 && !leg.allow_negative() {
                 // A debit only ever updates: a missing account has nothing to spend.
                 tx.query_one_raw(self.stmt(
                     "UPDATE ledger_accounts SET balance = balance + $2, updated_at = $3 \
@@ -143,10 +147,10 @@ impl Db {
                     [
                         id.clone().into(),
                         leg.owner.into(),
-                        leg.kind.into(),
+                        leg.kind.as_str().into(),
                         e.asset.into(),
                         leg.amount.into(),
-                        leg.allow_negative.into(),
+                        leg.allow_negative().into(),
                         now.into(),
                     ],
                 ))
@@ -665,7 +669,7 @@ impl Db {
         let row = conn
             .query_one_raw(self.stmt(
                 "SELECT balance FROM ledger_accounts WHERE id = $1",
-                [account_id(user_id, "wallet", asset).into()],
+                [account_id(user_id, AccountKind::Wallet, asset).into()],
             ))
             .await?;
         row.map_or(Ok(0), |r| r.try_get_by_index::<i64>(0))

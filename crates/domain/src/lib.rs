@@ -1,16 +1,17 @@
-//! The product's vocabulary: roles, usernames, emails, password rules and levels.
+//! The product's vocabulary: roles, usernames, emails, password rules, levels, amounts and
+//! ledger account kinds.
 //! Nothing here performs IO, so every rule can be tested in isolation.
 
+pub mod account;
 pub mod error;
 pub mod level;
 pub mod money;
 pub mod role;
 pub mod user;
 
+pub use account::AccountKind;
 pub use error::{FieldErrors, ValidationError};
 pub use level::Level;
-pub use money::{
-    AmountError, Money, format_amount, parse_amount, parse_positive_amount, write_amount,
-};
+pub use money::{AmountError, format_amount, parse_amount, parse_positive_amount, write_amount};
 pub use role::Role;
 pub use user::{Email, Password, Username, validate_new_password};

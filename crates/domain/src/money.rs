@@ -2,7 +2,6 @@
 //! exists only at the edges: `parse_amount` turns it into minor units exactly, `format_amount`
 //! turns minor units back; nothing in between ever uses floating point.
 
-use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AmountError {
@@ -106,25 +105,6 @@ pub fn write_amount(out: &mut String, minor: i64, scale: u8) {
     };
 }
 
-/// An amount of one asset, for display.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Money<'a> {
-    pub minor: i64,
-    pub asset: &'a str,
-    pub scale: u8,
-}
-
-impl fmt::Display for Money<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {}",
-            format_amount(self.minor, self.scale),
-            self.asset
-        )
-    }
-}
-
 /// Money settings are decimal text, but `ETX__TRANSFERS__MAX_USD=500` arrives as a number:
 /// integers are taken as written; fractions must be quoted so no float rounding sneaks in.
 pub fn decimal_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -205,15 +185,6 @@ mod tests {
         assert_eq!(format_amount(1, 8), "0.00000001");
         assert_eq!(format_amount(5, 0), "5");
         assert_eq!(format_amount(i64::MIN, 2), "-92233720368547758.08");
-        assert_eq!(
-            Money {
-                minor: 100,
-                asset: "USD",
-                scale: 2
-            }
-            .to_string(),
-            "1.00 USD"
-        );
     }
 
     proptest! {

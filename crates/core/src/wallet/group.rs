@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use etx_db::ledger::{NewEntry, NewIdempotency, NewTransaction, Usage, account_id};
 use etx_db::{Batch, DatabaseTransaction, Db, DbErr, DbKind};
+use etx_domain::AccountKind;
 use etx_domain::format_amount;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
@@ -392,11 +393,11 @@ async fn attempt(
     let day = chrono::Utc::now().timestamp().div_euclid(86_400);
     let from_ids: Vec<String> = jobs
         .iter()
-        .map(|j| account_id(&j.plan.sender_id, "wallet", &j.plan.asset))
+        .map(|j| account_id(&j.plan.sender_id, AccountKind::Wallet, &j.plan.asset))
         .collect();
     let to_ids: Vec<String> = jobs
         .iter()
-        .map(|j| account_id(&j.plan.recipient_id, "wallet", &j.plan.asset))
+        .map(|j| account_id(&j.plan.recipient_id, AccountKind::Wallet, &j.plan.asset))
         .collect();
     let mut ids: Vec<&str> = from_ids.iter().chain(&to_ids).map(String::as_str).collect();
     ids.sort_unstable();
@@ -686,11 +687,11 @@ mod tests {
     ) -> Vec<String> {
         let from: Vec<String> = jobs
             .iter()
-            .map(|j| account_id(&j.plan.sender_id, "wallet", "USD"))
+            .map(|j| account_id(&j.plan.sender_id, AccountKind::Wallet, "USD"))
             .collect();
         let to: Vec<String> = jobs
             .iter()
-            .map(|j| account_id(&j.plan.recipient_id, "wallet", "USD"))
+            .map(|j| account_id(&j.plan.recipient_id, AccountKind::Wallet, "USD"))
             .collect();
         let g = Group {
             jobs,
@@ -705,7 +706,7 @@ mod tests {
         };
         let balances = balances
             .iter()
-            .map(|(u, b)| (account_id(u, "wallet", "USD"), *b))
+            .map(|(u, b)| (account_id(u, AccountKind::Wallet, "USD"), *b))
             .collect();
         let d = decide(&g, balances, HashMap::new(), HashMap::new());
         let net: i64 = d.deltas.iter().map(|(_, v)| v).sum();

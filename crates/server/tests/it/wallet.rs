@@ -2,6 +2,7 @@
 //! concurrent transfers on hot accounts — on whichever database the suite runs against.
 
 use crate::support::*;
+use etx_domain::AccountKind;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
@@ -591,7 +592,7 @@ async fn transfers_waiting_together_are_each_decided_on_their_own() {
     let tx = db.begin_write().await.unwrap();
     let held: Vec<String> = [&capped, &poor, &repeater]
         .iter()
-        .map(|u| etx_db::ledger::account_id(&u.id, "wallet", "USD"))
+        .map(|u| etx_db::ledger::account_id(&u.id, AccountKind::Wallet, "USD"))
         .collect();
     let mut ids: Vec<&str> = held.iter().map(String::as_str).collect();
     ids.sort_unstable();
@@ -746,8 +747,8 @@ async fn move_in(
     cents: i64,
 ) {
     let (a, b) = (
-        etx_db::ledger::account_id(from, "wallet", "USD"),
-        etx_db::ledger::account_id(to, "wallet", "USD"),
+        etx_db::ledger::account_id(from, AccountKind::Wallet, "USD"),
+        etx_db::ledger::account_id(to, AccountKind::Wallet, "USD"),
     );
     let mut legs = [(a.as_str(), -cents), (b.as_str(), cents)];
     legs.sort_unstable();
@@ -784,7 +785,7 @@ async fn transfers_are_decided_on_the_balance_under_the_lock() {
     app.fund(&admin, &payer, "USD", "40").await;
     app.fund(&admin, &elsewhere, "USD", "1").await;
     let db = app.state.db.clone();
-    let account = etx_db::ledger::account_id(&payer.id, "wallet", "USD");
+    let account = etx_db::ledger::account_id(&payer.id, AccountKind::Wallet, "USD");
     let app = std::sync::Arc::new(app);
     let send = |amount: &str, key: &str| {
         let (app, token, key) = (app.clone(), payer.token.clone(), key.to_string());
@@ -914,7 +915,7 @@ async fn a_changed_recipient_is_seen_by_the_next_transfer() {
     );
     assert_eq!(suspend(true).await.status(), StatusCode::OK);
     assert_eq!(pay("other").await.0, StatusCode::CREATED);
-    let account = etx_db::ledger::account_id(&other.id, "wallet", "USD");
+    let account = etx_db::ledger::account_id(&other.id, AccountKind::Wallet, "USD");
     assert_eq!(
         app.count(&format!(
             "SELECT balance FROM ledger_accounts WHERE id = '{account}'"
