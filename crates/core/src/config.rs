@@ -233,6 +233,24 @@ pub struct Settings {
     pub rules: crate::rules::Rules,
 }
 
+impl Settings {
+    /// Parses the sections the typed values come from; `Config::validate` also checks the
+    /// rest of the settings.
+    pub fn from_config(c: &Config) -> anyhow::Result<Settings> {
+        Ok(Settings {
+            assets: crate::ledger::Assets::from_config(&c.assets)?,
+            transfer_limits: crate::wallet::TransferLimits::from_config(&c.transfers)?,
+            rules: crate::rules::Rules::from_config(
+                &c.assets,
+                &c.deposits,
+                &c.withdrawals,
+                &c.aml,
+                &c.admin,
+            )?,
+        })
+    }
+}
+
 impl Config {
     /// The embedded defaults alone, as tests start from.
     pub fn defaults() -> Config {
@@ -348,7 +366,7 @@ impl Config {
                 "invalid setting two_factor: max_attempts >= 1, challenge_ttl_secs 30..=3600"
             );
         }
-        let assets = crate::ledger::Assets::from_config(&self.assets)?;
+        let settings = Settings::from_config(self)?;
         let m = &self.market;
         if !matches!(m.provider.as_str(), "simulated" | "coinbase") {
             anyhow::bail!("invalid setting market.provider: must be simulated or coinbase");
@@ -359,14 +377,6 @@ impl Config {
         if !(50..=60_000).contains(&m.tick_ms) || m.stale_after_secs == 0 {
             anyhow::bail!("invalid setting market: tick_ms 50..=60000, stale_after_secs >= 1");
         }
-        let transfer_limits = crate::wallet::TransferLimits::from_config(&self.transfers)?;
-        let rules = crate::rules::Rules::from_config(
-            &self.assets,
-            &self.deposits,
-            &self.withdrawals,
-            &self.aml,
-            &self.admin,
-        )?;
         if self.env == RunEnv::Production && self.public_url.is_none() {
             anyhow::bail!("invalid setting ETX_PUBLIC_URL: required when ETX_ENV=production");
         }
@@ -382,11 +392,7 @@ impl Config {
                 self.bind
             );
         }
-        Ok(Settings {
-            assets,
-            transfer_limits,
-            rules,
-        })
+        Ok(settings)
     }
 
     pub fn database_url(&self) -> String {

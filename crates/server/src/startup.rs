@@ -224,7 +224,7 @@ pub fn build_router(state: AppState) -> Router {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
-        let settings = config.validate()?;
+        let settings = Settings::from_config(&config)?;
         Application::build_with(config, settings).await
     }
 
