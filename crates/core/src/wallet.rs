@@ -959,3 +959,83 @@ fn default_commit_lanes() -> usize {
 fn default_max_group() -> usize {
     64
 }
+
+#[cfg(test)]
+mod view_tests {
+    use super::*;
+
+    fn transfer(held: bool) -> TransferCreated {
+        let party = |id: &str| TransferParty {
+            id: id.into(),
+            username: id.into(),
+        };
+        TransferCreated {
+            transfer: TransferView {
+                id: "t".into(),
+                entry_id: (!held).then(|| "e".into()),
+                sender: party("a"),
+                recipient: party("b"),
+                amount: "1.00".into(),
+                currency: "USD".into(),
+                note: None,
+                status: if held { "held" } else { "completed" }.into(),
+                review: held.then(|| "why".into()),
+                created_at: "2026-01-01T00:00:00Z".into(),
+            },
+            balance: "9.00".into(),
+        }
+    }
+
+    fn keys(v: &Value) -> Vec<&str> {
+        let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        k.sort_unstable();
+        k
+    }
+
+    /// The stored answers keep the shape clients and replays have always seen: `note` is null
+    /// when missing, `entry_id` only once posted, `review` only while held.
+    #[test]
+    fn transfer_answers_keep_their_fields() {
+        let done = serde_json::to_value(transfer(false)).unwrap();
+        assert_eq!(keys(&done), ["balance", "transfer"]);
+        assert_eq!(
+            keys(&done["transfer"]),
+            [
+                "amount",
+                "created_at",
+                "currency",
+                "entry_id",
+                "id",
+                "note",
+                "recipient",
+                "sender",
+                "status"
+            ]
+        );
+        assert!(done["transfer"]["note"].is_null());
+        assert_eq!(
+            done["transfer"]["sender"],
+            json!({"id": "a", "username": "a"})
+        );
+        let held = serde_json::to_value(transfer(true)).unwrap();
+        assert_eq!(
+            keys(&held["transfer"]),
+            [
+                "amount",
+                "created_at",
+                "currency",
+                "id",
+                "note",
+                "recipient",
+                "review",
+                "sender",
+                "status"
+            ]
+        );
+        // A stored answer reads back as its view.
+        let text = crate::ledger::stored_answer(&transfer(true)).unwrap();
+        let back: TransferCreated = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.transfer.review.as_deref(), Some("why"));
+        assert_eq!(back.transfer.entry_id, None);
+    }
+}
