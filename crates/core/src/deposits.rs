@@ -22,7 +22,7 @@ use etx_db::{Batch, DatabaseTransaction, Db, now_micros};
 use etx_domain::AccountKind;
 use etx_domain::{AmountError, format_amount, parse_amount, parse_positive_amount};
 use hmac::{Hmac, Mac};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
@@ -63,32 +63,107 @@ pub(crate) fn payment_uri(network: Option<Network>, address: &str, amount: &str)
     }
 }
 
-pub fn deposit_json(state: &Core, d: &DepositRow, with_qr: bool) -> Value {
-    let scale = scale_of(state, &d.pay_currency);
-    let pay_amount = format_amount(d.pay_amount, scale);
-    let network = state.rules.networks.get(&d.pay_currency).map(|n| n.0);
-    let uri = payment_uri(network, &d.pay_address, &pay_amount);
-    let mut v = json!({
-        "order_id": d.order_id,
-        "provider": d.provider,
-        "status": shown_status(d),
-        "price_amount": format_amount(d.price_amount, 2),
-        "price_currency": "USD",
-        "pay_currency": d.pay_currency,
-        "pay_amount": pay_amount,
-        "pay_address": d.pay_address,
-        "payment_uri": uri,
-        "actually_paid": format_amount(d.actually_paid, scale),
-        "credited": format_amount(d.credited, scale),
-        "credit_state": d.credit_state,
-        "expires_at": rfc3339(d.expires_at),
-        "created_at": rfc3339(d.created_at),
-        "updated_at": rfc3339(d.updated_at),
-    });
-    if with_qr && let Ok(svg) = crate::security::qr_svg(&uri) {
-        v["qr_svg"] = svg.into();
+/// A deposit order as the API shows it. Amounts are decimal strings: `price_amount` in USD,
+/// the others in the pay currency.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DepositView {
+    #[cfg_attr(feature = "openapi", schema(example = "DEP-0193A1B2C3D4E5F6"))]
+    pub order_id: String,
+    /// The payment provider: `sandbox` or `nowpayments`.
+    pub provider: String,
+    /// The provider's status; `expired` once a waiting order is past `expires_at`.
+    pub status: String,
+    pub price_amount: String,
+    /// Always `USD`.
+    pub price_currency: String,
+    pub pay_currency: String,
+    pub pay_amount: String,
+    pub pay_address: String,
+    /// A wallet URI for the payment (BIP-21 style where the network has one).
+    pub payment_uri: String,
+    pub actually_paid: String,
+    pub credited: String,
+    /// `none`, `credited`, `held` (for review), `rejected` or `suspense`.
+    pub credit_state: String,
+    pub expires_at: String,
+    pub created_at: String,
+    pub updated_at: String,
+    /// The payment URI as a QR code (SVG); only where one order is shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qr_svg: Option<String>,
+    /// Every signed notification the provider sent for the order; only where one order is
+    /// shown to its owner or staff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<Vec<DepositNotification>>,
+}
+
+/// A signed provider notification of a deposit and what came of it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DepositNotification {
+    pub status: Option<String>,
+    pub outcome: String,
+    pub at: String,
+}
+
+/// `{deposit}`: one deposit order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DepositResponse {
+    pub deposit: DepositView,
+}
+
+/// A page of deposit orders, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DepositList {
+    pub deposits: Vec<DepositView>,
+    pub total: i64,
+    pub skip: i64,
+    pub limit: i64,
+}
+
+/// What a payment notification came to: `result` says whether it was applied or ignored, and
+/// `deposit` is the order after it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WebhookResult {
+    pub result: String,
+    pub deposit: Option<DepositView>,
+}
+
+impl DepositView {
+    pub fn new(state: &Core, d: &DepositRow, with_qr: bool) -> Self {
+        let scale = scale_of(state, &d.pay_currency);
+        let pay_amount = format_amount(d.pay_amount, scale);
+        let network = state.rules.networks.get(&d.pay_currency).map(|n| n.0);
+        let uri = payment_uri(network, &d.pay_address, &pay_amount);
+        let qr_svg = if with_qr {
+            crate::security::qr_svg(&uri).ok()
+        } else {
+            None
+        };
+        DepositView {
+            order_id: d.order_id.clone(),
+            provider: d.provider.clone(),
+            status: shown_status(d).to_string(),
+            price_amount: format_amount(d.price_amount, 2),
+            price_currency: "USD".into(),
+            pay_currency: d.pay_currency.clone(),
+            pay_amount,
+            pay_address: d.pay_address.clone(),
+            payment_uri: uri,
+            actually_paid: format_amount(d.actually_paid, scale),
+            credited: format_amount(d.credited, scale),
+            credit_state: d.credit_state.clone(),
+            expires_at: rfc3339(d.expires_at),
+            created_at: rfc3339(d.created_at),
+            updated_at: rfc3339(d.updated_at),
+            qr_svg,
+            notifications: None,
+        }
     }
-    v
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,7 +179,7 @@ pub async fn create_deposit(
     state: &Core,
     user: &UserRow,
     req: DepositRequest,
-) -> Result<Value, CoreError> {
+) -> Result<DepositView, CoreError> {
     let rules = &state.rules;
     let limit = state.config.deposits.orders_per_user_per_hour;
     let budget = state
@@ -230,7 +305,7 @@ pub async fn create_deposit(
         .deposit_by_order(&order_id)
         .await?
         .ok_or(CoreError::NotFound)?;
-    Ok(deposit_json(state, &d, true))
+    Ok(DepositView::new(state, &d, true))
 }
 
 /// A signed payment notification, as the provider sends it.
@@ -258,7 +333,7 @@ pub async fn receive_webhook(
     signature: Option<&str>,
     raw: &[u8],
     client: Option<std::net::IpAddr>,
-) -> Result<Value, CoreError> {
+) -> Result<WebhookResult, CoreError> {
     if provider != state.payments.name() {
         return Err(CoreError::NotFound);
     }
@@ -380,10 +455,10 @@ pub async fn receive_webhook(
                 state.events.movements(events);
             }
             let now = state.db.deposit_by_order(&n.order_id).await?;
-            Ok(json!({
-                "result": outcome,
-                "deposit": now.map(|d| deposit_json(state, &d, false)),
-            }))
+            Ok(WebhookResult {
+                result: outcome,
+                deposit: now.map(|d| DepositView::new(state, &d, false)),
+            })
         }
         Err(e) => {
             store(format!("failed: {e}")).await;
@@ -595,22 +670,57 @@ pub(crate) async fn to_suspense(
     Ok(())
 }
 
-/// A suspense item as the staff API and page show it.
-pub fn suspense_json(state: &Core, s: &etx_db::suspense::SuspenseRow) -> Value {
-    json!({
-        "id": s.id,
-        "status": s.status,
-        "currency": s.asset,
-        "amount": format_amount(s.amount, scale_of(state, &s.asset)),
-        "source_type": s.source_type,
-        "source_id": s.source_id,
-        "owner_id": s.owner_id,
-        "resolved_by": s.resolved_by,
-        "credited_to": s.credited_to,
-        "note": s.note,
-        "created_at": rfc3339(s.created_at),
-        "resolved_at": s.resolved_at.map(rfc3339),
-    })
+/// A suspense item (money paid for an owner who no longer exists) as the staff API and page
+/// show it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SuspenseView {
+    pub id: String,
+    /// `open`, `refunded` or `credited`.
+    pub status: String,
+    pub currency: String,
+    pub amount: String,
+    pub source_type: String,
+    pub source_id: String,
+    pub owner_id: Option<String>,
+    pub resolved_by: Option<String>,
+    pub credited_to: Option<String>,
+    pub note: Option<String>,
+    pub created_at: String,
+    pub resolved_at: Option<String>,
+}
+
+/// `{items}`: suspense items, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SuspenseList {
+    pub items: Vec<SuspenseView>,
+}
+
+/// `{item}`: one suspense item.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SuspenseResponse {
+    pub item: SuspenseView,
+}
+
+impl SuspenseView {
+    pub fn new(state: &Core, s: &etx_db::suspense::SuspenseRow) -> Self {
+        SuspenseView {
+            id: s.id.clone(),
+            status: s.status.clone(),
+            currency: s.asset.clone(),
+            amount: format_amount(s.amount, scale_of(state, &s.asset)),
+            source_type: s.source_type.clone(),
+            source_id: s.source_id.clone(),
+            owner_id: s.owner_id.clone(),
+            resolved_by: s.resolved_by.clone(),
+            credited_to: s.credited_to.clone(),
+            note: s.note.clone(),
+            created_at: rfc3339(s.created_at),
+            resolved_at: s.resolved_at.map(rfc3339),
+        }
+    }
 }
 
 /// How staff resolve a suspense item.
@@ -630,7 +740,7 @@ pub async fn resolve_suspense(
     id: &str,
     action: SuspenseAction,
     reason: &str,
-) -> Result<Value, CoreError> {
+) -> Result<SuspenseView, CoreError> {
     let id = uuid::Uuid::parse_str(id)
         .map_err(|_| CoreError::NotFound)?
         .to_string();
@@ -640,7 +750,7 @@ pub async fn resolve_suspense(
     if !events.is_empty() {
         state.events.movements(events);
     }
-    Ok(suspense_json(state, &row))
+    Ok(SuspenseView::new(state, &row))
 }
 
 pub(crate) async fn resolve_suspense_attempt(
@@ -956,7 +1066,7 @@ pub async fn simulate(
     state: &Core,
     order_id: &str,
     req: SimulateRequest,
-) -> Result<Value, CoreError> {
+) -> Result<WebhookResult, CoreError> {
     if !matches!(state.payments.provider, Provider::Sandbox) || !state.config.is_dev() {
         return Err(CoreError::Forbidden(
             "simulated payments exist only with the sandbox provider in dev mode".into(),

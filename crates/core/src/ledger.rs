@@ -176,6 +176,11 @@ pub struct Outcome {
     pub replayed: bool,
 }
 
+/// The JSON text of a money POST's answer, as stored for replays.
+pub(crate) fn stored_answer<T: Serialize>(view: &T) -> Result<String, CoreError> {
+    serde_json::to_string(view).map_err(|e| CoreError::Internal(e.into()))
+}
+
 pub(crate) enum Failure {
     Api(CoreError),
     Db(DbErr),

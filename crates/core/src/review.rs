@@ -16,22 +16,75 @@ use etx_db::payments::{FlagRow, HeldTransferRow};
 use etx_db::{Batch, DatabaseTransaction, Db};
 use etx_domain::AccountKind;
 use etx_domain::format_amount;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-pub fn flag_json(f: &FlagRow) -> Value {
-    json!({
-        "id": f.id,
-        "user": {"id": f.user_id, "username": f.username},
-        "subject_type": f.subject_type,
-        "subject_id": f.subject_id,
-        "rule": f.rule,
-        "details": serde_json::from_str::<Value>(&f.details).unwrap_or(Value::Null),
-        "status": f.status,
-        "decided_by": f.decided_by,
-        "decision_reason": f.decision_reason,
-        "decided_at": f.decided_at.map(rfc3339),
-        "created_at": rfc3339(f.created_at),
-    })
+/// An operation an AML rule flagged, as the staff API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FlagView {
+    pub id: String,
+    /// Whose operation it is.
+    pub user: FlagUser,
+    /// `deposit`, `withdrawal` or `transfer`.
+    pub subject_type: String,
+    pub subject_id: String,
+    /// The rule that fired.
+    pub rule: String,
+    /// What the rule saw (its figures), as the rule recorded them.
+    pub details: Value,
+    /// `open`, `released` or `rejected`.
+    pub status: String,
+    pub decided_by: Option<String>,
+    pub decision_reason: Option<String>,
+    pub decided_at: Option<String>,
+    pub created_at: String,
+}
+
+/// The owner of a flagged operation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FlagUser {
+    pub id: String,
+    pub username: Option<String>,
+}
+
+/// `{flag}`: one AML review.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FlagResponse {
+    pub flag: FlagView,
+}
+
+/// A page of AML reviews.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FlagList {
+    pub flags: Vec<FlagView>,
+    pub total: i64,
+    pub skip: i64,
+    pub limit: i64,
+}
+
+impl FlagView {
+    pub fn new(f: &FlagRow) -> Self {
+        FlagView {
+            id: f.id.clone(),
+            user: FlagUser {
+                id: f.user_id.clone(),
+                username: f.username.clone(),
+            },
+            subject_type: f.subject_type.clone(),
+            subject_id: f.subject_id.clone(),
+            rule: f.rule.clone(),
+            details: serde_json::from_str::<Value>(&f.details).unwrap_or(Value::Null),
+            status: f.status.clone(),
+            decided_by: f.decided_by.clone(),
+            decision_reason: f.decision_reason.clone(),
+            decided_at: f.decided_at.map(rfc3339),
+            created_at: rfc3339(f.created_at),
+        }
+    }
 }
 
 /// Staff release (the operation goes on) or reject (the money goes back) a flagged operation.
@@ -41,7 +94,7 @@ pub async fn decide_flag(
     id: &str,
     release: bool,
     reason: &str,
-) -> Result<Value, CoreError> {
+) -> Result<FlagView, CoreError> {
     staff.require_staff()?;
     let reason = reason_text(reason, "reason")?;
     let flag = state.db.flag(id).await?.ok_or(CoreError::NotFound)?;
@@ -56,7 +109,7 @@ pub async fn decide_flag(
         state.events.movements(events);
     }
     let f = state.db.flag(id).await?.ok_or(CoreError::NotFound)?;
-    Ok(flag_json(&f))
+    Ok(FlagView::new(&f))
 }
 
 pub(crate) async fn flag_attempt(

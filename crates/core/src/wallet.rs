@@ -49,6 +49,54 @@ pub(crate) fn other_side<'a>(a: &'a UserRow, b: &'a UserRow, other: &UserRow) ->
     if other.id == a.id { b } else { a }
 }
 
+/// A P2P transfer as its sender is answered; amounts are decimal strings in the asset.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TransferView {
+    /// The sender's history row of the transfer.
+    pub id: String,
+    /// The journal entry; absent while the transfer is held for review.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry_id: Option<String>,
+    pub sender: TransferParty,
+    pub recipient: TransferParty,
+    pub amount: String,
+    pub currency: String,
+    pub note: Option<String>,
+    /// `completed`, or `held` for a compliance review.
+    pub status: String,
+    /// Why the transfer waits; only when it is held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<String>,
+    pub created_at: String,
+}
+
+/// One side of a P2P transfer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TransferParty {
+    pub id: String,
+    pub username: String,
+}
+
+impl TransferParty {
+    fn of(u: &UserRow) -> Self {
+        TransferParty {
+            id: u.id.clone(),
+            username: u.username.clone(),
+        }
+    }
+}
+
+/// The answer to a P2P transfer: the transfer and the sender's balance after it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TransferCreated {
+    pub transfer: TransferView,
+    /// The sender's balance in the transfer's currency, after it.
+    pub balance: String,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct P2pRequest {
     pub recipient: String,
@@ -113,19 +161,18 @@ pub(crate) async fn p2p_attempt(
     let entry_id = uuid::Uuid::now_v7().to_string();
     let out_id = uuid::Uuid::now_v7().to_string();
     let in_id = uuid::Uuid::now_v7().to_string();
-    let answer = json!({
-        "transfer": {
-            "id": out_id,
-            "entry_id": entry_id,
-            "sender": {"id": sender.id, "username": sender.username},
-            "recipient": {"id": recipient.id, "username": recipient.username},
-            "amount": format_amount(amount, asset.scale),
-            "currency": asset.code,
-            "note": note,
-            "status": "completed",
-            "created_at": rfc3339(etx_db::now_micros()),
-        },
-    });
+    let answer = TransferView {
+        id: out_id.clone(),
+        entry_id: Some(entry_id.clone()),
+        sender: TransferParty::of(sender),
+        recipient: TransferParty::of(&recipient),
+        amount: format_amount(amount, asset.scale),
+        currency: asset.code.clone(),
+        note: note.map(str::to_string),
+        status: "completed".into(),
+        review: None,
+        created_at: rfc3339(etx_db::now_micros()),
+    };
     let notice = Notice {
         id: uuid::Uuid::now_v7().to_string(),
         kind: "transfer_received",
@@ -276,21 +323,24 @@ pub(crate) async fn held_p2p(
         "note": note,
         "created_at": rfc3339(etx_db::now_micros()),
     });
-    let body = json!({
-        "transfer": {
-            "id": txn_id,
-            "sender": {"id": sender.id, "username": sender.username},
-            "recipient": {"id": recipient.id, "username": recipient.username},
-            "amount": format_amount(amount, asset.scale),
-            "currency": asset.code,
-            "note": note,
-            "status": "held",
-            "review": "This transfer is held for a compliance review; the recipient receives it once it is released.",
-            "created_at": rfc3339(etx_db::now_micros()),
+    let body = crate::ledger::stored_answer(&TransferCreated {
+        transfer: TransferView {
+            id: txn_id,
+            entry_id: None,
+            sender: TransferParty::of(sender),
+            recipient: TransferParty::of(recipient),
+            amount: format_amount(amount, asset.scale),
+            currency: asset.code.clone(),
+            note: note.map(str::to_string),
+            status: "held".into(),
+            review: Some(
+                "This transfer is held for a compliance review; the recipient receives it once it is released."
+                    .into(),
+            ),
+            created_at: rfc3339(etx_db::now_micros()),
         },
-        "balance": format_amount(balance, asset.scale),
-    })
-    .to_string();
+        balance: format_amount(balance, asset.scale),
+    })?;
     let out = m.commit(state, tx, batch, Taken::Completed, body).await?;
     tracing::info!(sender = %sender.id, recipient = %recipient.id, rule = rule_name, "p2p transfer held for review");
     state.events.movements(vec![MovementEvent {
@@ -385,23 +435,22 @@ pub(crate) async fn adjust_attempt(
                 "usd_value": format_amount(usd, 2),
             }))
             .queue(&mut batch);
-        let body = json!({
-            "adjustment": {
-                "id": id,
-                "status": "pending",
-                "user_id": user.id,
-                "currency": asset.code,
-                "amount": format_amount(amount, asset.scale),
-                "usd_value": format_amount(usd, 2),
-                "reason": reason,
-                "requested_by": admin.id,
-                "review": format!(
+        let body = crate::ledger::stored_answer(&AdjustmentRequested {
+            adjustment: PendingAdjustmentView {
+                id: id.clone(),
+                status: "pending".into(),
+                user_id: user.id.clone(),
+                currency: asset.code.clone(),
+                amount: format_amount(amount, asset.scale),
+                usd_value: format_amount(usd, 2),
+                reason: reason.to_string(),
+                requested_by: admin.id.clone(),
+                review: format!(
                     "Adjustments worth ${} or more wait for another admin's approval.",
                     format_amount(state.rules.adjust_approval_cents, 2)
                 ),
-            }
-        })
-        .to_string();
+            },
+        })?;
         let out = m.commit(state, tx, batch, Taken::Held, body).await?;
         tracing::info!(adjustment = %id, actor = %admin.id, target = %user.id, asset = %asset.code, "balance adjustment waits for approval");
         return Ok(out);
@@ -422,18 +471,17 @@ pub(crate) async fn adjust_attempt(
             "after": format_amount(applied.balance, asset.scale),
         }))
         .queue(&mut batch);
-    let body = json!({
-        "adjustment": {
-            "id": applied.txn_id,
-            "entry_id": entry_id,
-            "user_id": user.id,
-            "currency": asset.code,
-            "amount": format_amount(amount, asset.scale),
-            "reason": reason,
-            "balance": format_amount(applied.balance, asset.scale),
-        }
-    })
-    .to_string();
+    let body = crate::ledger::stored_answer(&AdjustmentApplied {
+        adjustment: AppliedAdjustmentView {
+            id: applied.txn_id.clone(),
+            entry_id: entry_id.clone(),
+            user_id: user.id.clone(),
+            currency: asset.code.clone(),
+            amount: format_amount(amount, asset.scale),
+            reason: reason.to_string(),
+            balance: format_amount(applied.balance, asset.scale),
+        },
+    })?;
     let out = m.commit(state, tx, batch, Taken::Completed, body).await?;
     tracing::info!(entry_id, actor = %admin.id, target = %user.id, asset = %asset.code, "balance adjusted by admin");
     announce_adjustment(state, &user.id, asset, amount, reason, applied);
@@ -556,24 +604,109 @@ pub(crate) fn announce_adjustment(
     }]);
 }
 
+/// An adjustment applied at once: its history row, journal entry and the user's balance after
+/// it (decimal strings in the asset).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AppliedAdjustmentView {
+    /// The user's history row of the adjustment.
+    pub id: String,
+    pub entry_id: String,
+    pub user_id: String,
+    pub currency: String,
+    /// Signed: positive credited, negative debited.
+    pub amount: String,
+    pub reason: String,
+    pub balance: String,
+}
+
+/// `{adjustment}`: an adjustment applied at once (201).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AdjustmentApplied {
+    pub adjustment: AppliedAdjustmentView,
+}
+
+/// An adjustment that waits for another admin's approval; nothing moved yet.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PendingAdjustmentView {
+    /// The adjustment request, to approve or reject.
+    pub id: String,
+    /// `pending`.
+    pub status: String,
+    pub user_id: String,
+    pub currency: String,
+    pub amount: String,
+    pub usd_value: String,
+    pub reason: String,
+    pub requested_by: String,
+    /// Why it waits.
+    pub review: String,
+}
+
+/// `{adjustment}`: an adjustment waiting for approval (202).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AdjustmentRequested {
+    pub adjustment: PendingAdjustmentView,
+}
+
 /// An adjustment request as the staff API and page show it.
-pub fn adjustment_json(state: &Core, a: &etx_db::adjustments::AdjustmentRow) -> Value {
-    let scale = state.assets.get(&a.asset).map_or(0, |x| x.scale);
-    json!({
-        "id": a.id,
-        "status": a.status,
-        "user_id": a.user_id,
-        "currency": a.asset,
-        "amount": format_amount(a.amount, scale),
-        "usd_value": format_amount(a.usd_cents, 2),
-        "reason": a.reason,
-        "requested_by": a.requested_by,
-        "decided_by": a.decided_by,
-        "decision_note": a.decision_note,
-        "entry_id": a.entry_id,
-        "created_at": rfc3339(a.created_at),
-        "decided_at": a.decided_at.map(rfc3339),
-    })
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AdjustmentView {
+    pub id: String,
+    /// `pending`, `applied` or `rejected`.
+    pub status: String,
+    pub user_id: String,
+    pub currency: String,
+    /// Signed decimal in the asset.
+    pub amount: String,
+    pub usd_value: String,
+    pub reason: String,
+    pub requested_by: String,
+    pub decided_by: Option<String>,
+    pub decision_note: Option<String>,
+    /// The journal entry, once applied.
+    pub entry_id: Option<String>,
+    pub created_at: String,
+    pub decided_at: Option<String>,
+}
+
+/// `{adjustment}`: one adjustment request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AdjustmentResponse {
+    pub adjustment: AdjustmentView,
+}
+
+/// `{adjustments}`: adjustment requests, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AdjustmentList {
+    pub adjustments: Vec<AdjustmentView>,
+}
+
+impl AdjustmentView {
+    pub fn new(state: &Core, a: &etx_db::adjustments::AdjustmentRow) -> Self {
+        let scale = state.assets.get(&a.asset).map_or(0, |x| x.scale);
+        AdjustmentView {
+            id: a.id.clone(),
+            status: a.status.clone(),
+            user_id: a.user_id.clone(),
+            currency: a.asset.clone(),
+            amount: format_amount(a.amount, scale),
+            usd_value: format_amount(a.usd_cents, 2),
+            reason: a.reason.clone(),
+            requested_by: a.requested_by.clone(),
+            decided_by: a.decided_by.clone(),
+            decision_note: a.decision_note.clone(),
+            entry_id: a.entry_id.clone(),
+            created_at: rfc3339(a.created_at),
+            decided_at: a.decided_at.map(rfc3339),
+        }
+    }
 }
 
 /// Approves (applies) or rejects a pending adjustment: an admin other than the one who asked,
@@ -585,7 +718,7 @@ pub async fn decide_adjustment(
     id: &str,
     approve: bool,
     note: Option<&str>,
-) -> Result<Value, CoreError> {
+) -> Result<AdjustmentView, CoreError> {
     let id = uuid::Uuid::parse_str(id)
         .map_err(|_| CoreError::NotFound)?
         .to_string();
@@ -609,7 +742,7 @@ pub async fn decide_adjustment(
             applied,
         );
     }
-    Ok(adjustment_json(state, &row))
+    Ok(AdjustmentView::new(state, &row))
 }
 
 type Decided = (etx_db::adjustments::AdjustmentRow, Option<(Asset, Applied)>);
@@ -830,4 +963,84 @@ fn default_commit_lanes() -> usize {
 
 fn default_max_group() -> usize {
     64
+}
+
+#[cfg(test)]
+mod view_tests {
+    use super::*;
+
+    fn transfer(held: bool) -> TransferCreated {
+        let party = |id: &str| TransferParty {
+            id: id.into(),
+            username: id.into(),
+        };
+        TransferCreated {
+            transfer: TransferView {
+                id: "t".into(),
+                entry_id: (!held).then(|| "e".into()),
+                sender: party("a"),
+                recipient: party("b"),
+                amount: "1.00".into(),
+                currency: "USD".into(),
+                note: None,
+                status: if held { "held" } else { "completed" }.into(),
+                review: held.then(|| "why".into()),
+                created_at: "2026-01-01T00:00:00Z".into(),
+            },
+            balance: "9.00".into(),
+        }
+    }
+
+    fn keys(v: &Value) -> Vec<&str> {
+        let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        k.sort_unstable();
+        k
+    }
+
+    /// The stored answers keep the shape clients and replays have always seen: `note` is null
+    /// when missing, `entry_id` only once posted, `review` only while held.
+    #[test]
+    fn transfer_answers_keep_their_fields() {
+        let done = serde_json::to_value(transfer(false)).unwrap();
+        assert_eq!(keys(&done), ["balance", "transfer"]);
+        assert_eq!(
+            keys(&done["transfer"]),
+            [
+                "amount",
+                "created_at",
+                "currency",
+                "entry_id",
+                "id",
+                "note",
+                "recipient",
+                "sender",
+                "status"
+            ]
+        );
+        assert!(done["transfer"]["note"].is_null());
+        assert_eq!(
+            done["transfer"]["sender"],
+            json!({"id": "a", "username": "a"})
+        );
+        let held = serde_json::to_value(transfer(true)).unwrap();
+        assert_eq!(
+            keys(&held["transfer"]),
+            [
+                "amount",
+                "created_at",
+                "currency",
+                "id",
+                "note",
+                "recipient",
+                "review",
+                "sender",
+                "status"
+            ]
+        );
+        // A stored answer reads back as its view.
+        let text = crate::ledger::stored_answer(&transfer(true)).unwrap();
+        let back: TransferCreated = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.transfer.review.as_deref(), Some("why"));
+        assert_eq!(back.transfer.entry_id, None);
+    }
 }

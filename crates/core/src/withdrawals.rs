@@ -20,7 +20,7 @@ use etx_db::users::UserRow;
 use etx_db::{Batch, DatabaseTransaction, Db, now_micros};
 use etx_domain::AccountKind;
 use etx_domain::{AmountError, format_amount, parse_positive_amount};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 pub struct WithdrawalQuote<'a> {
@@ -85,16 +85,34 @@ pub fn quote<'a>(
     })
 }
 
-pub fn quote_json(q: &WithdrawalQuote<'_>) -> Value {
-    let s = q.asset.scale;
-    json!({
-        "currency": q.asset.code,
-        "amount": format_amount(q.amount, s),
-        "fee": format_amount(q.fee, s),
-        "total": format_amount(q.total, s),
-        "usd_value": format_amount(q.usd_cents, 2),
-        "approvals_required": q.approvals_required,
-    })
+/// A withdrawal's price before it is asked for; amounts are decimal strings in the asset,
+/// `usd_value` in USD.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct QuoteView {
+    pub currency: String,
+    /// What arrives at the address.
+    pub amount: String,
+    pub fee: String,
+    /// Amount plus fee: what leaves the wallet.
+    pub total: String,
+    pub usd_value: String,
+    /// Staff approvals the withdrawal needs: 1, or 2 at or over the two-approval threshold.
+    pub approvals_required: i32,
+}
+
+impl QuoteView {
+    pub fn new(q: &WithdrawalQuote<'_>) -> Self {
+        let s = q.asset.scale;
+        QuoteView {
+            currency: q.asset.code.clone(),
+            amount: format_amount(q.amount, s),
+            fee: format_amount(q.fee, s),
+            total: format_amount(q.total, s),
+            usd_value: format_amount(q.usd_cents, 2),
+            approvals_required: q.approvals_required,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -105,35 +123,105 @@ pub struct WithdrawRequest {
     pub address: String,
 }
 
-pub fn withdrawal_json(
-    state: &Core,
-    w: &WithdrawalRow,
-    approvals: &[etx_db::payments::ApprovalRow],
-) -> Value {
-    let s = scale_of(state, &w.asset);
-    json!({
-        "id": w.id,
-        "user_id": w.user_id,
-        "currency": w.asset,
-        "amount": format_amount(w.amount, s),
-        "fee": format_amount(w.fee, s),
-        "total": format_amount(w.amount + w.fee, s),
-        "usd_value": format_amount(w.usd_cents, 2),
-        "address": w.address,
-        "status": w.status,
-        "approvals_required": w.approvals_required,
-        "approvals": approvals.iter().map(|a| json!({
-            "staff_id": a.staff_id,
-            "username": a.username,
-            "note": a.note,
-            "at": rfc3339(a.created_at),
-        })).collect::<Vec<_>>(),
-        "tx_hash": w.tx_hash,
-        "reason": w.reason,
-        "transaction_id": w.transaction_id,
-        "created_at": rfc3339(w.created_at),
-        "updated_at": rfc3339(w.updated_at),
-    })
+/// A withdrawal as the API shows it; amounts are decimal strings in the asset, `usd_value` in
+/// USD.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WithdrawalView {
+    pub id: String,
+    pub user_id: String,
+    pub currency: String,
+    pub amount: String,
+    pub fee: String,
+    pub total: String,
+    pub usd_value: String,
+    pub address: String,
+    /// `held`, `pending`, `pending_approval`, `processing`, `completed`, `rejected` or
+    /// `cancelled`.
+    pub status: String,
+    pub approvals_required: i32,
+    pub approvals: Vec<WithdrawalApproval>,
+    pub tx_hash: Option<String>,
+    pub reason: Option<String>,
+    /// The withdrawal's row in the owner's history.
+    pub transaction_id: String,
+    pub created_at: String,
+    pub updated_at: String,
+    /// The AML review of the withdrawal, if a rule flagged it; shown to staff only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aml_flag: Option<crate::review::FlagView>,
+}
+
+/// A staff approval of a withdrawal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WithdrawalApproval {
+    pub staff_id: String,
+    pub username: Option<String>,
+    pub note: Option<String>,
+    pub at: String,
+}
+
+/// `{withdrawal}`: one withdrawal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WithdrawalResponse {
+    pub withdrawal: WithdrawalView,
+}
+
+/// A requested withdrawal and the wallet balance after its amount and fee were taken.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WithdrawalCreated {
+    pub withdrawal: WithdrawalView,
+    pub balance: String,
+}
+
+/// A page of withdrawals, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WithdrawalList {
+    pub withdrawals: Vec<WithdrawalView>,
+    pub total: i64,
+    pub skip: i64,
+    pub limit: i64,
+}
+
+impl WithdrawalView {
+    pub fn new(
+        state: &Core,
+        w: &WithdrawalRow,
+        approvals: &[etx_db::payments::ApprovalRow],
+    ) -> Self {
+        let s = scale_of(state, &w.asset);
+        WithdrawalView {
+            id: w.id.clone(),
+            user_id: w.user_id.clone(),
+            currency: w.asset.clone(),
+            amount: format_amount(w.amount, s),
+            fee: format_amount(w.fee, s),
+            total: format_amount(w.amount + w.fee, s),
+            usd_value: format_amount(w.usd_cents, 2),
+            address: w.address.clone(),
+            status: w.status.clone(),
+            approvals_required: w.approvals_required,
+            approvals: approvals
+                .iter()
+                .map(|a| WithdrawalApproval {
+                    staff_id: a.staff_id.clone(),
+                    username: a.username.clone(),
+                    note: a.note.clone(),
+                    at: rfc3339(a.created_at),
+                })
+                .collect(),
+            tx_hash: w.tx_hash.clone(),
+            reason: w.reason.clone(),
+            transaction_id: w.transaction_id.clone(),
+            created_at: rfc3339(w.created_at),
+            updated_at: rfc3339(w.updated_at),
+            aml_flag: None,
+        }
+    }
 }
 
 pub async fn withdraw(
@@ -248,11 +336,10 @@ pub(crate) async fn withdraw_attempt(
             "aml_rule": rule.as_ref().map(|r| r.0),
         }))
         .queue(&mut batch);
-    let body = json!({
-        "withdrawal": withdrawal_json(state, &w, &[]),
-        "balance": format_amount(balance, q.asset.scale),
-    })
-    .to_string();
+    let body = crate::ledger::stored_answer(&WithdrawalCreated {
+        withdrawal: WithdrawalView::new(state, &w, &[]),
+        balance: format_amount(balance, q.asset.scale),
+    })?;
     let out = m
         .commit(state, tx, batch, crate::ledger::Taken::Completed, body)
         .await?;
@@ -340,7 +427,11 @@ pub(crate) async fn refund(
 }
 
 /// The owner cancels a withdrawal no one has approved yet; the money comes back.
-pub async fn cancel_withdrawal(state: &Core, user: &UserRow, id: &str) -> Result<Value, CoreError> {
+pub async fn cancel_withdrawal(
+    state: &Core,
+    user: &UserRow,
+    id: &str,
+) -> Result<WithdrawalView, CoreError> {
     let w = state
         .db
         .withdrawal(id)
@@ -375,7 +466,7 @@ pub async fn cancel_withdrawal(state: &Core, user: &UserRow, id: &str) -> Result
     })
     .await?;
     state.events.movements(vec![event]);
-    Ok(withdrawal_json(
+    Ok(WithdrawalView::new(
         state,
         &w,
         &state.db.approvals_of(&w.id).await?,
@@ -396,7 +487,7 @@ pub async fn staff_withdrawal(
     staff: &Auth,
     id: &str,
     action: StaffAction,
-) -> Result<Value, CoreError> {
+) -> Result<WithdrawalView, CoreError> {
     staff.require_staff()?;
     let before = state.db.withdrawal(id).await?.ok_or(CoreError::NotFound)?;
     let actor = staff.user.id.as_str();
@@ -435,7 +526,7 @@ pub async fn staff_withdrawal(
     if !events.is_empty() {
         state.events.movements(events);
     }
-    Ok(withdrawal_json(
+    Ok(WithdrawalView::new(
         state,
         &w,
         &state.db.approvals_of(&w.id).await?,

@@ -2,7 +2,6 @@
 //! exists only at the edges: `parse_amount` turns it into minor units exactly, `format_amount`
 //! turns minor units back; nothing in between ever uses floating point.
 
-
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AmountError {
     #[error("must be a decimal number like 12.50")]

@@ -39,8 +39,8 @@ pub struct Planned {
     pub key: String,
     pub scope: &'static str,
     pub request_hash: String,
-    /// The answer, without `balance`: the sender's balance after the transfer, in `scale`.
-    pub answer: serde_json::Value,
+    /// The transfer as answered; the answer adds the sender's balance after it, in `scale`.
+    pub answer: super::TransferView,
     pub scale: u8,
     /// Inserts that go with the transfer (its notification and audit record).
     pub extra: Batch,
@@ -344,11 +344,13 @@ fn decide<'a>(
                 *deltas.entry(from).or_default() -= p.amount;
                 *deltas.entry(to).or_default() += p.amount;
                 *adds.entry(p.sender_id.as_str()).or_default() += p.usd_cents;
-                let mut answer = p.answer.clone();
-                answer["balance"] = format_amount(after, p.scale).into();
+                let answer = super::TransferCreated {
+                    transfer: p.answer.clone(),
+                    balance: format_amount(after, p.scale),
+                };
                 accepted.push(Accepted {
                     index: i,
-                    response: answer.to_string(),
+                    response: serde_json::to_string(&answer).expect("a transfer view serializes"),
                     sender_balance: after,
                     recipient_balance: credited,
                 });
@@ -669,7 +671,24 @@ mod tests {
                 key: key.into(),
                 scope: "p2p",
                 request_hash: String::new(),
-                answer: serde_json::json!({"transfer": {"id": key}}),
+                answer: crate::wallet::TransferView {
+                    id: key.into(),
+                    entry_id: None,
+                    sender: crate::wallet::TransferParty {
+                        id: sender.into(),
+                        username: sender.into(),
+                    },
+                    recipient: crate::wallet::TransferParty {
+                        id: recipient.into(),
+                        username: recipient.into(),
+                    },
+                    amount: format_amount(amount, 2),
+                    currency: "USD".into(),
+                    note: None,
+                    status: "completed".into(),
+                    review: None,
+                    created_at: String::new(),
+                },
                 scale: 2,
                 extra: Batch::default(),
             },

@@ -10,12 +10,17 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use etx_core::deposits;
+use etx_core::deposits::{
+    self, DepositList, DepositNotification, DepositResponse, DepositView, SuspenseList,
+    SuspenseResponse, SuspenseView, WebhookResult,
+};
 use etx_core::ledger::AmountText;
 use etx_core::providers;
-use etx_core::review;
-use etx_core::withdrawals;
-use etx_core::withdrawals::StaffAction;
+use etx_core::review::{self, FlagList, FlagResponse, FlagView};
+use etx_core::withdrawals::{
+    self, QuoteView, StaffAction, WithdrawalCreated, WithdrawalList, WithdrawalResponse,
+    WithdrawalView,
+};
 use etx_db::payments::WithdrawalFilter;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -82,7 +87,7 @@ pub struct DepositBody {
 /// payment finished.
 #[utoipa::path(post, path = "/api/wallet/deposit/create", tag = "wallet", request_body = DepositBody,
     responses(
-        (status = 201, description = "The order, with `qr_svg`"),
+        (status = 201, description = "The order, with `qr_svg`", body = DepositResponse),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 422, description = "Invalid amount or currency, or LIMIT_EXCEEDED", body = ErrorBody),
         (status = 503, description = "No price or the provider is unavailable", body = ErrorBody),
@@ -91,17 +96,17 @@ async fn create_deposit(
     State(state): State<AppState>,
     auth: Auth,
     AppJson(body): AppJson<Value>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<DepositResponse>)> {
     let req: deposits::DepositRequest = typed(body)?;
-    let d = deposits::create_deposit(&state, &auth.user, req).await?;
-    Ok((StatusCode::CREATED, Json(json!({"deposit": d}))))
+    let deposit = deposits::create_deposit(&state, &auth.user, req).await?;
+    Ok((StatusCode::CREATED, Json(DepositResponse { deposit })))
 }
 
 /// One of your deposit orders, with its QR code and every status the provider reported.
 #[utoipa::path(get, path = "/api/wallet/deposit/{order_id}", tag = "wallet",
     params(("order_id" = String, Path, description = "DEP-…")),
     responses(
-        (status = 200, description = "The order"),
+        (status = 200, description = "The order, with `qr_svg` and `notifications`", body = DepositResponse),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 404, description = "No such order of yours", body = ErrorBody),
     ))]
@@ -109,23 +114,29 @@ async fn get_deposit(
     State(state): State<AppState>,
     auth: Auth,
     Path(order_id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DepositResponse>> {
     let d = state
         .db
         .deposit_by_order(&order_id)
         .await?
         .filter(|d| d.user_id == auth.user.id || auth.role.is_staff())
         .ok_or(ApiError::NotFound)?;
-    let mut v = deposits::deposit_json(&state, &d, true);
-    v["notifications"] = state
-        .db
-        .webhooks_of_order(&d.order_id)
-        .await?
-        .iter()
-        .filter(|w| w.signature_ok)
-        .map(|w| json!({"status": w.payment_status, "outcome": w.outcome, "at": crate::views::rfc3339(w.received_at)}))
-        .collect();
-    Ok(Json(json!({"deposit": v})))
+    let mut deposit = DepositView::new(&state, &d, true);
+    deposit.notifications = Some(
+        state
+            .db
+            .webhooks_of_order(&d.order_id)
+            .await?
+            .into_iter()
+            .filter(|w| w.signature_ok)
+            .map(|w| DepositNotification {
+                status: w.payment_status,
+                outcome: w.outcome,
+                at: crate::views::rfc3339(w.received_at),
+            })
+            .collect(),
+    );
+    Ok(Json(DepositResponse { deposit }))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -139,26 +150,29 @@ pub struct PageQuery {
 /// Your deposit orders, newest first.
 #[utoipa::path(get, path = "/api/wallet/deposits", tag = "wallet", params(PageQuery),
     responses(
-        (status = 200, description = "`{deposits, total, skip, limit}`"),
+        (status = 200, description = "A page of orders", body = DepositList),
         (status = 401, description = "Not signed in", body = ErrorBody),
     ))]
 async fn list_deposits(
     State(state): State<AppState>,
     auth: Auth,
     AppQuery(q): AppQuery<PageQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DepositList>> {
     let (skip, limit) = super::users::paging(q.skip, q.limit)?;
     let (total, rows) = state
         .db
         .deposits_of_user(&auth.user.id, skip, limit)
         .await?;
-    let deposits: Vec<Value> = rows
+    let deposits = rows
         .iter()
-        .map(|d| deposits::deposit_json(&state, d, false))
+        .map(|d| DepositView::new(&state, d, false))
         .collect();
-    Ok(Json(
-        json!({"deposits": deposits, "total": total, "skip": skip, "limit": limit}),
-    ))
+    Ok(Json(DepositList {
+        deposits,
+        total,
+        skip,
+        limit,
+    }))
 }
 
 /// Body of a simulated payment notification.
@@ -177,7 +191,7 @@ pub struct SimulateBody {
 #[utoipa::path(post, path = "/api/wallet/deposit/{order_id}/simulate", tag = "wallet",
     params(("order_id" = String, Path, description = "DEP-…")), request_body = SimulateBody,
     responses(
-        (status = 200, description = "What the webhook made of it"),
+        (status = 200, description = "What the webhook made of it", body = WebhookResult),
         (status = 403, description = "Not dev mode or not the sandbox provider", body = ErrorBody),
         (status = 404, description = "No such order of yours", body = ErrorBody),
     ))]
@@ -186,7 +200,7 @@ async fn simulate_deposit(
     auth: Auth,
     Path(order_id): Path<String>,
     AppJson(body): AppJson<Value>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<WebhookResult>> {
     let req: deposits::SimulateRequest = typed(body)?;
     state
         .db
@@ -197,7 +211,7 @@ async fn simulate_deposit(
     let out = deposits::simulate(&state, &order_id, req).await?;
     etx_core::audit::Event::new(Some(&auth.user.id), "deposit.simulate")
         .target("deposit", &order_id)
-        .details(json!({"result": out["result"]}))
+        .details(json!({"result": out.result}))
         .record(&state)
         .await;
     Ok(Json(out))
@@ -225,7 +239,7 @@ pub struct WebhookBody {
     params(("provider" = String, Path, description = "The configured provider"),
         ("x-nowpayments-sig" = String, Header, description = "Hex HMAC-SHA512 signature")),
     responses(
-        (status = 200, description = "Applied or ignored (not newer); `result` says which"),
+        (status = 200, description = "Applied or ignored (not newer); `result` says which", body = WebhookResult),
         (status = 401, description = "Missing or bad signature; nothing changed or stored", body = ErrorBody),
         (status = 429, description = "Too many unsigned or badly signed notifications from this address; see `Retry-After`", body = ErrorBody),
         (status = 404, description = "Unknown provider or order", body = ErrorBody),
@@ -237,7 +251,7 @@ async fn webhook(
     client: crate::session::ClientInfo,
     headers: HeaderMap,
     body: Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<WebhookResult>> {
     let sig = headers
         .get(providers::nowpayments::SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok());
@@ -258,7 +272,7 @@ pub struct QuoteBody {
 /// The fee, total and USD value of a withdrawal before you ask for it. Moves nothing.
 #[utoipa::path(post, path = "/api/wallet/withdraw/quote", tag = "wallet", request_body = QuoteBody,
     responses(
-        (status = 200, description = "`{currency, amount, fee, total, usd_value, approvals_required}`"),
+        (status = 200, description = "The price of the withdrawal", body = QuoteView),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 422, description = "Invalid amount or currency, or LIMIT_EXCEEDED", body = ErrorBody),
     ))]
@@ -266,10 +280,10 @@ async fn withdraw_quote(
     State(state): State<AppState>,
     _auth: Auth,
     AppJson(body): AppJson<Value>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<QuoteView>> {
     let b: QuoteBody = typed(body)?;
     let q = withdrawals::quote(&state, &b.currency, &b.amount.0)?;
-    Ok(Json(withdrawals::quote_json(&q)))
+    Ok(Json(QuoteView::new(&q)))
 }
 
 /// Body of a withdrawal.
@@ -291,7 +305,7 @@ pub struct WithdrawBody {
 #[utoipa::path(post, path = "/api/wallet/withdraw", tag = "wallet", request_body = WithdrawBody,
     params(("Idempotency-Key" = String, Header, description = "Unique per intended withdrawal")),
     responses(
-        (status = 201, description = "`{withdrawal, balance}`; status `pending`, or `held` for review"),
+        (status = 201, description = "The withdrawal, status `pending` or `held` for review, and your balance", body = WithdrawalCreated),
         (status = 400, description = "Missing Idempotency-Key or malformed JSON", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 409, description = "Key reused with a different body", body = ErrorBody),
@@ -312,14 +326,14 @@ async fn withdraw(
 /// Your withdrawals, newest first.
 #[utoipa::path(get, path = "/api/wallet/withdrawals", tag = "wallet", params(PageQuery),
     responses(
-        (status = 200, description = "`{withdrawals, total, skip, limit}`"),
+        (status = 200, description = "A page of withdrawals", body = WithdrawalList),
         (status = 401, description = "Not signed in", body = ErrorBody),
     ))]
 async fn list_withdrawals(
     State(state): State<AppState>,
     auth: Auth,
     AppQuery(q): AppQuery<PageQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<WithdrawalList>> {
     let (skip, limit) = super::users::paging(q.skip, q.limit)?;
     let filter = WithdrawalFilter {
         user_id: Some(auth.user.id.clone()),
@@ -333,23 +347,26 @@ async fn page_of_withdrawals(
     filter: &WithdrawalFilter,
     skip: i64,
     limit: i64,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<WithdrawalList>> {
     let (total, rows) = state.db.list_withdrawals(filter, skip, limit).await?;
     let mut list = Vec::with_capacity(rows.len());
     for w in &rows {
         let approvals = state.db.approvals_of(&w.id).await?;
-        list.push(withdrawals::withdrawal_json(state, w, &approvals));
+        list.push(WithdrawalView::new(state, w, &approvals));
     }
-    Ok(Json(
-        json!({"withdrawals": list, "total": total, "skip": skip, "limit": limit}),
-    ))
+    Ok(Json(WithdrawalList {
+        withdrawals: list,
+        total,
+        skip,
+        limit,
+    }))
 }
 
 /// One of your withdrawals.
 #[utoipa::path(get, path = "/api/wallet/withdraw/{id}", tag = "wallet",
     params(("id" = String, Path, description = "Withdrawal id")),
     responses(
-        (status = 200, description = "`{withdrawal}`"),
+        (status = 200, description = "The withdrawal; with `aml_flag` for staff when a rule flagged it", body = WithdrawalResponse),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 404, description = "No such withdrawal of yours", body = ErrorBody),
     ))]
@@ -357,7 +374,7 @@ async fn get_withdrawal(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<WithdrawalResponse>> {
     let w = state
         .db
         .withdrawal(&id)
@@ -365,13 +382,13 @@ async fn get_withdrawal(
         .filter(|w| w.user_id == auth.user.id || auth.role.is_staff())
         .ok_or(ApiError::NotFound)?;
     let approvals = state.db.approvals_of(&w.id).await?;
-    let mut v = withdrawals::withdrawal_json(&state, &w, &approvals);
+    let mut withdrawal = WithdrawalView::new(&state, &w, &approvals);
     if let Some(f) = state.db.flag_of("withdrawal", &w.id).await?
         && auth.role.is_staff()
     {
-        v["aml_flag"] = review::flag_json(&f);
+        withdrawal.aml_flag = Some(FlagView::new(&f));
     }
-    Ok(Json(json!({"withdrawal": v})))
+    Ok(Json(WithdrawalResponse { withdrawal }))
 }
 
 /// Cancel your withdrawal while it is pending (before any approval); the amount and fee come
@@ -379,7 +396,7 @@ async fn get_withdrawal(
 #[utoipa::path(post, path = "/api/wallet/withdraw/{id}/cancel", tag = "wallet",
     params(("id" = String, Path, description = "Withdrawal id")),
     responses(
-        (status = 200, description = "`{withdrawal}` now cancelled"),
+        (status = 200, description = "The withdrawal, now cancelled", body = WithdrawalResponse),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 404, description = "No such withdrawal of yours", body = ErrorBody),
         (status = 409, description = "No longer pending", body = ErrorBody),
@@ -388,9 +405,9 @@ async fn cancel_withdrawal(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    let w = withdrawals::cancel_withdrawal(&state, &auth.user, &id).await?;
-    Ok(Json(json!({"withdrawal": w})))
+) -> ApiResult<Json<WithdrawalResponse>> {
+    let withdrawal = withdrawals::cancel_withdrawal(&state, &auth.user, &id).await?;
+    Ok(Json(WithdrawalResponse { withdrawal }))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -417,7 +434,7 @@ const STATUSES: [&str; 7] = [
 /// The withdrawal queue (staff): pending, awaiting a second approval, and processing by default.
 #[utoipa::path(get, path = "/api/admin/withdrawals", tag = "admin", params(QueueQuery),
     responses(
-        (status = 200, description = "`{withdrawals, total, skip, limit}`"),
+        (status = 200, description = "A page of withdrawals", body = WithdrawalList),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "Not staff", body = ErrorBody),
         (status = 422, description = "Unknown status", body = ErrorBody),
@@ -426,7 +443,7 @@ async fn admin_withdrawals(
     State(state): State<AppState>,
     auth: Auth,
     AppQuery(q): AppQuery<QueueQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<WithdrawalList>> {
     auth.require_staff()?;
     let (skip, limit) = super::users::paging(q.skip, q.limit)?;
     let statuses: Vec<String> = match q.status.as_deref().map(str::trim) {
@@ -483,7 +500,7 @@ pub struct CompleteBody {
 #[utoipa::path(post, path = "/api/admin/withdrawals/{id}/approve", tag = "admin",
     params(("id" = String, Path, description = "Withdrawal id")), request_body = ApproveBody,
     responses(
-        (status = 200, description = "`{withdrawal}`"),
+        (status = 200, description = "The withdrawal", body = WithdrawalResponse),
         (status = 403, description = "Not staff, or your own withdrawal", body = ErrorBody),
         (status = 404, description = "No such withdrawal", body = ErrorBody),
         (status = 409, description = "Already approved by you, or not awaiting approval", body = ErrorBody),
@@ -493,7 +510,7 @@ async fn approve_withdrawal(
     auth: Auth,
     Path(id): Path<String>,
     body: Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<WithdrawalResponse>> {
     // The body is optional: an approval may carry a note.
     let b: ApproveBody = if body.iter().all(u8::is_ascii_whitespace) {
         ApproveBody::default()
@@ -503,17 +520,17 @@ async fn approve_withdrawal(
                 .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?,
         )?
     };
-    let w =
+    let withdrawal =
         withdrawals::staff_withdrawal(&state, &auth, &id, StaffAction::Approve { note: b.note })
             .await?;
-    Ok(Json(json!({"withdrawal": w})))
+    Ok(Json(WithdrawalResponse { withdrawal }))
 }
 
 /// Reject a withdrawal (staff) with a reason; the amount and fee go back to the user.
 #[utoipa::path(post, path = "/api/admin/withdrawals/{id}/reject", tag = "admin",
     params(("id" = String, Path, description = "Withdrawal id")), request_body = ReasonBody,
     responses(
-        (status = 200, description = "`{withdrawal}` rejected and refunded"),
+        (status = 200, description = "The withdrawal, rejected and refunded", body = WithdrawalResponse),
         (status = 403, description = "Not staff", body = ErrorBody),
         (status = 404, description = "No such withdrawal", body = ErrorBody),
         (status = 409, description = "Already completed, rejected or cancelled", body = ErrorBody),
@@ -524,20 +541,20 @@ async fn reject_withdrawal(
     auth: Auth,
     Path(id): Path<String>,
     AppJson(body): AppJson<Value>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<WithdrawalResponse>> {
     auth.require_staff()?;
     let b: ReasonBody = typed(body)?;
-    let w =
+    let withdrawal =
         withdrawals::staff_withdrawal(&state, &auth, &id, StaffAction::Reject { reason: b.reason })
             .await?;
-    Ok(Json(json!({"withdrawal": w})))
+    Ok(Json(WithdrawalResponse { withdrawal }))
 }
 
 /// Mark an approved withdrawal as sent (admins), with the payout's transaction hash.
 #[utoipa::path(post, path = "/api/admin/withdrawals/{id}/complete", tag = "admin",
     params(("id" = String, Path, description = "Withdrawal id")), request_body = CompleteBody,
     responses(
-        (status = 200, description = "`{withdrawal}` completed"),
+        (status = 200, description = "The withdrawal, completed", body = WithdrawalResponse),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 404, description = "No such withdrawal", body = ErrorBody),
         (status = 409, description = "Not processing", body = ErrorBody),
@@ -547,17 +564,17 @@ async fn complete_withdrawal(
     auth: Auth,
     Path(id): Path<String>,
     AppJson(body): AppJson<Value>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<WithdrawalResponse>> {
     auth.require_admin()?;
     let b: CompleteBody = typed(body)?;
-    let w = withdrawals::staff_withdrawal(
+    let withdrawal = withdrawals::staff_withdrawal(
         &state,
         &auth,
         &id,
         StaffAction::Complete { tx_hash: b.tx_hash },
     )
     .await?;
-    Ok(Json(json!({"withdrawal": w})))
+    Ok(Json(WithdrawalResponse { withdrawal }))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -572,14 +589,14 @@ pub struct AmlQuery {
 /// Operations AML rules flagged (staff), with the rule that fired; open ones hold money.
 #[utoipa::path(get, path = "/api/admin/aml", tag = "admin", params(AmlQuery),
     responses(
-        (status = 200, description = "`{flags, total, skip, limit}`"),
+        (status = 200, description = "A page of reviews", body = FlagList),
         (status = 403, description = "Not staff", body = ErrorBody),
     ))]
 async fn aml_queue(
     State(state): State<AppState>,
     auth: Auth,
     AppQuery(q): AppQuery<AmlQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<FlagList>> {
     auth.require_staff()?;
     let (skip, limit) = super::users::paging(q.skip, q.limit)?;
     let status = match q.status.as_deref().unwrap_or("open") {
@@ -593,10 +610,13 @@ async fn aml_queue(
         }
     };
     let (total, rows) = state.db.list_flags(status, skip, limit).await?;
-    let flags: Vec<Value> = rows.iter().map(review::flag_json).collect();
-    Ok(Json(
-        json!({"flags": flags, "total": total, "skip": skip, "limit": limit}),
-    ))
+    let flags = rows.iter().map(FlagView::new).collect();
+    Ok(Json(FlagList {
+        flags,
+        total,
+        skip,
+        limit,
+    }))
 }
 
 async fn aml_decision(
@@ -605,11 +625,11 @@ async fn aml_decision(
     id: &str,
     body: Value,
     release: bool,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<FlagResponse>> {
     auth.require_staff()?;
     let b: ReasonBody = typed(body)?;
-    let f = review::decide_flag(state, auth, id, release, &b.reason).await?;
-    Ok(Json(json!({"flag": f})))
+    let flag = review::decide_flag(state, auth, id, release, &b.reason).await?;
+    Ok(Json(FlagResponse { flag }))
 }
 
 /// Release a flagged operation (staff): a held deposit or transfer is credited, a held
@@ -617,7 +637,7 @@ async fn aml_decision(
 #[utoipa::path(post, path = "/api/admin/aml/{id}/release", tag = "admin",
     params(("id" = String, Path, description = "Flag id")), request_body = ReasonBody,
     responses(
-        (status = 200, description = "`{flag}`"),
+        (status = 200, description = "The review, decided", body = FlagResponse),
         (status = 403, description = "Not staff, or your own operation", body = ErrorBody),
         (status = 404, description = "No such flag", body = ErrorBody),
         (status = 409, description = "Already decided", body = ErrorBody),
@@ -627,7 +647,7 @@ async fn aml_release(
     auth: Auth,
     Path(id): Path<String>,
     AppJson(body): AppJson<Value>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<FlagResponse>> {
     aml_decision(&state, &auth, &id, body, true).await
 }
 
@@ -635,7 +655,7 @@ async fn aml_release(
 #[utoipa::path(post, path = "/api/admin/aml/{id}/reject", tag = "admin",
     params(("id" = String, Path, description = "Flag id")), request_body = ReasonBody,
     responses(
-        (status = 200, description = "`{flag}`"),
+        (status = 200, description = "The review, decided", body = FlagResponse),
         (status = 403, description = "Not staff, or your own operation", body = ErrorBody),
         (status = 404, description = "No such flag", body = ErrorBody),
         (status = 409, description = "Already decided", body = ErrorBody),
@@ -645,7 +665,7 @@ async fn aml_reject(
     auth: Auth,
     Path(id): Path<String>,
     AppJson(body): AppJson<Value>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<FlagResponse>> {
     aml_decision(&state, &auth, &id, body, false).await
 }
 
@@ -660,7 +680,7 @@ pub struct SuspenseQuery {
 /// first, open ones by default. It stays in `suspense::<asset>` until an admin resolves it.
 #[utoipa::path(get, path = "/api/admin/suspense", tag = "admin", params(SuspenseQuery),
     responses(
-        (status = 200, description = "`{items}`"),
+        (status = 200, description = "Suspense items", body = SuspenseList),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "Not staff", body = ErrorBody),
         (status = 422, description = "Unknown status", body = ErrorBody),
@@ -669,7 +689,7 @@ async fn suspense_list(
     State(state): State<AppState>,
     auth: Auth,
     AppQuery(q): AppQuery<SuspenseQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SuspenseList>> {
     auth.require_staff()?;
     let status = match q.status.as_deref().map(str::trim) {
         None | Some("") => Some("open"),
@@ -682,14 +702,14 @@ async fn suspense_list(
             ));
         }
     };
-    let items: Vec<Value> = state
+    let items = state
         .db
         .suspense_items(status, 200)
         .await?
         .iter()
-        .map(|s| deposits::suspense_json(&state, s))
+        .map(|s| SuspenseView::new(&state, s))
         .collect();
-    Ok(Json(json!({"items": items})))
+    Ok(Json(SuspenseList { items }))
 }
 
 /// Body of a suspense credit.
@@ -707,7 +727,7 @@ pub struct SuspenseCreditBody {
 #[utoipa::path(post, path = "/api/admin/suspense/{id}/refund", tag = "admin",
     params(("id" = String, Path, description = "Suspense item id")), request_body = ReasonBody,
     responses(
-        (status = 200, description = "`{item}` refunded"),
+        (status = 200, description = "The item, refunded", body = SuspenseResponse),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 404, description = "No such item", body = ErrorBody),
         (status = 409, description = "Already resolved", body = ErrorBody),
@@ -718,7 +738,7 @@ async fn suspense_refund(
     auth: Auth,
     Path(id): Path<String>,
     AppJson(body): AppJson<Value>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SuspenseResponse>> {
     auth.require_admin()?;
     let b: ReasonBody = typed(body)?;
     let item = deposits::resolve_suspense(
@@ -729,14 +749,14 @@ async fn suspense_refund(
         &b.reason,
     )
     .await?;
-    Ok(Json(json!({"item": item})))
+    Ok(Json(SuspenseResponse { item }))
 }
 
 /// Credit a suspense item to a user's wallet (admins), once.
 #[utoipa::path(post, path = "/api/admin/suspense/{id}/credit", tag = "admin",
     params(("id" = String, Path, description = "Suspense item id")), request_body = SuspenseCreditBody,
     responses(
-        (status = 200, description = "`{item}` credited"),
+        (status = 200, description = "The item, credited", body = SuspenseResponse),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 404, description = "No such item", body = ErrorBody),
         (status = 409, description = "Already resolved", body = ErrorBody),
@@ -747,7 +767,7 @@ async fn suspense_credit(
     auth: Auth,
     Path(id): Path<String>,
     AppJson(body): AppJson<Value>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SuspenseResponse>> {
     auth.require_admin()?;
     let b: SuspenseCreditBody = typed(body)?;
     let item = deposits::resolve_suspense(
@@ -758,5 +778,5 @@ async fn suspense_credit(
         &b.reason,
     )
     .await?;
-    Ok(Json(json!({"item": item})))
+    Ok(Json(SuspenseResponse { item }))
 }

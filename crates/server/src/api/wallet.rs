@@ -12,7 +12,10 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use etx_core::ledger::{Outcome, Taken};
-use etx_core::wallet::{self};
+use etx_core::wallet::{
+    self, AdjustmentApplied, AdjustmentList, AdjustmentRequested, AdjustmentResponse,
+    AdjustmentView, TransferCreated,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
@@ -30,7 +33,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(reject_adjustment))
 }
 
-/// A money POST's answer as HTTP: 201 when carried out, 202 when held for review.
+/// A money POST's answer as HTTP: 201 when carried out, 202 when held for review. The body is
+/// the answer's JSON as stored for replays, the serialized view its operation documents.
 pub struct Answer(pub Outcome);
 
 impl IntoResponse for Answer {
@@ -102,7 +106,7 @@ pub struct P2pBody {
 #[utoipa::path(post, path = "/api/transfers/p2p", tag = "wallet", request_body = P2pBody,
     params(("Idempotency-Key" = String, Header, description = "Unique per intended transfer")),
     responses(
-        (status = 201, description = "Transferred; body has the transfer and your new balance"),
+        (status = 201, description = "Transferred, or held for a compliance review (`status: held`); the transfer and your new balance", body = TransferCreated),
         (status = 400, description = "Missing Idempotency-Key or malformed JSON", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "CSRF token missing or invalid", body = ErrorBody),
@@ -203,8 +207,8 @@ pub struct AdjustBody {
 #[utoipa::path(post, path = "/api/admin/wallets/adjust", tag = "admin", request_body = AdjustBody,
     params(("Idempotency-Key" = String, Header, description = "Unique per intended adjustment")),
     responses(
-        (status = 201, description = "Adjusted; body has the new balance"),
-        (status = 202, description = "`{adjustment}` waiting for a second admin's approval; nothing moved yet"),
+        (status = 201, description = "Adjusted; the adjustment with the new balance", body = AdjustmentApplied),
+        (status = 202, description = "The adjustment, waiting for a second admin's approval; nothing moved yet", body = AdjustmentRequested),
         (status = 400, description = "Missing Idempotency-Key or malformed JSON", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "Not an admin, CSRF failure, or your own balance", body = ErrorBody),
@@ -240,7 +244,7 @@ pub struct AdjustmentsQuery {
 /// Adjustment requests (admins), newest first: by default those waiting for a second admin.
 #[utoipa::path(get, path = "/api/admin/wallets/adjustments", tag = "admin", params(AdjustmentsQuery),
     responses(
-        (status = 200, description = "`{adjustments}`"),
+        (status = 200, description = "Adjustment requests", body = AdjustmentList),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 422, description = "Unknown status", body = ErrorBody),
@@ -249,7 +253,7 @@ async fn admin_adjustments(
     State(state): State<AppState>,
     auth: Auth,
     AppQuery(q): AppQuery<AdjustmentsQuery>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<AdjustmentList>> {
     auth.require_admin()?;
     let status = match q.status.as_deref().map(str::trim) {
         None | Some("") => Some("pending"),
@@ -263,11 +267,11 @@ async fn admin_adjustments(
         }
     };
     let rows = state.db.adjustment_requests(status, 200).await?;
-    let list: Vec<serde_json::Value> = rows
+    let adjustments = rows
         .iter()
-        .map(|a| wallet::adjustment_json(&state, a))
+        .map(|a| AdjustmentView::new(&state, a))
         .collect();
-    Ok(Json(serde_json::json!({"adjustments": list})))
+    Ok(Json(AdjustmentList { adjustments }))
 }
 
 /// Optional body of an approval.
@@ -291,7 +295,7 @@ pub struct AdjustmentReason {
 #[utoipa::path(post, path = "/api/admin/wallets/adjustments/{id}/approve", tag = "admin",
     params(("id" = String, Path, description = "Adjustment id")), request_body = AdjustmentNote,
     responses(
-        (status = 200, description = "`{adjustment}` applied"),
+        (status = 200, description = "The adjustment, applied", body = AdjustmentResponse),
         (status = 403, description = "Not an admin, the requesting admin, or your own balance", body = ErrorBody),
         (status = 404, description = "No such adjustment", body = ErrorBody),
         (status = 409, description = "Already applied or rejected", body = ErrorBody),
@@ -302,7 +306,7 @@ async fn approve_adjustment(
     auth: Auth,
     Path(id): Path<String>,
     body: axum::body::Bytes,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<AdjustmentResponse>> {
     auth.require_admin()?;
     // The body is optional: an approval may carry a note.
     let b: AdjustmentNote = if body.iter().all(u8::is_ascii_whitespace) {
@@ -313,15 +317,16 @@ async fn approve_adjustment(
             fields: Default::default(),
         })?
     };
-    let a = wallet::decide_adjustment(&state, &auth.user, &id, true, b.note.as_deref()).await?;
-    Ok(Json(serde_json::json!({"adjustment": a})))
+    let adjustment =
+        wallet::decide_adjustment(&state, &auth.user, &id, true, b.note.as_deref()).await?;
+    Ok(Json(AdjustmentResponse { adjustment }))
 }
 
 /// Reject a pending adjustment (an admin other than the one who asked for it); nothing moves.
 #[utoipa::path(post, path = "/api/admin/wallets/adjustments/{id}/reject", tag = "admin",
     params(("id" = String, Path, description = "Adjustment id")), request_body = AdjustmentReason,
     responses(
-        (status = 200, description = "`{adjustment}` rejected"),
+        (status = 200, description = "The adjustment, rejected", body = AdjustmentResponse),
         (status = 403, description = "Not an admin, or the requesting admin", body = ErrorBody),
         (status = 404, description = "No such adjustment", body = ErrorBody),
         (status = 409, description = "Already applied or rejected", body = ErrorBody),
@@ -332,8 +337,9 @@ async fn reject_adjustment(
     auth: Auth,
     Path(id): Path<String>,
     AppJson(b): AppJson<AdjustmentReason>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<AdjustmentResponse>> {
     auth.require_admin()?;
-    let a = wallet::decide_adjustment(&state, &auth.user, &id, false, Some(&b.reason)).await?;
-    Ok(Json(serde_json::json!({"adjustment": a})))
+    let adjustment =
+        wallet::decide_adjustment(&state, &auth.user, &id, false, Some(&b.reason)).await?;
+    Ok(Json(AdjustmentResponse { adjustment }))
 }

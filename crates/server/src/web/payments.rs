@@ -20,19 +20,11 @@ use etx_core::withdrawals;
 use etx_core::withdrawals::StaffAction;
 use etx_db::payments::WithdrawalFilter;
 use serde::Deserialize;
-use serde_json::Value;
 use std::collections::BTreeMap;
 
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
-fn when(v: &Value) -> String {
-    text(v).replace('T', " ").chars().take(19).collect()
+/// An RFC 3339 time as `YYYY-MM-DD HH:MM:SS`.
+fn when(at: &str) -> String {
+    at.replace('T', " ").chars().take(19).collect()
 }
 
 fn layout(u: &WebUser, active: &'static str, q: Option<&NoticeQuery>) -> Layout {
@@ -95,14 +87,14 @@ async fn deposit_page(
     let deposits = rows
         .iter()
         .map(|d| {
-            let v = deposits::deposit_json(state, d, false);
+            let v = deposits::DepositView::new(state, d, false);
             DepositLine {
-                order_id: d.order_id.clone(),
-                status: text(&v["status"]),
-                pay: format!("{} {}", text(&v["pay_amount"]), d.pay_currency),
-                usd: text(&v["price_amount"]),
-                credit_state: d.credit_state.clone(),
-                created: when(&v["created_at"]),
+                created: when(&v.created_at),
+                order_id: v.order_id,
+                status: v.status,
+                pay: format!("{} {}", v.pay_amount, v.pay_currency),
+                usd: v.price_amount,
+                credit_state: v.credit_state,
             }
         })
         .collect();
@@ -148,7 +140,7 @@ pub async fn view_deposit_post(
         pay_currency: f.pay_currency.clone(),
     };
     match deposits::create_deposit(&state, &u.auth.user, req).await {
-        Ok(d) => Redirect::to(&format!("/deposit/{}", text(&d["order_id"]))).into_response(),
+        Ok(d) => Redirect::to(&format!("/deposit/{}", d.order_id)).into_response(),
         Err(e) => deposit_page(&state, &u, f, Some(e.into()), None).await,
     }
 }
@@ -197,23 +189,23 @@ pub async fn view_deposit_order_get(
             "There is no such deposit.",
         );
     };
-    let v = deposits::deposit_json(&state, &d, true);
-    let status = text(&v["status"]);
+    let v = deposits::DepositView::new(&state, &d, true);
+    let status = v.status;
     let page = DepositOrderPage {
         layout: layout(&u, "deposit", Some(&q)),
         order_id: d.order_id.clone(),
         settled: matches!(d.credit_state.as_str(), "credited" | "rejected")
             || matches!(status.as_str(), "failed" | "refunded"),
         status,
-        pay_amount: text(&v["pay_amount"]),
+        pay_amount: v.pay_amount,
         pay_currency: d.pay_currency.clone(),
         address: d.pay_address.clone(),
-        uri: text(&v["payment_uri"]),
-        qr_svg: text(&v["qr_svg"]),
-        usd: text(&v["price_amount"]),
-        expires: when(&v["expires_at"]),
+        uri: v.payment_uri,
+        qr_svg: v.qr_svg.unwrap_or_default(),
+        usd: v.price_amount,
+        expires: when(&v.expires_at),
         credit_state: d.credit_state.clone(),
-        credited: text(&v["credited"]),
+        credited: v.credited,
         can_simulate: state.config.is_dev() && state.payments.name() == "sandbox",
         history: hooks
             .iter()
@@ -297,27 +289,27 @@ pub struct WithdrawalLine {
 }
 
 impl WithdrawalLine {
-    fn from(v: &Value) -> Self {
-        let approvals = v["approvals"].as_array().cloned().unwrap_or_default();
+    fn from(v: withdrawals::WithdrawalView) -> Self {
         WithdrawalLine {
-            id: text(&v["id"]),
-            user_id: text(&v["user_id"]),
-            currency: text(&v["currency"]),
-            amount: text(&v["amount"]),
-            fee: text(&v["fee"]),
-            total: text(&v["total"]),
-            usd: text(&v["usd_value"]),
-            address: text(&v["address"]),
-            status: text(&v["status"]),
-            approvals: format!("{}/{}", approvals.len(), text(&v["approvals_required"])),
-            approvers: approvals
+            approvals: format!("{}/{}", v.approvals.len(), v.approvals_required),
+            approvers: v
+                .approvals
                 .iter()
-                .map(|a| text(&a["username"]))
+                .map(|a| a.username.clone().unwrap_or_default())
                 .collect::<Vec<_>>()
                 .join(", "),
-            tx_hash: text(&v["tx_hash"]),
-            reason: text(&v["reason"]),
-            created: when(&v["created_at"]),
+            created: when(&v.created_at),
+            id: v.id,
+            user_id: v.user_id,
+            currency: v.currency,
+            amount: v.amount,
+            fee: v.fee,
+            total: v.total,
+            usd: v.usd_value,
+            address: v.address,
+            status: v.status,
+            tx_hash: v.tx_hash.unwrap_or_default(),
+            reason: v.reason.unwrap_or_default(),
         }
     }
 }
@@ -375,7 +367,7 @@ async fn withdraw_page(
     };
     let withdrawals = rows
         .iter()
-        .map(|w| WithdrawalLine::from(&withdrawals::withdrawal_json(state, w, &[])))
+        .map(|w| WithdrawalLine::from(withdrawals::WithdrawalView::new(state, w, &[])))
         .collect();
     let mut assets: Vec<String> = state.rules.networks.keys().cloned().collect();
     assets.sort();
@@ -461,9 +453,8 @@ pub async fn view_withdraw_post(
         serde_json::json!({"amount": f.amount, "currency": f.currency, "address": f.address});
     match withdrawals::withdraw(&state, &u.auth.user, &key, body).await {
         Ok(o) => {
-            let held = serde_json::from_str::<Value>(&o.body)
-                .ok()
-                .is_some_and(|v| v["withdrawal"]["status"] == "held");
+            let held = serde_json::from_str::<withdrawals::WithdrawalCreated>(&o.body)
+                .is_ok_and(|v| v.withdrawal.status == "held");
             let msg = if held {
                 "withdrawal-held"
             } else {
@@ -576,7 +567,7 @@ async fn admin_withdrawals_page(
             Ok(a) => a,
             Err(e) => return PageError::from(e).into_response(),
         };
-        lines.push(WithdrawalLine::from(&withdrawals::withdrawal_json(
+        lines.push(WithdrawalLine::from(withdrawals::WithdrawalView::new(
             state, w, &approvals,
         )));
     }
@@ -710,16 +701,16 @@ async fn admin_aml_page(
     let lines = rows
         .iter()
         .map(|f| {
-            let v = review::flag_json(f);
+            let v = review::FlagView::new(f);
             FlagLine {
                 id: f.id.clone(),
                 user: f.username.clone().unwrap_or_else(|| f.user_id.clone()),
                 subject: format!("{} {}", f.subject_type, f.subject_id),
                 rule: f.rule.clone(),
-                details: v["details"].to_string(),
+                details: v.details.to_string(),
                 status: f.status.clone(),
                 decision: f.decision_reason.clone().unwrap_or_default(),
-                created: when(&v["created_at"]),
+                created: when(&v.created_at),
             }
         })
         .collect();
@@ -727,13 +718,13 @@ async fn admin_aml_page(
         Ok(rows) => rows
             .iter()
             .map(|s| {
-                let v = deposits::suspense_json(state, s);
+                let v = deposits::SuspenseView::new(state, s);
                 SuspenseLine {
                     id: s.id.clone(),
-                    amount: format!("{} {}", v["amount"].as_str().unwrap_or_default(), s.asset),
+                    amount: format!("{} {}", v.amount, s.asset),
                     source: format!("{} {}", s.source_type, s.source_id),
                     owner: s.owner_id.clone().unwrap_or_default(),
-                    created: when(&v["created_at"]),
+                    created: when(&v.created_at),
                 }
             })
             .collect(),

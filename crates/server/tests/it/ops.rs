@@ -187,3 +187,45 @@ async fn secrets_never_reach_responses() {
         .unwrap();
     assert!(!list.contains("argon2"));
 }
+
+/// Every 2xx answer other than 204 names its body: JSON answers a schema (so generated clients
+/// get types, not `Any`), other answers their media type.
+#[tokio::test]
+async fn openapi_every_json_success_answer_has_a_schema() {
+    let app = TestApp::spawn().await;
+    let doc: Value = app
+        .get("/api/openapi.json", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut untyped = Vec::new();
+    for (p, item) in doc["paths"].as_object().unwrap() {
+        for (m, op) in item.as_object().unwrap() {
+            let Some(responses) = op.get("responses").and_then(Value::as_object) else {
+                continue;
+            };
+            for (code, r) in responses {
+                if !code.starts_with('2') || code == "204" {
+                    continue;
+                }
+                let Some(content) = r.get("content").and_then(Value::as_object) else {
+                    untyped.push(format!("{m} {p} {code}: no content"));
+                    continue;
+                };
+                for (media, c) in content {
+                    let json = media == "application/json" || media.ends_with("+json");
+                    let schema = c.get("schema").and_then(Value::as_object);
+                    if json && schema.is_none_or(|s| s.is_empty()) {
+                        untyped.push(format!("{m} {p} {code}: {media} without a schema"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        untyped.is_empty(),
+        "JSON answers without a schema:\n{}",
+        untyped.join("\n")
+    );
+}

@@ -670,6 +670,9 @@ async fn a_payment_after_expiry_is_still_credited_and_overpayment_counts() {
         .unwrap();
     assert_eq!(list["total"], 1);
     assert_eq!(list["deposits"][0]["status"], "expired");
+    // Listed orders carry neither the QR code nor the notifications of a single order.
+    let listed = list["deposits"][0].as_object().unwrap();
+    assert!(!listed.contains_key("qr_svg") && !listed.contains_key("notifications"));
     // The payer sent a little more than asked, written as a JSON number.
     let paid = minor(d["pay_amount"].as_str().unwrap(), STABLE_SCALE) + 1_500_000;
     let mut body = ipn(&d, "finished", "0");
