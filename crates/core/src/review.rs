@@ -8,8 +8,8 @@ use crate::ledger::{
     Failure, MovementEvent, balance_of, conflict, leg, movement_event, notice, post, reason_text,
     scale_of, txn_view, with_retries,
 };
+use crate::rules::FlagView;
 use crate::session::Auth;
-use crate::time::rfc3339;
 use crate::withdrawals::*;
 use etx_db::ledger::{NewTransaction, PLATFORM, Usage, account_id};
 use etx_db::payments::{FlagRow, HeldTransferRow};
@@ -17,37 +17,7 @@ use etx_db::{Batch, DatabaseTransaction, Db};
 use etx_domain::AccountKind;
 use etx_domain::format_amount;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
-
-/// An operation an AML rule flagged, as the staff API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct FlagView {
-    pub id: String,
-    /// Whose operation it is.
-    pub user: FlagUser,
-    /// `deposit`, `withdrawal` or `transfer`.
-    pub subject_type: String,
-    pub subject_id: String,
-    /// The rule that fired.
-    pub rule: String,
-    /// What the rule saw (its figures), as the rule recorded them.
-    pub details: Value,
-    /// `open`, `released` or `rejected`.
-    pub status: String,
-    pub decided_by: Option<String>,
-    pub decision_reason: Option<String>,
-    pub decided_at: Option<String>,
-    pub created_at: String,
-}
-
-/// The owner of a flagged operation.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct FlagUser {
-    pub id: String,
-    pub username: Option<String>,
-}
+use serde_json::json;
 
 /// `{flag}`: one AML review.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -64,27 +34,6 @@ pub struct FlagList {
     pub total: i64,
     pub skip: i64,
     pub limit: i64,
-}
-
-impl FlagView {
-    pub fn new(f: &FlagRow) -> Self {
-        FlagView {
-            id: f.id.clone(),
-            user: FlagUser {
-                id: f.user_id.clone(),
-                username: f.username.clone(),
-            },
-            subject_type: f.subject_type.clone(),
-            subject_id: f.subject_id.clone(),
-            rule: f.rule.clone(),
-            details: serde_json::from_str::<Value>(&f.details).unwrap_or(Value::Null),
-            status: f.status.clone(),
-            decided_by: f.decided_by.clone(),
-            decision_reason: f.decision_reason.clone(),
-            decided_at: f.decided_at.map(rfc3339),
-            created_at: rfc3339(f.created_at),
-        }
-    }
 }
 
 /// Staff release (the operation goes on) or reject (the money goes back) a flagged operation.

@@ -4,6 +4,8 @@
 use crate::Core;
 use crate::address::Network;
 use crate::ledger::AssetConfig;
+use crate::time::rfc3339;
+use etx_db::payments::FlagRow;
 use etx_db::users::UserRow;
 use etx_db::{Batch, Db, DbErr, now_micros};
 use etx_domain::{format_amount, parse_amount, parse_positive_amount};
@@ -312,6 +314,57 @@ impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig {
             adjust_approval_from_usd: "1000".into(),
+        }
+    }
+}
+
+/// An operation an AML rule flagged, as the staff API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FlagView {
+    pub id: String,
+    /// Whose operation it is.
+    pub user: FlagUser,
+    /// `deposit`, `withdrawal` or `transfer`.
+    pub subject_type: String,
+    pub subject_id: String,
+    /// The rule that fired.
+    pub rule: String,
+    /// What the rule saw (its figures), as the rule recorded them.
+    pub details: Value,
+    /// `open`, `released` or `rejected`.
+    pub status: String,
+    pub decided_by: Option<String>,
+    pub decision_reason: Option<String>,
+    pub decided_at: Option<String>,
+    pub created_at: String,
+}
+
+/// The owner of a flagged operation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FlagUser {
+    pub id: String,
+    pub username: Option<String>,
+}
+
+impl FlagView {
+    pub fn new(f: &FlagRow) -> Self {
+        FlagView {
+            id: f.id.clone(),
+            user: FlagUser {
+                id: f.user_id.clone(),
+                username: f.username.clone(),
+            },
+            subject_type: f.subject_type.clone(),
+            subject_id: f.subject_id.clone(),
+            rule: f.rule.clone(),
+            details: serde_json::from_str::<Value>(&f.details).unwrap_or(Value::Null),
+            status: f.status.clone(),
+            decided_by: f.decided_by.clone(),
+            decision_reason: f.decision_reason.clone(),
+            decided_at: f.decided_at.map(rfc3339),
+            created_at: rfc3339(f.created_at),
         }
     }
 }

@@ -149,7 +149,7 @@ pub struct WithdrawalView {
     pub updated_at: String,
     /// The AML review of the withdrawal, if a rule flagged it; shown to staff only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aml_flag: Option<crate::review::FlagView>,
+    pub aml_flag: Option<crate::rules::FlagView>,
 }
 
 /// A staff approval of a withdrawal.

@@ -16,7 +16,8 @@ use etx_core::deposits::{
 };
 use etx_core::ledger::AmountText;
 use etx_core::providers;
-use etx_core::review::{self, FlagList, FlagResponse, FlagView};
+use etx_core::review::{self, FlagList, FlagResponse};
+use etx_core::rules::FlagView;
 use etx_core::withdrawals::{
     self, QuoteView, StaffAction, WithdrawalCreated, WithdrawalList, WithdrawalResponse,
     WithdrawalView,

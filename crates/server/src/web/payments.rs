@@ -701,7 +701,7 @@ async fn admin_aml_page(
     let lines = rows
         .iter()
         .map(|f| {
-            let v = review::FlagView::new(f);
+            let v = etx_core::rules::FlagView::new(f);
             FlagLine {
                 id: f.id.clone(),
                 user: f.username.clone().unwrap_or_else(|| f.user_id.clone()),
