@@ -20,29 +20,19 @@ use etx_db::payments::{DepositRow, NewDeposit};
 use etx_db::users::UserRow;
 use etx_db::{Batch, DatabaseTransaction, Db, now_micros};
 use etx_domain::AccountKind;
+use etx_domain::DepositStatus;
 use etx_domain::{AmountError, format_amount, parse_amount, parse_positive_amount};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-/// Provider statuses in the order a payment goes through them. A notification never moves a
-/// deposit back; `finished` outranks everything, so a late payment after expiry still counts.
+/// The rank of a provider status (`None` for one the product does not know). A notification
+/// never moves a deposit back; `finished` outranks everything, so a late payment after expiry
+/// still counts.
 pub fn status_rank(status: &str) -> Option<i32> {
-    Some(match status {
-        "waiting" => 0,
-        "expired" => 1,
-        "confirming" => 2,
-        "confirmed" => 3,
-        "sending" => 4,
-        "partially_paid" => 5,
-        "failed" | "refunded" => 6,
-        "finished" => 7,
-        _ => return None,
-    })
+    DepositStatus::parse(status).map(DepositStatus::rank)
 }
-
-pub(crate) const FINISHED: i32 = 7;
 
 /// The status shown: a payment still waiting after its expiry is `expired`.
 pub(crate) fn shown_status(d: &DepositRow) -> &str {
@@ -493,7 +483,7 @@ pub(crate) async fn apply_notification(
     let mut batch = Batch::default();
     let mut events = Vec::new();
     let mut outcome = format!("status {}", n.status);
-    if n.rank == FINISHED {
+    if n.rank == DepositStatus::Finished.rank() {
         // Paid in full: the amount received, or at least what was asked.
         let amount = d.actually_paid.max(d.pay_amount);
         let flagged = db.flag_of_in(&tx, "deposit", &d.order_id).await?;

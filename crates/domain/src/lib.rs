@@ -6,6 +6,7 @@ pub mod account;
 pub mod error;
 pub mod level;
 pub mod money;
+pub mod payment;
 pub mod role;
 pub mod user;
 
@@ -13,5 +14,6 @@ pub use account::AccountKind;
 pub use error::{FieldErrors, ValidationError};
 pub use level::Level;
 pub use money::{AmountError, format_amount, parse_amount, parse_positive_amount, write_amount};
+pub use payment::DepositStatus;
 pub use role::Role;
 pub use user::{Email, Password, Username, validate_new_password};
