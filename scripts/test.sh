@@ -88,9 +88,10 @@ psql "$PG_URL_BASE/postgres" -v ON_ERROR_STOP=1 -q -c "DROP DATABASE IF EXISTS e
 echo "== tests on SQLite =="
 env -u TEST_DATABASE_URL cargo test --workspace --locked
 
-# The OpenAPI document must generate a Python client that works unmodified.
+# The OpenAPI document must generate a Python client that works unmodified. The server binary
+# is the one the test build just made (a plain `cargo build` would resolve other features and
+# compile every dependency again).
 echo "== generated OpenAPI client =="
-cargo build -p etx-server --bin etx --locked
 ./scripts/openapi-client.sh "${CARGO_TARGET_DIR:-target}/debug/etx"
 
 echo "== tests on PostgreSQL =="
