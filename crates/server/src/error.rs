@@ -76,32 +76,17 @@ pub struct ErrorDetail {
 }
 
 impl ApiError {
+    // The field-error shapes are the core's; the edge only adds HTTP.
     pub fn validation(fields: FieldErrors) -> Self {
-        let message = fields
-            .0
-            .iter()
-            .next()
-            .map(|(k, v)| format!("{k} {v}"))
-            .unwrap_or_else(|| "invalid input".into());
-        ApiError::Validation {
-            message,
-            fields: fields.0,
-        }
+        CoreError::validation(fields).into()
     }
 
     pub fn field(field: &str, message: &str) -> Self {
-        let mut f = FieldErrors::new();
-        f.add(field, message);
-        Self::validation(f)
+        CoreError::field(field, message).into()
     }
 
     pub fn conflict_field(field: &str, message: &str) -> Self {
-        let mut fields = BTreeMap::new();
-        fields.insert(field.to_string(), message.to_string());
-        ApiError::Conflict {
-            message: format!("{field} {message}"),
-            fields,
-        }
+        CoreError::conflict_field(field, message).into()
     }
 
     pub fn status(&self) -> StatusCode {
