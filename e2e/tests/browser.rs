@@ -263,7 +263,10 @@ async fn money_received_shows_up_on_the_open_wallet_page() {
         s,
         &treasurer,
         "fund-admin",
-        json!({"user_id": admin.id, "currency": "USD", "amount": "50.00", "reason": "float"}),
+        &serde_json::value::to_raw_value(
+            &json!({"user_id": admin.id, "currency": "USD", "amount": "50.00", "reason": "float"}),
+        )
+        .unwrap(),
     )
     .await
     .expect("fund the sender");
@@ -272,7 +275,10 @@ async fn money_received_shows_up_on_the_open_wallet_page() {
         s,
         &admin,
         "live-1",
-        json!({"recipient": "receiver", "amount": "12.34", "currency": "USD"}),
+        &serde_json::value::to_raw_value(
+            &json!({"recipient": "receiver", "amount": "12.34", "currency": "USD"}),
+        )
+        .unwrap(),
     )
     .await
     .expect("transfer");

@@ -9,6 +9,7 @@ use crate::session::{
     rate_limit, start_session,
 };
 use bytes::Bytes;
+use etx_domain::AuditAction;
 
 use etx_db::users::{NewUser, UserRow};
 use etx_db::{DbErrorKind, now_micros};
@@ -74,7 +75,7 @@ pub async fn register(
     match state.db.insert_user(new).await {
         Ok(u) => {
             tracing::info!(user_id = %u.id, "account registered");
-            Event::new(Some(&u.id), "auth.register")
+            Event::new(Some(&u.id), AuditAction::Register)
                 .target("user", &u.id)
                 .details(json!({"username": u.username}))
                 .record(state)
@@ -175,7 +176,7 @@ pub async fn login(
     if !ok {
         count_failed_attempt(state, &user).await?;
         tracing::info!(user_id = %user.id, "login failed: wrong password");
-        Event::new(Some(&user.id), "auth.login_failed")
+        Event::new(Some(&user.id), AuditAction::LoginFailed)
             .target("user", &user.id)
             .record(state)
             .await;
@@ -195,7 +196,7 @@ pub async fn login(
     state.db.reset_failed_logins(&user.id).await?;
     let issued = start_session(state, &user, remember_me, client).await?;
     tracing::info!(user_id = %user.id, "logged in");
-    Event::new(Some(&user.id), "auth.login")
+    Event::new(Some(&user.id), AuditAction::Login)
         .target("user", &user.id)
         .details(json!({"remember_me": remember_me}))
         .record(state)
@@ -234,7 +235,7 @@ pub async fn change_password(
     for sid in &ended {
         state.events.session_ended(&auth.user.id, sid).await;
     }
-    Event::new(Some(&auth.user.id), "auth.password_change")
+    Event::new(Some(&auth.user.id), AuditAction::PasswordChange)
         .target("user", &auth.user.id)
         .details(json!({"other_sessions_ended": ended.len()}))
         .record(state)
@@ -335,7 +336,7 @@ pub async fn update_profile(
             });
         }
     }
-    Event::new(Some(&user.id), "user.profile_update")
+    Event::new(Some(&user.id), AuditAction::ProfileUpdate)
         .target("user", &user.id)
         .details(json!({
             "before": {"username": user.username, "email": user.email, "name": user.name},
@@ -444,7 +445,7 @@ pub async fn set_avatar(state: &Core, user: &UserRow, data: Bytes) -> Result<Use
     {
         tracing::warn!(error = %e, "old avatar could not be removed");
     }
-    Event::new(Some(&user.id), "user.avatar_set")
+    Event::new(Some(&user.id), AuditAction::AvatarSet)
         .target("user", &user.id)
         .details(json!({"content_type": processed.content_type}))
         .record(state)
@@ -460,7 +461,7 @@ pub async fn remove_avatar(state: &Core, user: &UserRow) -> Result<UserRow, Core
     if let Some(old) = &user.avatar_key {
         state.db.set_avatar(&user.id, None, None).await?;
         state.storage.delete(old).await?;
-        Event::new(Some(&user.id), "user.avatar_remove")
+        Event::new(Some(&user.id), AuditAction::AvatarRemove)
             .target("user", &user.id)
             .record(state)
             .await;

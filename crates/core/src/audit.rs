@@ -4,6 +4,7 @@
 use crate::Core;
 use crate::error::current_request_id;
 use etx_db::audit::NewAudit;
+use etx_domain::AuditAction;
 use serde_json::Value;
 
 tokio::task_local! {
@@ -13,13 +14,13 @@ tokio::task_local! {
 
 pub struct Event<'a> {
     pub actor_id: Option<&'a str>,
-    pub action: &'a str,
+    pub action: AuditAction,
     pub target: Option<(&'a str, &'a str)>,
     pub details: Value,
 }
 
 impl<'a> Event<'a> {
-    pub fn new(actor_id: Option<&'a str>, action: &'a str) -> Self {
+    pub fn new(actor_id: Option<&'a str>, action: AuditAction) -> Self {
         Event {
             actor_id,
             action,
@@ -46,7 +47,7 @@ impl<'a> Event<'a> {
         let details = self.details.to_string();
         f(NewAudit {
             actor_id: self.actor_id,
-            action: self.action,
+            action: self.action.as_str(),
             target_type: self.target.map(|t| t.0),
             target_id: self.target.map(|t| t.1),
             ip: ip.as_deref(),
@@ -65,7 +66,7 @@ impl<'a> Event<'a> {
     /// For actions that committed on their own: the record follows in its own statement. A
     /// failure is logged, not returned, because the action already happened.
     pub async fn record(self, state: &Core) {
-        let action = self.action.to_string();
+        let action = self.action.as_str();
         let mut batch = etx_db::Batch::default();
         self.queue(&mut batch);
         if let Err(e) = state.db.run_batch(state.db.conn(), batch).await {

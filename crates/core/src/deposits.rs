@@ -9,8 +9,9 @@ use crate::Core;
 use crate::address::Network;
 use crate::error::CoreError;
 use crate::ledger::{
-    AmountText, Failure, MovementEvent, amount_field, asset_of, balance_of, conflict, leg,
-    movement_event, notice, post, reason_text, scale_of, txn_view, with_retries,
+    AmountText, Asset, Failure, MovementEvent, amount_field, asset_of, balance_of, conflict,
+    incoming, leg, movement_event, notice, post, queue_history, reason_text, scale_of,
+    with_retries,
 };
 use crate::providers::Provider;
 use crate::rules::{MINUTE, aml_rule, queue_flag};
@@ -22,21 +23,15 @@ use etx_db::{Batch, DatabaseTransaction, Db, now_micros};
 use etx_domain::AccountKind;
 use etx_domain::DepositStatus;
 use etx_domain::{AmountError, format_amount, parse_amount, parse_positive_amount};
+use etx_domain::{AuditAction, CreditState, EntryKind, TxKind};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-/// The rank of a provider status (`None` for one the product does not know). A notification
-/// never moves a deposit back; `finished` outranks everything, so a late payment after expiry
-/// still counts.
-pub fn status_rank(status: &str) -> Option<i32> {
-    DepositStatus::parse(status).map(DepositStatus::rank)
-}
-
 /// The status shown: a payment still waiting after its expiry is `expired`.
 pub(crate) fn shown_status(d: &DepositRow) -> &str {
-    if d.status == "waiting" && now_micros() > d.expires_at {
+    if d.status == DepositStatus::Waiting.as_str() && now_micros() > d.expires_at {
         "expired"
     } else {
         &d.status
@@ -172,14 +167,9 @@ pub async fn create_deposit(
 ) -> Result<DepositView, CoreError> {
     let rules = &state.rules;
     let limit = state.config.deposits.orders_per_user_per_hour;
-    let budget = state
-        .limiter
-        .hit(
-            &format!("deposit:user:{}", user.id),
-            limit,
-            std::time::Duration::from_secs(3600),
-        )
-        .await?;
+    let hour = std::time::Duration::from_secs(3600);
+    let key = format!("deposit:user:{}", user.id);
+    let budget = state.limiter.hit(&key, limit, hour).await?;
     if !budget.allowed {
         return Err(CoreError::RateLimited {
             retry_after_secs: budget.reset_after_secs,
@@ -206,66 +196,7 @@ pub async fn create_deposit(
         let u = uuid::Uuid::now_v7().simple().to_string().to_uppercase();
         format!("DEP-{}", &u[u.len() - 16..])
     };
-    let (payment_id, address, pay_amount) = match &state.payments.provider {
-        Provider::Sandbox => {
-            let network = rules.networks[&code].0;
-            let seed = {
-                let mut m = Hmac::<Sha256>::new_from_slice(&state.payments.address_key)
-                    .expect("HMAC takes any key length");
-                m.update(order_id.as_bytes());
-                let b: [u8; 32] = m.finalize().into_bytes().into();
-                b
-            };
-            let quote = state
-                .market
-                .quote(&code)
-                .ok_or_else(|| CoreError::Unavailable("no price for that currency".into()))?;
-            // Cents × 10^(scale + 6) / (USD × 10^8), rounded up: the payer never pays short.
-            let num = i128::from(cents) * 10i128.pow(u32::from(asset.scale) + 6);
-            let den = i128::from(quote.price);
-            let pay = i64::try_from((num + den - 1) / den)
-                .map_err(|_| amount_field(AmountError::Overflow))?;
-            (None, network.sandbox_address(&seed), pay)
-        }
-        Provider::NowPayments {
-            url,
-            api_key,
-            client,
-        } => {
-            let callback = format!(
-                "{}/api/wallet/webhook/nowpayments",
-                state
-                    .config
-                    .public_url
-                    .as_deref()
-                    .unwrap_or("")
-                    .trim_end_matches('/')
-            );
-            let body = json!({
-                "price_amount": format_amount(cents, 2).parse::<f64>().unwrap_or_default(),
-                "price_currency": "usd",
-                "pay_currency": code.to_ascii_lowercase(),
-                "order_id": order_id,
-                "order_description": format!("Deposit {order_id}"),
-                "ipn_callback_url": callback,
-            });
-            let p = crate::providers::nowpayments::create_payment(
-                client,
-                url,
-                api_key,
-                &body,
-                asset.scale,
-            )
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %e, "payment provider refused a payment");
-                CoreError::Unavailable(
-                    "the payment provider is unavailable; try again shortly".into(),
-                )
-            })?;
-            (Some(p.payment_id), p.pay_address, p.pay_amount)
-        }
-    };
+    let (payment_id, address, pay_amount) = open_payment(state, asset, cents, &order_id).await?;
     let now = now_micros();
     let id = uuid::Uuid::now_v7().to_string();
     state
@@ -285,7 +216,7 @@ pub async fn create_deposit(
             expires_at: now + rules.deposit_ttl_micros,
         })
         .await?;
-    crate::audit::Event::new(Some(&user.id), "deposit.create")
+    crate::audit::Event::new(Some(&user.id), AuditAction::DepositCreate)
         .target("deposit", &order_id)
         .details(json!({"usd": format_amount(cents, 2), "pay_currency": code}))
         .record(state)
@@ -298,11 +229,69 @@ pub async fn create_deposit(
     Ok(DepositView::new(state, &d, true))
 }
 
+/// Asks the provider for a payment of `cents` USD in `asset`: its id at the provider (none in
+/// the sandbox), the address to pay to and the amount to pay, in the asset's minor units.
+async fn open_payment(
+    state: &Core,
+    asset: &Asset,
+    cents: i64,
+    order_id: &str,
+) -> Result<(Option<String>, String, i64), CoreError> {
+    let code = &asset.code;
+    match &state.payments.provider {
+        Provider::Sandbox => {
+            let network = state.rules.networks[code].0;
+            let mut m = Hmac::<Sha256>::new_from_slice(&state.payments.address_key)
+                .expect("HMAC takes any key length");
+            m.update(order_id.as_bytes());
+            let seed: [u8; 32] = m.finalize().into_bytes().into();
+            let quote = state
+                .market
+                .quote(code)
+                .ok_or_else(|| CoreError::Unavailable("no price for that currency".into()))?;
+            // Cents × 10^(scale + 6) / (USD × 10^8), rounded up: the payer never pays short.
+            let num = i128::from(cents) * 10i128.pow(u32::from(asset.scale) + 6);
+            let den = i128::from(quote.price);
+            let pay = i64::try_from((num + den - 1) / den)
+                .map_err(|_| amount_field(AmountError::Overflow))?;
+            Ok((None, network.sandbox_address(&seed), pay))
+        }
+        Provider::NowPayments {
+            url,
+            api_key,
+            client,
+        } => {
+            let base = state.config.public_url.as_deref().unwrap_or("");
+            let callback = format!(
+                "{}/api/wallet/webhook/nowpayments",
+                base.trim_end_matches('/')
+            );
+            let body = json!({
+                "price_amount": format_amount(cents, 2).parse::<f64>().unwrap_or_default(),
+                "price_currency": "usd",
+                "pay_currency": code.to_ascii_lowercase(),
+                "order_id": order_id,
+                "order_description": format!("Deposit {order_id}"),
+                "ipn_callback_url": callback,
+            });
+            let nowpayments = crate::providers::nowpayments::create_payment;
+            let p = nowpayments(client, url, api_key, &body, asset.scale)
+                .await
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "payment provider refused a payment");
+                    CoreError::Unavailable(
+                        "the payment provider is unavailable; try again shortly".into(),
+                    )
+                })?;
+            Ok((Some(p.payment_id), p.pay_address, p.pay_amount))
+        }
+    }
+}
+
 /// A signed payment notification, as the provider sends it.
 pub(crate) struct Notification {
     order_id: String,
-    status: String,
-    rank: i32,
+    status: DepositStatus,
     payment_id: Option<String>,
     actually_paid: Option<Value>,
 }
@@ -334,77 +323,26 @@ pub async fn receive_webhook(
         }
         _ => false,
     };
-    let field = |name: &str| {
-        parsed
-            .as_ref()
-            .and_then(|v| v[name].as_str())
-            .map(str::to_string)
+    let Some(v) = parsed.filter(|_| signed) else {
+        return Err(refuse_unsigned(state, provider, signature.is_some(), raw.len(), client).await);
     };
-    if !signed {
-        let reason = if signature.is_none() {
-            "unsigned"
-        } else {
-            "bad_signature"
-        };
-        metrics::counter!(
-            "etx_webhooks_rejected_total",
-            "provider" => provider.to_string(),
-            "reason" => reason
-        )
-        .increment(1);
-        if let Some(ip) = client {
-            let d = state
-                .limiter
-                .hit(
-                    &format!("webhook:{ip}"),
-                    UNSIGNED_WEBHOOKS_PER_MINUTE,
-                    MINUTE,
-                )
-                .await?;
-            if !d.allowed {
-                tracing::debug!(provider, reason, client = %ip, "payment notification refused: throttled");
-                return Err(CoreError::RateLimited {
-                    retry_after_secs: d.reset_after_secs,
-                    limit: UNSIGNED_WEBHOOKS_PER_MINUTE,
-                });
-            }
-        }
-        // Neither the body nor the signature: they are the sender's, not ours to keep.
-        tracing::warn!(
-            provider,
-            reason,
-            client = client.map(|c| c.to_string()),
-            bytes = raw.len(),
-            "payment notification refused: missing or bad signature"
-        );
-        return Err(CoreError::Unauthorized(
-            "missing or invalid notification signature".into(),
-        ));
-    }
+    let field = |name: &str| v[name].as_str().map(str::to_string);
     let (order_id, status) = (field("order_id"), field("payment_status"));
     let body_text = String::from_utf8_lossy(raw);
     let store = |outcome: String| {
         let (body, order_id, status) = (&body_text, &order_id, &status);
         async move {
             let id = uuid::Uuid::now_v7().to_string();
-            if let Err(e) = state
-                .db
-                .record_webhook(
-                    &id,
-                    provider,
-                    true,
-                    order_id.as_deref(),
-                    status.as_deref(),
-                    body,
-                    &outcome,
-                )
+            let (order_id, status) = (order_id.as_deref(), status.as_deref());
+            let db = &state.db;
+            if let Err(e) = db
+                .record_webhook(&id, provider, true, order_id, status, body, &outcome)
                 .await
             {
                 tracing::error!(error = %e, "payment notification could not be stored");
             }
         }
     };
-    let v = parsed.unwrap_or_default();
     let (Some(order_id_s), Some(status_s)) = (order_id.clone(), status.clone()) else {
         store("rejected: order_id or payment_status missing".into()).await;
         return Err(CoreError::Validation {
@@ -412,14 +350,13 @@ pub async fn receive_webhook(
             fields: Default::default(),
         });
     };
-    let Some(rank) = status_rank(&status_s) else {
+    let Some(status) = DepositStatus::parse(&status_s) else {
         store(format!("rejected: unknown status {status_s:?}")).await;
         return Err(CoreError::field("payment_status", "is not a known status"));
     };
     let n = Notification {
         order_id: order_id_s,
-        status: status_s,
-        rank,
+        status,
         payment_id: match &v["payment_id"] {
             Value::String(s) => Some(s.clone()),
             Value::Number(n) => Some(n.to_string()),
@@ -437,8 +374,7 @@ pub async fn receive_webhook(
         store("rejected: payment_id does not match the order".into()).await;
         return Err(CoreError::field("payment_id", "does not match the order"));
     }
-    let result = with_retries(|| apply_notification(state, &deposit, &n)).await;
-    match result {
+    match with_retries(|| apply_notification(state, &deposit, &n)).await {
         Ok((outcome, events)) => {
             store(outcome.clone()).await;
             if !events.is_empty() {
@@ -457,6 +393,52 @@ pub async fn receive_webhook(
     }
 }
 
+/// The answer to an unsigned or badly signed notification: 401, or 429 once its sender
+/// passed the throttle. Only counted and logged, never stored.
+async fn refuse_unsigned(
+    state: &Core,
+    provider: &str,
+    had_signature: bool,
+    bytes: usize,
+    client: Option<std::net::IpAddr>,
+) -> CoreError {
+    let reason = if had_signature {
+        "bad_signature"
+    } else {
+        "unsigned"
+    };
+    metrics::counter!(
+        "etx_webhooks_rejected_total",
+        "provider" => provider.to_string(),
+        "reason" => reason
+    )
+    .increment(1);
+    if let Some(ip) = client {
+        let key = format!("webhook:{ip}");
+        let limit = UNSIGNED_WEBHOOKS_PER_MINUTE;
+        match state.limiter.hit(&key, limit, MINUTE).await {
+            Err(e) => return e.into(),
+            Ok(d) if !d.allowed => {
+                tracing::debug!(provider, reason, client = %ip, "payment notification refused: throttled");
+                return CoreError::RateLimited {
+                    retry_after_secs: d.reset_after_secs,
+                    limit,
+                };
+            }
+            Ok(_) => {}
+        }
+    }
+    // Neither the body nor the signature: they are the sender's, not ours to keep.
+    tracing::warn!(
+        provider,
+        reason,
+        client = client.map(|c| c.to_string()),
+        bytes,
+        "payment notification refused: missing or bad signature"
+    );
+    CoreError::Unauthorized("missing or invalid notification signature".into())
+}
+
 pub(crate) async fn apply_notification(
     state: &Core,
     deposit: &DepositRow,
@@ -471,7 +453,7 @@ pub(crate) async fn apply_notification(
         .unwrap_or(0);
     let tx = db.begin_write().await?;
     let Some(d) = db
-        .advance_deposit(&tx, &n.order_id, &n.status, n.rank, paid)
+        .advance_deposit(&tx, &n.order_id, n.status.as_str(), n.status.rank(), paid)
         .await?
     else {
         tx.rollback().await?;
@@ -482,137 +464,127 @@ pub(crate) async fn apply_notification(
     };
     let mut batch = Batch::default();
     let mut events = Vec::new();
-    let mut outcome = format!("status {}", n.status);
-    if n.rank == DepositStatus::Finished.rank() {
-        // Paid in full: the amount received, or at least what was asked.
-        let amount = d.actually_paid.max(d.pay_amount);
-        let flagged = db.flag_of_in(&tx, "deposit", &d.order_id).await?;
-        match d.credit_state.as_str() {
-            "none" => {
-                let Some(user) = db.user_by_id_in(&tx, &d.user_id).await? else {
-                    // Paid after its owner was deleted: the money is real, so it waits in
-                    // suspense for staff instead of being lost with a failed credit.
-                    if db
-                        .set_deposit_credit(&tx, &d.id, "none", "suspense", amount, 0, None)
-                        .await?
-                        .is_none()
-                    {
-                        return Err(conflict("the deposit changed meanwhile").into());
-                    }
-                    to_suspense(state, &tx, &mut batch, &d, amount).await?;
-                    db.run_batch(&tx, batch).await?;
-                    tx.commit().await?;
-                    return Ok((
-                        "credited to suspense: the owner no longer exists".into(),
-                        events,
-                    ));
-                };
-                let usd = deposit_usd(&d, amount);
-                let rule = match &flagged {
-                    Some(f) if f.status == "open" => Some((f.rule.clone(), None)),
-                    // Staff already reviewed this deposit.
-                    Some(_) => None,
-                    None => aml_rule(state, &tx, &user, usd)
-                        .await?
-                        .map(|(r, v)| (r.to_string(), Some(v))),
-                };
-                let (ev, held) = credit(state, &tx, &mut batch, &d, amount, rule.is_some()).await?;
-                if let Some((rule, Some(details))) = &rule {
-                    queue_flag(
-                        &mut batch,
-                        &d.user_id,
-                        "deposit",
-                        &d.order_id,
-                        rule,
-                        details,
-                    );
-                }
-                events.extend(ev);
-                outcome = if held {
-                    "credited to review hold".into()
-                } else {
-                    "credited".into()
-                };
-            }
-            "credited" if amount > d.credited => {
-                // Part was credited when staff released a partial payment; the rest now, under
-                // the same rules as any money coming in.
-                let rest = amount - d.credited;
-                let Some(user) = db.user_by_id_in(&tx, &d.user_id).await? else {
-                    if db
-                        .set_deposit_credit(&tx, &d.id, "credited", "credited", rest, 0, None)
-                        .await?
-                        .is_none()
-                    {
-                        return Err(conflict("the deposit changed meanwhile").into());
-                    }
-                    to_suspense(state, &tx, &mut batch, &d, rest).await?;
-                    db.run_batch(&tx, batch).await?;
-                    tx.commit().await?;
-                    return Ok((
-                        "remainder credited to suspense: the owner no longer exists".into(),
-                        events,
-                    ));
-                };
-                let rule = aml_rule(state, &tx, &user, deposit_usd(&d, rest)).await?;
-                let (ev, held) = credit(state, &tx, &mut batch, &d, rest, rule.is_some()).await?;
-                if let Some((rule, details)) = &rule {
-                    Db::queue_reopen_flag(
-                        &mut batch,
-                        &d.user_id,
-                        "deposit",
-                        &d.order_id,
-                        rule,
-                        &details.to_string(),
-                    );
-                }
-                events.extend(ev);
-                outcome = if held {
-                    "remainder credited to review hold".into()
-                } else {
-                    "credited the remainder".into()
-                };
-            }
-            _ => outcome = format!("status finished; credit already {}", d.credit_state),
-        }
-    } else if matches!(n.status.as_str(), "refunded" | "failed") && d.credited > 0 {
+    let outcome = if n.status == DepositStatus::Finished {
+        let (outcome, ev) = credit_finished(state, &tx, &mut batch, &d).await?;
+        events = ev;
+        outcome
+    } else if matches!(n.status, DepositStatus::Refunded | DepositStatus::Failed) && d.credited > 0
+    {
         // Money already credited was given back by the provider: staff must know.
-        Db::queue_reopen_flag(
-            &mut batch,
-            &d.user_id,
-            "deposit",
-            &d.order_id,
-            "reversed_after_credit",
-            &json!({
-                "status": n.status,
-                "credited": format_amount(d.credited, scale),
-                "currency": d.pay_currency,
-            })
-            .to_string(),
-        );
-        outcome = format!(
+        let details = json!({
+            "status": n.status.as_str(),
+            "credited": format_amount(d.credited, scale),
+            "currency": d.pay_currency,
+        });
+        let rule = "reversed_after_credit";
+        reopen_flag(&mut batch, &d, rule, &details);
+        format!(
             "status {}; credited money reported back, review opened",
             n.status
-        );
-    } else if n.status == "partially_paid" && d.credit_state == "none" {
+        )
+    } else if n.status == DepositStatus::PartiallyPaid && credit_state(&d)? == CreditState::None {
+        let details = json!({
+            "pay_amount": format_amount(d.pay_amount, scale),
+            "actually_paid": format_amount(d.actually_paid, scale),
+            "currency": d.pay_currency,
+        });
         queue_flag(
             &mut batch,
             &d.user_id,
             "deposit",
             &d.order_id,
             "partial_payment",
-            &json!({
-                "pay_amount": format_amount(d.pay_amount, scale),
-                "actually_paid": format_amount(d.actually_paid, scale),
-                "currency": d.pay_currency,
-            }),
+            &details,
         );
-        outcome = "partial payment held for review".into();
-    }
+        "partial payment held for review".into()
+    } else {
+        format!("status {}", n.status)
+    };
     db.run_batch(&tx, batch).await?;
     tx.commit().await?;
     tracing::info!(order_id = %d.order_id, status = %n.status, outcome, "payment notification applied");
     Ok((outcome, events))
+}
+
+/// Opens the deposit's review again (or for the first time) under `rule`.
+fn reopen_flag(batch: &mut Batch, d: &DepositRow, rule: &str, details: &Value) {
+    let details = details.to_string();
+    Db::queue_reopen_flag(batch, &d.user_id, "deposit", &d.order_id, rule, &details);
+}
+
+/// A deposit paid in full: the amount received, or at least what was asked, is credited once
+/// (what a released partial payment already credited is subtracted), to review hold when an
+/// AML rule says so, or to suspense when the owner is gone.
+async fn credit_finished(
+    state: &Core,
+    tx: &DatabaseTransaction,
+    batch: &mut Batch,
+    d: &DepositRow,
+) -> Result<(String, Vec<MovementEvent>), Failure> {
+    let db = &state.db;
+    let amount = d.actually_paid.max(d.pay_amount);
+    let first = match credit_state(d)? {
+        CreditState::None => true,
+        // Part was credited when staff released a partial payment; the rest now, under the
+        // same rules as any money coming in.
+        CreditState::Credited if amount > d.credited => false,
+        _ => {
+            let outcome = format!("status finished; credit already {}", d.credit_state);
+            return Ok((outcome, vec![]));
+        }
+    };
+    let flagged = if first {
+        db.flag_of_in(tx, "deposit", &d.order_id).await?
+    } else {
+        None
+    };
+    let amount = if first { amount } else { amount - d.credited };
+    let Some(user) = db.user_by_id_in(tx, &d.user_id).await? else {
+        // Paid after its owner was deleted: the money is real, so it waits in suspense for
+        // staff instead of being lost with a failed credit.
+        let (from, held) = if first {
+            (CreditState::None, CreditState::Suspense)
+        } else {
+            (CreditState::Credited, CreditState::Credited)
+        };
+        if db
+            .set_deposit_credit(tx, &d.id, from, held, amount, 0, None)
+            .await?
+            .is_none()
+        {
+            return Err(conflict("the deposit changed meanwhile").into());
+        }
+        to_suspense(state, tx, batch, d, amount).await?;
+        let outcome = if first {
+            "credited to suspense: the owner no longer exists"
+        } else {
+            "remainder credited to suspense: the owner no longer exists"
+        };
+        return Ok((outcome.into(), vec![]));
+    };
+    let rule = match &flagged {
+        Some(f) if f.status == "open" => Some((f.rule.clone(), None)),
+        // Staff already reviewed this deposit.
+        Some(_) => None,
+        None => aml_rule(state, tx, &user, deposit_usd(d, amount))
+            .await?
+            .map(|(r, v)| (r.to_string(), Some(v))),
+    };
+    let (events, held) = credit(state, tx, batch, d, amount, rule.is_some()).await?;
+    if let Some((rule, Some(details))) = &rule {
+        if first {
+            queue_flag(batch, &d.user_id, "deposit", &d.order_id, rule, details);
+        } else {
+            reopen_flag(batch, d, rule, details);
+        }
+    }
+    let outcome = match (first, held) {
+        (true, true) => "credited to review hold",
+        (true, false) => "credited",
+        (false, true) => "remainder credited to review hold",
+        (false, false) => "credited the remainder",
+    };
+    Ok((outcome.into(), events))
 }
 
 /// Moves `amount` of a deposit whose owner is gone from clearing to `suspense::<asset>` and
@@ -628,7 +600,7 @@ pub(crate) async fn to_suspense(
         &state.db,
         tx,
         batch,
-        "deposit_suspense",
+        EntryKind::DepositSuspense,
         &d.pay_currency,
         Some(&d.order_id),
         None,
@@ -647,7 +619,7 @@ pub(crate) async fn to_suspense(
         ("deposit", &d.order_id),
         Some(&d.user_id),
     );
-    crate::audit::Event::new(None, "deposit.suspense")
+    crate::audit::Event::new(None, AuditAction::DepositSuspense)
         .target("suspense", &id)
         .details(json!({
             "order_id": d.order_id,
@@ -774,111 +746,39 @@ pub(crate) async fn resolve_suspense_attempt(
     } else {
         "refunded"
     };
+    let target_id = target.as_ref().map(|u| u.id.as_str());
     let Some(row) = db
-        .resolve_suspense(
-            &tx,
-            id,
-            to,
-            &staff.id,
-            target.as_ref().map(|u| u.id.as_str()),
-            reason,
-        )
+        .resolve_suspense(&tx, id, to, &staff.id, target_id, reason)
         .await?
     else {
         return Err(conflict("this item was resolved meanwhile").into());
     };
     let mut batch = Batch::default();
-    let scale = scale_of(state, &row.asset);
     let mut events = Vec::new();
-    match &target {
-        None => {
-            post(
-                db,
-                &tx,
-                &mut batch,
-                "suspense_refund",
-                &row.asset,
-                Some(reason),
-                Some(&staff.id),
-                vec![
-                    leg(PLATFORM, AccountKind::Suspense, -row.amount),
-                    leg(PLATFORM, AccountKind::WithdrawalsClearing, row.amount),
-                ],
-            )
-            .await?;
-        }
-        Some(user) => {
-            let balances = post(
-                db,
-                &tx,
-                &mut batch,
-                "suspense_credit",
-                &row.asset,
-                Some(reason),
-                Some(&staff.id),
-                vec![
-                    leg(PLATFORM, AccountKind::Suspense, -row.amount),
-                    leg(&user.id, AccountKind::Wallet, row.amount),
-                ],
-            )
-            .await?;
-            let balance = balance_of(
-                &balances,
-                &account_id(&user.id, AccountKind::Wallet, &row.asset),
-            )?;
-            let txn_id = uuid::Uuid::now_v7().to_string();
-            Db::insert_transactions(
-                &mut batch,
-                &mut [NewTransaction {
-                    id: &txn_id,
-                    user_id: &user.id,
-                    kind: "deposit",
-                    direction: "in",
-                    asset: &row.asset,
-                    amount: row.amount,
-                    fee: 0,
-                    status: "completed",
-                    counterparty_id: None,
-                    note: Some(&row.source_id),
-                    entry_id: None,
-                }],
-            );
-            let n = notice(
-                "deposit_credited",
-                format!(
-                    "{} {} was credited to your wallet",
-                    format_amount(row.amount, scale),
-                    row.asset
-                ),
-                reason.to_string(),
-                json!({"transaction_id": txn_id}),
-            );
-            n.queue(&mut batch, &user.id);
-            let view = txn_view(
-                state,
-                &txn_id,
-                "deposit",
-                "in",
-                &row.asset,
-                row.amount,
-                0,
-                "completed",
-                Some(&row.source_id),
-            );
-            events.push(movement_event(
-                state,
-                &user.id,
-                &row.asset,
-                balance,
-                view,
-                Some(n),
-            ));
-        }
+    let (kind, to_leg) = match target_id {
+        None => (
+            EntryKind::SuspenseRefund,
+            leg(PLATFORM, AccountKind::WithdrawalsClearing, row.amount),
+        ),
+        Some(user) => (
+            EntryKind::SuspenseCredit,
+            leg(user, AccountKind::Wallet, row.amount),
+        ),
+    };
+    let (asset, who) = (&row.asset, Some(staff.id.as_str()));
+    let legs = vec![leg(PLATFORM, AccountKind::Suspense, -row.amount), to_leg];
+    let balances = post(db, &tx, &mut batch, kind, asset, Some(reason), who, legs).await?;
+    if let Some(user) = target_id {
+        let wallet = account_id(user, AccountKind::Wallet, asset);
+        let balance = balance_of(&balances, &wallet)?;
+        events.push(credit_suspense(
+            state, &mut batch, &row, user, balance, reason,
+        ));
     }
     let audit_action = if target.is_some() {
-        "suspense.credit"
+        AuditAction::SuspenseCredit
     } else {
-        "suspense.refund"
+        AuditAction::SuspenseRefund
     };
     crate::audit::Event::new(Some(&staff.id), audit_action)
         .target("suspense", &row.id)
@@ -888,7 +788,7 @@ pub(crate) async fn resolve_suspense_attempt(
             "owner_id": row.owner_id,
             "credited_to": row.credited_to,
             "currency": row.asset,
-            "amount": format_amount(row.amount, scale),
+            "amount": format_amount(row.amount, scale_of(state, asset)),
             "reason": reason,
         }))
         .queue(&mut batch);
@@ -896,6 +796,50 @@ pub(crate) async fn resolve_suspense_attempt(
     tx.commit().await?;
     tracing::info!(suspense = %row.id, actor = %staff.id, to, "suspense item resolved");
     Ok((row, events))
+}
+
+/// The history row and notification of suspense money credited to `user`.
+fn credit_suspense(
+    state: &Core,
+    batch: &mut Batch,
+    row: &etx_db::suspense::SuspenseRow,
+    user: &str,
+    balance: i64,
+    reason: &str,
+) -> MovementEvent {
+    let txn_id = uuid::Uuid::now_v7().to_string();
+    let (asset, amount) = (&row.asset, row.amount);
+    let history = incoming(
+        &txn_id,
+        user,
+        TxKind::Deposit,
+        asset,
+        amount,
+        Some(&row.source_id),
+    );
+    let view = queue_history(state, batch, history);
+    let n = notice(
+        "deposit_credited",
+        format!(
+            "{} {asset} was credited to your wallet",
+            format_amount(amount, scale_of(state, asset)),
+        ),
+        reason.to_string(),
+        json!({"transaction_id": txn_id}),
+    );
+    n.queue(batch, user);
+    movement_event(state, user, asset, balance, view, Some(n))
+}
+
+/// What the deposit did with its money so far, as stored.
+pub(crate) fn credit_state(d: &DepositRow) -> Result<CreditState, CoreError> {
+    CreditState::parse(&d.credit_state).ok_or_else(|| {
+        CoreError::Internal(anyhow::anyhow!(
+            "deposit {} has an unknown credit state {:?}",
+            d.order_id,
+            d.credit_state
+        ))
+    })
 }
 
 /// The USD value of `amount` of a deposit, in proportion to what was asked for it.
@@ -918,128 +862,68 @@ pub(crate) async fn credit(
     hold: bool,
 ) -> Result<(Vec<MovementEvent>, bool), Failure> {
     let db = &state.db;
-    let to_kind = if hold {
-        AccountKind::Held
+    let (to_kind, to_state, status) = if hold {
+        (AccountKind::Held, CreditState::Held, "held")
     } else {
-        AccountKind::Wallet
+        (AccountKind::Wallet, CreditState::Credited, "completed")
     };
     let txn_id = uuid::Uuid::now_v7().to_string();
-    let to_state = if hold { "held" } else { "credited" };
+    let held = if hold { amount } else { 0 };
     if db
         .set_deposit_credit(
             tx,
             &d.id,
-            &d.credit_state,
+            credit_state(d)?,
             to_state,
             amount,
-            if hold { amount } else { 0 },
+            held,
             Some(&txn_id),
         )
         .await?
         .is_none()
     {
-        return Err(CoreError::Conflict {
-            message: "the deposit changed meanwhile".into(),
-            fields: Default::default(),
-        }
-        .into());
+        return Err(conflict("the deposit changed meanwhile").into());
     }
-    let balances = post(
-        db,
-        tx,
-        batch,
-        "deposit",
-        &d.pay_currency,
-        Some(&d.order_id),
-        None,
-        vec![
-            leg(PLATFORM, AccountKind::DepositsClearing, -amount),
-            leg(&d.user_id, to_kind, amount),
-        ],
-    )
-    .await?;
-    let status = if hold { "held" } else { "completed" };
-    Db::insert_transactions(
-        batch,
-        &mut [NewTransaction {
-            id: &txn_id,
-            user_id: &d.user_id,
-            kind: "deposit",
-            direction: "in",
-            asset: &d.pay_currency,
-            amount,
-            fee: 0,
-            status,
-            counterparty_id: None,
-            note: Some(&d.order_id),
-            entry_id: None,
-        }],
-    );
-    let scale = scale_of(state, &d.pay_currency);
-    crate::audit::Event::new(None, "deposit.credit")
+    let (asset, order) = (&d.pay_currency, Some(d.order_id.as_str()));
+    let legs = vec![
+        leg(PLATFORM, AccountKind::DepositsClearing, -amount),
+        leg(&d.user_id, to_kind, amount),
+    ];
+    let balances = post(db, tx, batch, EntryKind::Deposit, asset, order, None, legs).await?;
+    let history = NewTransaction {
+        status,
+        ..incoming(&txn_id, &d.user_id, TxKind::Deposit, asset, amount, order)
+    };
+    let view = queue_history(state, batch, history);
+    let shown = format_amount(amount, scale_of(state, asset));
+    crate::audit::Event::new(None, AuditAction::DepositCredit)
         .target("deposit", &d.order_id)
         .details(json!({
             "user_id": d.user_id,
-            "currency": d.pay_currency,
-            "amount": format_amount(amount, scale),
+            "currency": asset,
+            "amount": shown,
             "held_for_review": hold,
         }))
         .queue(batch);
-    let wallet = account_id(&d.user_id, AccountKind::Wallet, &d.pay_currency);
-    let balance = balances
-        .iter()
-        .find(|(id, _)| *id == wallet)
-        .map(|(_, b)| *b);
     let n = notice(
         "deposit_credited",
         if hold {
-            format!(
-                "Your deposit of {} {} arrived and is under review",
-                format_amount(amount, scale),
-                d.pay_currency
-            )
+            format!("Your deposit of {shown} {asset} arrived and is under review")
         } else {
-            format!(
-                "Your deposit of {} {} arrived",
-                format_amount(amount, scale),
-                d.pay_currency
-            )
+            format!("Your deposit of {shown} {asset} arrived")
         },
         format!("Order {}", d.order_id),
         json!({"order_id": d.order_id, "transaction_id": txn_id}),
     );
     n.queue(batch, &d.user_id);
-    let view = txn_view(
-        state,
-        &txn_id,
-        "deposit",
-        "in",
-        &d.pay_currency,
-        amount,
-        0,
-        status,
-        Some(&d.order_id),
-    );
-    let balance = match balance {
-        Some(b) => b,
-        None => {
-            state
-                .db
-                .wallet_balance_in(tx, &d.user_id, &d.pay_currency)
-                .await?
-        }
+    // A held credit leaves the wallet as it was: its balance is read, not returned.
+    let wallet = account_id(&d.user_id, AccountKind::Wallet, asset);
+    let balance = match balances.iter().find(|(id, _)| *id == wallet) {
+        Some((_, b)) => *b,
+        None => db.wallet_balance_in(tx, &d.user_id, asset).await?,
     };
-    Ok((
-        vec![movement_event(
-            state,
-            &d.user_id,
-            &d.pay_currency,
-            balance,
-            view,
-            Some(n),
-        )],
-        hold,
-    ))
+    let event = movement_event(state, &d.user_id, asset, balance, view, Some(n));
+    Ok((vec![event], hold))
 }
 
 #[derive(Debug, Deserialize)]
@@ -1067,17 +951,17 @@ pub async fn simulate(
         .deposit_by_order(order_id)
         .await?
         .ok_or(CoreError::NotFound)?;
-    if status_rank(&req.status).is_none() {
+    let Some(status) = DepositStatus::parse(&req.status) else {
         return Err(CoreError::field("status", "is not a known payment status"));
-    }
+    };
     let scale = scale_of(state, &d.pay_currency);
     let paid = match &req.actually_paid {
         Some(a) => parse_amount(a.0.trim(), scale)
             .ok()
             .filter(|a| *a >= 0)
             .ok_or_else(|| CoreError::field("actually_paid", "must be a decimal amount"))?,
-        None if req.status == "finished" => d.pay_amount,
-        None if req.status == "partially_paid" => d.pay_amount / 2,
+        None if status == DepositStatus::Finished => d.pay_amount,
+        None if status == DepositStatus::PartiallyPaid => d.pay_amount / 2,
         None => 0,
     };
     let body = sandbox_notification(&d, &req.status, paid, scale);

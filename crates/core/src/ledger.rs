@@ -4,11 +4,12 @@
 use crate::Core;
 use crate::error::CoreError;
 use crate::time::rfc3339;
-use etx_db::ledger::{Leg, NewEntry, PostError};
+use etx_db::ledger::{Leg, NewEntry, NewTransaction, PostError};
 use etx_db::{Batch, DatabaseTransaction, Db, DbErr, now_micros};
-use etx_domain::AccountKind;
+use etx_domain::{AccountKind, EntryKind, TxKind};
 use etx_domain::{AmountError, format_amount, parse_amount};
 use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -88,16 +89,24 @@ pub fn usd_value(state: &Core, asset: &Asset, minor: i64) -> Option<i64> {
     }
 }
 
-/// An amount given as a JSON string (`"12.50"`) or number (`12.5`), kept as its decimal text.
+/// An amount given as a JSON string (`"12.50"`) or number (`12.5`), kept as its decimal text:
+/// a number is read from the request's own text, never through a float, so
+/// `0.123456789012345678` stays exact and `1e3` is refused by the amount parser rather than
+/// rounded. It reads only from JSON text (`serde_json::from_str`/`from_slice`).
 #[derive(Debug, Clone)]
 pub struct AmountText(pub String);
 
 impl<'de> Deserialize<'de> for AmountText {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match Value::deserialize(d)? {
-            Value::String(s) => Ok(AmountText(s)),
-            Value::Number(n) => Ok(AmountText(n.to_string())),
-            _ => Err(serde::de::Error::custom(
+        use serde::de::Error;
+        let raw = Box::<RawValue>::deserialize(d)?;
+        let text = raw.get();
+        match text.as_bytes().first() {
+            Some(b'"') => serde_json::from_str(text)
+                .map(AmountText)
+                .map_err(D::Error::custom),
+            Some(b'-' | b'0'..=b'9') => Ok(AmountText(text.to_string())),
+            _ => Err(D::Error::custom(
                 "amount must be a decimal string or a number",
             )),
         }
@@ -122,16 +131,21 @@ pub fn request_hash(body: &Value) -> String {
     hex::encode(Sha256::digest(body.to_string().as_bytes()))
 }
 
-/// The request's fingerprint for idempotency and its typed form.
-pub(crate) fn parse_request<T: serde::de::DeserializeOwned>(
-    body: Value,
+/// The request's fingerprint for idempotency and its typed form, from the body as sent. The
+/// fingerprint is taken over the parsed JSON, so whitespace and key order do not matter.
+pub fn parse_request<T: serde::de::DeserializeOwned>(
+    body: &RawValue,
 ) -> Result<(String, T), CoreError> {
-    let hash = request_hash(&body);
-    let req = serde_json::from_value(body).map_err(|e| CoreError::Validation {
-        message: e.to_string(),
+    let invalid = |message: String| CoreError::Validation {
+        message,
         fields: Default::default(),
-    })?;
-    Ok((hash, req))
+    };
+    let value: Value = serde_json::from_str(body.get()).map_err(|e| invalid(e.to_string()))?;
+    if !value.is_object() {
+        return Err(invalid("the body must be a JSON object".into()));
+    }
+    let req = serde_json::from_str(body.get()).map_err(|e| invalid(e.to_string()))?;
+    Ok((request_hash(&value), req))
 }
 
 pub(crate) fn asset_of<'a>(state: &'a Core, code: &str) -> Result<&'a Asset, CoreError> {
@@ -240,7 +254,7 @@ impl<'a> Movement<'a> {
         user_id: &'a str,
         key: &'a str,
         scope: &'static str,
-        body: Value,
+        body: &RawValue,
     ) -> Result<(Self, T), CoreError> {
         let (hash, req) = parse_request(body)?;
         Ok((
@@ -432,7 +446,7 @@ pub(crate) async fn post(
     db: &Db,
     tx: &DatabaseTransaction,
     batch: &mut Batch,
-    kind: &str,
+    kind: EntryKind,
     asset: &str,
     memo: Option<&str>,
     actor: Option<&str>,
@@ -497,31 +511,51 @@ pub(crate) fn scale_of(state: &Core, code: &str) -> u8 {
 }
 
 /// A history row as `GET /api/transactions` shows it, for the real-time event.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn txn_view(
-    state: &Core,
-    id: &str,
-    kind: &str,
-    direction: &str,
-    asset: &str,
-    amount: i64,
-    fee: i64,
-    status: &str,
-    note: Option<&str>,
-) -> Value {
-    let scale = scale_of(state, asset);
+pub(crate) fn txn_view(state: &Core, t: &NewTransaction<'_>) -> Value {
+    let scale = scale_of(state, t.asset);
     json!({
-        "id": id,
-        "type": kind,
-        "direction": direction,
-        "currency": asset,
-        "amount": format_amount(amount, scale),
-        "fee": format_amount(fee, scale),
-        "status": status,
+        "id": t.id,
+        "type": t.kind.as_str(),
+        "direction": t.direction,
+        "currency": t.asset,
+        "amount": format_amount(t.amount, scale),
+        "fee": format_amount(t.fee, scale),
+        "status": t.status,
         "counterparty": null,
-        "note": note,
+        "note": t.note,
         "created_at": rfc3339(now_micros()),
     })
+}
+
+/// Queues a history row; answers its view for the real-time event.
+pub(crate) fn queue_history(state: &Core, batch: &mut Batch, t: NewTransaction<'_>) -> Value {
+    let view = txn_view(state, &t);
+    Db::insert_transactions(batch, &mut [t]);
+    view
+}
+
+/// An incoming, completed history row without counterparty or fee: credits, refunds.
+pub(crate) fn incoming<'a>(
+    id: &'a str,
+    user_id: &'a str,
+    kind: TxKind,
+    asset: &'a str,
+    amount: i64,
+    note: Option<&'a str>,
+) -> NewTransaction<'a> {
+    NewTransaction {
+        id,
+        user_id,
+        kind,
+        direction: "in",
+        asset,
+        amount,
+        fee: 0,
+        status: "completed",
+        counterparty_id: None,
+        note,
+        entry_id: None,
+    }
 }
 
 pub(crate) fn movement_event(

@@ -10,6 +10,7 @@ use etx_auth::{hash_token, random_token, totp};
 use etx_db::now_micros;
 use etx_db::security::{NewEmailToken, TokenPurpose};
 use etx_db::users::UserRow;
+use etx_domain::AuditAction;
 use etx_domain::validate_new_password;
 use serde_json::json;
 
@@ -91,7 +92,7 @@ pub async fn setup(state: &Core, user: &UserRow) -> Result<Enrollment, CoreError
         });
     }
     let otpauth_url = totp::otpauth_url(&state.config.two_factor.issuer, &user.username, &secret);
-    Event::new(Some(&user.id), "auth.2fa_setup")
+    Event::new(Some(&user.id), AuditAction::TwoFactorSetup)
         .target("user", &user.id)
         .record(state)
         .await;
@@ -139,7 +140,7 @@ pub async fn confirm(
         state.events.session_ended(&user.id, sid).await;
     }
     tracing::info!(user_id = %user.id, other_sessions_ended = ended.len(), "two-factor authentication enabled");
-    Event::new(Some(&user.id), "auth.2fa_enable")
+    Event::new(Some(&user.id), AuditAction::TwoFactorEnable)
         .target("user", &user.id)
         .details(json!({"other_sessions_ended": ended.len()}))
         .record(state)
@@ -238,7 +239,7 @@ pub async fn disable(
     };
     state.db.disable_two_factor(&user.id).await?;
     tracing::info!(user_id = %user.id, "two-factor authentication disabled");
-    Event::new(Some(&user.id), "auth.2fa_disable")
+    Event::new(Some(&user.id), AuditAction::TwoFactorDisable)
         .target("user", &user.id)
         .details(json!({"factor": factor.as_str()}))
         .record(state)
@@ -261,7 +262,7 @@ pub async fn regenerate_backup_codes(
     }
     let (codes, hashes) = new_backup_codes(state, &user.id);
     state.db.replace_backup_codes(&user.id, &hashes).await?;
-    Event::new(Some(&user.id), "auth.2fa_backup_codes")
+    Event::new(Some(&user.id), AuditAction::TwoFactorBackupCodes)
         .target("user", &user.id)
         .record(state)
         .await;
@@ -286,7 +287,7 @@ pub async fn open_challenge(
             now_micros() + ttl,
         )
         .await?;
-    Event::new(Some(&user.id), "auth.login_challenge")
+    Event::new(Some(&user.id), AuditAction::LoginChallenge)
         .target("user", &user.id)
         .record(state)
         .await;
@@ -345,7 +346,7 @@ pub async fn complete_login(
     }
     let issued = session::start_session(state, &user, ch.remember_me, client).await?;
     tracing::info!(user_id = %user.id, "logged in with a second factor");
-    Event::new(Some(&user.id), "auth.login")
+    Event::new(Some(&user.id), AuditAction::Login)
         .target("user", &user.id)
         .details(json!({"remember_me": ch.remember_me, "second_factor": factor.as_str()}))
         .record(state)
@@ -358,7 +359,7 @@ pub async fn complete_login(
 async fn second_factor_failed(state: &Core, user: &UserRow) -> Result<(), CoreError> {
     let a = &state.config.auth;
     let failures = session::count_failed_attempt(state, user).await?;
-    Event::new(Some(&user.id), "auth.2fa_failed")
+    Event::new(Some(&user.id), AuditAction::TwoFactorFailed)
         .target("user", &user.id)
         .details(json!({"failures": failures}))
         .record(state)
@@ -445,7 +446,7 @@ pub async fn resend_verification(state: &Core, user: &UserRow) -> Result<bool, C
     }
     rate_limit(state, &format!("verify-mail:user:{}", user.id), 3).await?;
     send_verification(state, user).await?;
-    Event::new(Some(&user.id), "auth.verification_sent")
+    Event::new(Some(&user.id), AuditAction::VerificationSent)
         .target("user", &user.id)
         .record(state)
         .await;
@@ -454,7 +455,7 @@ pub async fn resend_verification(state: &Core, user: &UserRow) -> Result<bool, C
 
 async fn email_verified(state: &Core, user_id: &str, how: &str) {
     tracing::info!(user_id, "email verified");
-    Event::new(Some(user_id), "auth.email_verified")
+    Event::new(Some(user_id), AuditAction::EmailVerified)
         .target("user", user_id)
         .details(json!({"with": how}))
         .record(state)
@@ -569,7 +570,7 @@ async fn send_reset(state: &Core, email: &str) -> Result<(), CoreError> {
     let mail = crate::mail::reset_mail(state, &user.username, &user.email, &token)?;
     let ttl = state.config.email.reset_ttl_minutes * 60_000_000;
     send_token_mail(state, &user, TokenPurpose::Reset, &token, None, ttl, mail).await?;
-    Event::new(Some(&user.id), "auth.password_reset_requested")
+    Event::new(Some(&user.id), AuditAction::PasswordResetRequested)
         .target("user", &user.id)
         .record(state)
         .await;
@@ -626,7 +627,7 @@ pub async fn reset_password(
     for sid in &ended {
         state.events.session_ended(&user_id, sid).await;
     }
-    Event::new(Some(&user_id), "auth.password_reset")
+    Event::new(Some(&user_id), AuditAction::PasswordReset)
         .target("user", &user_id)
         .details(json!({"sessions_ended": ended.len()}))
         .record(state)

@@ -7,6 +7,7 @@ use crate::error::CoreError;
 use etx_db::now_micros;
 use etx_db::sessions::{NewSession, RotateRefresh, Rotation};
 use etx_db::users::UserRow;
+use etx_domain::AuditAction;
 use etx_domain::Role;
 use serde_json::json;
 use std::net::IpAddr;
@@ -216,7 +217,7 @@ pub async fn logout(state: &Core, auth: &Auth) -> Result<(), etx_db::DbErr> {
         .events
         .session_ended(&auth.user.id, &auth.session_id)
         .await;
-    Event::new(Some(&auth.user.id), "auth.logout")
+    Event::new(Some(&auth.user.id), AuditAction::Logout)
         .target("session", &auth.session_id)
         .record(state)
         .await;
@@ -229,7 +230,7 @@ pub async fn end_session(state: &Core, auth: &Auth, id: &str) -> Result<(), Core
         return Err(CoreError::NotFound);
     }
     state.events.session_ended(&auth.user.id, id).await;
-    Event::new(Some(&auth.user.id), "auth.session_revoke")
+    Event::new(Some(&auth.user.id), AuditAction::SessionRevoke)
         .target("session", id)
         .details(json!({"current": id == auth.session_id}))
         .record(state)
@@ -324,7 +325,7 @@ pub async fn check_own_password(
     {
         let failures = count_failed_attempt(state, &user).await?;
         tracing::info!(user_id = %user.id, failures, "password check failed");
-        Event::new(Some(&user.id), "auth.password_check_failed")
+        Event::new(Some(&user.id), AuditAction::PasswordCheckFailed)
             .target("user", &user.id)
             .details(json!({"failures": failures}))
             .record(state)

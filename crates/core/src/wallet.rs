@@ -6,7 +6,7 @@ use crate::Core;
 use crate::error::CoreError;
 use crate::ledger::{
     AmountText, Asset, Failure, Movement, MovementEvent, Notice, Outcome, Taken, amount_field,
-    asset_of, balance_of, leg, post, usd_value,
+    asset_of, balance_of, conflict, leg, post, usd_value,
 };
 use crate::rules::queue_flag;
 use crate::time::rfc3339;
@@ -16,6 +16,7 @@ use etx_db::users::UserRow;
 use etx_db::{Batch, DatabaseTransaction, Db, DbErr, now_micros};
 use etx_domain::AccountKind;
 use etx_domain::{AmountError, format_amount, parse_amount, parse_positive_amount};
+use etx_domain::{AuditAction, EntryKind, TxKind};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -42,11 +43,6 @@ impl TransferLimits {
         }
         Ok(l)
     }
-}
-
-/// The side of a two-party movement that is not `other`.
-pub(crate) fn other_side<'a>(a: &'a UserRow, b: &'a UserRow, other: &UserRow) -> &'a UserRow {
-    if other.id == a.id { b } else { a }
 }
 
 /// A P2P transfer as its sender is answered; amounts are decimal strings in the asset.
@@ -109,10 +105,108 @@ pub async fn transfer_p2p(
     state: &Core,
     sender: &UserRow,
     key: &str,
-    body: Value,
+    body: &serde_json::value::RawValue,
 ) -> Result<Outcome, CoreError> {
     let (m, req) = Movement::start(&sender.id, key, "p2p", body)?;
     m.run(state, || p2p_attempt(state, sender, &m, &req)).await
+}
+
+/// A P2P transfer that passed its checks: known asset, positive amount within the limits, a
+/// printable note, an active recipient other than the sender.
+pub(crate) struct Transfer<'a> {
+    sender: &'a UserRow,
+    recipient: UserRow,
+    asset: &'a Asset,
+    amount: i64,
+    note: Option<&'a str>,
+    /// The USD value, in cents, counted against the limits and the daily cap.
+    usd: i64,
+}
+
+impl<'a> Transfer<'a> {
+    async fn check(
+        state: &'a Core,
+        sender: &'a UserRow,
+        req: &'a P2pRequest,
+    ) -> Result<Self, Failure> {
+        let asset = asset_of(state, &req.currency)?;
+        let amount =
+            parse_positive_amount(req.amount.0.trim(), asset.scale).map_err(amount_field)?;
+        let note = req.note.as_deref().map(str::trim).filter(|n| !n.is_empty());
+        if note.is_some_and(|n| n.chars().count() > 280 || n.chars().any(char::is_control)) {
+            return Err(
+                CoreError::field("note", "must be at most 280 printable characters").into(),
+            );
+        }
+        let recipient = state
+            .db
+            .recipient_by_login(&req.recipient)
+            .await?
+            .ok_or_else(|| {
+                CoreError::field(
+                    "recipient",
+                    "no active, verified user has that username or email",
+                )
+            })?;
+        if recipient.id == sender.id {
+            return Err(CoreError::field("recipient", "you cannot send money to yourself").into());
+        }
+        let limits = state.transfer_limits;
+        let usd =
+            usd_value(state, asset, amount).ok_or_else(|| amount_field(AmountError::Overflow))?;
+        if usd < limits.min_cents || usd > limits.max_cents {
+            return Err(CoreError::LimitExceeded(format!(
+                "a transfer must be worth between ${} and ${}",
+                format_amount(limits.min_cents, 2),
+                format_amount(limits.max_cents, 2)
+            ))
+            .into());
+        }
+        Ok(Transfer {
+            sender,
+            recipient,
+            asset,
+            amount,
+            note,
+            usd,
+        })
+    }
+
+    fn shown(&self, amount: i64) -> String {
+        format_amount(amount, self.asset.scale)
+    }
+
+    /// The view of one side's history row, as the real-time event shows it.
+    fn side_view(&self, id: &str, direction: &str, status: &str, other: &UserRow) -> Value {
+        json!({
+            "id": id,
+            "type": "p2p",
+            "direction": direction,
+            "currency": self.asset.code,
+            "amount": self.shown(self.amount),
+            "fee": self.shown(0),
+            "status": status,
+            "counterparty": {"id": other.id, "username": other.username},
+            "note": self.note,
+            "created_at": rfc3339(etx_db::now_micros()),
+        })
+    }
+
+    /// The answer to the sender.
+    fn view(&self, id: String, entry_id: Option<String>, status: &str) -> TransferView {
+        TransferView {
+            id,
+            entry_id,
+            sender: TransferParty::of(self.sender),
+            recipient: TransferParty::of(&self.recipient),
+            amount: self.shown(self.amount),
+            currency: self.asset.code.clone(),
+            note: self.note.map(str::to_string),
+            status: status.into(),
+            review: None,
+            created_at: rfc3339(etx_db::now_micros()),
+        }
+    }
 }
 
 pub(crate) async fn p2p_attempt(
@@ -121,67 +215,69 @@ pub(crate) async fn p2p_attempt(
     m: &Movement<'_>,
     req: &P2pRequest,
 ) -> Result<Outcome, Failure> {
-    let db = &state.db;
-    let asset = asset_of(state, &req.currency)?;
-    let amount = parse_positive_amount(req.amount.0.trim(), asset.scale).map_err(amount_field)?;
-    let note = req.note.as_deref().map(str::trim).filter(|n| !n.is_empty());
-    if note.is_some_and(|n| n.chars().count() > 280 || n.chars().any(char::is_control)) {
-        return Err(CoreError::field("note", "must be at most 280 printable characters").into());
-    }
-    let recipient = db
-        .recipient_by_login(&req.recipient)
-        .await?
-        .ok_or_else(|| {
-            CoreError::field(
-                "recipient",
-                "no active, verified user has that username or email",
-            )
-        })?;
-    if recipient.id == sender.id {
-        return Err(CoreError::field("recipient", "you cannot send money to yourself").into());
-    }
-    let limits = state.transfer_limits;
-    let usd = usd_value(state, asset, amount).ok_or_else(|| amount_field(AmountError::Overflow))?;
-    if usd < limits.min_cents || usd > limits.max_cents {
-        return Err(CoreError::LimitExceeded(format!(
-            "a transfer must be worth between ${} and ${}",
-            format_amount(limits.min_cents, 2),
-            format_amount(limits.max_cents, 2)
-        ))
-        .into());
-    }
+    let t = Transfer::check(state, sender, req).await?;
     // The velocity rule is decided by the committer, where a sender's transfers are serialised.
-    if let Some(rule) = crate::rules::amount_rule(state, sender, usd) {
-        let tx = db.begin_write().await?;
-        return held_p2p(
-            state, tx, sender, &recipient, asset, amount, note, usd, m, rule,
-        )
-        .await;
+    if let Some(rule) = crate::rules::amount_rule(state, sender, t.usd) {
+        return held_p2p(state, &t, m, rule).await;
     }
+    let (plan, notice) = plan(&t, m);
+    let (entry_id, out_id, in_id) = (
+        plan.entry_id.clone(),
+        plan.out_id.clone(),
+        plan.in_id.clone(),
+    );
+    let posted = match state.transfers.submit(plan).await? {
+        group::Decided::Posted(p) => p,
+        group::Decided::Velocity(recent) => {
+            let rule = crate::rules::velocity_rule(&state.rules, recent).ok_or_else(|| {
+                CoreError::Internal(anyhow::anyhow!("velocity hold without rule"))
+            })?;
+            return held_p2p(state, &t, m, rule).await;
+        }
+    };
+    tracing::info!(entry_id, sender = %sender.id, recipient = %t.recipient.id, asset = %t.asset.code, "p2p transfer");
+    let event =
+        |id: &str, direction, user: &UserRow, other: &UserRow, balance, notice| MovementEvent {
+            notice,
+            user_id: user.id.clone(),
+            transaction: t.side_view(id, direction, "completed", other),
+            currency: t.asset.code.clone(),
+            balance: t.shown(balance),
+        };
+    let recipient = &t.recipient;
+    state.events.movements(vec![
+        event(
+            &out_id,
+            "out",
+            sender,
+            recipient,
+            posted.sender_balance,
+            None,
+        ),
+        event(
+            &in_id,
+            "in",
+            recipient,
+            sender,
+            posted.recipient_balance,
+            Some(notice),
+        ),
+    ]);
+    Ok(posted.outcome)
+}
+
+/// The transfer as the group committer takes it, with the recipient's notification and the
+/// audit record it writes; the notification is also returned for the real-time event.
+fn plan(t: &Transfer<'_>, m: &Movement<'_>) -> (group::Planned, Notice) {
     let entry_id = uuid::Uuid::now_v7().to_string();
     let out_id = uuid::Uuid::now_v7().to_string();
     let in_id = uuid::Uuid::now_v7().to_string();
-    let answer = TransferView {
-        id: out_id.clone(),
-        entry_id: Some(entry_id.clone()),
-        sender: TransferParty::of(sender),
-        recipient: TransferParty::of(&recipient),
-        amount: format_amount(amount, asset.scale),
-        currency: asset.code.clone(),
-        note: note.map(str::to_string),
-        status: "completed".into(),
-        review: None,
-        created_at: rfc3339(etx_db::now_micros()),
-    };
+    let (sender, recipient, asset) = (t.sender, &t.recipient, t.asset);
     let notice = Notice {
         id: uuid::Uuid::now_v7().to_string(),
         kind: "transfer_received",
-        title: format!(
-            "You received {} {}",
-            format_amount(amount, asset.scale),
-            asset.code
-        ),
-        body: match note {
+        title: format!("You received {} {}", t.shown(t.amount), asset.code),
+        body: match t.note {
             Some(n) => format!("From {}: “{n}”", sender.username),
             None => format!("From {}", sender.username),
         },
@@ -189,111 +285,54 @@ pub(crate) async fn p2p_attempt(
     };
     let mut extra = Batch::default();
     notice.queue(&mut extra, &recipient.id);
-    crate::audit::Event::new(Some(&sender.id), "transfer.p2p")
+    crate::audit::Event::new(Some(&sender.id), AuditAction::Transfer)
         .target("user", &recipient.id)
         .details(json!({
             "entry_id": entry_id,
             "currency": asset.code,
-            "amount": format_amount(amount, asset.scale),
+            "amount": t.shown(t.amount),
         }))
         .queue(&mut extra);
-    let decided = state
-        .transfers
-        .submit(group::Planned {
-            sender_id: sender.id.clone(),
-            recipient_id: recipient.id.clone(),
-            asset: asset.code.clone(),
-            amount,
-            usd_cents: usd,
-            entry_id: entry_id.clone(),
-            out_id: out_id.clone(),
-            in_id: in_id.clone(),
-            note: note.map(str::to_string),
-            key: m.key.to_string(),
-            scope: m.scope,
-            request_hash: m.hash.clone(),
-            answer,
-            scale: asset.scale,
-            extra,
-        })
-        .await?;
-    let posted = match decided {
-        group::Decided::Posted(p) => p,
-        group::Decided::Velocity(recent) => {
-            let rule = crate::rules::velocity_rule(&state.rules, recent).ok_or_else(|| {
-                CoreError::Internal(anyhow::anyhow!("velocity hold without rule"))
-            })?;
-            let tx = db.begin_write().await?;
-            return held_p2p(
-                state, tx, sender, &recipient, asset, amount, note, usd, m, rule,
-            )
-            .await;
-        }
+    let plan = group::Planned {
+        sender_id: sender.id.clone(),
+        recipient_id: recipient.id.clone(),
+        asset: asset.code.clone(),
+        amount: t.amount,
+        usd_cents: t.usd,
+        answer: t.view(out_id.clone(), Some(entry_id.clone()), "completed"),
+        entry_id,
+        out_id,
+        in_id,
+        note: t.note.map(str::to_string),
+        key: m.key.to_string(),
+        scope: m.scope,
+        request_hash: m.hash.clone(),
+        scale: asset.scale,
+        extra,
     };
-    tracing::info!(entry_id, sender = %sender.id, recipient = %recipient.id, asset = %asset.code, "p2p transfer");
-    let at = rfc3339(etx_db::now_micros());
-    let event = |id: &str, direction: &str, other: &UserRow, balance: i64, notice| MovementEvent {
-        notice,
-        user_id: other_side(sender, &recipient, other).id.clone(),
-        transaction: json!({
-            "id": id,
-            "type": "p2p",
-            "direction": direction,
-            "currency": asset.code,
-            "amount": format_amount(amount, asset.scale),
-            "fee": format_amount(0, asset.scale),
-            "status": "completed",
-            "counterparty": {"id": other.id, "username": other.username},
-            "note": note,
-            "created_at": at,
-        }),
-        currency: asset.code.clone(),
-        balance: format_amount(balance, asset.scale),
-    };
-    state.events.movements(vec![
-        event(&out_id, "out", &recipient, posted.sender_balance, None),
-        event(&in_id, "in", sender, posted.recipient_balance, Some(notice)),
-    ]);
-    Ok(posted.outcome)
+    (plan, notice)
 }
 
 /// A transfer an AML rule flagged: the sender's money is held until staff decide, and only
 /// the sender hears of it for now.
-#[allow(clippy::too_many_arguments)]
 pub(crate) async fn held_p2p(
     state: &Core,
-    tx: etx_db::DatabaseTransaction,
-    sender: &UserRow,
-    recipient: &UserRow,
-    asset: &Asset,
-    amount: i64,
-    note: Option<&str>,
-    usd: i64,
+    t: &Transfer<'_>,
     m: &Movement<'_>,
     rule: (&'static str, Value),
 ) -> Result<Outcome, Failure> {
     let db = &state.db;
+    let tx = db.begin_write().await?;
     let day = chrono::Utc::now().timestamp().div_euclid(86_400);
     let cap = state.transfer_limits.daily_cap_cents;
     let mut batch = Batch::default();
     let rule_name = rule.0;
+    let sender = t.sender;
     // The wallet before the daily total, the order group commits lock them in, so the two
     // paths cannot deadlock on one sender. A refusal drops (rolls back) the transaction.
-    let (txn_id, balance) = hold_transfer(
-        state,
-        &tx,
-        &mut batch,
-        sender,
-        recipient,
-        asset,
-        amount,
-        note,
-        rule,
-        (usd, day),
-    )
-    .await?;
+    let (txn_id, balance) = hold_transfer(state, &tx, &mut batch, t, rule, day).await?;
     if !db
-        .add_transfer_usage(&tx, &sender.id, day, usd, cap)
+        .add_transfer_usage(&tx, &sender.id, day, t.usd, cap)
         .await?
     {
         tx.rollback().await?;
@@ -303,52 +342,33 @@ pub(crate) async fn held_p2p(
         ))
         .into());
     }
-    crate::audit::Event::new(Some(&sender.id), "transfer.p2p")
-        .target("user", &recipient.id)
+    crate::audit::Event::new(Some(&sender.id), AuditAction::Transfer)
+        .target("user", &t.recipient.id)
         .details(json!({
-            "currency": asset.code,
-            "amount": format_amount(amount, asset.scale),
+            "currency": t.asset.code,
+            "amount": t.shown(t.amount),
             "held_for_review": rule_name,
         }))
         .queue(&mut batch);
-    let view = json!({
-        "id": txn_id,
-        "type": "p2p",
-        "direction": "out",
-        "currency": asset.code,
-        "amount": format_amount(amount, asset.scale),
-        "fee": format_amount(0, asset.scale),
-        "status": "held",
-        "counterparty": {"id": recipient.id, "username": recipient.username},
-        "note": note,
-        "created_at": rfc3339(etx_db::now_micros()),
-    });
+    let view = t.side_view(&txn_id, "out", "held", &t.recipient);
     let body = crate::ledger::stored_answer(&TransferCreated {
         transfer: TransferView {
-            id: txn_id,
-            entry_id: None,
-            sender: TransferParty::of(sender),
-            recipient: TransferParty::of(recipient),
-            amount: format_amount(amount, asset.scale),
-            currency: asset.code.clone(),
-            note: note.map(str::to_string),
-            status: "held".into(),
             review: Some(
                 "This transfer is held for a compliance review; the recipient receives it once it is released."
                     .into(),
             ),
-            created_at: rfc3339(etx_db::now_micros()),
+            ..t.view(txn_id, None, "held")
         },
-        balance: format_amount(balance, asset.scale),
+        balance: t.shown(balance),
     })?;
     let out = m.commit(state, tx, batch, Taken::Completed, body).await?;
-    tracing::info!(sender = %sender.id, recipient = %recipient.id, rule = rule_name, "p2p transfer held for review");
+    tracing::info!(sender = %sender.id, recipient = %t.recipient.id, rule = rule_name, "p2p transfer held for review");
     state.events.movements(vec![MovementEvent {
         notice: None,
         user_id: sender.id.clone(),
         transaction: view,
-        currency: asset.code.clone(),
-        balance: format_amount(balance, asset.scale),
+        currency: t.asset.code.clone(),
+        balance: t.shown(balance),
     }]);
     Ok(out)
 }
@@ -370,7 +390,7 @@ pub async fn adjust(
     state: &Core,
     admin: &UserRow,
     key: &str,
-    body: Value,
+    body: &serde_json::value::RawValue,
 ) -> Result<Outcome, CoreError> {
     let (m, req) = Movement::start(&admin.id, key, "admin_adjust", body)?;
     m.run(state, || adjust_attempt(state, admin, &m, &req))
@@ -411,46 +431,10 @@ pub(crate) async fn adjust_attempt(
         return Err(own_balance().into());
     }
     let mut batch = Batch::default();
+    let shown = |a: i64| format_amount(a, asset.scale);
     if usd >= state.rules.adjust_approval_cents {
-        let id = uuid::Uuid::now_v7().to_string();
-        Db::queue_adjustment_request(
-            &mut batch,
-            &etx_db::adjustments::NewAdjustment {
-                id: &id,
-                user_id: &user.id,
-                asset: &asset.code,
-                amount,
-                usd_cents: usd,
-                reason,
-                requested_by: &admin.id,
-            },
-        );
-        crate::audit::Event::new(Some(&admin.id), "wallet.adjust.request")
-            .target("user", &user.id)
-            .details(json!({
-                "adjustment_id": id,
-                "reason": reason,
-                "currency": asset.code,
-                "amount": format_amount(amount, asset.scale),
-                "usd_value": format_amount(usd, 2),
-            }))
-            .queue(&mut batch);
-        let body = crate::ledger::stored_answer(&AdjustmentRequested {
-            adjustment: PendingAdjustmentView {
-                id: id.clone(),
-                status: "pending".into(),
-                user_id: user.id.clone(),
-                currency: asset.code.clone(),
-                amount: format_amount(amount, asset.scale),
-                usd_value: format_amount(usd, 2),
-                reason: reason.to_string(),
-                requested_by: admin.id.clone(),
-                review: format!(
-                    "Adjustments worth ${} or more wait for another admin's approval.",
-                    format_amount(state.rules.adjust_approval_cents, 2)
-                ),
-            },
-        })?;
+        let (id, body) =
+            request_approval(state, &mut batch, admin, &user, asset, amount, reason, usd)?;
         let out = m.commit(state, tx, batch, Taken::Held, body).await?;
         tracing::info!(adjustment = %id, actor = %admin.id, target = %user.id, asset = %asset.code, "balance adjustment waits for approval");
         return Ok(out);
@@ -460,15 +444,15 @@ pub(crate) async fn adjust_attempt(
         state, &tx, &mut batch, &admin.id, &user, asset, amount, reason, &entry_id,
     )
     .await?;
-    crate::audit::Event::new(Some(&admin.id), "wallet.adjust")
+    crate::audit::Event::new(Some(&admin.id), AuditAction::Adjust)
         .target("user", &user.id)
         .details(json!({
             "entry_id": entry_id,
             "reason": reason,
             "currency": asset.code,
-            "amount": format_amount(amount, asset.scale),
-            "before": format_amount(applied.balance - amount, asset.scale),
-            "after": format_amount(applied.balance, asset.scale),
+            "amount": shown(amount),
+            "before": shown(applied.balance - amount),
+            "after": shown(applied.balance),
         }))
         .queue(&mut batch);
     let body = crate::ledger::stored_answer(&AdjustmentApplied {
@@ -477,15 +461,71 @@ pub(crate) async fn adjust_attempt(
             entry_id: entry_id.clone(),
             user_id: user.id.clone(),
             currency: asset.code.clone(),
-            amount: format_amount(amount, asset.scale),
+            amount: shown(amount),
             reason: reason.to_string(),
-            balance: format_amount(applied.balance, asset.scale),
+            balance: shown(applied.balance),
         },
     })?;
     let out = m.commit(state, tx, batch, Taken::Completed, body).await?;
     tracing::info!(entry_id, actor = %admin.id, target = %user.id, asset = %asset.code, "balance adjusted by admin");
     announce_adjustment(state, &user.id, asset, amount, reason, applied);
     Ok(out)
+}
+
+/// Queues an adjustment request for a second admin, with its audit record; answers its id and
+/// the body stored under the idempotency key.
+#[allow(clippy::too_many_arguments)]
+fn request_approval(
+    state: &Core,
+    batch: &mut Batch,
+    admin: &UserRow,
+    user: &UserRow,
+    asset: &Asset,
+    amount: i64,
+    reason: &str,
+    usd: i64,
+) -> Result<(String, String), Failure> {
+    let id = uuid::Uuid::now_v7().to_string();
+    Db::queue_adjustment_request(
+        batch,
+        &etx_db::adjustments::NewAdjustment {
+            id: &id,
+            user_id: &user.id,
+            asset: &asset.code,
+            amount,
+            usd_cents: usd,
+            reason,
+            requested_by: &admin.id,
+        },
+    );
+    let shown = format_amount(amount, asset.scale);
+    crate::audit::Event::new(Some(&admin.id), AuditAction::AdjustRequest)
+        .target("user", &user.id)
+        .details(json!({
+            "adjustment_id": id,
+            "reason": reason,
+            "currency": asset.code,
+            "amount": shown,
+            "usd_value": format_amount(usd, 2),
+        }))
+        .queue(batch);
+    let body = crate::ledger::stored_answer(&AdjustmentRequested {
+        adjustment: PendingAdjustmentView {
+            id: id.clone(),
+            status: "pending".into(),
+            user_id: user.id.clone(),
+            currency: asset.code.clone(),
+            amount: shown,
+            usd_value: format_amount(usd, 2),
+            reason: reason.to_string(),
+            requested_by: admin.id.clone(),
+            review: format!(
+                "Adjustments worth ${} or more wait for another admin's approval.",
+                format_amount(state.rules.adjust_approval_cents, 2)
+            ),
+        },
+    })?;
+    Ok((id, body))
 }
 
 /// What applying an adjustment produced: its history row, the new balance and the notice to
@@ -516,7 +556,7 @@ pub(crate) async fn apply_adjustment(
             batch,
             NewEntry {
                 id: entry_id,
-                kind: "adjustment",
+                kind: EntryKind::Adjustment,
                 asset: &asset.code,
                 memo: Some(reason),
                 created_by: Some(actor),
@@ -545,7 +585,7 @@ pub(crate) async fn apply_adjustment(
         &mut [NewTransaction {
             id: &txn_id,
             user_id: &user.id,
-            kind: "adjustment",
+            kind: TxKind::Adjustment,
             direction: if amount > 0 { "in" } else { "out" },
             asset: &asset.code,
             amount: amount.abs(),
@@ -768,17 +808,8 @@ pub(crate) async fn decide_adjustment_attempt(
     if approve && row.user_id == staff.id {
         return Err(own_balance().into());
     }
-    let conflict = |m: String| {
-        Failure::Api(CoreError::Conflict {
-            message: m,
-            fields: Default::default(),
-        })
-    };
     if row.status != "pending" {
-        return Err(conflict(format!(
-            "this adjustment is already {}",
-            row.status
-        )));
+        return Err(conflict(&format!("this adjustment is already {}", row.status)).into());
     }
     let entry_id = uuid::Uuid::now_v7().to_string();
     let Some(row) = db
@@ -792,7 +823,7 @@ pub(crate) async fn decide_adjustment_attempt(
         )
         .await?
     else {
-        return Err(conflict("this adjustment was decided meanwhile".into()));
+        return Err(conflict("this adjustment was decided meanwhile").into());
     };
     let mut batch = Batch::default();
     let asset =
@@ -800,38 +831,12 @@ pub(crate) async fn decide_adjustment_attempt(
             CoreError::Internal(anyhow::anyhow!("adjustment in an unknown asset"))
         })?;
     let applied = if approve {
-        let user = db.user_by_id_in(&tx, &row.user_id).await?.ok_or_else(|| {
-            conflict("the user no longer exists; reject the adjustment instead".into())
-        })?;
-        let applied = apply_adjustment(
-            state,
-            &tx,
-            &mut batch,
-            &staff.id,
-            &user,
-            &asset,
-            row.amount,
-            &row.reason,
-            &entry_id,
-        )
-        .await?;
-        crate::audit::Event::new(Some(&staff.id), "wallet.adjust.approve")
-            .target("adjustment", &row.id)
-            .details(json!({
-                "user_id": row.user_id,
-                "requested_by": row.requested_by,
-                "entry_id": entry_id,
-                "reason": row.reason,
-                "note": note,
-                "currency": asset.code,
-                "amount": format_amount(row.amount, asset.scale),
-                "before": format_amount(applied.balance - row.amount, asset.scale),
-                "after": format_amount(applied.balance, asset.scale),
-            }))
-            .queue(&mut batch);
+        let applied =
+            approve_adjustment(state, &tx, &mut batch, staff, &row, &asset, note, &entry_id)
+                .await?;
         Some((asset, applied))
     } else {
-        crate::audit::Event::new(Some(&staff.id), "wallet.adjust.reject")
+        crate::audit::Event::new(Some(&staff.id), AuditAction::AdjustReject)
             .target("adjustment", &row.id)
             .details(json!({
                 "user_id": row.user_id,
@@ -847,6 +852,44 @@ pub(crate) async fn decide_adjustment_attempt(
     tx.commit().await?;
     tracing::info!(adjustment = %row.id, actor = %staff.id, approve, "balance adjustment decided");
     Ok((row, applied))
+}
+
+/// Applies an approved adjustment request to its user's balance, with the audit record.
+#[allow(clippy::too_many_arguments)]
+async fn approve_adjustment(
+    state: &Core,
+    tx: &DatabaseTransaction,
+    batch: &mut Batch,
+    staff: &UserRow,
+    row: &etx_db::adjustments::AdjustmentRow,
+    asset: &Asset,
+    note: Option<&str>,
+    entry_id: &str,
+) -> Result<Applied, Failure> {
+    let Some(user) = state.db.user_by_id_in(tx, &row.user_id).await? else {
+        return Err(conflict("the user no longer exists; reject the adjustment instead").into());
+    };
+    let (amount, reason) = (row.amount, row.reason.as_str());
+    let applied = apply_adjustment(
+        state, tx, batch, &staff.id, &user, asset, amount, reason, entry_id,
+    )
+    .await?;
+    let shown = |a: i64| format_amount(a, asset.scale);
+    crate::audit::Event::new(Some(&staff.id), AuditAction::AdjustApprove)
+        .target("adjustment", &row.id)
+        .details(json!({
+            "user_id": row.user_id,
+            "requested_by": row.requested_by,
+            "entry_id": entry_id,
+            "reason": reason,
+            "note": note,
+            "currency": asset.code,
+            "amount": shown(amount),
+            "before": shown(applied.balance - amount),
+            "after": shown(applied.balance),
+        }))
+        .queue(batch);
+    Ok(applied)
 }
 
 /// Every configured asset with the user's balance as a decimal string, and when any changed last.
@@ -874,71 +917,66 @@ pub async fn balance_list(
 }
 
 /// Holds a P2P transfer an AML rule flagged: the sender's money goes to their held account,
-/// and only the sender sees it, as `held`, until staff decide.
-#[allow(clippy::too_many_arguments)]
+/// and only the sender sees it, as `held`, until staff decide. `day` is the day its USD value
+/// counts on against the sender's cap.
 pub(crate) async fn hold_transfer(
     state: &Core,
     tx: &DatabaseTransaction,
     batch: &mut Batch,
-    sender: &UserRow,
-    recipient: &UserRow,
-    asset: &Asset,
-    amount: i64,
-    note: Option<&str>,
+    t: &Transfer<'_>,
     rule: (&str, Value),
-    // The USD value counted against the sender's cap, and the day it counted on.
-    (usd_cents, day): (i64, i64),
+    day: i64,
 ) -> Result<(String, i64), Failure> {
+    let (sender, code) = (&t.sender.id, &t.asset.code);
+    let legs = vec![
+        leg(sender, AccountKind::Wallet, -t.amount),
+        leg(sender, AccountKind::Held, t.amount),
+    ];
+    let who = Some(sender.as_str());
     let balances = post(
         &state.db,
         tx,
         batch,
-        "p2p_hold",
-        &asset.code,
-        note,
-        Some(&sender.id),
-        vec![
-            leg(&sender.id, AccountKind::Wallet, -amount),
-            leg(&sender.id, AccountKind::Held, amount),
-        ],
+        EntryKind::P2pHold,
+        code,
+        t.note,
+        who,
+        legs,
     )
     .await?;
-    let balance = balance_of(
-        &balances,
-        &account_id(&sender.id, AccountKind::Wallet, &asset.code),
-    )?;
-    let t = HeldTransferRow {
+    let balance = balance_of(&balances, &account_id(sender, AccountKind::Wallet, code))?;
+    let held = HeldTransferRow {
         id: uuid::Uuid::now_v7().to_string(),
-        sender_id: sender.id.clone(),
-        recipient_id: recipient.id.clone(),
-        asset: asset.code.clone(),
-        amount,
-        note: note.map(str::to_string),
+        sender_id: sender.clone(),
+        recipient_id: t.recipient.id.clone(),
+        asset: code.clone(),
+        amount: t.amount,
+        note: t.note.map(str::to_string),
         transaction_id: uuid::Uuid::now_v7().to_string(),
         status: "held".into(),
-        usd_cents,
+        usd_cents: t.usd,
         day,
         created_at: now_micros(),
     };
     Db::insert_transactions(
         batch,
         &mut [NewTransaction {
-            id: &t.transaction_id,
-            user_id: &sender.id,
-            kind: "p2p",
+            id: &held.transaction_id,
+            user_id: sender,
+            kind: TxKind::P2p,
             direction: "out",
-            asset: &asset.code,
-            amount,
+            asset: code,
+            amount: t.amount,
             fee: 0,
             status: "held",
-            counterparty_id: Some(&recipient.id),
-            note,
+            counterparty_id: Some(&t.recipient.id),
+            note: t.note,
             entry_id: None,
         }],
     );
-    Db::queue_held_transfer(batch, &t);
-    queue_flag(batch, &sender.id, "transfer", &t.id, rule.0, &rule.1);
-    Ok((t.transaction_id, balance))
+    Db::queue_held_transfer(batch, &held);
+    queue_flag(batch, sender, "transfer", &held.id, rule.0, &rule.1);
+    Ok((held.transaction_id, balance))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

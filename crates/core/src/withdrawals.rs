@@ -8,8 +8,8 @@ use crate::address::Network;
 use crate::error::CoreError;
 use crate::ledger::{
     AmountText, Asset, Failure, Movement, MovementEvent, Outcome, amount_field, asset_of,
-    balance_of, conflict, leg, movement_event, notice, post, reason_text, scale_of, txn_view,
-    usd_value, with_retries,
+    balance_of, conflict, incoming, leg, movement_event, notice, post, queue_history, reason_text,
+    scale_of, txn_view, usd_value, with_retries,
 };
 use crate::rules::{aml_rule, queue_flag};
 use crate::session::Auth;
@@ -20,6 +20,7 @@ use etx_db::users::UserRow;
 use etx_db::{Batch, DatabaseTransaction, Db, now_micros};
 use etx_domain::AccountKind;
 use etx_domain::{AmountError, format_amount, parse_positive_amount};
+use etx_domain::{AuditAction, EntryKind, TxKind, WithdrawalStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -228,7 +229,7 @@ pub async fn withdraw(
     state: &Core,
     user: &UserRow,
     key: &str,
-    body: Value,
+    body: &serde_json::value::RawValue,
 ) -> Result<Outcome, CoreError> {
     let (m, req) = Movement::start::<WithdrawRequest>(&user.id, key, "withdraw", body)?;
     m.run(state, || withdraw_attempt(state, user, &m, &req))
@@ -248,42 +249,11 @@ pub(crate) async fn withdraw_attempt(
             CoreError::field("address", &format!("is not {}", q.network.describe())).into(),
         );
     }
-    let db = &state.db;
-    let tx = db.begin_write().await?;
+    let tx = state.db.begin_write().await?;
     let code = &q.asset.code;
     let mut batch = Batch::default();
-    let balances = post(
-        db,
-        &tx,
-        &mut batch,
-        "withdrawal_hold",
-        code,
-        Some(address),
-        Some(&user.id),
-        vec![
-            leg(&user.id, AccountKind::Wallet, -q.total),
-            leg(PLATFORM, AccountKind::WithdrawalsHold, q.total),
-        ],
-    )
-    .await?;
-    let balance = balance_of(&balances, &account_id(&user.id, AccountKind::Wallet, code))?;
     let day = chrono::Utc::now().timestamp().div_euclid(86_400);
-    if !db
-        .add_withdrawal_usage(
-            &tx,
-            &user.id,
-            day,
-            q.usd_cents,
-            state.rules.withdraw_daily_cap_cents,
-        )
-        .await?
-    {
-        return Err(CoreError::LimitExceeded(format!(
-            "this withdrawal would pass your daily limit of ${}",
-            format_amount(state.rules.withdraw_daily_cap_cents, 2)
-        ))
-        .into());
-    }
+    let balance = hold(state, &tx, &mut batch, user, &q, address, day).await?;
     let rule = aml_rule(state, &tx, user, q.usd_cents).await?;
     let status = if rule.is_some() { "held" } else { "pending" };
     let now = now_micros();
@@ -305,37 +275,7 @@ pub(crate) async fn withdraw_attempt(
         created_at: now,
         updated_at: now,
     };
-    Db::insert_transactions(
-        &mut batch,
-        &mut [NewTransaction {
-            id: &w.transaction_id,
-            user_id: &user.id,
-            kind: "withdrawal",
-            direction: "out",
-            asset: code,
-            amount: q.amount,
-            fee: q.fee,
-            status,
-            counterparty_id: None,
-            note: Some(address),
-            entry_id: None,
-        }],
-    );
-    Db::queue_withdrawal(&mut batch, &w);
-    if let Some((rule, details)) = &rule {
-        queue_flag(&mut batch, &user.id, "withdrawal", &w.id, rule, details);
-    }
-    crate::audit::Event::new(Some(&user.id), "withdrawal.request")
-        .target("withdrawal", &w.id)
-        .details(json!({
-            "currency": code,
-            "amount": format_amount(q.amount, q.asset.scale),
-            "fee": format_amount(q.fee, q.asset.scale),
-            "address": address,
-            "status": status,
-            "aml_rule": rule.as_ref().map(|r| r.0),
-        }))
-        .queue(&mut batch);
+    queue_request(&mut batch, &w, &q, rule.as_ref());
     let body = crate::ledger::stored_answer(&WithdrawalCreated {
         withdrawal: WithdrawalView::new(state, &w, &[]),
         balance: format_amount(balance, q.asset.scale),
@@ -344,21 +284,95 @@ pub(crate) async fn withdraw_attempt(
         .commit(state, tx, batch, crate::ledger::Taken::Completed, body)
         .await?;
     tracing::info!(withdrawal = %w.id, user = %user.id, asset = %code, status, "withdrawal requested");
-    let view = txn_view(
-        state,
-        &w.transaction_id,
-        "withdrawal",
-        "out",
-        code,
-        q.amount,
-        q.fee,
-        status,
-        Some(address),
-    );
+    let view = txn_view(state, &history_row(&w));
     state.events.movements(vec![movement_event(
         state, &user.id, code, balance, view, None,
     )]);
     Ok(out)
+}
+
+/// Moves the amount and fee from the wallet into the withdrawals hold and counts the amount
+/// against the daily cap; answers the wallet balance after it.
+async fn hold(
+    state: &Core,
+    tx: &DatabaseTransaction,
+    batch: &mut Batch,
+    user: &UserRow,
+    q: &WithdrawalQuote<'_>,
+    address: &str,
+    day: i64,
+) -> Result<i64, Failure> {
+    let db = &state.db;
+    let code = &q.asset.code;
+    let balances = post(
+        db,
+        tx,
+        batch,
+        EntryKind::WithdrawalHold,
+        code,
+        Some(address),
+        Some(&user.id),
+        vec![
+            leg(&user.id, AccountKind::Wallet, -q.total),
+            leg(PLATFORM, AccountKind::WithdrawalsHold, q.total),
+        ],
+    )
+    .await?;
+    let cap = state.rules.withdraw_daily_cap_cents;
+    if !db
+        .add_withdrawal_usage(tx, &user.id, day, q.usd_cents, cap)
+        .await?
+    {
+        return Err(CoreError::LimitExceeded(format!(
+            "this withdrawal would pass your daily limit of ${}",
+            format_amount(cap, 2)
+        ))
+        .into());
+    }
+    balance_of(&balances, &account_id(&user.id, AccountKind::Wallet, code))
+}
+
+/// The rows a new withdrawal writes: its history row, itself, its AML flag when a rule held
+/// it, and the audit record.
+fn queue_request(
+    batch: &mut Batch,
+    w: &WithdrawalRow,
+    q: &WithdrawalQuote<'_>,
+    rule: Option<&(&'static str, Value)>,
+) {
+    Db::insert_transactions(batch, &mut [history_row(w)]);
+    Db::queue_withdrawal(batch, w);
+    if let Some((rule, details)) = rule {
+        queue_flag(batch, &w.user_id, "withdrawal", &w.id, rule, details);
+    }
+    crate::audit::Event::new(Some(&w.user_id), AuditAction::WithdrawalRequest)
+        .target("withdrawal", &w.id)
+        .details(json!({
+            "currency": w.asset,
+            "amount": format_amount(w.amount, q.asset.scale),
+            "fee": format_amount(w.fee, q.asset.scale),
+            "address": w.address,
+            "status": w.status,
+            "aml_rule": rule.map(|r| r.0),
+        }))
+        .queue(batch);
+}
+
+/// A withdrawal's row in its owner's history.
+fn history_row(w: &WithdrawalRow) -> NewTransaction<'_> {
+    NewTransaction {
+        id: &w.transaction_id,
+        user_id: &w.user_id,
+        kind: TxKind::Withdrawal,
+        direction: "out",
+        asset: &w.asset,
+        amount: w.amount,
+        fee: w.fee,
+        status: &w.status,
+        counterparty_id: None,
+        note: Some(&w.address),
+        entry_id: None,
+    }
 }
 
 /// Returns a withdrawal's held money to the owner's wallet (a reversing entry) after a
@@ -377,7 +391,7 @@ pub(crate) async fn refund(
         db,
         tx,
         batch,
-        "withdrawal_refund",
+        EntryKind::WithdrawalRefund,
         &w.asset,
         Some(why),
         Some(actor),
@@ -392,35 +406,17 @@ pub(crate) async fn refund(
         &account_id(&w.user_id, AccountKind::Wallet, &w.asset),
     )?;
     let refund_id = uuid::Uuid::now_v7().to_string();
-    Db::insert_transactions(
-        batch,
-        &mut [NewTransaction {
-            id: &refund_id,
-            user_id: &w.user_id,
-            kind: "refund",
-            direction: "in",
-            asset: &w.asset,
-            amount: total,
-            fee: 0,
-            status: "completed",
-            counterparty_id: None,
-            note: Some(why),
-            entry_id: None,
-        }],
-    );
-    Db::queue_transaction_status(batch, &w.transaction_id, &w.status);
-    Db::queue_release_usage(batch, Usage::Withdrawals, &w.user_id, w.day, w.usd_cents);
-    let view = txn_view(
-        state,
+    let row = incoming(
         &refund_id,
-        "refund",
-        "in",
+        &w.user_id,
+        TxKind::Refund,
         &w.asset,
         total,
-        0,
-        "completed",
         Some(why),
     );
+    let view = queue_history(state, batch, row);
+    Db::queue_transaction_status(batch, &w.transaction_id, &w.status);
+    Db::queue_release_usage(batch, Usage::Withdrawals, &w.user_id, w.day, w.usd_cents);
     Ok(movement_event(
         state, &w.user_id, &w.asset, balance, view, None,
     ))
@@ -445,8 +441,8 @@ pub async fn cancel_withdrawal(
             .transition_withdrawal(
                 &tx,
                 &w.id,
-                &["pending"],
-                "cancelled",
+                &[WithdrawalStatus::Pending],
+                WithdrawalStatus::Cancelled,
                 Some("cancelled by the owner"),
                 None,
             )
@@ -456,7 +452,7 @@ pub async fn cancel_withdrawal(
         };
         let mut batch = Batch::default();
         let event = refund(state, &tx, &mut batch, &w, &user.id, "Withdrawal cancelled").await?;
-        crate::audit::Event::new(Some(&user.id), "withdrawal.cancel")
+        crate::audit::Event::new(Some(&user.id), AuditAction::WithdrawalCancel)
             .target("withdrawal", &w.id)
             .details(json!({"before": "pending", "after": "cancelled"}))
             .queue(&mut batch);
@@ -543,146 +539,21 @@ pub(crate) async fn staff_attempt(
     let db = &state.db;
     let tx = db.begin_write().await?;
     let mut batch = Batch::default();
-    let mut events = Vec::new();
-    let (w, verb, details) = match action {
-        StaffAction::Approve { note } => {
-            if !db
-                .add_approval(&tx, &before.id, actor, note.as_deref())
-                .await?
-            {
-                return Err(conflict("you have already approved this withdrawal").into());
-            }
-            let Some(w) = db.count_approval(&tx, &before.id).await? else {
-                return Err(conflict(&format!(
-                    "this withdrawal is {}, not awaiting approval",
-                    before.status
-                ))
-                .into());
-            };
-            (w, "withdrawal.approve", json!({"note": note}))
-        }
-        StaffAction::Reject { reason } => {
-            let Some(w) = db
-                .transition_withdrawal(
-                    &tx,
-                    &before.id,
-                    // Once approved, an admin may be sending the payout: only admins can
-                    // still stop it.
-                    if admin {
-                        &["pending", "pending_approval", "processing"]
-                    } else {
-                        &["pending", "pending_approval"]
-                    },
-                    "rejected",
-                    Some(reason),
-                    None,
-                )
-                .await?
-            else {
-                return Err(conflict(&format!(
-                    "this withdrawal is {} and can no longer be rejected",
-                    before.status
-                ))
-                .into());
-            };
-            let mut e = refund(
-                state,
-                &tx,
-                &mut batch,
-                &w,
-                actor,
-                &format!("Withdrawal rejected: {reason}"),
-            )
-            .await?;
-            let n = notice(
-                "withdrawal_rejected",
-                "Your withdrawal was rejected and refunded".into(),
-                reason.clone(),
-                json!({"withdrawal_id": w.id}),
-            );
-            n.queue(&mut batch, &w.user_id);
-            e.notice = Some(n);
-            events.push(e);
-            (w, "withdrawal.reject", json!({"reason": reason}))
-        }
-        StaffAction::Complete { tx_hash } => {
-            let Some(w) = db
-                .transition_withdrawal(
-                    &tx,
-                    &before.id,
-                    &["processing"],
-                    "completed",
-                    None,
-                    Some(tx_hash),
-                )
-                .await?
-            else {
-                return Err(conflict(&format!(
-                    "this withdrawal is {}; only an approved (processing) one can be completed",
-                    before.status
-                ))
-                .into());
-            };
-            let mut legs = vec![
-                leg(PLATFORM, AccountKind::WithdrawalsHold, -(w.amount + w.fee)),
-                leg(PLATFORM, AccountKind::WithdrawalsClearing, w.amount),
-            ];
-            if w.fee > 0 {
-                legs.push(leg(PLATFORM, AccountKind::Fees, w.fee));
-            }
-            post(
-                db,
-                &tx,
-                &mut batch,
-                "withdrawal",
-                &w.asset,
-                Some(tx_hash),
-                Some(actor),
-                legs,
-            )
-            .await?;
-            let n = notice(
-                "withdrawal_completed",
-                format!(
-                    "Your withdrawal of {} {} was sent",
-                    format_amount(w.amount, scale_of(state, &w.asset)),
-                    w.asset
-                ),
-                format!("Transaction {tx_hash}"),
-                json!({"withdrawal_id": w.id, "tx_hash": tx_hash}),
-            );
-            n.queue(&mut batch, &w.user_id);
-            let view = txn_view(
-                state,
-                &w.transaction_id,
-                "withdrawal",
-                "out",
-                &w.asset,
-                w.amount,
-                w.fee,
-                "completed",
-                Some(&w.address),
-            );
-            let balance = state
-                .db
-                .wallet_balance_in(&tx, &w.user_id, &w.asset)
-                .await?;
-            events.push(movement_event(
-                state,
-                &w.user_id,
-                &w.asset,
-                balance,
-                view,
-                Some(n),
-            ));
-            (w, "withdrawal.complete", json!({"tx_hash": tx_hash}))
-        }
+    let s = Staff {
+        state,
+        tx: &tx,
+        actor,
+        before,
+    };
+    let (w, verb, mut details, event) = match action {
+        StaffAction::Approve { note } => s.approve(note.as_deref()).await?,
+        StaffAction::Reject { reason } => s.reject(&mut batch, admin, reason).await?,
+        StaffAction::Complete { tx_hash } => s.complete(&mut batch, tx_hash).await?,
     };
     // A refund already queued the rejected status; one statement per row in a batch.
     if !matches!(action, StaffAction::Reject { .. }) {
         Db::queue_transaction_status(&mut batch, &w.transaction_id, &w.status);
     }
-    let mut details = details;
     details["before"] = json!({"status": before.status, "approvals": before.approvals});
     details["after"] = json!({"status": w.status, "approvals": w.approvals});
     crate::audit::Event::new(Some(actor), verb)
@@ -691,8 +562,153 @@ pub(crate) async fn staff_attempt(
         .queue(&mut batch);
     db.run_batch(&tx, batch).await?;
     tx.commit().await?;
-    tracing::info!(withdrawal = %w.id, actor, action = verb, status = %w.status, "withdrawal decided");
-    Ok((w, events))
+    tracing::info!(withdrawal = %w.id, actor, action = %verb, status = %w.status, "withdrawal decided");
+    Ok((w, event.into_iter().collect()))
+}
+
+/// One staff member's decision on a withdrawal, inside the transaction that records it.
+struct Staff<'a> {
+    state: &'a Core,
+    tx: &'a DatabaseTransaction,
+    actor: &'a str,
+    before: &'a WithdrawalRow,
+}
+
+/// The withdrawal after a decision, the audit action and details, and the movement to push.
+type StaffDecided = (WithdrawalRow, AuditAction, Value, Option<MovementEvent>);
+
+impl Staff<'_> {
+    async fn approve(&self, note: Option<&str>) -> Result<StaffDecided, Failure> {
+        let (db, id) = (&self.state.db, &self.before.id);
+        if !db.add_approval(self.tx, id, self.actor, note).await? {
+            return Err(conflict("you have already approved this withdrawal").into());
+        }
+        let Some(w) = db.count_approval(self.tx, id).await? else {
+            return Err(conflict(&format!(
+                "this withdrawal is {}, not awaiting approval",
+                self.before.status
+            ))
+            .into());
+        };
+        Ok((
+            w,
+            AuditAction::WithdrawalApprove,
+            json!({"note": note}),
+            None,
+        ))
+    }
+
+    /// Rejects and refunds; once approved, an admin may be sending the payout, so only
+    /// admins can still stop it.
+    async fn reject(
+        &self,
+        batch: &mut Batch,
+        admin: bool,
+        reason: &str,
+    ) -> Result<StaffDecided, Failure> {
+        use WithdrawalStatus::{Pending, PendingApproval, Processing};
+        let from: &[WithdrawalStatus] = if admin {
+            &[Pending, PendingApproval, Processing]
+        } else {
+            &[Pending, PendingApproval]
+        };
+        let Some(w) = self
+            .state
+            .db
+            .transition_withdrawal(
+                self.tx,
+                &self.before.id,
+                from,
+                WithdrawalStatus::Rejected,
+                Some(reason),
+                None,
+            )
+            .await?
+        else {
+            return Err(conflict(&format!(
+                "this withdrawal is {} and can no longer be rejected",
+                self.before.status
+            ))
+            .into());
+        };
+        let why = format!("Withdrawal rejected: {reason}");
+        let mut e = refund(self.state, self.tx, batch, &w, self.actor, &why).await?;
+        let n = notice(
+            "withdrawal_rejected",
+            "Your withdrawal was rejected and refunded".into(),
+            reason.to_string(),
+            json!({"withdrawal_id": w.id}),
+        );
+        n.queue(batch, &w.user_id);
+        e.notice = Some(n);
+        Ok((
+            w,
+            AuditAction::WithdrawalReject,
+            json!({"reason": reason}),
+            Some(e),
+        ))
+    }
+
+    /// Records the payout: the held money leaves through the clearing account, the fee goes
+    /// to the fees account.
+    async fn complete(&self, batch: &mut Batch, tx_hash: &str) -> Result<StaffDecided, Failure> {
+        let (state, db, tx) = (self.state, &self.state.db, self.tx);
+        let Some(w) = db
+            .transition_withdrawal(
+                tx,
+                &self.before.id,
+                &[WithdrawalStatus::Processing],
+                WithdrawalStatus::Completed,
+                None,
+                Some(tx_hash),
+            )
+            .await?
+        else {
+            return Err(conflict(&format!(
+                "this withdrawal is {}; only an approved (processing) one can be completed",
+                self.before.status
+            ))
+            .into());
+        };
+        let mut legs = vec![
+            leg(PLATFORM, AccountKind::WithdrawalsHold, -(w.amount + w.fee)),
+            leg(PLATFORM, AccountKind::WithdrawalsClearing, w.amount),
+        ];
+        if w.fee > 0 {
+            legs.push(leg(PLATFORM, AccountKind::Fees, w.fee));
+        }
+        let asset = &w.asset;
+        post(
+            db,
+            tx,
+            batch,
+            EntryKind::Withdrawal,
+            asset,
+            Some(tx_hash),
+            Some(self.actor),
+            legs,
+        )
+        .await?;
+        let n = notice(
+            "withdrawal_completed",
+            format!(
+                "Your withdrawal of {} {asset} was sent",
+                format_amount(w.amount, scale_of(state, asset)),
+            ),
+            format!("Transaction {tx_hash}"),
+            json!({"withdrawal_id": w.id, "tx_hash": tx_hash}),
+        );
+        n.queue(batch, &w.user_id);
+        let view = txn_view(state, &history_row(&w));
+        let balance = db.wallet_balance_in(tx, &w.user_id, asset).await?;
+        let e = movement_event(state, &w.user_id, asset, balance, view, Some(n));
+        Ok((
+            w,
+            AuditAction::WithdrawalComplete,
+            json!({"tx_hash": tx_hash}),
+            Some(e),
+        ))
+    }
 }
 
 #[cfg(test)]

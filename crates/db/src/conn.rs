@@ -522,7 +522,7 @@ mod tests {
             (
                 NewEntry {
                     id,
-                    kind: "p2p",
+                    kind: etx_domain::EntryKind::P2p,
                     asset: "USD",
                     memo: None,
                     created_by: Some("it's \"quoted\""),
@@ -543,7 +543,7 @@ mod tests {
         let side = |id, user_id, amount| NewTransaction {
             id,
             user_id,
-            kind: "p2p",
+            kind: etx_domain::TxKind::P2p,
             direction: "in",
             asset: "USD",
             amount,

@@ -4,7 +4,7 @@
 
 use crate::sql::{Insert, Rows, Sql, text_array};
 use crate::{Batch, Db, now_micros};
-use etx_domain::AccountKind;
+use etx_domain::{AccountKind, EntryKind, TxKind};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, FromQueryResult};
 use std::collections::HashMap;
 
@@ -36,7 +36,7 @@ impl Leg<'_> {
 
 pub struct NewEntry<'a> {
     pub id: &'a str,
-    pub kind: &'a str,
+    pub kind: EntryKind,
     pub asset: &'a str,
     pub memo: Option<&'a str>,
     pub created_by: Option<&'a str>,
@@ -92,7 +92,7 @@ pub struct TransactionRow {
 pub struct NewTransaction<'a> {
     pub id: &'a str,
     pub user_id: &'a str,
-    pub kind: &'a str,
+    pub kind: TxKind,
     pub direction: &'a str,
     pub asset: &'a str,
     pub amount: i64,
@@ -175,7 +175,7 @@ impl Db {
             )
             .row([
                 e.id.into(),
-                e.kind.into(),
+                e.kind.as_str().into(),
                 e.memo.map(str::to_string).into(),
                 e.created_by.map(str::to_string).into(),
                 now.into(),
@@ -501,7 +501,7 @@ impl Db {
             insert.push_row([
                 t.id.into(),
                 t.user_id.into(),
-                t.kind.into(),
+                t.kind.as_str().into(),
                 t.direction.into(),
                 t.asset.into(),
                 t.amount.into(),

@@ -5,6 +5,7 @@
 use crate::ledger::{Usage, in_list};
 use crate::sql::{Insert, Sql, text_array};
 use crate::{Batch, Db, now_micros};
+use etx_domain::{CreditState, WithdrawalStatus};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, FromQueryResult, Value};
 
 #[derive(Debug, Clone, FromQueryResult)]
@@ -246,8 +247,8 @@ impl Db {
         &self,
         tx: &DatabaseTransaction,
         id: &str,
-        from: &str,
-        to: &str,
+        from: CreditState,
+        to: CreditState,
         credited: i64,
         held: i64,
         transaction_id: Option<&str>,
@@ -260,8 +261,8 @@ impl Db {
             ),
             [
                 id.into(),
-                from.into(),
-                to.into(),
+                from.as_str().into(),
+                to.as_str().into(),
                 credited.into(),
                 transaction_id.map(str::to_string).into(),
                 now_micros().into(),
@@ -486,20 +487,20 @@ impl Db {
         &self,
         tx: &DatabaseTransaction,
         id: &str,
-        from: &[&str],
-        to: &str,
+        from: &[WithdrawalStatus],
+        to: WithdrawalStatus,
         reason: Option<&str>,
         tx_hash: Option<&str>,
     ) -> Result<Option<WithdrawalRow>, DbErr> {
         let mut vals: Vec<Value> = vec![
             id.into(),
-            to.into(),
+            to.as_str().into(),
             reason.map(str::to_string).into(),
             tx_hash.map(str::to_string).into(),
             now_micros().into(),
         ];
         let list = in_list(vals.len() + 1, from.len());
-        vals.extend(from.iter().map(|s| Value::from(*s)));
+        vals.extend(from.iter().map(|s| Value::from(s.as_str())));
         WithdrawalRow::find_by_statement(self.stmt(
             &format!(
                 "UPDATE withdrawals SET status = $2, reason = COALESCE($3, reason), \

@@ -92,3 +92,35 @@ mod tests {
         );
     }
 }
+
+crate::names! {
+    /// A row of a user's transaction history, as `GET /api/transactions` names its `type`.
+    pub enum TxKind {
+        P2p = "p2p",
+        Deposit = "deposit",
+        Withdrawal = "withdrawal",
+        Refund = "refund",
+        Adjustment = "adjustment",
+    }
+}
+
+crate::names! {
+    /// What a journal entry records; `etx ledger verify` and the audit of an entry read it.
+    pub enum EntryKind {
+        P2p = "p2p",
+        /// A flagged transfer's money moved into the sender's held account.
+        P2pHold = "p2p_hold",
+        /// A held transfer rejected in review, back to the sender.
+        P2pReturn = "p2p_return",
+        Deposit = "deposit",
+        DepositRelease = "deposit_release",
+        DepositReturn = "deposit_return",
+        DepositSuspense = "deposit_suspense",
+        SuspenseRefund = "suspense_refund",
+        SuspenseCredit = "suspense_credit",
+        WithdrawalHold = "withdrawal_hold",
+        WithdrawalRefund = "withdrawal_refund",
+        Withdrawal = "withdrawal",
+        Adjustment = "adjustment",
+    }
+}

@@ -3,17 +3,21 @@
 //! Nothing here performs IO, so every rule can be tested in isolation.
 
 pub mod account;
+pub mod audit;
 pub mod error;
 pub mod level;
 pub mod money;
+#[macro_use]
+pub mod names;
 pub mod payment;
 pub mod role;
 pub mod user;
 
-pub use account::AccountKind;
+pub use account::{AccountKind, EntryKind, TxKind};
+pub use audit::AuditAction;
 pub use error::{FieldErrors, ValidationError};
 pub use level::Level;
 pub use money::{AmountError, format_amount, parse_amount, parse_positive_amount, write_amount};
-pub use payment::DepositStatus;
+pub use payment::{CreditState, DepositStatus, WithdrawalStatus};
 pub use role::Role;
 pub use user::{Email, Password, Username, validate_new_password};

@@ -231,7 +231,7 @@ async fn deposit_simulate(
         "simulated payments exist only with the sandbox provider in dev mode"
     );
     anyhow::ensure!(
-        etx_core::deposits::status_rank(status).is_some(),
+        etx_domain::DepositStatus::parse(status).is_some(),
         "unknown status {status:?}"
     );
     let db = open_db(&config).await?;

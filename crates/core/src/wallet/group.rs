@@ -17,8 +17,8 @@ use std::sync::Arc;
 
 use etx_db::ledger::{NewEntry, NewIdempotency, NewTransaction, Usage, account_id};
 use etx_db::{Batch, DatabaseTransaction, Db, DbErr, DbKind};
-use etx_domain::AccountKind;
 use etx_domain::format_amount;
+use etx_domain::{AccountKind, EntryKind, TxKind};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::error::CoreError;
@@ -44,6 +44,13 @@ pub struct Planned {
     pub scale: u8,
     /// Inserts that go with the transfer (its notification and audit record).
     pub extra: Batch,
+}
+
+impl Planned {
+    /// The (user, key) pair its idempotency record is stored under.
+    fn idempotency(&self) -> (&str, &str) {
+        (self.sender_id.as_str(), self.key.as_str())
+    }
 }
 
 /// A committed transfer: the answer stored under its key, and both balances after it.
@@ -282,6 +289,14 @@ impl Decision<'_> {
     fn accepted_indices(&self) -> Vec<usize> {
         self.accepted.iter().map(|a| a.index).collect()
     }
+
+    /// The answers when nothing was accepted.
+    fn refused(self) -> Vec<Result<Decided, Failure>> {
+        self.results
+            .into_iter()
+            .map(|r| r.expect("refused"))
+            .collect()
+    }
 }
 
 /// Applies the transfers in arrival order in memory, each refused on its own when funds,
@@ -393,71 +408,25 @@ async fn attempt(
     let optimistic = optimistic && db.kind() == DbKind::Postgres;
     let tx = db.begin_write().await?;
     let day = chrono::Utc::now().timestamp().div_euclid(86_400);
-    let from_ids: Vec<String> = jobs
-        .iter()
-        .map(|j| account_id(&j.plan.sender_id, AccountKind::Wallet, &j.plan.asset))
-        .collect();
+    let wallet = |owner: &str, j: &Job| account_id(owner, AccountKind::Wallet, &j.plan.asset);
+    let from_ids: Vec<String> = jobs.iter().map(|j| wallet(&j.plan.sender_id, j)).collect();
     let to_ids: Vec<String> = jobs
         .iter()
-        .map(|j| account_id(&j.plan.recipient_id, AccountKind::Wallet, &j.plan.asset))
+        .map(|j| wallet(&j.plan.recipient_id, j))
         .collect();
-    let mut ids: Vec<&str> = from_ids.iter().chain(&to_ids).map(String::as_str).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    // On PostgreSQL the first read never locks, so that missing accounts are opened before
-    // any row is locked: a group locking first must not wait on another group's new account
-    // while holding accounts that group waits for.
-    let pg = db.kind() == DbKind::Postgres;
-    let mut balances = balances_of(db, &tx, &ids, !pg).await?;
-    // A recipient's first credit of an asset opens the account.
-    let mut missing: Vec<(&str, &str, &str, &str)> = jobs
-        .iter()
-        .zip(&to_ids)
-        .filter(|(_, id)| !balances.contains_key(id.as_str()))
-        .map(|(j, id)| {
-            (
-                id.as_str(),
-                j.plan.recipient_id.as_str(),
-                "wallet",
-                j.plan.asset.as_str(),
-            )
-        })
-        .collect();
-    if !missing.is_empty() {
-        missing.sort_unstable();
-        missing.dedup();
-        db.open_accounts(&tx, &missing).await?;
-        let new: Vec<&str> = missing.iter().map(|m| m.0).collect();
-        balances.extend(balances_of(db, &tx, &new, !pg).await?);
-    }
-    if pg && !optimistic {
-        balances = balances_of(db, &tx, &ids, true).await?;
-    }
-    let mut senders: Vec<&str> = jobs.iter().map(|j| j.plan.sender_id.as_str()).collect();
-    senders.sort_unstable();
-    senders.dedup();
-    let used = db
-        .usage(&tx, Usage::Transfers, day, &senders, !optimistic)
-        .await?
-        .into_iter()
-        .collect::<HashMap<_, _>>();
+    let ids = distinct(from_ids.iter().chain(&to_ids).map(String::as_str));
+    let senders = distinct(jobs.iter().map(|j| j.plan.sender_id.as_str()));
 
+    let balances = first_balances(db, &tx, jobs, &to_ids, &ids, optimistic).await?;
+    let used = usage_of(db, &tx, day, &senders, !optimistic).await?;
     // Keys committed before this group (a replay racing its first request) are answered from
     // their stored record; checked once here so that they do not make the group roll back.
-    let pairs: Vec<(&str, &str)> = jobs
-        .iter()
-        .map(|j| (j.plan.sender_id.as_str(), j.plan.key.as_str()))
-        .collect();
-    let taken: HashSet<(String, String)> = db
-        .taken_idempotency_keys(&tx, &pairs)
-        .await?
-        .into_iter()
-        .collect();
+    let pairs: Vec<(&str, &str)> = jobs.iter().map(|j| j.plan.idempotency()).collect();
     let group = Group {
         jobs,
         from_ids: &from_ids,
         to_ids: &to_ids,
-        taken,
+        taken: taken_keys(db, &tx, &pairs).await?,
         cap,
         max_operations: velocity.max_operations,
     };
@@ -467,21 +436,107 @@ async fn attempt(
     let first = decide(&group, balances, used, ops);
     if first.accepted.is_empty() {
         tx.rollback().await?;
-        return Ok(Attempt::Done(
-            first
-                .results
-                .into_iter()
-                .map(|r| r.expect("refused"))
-                .collect(),
-        ));
+        return Ok(Attempt::Done(first.refused()));
     }
 
     let now = etx_db::now_micros();
+    db.run_batch_counts(&tx, history(&group, &first.accepted, now))
+        .await?;
+    let decision = if optimistic {
+        let balances = balances_of(db, &tx, &ids, true).await?;
+        let used = usage_of(db, &tx, day, &senders, true).await?;
+        let ops = operations(db, &tx, velocity, &senders).await?;
+        let locked = decide(&group, balances, used, ops);
+        if locked.accepted_indices() != first.accepted_indices() {
+            tx.rollback().await?;
+            return Ok(Attempt::Moved);
+        }
+        locked
+    } else {
+        first
+    };
+    settle(db, tx, jobs, decision, day, cap, now).await
+}
+
+/// Each id once, in order: the order accounts and cap rows are locked in.
+fn distinct<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut ids: Vec<&str> = ids.collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// The balances of the group's accounts, opening the recipients' accounts that do not exist
+/// yet. On SQLite and when locking first on PostgreSQL they are read under lock.
+async fn first_balances(
+    db: &Db,
+    tx: &DatabaseTransaction,
+    jobs: &[Job],
+    to_ids: &[String],
+    ids: &[&str],
+    optimistic: bool,
+) -> Result<HashMap<String, i64>, DbErr> {
+    // On PostgreSQL the first read never locks, so that missing accounts are opened before
+    // any row is locked: a group locking first must not wait on another group's new account
+    // while holding accounts that group waits for.
+    let pg = db.kind() == DbKind::Postgres;
+    let mut balances = balances_of(db, tx, ids, !pg).await?;
+    // A recipient's first credit of an asset opens the account.
+    let mut missing: Vec<(&str, &str, &str, &str)> = jobs
+        .iter()
+        .zip(to_ids)
+        .filter(|(_, id)| !balances.contains_key(id.as_str()))
+        .map(|(j, id)| {
+            let p = &j.plan;
+            (
+                id.as_str(),
+                p.recipient_id.as_str(),
+                "wallet",
+                p.asset.as_str(),
+            )
+        })
+        .collect();
+    if !missing.is_empty() {
+        missing.sort_unstable();
+        missing.dedup();
+        db.open_accounts(tx, &missing).await?;
+        let new: Vec<&str> = missing.iter().map(|m| m.0).collect();
+        balances.extend(balances_of(db, tx, &new, !pg).await?);
+    }
+    if pg && !optimistic {
+        balances = balances_of(db, tx, ids, true).await?;
+    }
+    Ok(balances)
+}
+
+async fn usage_of(
+    db: &Db,
+    tx: &DatabaseTransaction,
+    day: i64,
+    senders: &[&str],
+    lock: bool,
+) -> Result<HashMap<String, i64>, DbErr> {
+    let rows = db.usage(tx, Usage::Transfers, day, senders, lock).await?;
+    Ok(rows.into_iter().collect())
+}
+
+async fn taken_keys(
+    db: &Db,
+    conn: &impl etx_db::ConnectionTrait,
+    pairs: &[(&str, &str)],
+) -> Result<HashSet<(String, String)>, DbErr> {
+    let rows = db.taken_idempotency_keys(conn, pairs).await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// What the accepted transfers write whatever the balances hold: journal entries with their
+/// postings, both sides' history rows, and each transfer's notification and audit record.
+fn history(group: &Group<'_>, accepted: &[Accepted], now: i64) -> Batch {
     let mut inserts = Batch::default();
     let mut entries = Batch::default();
-    let mut rows: Vec<NewTransaction<'_>> = Vec::with_capacity(first.accepted.len() * 2);
-    for a in &first.accepted {
-        let p = &jobs[a.index].plan;
+    let mut rows: Vec<NewTransaction<'_>> = Vec::with_capacity(accepted.len() * 2);
+    for a in accepted {
+        let p = &group.jobs[a.index].plan;
         let (from, to) = (
             group.from_ids[a.index].as_str(),
             group.to_ids[a.index].as_str(),
@@ -492,7 +547,7 @@ async fn attempt(
             &mut entries,
             &NewEntry {
                 id: &p.entry_id,
-                kind: "p2p",
+                kind: EntryKind::P2p,
                 asset: &p.asset,
                 memo: p.note.as_deref(),
                 created_by: Some(&p.sender_id),
@@ -504,7 +559,7 @@ async fn attempt(
         let side = |id, user, direction, other| NewTransaction {
             id,
             user_id: user,
-            kind: "p2p",
+            kind: TxKind::P2p,
             direction,
             asset: &p.asset,
             amount: p.amount,
@@ -520,29 +575,24 @@ async fn attempt(
     inserts.append(entries.merge_inserts());
     Db::insert_transactions(&mut inserts, &mut rows);
     let mut extra = Batch::default();
-    for a in &first.accepted {
-        extra.append(jobs[a.index].plan.extra.clone());
+    for a in accepted {
+        extra.append(group.jobs[a.index].plan.extra.clone());
     }
     inserts.append(extra.merge_inserts());
-    db.run_batch_counts(&tx, inserts).await?;
+    inserts
+}
 
-    let decision = if optimistic {
-        let balances = balances_of(db, &tx, &ids, true).await?;
-        let used = db
-            .usage(&tx, Usage::Transfers, day, &senders, true)
-            .await?
-            .into_iter()
-            .collect::<HashMap<_, _>>();
-        let ops = operations(db, &tx, velocity, &senders).await?;
-        let locked = decide(&group, balances, used, ops);
-        if locked.accepted_indices() != first.accepted_indices() {
-            tx.rollback().await?;
-            return Ok(Attempt::Moved);
-        }
-        locked
-    } else {
-        first
-    };
+/// Writes the decided balance and daily-total changes and the idempotency records, checks
+/// that each statement changed the rows it had to, and commits.
+async fn settle(
+    db: &Db,
+    tx: DatabaseTransaction,
+    jobs: &[Job],
+    decision: Decision<'_>,
+    day: i64,
+    cap: i64,
+    now: i64,
+) -> Result<Attempt, AttemptError> {
     let Decision {
         mut results,
         accepted,
@@ -575,18 +625,9 @@ async fn attempt(
         tx.rollback().await?;
         let pairs: Vec<(&str, &str)> = accepted
             .iter()
-            .map(|a| {
-                (
-                    jobs[a.index].plan.sender_id.as_str(),
-                    jobs[a.index].plan.key.as_str(),
-                )
-            })
+            .map(|a| jobs[a.index].plan.idempotency())
             .collect();
-        let taken: HashSet<(String, String)> = db
-            .taken_idempotency_keys(db.conn(), &pairs)
-            .await?
-            .into_iter()
-            .collect();
+        let taken = taken_keys(db, db.conn(), &pairs).await?;
         if taken.is_empty() {
             return Err(AttemptError::Conflict("idempotency key vanished"));
         }

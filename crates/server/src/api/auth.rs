@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
 use etx_core::accounts::{self, LoginOutcome, ProfileChange, Registration};
 use etx_core::session::Issued;
+use etx_domain::AuditAction;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -400,7 +401,7 @@ async fn refresh(
         }
     };
     let (user, issued) = etx_core::session::refresh(&state, &token).await?;
-    etx_core::audit::Event::new(Some(&user.id), "auth.refresh")
+    etx_core::audit::Event::new(Some(&user.id), AuditAction::Refresh)
         .target("user", &user.id)
         .record(&state)
         .await;

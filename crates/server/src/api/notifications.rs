@@ -9,6 +9,7 @@ use crate::views::rfc3339;
 use axum::Json;
 use axum::extract::{Query, State};
 use etx_core::audit::Event;
+use etx_domain::AuditAction;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
@@ -128,7 +129,7 @@ async fn mark_read(
         .db
         .mark_notifications_read(&auth.user.id, req.ids.as_deref())
         .await?;
-    Event::new(Some(&auth.user.id), "notification.read")
+    Event::new(Some(&auth.user.id), AuditAction::NotificationRead)
         .target("user", &auth.user.id)
         .details(json!({"updated": updated, "all": req.ids.is_none()}))
         .record(&state)

@@ -23,8 +23,11 @@ use etx_core::withdrawals::{
     WithdrawalView,
 };
 use etx_db::payments::WithdrawalFilter;
+use etx_domain::AuditAction;
+use etx_domain::WithdrawalStatus;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
+use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -53,22 +56,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(suspense_credit))
 }
 
-fn object(body: Value) -> Result<Value, ApiError> {
-    if body.is_object() {
-        Ok(body)
-    } else {
-        Err(ApiError::Validation {
-            message: "the body must be a JSON object".into(),
-            fields: Default::default(),
-        })
-    }
-}
-
-fn typed<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, ApiError> {
-    serde_json::from_value(object(body)?).map_err(|e| ApiError::Validation {
-        message: e.to_string(),
-        fields: Default::default(),
-    })
+/// A JSON object body in its typed form, read from its text (amounts never pass through a
+/// float).
+fn typed<T: serde::de::DeserializeOwned>(body: &RawValue) -> Result<T, ApiError> {
+    Ok(etx_core::ledger::parse_request(body)?.1)
 }
 
 /// Body of a deposit order.
@@ -96,9 +87,9 @@ pub struct DepositBody {
 async fn create_deposit(
     State(state): State<AppState>,
     auth: Auth,
-    AppJson(body): AppJson<Value>,
+    AppJson(body): AppJson<Box<RawValue>>,
 ) -> ApiResult<(StatusCode, Json<DepositResponse>)> {
-    let req: deposits::DepositRequest = typed(body)?;
+    let req: deposits::DepositRequest = typed(&body)?;
     let deposit = deposits::create_deposit(&state, &auth.user, req).await?;
     Ok((StatusCode::CREATED, Json(DepositResponse { deposit })))
 }
@@ -200,9 +191,9 @@ async fn simulate_deposit(
     State(state): State<AppState>,
     auth: Auth,
     Path(order_id): Path<String>,
-    AppJson(body): AppJson<Value>,
+    AppJson(body): AppJson<Box<RawValue>>,
 ) -> ApiResult<Json<WebhookResult>> {
-    let req: deposits::SimulateRequest = typed(body)?;
+    let req: deposits::SimulateRequest = typed(&body)?;
     state
         .db
         .deposit_by_order(&order_id)
@@ -210,7 +201,7 @@ async fn simulate_deposit(
         .filter(|d| d.user_id == auth.user.id || auth.role.is_staff())
         .ok_or(ApiError::NotFound)?;
     let out = deposits::simulate(&state, &order_id, req).await?;
-    etx_core::audit::Event::new(Some(&auth.user.id), "deposit.simulate")
+    etx_core::audit::Event::new(Some(&auth.user.id), AuditAction::DepositSimulate)
         .target("deposit", &order_id)
         .details(json!({"result": out.result}))
         .record(&state)
@@ -280,9 +271,9 @@ pub struct QuoteBody {
 async fn withdraw_quote(
     State(state): State<AppState>,
     _auth: Auth,
-    AppJson(body): AppJson<Value>,
+    AppJson(body): AppJson<Box<RawValue>>,
 ) -> ApiResult<Json<QuoteView>> {
-    let b: QuoteBody = typed(body)?;
+    let b: QuoteBody = typed(&body)?;
     let q = withdrawals::quote(&state, &b.currency, &b.amount.0)?;
     Ok(Json(QuoteView::new(&q)))
 }
@@ -316,11 +307,11 @@ async fn withdraw(
     State(state): State<AppState>,
     auth: Auth,
     headers: HeaderMap,
-    AppJson(body): AppJson<Value>,
+    AppJson(body): AppJson<Box<RawValue>>,
 ) -> ApiResult<Answer> {
     let key = crate::extract::idempotency_key(&headers)?;
     Ok(Answer(
-        withdrawals::withdraw(&state, &auth.user, &key, object(body)?).await?,
+        withdrawals::withdraw(&state, &auth.user, &key, &body).await?,
     ))
 }
 
@@ -422,16 +413,6 @@ pub struct QueueQuery {
     pub limit: Option<i64>,
 }
 
-const STATUSES: [&str; 7] = [
-    "held",
-    "pending",
-    "pending_approval",
-    "processing",
-    "completed",
-    "rejected",
-    "cancelled",
-];
-
 /// The withdrawal queue (staff): pending, awaiting a second approval, and processing by default.
 #[utoipa::path(get, path = "/api/admin/withdrawals", tag = "admin", params(QueueQuery),
     responses(
@@ -448,18 +429,18 @@ async fn admin_withdrawals(
     auth.require_staff()?;
     let (skip, limit) = super::users::paging(q.skip, q.limit)?;
     let statuses: Vec<String> = match q.status.as_deref().map(str::trim) {
-        None | Some("") => vec![
-            "pending".into(),
-            "pending_approval".into(),
-            "processing".into(),
-        ],
+        None | Some("") => WithdrawalStatus::AWAITING_STAFF
+            .iter()
+            .map(|s| s.as_str().to_string())
+            .collect(),
         Some("all") => vec![],
         Some(s) => {
             let list: Vec<String> = s.split(',').map(|x| x.trim().to_string()).collect();
-            if let Some(bad) = list.iter().find(|x| !STATUSES.contains(&x.as_str())) {
+            if let Some(bad) = list.iter().find(|x| WithdrawalStatus::parse(x).is_none()) {
+                let known: Vec<&str> = WithdrawalStatus::ALL.iter().map(|s| s.as_str()).collect();
                 return Err(ApiError::field(
                     "status",
-                    &format!("unknown status {bad:?}; one of {}", STATUSES.join(", ")),
+                    &format!("unknown status {bad:?}; one of {}", known.join(", ")),
                 ));
             }
             list
@@ -541,10 +522,10 @@ async fn reject_withdrawal(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
-    AppJson(body): AppJson<Value>,
+    AppJson(body): AppJson<Box<RawValue>>,
 ) -> ApiResult<Json<WithdrawalResponse>> {
     auth.require_staff()?;
-    let b: ReasonBody = typed(body)?;
+    let b: ReasonBody = typed(&body)?;
     let withdrawal =
         withdrawals::staff_withdrawal(&state, &auth, &id, StaffAction::Reject { reason: b.reason })
             .await?;
@@ -564,10 +545,10 @@ async fn complete_withdrawal(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
-    AppJson(body): AppJson<Value>,
+    AppJson(body): AppJson<Box<RawValue>>,
 ) -> ApiResult<Json<WithdrawalResponse>> {
     auth.require_admin()?;
-    let b: CompleteBody = typed(body)?;
+    let b: CompleteBody = typed(&body)?;
     let withdrawal = withdrawals::staff_withdrawal(
         &state,
         &auth,
@@ -624,7 +605,7 @@ async fn aml_decision(
     state: &AppState,
     auth: &Auth,
     id: &str,
-    body: Value,
+    body: &RawValue,
     release: bool,
 ) -> ApiResult<Json<FlagResponse>> {
     auth.require_staff()?;
@@ -647,9 +628,9 @@ async fn aml_release(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
-    AppJson(body): AppJson<Value>,
+    AppJson(body): AppJson<Box<RawValue>>,
 ) -> ApiResult<Json<FlagResponse>> {
-    aml_decision(&state, &auth, &id, body, true).await
+    aml_decision(&state, &auth, &id, &body, true).await
 }
 
 /// Reject a flagged operation (staff): held money goes back (to the sender, or out to the payer).
@@ -665,9 +646,9 @@ async fn aml_reject(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
-    AppJson(body): AppJson<Value>,
+    AppJson(body): AppJson<Box<RawValue>>,
 ) -> ApiResult<Json<FlagResponse>> {
-    aml_decision(&state, &auth, &id, body, false).await
+    aml_decision(&state, &auth, &id, &body, false).await
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -738,10 +719,10 @@ async fn suspense_refund(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
-    AppJson(body): AppJson<Value>,
+    AppJson(body): AppJson<Box<RawValue>>,
 ) -> ApiResult<Json<SuspenseResponse>> {
     auth.require_admin()?;
-    let b: ReasonBody = typed(body)?;
+    let b: ReasonBody = typed(&body)?;
     let item = deposits::resolve_suspense(
         &state,
         &auth.user,
@@ -767,10 +748,10 @@ async fn suspense_credit(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
-    AppJson(body): AppJson<Value>,
+    AppJson(body): AppJson<Box<RawValue>>,
 ) -> ApiResult<Json<SuspenseResponse>> {
     auth.require_admin()?;
-    let b: SuspenseCreditBody = typed(body)?;
+    let b: SuspenseCreditBody = typed(&body)?;
     let item = deposits::resolve_suspense(
         &state,
         &auth.user,

@@ -9,6 +9,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use etx_core::audit::Event;
+use etx_domain::AuditAction;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
@@ -68,7 +69,7 @@ async fn announce(
         at: rfc3339(etx_db::now_micros()),
     };
     state.realtime.to_everyone("announcement", &a).await;
-    Event::new(Some(&auth.user.id), "realtime.announcement")
+    Event::new(Some(&auth.user.id), AuditAction::Announcement)
         .details(json!({"message": a.message, "level": a.level}))
         .record(&state)
         .await;

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use etx_core::accounts;
 use etx_db::users::Deletion;
 use etx_db::users::{AdminPatch, SortField, UserFilter};
+use etx_domain::AuditAction;
 use etx_domain::Role;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -287,7 +288,7 @@ async fn update_user(
     let user = state.db.user_by_id(&id).await?.ok_or(ApiError::NotFound)?;
     tracing::info!(actor = %auth.user.id, target = %id, "user updated by admin");
     let snapshot = |u: &etx_db::users::UserRow| serde_json::json!({"role": u.role, "is_active": u.is_active, "is_verified": u.is_verified});
-    etx_core::audit::Event::new(Some(&auth.user.id), "user.admin_update")
+    etx_core::audit::Event::new(Some(&auth.user.id), AuditAction::AdminUpdate)
         .target("user", &id)
         .details(serde_json::json!({"before": snapshot(&before), "after": snapshot(&user)}))
         .record(&state)
@@ -329,7 +330,7 @@ async fn delete_user(
             fields: Default::default(),
         }),
         Deletion::Deleted => {
-            etx_core::audit::Event::new(Some(&auth.user.id), "user.delete")
+            etx_core::audit::Event::new(Some(&auth.user.id), AuditAction::UserDelete)
                 .target("user", &id)
                 .details(serde_json::json!({"username": user.username, "email": user.email, "role": user.role}))
                 .record(&state)

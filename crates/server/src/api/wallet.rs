@@ -117,17 +117,11 @@ async fn p2p(
     State(state): State<AppState>,
     auth: Auth,
     headers: HeaderMap,
-    AppJson(body): AppJson<serde_json::Value>,
+    AppJson(body): AppJson<Box<serde_json::value::RawValue>>,
 ) -> ApiResult<Answer> {
     let key = crate::extract::idempotency_key(&headers)?;
-    if !body.is_object() {
-        return Err(ApiError::Validation {
-            message: "the body must be a JSON object".into(),
-            fields: Default::default(),
-        });
-    }
     Ok(Answer(
-        wallet::transfer_p2p(&state, &auth.user, &key, body).await?,
+        wallet::transfer_p2p(&state, &auth.user, &key, &body).await?,
     ))
 }
 
@@ -219,18 +213,12 @@ async fn admin_adjust(
     State(state): State<AppState>,
     auth: Auth,
     headers: HeaderMap,
-    AppJson(body): AppJson<serde_json::Value>,
+    AppJson(body): AppJson<Box<serde_json::value::RawValue>>,
 ) -> ApiResult<Answer> {
     auth.require_admin()?;
     let key = crate::extract::idempotency_key(&headers)?;
-    if !body.is_object() {
-        return Err(ApiError::Validation {
-            message: "the body must be a JSON object".into(),
-            fields: Default::default(),
-        });
-    }
     Ok(Answer(
-        wallet::adjust(&state, &auth.user, &key, body).await?,
+        wallet::adjust(&state, &auth.user, &key, &body).await?,
     ))
 }
 

@@ -19,6 +19,7 @@ use etx_core::review;
 use etx_core::withdrawals;
 use etx_core::withdrawals::StaffAction;
 use etx_db::payments::WithdrawalFilter;
+use etx_domain::WithdrawalStatus;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -451,7 +452,8 @@ pub async fn view_withdraw_post(
     };
     let body =
         serde_json::json!({"amount": f.amount, "currency": f.currency, "address": f.address});
-    match withdrawals::withdraw(&state, &u.auth.user, &key, body).await {
+    let body = serde_json::value::to_raw_value(&body).expect("a JSON value always serializes");
+    match withdrawals::withdraw(&state, &u.auth.user, &key, &body).await {
         Ok(o) => {
             let held = serde_json::from_str::<withdrawals::WithdrawalCreated>(&o.body)
                 .is_ok_and(|v| v.withdrawal.status == "held");
@@ -529,17 +531,9 @@ async fn admin_withdrawals_page(
     if !u.auth.role.is_staff() {
         return error_page(StatusCode::NOT_FOUND, "Not found", "There is no such page.");
     }
-    let statuses = vec![
-        "open",
-        "held",
-        "pending",
-        "pending_approval",
-        "processing",
-        "completed",
-        "rejected",
-        "cancelled",
-        "all",
-    ];
+    let mut statuses = vec!["open"];
+    statuses.extend(WithdrawalStatus::ALL.iter().map(|s| s.as_str()));
+    statuses.push("all");
     let status = if statuses.contains(&status) {
         status
     } else {
@@ -547,11 +541,10 @@ async fn admin_withdrawals_page(
     };
     let filter = WithdrawalFilter {
         statuses: match status {
-            "open" => vec![
-                "pending".into(),
-                "pending_approval".into(),
-                "processing".into(),
-            ],
+            "open" => WithdrawalStatus::AWAITING_STAFF
+                .iter()
+                .map(|s| s.as_str().to_string())
+                .collect(),
             "all" => vec![],
             s => vec![s.to_string()],
         },

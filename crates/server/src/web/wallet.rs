@@ -132,7 +132,8 @@ pub async fn view_transfer_post(
     if !f.note.trim().is_empty() {
         body["note"] = serde_json::Value::String(f.note.clone());
     }
-    match etx_core::wallet::transfer_p2p(&state, &u.auth.user, &key, body).await {
+    let body = serde_json::value::to_raw_value(&body).expect("a JSON value always serializes");
+    match etx_core::wallet::transfer_p2p(&state, &u.auth.user, &key, &body).await {
         Ok(_) => Redirect::to("/wallet?msg=sent").into_response(),
         Err(e) => wallet_page(&state, &u, f, Some(e.into()), None).await,
     }
@@ -182,9 +183,10 @@ pub async fn view_transactions_get(
     u: WebUser,
     Query(q): Query<TxPageQuery>,
 ) -> Response {
-    let kinds: Vec<String> = ["p2p", "adjustment", "deposit", "withdrawal", "trade"]
-        .map(String::from)
-        .to_vec();
+    let kinds: Vec<String> = etx_domain::TxKind::ALL
+        .iter()
+        .map(|k| k.as_str().to_string())
+        .collect();
     let kind = kinds.iter().find(|k| **k == q.kind).cloned();
     let asset = state.assets.get(&q.currency).map(|a| a.code.clone());
     let (from, to) = (day(&q.from, false), day(&q.to, true));

@@ -57,7 +57,7 @@ proptest! {
                 match op {
                     Op::Adjust { user, cents } => {
                         let body = json!({"user_id": users[*user].id, "currency": "USD", "amount": usd(*cents), "reason": "model"});
-                        let got = wallet::adjust(&app.state, &admin_row, &key, body.clone()).await;
+                        let got = wallet::adjust(&app.state, &admin_row, &key, &raw(&body)).await;
                         let bal = model.entry(*user).or_default();
                         let ok = *cents != 0 && *bal + cents >= 0;
                         assert_eq!(got.is_ok(), ok, "{op:?} with balance {bal}");
@@ -68,7 +68,7 @@ proptest! {
                     }
                     Op::Transfer { from, to, cents } => {
                         let body = json!({"recipient": users[*to].username, "amount": usd(*cents), "currency": "USD"});
-                        let got = wallet::transfer_p2p(&app.state, &users[*from], &key, body.clone()).await;
+                        let got = wallet::transfer_p2p(&app.state, &users[*from], &key, &raw(&body)).await;
                         let have = *model.get(from).unwrap_or(&0);
                         let ok = from != to && *cents >= 100 && have >= *cents;
                         assert_eq!(got.is_ok(), ok, "{op:?} with balance {have}: {:?}", got.err().map(|e| e.to_string()));
@@ -81,9 +81,9 @@ proptest! {
                     Op::Replay => {
                         let Some((who, key, body, status)) = last.clone() else { continue };
                         let got = if who == usize::MAX {
-                            wallet::adjust(&app.state, &admin_row, &key, body).await
+                            wallet::adjust(&app.state, &admin_row, &key, &raw(&body)).await
                         } else {
-                            wallet::transfer_p2p(&app.state, &users[who], &key, body).await
+                            wallet::transfer_p2p(&app.state, &users[who], &key, &raw(&body)).await
                         };
                         let got = got.unwrap();
                         assert!(got.replayed);
@@ -99,4 +99,9 @@ proptest! {
             app.ledger_ok().await;
         });
     }
+}
+
+/// A request body as the JSON text a client sends.
+fn raw(body: &serde_json::Value) -> Box<serde_json::value::RawValue> {
+    serde_json::value::to_raw_value(body).unwrap()
 }

@@ -759,7 +759,7 @@ async fn move_in(
         &mut batch,
         &etx_db::ledger::NewEntry {
             id: &id,
-            kind: "adjustment",
+            kind: etx_domain::EntryKind::Adjustment,
             asset: "USD",
             memo: Some("moved under a waiting transfer"),
             created_by: None,
@@ -924,4 +924,45 @@ async fn a_changed_recipient_is_seen_by_the_next_transfer() {
         2_00,
         "the suspended user received nothing"
     );
+}
+
+/// A JSON number is read from the request's text: one a float cannot hold (2^53 + 1 cents)
+/// keeps every digit, and an exponent is refused instead of rounded.
+#[tokio::test]
+async fn amounts_sent_as_json_numbers_keep_every_digit() {
+    let app = TestApp::spawn().await;
+    let admin = app.user_with_role("treasurer", "admin").await;
+    let alice = verified(&app, "alice").await;
+    let send = |amount: &str| {
+        let body = format!(
+            r#"{{"user_id": "{}", "currency": "USD", "amount": {amount}, "reason": "exact"}}"#,
+            alice.id
+        );
+        app.client
+            .post(app.url("/api/admin/wallets/adjust"))
+            .bearer_auth(&admin.token)
+            .header("content-type", "application/json")
+            .header("idempotency-key", uuid::Uuid::now_v7().to_string())
+            .body(body)
+            .send()
+    };
+    // Worth more than the approval threshold: it waits for a second admin, as sent.
+    let r = send("90071992547409.93").await.unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["adjustment"]["amount"], "90071992547409.93");
+    // Small enough to apply at once: the balance is exactly what was sent.
+    let r = send("12.30").await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(app.balances(&alice).await["USD"], "12.30");
+    for bad in ["1e3", "1.5E1", "-0.0"] {
+        let (s, c, _) = error_code(send(bad).await.unwrap()).await;
+        assert_eq!(
+            (s, c.as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR"),
+            "{bad}"
+        );
+    }
+    assert_eq!(app.balances(&alice).await["USD"], "12.30");
+    app.ledger_ok().await;
 }
