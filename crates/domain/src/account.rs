@@ -2,57 +2,28 @@
 //! platform owns the rest. Which of them may run below zero is a rule of the ledger, stated
 //! once here.
 
-use std::fmt;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AccountKind {
-    /// A user's spendable balance.
-    Wallet,
-    /// A user's money waiting for an AML decision.
-    Held,
-    /// The platform's own funds; admin adjustments move money from and to it.
-    Equity,
-    /// Where deposits enter from the outside world.
-    DepositsClearing,
-    /// Requested withdrawals until staff complete, reject or the user cancels them.
-    WithdrawalsHold,
-    /// Where completed withdrawals leave to the outside world.
-    WithdrawalsClearing,
-    /// Withdrawal fees earned.
-    Fees,
-    /// Paid deposits whose owner no longer exists, until an admin resolves them.
-    Suspense,
+crate::names! {
+    pub enum AccountKind {
+        /// A user's spendable balance.
+        Wallet = "wallet",
+        /// A user's money waiting for an AML decision.
+        Held = "held",
+        /// The platform's own funds; admin adjustments move money from and to it.
+        Equity = "equity",
+        /// Where deposits enter from the outside world.
+        DepositsClearing = "deposits_clearing",
+        /// Requested withdrawals until staff complete, reject or the user cancels them.
+        WithdrawalsHold = "withdrawals_hold",
+        /// Where completed withdrawals leave to the outside world.
+        WithdrawalsClearing = "withdrawals_clearing",
+        /// Withdrawal fees earned.
+        Fees = "fees",
+        /// Paid deposits whose owner no longer exists, until an admin resolves them.
+        Suspense = "suspense",
+    }
 }
 
 impl AccountKind {
-    pub const ALL: [AccountKind; 8] = [
-        AccountKind::Wallet,
-        AccountKind::Held,
-        AccountKind::Equity,
-        AccountKind::DepositsClearing,
-        AccountKind::WithdrawalsHold,
-        AccountKind::WithdrawalsClearing,
-        AccountKind::Fees,
-        AccountKind::Suspense,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AccountKind::Wallet => "wallet",
-            AccountKind::Held => "held",
-            AccountKind::Equity => "equity",
-            AccountKind::DepositsClearing => "deposits_clearing",
-            AccountKind::WithdrawalsHold => "withdrawals_hold",
-            AccountKind::WithdrawalsClearing => "withdrawals_clearing",
-            AccountKind::Fees => "fees",
-            AccountKind::Suspense => "suspense",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<AccountKind> {
-        AccountKind::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-
     /// Accounts that face the outside world (the clearing accounts) or carry the platform's
     /// own position (equity) run negative by design; every other balance, a user's above all,
     /// never goes below zero.
@@ -64,27 +35,21 @@ impl AccountKind {
     }
 }
 
-impl fmt::Display for AccountKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::AccountKind;
 
     #[test]
     fn names_read_back_and_only_platform_positions_go_negative() {
-        for k in AccountKind::ALL {
+        for &k in AccountKind::ALL {
             assert_eq!(AccountKind::parse(k.as_str()), Some(k));
             assert_eq!(k.to_string(), k.as_str());
         }
         assert_eq!(AccountKind::parse("savings"), None);
         let negative: Vec<_> = AccountKind::ALL
-            .into_iter()
+            .iter()
             .filter(|k| k.may_go_negative())
-            .map(AccountKind::as_str)
+            .map(|k| k.as_str())
             .collect();
         assert_eq!(
             negative,
