@@ -134,9 +134,21 @@ pub struct HttpConfig {
     pub json_body_limit_bytes: usize,
 }
 
+/// Where uploaded objects live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    /// Files under `data_dir/objects`.
+    Local,
+    /// An S3-compatible bucket (`s3_bucket` required).
+    S3,
+    /// Kept in memory: tests and throwaway runs.
+    Memory,
+}
+
 #[derive(Clone, Serialize, Deserialize)]
 pub struct StorageSection {
-    pub backend: String,
+    pub backend: StorageBackend,
     pub s3_bucket: Option<String>,
     pub s3_endpoint: Option<String>,
     pub s3_region: String,
@@ -319,10 +331,7 @@ impl Config {
         if self.idempotency.retention_hours < 24 {
             anyhow::bail!("invalid setting idempotency.retention_hours: at least 24");
         }
-        if !matches!(self.storage.backend.as_str(), "local" | "s3" | "memory") {
-            anyhow::bail!("invalid setting storage.backend: must be local, s3 or memory");
-        }
-        if self.storage.backend == "s3" && self.storage.s3_bucket.is_none() {
+        if self.storage.backend == StorageBackend::S3 && self.storage.s3_bucket.is_none() {
             anyhow::bail!("invalid setting storage.s3_bucket: required when storage.backend = s3");
         }
         if let Some(u) = &self.database_url
@@ -348,12 +357,6 @@ impl Config {
         {
             anyhow::bail!("invalid setting ETX_SECRET_KEY: must be at least 32 characters");
         }
-        if !matches!(self.email.transport.as_str(), "file" | "smtp") {
-            anyhow::bail!("invalid setting email.transport: must be file or smtp");
-        }
-        if !matches!(self.email.smtp_tls.as_str(), "starttls" | "tls" | "none") {
-            anyhow::bail!("invalid setting email.smtp_tls: must be starttls, tls or none");
-        }
         if self.email.from.parse::<lettre::message::Mailbox>().is_err() {
             anyhow::bail!("invalid setting email.from: not a mail address");
         }
@@ -368,9 +371,6 @@ impl Config {
         }
         let settings = Settings::from_config(self)?;
         let m = &self.market;
-        if !matches!(m.provider.as_str(), "simulated" | "coinbase") {
-            anyhow::bail!("invalid setting market.provider: must be simulated or coinbase");
-        }
         if !(m.coinbase_url.starts_with("wss://") || m.coinbase_url.starts_with("ws://")) {
             anyhow::bail!("invalid setting market.coinbase_url: must start with wss:// or ws://");
         }
@@ -518,14 +518,45 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        let mut c = Config::defaults();
-        c.storage.backend = "ftp".into();
-        assert!(
-            c.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("storage.backend")
-        );
+        let parse = |extra: &str| {
+            Figment::from(Toml::string(DEFAULTS))
+                .merge(Toml::string(extra))
+                .extract::<Config>()
+                .map_err(|e| e.to_string())
+        };
+        for (toml, key, choices) in [
+            (
+                "[storage]\nbackend = \"ftp\"",
+                "storage.backend",
+                &["local", "s3", "memory"][..],
+            ),
+            (
+                "[email]\ntransport = \"pigeon\"",
+                "email.transport",
+                &["file", "smtp"],
+            ),
+            (
+                "[email]\nsmtp_tls = \"ssl\"",
+                "email.smtp_tls",
+                &["starttls", "tls", "none"],
+            ),
+            (
+                "[market]\nprovider = \"kraken\"",
+                "market.provider",
+                &["simulated", "coinbase"],
+            ),
+            (
+                "[deposits]\nprovider = \"stripe\"",
+                "deposits.provider",
+                &["sandbox", "nowpayments"],
+            ),
+        ] {
+            let e = parse(toml).unwrap_err();
+            assert!(e.contains(key), "{toml}: {e}");
+            for c in choices {
+                assert!(e.contains(&format!("`{c}`")), "{toml}: {e}");
+            }
+        }
         let mut c = Config::defaults();
         c.database_url = Some("mysql://x".into());
         assert!(

@@ -40,13 +40,15 @@ impl Mailer {
             .from
             .parse()
             .map_err(|e| anyhow::anyhow!("invalid setting email.from: {e}"))?;
-        let transport = match cfg.transport.as_str() {
-            "smtp" => {
+        let transport = match cfg.transport {
+            MailTransport::Smtp => {
                 let host = cfg.smtp_host.as_str();
-                let mut b = match cfg.smtp_tls.as_str() {
-                    "tls" => AsyncSmtpTransport::<Tokio1Executor>::relay(host)?,
-                    "none" => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
-                    _ => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)?,
+                let mut b = match cfg.smtp_tls {
+                    SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(host)?,
+                    SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
+                    SmtpTls::Starttls => {
+                        AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)?
+                    }
                 }
                 .port(cfg.smtp_port)
                 .timeout(Some(Duration::from_secs(cfg.smtp_timeout_secs)));
@@ -55,7 +57,7 @@ impl Mailer {
                 }
                 Transport::Smtp(Box::new(b.build()))
             }
-            _ => Transport::File(data_dir.join("mail")),
+            MailTransport::File => Transport::File(data_dir.join("mail")),
         };
         Ok(Mailer {
             from,
@@ -407,13 +409,33 @@ mod tests {
     }
 }
 
+/// Where letters go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailTransport {
+    /// `.eml` files under `data_dir/mail` (the dev outbox).
+    File,
+    Smtp,
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// Plain text: only for a relay on the same host or a test server.
+    None,
+}
+
 #[derive(Clone, Serialize, Deserialize)]
 pub struct EmailConfig {
-    pub transport: String,
+    pub transport: MailTransport,
     pub from: String,
     pub smtp_host: String,
     pub smtp_port: u16,
-    pub smtp_tls: String,
+    pub smtp_tls: SmtpTls,
     #[serde(default)]
     pub smtp_username: Option<String>,
     #[serde(default)]

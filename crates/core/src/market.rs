@@ -147,10 +147,9 @@ pub struct Market {
 
 impl Market {
     pub fn new(cfg: &MarketConfig, assets: &[AssetConfig]) -> anyhow::Result<Market> {
-        let source = match cfg.provider.as_str() {
-            "simulated" => "simulated",
-            "coinbase" => "coinbase",
-            other => anyhow::bail!("invalid setting market.provider: {other}"),
+        let source = match cfg.provider {
+            PriceFeed::Simulated => "simulated",
+            PriceFeed::Coinbase => "coinbase",
         };
         let now = now_micros();
         let mut anchors = HashMap::new();
@@ -465,9 +464,19 @@ mod tests {
     }
 }
 
+/// Where prices come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PriceFeed {
+    /// A random walk from the configured prices: no network needed.
+    Simulated,
+    /// Coinbase Exchange's public WebSocket ticker channel.
+    Coinbase,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MarketConfig {
-    pub provider: String,
+    pub provider: PriceFeed,
     pub coinbase_url: String,
     pub tick_ms: u64,
     pub stale_after_secs: u64,

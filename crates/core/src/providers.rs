@@ -35,15 +35,15 @@ impl Payments {
             Some(s) => s.as_bytes().to_vec(),
             None => derive(server_secret, b"etx sandbox ipn v1").to_vec(),
         };
-        let provider = match c.provider.as_str() {
-            "nowpayments" => Provider::NowPayments {
+        let provider = match c.provider {
+            crate::rules::PaymentProvider::Nowpayments => Provider::NowPayments {
                 url: c.nowpayments_url.clone(),
                 api_key: c.nowpayments_api_key.clone().unwrap_or_default(),
                 client: reqwest::Client::builder()
                     .timeout(std::time::Duration::from_secs(20))
                     .build()?,
             },
-            _ => Provider::Sandbox,
+            crate::rules::PaymentProvider::Sandbox => Provider::Sandbox,
         };
         Ok(Payments {
             provider,

@@ -81,10 +81,7 @@ impl Rules {
         admin: &AdminConfig,
     ) -> anyhow::Result<Rules> {
         let assets = crate::ledger::Assets::from_config(asset_settings)?;
-        if !matches!(d.provider.as_str(), "sandbox" | "nowpayments") {
-            anyhow::bail!("invalid setting deposits.provider: must be sandbox or nowpayments");
-        }
-        if d.provider == "nowpayments"
+        if d.provider == PaymentProvider::Nowpayments
             && (d.nowpayments_api_key.as_deref().is_none_or(str::is_empty)
                 || d.ipn_secret.as_deref().is_none_or(str::is_empty))
         {
@@ -242,10 +239,18 @@ pub(crate) fn queue_flag(
     );
 }
 
+/// Who takes deposit payments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PaymentProvider {
+    /// Dev: payments are completed from the UI or the CLI.
+    Sandbox,
+    Nowpayments,
+}
+
 #[derive(Clone, Serialize, Deserialize)]
 pub struct DepositConfig {
-    /// "sandbox" (dev: payments completed from the UI or CLI) or "nowpayments".
-    pub provider: String,
+    pub provider: PaymentProvider,
     pub ttl_minutes: u32,
     #[serde(deserialize_with = "etx_domain::money::decimal_text")]
     pub min_usd: String,
@@ -415,8 +420,12 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.to_string().contains("min_usd above max_usd"), "{e}");
-        let e = rules_with(|c| c.deposits.provider = "paypal".into()).unwrap_err();
-        assert!(e.to_string().contains("deposits.provider"), "{e}");
+        let e = rules_with(|c| {
+            c.deposits.provider = PaymentProvider::Nowpayments;
+            c.deposits.ipn_secret = None;
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("ipn_secret"), "{e}");
         let e = rules_with(|c| c.deposits.pay_currencies = vec!["USD".into()]).unwrap_err();
         assert!(e.to_string().contains("pay_currencies"), "{e}");
     }

@@ -227,7 +227,7 @@ async fn deposit_simulate(
     url: Option<String>,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(
-        config.is_dev() && config.deposits.provider == "sandbox",
+        config.is_dev() && config.deposits.provider == etx_core::rules::PaymentProvider::Sandbox,
         "simulated payments exist only with the sandbox provider in dev mode"
     );
     anyhow::ensure!(

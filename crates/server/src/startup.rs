@@ -8,8 +8,9 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use etx_auth::{HashParams, PasswordHasher, TokenKeys};
-use etx_core::config::Config;
 use etx_core::config::Settings;
+use etx_core::config::{Config, StorageBackend};
+use etx_core::market::PriceFeed;
 use etx_core::ratelimit::{RateLimiter, RedisLimiter};
 use etx_db::Db;
 use etx_storage::{ObjectStorage, StorageConfig};
@@ -54,16 +55,16 @@ pub fn hasher(config: &Config) -> anyhow::Result<PasswordHasher> {
 }
 
 fn storage_config(config: &Config) -> StorageConfig {
-    match config.storage.backend.as_str() {
-        "s3" => StorageConfig::S3 {
+    match config.storage.backend {
+        StorageBackend::S3 => StorageConfig::S3 {
             bucket: config.storage.s3_bucket.clone().unwrap_or_default(),
             endpoint: config.storage.s3_endpoint.clone(),
             region: config.storage.s3_region.clone(),
             access_key_id: config.storage.s3_access_key_id.clone(),
             secret_access_key: config.storage.s3_secret_access_key.clone(),
         },
-        "memory" => StorageConfig::Memory,
-        _ => StorageConfig::Local {
+        StorageBackend::Memory => StorageConfig::Memory,
+        StorageBackend::Local => StorageConfig::Local {
             root: config.data_dir.join("objects"),
         },
     }
@@ -265,12 +266,12 @@ impl Application {
         let upkeep = etx_core::jobs::spawn_upkeep(self.state.core.clone());
         let mail = etx_core::mail::spawn_sender(self.state.core.clone());
         let m = &self.state.config.market;
-        let feed = match m.provider.as_str() {
-            "coinbase" => tokio::spawn(etx_core::market::coinbase::run(
+        let feed = match m.provider {
+            PriceFeed::Coinbase => tokio::spawn(etx_core::market::coinbase::run(
                 self.state.market.clone(),
                 m.coinbase_url.clone(),
             )),
-            _ => tokio::spawn(etx_core::market::run_simulated(
+            PriceFeed::Simulated => tokio::spawn(etx_core::market::run_simulated(
                 self.state.market.clone(),
                 Duration::from_millis(m.tick_ms),
             )),

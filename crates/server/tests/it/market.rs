@@ -506,7 +506,7 @@ async fn the_coinbase_feed_is_parsed_reconnected_and_watched_for_silence() {
     ];
     let (url, mut subs) = fake_coinbase(script).await;
     let app = TestApp::spawn_with(|c| {
-        c.market.provider = "coinbase".into();
+        c.market.provider = etx_core::market::PriceFeed::Coinbase;
         c.market.coinbase_url = url.clone();
         c.market.stale_after_secs = 2;
     })

@@ -61,7 +61,7 @@ async fn fake_nowpayments() -> (String, Arc<Mutex<Vec<Value>>>) {
 async fn nowpayments_app(url: &str, key: &str) -> TestApp {
     let (url, key) = (url.to_string(), key.to_string());
     TestApp::spawn_with(move |c| {
-        c.deposits.provider = "nowpayments".into();
+        c.deposits.provider = etx_core::rules::PaymentProvider::Nowpayments;
         c.deposits.nowpayments_url = url;
         c.deposits.nowpayments_api_key = Some(key);
         c.deposits.ipn_secret = Some(IPN_SECRET.into());

@@ -84,7 +84,7 @@ async fn avatars_live_in_s3_and_replaced_ones_are_removed() {
     assert!(r.status().is_success(), "bucket created");
     let endpoint = moto.endpoint.clone();
     let app = TestApp::spawn_with(|c| {
-        c.storage.backend = "s3".into();
+        c.storage.backend = etx_core::config::StorageBackend::S3;
         c.storage.s3_bucket = Some(bucket.into());
         c.storage.s3_endpoint = Some(endpoint);
         c.storage.s3_access_key_id = Some("testing".into());

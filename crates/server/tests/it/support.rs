@@ -325,10 +325,10 @@ pub async fn two_factor_on(app: &TestApp, u: &TestUser) -> (String, Vec<String>)
 
 /// Sends this app's mail through plain SMTP on `127.0.0.1:port`.
 pub fn smtp_on(c: &mut Config, port: u16) {
-    c.email.transport = "smtp".into();
+    c.email.transport = etx_core::mail::MailTransport::Smtp;
     c.email.smtp_host = "127.0.0.1".into();
     c.email.smtp_port = port;
-    c.email.smtp_tls = "none".into();
+    c.email.smtp_tls = etx_core::mail::SmtpTls::None;
 }
 
 /// A local port nothing listens on.
