@@ -113,6 +113,54 @@ fn link_hash(
     }
 }
 
+/// Links pending records after (`seq`, `prev`): the values of their `audit_log` rows, their
+/// outbox ids, and the new head.
+fn link(
+    pending: &[PendingRow],
+    key: Option<&[u8; 32]>,
+    mut seq: i64,
+    mut prev: String,
+) -> (Vec<sea_orm::Value>, Vec<sea_orm::Value>, i64, String) {
+    let mut rows: Vec<sea_orm::Value> = Vec::with_capacity(pending.len() * 13);
+    let mut ids: Vec<sea_orm::Value> = Vec::with_capacity(pending.len());
+    for p in pending {
+        seq += 1;
+        let hash = link_hash(
+            key,
+            &prev,
+            seq,
+            &p.id,
+            p.at,
+            p.actor_id.as_deref(),
+            &p.action,
+            p.target_type.as_deref(),
+            p.target_id.as_deref(),
+            p.ip.as_deref(),
+            p.user_agent.as_deref(),
+            p.request_id.as_deref(),
+            &p.details,
+        );
+        rows.extend([
+            seq.into(),
+            p.id.clone().into(),
+            p.at.into(),
+            p.actor_id.clone().into(),
+            p.action.clone().into(),
+            p.target_type.clone().into(),
+            p.target_id.clone().into(),
+            p.ip.clone().into(),
+            p.user_agent.clone().into(),
+            p.request_id.clone().into(),
+            p.details.clone().into(),
+            prev.clone().into(),
+            hash.clone().into(),
+        ]);
+        ids.push(p.id.clone().into());
+        prev = hash;
+    }
+    (rows, ids, seq, prev)
+}
+
 /// The MAC that pins where keying began: moving `keyed_from` needs the key too.
 fn key_check(key: &[u8; 32], keyed_from: i64) -> String {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key length");
@@ -185,29 +233,7 @@ impl Db {
             return Ok(0);
         }
         let tx = self.begin_write().await?;
-        // Locks the head (PostgreSQL row lock; SQLite's write lock is already held).
-        let head = tx
-            .query_one_raw(self.stmt(
-                "UPDATE audit_head SET updated_at = $1 WHERE id = 1 \
-                 RETURNING seq, hash, keyed_from",
-                [now_micros().into()],
-            ))
-            .await?
-            .ok_or_else(|| DbErr::RecordNotFound("audit_head".into()))?;
-        let (mut seq, mut prev): (i64, String) =
-            (head.try_get_by_index(0)?, head.try_get_by_index(1)?);
-        let mut keyed_from: Option<i64> = head.try_get_by_index(2)?;
-        // The first chaining with a key marks where keyed records begin (1 on a new database;
-        // after the records of an older version otherwise).
-        if let (Some(key), None) = (self.audit_key.as_deref(), keyed_from) {
-            tx.execute_raw(self.stmt(
-                "UPDATE audit_head SET keyed_from = $1, key_check = $2 WHERE id = 1",
-                [(seq + 1).into(), key_check(key, seq + 1).into()],
-            ))
-            .await?;
-            keyed_from = Some(seq + 1);
-        }
-        let key = self.audit_key.as_deref().filter(|_| keyed_from.is_some());
+        let (seq, prev, key) = self.lock_audit_head(&tx).await?;
         let pending = PendingRow::find_by_statement(self.stmt(
             "SELECT id, at, actor_id, action, target_type, target_id, ip, user_agent, request_id, \
              details FROM audit_outbox ORDER BY id LIMIT $1",
@@ -219,45 +245,9 @@ impl Db {
             tx.rollback().await?;
             return Ok(0);
         }
+        let (rows, ids, seq, prev) = link(&pending, key, seq, prev);
         // One multi-row insert and one delete per batch: the chainer's cost stays small next
         // to the writes it follows.
-        let mut rows: Vec<sea_orm::Value> = Vec::with_capacity(pending.len() * 13);
-        let mut ids: Vec<sea_orm::Value> = Vec::with_capacity(pending.len());
-        for p in &pending {
-            seq += 1;
-            let hash = link_hash(
-                key,
-                &prev,
-                seq,
-                &p.id,
-                p.at,
-                p.actor_id.as_deref(),
-                &p.action,
-                p.target_type.as_deref(),
-                p.target_id.as_deref(),
-                p.ip.as_deref(),
-                p.user_agent.as_deref(),
-                p.request_id.as_deref(),
-                &p.details,
-            );
-            rows.extend([
-                seq.into(),
-                p.id.clone().into(),
-                p.at.into(),
-                p.actor_id.clone().into(),
-                p.action.clone().into(),
-                p.target_type.clone().into(),
-                p.target_id.clone().into(),
-                p.ip.clone().into(),
-                p.user_agent.clone().into(),
-                p.request_id.clone().into(),
-                p.details.clone().into(),
-                prev.clone().into(),
-                hash.clone().into(),
-            ]);
-            ids.push(p.id.clone().into());
-            prev = hash;
-        }
         tx.execute_raw(self.stmt(
             &format!(
                 "INSERT INTO audit_log (seq, id, at, actor_id, action, target_type, target_id, ip, \
@@ -280,6 +270,36 @@ impl Db {
         .await?;
         tx.commit().await?;
         Ok(pending.len())
+    }
+
+    /// Locks the chain's head (PostgreSQL row lock; SQLite's write lock is already held) and
+    /// answers its sequence number, its hash and the key new links are made with, if any.
+    async fn lock_audit_head(
+        &self,
+        tx: &sea_orm::DatabaseTransaction,
+    ) -> Result<(i64, String, Option<&[u8; 32]>), DbErr> {
+        let head = tx
+            .query_one_raw(self.stmt(
+                "UPDATE audit_head SET updated_at = $1 WHERE id = 1 \
+                 RETURNING seq, hash, keyed_from",
+                [now_micros().into()],
+            ))
+            .await?
+            .ok_or_else(|| DbErr::RecordNotFound("audit_head".into()))?;
+        let (seq, prev): (i64, String) = (head.try_get_by_index(0)?, head.try_get_by_index(1)?);
+        let mut keyed_from: Option<i64> = head.try_get_by_index(2)?;
+        // The first chaining with a key marks where keyed records begin (1 on a new database;
+        // after the records of an older version otherwise).
+        if let (Some(key), None) = (self.audit_key.as_deref(), keyed_from) {
+            tx.execute_raw(self.stmt(
+                "UPDATE audit_head SET keyed_from = $1, key_check = $2 WHERE id = 1",
+                [(seq + 1).into(), key_check(key, seq + 1).into()],
+            ))
+            .await?;
+            keyed_from = Some(seq + 1);
+        }
+        let key = self.audit_key.as_deref().filter(|_| keyed_from.is_some());
+        Ok((seq, prev, key))
     }
 
     /// Chains everything pending.
