@@ -47,6 +47,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub storage: StorageSection,
     pub avatar: AvatarConfig,
+    pub files: crate::files::FilesConfig,
     pub two_factor: TwoFactorConfig,
     pub email: EmailConfig,
     #[serde(default)]

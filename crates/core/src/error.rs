@@ -36,6 +36,9 @@ pub enum CoreError {
     /// Content of a kind the operation does not take (an image format, say).
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// More bytes than the operation or the user's quota allows.
+    #[error("{0}")]
+    PayloadTooLarge(String),
     #[error("{0}")]
     Unavailable(String),
     /// Out of capacity for this kind of work for a moment; worth retrying after a pause.

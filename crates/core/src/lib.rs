@@ -10,6 +10,7 @@ pub mod config;
 pub mod deposits;
 pub mod error;
 pub mod events;
+pub mod files;
 pub mod jobs;
 pub mod ledger;
 pub mod mail;

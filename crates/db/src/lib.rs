@@ -5,6 +5,7 @@ pub mod adjustments;
 pub mod audit;
 mod conn;
 mod errors;
+pub mod files;
 pub mod ledger;
 pub mod mail;
 pub mod market;

@@ -161,6 +161,7 @@ impl From<CoreError> for ApiError {
             CoreError::InsufficientFunds => ApiError::InsufficientFunds,
             CoreError::LimitExceeded(m) => ApiError::LimitExceeded(m),
             CoreError::UnsupportedMediaType(m) => ApiError::UnsupportedMediaType(m),
+            CoreError::PayloadTooLarge(m) => ApiError::PayloadTooLarge(m),
             CoreError::Unavailable(m) => ApiError::ServiceUnavailable(m),
             CoreError::Busy {
                 message,

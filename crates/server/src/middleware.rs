@@ -6,7 +6,7 @@ use crate::state::AppState;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use std::time::Instant;
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -107,4 +107,21 @@ pub async fn security_headers(State(state): State<AppState>, req: Request, next:
         );
     }
     resp
+}
+
+/// Answers 503 when a request takes longer than `limit` to produce its response. File uploads
+/// are exempt: their length depends on the client's line, and the upload itself gives up on a
+/// client that stops sending.
+pub async fn request_timeout(
+    State(limit): State<std::time::Duration>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if req.method() == axum::http::Method::POST && req.uri().path() == "/api/files" {
+        return next.run(req).await;
+    }
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
 }

@@ -6,7 +6,7 @@ use crate::{api, middleware, telemetry, web};
 use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderName, HeaderValue, Method};
 use etx_auth::{HashParams, PasswordHasher, TokenKeys};
 use etx_core::config::Settings;
 use etx_core::config::{Config, StorageBackend};
@@ -18,7 +18,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::timeout::TimeoutLayer;
 
 pub struct Application {
     listener: TcpListener,
@@ -213,9 +212,9 @@ pub fn build_router(state: AppState) -> Router {
             middleware::client_context,
         ))
         .layer(cors)
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
+        .layer(axum::middleware::from_fn_with_state(
             Duration::from_secs(cfg.http.request_timeout_secs),
+            middleware::request_timeout,
         ))
         .layer(axum::middleware::from_fn(middleware::request_context))
         .with_state(state.clone());

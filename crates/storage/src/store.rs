@@ -2,7 +2,9 @@
 
 use anyhow::Context;
 use bytes::Bytes;
-use object_store::{ObjectStore, PutPayload, path::Path};
+use futures_util::stream::BoxStream;
+use futures_util::{StreamExt, TryStreamExt};
+use object_store::{GetOptions, GetRange, ObjectStore, PutPayload, WriteMultipart, path::Path};
 use std::sync::Arc;
 
 #[derive(Debug, Clone)]
@@ -97,6 +99,34 @@ impl ObjectStorage {
         }
     }
 
+    /// Starts writing `key` in parts, so an upload of any size is never held in memory: the
+    /// object appears only when `finish` completes, and `abort` (or dropping the writer) leaves
+    /// nothing behind.
+    pub async fn writer(&self, key: &str) -> anyhow::Result<Writer> {
+        let upload = self.inner.put_multipart(&Path::from(key)).await?;
+        Ok(Writer {
+            inner: WriteMultipart::new_with_chunk_size(upload, WRITE_CHUNK),
+        })
+    }
+
+    /// The object's bytes (or those of `range`, start inclusive, end exclusive) as a stream;
+    /// `Ok(None)` when the object does not exist.
+    pub async fn read(
+        &self,
+        key: &str,
+        range: Option<std::ops::Range<u64>>,
+    ) -> anyhow::Result<Option<BoxStream<'static, anyhow::Result<Bytes>>>> {
+        let opts = GetOptions {
+            range: range.map(GetRange::Bounded),
+            ..Default::default()
+        };
+        match self.inner.get_opts(&Path::from(key), opts).await {
+            Ok(r) => Ok(Some(r.into_stream().map_err(anyhow::Error::from).boxed())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Used by readiness checks: listing one prefix proves credentials and reachability.
     pub async fn check(&self) -> anyhow::Result<()> {
         use futures_util::StreamExt;
@@ -104,6 +134,34 @@ impl ObjectStorage {
         if let Some(r) = s.next().await {
             r?;
         }
+        Ok(())
+    }
+}
+
+/// Part size of streamed writes: S3's smallest part is 5 MiB, and at most two parts are in
+/// flight, which bounds a writer's memory.
+const WRITE_CHUNK: usize = 5 * 1024 * 1024;
+const PARTS_IN_FLIGHT: usize = 2;
+
+/// An object being written part by part.
+pub struct Writer {
+    inner: WriteMultipart,
+}
+
+impl Writer {
+    pub async fn write(&mut self, chunk: &[u8]) -> anyhow::Result<()> {
+        self.inner.wait_for_capacity(PARTS_IN_FLIGHT).await?;
+        self.inner.write(chunk);
+        Ok(())
+    }
+
+    pub async fn finish(self) -> anyhow::Result<()> {
+        self.inner.finish().await?;
+        Ok(())
+    }
+
+    pub async fn abort(self) -> anyhow::Result<()> {
+        self.inner.abort().await?;
         Ok(())
     }
 }
@@ -126,6 +184,51 @@ mod tests {
         s.delete("avatars/a.png").await.unwrap();
         assert!(s.get("avatars/a.png").await.unwrap().is_none());
         s.delete("avatars/a.png").await.unwrap();
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    async fn read_all(
+        s: &ObjectStorage,
+        key: &str,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut r = s.read(key, range).await.unwrap().unwrap();
+        while let Some(b) = r.next().await {
+            out.extend_from_slice(&b.unwrap());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn streamed_writes_appear_whole_on_finish_and_not_at_all_on_abort() {
+        let dir = std::env::temp_dir().join(format!("etx-store-w-{}", std::process::id()));
+        for s in [
+            ObjectStorage::open(&StorageConfig::Local { root: dir.clone() }).unwrap(),
+            ObjectStorage::open(&StorageConfig::Memory).unwrap(),
+        ] {
+            // Larger than one part, written in odd-sized pieces.
+            let data: Vec<u8> = (0..(WRITE_CHUNK * 2 + 12_345))
+                .map(|i| (i % 251) as u8)
+                .collect();
+            let mut w = s.writer("files/big").await.unwrap();
+            assert!(
+                s.get("files/big").await.unwrap().is_none(),
+                "not visible before finish"
+            );
+            for piece in data.chunks(65_537) {
+                w.write(piece).await.unwrap();
+            }
+            w.finish().await.unwrap();
+            assert_eq!(read_all(&s, "files/big", None).await, data);
+            assert_eq!(read_all(&s, "files/big", Some(10..20)).await, &data[10..20]);
+
+            let mut w = s.writer("files/gone").await.unwrap();
+            w.write(&data[..1000]).await.unwrap();
+            w.abort().await.unwrap();
+            assert!(s.get("files/gone").await.unwrap().is_none());
+            assert!(s.read("files/gone", None).await.unwrap().is_none());
+        }
         let _ = std::fs::remove_dir_all(dir);
     }
 }

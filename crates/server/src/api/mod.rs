@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod files;
 pub mod market;
 pub mod notifications;
 pub mod ops;
@@ -30,6 +31,7 @@ use utoipa_axum::router::OpenApiRouter;
         (name = "wallet", description = "Balances and P2P transfers"),
         (name = "transactions", description = "History, summary and export"),
         (name = "notifications", description = "Your notifications"),
+        (name = "files", description = "Your file workspace: folders, uploads, downloads"),
         (name = "market", description = "Live prices, 24-hour statistics, candles and the price stream"),
         (name = "admin", description = "Administration of money and users"),
         (name = "ops", description = "Configuration, health and metrics"),
@@ -71,6 +73,7 @@ pub fn router(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) 
         .merge(market::router())
         .merge(realtime::router())
         .merge(notifications::router())
+        .merge(files::router())
         .merge(ops::router())
         .split_for_parts()
 }

@@ -9,6 +9,7 @@ mod auth;
 mod avatar;
 mod cli;
 mod crash;
+mod files;
 mod hardening;
 mod market;
 mod model;

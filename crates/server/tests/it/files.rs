@@ -1,0 +1,507 @@
+//! The file workspace through the API: folder uploads keeping their tree, sniffed types,
+//! ranged downloads, privacy, the quota, names, moves and recursive deletes, on whichever
+//! database the suite runs against.
+
+use crate::support::*;
+use reqwest::StatusCode;
+use reqwest::multipart::{Form, Part};
+use serde_json::{Value, json};
+
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
+
+fn form(files: &[(&str, &[u8])]) -> Form {
+    files.iter().fold(Form::new(), |f, (name, data)| {
+        f.part(
+            "file",
+            Part::bytes(data.to_vec()).file_name(name.to_string()),
+        )
+    })
+}
+
+impl TestApp {
+    async fn upload(
+        &self,
+        u: &TestUser,
+        folder: Option<&str>,
+        files: &[(&str, &[u8])],
+    ) -> reqwest::Response {
+        let path = match folder {
+            Some(f) => format!("/api/files?folder_id={f}"),
+            None => "/api/files".into(),
+        };
+        self.client
+            .post(self.url(&path))
+            .bearer_auth(&u.token)
+            .multipart(form(files))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn listing(&self, u: &TestUser, folder: Option<&str>) -> Value {
+        let path = match folder {
+            Some(f) => format!("/api/files?folder_id={f}"),
+            None => "/api/files".into(),
+        };
+        let r = self.get(&path, Some(&u.token)).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json().await.unwrap()
+    }
+
+    async fn files_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        u: &TestUser,
+        body: Value,
+    ) -> reqwest::Response {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(&u.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Objects stored under the local backend's `files/` prefix.
+    fn stored_objects(&self) -> usize {
+        fn count(p: &std::path::Path) -> usize {
+            std::fs::read_dir(p)
+                .map(|d| {
+                    d.flatten()
+                        .map(|e| {
+                            if e.path().is_dir() {
+                                count(&e.path())
+                            } else {
+                                1
+                            }
+                        })
+                        .sum()
+                })
+                .unwrap_or(0)
+        }
+        count(&self.data_dir.join("objects").join("files"))
+    }
+}
+
+fn names(listing: &Value) -> Vec<String> {
+    listing["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn id_of(listing: &Value, name: &str) -> String {
+    listing["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not in {listing}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_folder_upload_keeps_its_tree_and_files_come_back_byte_for_byte() {
+    let app = TestApp::spawn().await;
+    let u = app.register("alice").await;
+    let csv = b"orgFullName,emissionSourceName,v\nA,S1,0878036\n";
+    let r = app
+        .upload(
+            &u,
+            None,
+            &[
+                ("reports/2024/bar.csv", csv),
+                ("reports/logo.png", PNG),
+                ("reports/page.svg", b"<svg onload=alert(1)></svg>"),
+                ("notes.txt", "caf\u{e9}".as_bytes()),
+            ],
+        )
+        .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    let up: Value = r.json().await.unwrap();
+    let types: Vec<&str> = up["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["content_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["text/csv", "image/png", "text/plain", "text/plain"]);
+
+    let top = app.listing(&u, None).await;
+    assert_eq!(names(&top), ["reports", "notes.txt"], "folders first");
+    assert_eq!(top["folder"], Value::Null);
+    let reports = id_of(&top, "reports");
+    let inside = app.listing(&u, Some(&reports)).await;
+    assert_eq!(names(&inside), ["2024", "logo.png", "page.svg"]);
+    let y2024 = id_of(&inside, "2024");
+    let deep = app.listing(&u, Some(&y2024)).await;
+    assert_eq!(deep["path"][0]["name"], "reports");
+    assert_eq!(deep["folder"]["name"], "2024");
+    let bar = id_of(&deep, "bar.csv");
+
+    // The bytes, unchanged, as an attachment.
+    let r = app
+        .get(&format!("/api/files/{bar}/download"), Some(&u.token))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "text/csv");
+    assert_eq!(
+        r.headers()["content-length"],
+        csv.len().to_string().as_str()
+    );
+    assert!(
+        r.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment;")
+    );
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(r.bytes().await.unwrap().as_ref(), csv);
+    // A range of them.
+    let r = app
+        .client
+        .get(app.url(&format!("/api/files/{bar}/download")))
+        .bearer_auth(&u.token)
+        .header("range", "bytes=0-11")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        r.headers()["content-range"],
+        format!("bytes 0-11/{}", csv.len()).as_str()
+    );
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &csv[..12]);
+    let r = app
+        .client
+        .get(app.url(&format!("/api/files/{bar}/download")))
+        .bearer_auth(&u.token)
+        .header("range", "bytes=9999-")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    // Images may show in place; markup never does.
+    let png = id_of(&inside, "logo.png");
+    let r = app
+        .get(&format!("/api/files/{png}/download"), Some(&u.token))
+        .await;
+    assert!(
+        r.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("inline;")
+    );
+    let svg = id_of(&inside, "page.svg");
+    let r = app
+        .get(&format!("/api/files/{svg}/download"), Some(&u.token))
+        .await;
+    assert_eq!(r.headers()["content-type"], "text/plain");
+    assert!(
+        r.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment;")
+    );
+
+    // Search and storage use.
+    let found: Value = app
+        .get("/api/files/search?q=BAR", Some(&u.token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found["entries"][0]["name"], "bar.csv");
+    let usage: Value = app
+        .get("/api/files/usage", Some(&u.token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let total = csv.len() + PNG.len() + 27 + "caf\u{e9}".len();
+    assert_eq!(usage["used_bytes"], total);
+    assert_eq!(usage["files"], 4);
+    assert_eq!(usage["quota_bytes"], 1_073_741_824_i64);
+    assert_eq!(app.stored_objects(), 4);
+}
+
+#[tokio::test]
+async fn another_users_files_do_not_exist_for_you() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let mallory = app.register("mallory").await;
+    let r = app.upload(&alice, None, &[("secret/plan.txt", b"x")]).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let top = app.listing(&alice, None).await;
+    let folder = id_of(&top, "secret");
+    let file = id_of(&app.listing(&alice, Some(&folder)).await, "plan.txt");
+    for path in [
+        format!("/api/files/{file}"),
+        format!("/api/files/{file}/download"),
+        format!("/api/files?folder_id={folder}"),
+    ] {
+        let r = app.get(&path, Some(&mallory.token)).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    let r = app
+        .upload(&mallory, Some(&folder), &[("x.txt", b"x")])
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = app
+        .files_json(
+            reqwest::Method::PATCH,
+            &format!("/api/files/{file}"),
+            &mallory,
+            json!({"name": "mine.txt"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = app
+        .files_json(
+            reqwest::Method::DELETE,
+            &format!("/api/files/{folder}"),
+            &mallory,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(names(&app.listing(&mallory, None).await).is_empty());
+    let found: Value = app
+        .get("/api/files/search?q=plan", Some(&mallory.token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found["entries"], json!([]));
+    // Untouched for its owner.
+    assert_eq!(
+        names(&app.listing(&alice, Some(&folder)).await),
+        ["plan.txt"]
+    );
+    let r = app.get("/api/files", None).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn refused_uploads_store_nothing() {
+    let app = TestApp::spawn_with(|c| c.files.quota_bytes = 1000).await;
+    let u = app.register("alice").await;
+    // Past the quota: 413 with a message that says why, and nothing kept.
+    let big = vec![b'a'; 1500];
+    let r = app.upload(&u, None, &[("big.txt", &big)]).await;
+    let (s, code, body) = error_code(r).await;
+    assert_eq!(
+        (s, code.as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE")
+    );
+    let msg = body["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("quota of 1000 B"), "{msg}");
+    // Within the quota one by one, past it together: none of them is kept.
+    let part = vec![b'b'; 600];
+    let r = app
+        .upload(&u, None, &[("one.txt", &part), ("two.txt", &part)])
+        .await;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // A bad name or a name taken twice in one upload: nothing kept either.
+    for files in [
+        vec![("ok.txt", &b"1"[..]), ("../escape.txt", &b"2"[..])],
+        vec![("ok.txt", &b"1"[..]), ("CON", &b"2"[..])],
+        vec![("same.txt", &b"1"[..]), ("same.txt", &b"2"[..])],
+    ] {
+        let r = app.upload(&u, None, &files).await;
+        assert!(
+            matches!(
+                r.status(),
+                StatusCode::UNPROCESSABLE_ENTITY | StatusCode::CONFLICT
+            ),
+            "{files:?}: {}",
+            r.status()
+        );
+    }
+    // No file part at all.
+    let r = app
+        .client
+        .post(app.url("/api/files"))
+        .bearer_auth(&u.token)
+        .multipart(Form::new().text("note", "no file"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    // A body that breaks off in the middle of a file.
+    let body = "--XX\r\nContent-Disposition: form-data; name=\"file\"; filename=\"cut.txt\"\r\n\r\npartial data";
+    let r = app
+        .client
+        .post(app.url("/api/files"))
+        .bearer_auth(&u.token)
+        .header("content-type", "multipart/form-data; boundary=XX")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    assert!(names(&app.listing(&u, None).await).is_empty());
+    let usage: Value = app
+        .get("/api/files/usage", Some(&u.token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(usage["used_bytes"], 0);
+    assert_eq!(app.stored_objects(), 0, "no bytes left behind");
+    // What fits is taken, and then the quota is full.
+    let r = app.upload(&u, None, &[("fits.txt", &part)]).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = app.upload(&u, None, &[("more.txt", &part)]).await;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // A name taken by an earlier upload.
+    let r = app.upload(&u, None, &[("fits.txt", b"x")]).await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert_eq!(app.stored_objects(), 1);
+}
+
+#[tokio::test]
+async fn folders_are_made_renamed_moved_and_deleted_with_everything_in_them() {
+    let app = TestApp::spawn().await;
+    let u = app.register("alice").await;
+    let post = |body: Value| app.files_json(reqwest::Method::POST, "/api/files/folders", &u, body);
+    let r = post(json!({"name": "inbox"})).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let inbox: Value = r.json().await.unwrap();
+    let inbox = inbox["id"].as_str().unwrap().to_string();
+    let r = post(json!({"name": "inbox"})).await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let r = post(json!({"name": "../up"})).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let r = post(json!({"name": "2024", "parent_id": inbox})).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let y: Value = r.json().await.unwrap();
+    let y = y["id"].as_str().unwrap().to_string();
+    let r = app
+        .upload(
+            &u,
+            Some(&y),
+            &[("a.csv", b"a,b\n"), ("deep/b.csv", b"c,d\n")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    // A folder cannot move into itself or below itself.
+    let patch = |id: String, body: Value| {
+        let path = format!("/api/files/{id}");
+        let (app, u) = (&app, &u);
+        async move { app.files_json(reqwest::Method::PATCH, &path, u, body).await }
+    };
+    let r = patch(inbox.clone(), json!({"parent_id": y})).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let r = patch(inbox.clone(), json!({"parent_id": inbox})).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    // Rename, then move to the top and back.
+    let r = patch(y.clone(), json!({"name": "year-2024"})).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = patch(y.clone(), json!({"parent_id": null})).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(names(&app.listing(&u, None).await), ["inbox", "year-2024"]);
+    assert!(names(&app.listing(&u, Some(&inbox)).await).is_empty());
+    let r = patch(y.clone(), json!({"parent_id": inbox, "name": "2024"})).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(names(&app.listing(&u, None).await), ["inbox"]);
+
+    // Deleting the top folder removes everything, bytes included.
+    assert_eq!(app.stored_objects(), 2);
+    let r = app
+        .files_json(
+            reqwest::Method::DELETE,
+            &format!("/api/files/{inbox}"),
+            &u,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let d: Value = r.json().await.unwrap();
+    assert_eq!(d, json!({"files": 2, "folders": 3, "bytes": 8}));
+    assert!(names(&app.listing(&u, None).await).is_empty());
+    assert_eq!(app.stored_objects(), 0);
+    let usage: Value = app
+        .get("/api/files/usage", Some(&u.token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(usage["used_bytes"], 0);
+    let r = app.get(&format!("/api/files/{y}"), Some(&u.token)).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn concurrent_uploads_never_pass_the_quota_together() {
+    let app = TestApp::spawn_with(|c| c.files.quota_bytes = 1000).await;
+    let u = app.register("alice").await;
+    let part = vec![b'c'; 300];
+    let files: Vec<String> = (0..8).map(|i| format!("f{i}.txt")).collect();
+    let uploads = files.iter().map(|n| {
+        let (app, u, part) = (&app, &u, &part);
+        async move { app.upload(u, None, &[(n.as_str(), part)]).await }
+    });
+    let statuses: Vec<StatusCode> = futures_util::future::join_all(uploads)
+        .await
+        .iter()
+        .map(|r| r.status())
+        .collect();
+    let created = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CREATED)
+        .count();
+    assert_eq!(created, 3, "{statuses:?}");
+    assert!(
+        statuses
+            .iter()
+            .all(|s| matches!(*s, StatusCode::CREATED | StatusCode::PAYLOAD_TOO_LARGE)),
+        "{statuses:?}"
+    );
+    let usage: Value = app
+        .get("/api/files/usage", Some(&u.token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(usage["used_bytes"], 900);
+    assert_eq!(names(&app.listing(&u, None).await).len(), 3);
+    assert_eq!(app.stored_objects(), 3);
+}
+
+#[tokio::test]
+async fn uploads_into_the_same_new_folder_at_once_share_it() {
+    let app = TestApp::spawn().await;
+    let u = app.register("alice").await;
+    let files: Vec<String> = (0..6).map(|i| format!("shared/sub/f{i}.csv")).collect();
+    let uploads = files.iter().map(|n| {
+        let (app, u) = (&app, &u);
+        async move { app.upload(u, None, &[(n.as_str(), b"a,b\n")]).await }
+    });
+    let statuses: Vec<StatusCode> = futures_util::future::join_all(uploads)
+        .await
+        .iter()
+        .map(|r| r.status())
+        .collect();
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::CREATED),
+        "{statuses:?}"
+    );
+    let top = app.listing(&u, None).await;
+    assert_eq!(names(&top), ["shared"]);
+    let sub = id_of(&app.listing(&u, Some(&id_of(&top, "shared"))).await, "sub");
+    assert_eq!(names(&app.listing(&u, Some(&sub)).await).len(), 6);
+}
