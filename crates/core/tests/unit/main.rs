@@ -1,8 +1,10 @@
-//! Unit tests of the core without HTTP: settings, rules, arithmetic and parsing, through the
-//! public API.
+//! Unit tests of the core without HTTP: settings, rules, arithmetic and parsing through the
+//! public API, and account operations on a core over SQLite (`support`).
 
+mod accounts;
 mod config;
 mod mail;
 mod market;
 mod net_time;
 mod ratelimit;
+mod support;
