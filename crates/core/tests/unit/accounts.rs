@@ -1,7 +1,7 @@
 //! Registration, login, lock-out, profile and password changes, email verification and the
 //! mail queue, on a core without HTTP.
 
-use crate::support::{TestCore, client, core, core_with};
+use crate::support::{Refused, TestCore, client, core, core_with};
 use etx_core::CoreError;
 use etx_core::accounts::{self, LoginOutcome, ProfileChange, Registration};
 use etx_core::session::{self, Auth};
@@ -67,7 +67,7 @@ async fn registration_reports_every_bad_field_at_once() {
         &client("192.0.2.1"),
     )
     .await
-    .unwrap_err();
+    .refused();
     assert_eq!(fields(&e), ["email", "name", "password", "username"]);
     // A valid form with one bad field still names just that one.
     let e = accounts::register(
@@ -81,7 +81,7 @@ async fn registration_reports_every_bad_field_at_once() {
         &client("192.0.2.1"),
     )
     .await
-    .unwrap_err();
+    .refused();
     assert_eq!(fields(&e), ["name"]);
 }
 
@@ -118,7 +118,7 @@ async fn names_and_addresses_are_unique_without_case() {
                 &client("192.0.2.1"),
             )
             .await
-            .unwrap_err()
+            .refused()
         }
     };
     let e = taken("ALICE", "other@example.com").await;
@@ -143,7 +143,7 @@ async fn registrations_per_address_are_rate_limited() {
         &client("192.0.2.1"),
     )
     .await
-    .unwrap_err();
+    .refused();
     assert!(
         matches!(e, CoreError::RateLimited { limit: 1, .. }),
         "{e:?}"
@@ -262,15 +262,15 @@ async fn a_password_change_checks_the_current_one_and_the_policy() {
     let auth = signed_in(&c, &u).await;
     let e = accounts::change_password(&c, &auth, "Wrong1Horse", "Another1Horse")
         .await
-        .unwrap_err();
+        .refused();
     assert_eq!(fields(&e), ["current_password"]);
     let e = accounts::change_password(&c, &auth, PASSWORD, "weak")
         .await
-        .unwrap_err();
+        .refused();
     assert_eq!(fields(&e), ["new_password"]);
     let e = accounts::change_password(&c, &auth, PASSWORD, PASSWORD)
         .await
-        .unwrap_err();
+        .refused();
     assert!(
         matches!(&e, CoreError::Validation { fields, .. } if fields["new_password"].contains("differ")),
         "{e:?}"
@@ -297,15 +297,15 @@ async fn profile_changes_are_validated_and_an_email_change_needs_the_password() 
     let long_name = "n".repeat(101);
     let e = accounts::update_profile(&c, &u, change(Some("a b"), None, Some(&long_name), None))
         .await
-        .unwrap_err();
+        .refused();
     assert_eq!(fields(&e), ["name", "username"]);
     let e = accounts::update_profile(&c, &u, change(Some("Bob"), None, None, None))
         .await
-        .unwrap_err();
+        .refused();
     assert!(matches!(e, CoreError::Conflict { .. }), "{e:?}");
     let e = accounts::update_profile(&c, &u, change(None, Some("new@example.com"), None, None))
         .await
-        .unwrap_err();
+        .refused();
     assert_eq!(fields(&e), ["current_password"]);
     let renamed = accounts::update_profile(&c, &u, change(Some("alice2"), None, Some("  "), None))
         .await
@@ -329,7 +329,7 @@ async fn avatars_refuse_empty_and_non_image_files() {
     let u = register(&c, "alice").await;
     let e = accounts::set_avatar(&c, &u, bytes::Bytes::new())
         .await
-        .unwrap_err();
+        .refused();
     assert_eq!(fields(&e), ["file"]);
     let e = accounts::set_avatar(
         &c,
@@ -337,7 +337,7 @@ async fn avatars_refuse_empty_and_non_image_files() {
         bytes::Bytes::from_static(b"plain text, not a picture"),
     )
     .await
-    .unwrap_err();
+    .refused();
     assert!(matches!(e, CoreError::UnsupportedMediaType(_)), "{e:?}");
     // Removing an avatar that is not there changes nothing.
     let same = accounts::remove_avatar(&c, &u).await.unwrap();
@@ -350,10 +350,10 @@ async fn the_mailed_code_verifies_the_address() {
     let u = register(&c, "alice").await;
     let code = verification_code(&c, "alice@example.com").await;
     use etx_core::security::verify_email_code;
-    let e = verify_email_code(&c, &u, "12345").await.unwrap_err();
+    let e = verify_email_code(&c, &u, "12345").await.refused();
     assert_eq!(fields(&e), ["code"]);
     let wrong = if code == "000000" { "000001" } else { "000000" };
-    let e = verify_email_code(&c, &u, wrong).await.unwrap_err();
+    let e = verify_email_code(&c, &u, wrong).await.refused();
     assert!(
         matches!(&e, CoreError::Validation { fields, .. } if fields["code"] == "is incorrect"),
         "{e:?}"
@@ -439,4 +439,30 @@ async fn undeliverable_mail_is_retried_then_given_up() {
     let failed = c.db.list_mail(Some(MailStatus::Failed), 10).await.unwrap();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].attempts, 2);
+}
+
+#[tokio::test]
+async fn a_suspension_ends_access_and_refresh() {
+    let c = core().await;
+    let u = register(&c, "alice").await;
+    let Ok(LoginOutcome::Session(_, issued)) = login(&c, "alice", PASSWORD).await else {
+        panic!("no session");
+    };
+    session::authenticate(&c, &issued.access_token)
+        .await
+        .unwrap();
+    c.db.execute(
+        "UPDATE users SET is_active = $1 WHERE id = $2",
+        [false.into(), u.id.clone().into()],
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        session::authenticate(&c, &issued.access_token).await,
+        Err(CoreError::Unauthorized(m)) if m.contains("suspended")
+    ));
+    assert!(matches!(
+        session::refresh(&c, &issued.refresh_token).await,
+        Err(CoreError::Unauthorized(m)) if m.contains("suspended")
+    ));
 }

@@ -3,8 +3,11 @@
 
 mod accounts;
 mod config;
+mod deposits;
 mod mail;
 mod market;
 mod net_time;
 mod ratelimit;
+mod security;
 mod support;
+mod wallet;

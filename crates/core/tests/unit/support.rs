@@ -117,3 +117,17 @@ pub fn client(ip: &str) -> ClientInfo {
         user_agent: Some("core-test".into()),
     }
 }
+
+/// The error of an operation expected to be refused (the answers have no `Debug`).
+pub trait Refused {
+    fn refused(self) -> etx_core::CoreError;
+}
+
+impl<T> Refused for Result<T, etx_core::CoreError> {
+    fn refused(self) -> etx_core::CoreError {
+        match self {
+            Err(e) => e,
+            Ok(_) => panic!("the operation was carried out"),
+        }
+    }
+}
