@@ -221,3 +221,47 @@ fn settings_take_amounts_as_text_or_integers_not_floats() {
     let e = float.unwrap_err().to_string();
     assert!(e.contains("quoted string"), "{e}");
 }
+
+#[test]
+fn stored_names_read_back_exactly_and_print_as_stored() {
+    use etx_domain::{AuditAction, CreditState, EntryKind, TxKind, WithdrawalStatus};
+    fn round_trip<T: Copy + PartialEq + std::fmt::Debug + std::fmt::Display + AsRef<str>>(
+        all: &[T],
+        parse: fn(&str) -> Option<T>,
+    ) {
+        let mut seen = std::collections::HashSet::new();
+        for &v in all {
+            let text = v.to_string();
+            assert_eq!(text, v.as_ref());
+            assert!(seen.insert(text.clone()), "{text} is used twice");
+            assert_eq!(parse(&text), Some(v));
+            assert_eq!(parse(&text.to_uppercase()), None, "exact text only");
+        }
+        assert_eq!(parse(""), None);
+    }
+    round_trip(TxKind::ALL, TxKind::parse);
+    round_trip(EntryKind::ALL, EntryKind::parse);
+    round_trip(WithdrawalStatus::ALL, WithdrawalStatus::parse);
+    round_trip(CreditState::ALL, CreditState::parse);
+    round_trip(AuditAction::ALL, AuditAction::parse);
+    round_trip(DepositStatus::ALL, DepositStatus::parse);
+    assert_eq!(EntryKind::P2pHold.as_str(), "p2p_hold");
+    assert_eq!(CreditState::Suspense.to_string(), "suspense");
+}
+
+#[test]
+fn only_completed_rejected_and_cancelled_withdrawals_are_final() {
+    use etx_domain::WithdrawalStatus;
+    let finals: Vec<_> = WithdrawalStatus::ALL
+        .iter()
+        .filter(|s| s.is_final())
+        .map(|s| s.as_str())
+        .collect();
+    assert_eq!(finals, ["completed", "rejected", "cancelled"]);
+    assert!(
+        WithdrawalStatus::AWAITING_STAFF
+            .iter()
+            .all(|s| !s.is_final())
+    );
+    assert!(!WithdrawalStatus::AWAITING_STAFF.contains(&WithdrawalStatus::Held));
+}
