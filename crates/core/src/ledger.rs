@@ -611,3 +611,6 @@ pub struct AssetConfig {
     #[serde(default)]
     pub withdrawal_min_fee: Option<String>,
 }
+
+#[cfg(test)]
+mod tests;
