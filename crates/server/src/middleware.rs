@@ -117,7 +117,8 @@ pub async fn request_timeout(
     req: Request,
     next: Next,
 ) -> Response {
-    if req.method() == axum::http::Method::POST && req.uri().path() == "/api/files" {
+    let upload = matches!(req.uri().path(), "/api/files" | "/files/upload");
+    if req.method() == axum::http::Method::POST && upload {
         return next.run(req).await;
     }
     match tokio::time::timeout(limit, next.run(req)).await {

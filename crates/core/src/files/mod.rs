@@ -121,11 +121,12 @@ pub fn human_bytes(n: u64) -> String {
         v /= 1024.0;
         unit += 1;
     }
-    if unit == 0 || v.fract() == 0.0 {
-        format!("{} {}", v as u64, UNITS[unit])
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
+    if unit == 0 {
+        return format!("{n} B");
     }
+    let shown = format!("{v:.1}");
+    let shown = shown.strip_suffix(".0").unwrap_or(&shown);
+    format!("{shown} {}", UNITS[unit])
 }
 
 /// The owner's folder `id` (`None`: the top); a file or another user's folder is not found.
@@ -661,5 +662,7 @@ mod tests {
         assert_eq!(human_bytes(12), "12 B");
         assert_eq!(human_bytes(1024 * 1024 * 1024), "1 GiB");
         assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 * 1024 * 1024 + 4), "3 MiB");
+        assert_eq!(human_bytes(1023), "1023 B");
     }
 }

@@ -5,6 +5,7 @@ mod account;
 mod admin;
 mod assets;
 mod error;
+mod files;
 mod market;
 mod notice;
 mod payments;
@@ -88,6 +89,14 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/wallet", get(wallet::view_wallet_get))
         .route("/wallet/transfer", post(wallet::view_transfer_post))
         .route("/transactions", get(wallet::view_transactions_get))
+        .route("/files", get(files::view_files_get))
+        .route(
+            "/files/upload",
+            // The quota, checked while the bytes stream, bounds an upload.
+            post(files::view_upload_post).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route("/files/folder", post(files::view_folder_post))
+        .route("/files/{id}/delete", post(files::view_delete_post))
         .route(
             "/deposit",
             get(payments::view_deposit_get).post(payments::view_deposit_post),

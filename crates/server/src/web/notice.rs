@@ -26,6 +26,9 @@ pub fn notice(q: &NoticeQuery) -> Option<&'static str> {
         "decided" => Some("Decision recorded."),
         "session-ended" => Some("That session was signed out."),
         "reset" => Some("Your password was changed. Log in with the new one."),
+        "uploaded" => Some("Uploaded."),
+        "folder-created" => Some("Folder created."),
+        "deleted" => Some("Deleted."),
         _ => None,
     }
 }

@@ -914,3 +914,114 @@ async fn staff_decide_reviews_and_withdrawals_through_pages() {
     }
     assert!(app.state.db.verify_ledger().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn the_files_page_uploads_a_folder_makes_folders_and_deletes() {
+    use reqwest::multipart::{Form, Part};
+    let app = TestApp::spawn().await;
+    let u = app.register("filer").await;
+    app.verify(&u).await;
+    let b = signed_in(&app, "filer").await;
+    let page = b
+        .get(at(&app, "/files"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("This folder is empty."), "{page}");
+    let csrf = csrf_of(&page);
+    // A folder chosen with the picker arrives with relative paths; larger than the JSON body
+    // limit (1 MiB), which uploads do not have.
+    let big = vec![b'x'; 3 * 1024 * 1024];
+    let form = Form::new()
+        .text("csrf_token", csrf.clone())
+        .part(
+            "file",
+            Part::bytes(b"a,b\n".to_vec()).file_name("batch/one.csv"),
+        )
+        .part("file", Part::bytes(big).file_name("batch/big.txt"));
+    let r = b
+        .post(at(&app, "/files/upload"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("Uploaded."), "{page}");
+    assert!(page.contains(">batch/</a>"), "{page}");
+    assert!(page.contains("3 MiB of 1 GiB"), "{page}");
+    let folder = page
+        .split("/files?folder=")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_string();
+    let inside = b
+        .get(at(&app, &format!("/files?folder={folder}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        inside.contains(">one.csv</a>") && inside.contains(">big.txt</a>"),
+        "{inside}"
+    );
+    // A new folder inside it, and a form without its token.
+    let r = b
+        .post(at(&app, "/files/folder"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("name", "sub"),
+            ("parent", folder.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.text().await.unwrap().contains(">sub/</a>"));
+    let r = b
+        .post(at(&app, "/files/folder"))
+        .form(&[("csrf_token", "wrong"), ("name", "x"), ("parent", "")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // A name already taken: the page says so and stores nothing.
+    let r = b
+        .post(at(&app, "/files/upload"))
+        .multipart(Form::new().text("csrf_token", csrf.clone()).part(
+            "file",
+            Part::bytes(b"x".to_vec()).file_name("batch/one.csv"),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.text().await.unwrap().contains("already exists there"));
+    // Deleting the folder takes everything in it.
+    let r = b
+        .post(at(&app, &format!("/files/{folder}/delete")))
+        .form(&[("csrf_token", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("Deleted.") && page.contains("This folder is empty."),
+        "{page}"
+    );
+    assert!(page.contains("0 B of 1 GiB"), "{page}");
+    // Someone else's folder is not found.
+    let other = app.register("other").await;
+    app.verify(&other).await;
+    let b2 = signed_in(&app, "other").await;
+    let r = b2
+        .get(at(&app, &format!("/files?folder={folder}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
