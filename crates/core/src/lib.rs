@@ -1,6 +1,6 @@
 //! The business core of ETX Processor: accounts and sessions, security, the wallet and its
-//! ledger rules, deposits, withdrawals and AML review, audit, the mail queue and the market
-//! book. It speaks to storage through `etx-db` and knows nothing of HTTP: the server turns
+//! ledger rules, deposits, withdrawals and AML review, the file workspace, audit, the mail
+//! queue and the market book. It speaks to storage through `etx-db` and knows nothing of HTTP: the server turns
 //! requests into calls here, and [`CoreError`] into responses.
 
 pub mod accounts;
@@ -11,7 +11,6 @@ pub mod deposits;
 pub mod error;
 pub mod events;
 pub mod files;
-pub mod jobs;
 pub mod ledger;
 pub mod mail;
 pub mod market;
@@ -23,6 +22,7 @@ pub mod rules;
 pub mod security;
 pub mod session;
 pub mod time;
+pub mod upkeep;
 pub mod wallet;
 pub mod withdrawals;
 

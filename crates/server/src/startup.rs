@@ -262,7 +262,7 @@ impl Application {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let upkeep = etx_core::jobs::spawn_upkeep(self.state.core.clone());
+        let upkeep = etx_core::upkeep::spawn_upkeep(self.state.core.clone());
         let mail = etx_core::mail::spawn_sender(self.state.core.clone());
         let m = &self.state.config.market;
         let feed = match m.provider {

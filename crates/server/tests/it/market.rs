@@ -420,7 +420,7 @@ async fn old_ticks_and_candles_are_purged_but_daily_candles_stay() {
         .merge_candles(&[candle("1m"), candle("5m"), candle("1h"), candle("1d")])
         .await
         .unwrap();
-    etx_core::jobs::purge_market_data(&app.state).await;
+    etx_core::upkeep::purge_market_data(&app.state).await;
     assert_eq!(
         app.count(&format!(
             "SELECT COUNT(*) FROM price_ticks WHERE at = {old}"

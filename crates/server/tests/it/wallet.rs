@@ -183,7 +183,7 @@ async fn transfer_moves_money_once_and_both_sides_see_it() {
     assert_eq!(r.headers()["idempotent-replayed"], "true");
     assert_eq!(r.json::<Value>().await.unwrap(), first);
     // Keys are kept for the configured retention (48 h), then forgotten.
-    let fresh = etx_core::jobs::purge_idempotency_keys(&app.state).await;
+    let fresh = etx_core::upkeep::purge_idempotency_keys(&app.state).await;
     assert_eq!(fresh, 0, "nothing is younger than the retention");
     let two_days_ago = etx_db::now_micros() - 49 * 3_600_000_000;
     app.state
@@ -195,7 +195,7 @@ async fn transfer_moves_money_once_and_both_sides_see_it() {
         .await
         .unwrap();
     assert_eq!(
-        etx_core::jobs::purge_idempotency_keys(&app.state).await,
+        etx_core::upkeep::purge_idempotency_keys(&app.state).await,
         2,
         "alice's and bob's k-1"
     );
