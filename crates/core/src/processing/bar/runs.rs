@@ -1,0 +1,307 @@
+//! Sorted runs of the BAR grouping: rows buffered up to a memory budget, sorted by key and spilled
+//! to a temporary file, then merged back in key order group by group.
+//!
+//! A run file is a sequence of blocks, one per key present in the run, in key byte order:
+//! `key_len: u32 LE`, `rows: u64 LE`, `bytes: u64 LE`, the key, then `bytes` bytes of finished
+//! output lines. Rows inside a block keep file order (the in-memory sort is stable, and the merge
+//! takes equal keys from earlier runs first), so the merge only ever copies whole blocks.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Buffer size of each open run file; the merge holds at most `FAN_IN` of them.
+const RUN_IO_BUFFER: usize = 128 * 1024;
+/// Runs merged at once; more runs than this are merged in rounds, so open files and buffers stay
+/// bounded whatever the input size.
+pub(super) const FAN_IN: usize = 64;
+
+#[derive(Clone, Copy)]
+struct Entry {
+    key_start: u32,
+    key_len: u32,
+    line_start: u32,
+    line_len: u32,
+}
+
+/// Rows of the current run: key bytes and finished output lines in two arenas, plus an index
+/// of 16 bytes a row, so a row costs its own bytes and no allocation of its own.
+pub(super) struct RunBuffer {
+    keys: Vec<u8>,
+    lines: Vec<u8>,
+    index: Vec<Entry>,
+    budget: usize,
+}
+
+impl RunBuffer {
+    pub(super) fn new(budget: usize) -> Self {
+        RunBuffer {
+            keys: Vec::new(),
+            lines: Vec::new(),
+            index: Vec::new(),
+            // The arenas address rows with u32 offsets.
+            budget: budget.clamp(1, u32::MAX as usize / 2),
+        }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    pub(super) fn is_full(&self) -> bool {
+        self.keys.len() + self.lines.len() + self.index.len() * size_of::<Entry>() >= self.budget
+    }
+
+    /// Adds one row: its key is `org + " : " + source`, its line the remaining cells as CSV.
+    /// Returns false when the row alone is too large to be addressed (over 2 GiB).
+    pub(super) fn push<'a>(
+        &mut self,
+        org: &[u8],
+        source: &[u8],
+        cells: impl Iterator<Item = &'a [u8]>,
+    ) -> bool {
+        let key_start = self.keys.len();
+        self.keys.extend_from_slice(org);
+        self.keys.extend_from_slice(b" : ");
+        self.keys.extend_from_slice(source);
+        let line_start = self.lines.len();
+        write_record(&mut self.lines, cells);
+        let (Ok(ks), Ok(kl), Ok(ls), Ok(ll)) = (
+            u32::try_from(key_start),
+            u32::try_from(self.keys.len() - key_start),
+            u32::try_from(line_start),
+            u32::try_from(self.lines.len() - line_start),
+        ) else {
+            return false;
+        };
+        self.index.push(Entry {
+            key_start: ks,
+            key_len: kl,
+            line_start: ls,
+            line_len: ll,
+        });
+        true
+    }
+
+    fn key(&self, e: &Entry) -> &[u8] {
+        &self.keys[e.key_start as usize..(e.key_start + e.key_len) as usize]
+    }
+
+    fn line(&self, e: &Entry) -> &[u8] {
+        &self.lines[e.line_start as usize..(e.line_start + e.line_len) as usize]
+    }
+
+    /// Sorts the buffered rows by key and writes them as a run file, leaving the buffer empty.
+    pub(super) fn spill(&mut self, path: &Path) -> io::Result<()> {
+        let mut index = std::mem::take(&mut self.index);
+        // Stable: rows of one key stay in file order.
+        index.sort_by(|a, b| self.key(a).cmp(self.key(b)));
+        let mut out = BufWriter::with_capacity(RUN_IO_BUFFER, File::create(path)?);
+        let mut i = 0;
+        while i < index.len() {
+            let key = self.key(&index[i]);
+            let mut j = i;
+            let mut bytes = 0u64;
+            while j < index.len() && self.key(&index[j]) == key {
+                bytes += u64::from(index[j].line_len);
+                j += 1;
+            }
+            write_block_header(&mut out, key, (j - i) as u64, bytes)?;
+            for e in &index[i..j] {
+                out.write_all(self.line(e))?;
+            }
+            i = j;
+        }
+        // No fsync: a run lives only for this call and is read back from the page cache.
+        out.into_inner().map_err(|e| e.into_error())?;
+        index.clear();
+        self.index = index;
+        self.keys.clear();
+        self.lines.clear();
+        Ok(())
+    }
+}
+
+/// Appends one CSV record with LF ending, quoting a cell only when it holds a comma, a quote,
+/// CR or LF (RFC 4180; the `csv` crate's "necessary" style). A record of one empty cell is
+/// written `""` so that it does not read back as a blank line.
+pub(super) fn write_record<'a>(out: &mut Vec<u8>, cells: impl Iterator<Item = &'a [u8]>) {
+    let mut count = 0usize;
+    let mut last_empty = false;
+    for cell in cells {
+        if count > 0 {
+            out.push(b',');
+        }
+        if cell
+            .iter()
+            .any(|&b| matches!(b, b',' | b'"' | b'\r' | b'\n'))
+        {
+            out.push(b'"');
+            for &b in cell {
+                if b == b'"' {
+                    out.push(b'"');
+                }
+                out.push(b);
+            }
+            out.push(b'"');
+        } else {
+            out.extend_from_slice(cell);
+        }
+        last_empty = cell.is_empty();
+        count += 1;
+    }
+    if count == 1 && last_empty {
+        out.extend_from_slice(b"\"\"");
+    }
+    out.push(b'\n');
+}
+
+fn write_block_header(out: &mut impl Write, key: &[u8], rows: u64, bytes: u64) -> io::Result<()> {
+    let key_len = u32::try_from(key.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "key too long"))?;
+    out.write_all(&key_len.to_le_bytes())?;
+    out.write_all(&rows.to_le_bytes())?;
+    out.write_all(&bytes.to_le_bytes())?;
+    out.write_all(key)
+}
+
+/// Where merged groups go: the final group files, or the next round's run file.
+pub(super) trait GroupSink {
+    /// A group starts; `bytes` of its lines follow through [`GroupSink::body`].
+    fn begin(&mut self, key: &[u8], rows: u64, bytes: u64) -> io::Result<()>;
+    fn body(&mut self) -> &mut dyn Write;
+    fn end(&mut self) -> io::Result<()>;
+}
+
+/// One run being read: the header of its current block, whose lines are still unread.
+struct RunReader {
+    input: BufReader<File>,
+    key: Vec<u8>,
+    rows: u64,
+    bytes: u64,
+}
+
+impl RunReader {
+    fn open(path: &Path) -> io::Result<Self> {
+        Ok(RunReader {
+            input: BufReader::with_capacity(RUN_IO_BUFFER, File::open(path)?),
+            key: Vec::new(),
+            rows: 0,
+            bytes: 0,
+        })
+    }
+
+    /// Reads the next block's header; false at the end of the run.
+    fn advance(&mut self) -> io::Result<bool> {
+        let mut head = [0u8; 20];
+        match self.input.read_exact(&mut head[..4]) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        self.input.read_exact(&mut head[4..])?;
+        let key_len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as usize;
+        self.rows = u64::from_le_bytes(head[4..12].try_into().expect("8 bytes"));
+        self.bytes = u64::from_le_bytes(head[12..].try_into().expect("8 bytes"));
+        self.key.resize(key_len, 0);
+        self.input.read_exact(&mut self.key)?;
+        Ok(true)
+    }
+
+    fn copy_lines(&mut self, out: &mut dyn Write) -> io::Result<()> {
+        let copied = io::copy(&mut (&mut self.input).take(self.bytes), out)?;
+        if copied != self.bytes {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "run file ended inside a block",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Merges `runs` (in file order) into `sink`, one call of `begin`/`end` per distinct key in key
+/// byte order. Equal keys are taken from earlier runs first, which keeps rows in file order.
+/// `cancelled` is polled before each group; a cancelled merge fails with `Interrupted`.
+pub(super) fn merge(
+    runs: &[PathBuf],
+    sink: &mut dyn GroupSink,
+    cancelled: &dyn Fn() -> bool,
+) -> io::Result<()> {
+    let mut readers = Vec::with_capacity(runs.len());
+    for path in runs {
+        readers.push(RunReader::open(path)?);
+    }
+    // (key, run index): the key is cloned into the heap so the readers can move on.
+    let mut heap = BinaryHeap::with_capacity(readers.len());
+    for (i, r) in readers.iter_mut().enumerate() {
+        if r.advance()? {
+            heap.push(Reverse((r.key.clone(), i)));
+        }
+    }
+    let mut same = Vec::with_capacity(readers.len());
+    while let Some(Reverse((key, first))) = heap.pop() {
+        same.clear();
+        same.push(first);
+        while let Some(Reverse((k, _))) = heap.peek() {
+            if *k != key {
+                break;
+            }
+            let Some(Reverse((_, i))) = heap.pop() else {
+                break;
+            };
+            same.push(i);
+        }
+        if cancelled() {
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "cancelled"));
+        }
+        let rows = same.iter().map(|&i| readers[i].rows).sum();
+        let bytes = same.iter().map(|&i| readers[i].bytes).sum();
+        sink.begin(&key, rows, bytes)?;
+        for &i in &same {
+            readers[i].copy_lines(sink.body())?;
+        }
+        sink.end()?;
+        for &i in &same {
+            let r = &mut readers[i];
+            if r.advance()? {
+                heap.push(Reverse((r.key.clone(), i)));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A run file being written by a merge round.
+pub(super) struct RunWriter {
+    out: BufWriter<File>,
+}
+
+impl RunWriter {
+    pub(super) fn create(path: &Path) -> io::Result<Self> {
+        Ok(RunWriter {
+            out: BufWriter::with_capacity(RUN_IO_BUFFER, File::create(path)?),
+        })
+    }
+
+    pub(super) fn finish(self) -> io::Result<()> {
+        self.out.into_inner().map_err(|e| e.into_error())?;
+        Ok(())
+    }
+}
+
+impl GroupSink for RunWriter {
+    fn begin(&mut self, key: &[u8], rows: u64, bytes: u64) -> io::Result<()> {
+        write_block_header(&mut self.out, key, rows, bytes)
+    }
+
+    fn body(&mut self) -> &mut dyn Write {
+        &mut self.out
+    }
+
+    fn end(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
