@@ -17,8 +17,9 @@
 //!   Output is RFC 4180 with LF line ends, a cell quoted only when it holds a comma, a quote, CR
 //!   or LF.
 //!
-//! Memory: rows are parsed as a stream into a buffer of `BarOptions::run_bytes` (key + output
-//! line + 16 bytes a row), which is sorted and spilled to a run file when full (external merge
+//! Memory: rows are parsed as a stream into a buffer of `BarOptions::run_bytes` (each row's
+//! output line, 12 bytes of index, and each distinct key once), allocated once; when full its
+//! rows are grouped by key, the keys sorted, and the run spilled to a file (an external merge
 //! sort). The runs are then merged by key (at most 64 at once, in rounds if there are more),
 //! copying each key's rows as one block into its group file; one group file is open at a time.
 //! Neither the file size nor the number of groups changes the memory used.
@@ -44,8 +45,8 @@ const POLL_ROWS: u64 = 16 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct BarOptions {
-    /// Memory for the sort buffer (rows buffered before a spill). The process needs about this
-    /// plus a few MiB of I/O buffers.
+    /// Memory for the sort buffer (rows buffered before a spill). The process needs about this,
+    /// the sort's scratch (at most a quarter of it) and a few MiB of I/O buffers.
     pub run_bytes: usize,
 }
 
@@ -184,14 +185,14 @@ pub fn group_bar_csv(
             rows_dropped += 1;
             continue;
         }
+        if !buffer.is_empty() && !buffer.fits(record.as_slice().len(), record.len()) {
+            spill_run(&mut buffer, &spill.0, &mut run_paths)?;
+        }
         if !buffer.push(org, source, columns.others(&record)) {
             return Err(BarError::Malformed {
                 line,
                 message: "row too large".into(),
             });
-        }
-        if buffer.is_full() {
-            spill_run(&mut buffer, &spill.0, &mut run_paths)?;
         }
     }
     if !buffer.is_empty() {

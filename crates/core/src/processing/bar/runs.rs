@@ -7,7 +7,7 @@
 //! takes equal keys from earlier runs first), so the merge only ever copies whole blocks.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -20,29 +20,44 @@ pub(super) const FAN_IN: usize = 64;
 
 #[derive(Clone, Copy)]
 struct Entry {
-    key_start: u32,
-    key_len: u32,
     line_start: u32,
     line_len: u32,
+    group: u32,
 }
 
-/// Rows of the current run: key bytes and finished output lines in two arenas, plus an index
-/// of 16 bytes a row, so a row costs its own bytes and no allocation of its own.
+/// Bytes a distinct key costs in the key table beyond its own (the map's slot and the
+/// allocation), counted against the budget.
+const KEY_OVERHEAD: usize = 64;
+
+/// Rows of the current run: finished output lines in one arena, an index of 12 bytes a row
+/// naming each row's key by number, and the run's distinct keys. The arena and the index are
+/// allocated once at their full size and never grow (a full one triggers a spill instead), so
+/// the footprint is the budget: a growing `Vec` would double past it; untouched capacity costs
+/// no resident memory on a small input. Rows are grouped by key number when spilled, and only
+/// the distinct keys are sorted: comparing long keys with common prefixes row by row was most
+/// of the time.
 pub(super) struct RunBuffer {
-    keys: Vec<u8>,
-    lines: Vec<u8>,
+    arena: Vec<u8>,
     index: Vec<Entry>,
-    budget: usize,
+    groups: HashMap<Vec<u8>, u32>,
+    key_bytes: usize,
+    key: Vec<u8>,
 }
 
 impl RunBuffer {
+    /// `budget` bytes in all: three quarters for the arena and the key table, the rest for the
+    /// index (and the spill's ordering, a third of the index, comes on top).
     pub(super) fn new(budget: usize) -> Self {
+        // The arena addresses rows with u32 offsets.
+        let budget = budget.clamp(1024, u32::MAX as usize);
+        let arena = budget / 4 * 3;
+        let index = (budget - arena) / size_of::<Entry>();
         RunBuffer {
-            keys: Vec::new(),
-            lines: Vec::new(),
-            index: Vec::new(),
-            // The arenas address rows with u32 offsets.
-            budget: budget.clamp(1, u32::MAX as usize / 2),
+            arena: Vec::with_capacity(arena),
+            index: Vec::with_capacity(index),
+            groups: HashMap::new(),
+            key_bytes: 0,
+            key: Vec::new(),
         }
     }
 
@@ -50,76 +65,98 @@ impl RunBuffer {
         self.index.is_empty()
     }
 
-    pub(super) fn is_full(&self) -> bool {
-        self.keys.len() + self.lines.len() + self.index.len() * size_of::<Entry>() >= self.budget
+    /// Whether a row of `raw_len` bytes over `cells` cells surely fits without growing the
+    /// buffer: quoting at most doubles a cell's bytes and adds two quotes and a separator, and
+    /// its key may be new.
+    pub(super) fn fits(&self, raw_len: usize, cells: usize) -> bool {
+        let bound = raw_len * 3 + cells * 3 + 4 + KEY_OVERHEAD;
+        self.index.len() < self.index.capacity()
+            && self.arena.capacity() >= self.arena.len() + self.key_bytes + bound
     }
 
     /// Adds one row: its key is `org + " : " + source`, its line the remaining cells as CSV.
-    /// Returns false when the row alone is too large to be addressed (over 2 GiB).
+    /// Returns false when the row cannot be addressed (the buffer passed 4 GiB).
     pub(super) fn push<'a>(
         &mut self,
         org: &[u8],
         source: &[u8],
         cells: impl Iterator<Item = &'a [u8]>,
     ) -> bool {
-        let key_start = self.keys.len();
-        self.keys.extend_from_slice(org);
-        self.keys.extend_from_slice(b" : ");
-        self.keys.extend_from_slice(source);
-        let line_start = self.lines.len();
-        write_record(&mut self.lines, cells);
-        let (Ok(ks), Ok(kl), Ok(ls), Ok(ll)) = (
-            u32::try_from(key_start),
-            u32::try_from(self.keys.len() - key_start),
+        self.key.clear();
+        self.key.extend_from_slice(org);
+        self.key.extend_from_slice(b" : ");
+        self.key.extend_from_slice(source);
+        let group = match self.groups.get(self.key.as_slice()) {
+            Some(&g) => g,
+            None => {
+                let Ok(g) = u32::try_from(self.groups.len()) else {
+                    return false;
+                };
+                self.key_bytes += self.key.len() + KEY_OVERHEAD;
+                self.groups.insert(self.key.clone(), g);
+                g
+            }
+        };
+        let line_start = self.arena.len();
+        write_record(&mut self.arena, cells);
+        let (Ok(line_start), Ok(line_len), Ok(_)) = (
             u32::try_from(line_start),
-            u32::try_from(self.lines.len() - line_start),
+            u32::try_from(self.arena.len() - line_start),
+            u32::try_from(self.arena.len()),
         ) else {
             return false;
         };
         self.index.push(Entry {
-            key_start: ks,
-            key_len: kl,
-            line_start: ls,
-            line_len: ll,
+            line_start,
+            line_len,
+            group,
         });
         true
     }
 
-    fn key(&self, e: &Entry) -> &[u8] {
-        &self.keys[e.key_start as usize..(e.key_start + e.key_len) as usize]
-    }
-
     fn line(&self, e: &Entry) -> &[u8] {
-        &self.lines[e.line_start as usize..(e.line_start + e.line_len) as usize]
+        let start = e.line_start as usize;
+        &self.arena[start..start + e.line_len as usize]
     }
 
-    /// Sorts the buffered rows by key and writes them as a run file, leaving the buffer empty.
+    /// Writes the buffered rows as a run file, by key, leaving the buffer empty.
     pub(super) fn spill(&mut self, path: &Path) -> io::Result<()> {
-        let mut index = std::mem::take(&mut self.index);
-        // Stable: rows of one key stay in file order.
-        index.sort_by(|a, b| self.key(a).cmp(self.key(b)));
+        let mut keys: Vec<(Vec<u8>, u32)> = self.groups.drain().collect();
+        keys.sort_unstable();
+        // Rows of each key number, in file order (a counting sort, so stable).
+        let mut first = vec![0u32; keys.len() + 1];
+        for e in &self.index {
+            first[e.group as usize + 1] += 1;
+        }
+        for g in 1..first.len() {
+            first[g] += first[g - 1];
+        }
+        let mut next = first.clone();
+        let mut order = vec![0u32; self.index.len()];
+        for (i, e) in self.index.iter().enumerate() {
+            let slot = &mut next[e.group as usize];
+            order[*slot as usize] = i as u32;
+            *slot += 1;
+        }
         let mut out = BufWriter::with_capacity(RUN_IO_BUFFER, File::create(path)?);
-        let mut i = 0;
-        while i < index.len() {
-            let key = self.key(&index[i]);
-            let mut j = i;
-            let mut bytes = 0u64;
-            while j < index.len() && self.key(&index[j]) == key {
-                bytes += u64::from(index[j].line_len);
-                j += 1;
+        for (key, g) in &keys {
+            let rows = &order[first[*g as usize] as usize..first[*g as usize + 1] as usize];
+            let bytes: u64 = rows
+                .iter()
+                .map(|&i| u64::from(self.index[i as usize].line_len))
+                .sum();
+            write_block_header(&mut out, key, rows.len() as u64, bytes)?;
+            for &i in rows {
+                out.write_all(self.line(&self.index[i as usize]))?;
             }
-            write_block_header(&mut out, key, (j - i) as u64, bytes)?;
-            for e in &index[i..j] {
-                out.write_all(self.line(e))?;
-            }
-            i = j;
         }
         // No fsync: a run lives only for this call and is read back from the page cache.
         out.into_inner().map_err(|e| e.into_error())?;
-        index.clear();
-        self.index = index;
-        self.keys.clear();
-        self.lines.clear();
+        self.index.clear();
+        self.arena.clear();
+        self.key_bytes = 0;
+        // A run of many keys must not leave its table's capacity to the next.
+        self.groups = HashMap::new();
         Ok(())
     }
 }
