@@ -20,7 +20,8 @@
 //! Memory: rows are parsed as a stream into a buffer of `BarOptions::run_bytes` (each row's
 //! output line, 12 bytes of index, and each distinct key once), allocated once; when full its
 //! rows are grouped by key, the keys sorted, and the run spilled to a file (an external merge
-//! sort). The runs are then merged by key (at most 64 at once, in rounds if there are more),
+//! sort). Spilling runs on a second thread while the reader fills another buffer (two of half
+//! the budget each). The runs are then merged by key (at most 64 at once, in rounds if there are more),
 //! copying each key's rows as one block into its group file; one group file is open at a time.
 //! Neither the file size nor the number of groups changes the memory used.
 
@@ -32,7 +33,7 @@ mod tests;
 pub use output::{MANIFEST, ManifestEntry, file_name, read_manifest};
 
 use output::GroupFiles;
-use runs::{FAN_IN, RunBuffer, RunWriter};
+use runs::{FAN_IN, RunWriter, Spiller};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -151,7 +152,8 @@ pub fn group_bar_csv(
     let mut header = Vec::new();
     runs::write_record(&mut header, columns.others(&record));
 
-    let mut buffer = RunBuffer::new(options.run_bytes);
+    let (mut spiller, mut buffer) =
+        Spiller::start(options.run_bytes).map_err(io_err("starting the spilling thread"))?;
     let mut run_paths = Vec::new();
     let (mut rows_read, mut rows_dropped) = (0u64, 0u64);
     while csv.read_byte_record(&mut record).map_err(csv_error)? {
@@ -186,7 +188,10 @@ pub fn group_bar_csv(
             continue;
         }
         if !buffer.is_empty() && !buffer.fits(record.as_slice().len(), record.len()) {
-            spill_run(&mut buffer, &spill.0, &mut run_paths)?;
+            let path = next_run(&spill.0, &mut run_paths);
+            buffer = spiller
+                .swap(buffer, path)
+                .map_err(io_err("writing a sorted run"))?;
         }
         if !buffer.push(org, source, columns.others(&record)) {
             return Err(BarError::Malformed {
@@ -195,10 +200,14 @@ pub fn group_bar_csv(
             });
         }
     }
-    if !buffer.is_empty() {
-        spill_run(&mut buffer, &spill.0, &mut run_paths)?;
-    }
-    drop(buffer);
+    let path = if buffer.is_empty() {
+        PathBuf::new()
+    } else {
+        next_run(&spill.0, &mut run_paths)
+    };
+    spiller
+        .finish(buffer, path)
+        .map_err(io_err("writing a sorted run"))?;
     progress(Progress::Reading {
         bytes: total,
         total,
@@ -252,13 +261,11 @@ fn is_blank(cell: &[u8]) -> bool {
     cell.is_empty() || std::str::from_utf8(cell).is_ok_and(|s| s.trim().is_empty())
 }
 
-fn spill_run(buffer: &mut RunBuffer, dir: &Path, paths: &mut Vec<PathBuf>) -> Result<(), BarError> {
+/// The path of the next run file, recorded in file order.
+fn next_run(dir: &Path, paths: &mut Vec<PathBuf>) -> PathBuf {
     let path = dir.join(format!("run-{}", paths.len()));
-    buffer
-        .spill(&path)
-        .map_err(io_err("writing a sorted run"))?;
-    paths.push(path);
-    Ok(())
+    paths.push(path.clone());
+    path
 }
 
 fn prepare_out_dir(dir: &Path) -> Result<(), BarError> {

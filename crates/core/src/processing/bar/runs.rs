@@ -11,6 +11,8 @@ use std::collections::{BinaryHeap, HashMap};
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
 
 /// Buffer size of each open run file; the merge holds at most `FAN_IN` of them.
 const RUN_IO_BUFFER: usize = 128 * 1024;
@@ -340,5 +342,92 @@ impl GroupSink for RunWriter {
 
     fn end(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// Spills full buffers on a second thread while the reader fills another: two buffers of half
+/// the budget each, so the memory stays the budget and parsing and spilling overlap.
+pub(super) struct Spiller {
+    to_thread: Option<SyncSender<(RunBuffer, PathBuf)>>,
+    back: Receiver<io::Result<RunBuffer>>,
+    free: Option<RunBuffer>,
+    pending: usize,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Spiller {
+    /// Starts the spilling thread; returns it with the first buffer to fill.
+    pub(super) fn start(budget: usize) -> io::Result<(Self, RunBuffer)> {
+        let (to_thread, jobs) = sync_channel::<(RunBuffer, PathBuf)>(1);
+        let (done, back) = sync_channel(2);
+        let thread = std::thread::Builder::new()
+            .name("bar-spill".into())
+            .spawn(move || {
+                for (mut buffer, path) in jobs {
+                    let result = buffer.spill(&path).map(|()| buffer);
+                    if done.send(result).is_err() {
+                        break;
+                    }
+                }
+            })?;
+        let spiller = Spiller {
+            to_thread: Some(to_thread),
+            back,
+            free: Some(RunBuffer::new(budget / 2)),
+            pending: 0,
+            thread: Some(thread),
+        };
+        Ok((spiller, RunBuffer::new(budget / 2)))
+    }
+
+    fn send(&mut self, buffer: RunBuffer, path: PathBuf) -> io::Result<()> {
+        let stopped = || io::Error::other("the spilling thread stopped");
+        let tx = self.to_thread.as_ref().ok_or_else(stopped)?;
+        tx.send((buffer, path)).map_err(|_| stopped())?;
+        self.pending += 1;
+        Ok(())
+    }
+
+    fn receive(&mut self) -> io::Result<RunBuffer> {
+        let buffer = self
+            .back
+            .recv()
+            .map_err(|_| io::Error::other("the spilling thread stopped"))??;
+        self.pending -= 1;
+        Ok(buffer)
+    }
+
+    /// Hands a full buffer over to be written to `path` and returns an empty one, waiting for
+    /// the previous spill only if it is still running.
+    pub(super) fn swap(&mut self, full: RunBuffer, path: PathBuf) -> io::Result<RunBuffer> {
+        self.send(full, path)?;
+        match self.free.take() {
+            Some(free) => Ok(free),
+            None => self.receive(),
+        }
+    }
+
+    /// Spills the last buffer (if it holds rows) and waits until every run is written.
+    pub(super) fn finish(mut self, last: RunBuffer, path: PathBuf) -> io::Result<()> {
+        if !last.is_empty() {
+            self.send(last, path)?;
+        }
+        while self.pending > 0 {
+            self.receive()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Spiller {
+    // Stops the thread before the spill directory is removed, also when reading failed.
+    fn drop(&mut self) {
+        self.to_thread = None;
+        while self.pending > 0 && self.back.recv().is_ok() {
+            self.pending -= 1;
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }

@@ -337,8 +337,21 @@ fn many_runs_and_merge_rounds_give_the_same_groups() {
     let options = BarOptions {
         run_bytes: 16 * 1024,
     };
-    let (s, r) = run_with(input.as_bytes(), &options);
-    let sum = r.unwrap();
+    let s = Scratch::new();
+    let p = s.input(input.as_bytes());
+    // Open descriptors of the whole test process, sampled as groups are written: other tests
+    // running alongside add a few, 20,000 group files would add 20,000.
+    let fds = || std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count());
+    let mut most_fds = 0;
+    let sum = group_bar_csv(
+        &p,
+        &s.out(),
+        &options,
+        &mut |_| most_fds = most_fds.max(fds()),
+        &|| false,
+    )
+    .unwrap();
+    assert!(most_fds < 1_000, "{most_fds} descriptors open");
     assert_eq!(sum.groups as usize, expected.len());
     assert!(expected.len() > 19_000);
     let m = manifest(&s);
