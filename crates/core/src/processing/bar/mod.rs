@@ -21,8 +21,9 @@
 //! output line, 12 bytes of index, and each distinct key once), allocated once; when full its
 //! rows are grouped by key, the keys sorted, and the run spilled to a file (an external merge
 //! sort). Spilling runs on a second thread while the reader fills another buffer (two of half
-//! the budget each). The runs are then merged by key (at most 64 at once, in rounds if there are more),
-//! copying each key's rows as one block into its group file; one group file is open at a time.
+//! the budget each). The runs are then merged by key (at most 64 at once, in rounds if there
+//! are more), copying each key's rows as one block into its group file; one group file is open
+//! at a time.
 //! Neither the file size nor the number of groups changes the memory used.
 
 mod output;

@@ -1,6 +1,7 @@
 use super::*;
 use proptest::prelude::*;
 use std::cell::Cell;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -443,20 +444,18 @@ proptest! {
     #[test]
     fn groups_partition_the_kept_rows_in_file_order(
         rows in prop::collection::vec((cell(), cell(), cell(), cell()), 0..40),
-        run_bytes in 1usize..400,
+        run_bytes in 1usize..4000,
     ) {
         let mut w = csv::WriterBuilder::new().from_writer(Vec::new());
         w.write_record(["v1", "orgFullName", "emissionSourceName", "v2"]).unwrap();
-        let mut expected: std::collections::BTreeMap<String, Vec<(String, String)>> = Default::default();
+        let mut expected: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
         let mut dropped = 0;
         for (org, src, a, b) in &rows {
-            // A row of one empty cell is a blank line to a reader, so give v1 text.
-            let a = format!("r{a}");
-            w.write_record([a.as_str(), org, src, b]).unwrap();
+            w.write_record([a, org, src, b]).unwrap();
             if org.trim().is_empty() || src.trim().is_empty() {
                 dropped += 1;
             } else {
-                expected.entry(format!("{org} : {src}")).or_default().push((a, b.clone()));
+                expected.entry(format!("{org} : {src}")).or_default().push((a.clone(), b.clone()));
             }
         }
         let input = w.into_inner().unwrap();
