@@ -81,13 +81,14 @@ LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 NOISE=none
 [[ -z $(busy_list) ]] || NOISE="WARNING, other CPU-heavy processes running: $(busy_list)"
 
-# Runs a command under /usr/bin/time -v; sets WALL (s) and RSS (MiB, peak).
+# Runs a command under /usr/bin/time -v; sets WALL (s), CPU (user + system s) and RSS (MiB, peak).
 measure() { # label command...
     local label=$1
     shift
     /usr/bin/time -v -o "$WORK/$label.time" "$@" >"$WORK/$label.out" 2>"$WORK/$label.err" ||
         { cat "$WORK/$label.err" >&2; die "$label failed"; }
     WALL=$(awk -F': ' '/Elapsed \(wall clock\)/ {n = split($2, t, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + t[i]; printf "%.2f", s}' "$WORK/$label.time")
+    CPU=$(awk -F': ' '/(User|System) time \(seconds\)/ {s += $2} END {printf "%.2f", s}' "$WORK/$label.time")
     RSS=$(awk -F': ' '/Maximum resident set size/ {printf "%.1f", $2 / 1024}' "$WORK/$label.time")
 }
 
@@ -105,18 +106,20 @@ for sources in $SOURCES; do
     sync
     log "pandas baseline"
     measure "pandas-$sources" python3 "$BENCH_DIR/bar/pandas_baseline.py" "$input" "$WORK/pandas-$sources"
-    p_wall=$WALL p_rss=$RSS
+    p_wall=$WALL p_cpu=$CPU p_rss=$RSS
     log "etx bar-group"
     measure "etx-$sources" "$BIN" bar-group "$input" "$WORK/etx-$sources"
-    e_wall=$WALL e_rss=$RSS
+    e_wall=$WALL e_cpu=$CPU e_rss=$RSS
     log "$(cat "$WORK/etx-$sources.out")"
     python3 "$BENCH_DIR/bar/check_groups.py" "$input" "$WORK/etx-$sources" "$WORK/pandas-$sources" >&2 ||
         die "the two outputs disagree"
     groups=$(awk '{for (i = 1; i < NF; i++) if ($i == "groups") print $(i + 1)}' "$WORK/etx-$sources.out")
     ratio=$(awk -v p="$p_wall" -v e="$e_wall" 'BEGIN { printf "%.1f", p / (e > 0 ? e : 0.01) }')
-    ROWS_OUT+=("$(printf '| %s rows, %s sources (%s MB), %s groups | %s s, %s MiB | %s s, %s MiB (+%.1f over idle) | **%s ×** |' \
-        "$ROWS" "$sources" "$size" "$groups" "$p_wall" "$p_rss" "$e_wall" "$e_rss" \
-        "$(awk -v a="$e_rss" -v b="$IDLE_RSS" 'BEGIN { print a - b }')" "$ratio")")
+    cpu_ratio=$(awk -v p="$p_cpu" -v e="$e_cpu" 'BEGIN { printf "%.1f", p / (e > 0 ? e : 0.01) }')
+    grown=$(awk -v a="$e_rss" -v b="$IDLE_RSS" 'BEGIN { printf "%.1f", a - b }')
+    ROWS_OUT+=("$(printf '| %s rows, %s sources (%s MB), %s groups | %s s (CPU %s s), %s MiB | %s s (CPU %s s), %s MiB (+%s over idle) | **%s ×** (CPU %s ×) |' \
+        "$ROWS" "$sources" "$size" "$groups" "$p_wall" "$p_cpu" "$p_rss" "$e_wall" "$e_cpu" "$e_rss" \
+        "$grown" "$ratio" "$cpu_ratio")")
     rm -rf "$WORK/pandas-$sources" "$WORK/etx-$sources"
     [[ $KEEP_WORK == 1 ]] || rm -f "$input"
 done
@@ -126,6 +129,6 @@ echo "BAR grouping, commit $GIT_REV, $(nproc) CPUs, load average at start: $LOAD
 echo "concurrent load: $NOISE"
 echo "etx idle peak RSS (one-row file): $IDLE_RSS MiB"
 echo
-echo "| file | pandas wall, peak RSS | etx bar-group wall, peak RSS | speed-up |"
+echo "| file | pandas wall (CPU), peak RSS | etx bar-group wall (CPU), peak RSS | speed-up (wall, CPU) |"
 echo "|---|---|---|---|"
 printf '%s\n' "${ROWS_OUT[@]}"
