@@ -15,6 +15,7 @@ pub mod ledger;
 pub mod mail;
 pub mod market;
 pub mod net;
+pub mod processing;
 pub mod providers;
 pub mod ratelimit;
 pub mod review;

@@ -1,5 +1,5 @@
 //! The command line: `etx serve`, `etx migrate`, `etx admin create`, `etx ledger verify`,
-//! `etx audit verify`, `etx deposit simulate`. Running `etx` alone serves.
+//! `etx audit verify`, `etx deposit simulate`, `etx bar-group`. Running `etx` alone serves.
 
 use crate::startup::{Application, open_db, shutdown_signal};
 use clap::{Parser, Subcommand};
@@ -51,6 +51,14 @@ enum Command {
         #[command(subcommand)]
         command: DepositCommand,
     },
+    /// Split a BAR-data CSV into one CSV per emission source (orgFullName : emissionSourceName)
+    /// plus manifest.csv, in OUTDIR (created; must be empty). Prints rows, dropped and groups.
+    BarGroup {
+        /// The input CSV.
+        input: std::path::PathBuf,
+        /// The output directory.
+        out_dir: std::path::PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -100,6 +108,10 @@ enum AdminCommand {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Works on files alone: no configuration, database or runtime.
+    if let Some(Command::BarGroup { input, out_dir }) = &cli.command {
+        return bar_group(input, out_dir);
+    }
     let mut overrides = Vec::new();
     if let Some(Command::Serve { bind, data_dir }) = &cli.command {
         if let Some(b) = bind {
@@ -156,12 +168,41 @@ pub fn main() -> ExitCode {
                         url,
                     },
             } => deposit_simulate(config, &order, &status, paid.as_deref(), url).await,
+            Command::BarGroup { .. } => unreachable!("handled before the configuration is read"),
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("etx: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn bar_group(input: &std::path::Path, out_dir: &std::path::Path) -> ExitCode {
+    use etx_core::processing::bar;
+    let started = std::time::Instant::now();
+    match bar::group_bar_csv(
+        input,
+        out_dir,
+        &bar::BarOptions::default(),
+        &mut |_| {},
+        &|| false,
+    ) {
+        Ok(s) => {
+            println!(
+                "rows {} dropped {} groups {} seconds {:.3} manifest {}",
+                s.rows_read,
+                s.rows_dropped,
+                s.groups,
+                started.elapsed().as_secs_f64(),
+                s.manifest.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("etx: {e}");
             ExitCode::FAILURE
         }
     }
