@@ -63,6 +63,19 @@ impl<'a> Event<'a> {
         self.with_context(|a| etx_db::Db::queue_audit(batch, a));
     }
 
+    /// For an action whose transaction has no batch of its own: the record is written in it
+    /// now, so both commit together.
+    pub async fn write(
+        self,
+        db: &etx_db::Db,
+        conn: &impl etx_db::ConnectionTrait,
+    ) -> Result<(), etx_db::DbErr> {
+        let mut batch = etx_db::Batch::default();
+        self.queue(&mut batch);
+        db.run_batch(conn, batch).await?;
+        Ok(())
+    }
+
     /// For actions that committed on their own: the record follows in its own statement. A
     /// failure is logged, not returned, because the action already happened.
     pub async fn record(self, state: &Core) {

@@ -46,6 +46,10 @@ crate::names! {
         WithdrawalComplete = "withdrawal.complete",
         AmlRelease = "aml.release",
         AmlReject = "aml.reject",
+        FilesUpload = "files.upload",
+        FolderCreate = "files.folder_create",
+        FileUpdate = "files.update",
+        FileDelete = "files.delete",
     }
 }
 

@@ -10,8 +10,10 @@ use bytes::Bytes;
 use etx_db::files::{FileRow, MAX_DEPTH};
 use etx_db::users::UserRow;
 use etx_db::{DatabaseTransaction, Db, DbErrorKind, classify, now_micros};
+use etx_domain::AuditAction;
 use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use std::collections::HashMap;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -99,6 +101,18 @@ pub struct Download {
     /// The bytes sent: the whole file, or the requested range.
     pub range: Option<std::ops::Range<u64>>,
     pub body: futures_util::stream::BoxStream<'static, anyhow::Result<Bytes>>,
+}
+
+/// The audit record of a workspace change, written in the change's own transaction.
+fn audit<'a>(
+    owner: &'a str,
+    action: AuditAction,
+    target: &'a str,
+    details: serde_json::Value,
+) -> crate::audit::Event<'a> {
+    crate::audit::Event::new(Some(owner), action)
+        .target("file", target)
+        .details(details)
 }
 
 fn quota(state: &Core) -> i64 {
@@ -218,6 +232,14 @@ pub async fn create_folder(
         Err(e) if is_unique_violation(&e) => return Err(name_taken(&name)),
         other => other?,
     }
+    audit(
+        &user.id,
+        AuditAction::FolderCreate,
+        &row.id,
+        json!({"name": name}),
+    )
+    .write(db, &tx)
+    .await?;
     tx.commit().await?;
     Ok(FileView::from(&row))
 }
@@ -455,6 +477,15 @@ async fn record(
         }
         views.push(FileView::from(&row));
     }
+    let files: Vec<_> = views
+        .iter()
+        .map(|v| json!({"id": v.id, "name": v.name, "size": v.size}))
+        .collect();
+    let folder = base.map_or("", |b| b.id.as_str());
+    let details = json!({"files": files, "bytes": total});
+    audit(&user.id, AuditAction::FilesUpload, folder, details)
+        .write(db, &tx)
+        .await?;
     tx.commit().await?;
     Ok(views)
 }
@@ -558,6 +589,13 @@ pub async fn update(
         Err(e) if is_unique_violation(&e) => return Err(name_taken(&name)),
         other => other?.ok_or(CoreError::NotFound)?,
     };
+    let details = json!({
+        "before": {"name": f.name, "parent_id": f.parent_id},
+        "after": {"name": moved.name, "parent_id": moved.parent_id},
+    });
+    audit(&user.id, AuditAction::FileUpdate, &f.id, details)
+        .write(db, &tx)
+        .await?;
     tx.commit().await?;
     Ok(FileView::from(&moved))
 }
@@ -599,6 +637,10 @@ pub async fn delete(state: &Core, user: &UserRow, id: &str) -> Result<Deleted, C
         ));
     }
     db.release_file_bytes(&tx, &user.id, bytes).await?;
+    let details = json!({"name": target.name, "entries": ids.len(), "bytes": bytes});
+    audit(&user.id, AuditAction::FileDelete, &target.id, details)
+        .write(db, &tx)
+        .await?;
     tx.commit().await?;
     for key in order.iter().filter_map(|f| f.object_key.as_deref()) {
         if let Err(e) = state.storage.delete(key).await {

@@ -700,6 +700,53 @@ async fn every_state_changing_route_writes_an_audit_record() {
                 .await
                 .status()
             }
+            ("POST", "/api/files") => {
+                before = records(&app).await;
+                let form = reqwest::multipart::Form::new().part(
+                    "file",
+                    reqwest::multipart::Part::bytes(b"a,b\n".to_vec())
+                        .file_name(format!("walk{walked}/data.csv")),
+                );
+                app.client
+                    .post(app.url(path))
+                    .bearer_auth(&alice.token)
+                    .multipart(form)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            }
+            ("POST", "/api/files/folders") => {
+                before = records(&app).await;
+                app.post(
+                    path,
+                    json!({"name": format!("walk{walked}")}),
+                    Some(&alice.token),
+                )
+                .await
+                .status()
+            }
+            ("PATCH", "/api/files/{id}") | ("DELETE", "/api/files/{id}") => {
+                let r = app
+                    .post(
+                        "/api/files/folders",
+                        json!({"name": format!("walk{walked}")}),
+                        Some(&alice.token),
+                    )
+                    .await;
+                let f: Value = r.json().await.unwrap();
+                let url = format!("/api/files/{}", f["id"].as_str().unwrap());
+                before = records(&app).await;
+                let method = reqwest::Method::from_bytes(m.as_bytes()).unwrap();
+                app.send(
+                    method,
+                    &url,
+                    json!({"name": format!("moved{walked}")}),
+                    Some(&alice.token),
+                )
+                .await
+                .status()
+            }
             _ => panic!(
                 "{m} {path} has no scenario here: audit the handler (audit::Event) and add one"
             ),
@@ -711,7 +758,7 @@ async fn every_state_changing_route_writes_an_audit_record() {
         );
         walked += 1;
     }
-    assert_eq!(walked, 40, "every unsafe route but the reads was walked");
+    assert_eq!(walked, 44, "every unsafe route but the reads was walked");
 }
 
 /// A deposit paid after its owner was deleted: the money waits in suspense. Returns the item.
