@@ -2,6 +2,9 @@
 //! moves, recursive deletes, search and reads. Another user's entry is never found.
 
 pub mod names;
+mod preview;
+
+pub use preview::{Preview, preview};
 
 use crate::Core;
 use crate::error::CoreError;

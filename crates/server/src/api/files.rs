@@ -11,7 +11,7 @@ use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use etx_core::error::CoreError;
-use etx_core::files::{self, Deleted, FileView, FolderListing, StorageUse, Upload};
+use etx_core::files::{self, Deleted, FileView, FolderListing, Preview, StorageUse, Upload};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -28,6 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(usage))
         .routes(routes!(get_entry, update, delete))
         .routes(routes!(download))
+        .routes(routes!(preview))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -248,6 +249,24 @@ async fn delete(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Deleted>> {
     Ok(Json(files::delete(&state, &auth.user, &id).await?))
+}
+
+/// What a file looks like without downloading it: a CSV's header and first 50 rows, JSON
+/// indented, the start of a text (at most 256 KiB is read), or the address an image or PDF is
+/// shown from.
+#[utoipa::path(get, path = "/api/files/{id}/preview", tag = "files", params(("id" = String, Path)),
+    responses(
+        (status = 200, description = "The preview", body = Preview),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 404, description = "No such file of yours", body = ErrorBody),
+        (status = 422, description = "A folder", body = ErrorBody),
+    ))]
+async fn preview(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Preview>> {
+    Ok(Json(files::preview(&state, &auth.user, &id).await?))
 }
 
 /// Download a file. Supports one `Range: bytes=…` (206, or 416 when it does not fit); images

@@ -505,3 +505,66 @@ async fn uploads_into_the_same_new_folder_at_once_share_it() {
     let sub = id_of(&app.listing(&u, Some(&id_of(&top, "shared"))).await, "sub");
     assert_eq!(names(&app.listing(&u, Some(&sub)).await).len(), 6);
 }
+
+#[tokio::test]
+async fn files_preview_without_downloading() {
+    let app = TestApp::spawn().await;
+    let u = app.register("alice").await;
+    let r = app
+        .upload(
+            &u,
+            None,
+            &[
+                ("d/bar.csv", b"org,v\nA,0878036\nB,\"1, 2\"\n"),
+                ("d/doc.json", b"{\"a\":[1,2]}"),
+                ("d/notes.txt", b"hello"),
+                ("d/logo.png", PNG),
+                ("d/blob.bin", b"\x00\x01\x02"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let up: Value = r.json().await.unwrap();
+    let id = |i: usize| up["files"][i]["id"].as_str().unwrap().to_string();
+    let preview = |id: String| {
+        let app = &app;
+        let token = u.token.clone();
+        async move {
+            let r = app
+                .get(&format!("/api/files/{id}/preview"), Some(&token))
+                .await;
+            (r.status(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (s, p) = preview(id(0)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        p,
+        json!({"kind": "csv", "columns": ["org", "v"], "rows": [["A", "0878036"], ["B", "1, 2"]], "truncated": false})
+    );
+    let (_, p) = preview(id(1)).await;
+    assert_eq!(
+        p,
+        json!({"kind": "json", "text": "{\n  \"a\": [\n    1,\n    2\n  ]\n}"})
+    );
+    let (_, p) = preview(id(2)).await;
+    assert_eq!(
+        p,
+        json!({"kind": "text", "text": "hello", "truncated": false})
+    );
+    let (_, p) = preview(id(3)).await;
+    assert_eq!(
+        p,
+        json!({"kind": "image", "url": format!("/api/files/{}/download", id(3))})
+    );
+    let (_, p) = preview(id(4)).await;
+    assert_eq!(p, json!({"kind": "none"}));
+    let folder = id_of(&app.listing(&u, None).await, "d");
+    let (s, _) = preview(folder).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let other = app.register("mallory").await;
+    let r = app
+        .get(&format!("/api/files/{}/preview", id(0)), Some(&other.token))
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
