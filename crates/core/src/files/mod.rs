@@ -218,7 +218,7 @@ pub async fn create_folder(
     let db = &state.db;
     let tx = db.begin_write().await?;
     let parent = folder(db, &tx, &user.id, parent).await?;
-    if depth(db, &tx, &user.id, parent.as_ref()).await? >= MAX_DEPTH {
+    if ancestors(db, &tx, &user.id, parent.as_ref()).await?.len() >= MAX_DEPTH {
         return Err(CoreError::field(
             "parent_id",
             "folders nest at most 32 deep",
@@ -247,26 +247,24 @@ pub async fn create_folder(
     Ok(FileView::from(&row))
 }
 
-/// How many folders hold `f` (0 at the top).
-async fn depth(
+/// `f` and the folders above it, nearest first (empty at the top), at most `MAX_DEPTH + 1`.
+async fn ancestors(
     db: &Db,
     conn: &impl etx_db::ConnectionTrait,
     owner: &str,
     f: Option<&FileRow>,
-) -> Result<usize, CoreError> {
-    let mut n = 0;
-    let mut at = f.cloned();
-    while let Some(f) = at {
-        n += 1;
-        if n > MAX_DEPTH {
+) -> Result<Vec<FileRow>, CoreError> {
+    let mut chain: Vec<FileRow> = f.into_iter().cloned().collect();
+    while chain.len() <= MAX_DEPTH {
+        let Some(p) = chain.last().and_then(|f| f.parent_id.clone()) else {
             break;
-        }
-        at = match &f.parent_id {
-            Some(p) => db.file(conn, owner, p).await?,
-            None => None,
         };
+        match db.file(conn, owner, &p).await? {
+            Some(row) => chain.push(row),
+            None => break,
+        }
     }
-    Ok(n)
+    Ok(chain)
 }
 
 /// The folder for a file uploaded at `segments` (its folders, then its name) under `base`,
@@ -279,7 +277,7 @@ async fn ensure_folders(
     folders: &[String],
 ) -> Result<Option<String>, CoreError> {
     let db = &state.db;
-    if depth(db, tx, owner, base).await? + folders.len() > MAX_DEPTH {
+    if ancestors(db, tx, owner, base).await?.len() + folders.len() > MAX_DEPTH {
         return Err(CoreError::field("file", "folders nest at most 32 deep"));
     }
     let mut parent = base.map(|b| b.id.clone());
@@ -501,18 +499,8 @@ pub async fn list(
 ) -> Result<FolderListing, CoreError> {
     let db = &state.db;
     let f = folder(db, db.conn(), &user.id, id).await?;
-    let mut path = Vec::new();
-    let mut up = f.as_ref().and_then(|f| f.parent_id.clone());
-    while let Some(p) = up.take() {
-        if path.len() >= MAX_DEPTH {
-            break;
-        }
-        if let Some(row) = db.file(db.conn(), &user.id, &p).await? {
-            up = row.parent_id.clone();
-            path.push(FileView::from(&row));
-        }
-    }
-    path.reverse();
+    let above = ancestors(db, db.conn(), &user.id, f.as_ref()).await?;
+    let path = above.iter().skip(1).rev().map(FileView::from).collect();
     let entries = db
         .children(db.conn(), &user.id, id)
         .await?
@@ -569,23 +557,12 @@ pub async fn update(
         None => folder(db, &tx, &user.id, f.parent_id.as_deref()).await?,
     };
     // Walking up from the target must not pass the entry itself.
-    let mut at = target.clone();
-    let mut hops = 0;
-    while let Some(t) = at {
-        if t.id == f.id {
-            return Err(CoreError::field(
-                "parent_id",
-                "a folder cannot move into itself or a folder inside it",
-            ));
-        }
-        hops += 1;
-        if hops > MAX_DEPTH {
-            break;
-        }
-        at = match &t.parent_id {
-            Some(p) => db.file(&tx, &user.id, p).await?,
-            None => None,
-        };
+    let above = ancestors(db, &tx, &user.id, target.as_ref()).await?;
+    if above.iter().any(|t| t.id == f.id) {
+        return Err(CoreError::field(
+            "parent_id",
+            "a folder cannot move into itself or a folder inside it",
+        ));
     }
     let parent_id = target.as_ref().map(|t| t.id.as_str());
     let moved = match db.move_file(&tx, &user.id, id, parent_id, &name).await {

@@ -381,6 +381,7 @@ fn content_disposition(kind: &str, name: &str) -> String {
             }
         })
         .collect();
+    // RFC 5987: every byte outside the unreserved set as %XX (a space too, unlike a form).
     let encoded: String = name
         .bytes()
         .map(|b| {

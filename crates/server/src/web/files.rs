@@ -131,21 +131,12 @@ fn back(folder: &str, msg: &str) -> Response {
     let folder = if folder.is_empty() {
         String::new()
     } else {
-        format!("folder={}&", urlencode(folder))
+        format!(
+            "folder={}&",
+            form_urlencoded::byte_serialize(folder.as_bytes()).collect::<String>()
+        )
     };
     Redirect::to(&format!("/files?{folder}msg={msg}")).into_response()
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b == b'-' {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 /// The key of the message a failed form shows.
