@@ -6,7 +6,7 @@ use crate::Core;
 use crate::error::CoreError;
 use crate::ledger::{
     AmountText, Asset, Failure, Movement, MovementEvent, Notice, Outcome, Taken, amount_field,
-    asset_of, balance_of, conflict, leg, post, usd_value,
+    asset_of, balance_of, conflict, leg, movement_event, post, queue_history, usd_value,
 };
 use crate::rules::queue_flag;
 use crate::time::rfc3339;
@@ -468,7 +468,7 @@ pub(crate) async fn adjust_attempt(
     })?;
     let out = m.commit(state, tx, batch, Taken::Completed, body).await?;
     tracing::info!(entry_id, actor = %admin.id, target = %user.id, asset = %asset.code, "balance adjusted by admin");
-    announce_adjustment(state, &user.id, asset, amount, reason, applied);
+    announce_adjustment(state, &user.id, asset, applied);
     Ok(out)
 }
 
@@ -534,6 +534,8 @@ pub(crate) struct Applied {
     txn_id: String,
     balance: i64,
     notice: Notice,
+    /// The history row as the real-time event shows it.
+    view: Value,
 }
 
 /// Posts an adjustment's ledger entry and queues its history row and notice in `tx`.
@@ -580,9 +582,10 @@ pub(crate) async fn apply_adjustment(
         &account_id(&user.id, AccountKind::Wallet, &asset.code),
     )?;
     let txn_id = uuid::Uuid::now_v7().to_string();
-    Db::insert_transactions(
+    let view = queue_history(
+        state,
         batch,
-        &mut [NewTransaction {
+        NewTransaction {
             id: &txn_id,
             user_id: &user.id,
             kind: TxKind::Adjustment,
@@ -594,7 +597,7 @@ pub(crate) async fn apply_adjustment(
             counterparty_id: None,
             note: Some(reason),
             entry_id: Some(entry_id),
-        }],
+        },
     );
     let notice = Notice {
         id: uuid::Uuid::now_v7().to_string(),
@@ -613,35 +616,19 @@ pub(crate) async fn apply_adjustment(
         txn_id,
         balance,
         notice,
+        view,
     })
 }
 
-pub(crate) fn announce_adjustment(
-    state: &Core,
-    user_id: &str,
-    asset: &Asset,
-    amount: i64,
-    reason: &str,
-    applied: Applied,
-) {
-    state.events.movements(vec![MovementEvent {
-        notice: Some(applied.notice),
-        user_id: user_id.to_string(),
-        transaction: json!({
-            "id": applied.txn_id,
-            "type": "adjustment",
-            "direction": if amount > 0 { "in" } else { "out" },
-            "currency": asset.code,
-            "amount": format_amount(amount.abs(), asset.scale),
-            "fee": format_amount(0, asset.scale),
-            "status": "completed",
-            "counterparty": null,
-            "note": reason,
-            "created_at": rfc3339(etx_db::now_micros()),
-        }),
-        currency: asset.code.clone(),
-        balance: format_amount(applied.balance, asset.scale),
-    }]);
+pub(crate) fn announce_adjustment(state: &Core, user_id: &str, asset: &Asset, applied: Applied) {
+    let Applied {
+        balance,
+        notice,
+        view,
+        ..
+    } = applied;
+    let event = movement_event(state, user_id, &asset.code, balance, view, Some(notice));
+    state.events.movements(vec![event]);
 }
 
 /// An adjustment applied at once: its history row, journal entry and the user's balance after
@@ -773,14 +760,7 @@ pub async fn decide_adjustment(
         crate::ledger::with_retries(|| decide_adjustment_attempt(state, staff, &id, approve, note))
             .await?;
     if let Some((asset, applied)) = applied {
-        announce_adjustment(
-            state,
-            &row.user_id,
-            &asset,
-            row.amount,
-            &row.reason,
-            applied,
-        );
+        announce_adjustment(state, &row.user_id, &asset, applied);
     }
     Ok(AdjustmentView::new(state, &row))
 }
