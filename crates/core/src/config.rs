@@ -48,6 +48,7 @@ pub struct Config {
     pub storage: StorageSection,
     pub avatar: AvatarConfig,
     pub files: crate::files::FilesConfig,
+    pub jobs: crate::jobs::JobsConfig,
     pub two_factor: TwoFactorConfig,
     pub email: EmailConfig,
     #[serde(default)]

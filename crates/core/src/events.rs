@@ -14,6 +14,9 @@ pub trait Events: Send + Sync + 'static {
 
     /// Every connection of the user loses its private events (suspension, deletion).
     fn user_cut_off<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, ()>;
+
+    /// A job of the user was queued, made progress or ended. Must not wait for delivery.
+    fn job_update(&self, user_id: &str, job: &crate::jobs::JobView);
 }
 
 /// Delivers nothing: for commands and tests that run the core without clients.
@@ -29,4 +32,6 @@ impl Events for NoEvents {
     fn user_cut_off<'a>(&'a self, _user_id: &'a str) -> BoxFuture<'a, ()> {
         Box::pin(async {})
     }
+
+    fn job_update(&self, _user_id: &str, _job: &crate::jobs::JobView) {}
 }

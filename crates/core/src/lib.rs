@@ -11,6 +11,7 @@ pub mod deposits;
 pub mod error;
 pub mod events;
 pub mod files;
+pub mod jobs;
 pub mod ledger;
 pub mod mail;
 pub mod market;
@@ -59,6 +60,8 @@ pub struct Parts {
     pub events: Arc<dyn Events>,
     /// Users with a password check of a signed-in change running now (at most one each).
     pub password_checks: session::InFlight,
+    /// This instance's job workers: their identity and the signal that wakes them.
+    pub workers: jobs::Workers,
 }
 
 impl Core {

@@ -6,6 +6,7 @@ pub mod audit;
 mod conn;
 mod errors;
 pub mod files;
+pub mod jobs;
 pub mod ledger;
 pub mod mail;
 pub mod market;

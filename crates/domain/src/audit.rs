@@ -50,6 +50,9 @@ crate::names! {
         FolderCreate = "files.folder_create",
         FileUpdate = "files.update",
         FileDelete = "files.delete",
+        JobStart = "jobs.start",
+        JobCancel = "jobs.cancel",
+        JobRetry = "jobs.retry",
     }
 }
 

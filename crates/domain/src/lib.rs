@@ -5,6 +5,7 @@
 pub mod account;
 pub mod audit;
 pub mod error;
+pub mod job;
 pub mod level;
 pub mod money;
 #[macro_use]
@@ -16,6 +17,7 @@ pub mod user;
 pub use account::{AccountKind, EntryKind, TxKind};
 pub use audit::AuditAction;
 pub use error::{FieldErrors, ValidationError};
+pub use job::{JobKind, JobStatus, StepStatus};
 pub use level::Level;
 pub use money::{AmountError, format_amount, parse_amount, parse_positive_amount, write_amount};
 pub use payment::{CreditState, DepositStatus, WithdrawalStatus};

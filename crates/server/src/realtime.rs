@@ -294,4 +294,10 @@ impl etx_core::Events for Realtime {
     fn user_cut_off<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, ()> {
         Box::pin(Realtime::user_cut_off(self, user_id))
     }
+
+    fn job_update(&self, user_id: &str, job: &etx_core::jobs::JobView) {
+        let rt = self.clone();
+        let (user_id, job) = (user_id.to_string(), job.clone());
+        tokio::spawn(async move { rt.to_user(&user_id, "job_update", &job).await });
+    }
 }

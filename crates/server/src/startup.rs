@@ -142,6 +142,7 @@ pub async fn build_state(config: Config, settings: Settings) -> anyhow::Result<A
         storage,
         limiter,
         password_checks: etx_core::session::InFlight::default(),
+        workers: etx_core::jobs::Workers::default(),
     });
     let state = AppState::new(Inner {
         core,
@@ -264,6 +265,7 @@ impl Application {
     ) -> anyhow::Result<()> {
         let upkeep = etx_core::upkeep::spawn_upkeep(self.state.core.clone());
         let mail = etx_core::mail::spawn_sender(self.state.core.clone());
+        let workers = etx_core::jobs::spawn_workers(self.state.core.clone());
         let m = &self.state.config.market;
         let feed = match m.provider {
             PriceFeed::Coinbase => tokio::spawn(etx_core::market::coinbase::run(
@@ -287,6 +289,7 @@ impl Application {
         .await;
         upkeep.abort();
         mail.abort();
+        workers.abort();
         feed.abort();
         recorder.abort();
         forwarder.abort();

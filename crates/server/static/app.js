@@ -122,6 +122,24 @@ document.addEventListener("DOMContentLoaded", function () {
       }
     },
     notification: function (d) { if (d.kind !== "transfer_received") toast(d.title); },
+    job_update: function (d) {
+      document.querySelectorAll('[data-job="' + d.id + '"]').forEach(function (el) {
+        var bar = el.querySelector("[data-job-progress]");
+        if (bar) { bar.value = d.progress; bar.textContent = d.progress + " %"; }
+        var st = el.querySelector("[data-job-status]");
+        if (st) st.textContent = d.status;
+        var msg = el.querySelector("[data-job-message]");
+        if (msg) msg.textContent = d.message;
+        // A job page shows the steps and buttons of the final state once it ends.
+        if (el.hasAttribute("data-job-page") && /^(completed|failed|cancelled)$/.test(d.status)) {
+          setTimeout(function () { location.reload(); }, 300);
+        }
+      });
+      if (/^(completed|failed|cancelled)$/.test(d.status)) {
+        toast("Job on " + d.input_name + ": " + d.status + ". " + d.message,
+          d.status === "completed" ? "ok" : "");
+      }
+    },
     announcement: function (d) { toast("Announcement: " + d.message, d.level); }
   };
   function connect() {

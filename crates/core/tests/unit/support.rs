@@ -105,6 +105,7 @@ pub async fn core_with(change: impl FnOnce(&mut Config)) -> TestCore {
         market: Arc::new(etx_core::market::Market::new(&config.market, &config.assets).unwrap()),
         events: Arc::new(etx_core::events::NoEvents),
         password_checks: etx_core::session::InFlight::default(),
+        workers: etx_core::jobs::Workers::default(),
         rules,
         config,
     });

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod auth;
 pub mod files;
+pub mod jobs;
 pub mod market;
 pub mod notifications;
 pub mod ops;
@@ -32,6 +33,7 @@ use utoipa_axum::router::OpenApiRouter;
         (name = "transactions", description = "History, summary and export"),
         (name = "notifications", description = "Your notifications"),
         (name = "files", description = "Your file workspace: folders, uploads, downloads"),
+        (name = "jobs", description = "Processing jobs on your files: start, follow, cancel, retry"),
         (name = "market", description = "Live prices, 24-hour statistics, candles and the price stream"),
         (name = "admin", description = "Administration of money and users"),
         (name = "ops", description = "Configuration, health and metrics"),
@@ -74,6 +76,7 @@ pub fn router(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) 
         .merge(realtime::router())
         .merge(notifications::router())
         .merge(files::router())
+        .merge(jobs::router())
         .merge(ops::router())
         .split_for_parts()
 }

@@ -29,6 +29,8 @@ pub struct EntryLine {
     pub id: String,
     pub name: String,
     pub is_folder: bool,
+    /// A folder or a CSV file: a BAR grouping can start on it.
+    pub groupable: bool,
     pub size: String,
     pub content_type: String,
     pub updated_at: String,
@@ -40,6 +42,9 @@ impl From<&FileView> for EntryLine {
             id: f.id.clone(),
             name: f.name.clone(),
             is_folder: f.kind == "folder",
+            groupable: f.kind == "folder"
+                || f.content_type == "text/csv"
+                || f.name.to_ascii_lowercase().ends_with(".csv"),
             size: if f.kind == "folder" {
                 String::new()
             } else {

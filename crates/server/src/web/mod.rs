@@ -6,6 +6,7 @@ mod admin;
 mod assets;
 mod error;
 mod files;
+mod jobs;
 mod market;
 mod notice;
 mod payments;
@@ -97,6 +98,11 @@ pub fn router(state: &AppState) -> Router<AppState> {
         )
         .route("/files/folder", post(files::view_folder_post))
         .route("/files/{id}/delete", post(files::view_delete_post))
+        .route("/jobs", get(jobs::view_jobs_get))
+        .route("/jobs/start", post(jobs::view_start_post))
+        .route("/jobs/{id}", get(jobs::view_job_get))
+        .route("/jobs/{id}/cancel", post(jobs::view_cancel_post))
+        .route("/jobs/{id}/retry", post(jobs::view_retry_post))
         .route(
             "/deposit",
             get(payments::view_deposit_get).post(payments::view_deposit_post),

@@ -29,6 +29,8 @@ pub fn notice(q: &NoticeQuery) -> Option<&'static str> {
         "uploaded" => Some("Uploaded."),
         "folder-created" => Some("Folder created."),
         "deleted" => Some("Deleted."),
+        "job-started" => Some("Job started. Progress updates here as it runs."),
+        "job-cancel" => Some("Cancel requested."),
         _ => None,
     }
 }

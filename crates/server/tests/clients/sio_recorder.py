@@ -29,7 +29,7 @@ def emit_line(event, data=None):
 sio = socketio.Client(reconnection=False)
 
 for name in ("price_update", "transaction_update", "wallet_update", "notification",
-             "announcement", "auth_error", "authenticated", "pong"):
+             "announcement", "job_update", "auth_error", "authenticated", "pong"):
     sio.on(name, (lambda n: lambda data=None: emit_line(n, data))(name))
 
 cookie = os.environ.get("ETX_COOKIE")

@@ -270,7 +270,11 @@ async fn records(app: &TestApp) -> i64 {
 /// until it is audited and listed.
 #[tokio::test]
 async fn every_state_changing_route_writes_an_audit_record() {
-    let app = TestApp::spawn_with(|c| c.rate_limit.register_per_ip_per_minute = 1000).await;
+    let app = TestApp::spawn_with(|c| {
+        c.rate_limit.register_per_ip_per_minute = 1000;
+        c.jobs.workers = 0;
+    })
+    .await;
     let doc: Value = app
         .get("/api/openapi.json", None)
         .await
@@ -716,6 +720,59 @@ async fn every_state_changing_route_writes_an_audit_record() {
                     .unwrap()
                     .status()
             }
+            ("POST", "/api/jobs")
+            | ("POST", "/api/jobs/{id}/cancel")
+            | ("POST", "/api/jobs/{id}/retry") => {
+                // This app runs no workers: a job waits until cancelled.
+                let name = format!("walkjob{walked}.csv");
+                let r: Value = app
+                    .upload(
+                        &alice,
+                        None,
+                        &[(name.as_str(), b"orgFullName,emissionSourceName\n")],
+                    )
+                    .await
+                    .json()
+                    .await
+                    .unwrap();
+                let input = r["files"][0]["id"].as_str().unwrap().to_string();
+                let start = json!({"kind": "bar_grouping", "input_id": input});
+                let url = match path.as_str() {
+                    "/api/jobs" => path.to_string(),
+                    _ => {
+                        let j: Value = app
+                            .post("/api/jobs", start.clone(), Some(&alice.token))
+                            .await
+                            .json()
+                            .await
+                            .unwrap();
+                        let id = j["id"].as_str().unwrap().to_string();
+                        if path.ends_with("retry") {
+                            app.post(
+                                &format!("/api/jobs/{id}/cancel"),
+                                json!({}),
+                                Some(&alice.token),
+                            )
+                            .await;
+                        }
+                        path.replace("{id}", &id)
+                    }
+                };
+                before = records(&app).await;
+                let r = app.post(&url, start, Some(&alice.token)).await;
+                let status = r.status();
+                let j: Value = r.json().await.unwrap();
+                // Cancel what was started so the walk stays within the unfinished-job limit.
+                if let Some(id) = j["id"].as_str().filter(|_| j["status"] == "queued") {
+                    app.post(
+                        &format!("/api/jobs/{id}/cancel"),
+                        json!({}),
+                        Some(&alice.token),
+                    )
+                    .await;
+                }
+                status
+            }
             ("POST", "/api/files/folders") => {
                 before = records(&app).await;
                 app.post(
@@ -758,7 +815,7 @@ async fn every_state_changing_route_writes_an_audit_record() {
         );
         walked += 1;
     }
-    assert_eq!(walked, 44, "every unsafe route but the reads was walked");
+    assert_eq!(walked, 47, "every unsafe route but the reads was walked");
 }
 
 /// A deposit paid after its owner was deleted: the money waits in suspense. Returns the item.

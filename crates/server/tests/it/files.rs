@@ -19,7 +19,7 @@ fn form(files: &[(&str, &[u8])]) -> Form {
 }
 
 impl TestApp {
-    async fn upload(
+    pub(crate) async fn upload(
         &self,
         u: &TestUser,
         folder: Option<&str>,
@@ -38,7 +38,7 @@ impl TestApp {
             .unwrap()
     }
 
-    async fn listing(&self, u: &TestUser, folder: Option<&str>) -> Value {
+    pub(crate) async fn listing(&self, u: &TestUser, folder: Option<&str>) -> Value {
         let path = match folder {
             Some(f) => format!("/api/files?folder_id={f}"),
             None => "/api/files".into(),
@@ -85,7 +85,7 @@ impl TestApp {
     }
 }
 
-fn names(listing: &Value) -> Vec<String> {
+pub(crate) fn names(listing: &Value) -> Vec<String> {
     listing["entries"]
         .as_array()
         .unwrap()
@@ -94,7 +94,7 @@ fn names(listing: &Value) -> Vec<String> {
         .collect()
 }
 
-fn id_of(listing: &Value, name: &str) -> String {
+pub(crate) fn id_of(listing: &Value, name: &str) -> String {
     listing["entries"]
         .as_array()
         .unwrap()

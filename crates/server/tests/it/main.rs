@@ -11,6 +11,7 @@ mod cli;
 mod crash;
 mod files;
 mod hardening;
+mod jobs;
 mod market;
 mod model;
 mod ops;

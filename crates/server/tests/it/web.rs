@@ -1025,3 +1025,119 @@ async fn the_files_page_uploads_a_folder_makes_folders_and_deletes() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_bar_grouping_starts_from_the_files_page_and_its_steps_show_on_the_job_page() {
+    use reqwest::multipart::{Form, Part};
+    let app = TestApp::spawn().await;
+    let u = app.register("jobber").await;
+    app.verify(&u).await;
+    let b = signed_in(&app, "jobber").await;
+    let page = b
+        .get(at(&app, "/files"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = csrf_of(&page);
+    let form = Form::new()
+        .text("csrf_token", csrf.clone())
+        .part(
+            "file",
+            Part::bytes(b"orgFullName,emissionSourceName,v\nAcme,B1,007\n".to_vec())
+                .file_name("bar.csv"),
+        )
+        .part(
+            "file",
+            Part::bytes(b"hello".to_vec()).file_name("notes.txt"),
+        );
+    let page = b
+        .post(at(&app, "/files/upload"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // Only the CSV offers a grouping.
+    assert!(page.contains("Group BAR data of bar.csv"), "{page}");
+    assert!(!page.contains("Group BAR data of notes.txt"), "{page}");
+    let input = page
+        .split("name=\"input_id\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_string();
+    // Without the form's token nothing starts.
+    let r = b
+        .post(at(&app, "/jobs/start"))
+        .form(&[
+            ("kind", "bar_grouping"),
+            ("input_id", input.as_str()),
+            ("csrf_token", ""),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.count("SELECT COUNT(*) FROM jobs").await, 0);
+    let r = b
+        .post(at(&app, "/jobs/start"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("kind", "bar_grouping"),
+            ("input_id", input.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let job_url = r.url().path().to_string();
+    assert!(job_url.starts_with("/jobs/"), "{job_url}");
+    let page = r.text().await.unwrap();
+    assert!(page.contains("Job started."), "{page}");
+    assert!(page.contains("BAR grouping of bar.csv"), "{page}");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let page = loop {
+        let page = b
+            .get(at(&app, &job_url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if page.contains(">completed</span>") {
+            break page;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{page}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(page.contains("1 file grouped into 1 group"), "{page}");
+    assert!(page.contains(">succeeded</span>"), "{page}");
+    assert!(page.contains(">manifest.csv</a>"), "{page}");
+    assert!(page.contains("Open the output folder"), "{page}");
+    assert!(
+        !page.contains(">Cancel</button>"),
+        "an ended job has no cancel: {page}"
+    );
+    let list = b
+        .get(at(&app, "/jobs"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(list.contains("aria-current=\"page\">Jobs</a>"), "{list}");
+    assert!(list.contains("bar.csv"), "{list}");
+    assert!(list.contains("value=\"100\""), "{list}");
+    // Someone else's job page does not exist.
+    app.register("nosy").await;
+    let other = signed_in(&app, "nosy").await;
+    let r = other.get(at(&app, &job_url)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
