@@ -121,6 +121,14 @@ const MIGRATIONS: &[Migration] = &[
         postgres: "",
         sqlite: "",
     },
+    // Versions apply in list order, each once; a gap in the numbers is allowed.
+    Migration {
+        version: 16,
+        name: "platform settings",
+        common: include_str!("migrations/0016_platform_settings.sql"),
+        postgres: "",
+        sqlite: "",
+    },
 ];
 
 pub async fn run(db: &Db) -> anyhow::Result<()> {

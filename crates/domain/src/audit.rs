@@ -50,6 +50,8 @@ crate::names! {
         FolderCreate = "files.folder_create",
         FileUpdate = "files.update",
         FileDelete = "files.delete",
+        EtxConfigUpdate = "etx.config_update",
+        EtxConfigDelete = "etx.config_delete",
     }
 }
 

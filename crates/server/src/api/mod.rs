@@ -8,6 +8,7 @@ pub mod market;
 pub mod notifications;
 pub mod ops;
 pub mod payments;
+pub mod platform;
 pub mod realtime;
 pub mod security;
 pub mod transactions;
@@ -32,6 +33,7 @@ use utoipa_axum::router::OpenApiRouter;
         (name = "transactions", description = "History, summary and export"),
         (name = "notifications", description = "Your notifications"),
         (name = "files", description = "Your file workspace: folders, uploads, downloads"),
+        (name = "etx", description = "Your connection to the external ETX/CTX platform"),
         (name = "market", description = "Live prices, 24-hour statistics, candles and the price stream"),
         (name = "admin", description = "Administration of money and users"),
         (name = "ops", description = "Configuration, health and metrics"),
@@ -74,6 +76,7 @@ pub fn router(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) 
         .merge(realtime::router())
         .merge(notifications::router())
         .merge(files::router())
+        .merge(platform::router())
         .merge(ops::router())
         .split_for_parts()
 }

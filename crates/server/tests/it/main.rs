@@ -15,6 +15,7 @@ mod market;
 mod model;
 mod ops;
 mod payments;
+mod platform;
 mod provider;
 mod realtime;
 mod redis_outage;
