@@ -276,8 +276,7 @@ async fn platform_login_gives_a_fid_and_refused_credentials_are_not_retried() {
     // One good login, one refused: the refusal was not tried again.
     assert_eq!(fake.logins.load(Ordering::SeqCst), 2);
     // Nothing listening: a transient error naming what failed, after every attempt.
-    let mut s = settings(&format!("127.0.0.1:{}", closed_port()));
-    s.api_version = "ctx/v1".into();
+    let s = settings(&format!("127.0.0.1:{}", closed_port()));
     let e = Platform::new(s, quick())
         .unwrap()
         .login()
@@ -483,11 +482,6 @@ fn requests_of(fake: &Fake, op: &str) -> Vec<Value> {
 async fn platform_websocket_operations_send_their_shapes_and_read_their_answers() {
     let (addr, fake) = fake_platform().await;
     let session = platform(&addr).connect().await.unwrap();
-    // The handshake: the SetOrg script message is acknowledged echoing its mid.
-    assert_eq!(
-        fake.acks.lock().unwrap().clone(),
-        [json!({"SetOrg": {"mid": "hs-0"}})]
-    );
 
     // Upload: the bytes decode back to the file, across several read chunks.
     let dir = std::env::temp_dir().join(format!("etx-platform-{}", uuid::Uuid::now_v7()));
@@ -497,6 +491,12 @@ async fn platform_websocket_operations_send_their_shapes_and_read_their_answers(
     std::fs::write(&file, &bytes).unwrap();
     let path = session.upload_file(&file, "es data.csv").await.unwrap();
     assert_eq!(path, "/imports/es data.csv");
+    // The handshake came first (the fake reads in order): the SetOrg script message was
+    // acknowledged echoing its mid.
+    assert_eq!(
+        fake.acks.lock().unwrap().clone(),
+        [json!({"SetOrg": {"mid": "hs-0"}})]
+    );
     assert_eq!(fake.uploads.lock().unwrap()[0], bytes);
     let up = &requests_of(&fake, "UploadBase64Imp")[0];
     assert_eq!(up["fileName"], "es data.csv");

@@ -148,7 +148,7 @@ impl From<PlatformError> for crate::CoreError {
 
 /// `30 s`, or `250 ms` when not whole seconds.
 fn human_ms(ms: &u64) -> String {
-    if *ms >= 1000 && ms % 1000 == 0 {
+    if *ms >= 1000 && ms.is_multiple_of(1000) {
         format!("{} s", ms / 1000)
     } else {
         format!("{ms} ms")
