@@ -44,6 +44,8 @@ struct Fake {
     failing: Mutex<HashSet<String>>,
     /// Close the connection instead of answering this operation.
     drop_on: Mutex<Option<String>>,
+    /// Never answer this operation (the connection stays open).
+    hang_on: Mutex<Option<String>>,
     /// Bytes decoded from each UploadBase64Imp.
     uploads: Mutex<Vec<Vec<u8>>>,
     /// Rows in the file the ES data import pages through.
@@ -161,6 +163,9 @@ async fn serve_ws(f: Shared, mut ws: WebSocket) {
         if f.drop_on.lock().unwrap().as_deref() == Some(op.as_str()) {
             // Gone mid-request: the request was received and will never be answered.
             return;
+        }
+        if f.hang_on.lock().unwrap().as_deref() == Some(op.as_str()) {
+            continue;
         }
         let mid = body["mid"].clone();
         // Chatter the client must ignore: no mid, and a mid nobody asked for.
@@ -705,6 +710,35 @@ async fn platform_dropped_websocket_fails_the_waiting_call_and_reconnects_once()
     let e = session.create_tenant_account("T").await.unwrap_err();
     assert!(e.to_string().contains("re-made once"), "{e}");
     assert_eq!(fake.acks.lock().unwrap().len(), 2, "no third connection");
+}
+
+#[tokio::test]
+async fn platform_websocket_request_without_an_answer_times_out() {
+    let (addr, fake) = fake_platform().await;
+    let t = Timeouts {
+        request: Duration::from_millis(300),
+        ..quick()
+    };
+    let session = Platform::new(settings(&addr), t)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    *fake.hang_on.lock().unwrap() = Some("SetVersion".into());
+    let started = Instant::now();
+    let e = session
+        .set_version("1", "2026-01-01", "d")
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(
+        e.to_string(),
+        "the platform did not answer SetVersion within 300 ms"
+    );
+    assert!(e.is_transient());
+    // The connection is still good for the next request.
+    session.create_tenant_account("T").await.unwrap();
+    assert_eq!(fake.acks.lock().unwrap().len(), 1);
 }
 
 // ---- /api/etx/config ----

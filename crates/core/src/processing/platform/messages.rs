@@ -193,7 +193,8 @@ pub struct ImportPage {
 /// Reads a page's answer. Assumed shape (the origin system's answer is not documented): the
 /// body's `Message` (or, lacking it, the body) holds `rows`, the number of rows this page
 /// imported, and optionally `total` (rows in the file) and `done` (no more pages). A page is
-/// the last when `done` is true, or when it imported fewer rows than were asked for.
+/// the last when `done` is true, when it imported fewer rows than were asked for, or when the
+/// rows imported so far reach `total`.
 pub fn import_page(body: &Value) -> Result<ImportPage, PlatformError> {
     let what = "the ES data import";
     let m = match body.get("Message") {

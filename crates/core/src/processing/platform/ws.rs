@@ -384,7 +384,8 @@ impl Session {
             let page = messages::import_page(&body)?;
             offset += page.rows;
             progress(offset, page.total);
-            if page.done || page.rows < page_rows {
+            let past_end = page.total.is_some_and(|t| offset >= t);
+            if page.done || page.rows < page_rows || past_end {
                 return Ok(offset);
             }
         }
