@@ -25,8 +25,11 @@ struct Inner {
     api_base: String,
 }
 
-/// What became of one BAR group.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What became of one BAR group; serialised as `{"outcome":"published","es_id":…}`,
+/// `{"outcome":"no_matching_source"}`, `{"outcome":"ambiguous","candidates":[…]}` or
+/// `{"outcome":"failed","message":…,"transient":…}` for a job's history.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum PublishOutcome {
     Published {
         es_id: EsId,
@@ -254,7 +257,30 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::bart_name;
+    use super::*;
+
+    #[test]
+    fn outcomes_serialise_for_a_job_history() {
+        let v = |o: PublishOutcome| serde_json::to_value(o).unwrap();
+        assert_eq!(
+            v(PublishOutcome::Published {
+                es_id: EsId(json!(7))
+            }),
+            json!({"outcome": "published", "es_id": 7})
+        );
+        assert_eq!(
+            v(PublishOutcome::NoMatchingSource),
+            json!({"outcome": "no_matching_source"})
+        );
+        let candidates = vec![EmissionSource {
+            id: EsId(json!("a")),
+            full_name: "X/Y".into(),
+        }];
+        assert_eq!(
+            v(PublishOutcome::Ambiguous { candidates }),
+            json!({"outcome": "ambiguous", "candidates": [{"id": "a", "full_name": "X/Y"}]})
+        );
+    }
 
     #[test]
     fn bart_names_are_base_names_without_the_extension() {

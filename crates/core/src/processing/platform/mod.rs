@@ -42,12 +42,56 @@ pub mod settings;
 pub mod sources;
 pub mod ws;
 
-pub use http::{Platform, PublishOutcome};
+pub use http::{Platform, PublishOutcome, bart_name};
 pub use settings::{PlatformSettings, SettingsInput, SettingsView};
 pub use sources::{EmissionSource, EsId, Match, match_source};
 pub use ws::Session;
 
 use std::time::Duration;
+
+/// `[platform]` in the configuration: the connector's timeouts and retries.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct PlatformConfig {
+    pub connect_timeout_secs: u64,
+    pub request_timeout_secs: u64,
+    /// Tries of one HTTP call in all, 1..=10.
+    pub attempts: u32,
+    pub first_backoff_ms: u64,
+}
+
+impl Default for PlatformConfig {
+    fn default() -> Self {
+        let t = Timeouts::default();
+        PlatformConfig {
+            connect_timeout_secs: t.connect.as_secs(),
+            request_timeout_secs: t.request.as_secs(),
+            attempts: t.attempts,
+            first_backoff_ms: t.first_backoff.as_millis() as u64,
+        }
+    }
+}
+
+impl PlatformConfig {
+    pub fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            connect: Duration::from_secs(self.connect_timeout_secs),
+            request: Duration::from_secs(self.request_timeout_secs),
+            attempts: self.attempts,
+            first_backoff: Duration::from_millis(self.first_backoff_ms),
+        }
+    }
+
+    pub fn check(&self) -> Result<(), String> {
+        if self.connect_timeout_secs == 0
+            || self.request_timeout_secs == 0
+            || !(1..=10).contains(&self.attempts)
+        {
+            return Err("invalid setting platform: timeouts >= 1 s, attempts 1..=10".into());
+        }
+        Ok(())
+    }
+}
 
 /// How long each call may take and how often a transient failure is tried again.
 #[derive(Debug, Clone)]
@@ -219,6 +263,28 @@ mod tests {
         .await;
         assert_eq!(r, Ok(7));
         assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn the_configured_defaults_are_the_documented_ones() {
+        let c = crate::Config::defaults();
+        c.validate().unwrap();
+        let t = c.platform.timeouts();
+        assert_eq!(
+            (t.connect, t.request, t.attempts, t.first_backoff),
+            (
+                Duration::from_secs(10),
+                Duration::from_secs(30),
+                3,
+                Duration::from_millis(500)
+            )
+        );
+        let mut bad = c.platform.clone();
+        bad.attempts = 0;
+        assert!(bad.check().is_err());
+        let mut bad = c.platform.clone();
+        bad.request_timeout_secs = 0;
+        assert!(bad.check().is_err());
     }
 
     #[tokio::test]
