@@ -29,7 +29,8 @@ async fn get_config(State(state): State<AppState>, auth: Auth) -> ApiResult<Json
 }
 
 /// Create or replace your platform settings. Leave `password` or `ds_key` out to keep the
-/// stored one (the first save needs both). Invalid input changes nothing.
+/// stored one (the first save, and a save that changes `http_uri` or `ws_uri`, needs both).
+/// Invalid input changes nothing.
 #[utoipa::path(put, path = "/api/etx/config", tag = "etx", request_body = SettingsInput,
     responses(
         (status = 200, description = "The saved settings", body = SettingsView),

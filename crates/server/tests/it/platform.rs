@@ -936,6 +936,22 @@ async fn platform_settings_bad_input_is_refused_and_changes_nothing() {
         );
         assert_eq!(view(&app, &u).await, before, "{field} changed nothing");
     }
+    // Pointing the stored secrets at another address needs them entered again.
+    for (field, value) in [
+        ("http_uri", "https://elsewhere.example.net"),
+        ("ws_uri", "wss://elsewhere.example.net/ws"),
+    ] {
+        let mut b = config_body(addr);
+        b[field] = json!(value);
+        b.as_object_mut().unwrap().remove("password");
+        let (s, _, body) = error_code(app.put("/api/etx/config", b, Some(&u.token)).await).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{field}");
+        assert_eq!(
+            body["error"]["fields"]["password"],
+            "is required when the platform's address changes"
+        );
+        assert_eq!(view(&app, &u).await, before, "{field} changed nothing");
+    }
     // Unknown fields and missing ones are refused the same way.
     let mut b = config_body(addr);
     b["role"] = json!("admin");

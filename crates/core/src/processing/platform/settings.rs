@@ -6,7 +6,9 @@
 //! from the server secret) with the associated data `etx-platform-settings:<user id>`: a
 //! database dump alone reveals neither, and a sealed value copied to another user's row does
 //! not open. They are never shown again: a view says only that they are set. Saving without a
-//! password (or key) keeps the stored one. Changes and removals are audited, without secrets.
+//! password (or key) keeps the stored one, as long as the URIs stay the same: pointing the
+//! settings at another address needs both entered again, so a borrowed session cannot send the
+//! stored secrets to a host of its choosing. Changes and removals are audited, without secrets.
 
 use crate::Core;
 use crate::error::{CoreError, CoreResult};
@@ -87,8 +89,8 @@ impl From<&PlatformSettingsRow> for SettingsView {
     }
 }
 
-/// New settings. `password` and `ds_key` may be left out (or `null`) to keep the stored ones;
-/// the first save needs both.
+/// New settings. `password` and `ds_key` may be left out (or `null`) to keep the stored ones
+/// while `http_uri` and `ws_uri` stay the same; the first save needs both.
 #[derive(Debug, Clone, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
@@ -284,6 +286,22 @@ pub async fn save(state: &Core, user: &UserRow, input: SettingsInput) -> CoreRes
     let db = &state.db;
     let tx = db.begin_write().await?;
     let old = db.platform_settings(&tx, &user.id).await?;
+    // The stored secrets only ever go to the addresses they were entered for: a session that
+    // points the settings elsewhere must know them.
+    let moved = old
+        .as_ref()
+        .is_some_and(|o| o.http_uri != c.http_uri || o.ws_uri != c.ws_uri);
+    if moved && (c.password.is_none() || c.ds_key.is_none()) {
+        let mut f = FieldErrors::new();
+        let again = "is required when the platform's address changes";
+        if c.password.is_none() {
+            f.add("password", again);
+        }
+        if c.ds_key.is_none() {
+            f.add("ds_key", again);
+        }
+        return Err(CoreError::validation(f));
+    }
     let kept = match (&old, c.password.is_none() || c.ds_key.is_none()) {
         (Some(row), true) => Some(open_secrets(state, row).ok_or_else(|| {
             CoreError::field(
