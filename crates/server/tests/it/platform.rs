@@ -850,7 +850,16 @@ async fn platform_settings_are_sealed_at_rest_and_never_shown() {
     let s = core_settings(&app, &alice).await.unwrap();
     assert_eq!(s.password.expose_secret(), SECRET_PASSWORD);
     assert_eq!(s.ds_key.expose_secret(), DS_KEY);
-    let p = Platform::new(s, quick()).unwrap();
+    let user = app.state.db.user_by_id(&alice.id).await.unwrap().unwrap();
+    let p = etx_core::processing::platform::for_user(&app.state, &user)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        p.timeouts().request,
+        Duration::from_secs(30),
+        "from the configuration"
+    );
     assert_eq!(p.emission_sources().await.unwrap().len(), 5);
     p.connect().await.unwrap();
     assert_eq!(fake.logins.load(Ordering::SeqCst), 1);

@@ -4,8 +4,8 @@
 //! # Using it
 //!
 //! ```text
-//! let s = platform::settings(&core, &user).await?.ok_or(…)?;   // decrypted, for a job
-//! let p = Platform::new(s, Timeouts::default())?;            // no network yet
+//! let p = platform::for_user(&core, &user).await?.ok_or(…)?;  // settings decrypted, no network yet
+//!     // (or Platform::new(settings, timeouts) with settings::settings(&core, &user))
 //! let sources = p.emission_sources().await?;                 // GET …/GetAllESs
 //! let outcome = p.publish_group(key, bart_name, csv, &sources).await; // match, then publish
 //! let session = p.connect().await?;                          // login, WebSocket, SetOrg handshake
@@ -48,6 +48,18 @@ pub use sources::{EmissionSource, EsId, Match, match_source};
 pub use ws::Session;
 
 use std::time::Duration;
+
+/// The user's platform connection, with the configured timeouts; `None` when the user has no
+/// settings. Nothing is sent yet.
+pub async fn for_user(
+    state: &crate::Core,
+    user: &etx_db::users::UserRow,
+) -> crate::CoreResult<Option<Platform>> {
+    let Some(s) = settings::settings(state, user).await? else {
+        return Ok(None);
+    };
+    Ok(Some(Platform::new(s, state.config.platform.timeouts())?))
+}
 
 /// `[platform]` in the configuration: the connector's timeouts and retries.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
