@@ -24,7 +24,9 @@
 //!   platform's `message`.
 //! * Every HTTP call has a timeout ([`Timeouts::request`]) and is tried up to
 //!   [`Timeouts::attempts`] times with exponential backoff when the failure is transient
-//!   (connection error, timeout, HTTP 5xx or 429); any other 4xx fails at once.
+//!   (connection error, timeout, HTTP 5xx or 429); any other 4xx fails at once. WebSocket
+//!   requests have the same timeout but are not retried (see [`ws`]). The values come from
+//!   `[platform]` in the configuration ([`PlatformConfig`]).
 //! * WebSocket: `{ws_uri}/fid-{fid}`. See [`ws`] for the session, the handshake and how answers
 //!   are matched to requests; [`messages`] for each operation's request and answer.
 //! * Emission source matching: see [`sources`]. Exact after normalisation, never by substring;
