@@ -62,6 +62,9 @@ pub struct Config {
     pub admin: AdminConfig,
     pub idempotency: IdempotencyConfig,
     pub market: MarketConfig,
+    /// The external ETX/CTX platform connector's timeouts and retries.
+    #[serde(default)]
+    pub platform: crate::processing::platform::PlatformConfig,
     pub log: LogConfig,
 }
 
@@ -379,6 +382,7 @@ impl Config {
         if !(50..=60_000).contains(&m.tick_ms) || m.stale_after_secs == 0 {
             anyhow::bail!("invalid setting market: tick_ms 50..=60000, stale_after_secs >= 1");
         }
+        self.platform.check().map_err(anyhow::Error::msg)?;
         if self.env == RunEnv::Production && self.public_url.is_none() {
             anyhow::bail!("invalid setting ETX_PUBLIC_URL: required when ETX_ENV=production");
         }

@@ -13,6 +13,7 @@ pub mod market;
 mod migrate;
 pub mod notifications;
 pub mod payments;
+pub mod platform;
 pub mod security;
 pub mod sessions;
 mod sql;

@@ -53,6 +53,8 @@ crate::names! {
         JobStart = "jobs.start",
         JobCancel = "jobs.cancel",
         JobRetry = "jobs.retry",
+        EtxConfigUpdate = "etx.config_update",
+        EtxConfigDelete = "etx.config_delete",
     }
 }
 

@@ -9,6 +9,7 @@ pub mod market;
 pub mod notifications;
 pub mod ops;
 pub mod payments;
+pub mod platform;
 pub mod realtime;
 pub mod security;
 pub mod transactions;
@@ -34,6 +35,7 @@ use utoipa_axum::router::OpenApiRouter;
         (name = "notifications", description = "Your notifications"),
         (name = "files", description = "Your file workspace: folders, uploads, downloads"),
         (name = "jobs", description = "Processing jobs on your files: start, follow, cancel, retry"),
+        (name = "etx", description = "Your connection to the external ETX/CTX platform"),
         (name = "market", description = "Live prices, 24-hour statistics, candles and the price stream"),
         (name = "admin", description = "Administration of money and users"),
         (name = "ops", description = "Configuration, health and metrics"),
@@ -77,6 +79,7 @@ pub fn router(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) 
         .merge(notifications::router())
         .merge(files::router())
         .merge(jobs::router())
+        .merge(platform::router())
         .merge(ops::router())
         .split_for_parts()
 }

@@ -804,6 +804,18 @@ async fn every_state_changing_route_writes_an_audit_record() {
                 .await
                 .status()
             }
+            ("PUT", "/api/etx/config") => {
+                before = records(&app).await;
+                app.put(path, walk_etx_config(), Some(&alice.token))
+                    .await
+                    .status()
+            }
+            ("DELETE", "/api/etx/config") => {
+                let r = app.put(path, walk_etx_config(), Some(&bob.token)).await;
+                assert!(r.status().is_success());
+                before = records(&app).await;
+                app.delete(path, Some(&bob.token)).await.status()
+            }
             _ => panic!(
                 "{m} {path} has no scenario here: audit the handler (audit::Event) and add one"
             ),
@@ -815,7 +827,17 @@ async fn every_state_changing_route_writes_an_audit_record() {
         );
         walked += 1;
     }
-    assert_eq!(walked, 47, "every unsafe route but the reads was walked");
+    assert_eq!(walked, 49, "every unsafe route but the reads was walked");
+}
+
+fn walk_etx_config() -> Value {
+    json!({
+        "http_uri": "https://platform.example.com",
+        "ws_uri": "wss://platform.example.com/ws",
+        "email": "walker@example.com",
+        "password": "walk-password",
+        "ds_key": "WALK-KEY",
+    })
 }
 
 /// A deposit paid after its owner was deleted: the money waits in suspense. Returns the item.

@@ -16,6 +16,7 @@ mod market;
 mod model;
 mod ops;
 mod payments;
+mod platform;
 mod provider;
 mod realtime;
 mod redis_outage;
