@@ -50,6 +50,7 @@ crate::names! {
         FolderCreate = "files.folder_create",
         FileUpdate = "files.update",
         FileDelete = "files.delete",
+        FilesInfected = "files.infected",
         JobStart = "jobs.start",
         JobCancel = "jobs.cancel",
         JobRetry = "jobs.retry",

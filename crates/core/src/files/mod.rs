@@ -3,6 +3,7 @@
 
 pub mod names;
 mod preview;
+mod scan;
 
 pub use preview::{Preview, preview};
 
@@ -25,6 +26,10 @@ pub struct FilesConfig {
     pub quota_bytes: u64,
     /// Files and folders each user may have.
     pub max_entries: u32,
+    /// `host:port` of a clamd that scans every upload before it becomes visible; unset: no
+    /// scanning.
+    #[serde(default)]
+    pub clamd: Option<String>,
 }
 
 /// A file or folder as the API and pages show it.
@@ -369,6 +374,10 @@ impl<'a> Upload<'a> {
         let name = folders.pop().unwrap_or_default();
         let state = self.state;
         let key = format!("files/{}/{}", self.user.id, uuid::Uuid::now_v7().simple());
+        let mut scan = match state.config.files.clamd.as_deref() {
+            Some(address) if !address.is_empty() => Some(scan::Scan::start(address).await?),
+            _ => None,
+        };
         let mut writer = state.storage.writer(&key).await?;
         let mut size: i64 = 0;
         let mut head: Vec<u8> = Vec::new();
@@ -387,11 +396,29 @@ impl<'a> Upload<'a> {
                 if head.len() < 512 {
                     head.extend_from_slice(&chunk[..chunk.len().min(512 - head.len())]);
                 }
+                if let Some(s) = scan.as_mut() {
+                    s.feed(&chunk).await?;
+                }
                 writer.write(&chunk).await?;
             }
-            Ok(())
+            match scan.take() {
+                Some(s) => s.finish().await,
+                None => Ok(()),
+            }
         }
         .await;
+        if let Err(CoreError::Validation { message, .. }) = &streamed {
+            tracing::warn!(
+                user_id = self.user.id,
+                file = name,
+                message,
+                "an upload was refused by the malware scanner"
+            );
+            crate::audit::Event::new(Some(&self.user.id), AuditAction::FilesInfected)
+                .details(json!({"name": name, "reason": message}))
+                .record(state)
+                .await;
+        }
         if let Err(e) = streamed {
             if let Err(a) = writer.abort().await {
                 tracing::warn!(error = %a, "an interrupted upload could not be aborted");

@@ -22,7 +22,9 @@ pub struct Scan {
 
 fn unreachable(address: &str, e: impl std::fmt::Display) -> CoreError {
     tracing::warn!(error = %e, address, "the malware scanner failed");
-    CoreError::Unavailable("the malware scanner cannot be reached; try the upload again later".into())
+    CoreError::Unavailable(
+        "the malware scanner cannot be reached; try the upload again later".into(),
+    )
 }
 
 impl Scan {
@@ -46,7 +48,8 @@ impl Scan {
         if chunk.is_empty() {
             return Ok(());
         }
-        let len = u32::try_from(chunk.len()).map_err(|_| CoreError::BadRequest("chunk too large".into()))?;
+        let len = u32::try_from(chunk.len())
+            .map_err(|_| CoreError::BadRequest("chunk too large".into()))?;
         let sent = tokio::time::timeout(SCANNER_WAIT, async {
             self.conn.write_all(&len.to_be_bytes()).await?;
             self.conn.write_all(chunk).await

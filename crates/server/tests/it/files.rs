@@ -568,3 +568,101 @@ async fn files_preview_without_downloading() {
         .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
+
+/// The EICAR test file: every scanner reports it, and it harms nothing.
+const EICAR: &[u8] = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+
+/// A server speaking clamd's INSTREAM protocol (`zINSTREAM\0`, then chunks each prefixed with
+/// a 4-byte big-endian length, then a zero length) that reports the EICAR test string, like
+/// clamd does. Returns its address and how many streams it scanned.
+async fn fake_clamd() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let scanned = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = scanned.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut command = [0u8; 10];
+                if s.read_exact(&mut command).await.is_err() || &command != b"zINSTREAM\0" {
+                    let _ = s.write_all(b"UNKNOWN COMMAND\0").await;
+                    return;
+                }
+                let mut data = Vec::new();
+                loop {
+                    let mut len = [0u8; 4];
+                    if s.read_exact(&mut len).await.is_err() {
+                        return;
+                    }
+                    let len = u32::from_be_bytes(len) as usize;
+                    if len == 0 {
+                        break;
+                    }
+                    let start = data.len();
+                    data.resize(start + len, 0);
+                    if s.read_exact(&mut data[start..]).await.is_err() {
+                        return;
+                    }
+                }
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let infected = data.windows(EICAR.len()).any(|w| w == EICAR);
+                let answer: &[u8] = if infected {
+                    b"stream: Eicar-Test-Signature FOUND\0"
+                } else {
+                    b"stream: OK\0"
+                };
+                let _ = s.write_all(answer).await;
+            });
+        }
+    });
+    (addr, scanned)
+}
+
+#[tokio::test]
+async fn with_a_scanner_configured_an_infected_upload_is_refused_and_nothing_is_kept() {
+    let (clamd, scanned) = fake_clamd().await;
+    let app = TestApp::spawn_with(|c| c.files.clamd = Some(clamd)).await;
+    let u = app.register("scanned").await;
+    let r = app.upload(&u, None, &[("clean.csv", b"a,b\n1,2\n")]).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(scanned.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let stored = app.stored_objects();
+
+    // One infected file refuses the whole upload, and says what was found.
+    let mut infected = b"header\n".to_vec();
+    infected.extend_from_slice(EICAR);
+    let r = app
+        .upload(&u, None, &[("ok.txt", b"fine"), ("bad.txt", &infected)])
+        .await;
+    let (status, _, body) = error_code(r).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        body["error"]["fields"]["file"],
+        "was refused: the malware scanner found Eicar-Test-Signature"
+    );
+    assert_eq!(names(&app.listing(&u, None).await), vec!["clean.csv"]);
+    assert_eq!(app.stored_objects(), stored, "the refused bytes are gone");
+    assert_eq!(
+        app.count(
+            "SELECT (SELECT COUNT(*) FROM audit_outbox WHERE action = 'files.infected') \
+             + (SELECT COUNT(*) FROM audit_log WHERE action = 'files.infected')"
+        )
+        .await,
+        1
+    );
+
+    // A scanner that cannot be reached lets nothing through unscanned.
+    let down =
+        TestApp::spawn_with(|c| c.files.clamd = Some(format!("127.0.0.1:{}", closed_port()))).await;
+    let v = down.register("unscanned").await;
+    let (status, code, _) = error_code(down.upload(&v, None, &[("a.txt", b"x")]).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE")
+    );
+    assert_eq!(down.count("SELECT COUNT(*) FROM files").await, 0);
+    assert_eq!(down.stored_objects(), 0);
+}
