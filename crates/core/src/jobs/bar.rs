@@ -1,13 +1,16 @@
 //! The BAR grouping job: every CSV of the input (a file, or a folder and the folders inside
 //! it) is one step that groups it (`processing::bar`) and stores the groups and manifest in a
-//! new folder of the workspace next to the input. A file that fails (a missing column, a
-//! malformed line, the quota) fails its step only; the job is completed only when every step
-//! succeeded.
+//! new folder of the workspace next to the input. When the owner has ETX platform settings,
+//! a second step per file publishes each group to the emission source its key names (see
+//! `processing::platform`), recording every group's outcome. A file that fails (a missing
+//! column, a malformed line, the quota, a group not published) fails its own step only; the
+//! job is completed only when every step succeeded.
 
 use super::run::{Outcome, Run};
 use crate::error::CoreError;
 use crate::files::{self, Upload};
-use crate::processing::bar::{self, BarError, BarOptions, MANIFEST, Progress};
+use crate::processing::bar::{self, BarError, BarOptions, MANIFEST, ManifestEntry, Progress};
+use crate::processing::platform::{self, EmissionSource, Platform, PublishOutcome, Session};
 use bytes::Bytes;
 use etx_db::files::FileRow;
 use etx_db::users::UserRow;
@@ -115,7 +118,19 @@ async fn output_folder(run: &Run, user: &UserRow, input: &FileRow) -> Result<Str
 pub(super) async fn run(run: &Run) -> Outcome {
     let mut output_id = None;
     match prepare(run, &mut output_id).await {
-        Ok((user, inputs, out)) => group_all(run, &user, &inputs, out).await,
+        Ok((user, inputs, out)) => {
+            let delivery = match platform::for_user(&run.state, &user).await {
+                Ok(p) => p.map(Delivery::new),
+                Err(e) => {
+                    return Outcome {
+                        status: JobStatus::Failed,
+                        message: format!("the ETX platform settings could not be read: {e}"),
+                        output_id,
+                    };
+                }
+            };
+            group_all(run, &user, &inputs, out, delivery).await
+        }
         Err(e) => Outcome {
             status: JobStatus::Failed,
             message: e.to_string(),
@@ -176,6 +191,7 @@ async fn group_all(
     user: &UserRow,
     inputs: &[(FileRow, String)],
     out: String,
+    mut delivery: Option<Delivery>,
 ) -> Outcome {
     let n = inputs.len();
     let nested = n > 1 || inputs.first().is_some_and(|(_, p)| p.contains('/'));
@@ -200,11 +216,20 @@ async fn group_all(
             String::new()
         };
         match group_one(run, user, file, &out, &prefix, part).await {
-            Ok(detail) => {
-                groups += detail["groups"].as_u64().unwrap_or(0);
-                run.end_step(seq, StepStatus::Succeeded, &detail, None)
+            Ok(grouped) => {
+                groups += grouped.detail["groups"].as_u64().unwrap_or(0);
+                run.end_step(seq, StepStatus::Succeeded, &grouped.detail, None)
                     .await;
-                done += 1;
+                match &mut delivery {
+                    None => done += 1,
+                    Some(d) => match publish_step(run, d, path, &grouped.dir, part).await {
+                        Ok(()) => done += 1,
+                        Err(StepError::Cancelled) => break,
+                        Err(StepError::Failed(message)) => {
+                            failed.push(format!("{path}: {message}"));
+                        }
+                    },
+                }
             }
             Err(StepError::Cancelled) => {
                 run.end_step(seq, StepStatus::Cancelled, &json!({}), Some("cancelled"))
@@ -310,6 +335,13 @@ impl Drop for Scratch {
     }
 }
 
+/// A grouped file: its step's detail and the local output, kept for publishing.
+struct Grouped {
+    detail: serde_json::Value,
+    dir: PathBuf,
+    _scratch: Scratch,
+}
+
 async fn group_one(
     run: &Run,
     user: &UserRow,
@@ -317,7 +349,7 @@ async fn group_one(
     out: &str,
     prefix: &str,
     part: Part,
-) -> Result<serde_json::Value, StepError> {
+) -> Result<Grouped, StepError> {
     let state = &run.state;
     let scratch = Scratch(state.config.data_dir.join("tmp").join(format!(
         "job-{}-{}",
@@ -354,14 +386,169 @@ async fn group_one(
         .take(LISTED)
         .map(|v| json!({"id": v.id, "name": v.name, "size": v.size}))
         .collect();
-    Ok(json!({
+    let detail = json!({
         "rows_read": summary.rows_read,
         "rows_dropped": summary.rows_dropped,
         "groups": summary.groups,
         "manifest_id": manifest,
         "files": files,
         "files_listed": files.len(),
-    }))
+    });
+    Ok(Grouped {
+        detail,
+        dir,
+        _scratch: scratch,
+    })
+}
+
+/// Group outcomes kept in a publish step's detail; the counts cover them all.
+const OUTCOMES_LISTED: usize = 200;
+
+/// The owner's platform: logged in with its WebSocket open and the emission sources read at
+/// the first publish, then reused for every file of the job.
+pub(super) struct Delivery {
+    platform: Platform,
+    ready: Option<(Session, Vec<EmissionSource>)>,
+}
+
+impl Delivery {
+    fn new(platform: Platform) -> Self {
+        Delivery {
+            platform,
+            ready: None,
+        }
+    }
+
+    async fn sources(&mut self) -> Result<&[EmissionSource], StepError> {
+        if self.ready.is_none() {
+            let session = self.platform.connect().await.map_err(|e| {
+                StepError::Failed(format!("the ETX platform could not be reached: {e}"))
+            })?;
+            let sources = self.platform.emission_sources().await.map_err(|e| {
+                StepError::Failed(format!("the emission sources could not be read: {e}"))
+            })?;
+            self.ready = Some((session, sources));
+        }
+        Ok(self
+            .ready
+            .as_ref()
+            .map(|(_, s)| s.as_slice())
+            .unwrap_or(&[]))
+    }
+}
+
+/// The publish step of one grouped file: every group to its emission source.
+async fn publish_step(
+    run: &Run,
+    delivery: &mut Delivery,
+    path: &str,
+    dir: &Path,
+    part: Part,
+) -> Result<(), StepError> {
+    let Some(seq) = run.start_step("publish", path).await else {
+        return Err(StepError::Cancelled);
+    };
+    let (detail, result) = match publish(run, delivery, path, dir, part).await {
+        Ok(p) => p,
+        Err(e) => (json!({}), Err(e)),
+    };
+    match &result {
+        Ok(()) => {
+            run.end_step(seq, StepStatus::Succeeded, &detail, None)
+                .await
+        }
+        Err(StepError::Cancelled) => {
+            run.end_step(seq, StepStatus::Cancelled, &detail, Some("cancelled"))
+                .await
+        }
+        Err(StepError::Failed(m)) => {
+            run.end_step(seq, StepStatus::Failed, &detail, Some(m))
+                .await
+        }
+    }
+    result
+}
+
+type Published = (serde_json::Value, Result<(), StepError>);
+
+async fn publish(
+    run: &Run,
+    delivery: &mut Delivery,
+    path: &str,
+    dir: &Path,
+    part: Part,
+) -> Result<Published, StepError> {
+    let manifest_dir = dir.to_owned();
+    let entries: Vec<ManifestEntry> = tokio::task::spawn_blocking(move || {
+        bar::read_manifest(&manifest_dir)?.collect::<std::io::Result<Vec<_>>>()
+    })
+    .await
+    .map_err(|e| CoreError::Internal(anyhow::anyhow!("manifest thread: {e}")))?
+    .map_err(|e| CoreError::Internal(e.into()))?;
+    let platform = delivery.platform.clone();
+    let sources = delivery.sources().await?;
+    let total = entries.len();
+    let (mut published, mut unmatched, mut ambiguous, mut failed) = (0usize, 0, 0, 0);
+    let mut listed = Vec::new();
+    let mut first_failure = None;
+    for (i, entry) in entries.iter().enumerate() {
+        if run.stopping() {
+            return Err(StepError::Cancelled);
+        }
+        let within = 900 + (i as i64 * 100) / total.max(1) as i64;
+        run.set_progress(
+            part.permille(within),
+            format!("publishing the groups of {path} ({} of {total})", i + 1),
+        );
+        let csv = tokio::fs::read_to_string(dir.join(&entry.file))
+            .await
+            .map_err(|e| CoreError::Internal(e.into()))?;
+        let outcome = platform
+            .publish_group(&entry.key, &platform::bart_name(&entry.file), &csv, sources)
+            .await;
+        match &outcome {
+            PublishOutcome::Published { .. } => published += 1,
+            PublishOutcome::NoMatchingSource => unmatched += 1,
+            PublishOutcome::Ambiguous { .. } => ambiguous += 1,
+            PublishOutcome::Failed { message, .. } => {
+                failed += 1;
+                first_failure.get_or_insert_with(|| format!("{}: {message}", entry.key));
+            }
+        }
+        if listed.len() < OUTCOMES_LISTED {
+            let mut o = serde_json::to_value(&outcome).unwrap_or_default();
+            o["key"] = json!(entry.key);
+            o["file"] = json!(entry.file);
+            listed.push(o);
+        }
+    }
+    let detail = json!({
+        "groups": total,
+        "published": published,
+        "no_matching_source": unmatched,
+        "ambiguous": ambiguous,
+        "failed": failed,
+        "outcomes": listed,
+    });
+    if published == total {
+        return Ok((detail, Ok(())));
+    }
+    let mut why = Vec::new();
+    if unmatched > 0 {
+        why.push(format!("{unmatched} without a matching emission source"));
+    }
+    if ambiguous > 0 {
+        why.push(format!("{ambiguous} matching several emission sources"));
+    }
+    if let Some(f) = first_failure {
+        why.push(format!("{failed} refused or unreachable (first: {f})"));
+    }
+    let message = format!(
+        "{} of {total} groups were not published: {}",
+        total - published,
+        why.join(", ")
+    );
+    Ok((detail, Err(StepError::Failed(message))))
 }
 
 /// Copies a stored file to a local path, streaming.

@@ -19,7 +19,12 @@ Acme,Boiler 1,\"a,b\",\"say \"\"hi\"\"\"\r\n";
 const SOUTH: &str = "\u{feff}emissionSourceName,orgFullName,v\nS,Org B, 1 \nS,Org A,2\n";
 
 impl TestApp {
-    async fn start_job(&self, u: &TestUser, kind: &str, input: &str) -> reqwest::Response {
+    pub(crate) async fn start_job(
+        &self,
+        u: &TestUser,
+        kind: &str,
+        input: &str,
+    ) -> reqwest::Response {
         self.post(
             "/api/jobs",
             json!({"kind": kind, "input_id": input}),
@@ -28,14 +33,19 @@ impl TestApp {
         .await
     }
 
-    async fn job(&self, u: &TestUser, id: &str) -> Value {
+    pub(crate) async fn job(&self, u: &TestUser, id: &str) -> Value {
         let r = self.get(&format!("/api/jobs/{id}"), Some(&u.token)).await;
         assert_eq!(r.status(), StatusCode::OK);
         r.json().await.unwrap()
     }
 
     /// The job once it has ended (or `status` is reached), waiting up to 60 s.
-    async fn job_when(&self, u: &TestUser, id: &str, done: impl Fn(&str) -> bool) -> Value {
+    pub(crate) async fn job_when(
+        &self,
+        u: &TestUser,
+        id: &str,
+        done: impl Fn(&str) -> bool,
+    ) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
             let j = self.job(u, id).await;
@@ -50,12 +60,12 @@ impl TestApp {
         }
     }
 
-    async fn ended_job(&self, u: &TestUser, id: &str) -> Value {
+    pub(crate) async fn ended_job(&self, u: &TestUser, id: &str) -> Value {
         self.job_when(u, id, |s| matches!(s, "completed" | "failed" | "cancelled"))
             .await
     }
 
-    async fn text_of(&self, u: &TestUser, file_id: &str) -> String {
+    pub(crate) async fn text_of(&self, u: &TestUser, file_id: &str) -> String {
         let r = self
             .get(&format!("/api/files/{file_id}/download"), Some(&u.token))
             .await;

@@ -999,3 +999,151 @@ async fn platform_settings_bad_input_is_refused_and_changes_nothing() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
 }
+
+// ---- BAR grouping delivered to the platform ----
+
+#[tokio::test]
+async fn a_bar_grouping_publishes_each_group_to_its_emission_source_and_reports_the_rest() {
+    let (addr, fake) = fake_platform().await;
+    let app = TestApp::spawn().await;
+    let u = app.register("publisher").await;
+    let r = app
+        .put("/api/etx/config", config_body(&addr), Some(&u.token))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let good = "orgFullName,emissionSourceName,qty\n\
+        Acme : Plant North,Source 10,0878036\n\
+        Acme : Plant North,Source 1,1e5\n\
+        Acme : Plant North,Source 1,\"a,b\"\n";
+    let mixed = "orgFullName,emissionSourceName,qty\n\
+        Acme : Plant South,Boiler,1\n\
+        Acme : Plant West,Kiln,2\n";
+    let r = app
+        .upload(
+            &u,
+            None,
+            &[
+                ("bar/good.csv", good.as_bytes()),
+                ("bar/mixed.csv", mixed.as_bytes()),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let folder = crate::files::id_of(&app.listing(&u, None).await, "bar");
+    let job: Value = app
+        .start_job(&u, "bar_grouping", &folder)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let done = app.ended_job(&u, job["id"].as_str().unwrap()).await;
+    let j = &done["job"];
+    assert_eq!(j["status"], "failed", "{done}");
+    assert_eq!(
+        j["message"],
+        "1 of 2 files failed: mixed.csv: 2 of 2 groups were not published: 1 without a \
+         matching emission source, 1 matching several emission sources"
+    );
+    let steps: Vec<(String, String, String)> = done["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_string(),
+                s["input"].as_str().unwrap().to_string(),
+                s["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("group", "good.csv", "succeeded"),
+        ("publish", "good.csv", "succeeded"),
+        ("group", "mixed.csv", "succeeded"),
+        ("publish", "mixed.csv", "failed"),
+    ];
+    assert_eq!(
+        steps,
+        expected
+            .iter()
+            .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+            .collect::<Vec<_>>()
+    );
+    let publish_good = &done["steps"][1]["detail"];
+    assert_eq!(publish_good["published"], 2);
+    let publish_mixed = &done["steps"][3]["detail"];
+    assert_eq!(publish_mixed["no_matching_source"], 1);
+    assert_eq!(publish_mixed["ambiguous"], 1);
+    let outcomes = publish_mixed["outcomes"].as_array().unwrap();
+    assert_eq!(outcomes[0]["key"], "Acme : Plant South : Boiler");
+    assert_eq!(outcomes[0]["outcome"], "ambiguous");
+    assert_eq!(outcomes[1]["outcome"], "no_matching_source");
+
+    // Exactly the two matching groups reached the platform, each to its own source (never
+    // `Source 1` for `Source 10`), with the group's CSV as written and the file's base name.
+    let published = fake.published.lock().unwrap().clone();
+    assert_eq!(published.len(), 2, "{published:?}");
+    for (key, body) in &published {
+        assert_eq!(key, DS_KEY);
+        let bart = body["bartName"].as_str().unwrap();
+        assert!(!bart.ends_with(".csv"), "{bart}");
+        match body["esId"].as_i64() {
+            Some(1) => {
+                assert!(
+                    bart.contains("Source_1") && !bart.contains("Source_10"),
+                    "{bart}"
+                );
+                assert_eq!(body["data"]["csv"], "qty\n1e5\n\"a,b\"\n");
+            }
+            Some(10) => {
+                assert!(bart.contains("Source_10"), "{bart}");
+                assert_eq!(body["data"]["csv"], "qty\n0878036\n");
+            }
+            other => panic!("published to {other:?}: {body}"),
+        }
+    }
+    // The job logged in and opened the platform WebSocket once for both files.
+    assert_eq!(fake.logins.load(Ordering::SeqCst), 1);
+    assert_eq!(fake.acks.lock().unwrap().len(), 1);
+    // The groups stay in the workspace as files too.
+    let out = crate::files::id_of(&app.listing(&u, None).await, "bar BAR groups");
+    assert_eq!(
+        crate::files::names(&app.listing(&u, Some(&out)).await),
+        vec!["good", "mixed"]
+    );
+}
+
+#[tokio::test]
+async fn a_platform_that_refuses_the_login_fails_the_publish_steps_with_its_reason() {
+    let (addr, _fake) = fake_platform().await;
+    let app = TestApp::spawn().await;
+    let u = app.register("refused").await;
+    let mut body = config_body(&addr);
+    body["password"] = json!("not-the-password");
+    assert_eq!(
+        app.put("/api/etx/config", body, Some(&u.token))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let csv = "orgFullName,emissionSourceName,qty\nAcme : Plant North,Source 1,5\n";
+    app.upload(&u, None, &[("one.csv", csv.as_bytes())]).await;
+    let input = crate::files::id_of(&app.listing(&u, None).await, "one.csv");
+    let job: Value = app
+        .start_job(&u, "bar_grouping", &input)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let done = app.ended_job(&u, job["id"].as_str().unwrap()).await;
+    assert_eq!(done["job"]["status"], "failed", "{done}");
+    let publish = &done["steps"][1];
+    assert_eq!(publish["name"], "publish");
+    assert_eq!(publish["status"], "failed");
+    let error = publish["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("the ETX platform could not be reached"),
+        "{error}"
+    );
+    assert!(!error.contains("not-the-password"), "{error}");
+}
