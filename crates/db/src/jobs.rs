@@ -23,6 +23,8 @@ pub struct JobRow {
     pub lease_until: Option<i64>,
     pub output_id: Option<String>,
     pub retry_of: Option<String>,
+    /// JSON: what the job was asked to do besides its input.
+    pub params: String,
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
@@ -66,7 +68,7 @@ pub struct Claim {
 }
 
 const COLUMNS: &str = "id, owner_id, kind, input_id, input_name, status, progress, message, \
-     cancel_requested, attempts, worker, lease_until, output_id, retry_of, created_at, \
+     cancel_requested, attempts, worker, lease_until, output_id, retry_of, params, created_at, \
      started_at, finished_at, updated_at";
 
 const STEP_COLUMNS: &str =
@@ -80,7 +82,7 @@ impl Db {
         conn.execute_raw(self.stmt(
             &format!(
                 "INSERT INTO jobs ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-                 $11, $12, $13, $14, $15, $16, $17, $18)"
+                 $11, $12, $13, $14, $15, $16, $17, $18, $19)"
             ),
             [
                 j.id.clone().into(),
@@ -97,6 +99,7 @@ impl Db {
                 j.lease_until.into(),
                 j.output_id.clone().into(),
                 j.retry_of.clone().into(),
+                j.params.clone().into(),
                 j.created_at.into(),
                 j.started_at.into(),
                 j.finished_at.into(),

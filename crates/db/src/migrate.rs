@@ -135,6 +135,13 @@ const MIGRATIONS: &[Migration] = &[
         postgres: "",
         sqlite: "",
     },
+    Migration {
+        version: 17,
+        name: "job parameters",
+        common: include_str!("migrations/0017_job_params.sql"),
+        postgres: "",
+        sqlite: "",
+    },
 ];
 
 pub async fn run(db: &Db) -> anyhow::Result<()> {

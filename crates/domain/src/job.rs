@@ -5,6 +5,16 @@ crate::names! {
     pub enum JobKind {
         /// SPEC §7: every CSV of a file or folder split into one CSV per emission source.
         BarGrouping = "bar_grouping",
+        /// A file uploaded to the ETX platform, then imported page by page.
+        EsDataImport = "es_data_import",
+        /// The organisation structure created from a CSV file, in an optional tenant.
+        OrgStructure = "org_structure",
+        /// A new tenant account on the platform (admins).
+        CreateTenant = "create_tenant",
+        /// The platform's scheme generation for the selected organisation.
+        SchemeGeneration = "scheme_generation",
+        /// The ETX version recorded on the platform (admins).
+        SetVersion = "set_version",
     }
 }
 

@@ -6,6 +6,7 @@
 //! column, a malformed line, the quota, a group not published) fails its own step only; the
 //! job is completed only when every step succeeded.
 
+use super::local::{Scratch, StepError, fetch};
 use super::run::{Outcome, Run};
 use crate::error::CoreError;
 use crate::files::{self, Upload};
@@ -15,11 +16,10 @@ use bytes::Bytes;
 use etx_db::files::FileRow;
 use etx_db::users::UserRow;
 use etx_domain::{JobStatus, StepStatus};
-use futures_util::StreamExt;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 /// Group files listed by name in a step's detail; the manifest lists them all.
 const LISTED: usize = 20;
@@ -309,32 +309,6 @@ impl Part {
     }
 }
 
-enum StepError {
-    Cancelled,
-    Failed(String),
-}
-
-impl From<CoreError> for StepError {
-    fn from(e: CoreError) -> Self {
-        match e {
-            CoreError::Internal(e) => {
-                tracing::warn!(error = %e, "a BAR grouping step failed");
-                StepError::Failed("an internal error stopped this file; retry the job".into())
-            }
-            other => StepError::Failed(other.to_string()),
-        }
-    }
-}
-
-/// Removes a step's scratch directory however the step ends.
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A grouped file: its step's detail and the local output, kept for publishing.
 struct Grouped {
     detail: serde_json::Value,
@@ -549,31 +523,6 @@ async fn publish(
         why.join(", ")
     );
     Ok((detail, Err(StepError::Failed(message))))
-}
-
-/// Copies a stored file to a local path, streaming.
-async fn fetch(
-    state: &crate::Core,
-    user: &UserRow,
-    file: &FileRow,
-    to: &Path,
-) -> Result<(), StepError> {
-    let mut body = files::download(state, user, &file.id, None).await?.body;
-    let mut local = tokio::fs::File::create(to)
-        .await
-        .map_err(|e| CoreError::Internal(e.into()))?;
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(CoreError::Internal)?;
-        local
-            .write_all(&chunk)
-            .await
-            .map_err(|e| CoreError::Internal(e.into()))?;
-    }
-    local
-        .flush()
-        .await
-        .map_err(|e| CoreError::Internal(e.into()))?;
-    Ok(())
 }
 
 /// Runs the grouping engine on a blocking thread, reporting progress and polling the stop flag.

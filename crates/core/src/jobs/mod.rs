@@ -8,6 +8,8 @@
 //! worker is conditional on still holding the lease, so a job never runs twice at once.
 
 mod bar;
+mod etx;
+mod local;
 mod run;
 mod worker;
 
@@ -16,6 +18,7 @@ pub use worker::{Workers, spawn_workers};
 use crate::Core;
 use crate::error::CoreError;
 use crate::time::rfc3339;
+use etx_db::files::FileRow;
 use etx_db::jobs::{JobRow, StepRow};
 use etx_db::users::UserRow;
 use etx_domain::{AuditAction, JobKind, JobStatus};
@@ -45,9 +48,10 @@ pub struct JobsConfig {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobView {
     pub id: String,
-    /// `bar_grouping`.
+    /// `bar_grouping`, `es_data_import`, `org_structure`, `create_tenant`,
+    /// `scheme_generation` or `set_version`.
     pub kind: String,
-    /// The file or folder it was started on.
+    /// The file or folder it was started on; empty for kinds that read none.
     pub input_id: String,
     /// The input's name when the job was started.
     pub input_name: String,
@@ -65,6 +69,9 @@ pub struct JobView {
     pub output_id: Option<String>,
     /// The job this one runs again.
     pub retry_of: Option<String>,
+    /// What it was asked to do besides its input.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub params: serde_json::Value,
     pub created_at: String,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
@@ -84,6 +91,7 @@ impl From<&JobRow> for JobView {
             attempts: j.attempts,
             output_id: j.output_id.clone(),
             retry_of: j.retry_of.clone(),
+            params: serde_json::from_str(&j.params).unwrap_or_default(),
             created_at: rfc3339(j.created_at),
             started_at: j.started_at.map(rfc3339),
             finished_at: j.finished_at.map(rfc3339),
@@ -144,34 +152,94 @@ fn kind_of(text: &str) -> Result<JobKind, CoreError> {
     })
 }
 
-/// Starts a job of `kind` on the user's file or folder `input_id`.
+/// What a job will run with, once checked.
+pub(super) struct Plan {
+    /// Empty for kinds that read no file.
+    pub input_id: String,
+    pub input_name: String,
+    pub params: serde_json::Value,
+}
+
+/// The user's file or folder a job reads.
+async fn input_of(
+    state: &Core,
+    user: &UserRow,
+    input_id: &str,
+    gone: impl FnOnce() -> CoreError,
+) -> Result<FileRow, CoreError> {
+    crate::files::get(state, user, input_id)
+        .await
+        .map_err(|e| match e {
+            CoreError::NotFound => gone(),
+            other => other,
+        })
+}
+
+async fn plan(
+    state: &Core,
+    user: &UserRow,
+    kind: JobKind,
+    input: Option<&FileRow>,
+    params: serde_json::Value,
+) -> Result<Plan, CoreError> {
+    match kind {
+        JobKind::BarGrouping => {
+            let input = input.ok_or_else(|| {
+                CoreError::field(
+                    "input_id",
+                    "is required: BAR grouping reads a file or folder",
+                )
+            })?;
+            if !matches!(&params, serde_json::Value::Null)
+                && params.as_object().is_none_or(|o| !o.is_empty())
+            {
+                return Err(CoreError::field(
+                    "params",
+                    "BAR grouping takes no parameters",
+                ));
+            }
+            bar::check_input(input)?;
+            Ok(Plan {
+                input_id: input.id.clone(),
+                input_name: input.name.clone(),
+                params: json!({}),
+            })
+        }
+        _ => etx::plan(state, user, kind, input, params).await,
+    }
+}
+
+/// Starts a job of `kind` on the user's file or folder `input_id` (kinds that read no file
+/// take none), with the kind's `params`.
 pub async fn start(
     state: &Core,
     user: &UserRow,
     kind: &str,
-    input_id: &str,
+    input_id: Option<&str>,
+    params: serde_json::Value,
 ) -> Result<JobView, CoreError> {
     let kind = kind_of(kind)?;
-    let input = crate::files::get(state, user, input_id)
-        .await
-        .map_err(|e| match e {
-            CoreError::NotFound => CoreError::field("input_id", "is not a file or folder of yours"),
-            other => other,
-        })?;
-    match kind {
-        JobKind::BarGrouping => bar::check_input(&input)?,
-    }
-    queue(state, user, kind, &input.id, &input.name, None).await
+    let input = match input_id {
+        Some(id) => Some(
+            input_of(state, user, id, || {
+                CoreError::field("input_id", "is not a file or folder of yours")
+            })
+            .await?,
+        ),
+        None => None,
+    };
+    let plan = plan(state, user, kind, input.as_ref(), params).await?;
+    queue(state, user, kind, &plan, None).await
 }
 
 async fn queue(
     state: &Core,
     user: &UserRow,
     kind: JobKind,
-    input_id: &str,
-    input_name: &str,
+    plan: &Plan,
     retry_of: Option<&str>,
 ) -> Result<JobView, CoreError> {
+    let (input_id, input_name) = (plan.input_id.as_str(), plan.input_name.as_str());
     let db = &state.db;
     let limit = i64::from(state.config.jobs.per_user_unfinished);
     let now = etx_db::now_micros();
@@ -190,6 +258,7 @@ async fn queue(
         lease_until: None,
         output_id: None,
         retry_of: retry_of.map(str::to_string),
+        params: plan.params.to_string(),
         created_at: now,
         started_at: None,
         finished_at: None,
@@ -301,19 +370,21 @@ pub async fn retry(state: &Core, user: &UserRow, id: &str) -> Result<JobView, Co
         ));
     }
     let kind = kind_of(&job.kind)?;
-    let input = crate::files::get(state, user, &job.input_id)
-        .await
-        .map_err(|e| match e {
-            CoreError::NotFound => CoreError::conflict_field(
-                "input_id",
-                "the file or folder the job ran on no longer exists",
-            ),
-            other => other,
-        })?;
-    match kind {
-        JobKind::BarGrouping => bar::check_input(&input)?,
-    }
-    queue(state, user, kind, &input.id, &input.name, Some(&job.id)).await
+    let input = match job.input_id.as_str() {
+        "" => None,
+        id => Some(
+            input_of(state, user, id, || {
+                CoreError::conflict_field(
+                    "input_id",
+                    "the file or folder the job ran on no longer exists",
+                )
+            })
+            .await?,
+        ),
+    };
+    let params = serde_json::from_str(&job.params).unwrap_or(serde_json::Value::Null);
+    let plan = plan(state, user, kind, input.as_ref(), params).await?;
+    queue(state, user, kind, &plan, Some(&job.id)).await
 }
 
 fn status_of(j: &JobRow) -> JobStatus {

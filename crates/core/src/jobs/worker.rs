@@ -108,6 +108,7 @@ async fn run(state: &Core, job: JobRow) {
     let work = async {
         match JobKind::parse(&run.job.kind) {
             Some(JobKind::BarGrouping) => super::bar::run(&run).await,
+            Some(kind) => super::etx::run(&run, kind).await,
             None => Outcome {
                 status: JobStatus::Failed,
                 message: format!("unknown job kind {:?}", run.job.kind),

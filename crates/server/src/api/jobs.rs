@@ -54,10 +54,17 @@ async fn list(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewJob {
-    /// `bar_grouping`.
+    /// `bar_grouping` (a CSV file or a folder), `es_data_import` (a file; `params.page_rows`,
+    /// 500 by default), `org_structure` (a CSV file; `params.tenant` to select a tenant
+    /// first), `create_tenant` (admins; `params.name`), `scheme_generation` (`params` passed to
+    /// the platform) or `set_version` (admins; `params.etx_version`, `release_date` as
+    /// YYYY-MM-DD, `description`). All but `bar_grouping` need your ETX platform settings.
     pub kind: String,
-    /// The file or folder of your workspace to process.
-    pub input_id: String,
+    /// The file or folder of your workspace to process; left out for kinds that read none.
+    pub input_id: Option<String>,
+    /// The kind's parameters (an object).
+    #[schema(value_type = Option<Object>)]
+    pub params: Option<serde_json::Value>,
 }
 
 /// Start a processing job. It waits for a worker of any instance, then runs; follow it here or
@@ -66,14 +73,17 @@ pub struct NewJob {
     responses(
         (status = 201, description = "The queued job", body = JobView),
         (status = 401, description = "Not signed in", body = ErrorBody),
-        (status = 422, description = "An unknown kind, an input that is not yours or not processable, or too many unfinished jobs", body = ErrorBody),
+        (status = 403, description = "A kind only admins may start", body = ErrorBody),
+        (status = 413, description = "The input is larger than the kind takes", body = ErrorBody),
+        (status = 422, description = "An unknown kind, an input that is not yours or not processable, bad parameters, no platform settings, or too many unfinished jobs", body = ErrorBody),
     ))]
 async fn start(
     State(state): State<AppState>,
     auth: Auth,
     AppJson(b): AppJson<NewJob>,
 ) -> ApiResult<(StatusCode, Json<JobView>)> {
-    let job = jobs::start(&state, &auth.user, &b.kind, &b.input_id).await?;
+    let params = b.params.unwrap_or(serde_json::Value::Null);
+    let job = jobs::start(&state, &auth.user, &b.kind, b.input_id.as_deref(), params).await?;
     Ok((StatusCode::CREATED, Json(job)))
 }
 

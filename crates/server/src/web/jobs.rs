@@ -33,6 +33,11 @@ pub struct JobLine {
 fn kind_label(kind: &str) -> &'static str {
     match kind {
         "bar_grouping" => "BAR grouping",
+        "es_data_import" => "ES data import",
+        "org_structure" => "Org structure",
+        "create_tenant" => "Tenant creation",
+        "scheme_generation" => "Scheme generation",
+        "set_version" => "Version",
         _ => "Job",
     }
 }
@@ -213,7 +218,14 @@ pub async fn view_start_post(
     if check_form_csrf(&headers, &f.csrf_token).is_err() {
         return Ok(form_expired());
     }
-    match jobs::start(&state, &u.auth.user, &f.kind, &f.input_id).await {
+    let started = jobs::start(
+        &state,
+        &u.auth.user,
+        &f.kind,
+        Some(&f.input_id),
+        serde_json::Value::Null,
+    );
+    match started.await {
         Ok(job) => Ok(to_job(&job.id, "job-started")),
         Err(e) => {
             Ok(Redirect::to(&format!("/jobs?msg={}", failure_key(&e, "failed"))).into_response())

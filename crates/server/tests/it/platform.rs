@@ -1147,3 +1147,223 @@ async fn a_platform_that_refuses_the_login_fails_the_publish_steps_with_its_reas
     );
     assert!(!error.contains("not-the-password"), "{error}");
 }
+
+// ---- The platform's operations as jobs ----
+
+fn step_names(done: &Value) -> Vec<(String, String)> {
+    done["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_string(),
+                s["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+    p.iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+async fn run_job(app: &TestApp, u: &TestUser, body: Value) -> Value {
+    let r = app.post("/api/jobs", body, Some(&u.token)).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let job: Value = r.json().await.unwrap();
+    app.ended_job(u, job["id"].as_str().unwrap()).await
+}
+
+#[tokio::test]
+async fn platform_jobs_upload_and_import_a_file_and_build_an_org_structure_in_a_tenant() {
+    let (addr, fake) = fake_platform().await;
+    let app = TestApp::spawn().await;
+    let u = app.register("importer").await;
+    // Without settings a platform job is refused before it is queued.
+    app.upload(
+        &u,
+        None,
+        &[
+            ("data.csv", b"es,value\nA,1\n"),
+            ("org.csv", b"path\nAcme/North\n"),
+        ],
+    )
+    .await;
+    let top = app.listing(&u, None).await;
+    let (data, org) = (
+        crate::files::id_of(&top, "data.csv"),
+        crate::files::id_of(&top, "org.csv"),
+    );
+    let (s, _, body) = error_code(
+        app.post(
+            "/api/jobs",
+            json!({"kind": "es_data_import", "input_id": data}),
+            Some(&u.token),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        body["error"]["fields"]["kind"]
+            .as_str()
+            .unwrap()
+            .contains("settings"),
+        "{body}"
+    );
+    app.put("/api/etx/config", config_body(&addr), Some(&u.token))
+        .await;
+
+    let done = run_job(
+        &app,
+        &u,
+        json!({"kind": "es_data_import", "input_id": data, "params": {"page_rows": 500}}),
+    )
+    .await;
+    assert_eq!(done["job"]["status"], "completed", "{done}");
+    assert_eq!(done["job"]["message"], "1200 rows of data.csv imported");
+    assert_eq!(
+        step_names(&done),
+        pairs(&[
+            ("connect", "succeeded"),
+            ("upload", "succeeded"),
+            ("import", "succeeded")
+        ])
+    );
+    assert_eq!(done["steps"][1]["detail"]["file_path"], "/imports/data.csv");
+    assert_eq!(done["steps"][2]["detail"]["rows"], 1200);
+    assert_eq!(fake.uploads.lock().unwrap()[0], b"es,value\nA,1\n");
+    let offsets: Vec<u64> = requests_of(&fake, "PyRequest")
+        .iter()
+        .map(|r| r["value"]["Input"]["offset"].as_u64().unwrap())
+        .collect();
+    assert_eq!(offsets, vec![0, 500, 1000]);
+
+    let done = run_job(
+        &app,
+        &u,
+        json!({"kind": "org_structure", "input_id": org, "params": {"tenant": "Acme"}}),
+    )
+    .await;
+    assert_eq!(done["job"]["status"], "completed", "{done}");
+    assert_eq!(
+        step_names(&done),
+        pairs(&[
+            ("connect", "succeeded"),
+            ("select tenant", "succeeded"),
+            ("create org structure", "succeeded")
+        ])
+    );
+    // `Acme`, not `Acme 2`: the tenant whose name is exactly the one asked for.
+    assert_eq!(done["steps"][1]["detail"]["org_id"], 3);
+    assert_eq!(requests_of(&fake, "SetOrg")[0]["id"], 3);
+    assert_eq!(
+        requests_of(&fake, "CreateOrgStructureFromCsv")[0]["data"],
+        "path\nAcme/North\n"
+    );
+
+    // A tenant that does not exist fails its step, and nothing is created.
+    let done = run_job(
+        &app,
+        &u,
+        json!({"kind": "org_structure", "input_id": org, "params": {"tenant": "Gamma"}}),
+    )
+    .await;
+    assert_eq!(done["job"]["status"], "failed");
+    assert_eq!(
+        step_names(&done),
+        pairs(&[("connect", "succeeded"), ("select tenant", "failed")])
+    );
+    assert_eq!(requests_of(&fake, "CreateOrgStructureFromCsv").len(), 1);
+}
+
+#[tokio::test]
+async fn staff_platform_jobs_need_an_admin_and_fail_with_the_platforms_message() {
+    let (addr, fake) = fake_platform().await;
+    let app = TestApp::spawn().await;
+    let admin = app.user_with_role("chief", "admin").await;
+    let user = app.register("plain").await;
+    for u in [&admin, &user] {
+        app.put("/api/etx/config", config_body(&addr), Some(&u.token))
+            .await;
+    }
+    let tenant = json!({"kind": "create_tenant", "params": {"name": "Tenant One"}});
+    let (s, _, _) = error_code(
+        app.post("/api/jobs", tenant.clone(), Some(&user.token))
+            .await,
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // Bad parameters are named, and nothing is queued.
+    for (body, field) in [
+        (
+            json!({"kind": "create_tenant", "params": {}}),
+            "params.name",
+        ),
+        (
+            json!({"kind": "set_version", "params": {"etx_version": "2.1", "release_date": "31/12/2026", "description": "x"}}),
+            "params.release_date",
+        ),
+        (
+            json!({"kind": "scheme_generation", "params": [1]}),
+            "params",
+        ),
+        (
+            json!({"kind": "create_tenant", "input_id": "x", "params": {"name": "T"}}),
+            "input_id",
+        ),
+    ] {
+        let (s, _, b) = error_code(app.post("/api/jobs", body, Some(&admin.token)).await).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+        assert!(b["error"]["fields"][field].is_string(), "{field}: {b}");
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM jobs").await, 0);
+
+    let done = run_job(&app, &admin, tenant.clone()).await;
+    assert_eq!(done["job"]["status"], "completed", "{done}");
+    assert_eq!(
+        requests_of(&fake, "CreateTenantAccount")[0],
+        json!({"mid": requests_of(&fake, "CreateTenantAccount")[0]["mid"], "Name": "Tenant One", "AutoCreateDatabase": true})
+    );
+    let done = run_job(
+        &app,
+        &admin,
+        json!({"kind": "set_version", "params": {"etx_version": "2.1.0", "release_date": "2026-12-04", "description": "BAR delivery"}}),
+    )
+    .await;
+    assert_eq!(done["job"]["status"], "completed", "{done}");
+    let v = &requests_of(&fake, "SetVersion")[0];
+    assert_eq!(
+        (v["etxVersion"].as_str(), v["releaseDate"].as_str()),
+        (Some("2.1.0"), Some("2026-12-04"))
+    );
+    let done = run_job(
+        &app,
+        &user,
+        json!({"kind": "scheme_generation", "params": {"org": "Acme"}}),
+    )
+    .await;
+    assert_eq!(done["job"]["status"], "completed", "{done}");
+
+    // The platform says no: the step fails with its message, never "success".
+    fake.failing
+        .lock()
+        .unwrap()
+        .insert("CreateTenantAccount".into());
+    let done = run_job(&app, &admin, tenant).await;
+    assert_eq!(done["job"]["status"], "failed");
+    assert_eq!(
+        done["job"]["message"],
+        "create tenant failed: the platform reported a failure for CreateTenantAccount: \
+         platform says no to CreateTenantAccount"
+    );
+    assert_eq!(done["steps"][1]["status"], "failed");
+    assert_eq!(
+        done["steps"][1]["error"],
+        "the platform reported a failure for CreateTenantAccount: platform says no to \
+         CreateTenantAccount"
+    );
+}
