@@ -521,6 +521,14 @@ async fn files_upload_then_a_bar_grouping_runs_live_in_chromium() {
         "an ended job has no cancel"
     );
     b.assert_accessible("a job page").await;
+    // The rest of the journey in the dark theme (the choice is kept across pages).
+    b.click("#theme-toggle").await;
+    b.wait_for_js(
+        "return document.documentElement.getAttribute('data-theme') === 'dark';",
+        "the dark theme is on",
+    )
+    .await;
+    b.assert_accessible("a job page, dark theme").await;
 
     // The output folder holds one folder per input file.
     b.click("a[href^='/files?folder=']").await;
