@@ -23,6 +23,9 @@ pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 const POLL: Duration = Duration::from_millis(50);
 
+/// axe-core, injected into pages by [`Browser::assert_accessible`].
+const AXE: &str = include_str!("../vendor/axe-core/axe.min.js");
+
 /// A fresh directory under the system temp dir, removed on drop.
 pub struct TempDir(PathBuf);
 
@@ -385,6 +388,49 @@ impl Browser {
             );
             tokio::time::sleep(POLL).await;
         }
+    }
+
+    /// Runs axe-core (vendored, see `e2e/vendor/axe-core`) on the current page and panics with
+    /// each violation (rule, impact, the offending elements) if it finds any. Checks the WCAG 2.x
+    /// A and AA rules and axe's best practices.
+    pub async fn assert_accessible(&self, what: &str) {
+        let loaded = self
+            .client
+            .execute("return typeof window.axe === 'object';", vec![])
+            .await
+            .expect("look for axe");
+        if loaded != Value::Bool(true) {
+            self.client
+                .execute(AXE, vec![])
+                .await
+                .unwrap_or_else(|e| panic!("inject axe-core on {what}: {e}"));
+        }
+        let result = self
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1]; \
+                 axe.run(document, { runOnly: { type: 'tag', values: \
+                   ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa', 'best-practice'] } }) \
+                   .then(r => done({ passed: r.passes.length, violations: r.violations.map(v => \
+                     v.id + ' (' + v.impact + '): ' + v.help + ' at ' + \
+                     v.nodes.map(n => n.target.join(' ')).join(', ')) })) \
+                   .catch(e => done({ passed: 0, violations: ['axe failed: ' + e] }));",
+                vec![],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("run axe-core on {what}: {e}"));
+        let found: Vec<String> =
+            serde_json::from_value(result["violations"].clone()).expect("a list of violations");
+        assert!(
+            result["passed"].as_u64().unwrap_or(0) > 0 || !found.is_empty(),
+            "axe-core checked nothing on {what}"
+        );
+        assert!(
+            found.is_empty(),
+            "accessibility problems on {what} ({}):\n{}",
+            self.path().await,
+            found.join("\n")
+        );
     }
 
     pub async fn screenshot(&self, to: &Path) {

@@ -418,3 +418,177 @@ async fn deposit_then_withdraw_with_staff_approval_in_chromium() {
     assert!(s.db.verify_ledger().await.unwrap().is_empty());
     b.close().await;
 }
+
+const NORTH_CSV: &str =
+    "orgFullName,emissionSourceName,value\nAcme,Boiler 1,10\nAcme,Boiler 2,20\n";
+const SOUTH_CSV: &str = "emissionSourceName,orgFullName,value\nS1,Org B,1\nS1,Org B,2\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_upload_then_a_bar_grouping_runs_live_in_chromium() {
+    let (app, b) = tokio::join!(App::spawn(), Browser::launch());
+    b.goto(&app.url("/register")).await;
+    b.fill("#username", "grouper").await;
+    b.fill("#email", "grouper@example.com").await;
+    b.fill("#password", PASSWORD).await;
+    b.fill("#confirm_password", PASSWORD).await;
+    b.click("input[name=terms]").await;
+    b.click("form[action='/register'] button[type=submit]")
+        .await;
+    b.wait_for_path("/").await;
+    b.click("nav a[href='/files']").await;
+    b.wait_for_path("/files").await;
+    assert!(b.text("main").await.contains("This folder is empty."));
+
+    // Several files at once through the multi-file input (one path per line).
+    let disk = TempDir::new("etx-e2e-workspace");
+    let loose: Vec<String> = ["east.csv", "west.csv"]
+        .iter()
+        .map(|name| {
+            let p = disk.path().join(name);
+            std::fs::write(&p, NORTH_CSV).expect("write a CSV file");
+            p.to_str().expect("utf-8 temp path").to_string()
+        })
+        .collect();
+    b.find("#files")
+        .await
+        .send_keys(&loose.join("\n"))
+        .await
+        .expect("choose two files");
+    b.click("form[action^='/files/upload'] button[type=submit]")
+        .await;
+    b.wait_for_path("/files?msg=uploaded").await;
+    let listing = b.text("table").await;
+    assert!(
+        listing.contains("east.csv") && listing.contains("west.csv"),
+        "{listing}"
+    );
+
+    // A whole folder through the folder picker: chromedriver takes a directory's path for a
+    // `webkitdirectory` input, and the files arrive with their paths inside it.
+    let reports = disk.path().join("reports");
+    std::fs::create_dir_all(reports.join("2024")).expect("create the folder");
+    std::fs::write(reports.join("north.csv"), NORTH_CSV).expect("write north.csv");
+    std::fs::write(reports.join("2024").join("south.csv"), SOUTH_CSV).expect("write south.csv");
+    b.find("#folder")
+        .await
+        .send_keys(reports.to_str().expect("utf-8 temp path"))
+        .await
+        .expect("choose a folder");
+    b.click("form[action^='/files/upload'] button[type=submit]")
+        .await;
+    b.wait_for_path("/files?msg=uploaded").await;
+    let listing = b.text("table").await;
+    assert!(listing.contains("reports/"), "{listing}");
+    b.assert_accessible("the files page").await;
+
+    // Group the folder's BAR data: the job page opens and follows the job live, then shows
+    // its final steps.
+    b.click("button[aria-label='Group BAR data of reports']")
+        .await;
+    b.wait_for_js(
+        "return /^\\/jobs\\/[^/]+$/.test(location.pathname) ? true : null;",
+        "the job page opens",
+    )
+    .await;
+    assert_eq!(b.text("h1").await, "BAR grouping of reports");
+    b.wait_for_js(
+        "const s = document.querySelector('[data-job-status]'); \
+         return s && s.textContent === 'completed';",
+        "the job completes",
+    )
+    .await;
+    let steps = b
+        .wait_for_js(
+            "const rows = document.querySelectorAll('table.data tbody tr'); \
+             if (rows.length !== 2) return null; \
+             return Array.from(rows).map(r => r.textContent.replace(/\\s+/g, ' ').trim());",
+            "the page shows the finished steps",
+        )
+        .await;
+    let steps: Vec<String> = serde_json::from_value(steps).unwrap();
+    for s in &steps {
+        assert!(s.contains("succeeded") && s.contains("manifest.csv"), "{s}");
+    }
+    assert!(steps[0].contains("2024/south.csv"), "{steps:?}");
+    assert!(steps[1].contains("north.csv"), "{steps:?}");
+    assert!(
+        b.text("[data-job-message]")
+            .await
+            .contains("2 files grouped into 3 groups")
+    );
+    assert!(
+        !b.exists("form[action$='/cancel']").await,
+        "an ended job has no cancel"
+    );
+    b.assert_accessible("a job page").await;
+    // The rest of the journey in the dark theme (the choice is kept across pages).
+    b.click("#theme-toggle").await;
+    b.wait_for_js(
+        "return document.documentElement.getAttribute('data-theme') === 'dark';",
+        "the dark theme is on",
+    )
+    .await;
+    b.assert_accessible("a job page, dark theme").await;
+
+    // The output folder holds one folder per input file.
+    b.click("a[href^='/files?folder=']").await;
+    b.wait_for_js(
+        "return location.pathname === '/files' && location.search.startsWith('?folder=') ? true : null;",
+        "the output folder opens",
+    )
+    .await;
+    assert!(b.text("nav.crumbs").await.contains("reports BAR groups"));
+    let out = b.text("table").await;
+    assert!(out.contains("north/"), "{out}");
+
+    // The jobs list shows it finished.
+    b.click("nav a[href='/jobs']").await;
+    b.wait_for_path("/jobs").await;
+    let row = b.text("tr[data-job]").await;
+    assert!(
+        row.contains("reports") && row.contains("completed"),
+        "{row}"
+    );
+    assert_eq!(
+        b.attr("tr[data-job] progress", "value").await.as_deref(),
+        Some("100")
+    );
+    b.assert_accessible("the jobs page").await;
+
+    // The ETX platform settings page: a refused form, then a save that shows only "set".
+    b.click("nav a[href='/etx']").await;
+    b.wait_for_path("/etx").await;
+    b.assert_accessible("the empty platform page").await;
+    b.fill("#http_uri", "https://platform.example.com").await;
+    b.fill("#ws_uri", "wss://platform.example.com/ws").await;
+    b.fill("#etx_email", "ops@example.com").await;
+    b.fill("#etx_password", "Platform-Secret-1").await;
+    b.fill("#ds_key", "key with spaces").await;
+    b.click("form[action='/etx'] button[type=submit]").await;
+    b.wait_for_js(
+        "return document.querySelector('[role=alert]') ? true : null;",
+        "the refused form is shown again",
+    )
+    .await;
+    assert!(b.text("main").await.contains("printable ASCII"));
+    for secret in ["#etx_password", "#ds_key"] {
+        let typed = b
+            .find(secret)
+            .await
+            .prop("value")
+            .await
+            .expect("field value");
+        assert_eq!(typed.as_deref(), Some(""), "{secret} starts empty again");
+    }
+    b.assert_accessible("the platform page with errors").await;
+    b.fill("#etx_password", "Platform-Secret-1").await;
+    b.fill("#ds_key", "DS-KEY-1").await;
+    b.click("form[action='/etx'] button[type=submit]").await;
+    b.wait_for_path("/etx?msg=etx-saved").await;
+    assert_eq!(b.text("#etx-password").await, "set");
+    assert_eq!(b.text("#etx-ds-key").await, "set");
+    let source = b.client.source().await.expect("page source");
+    assert!(!source.contains("Platform-Secret-1") && !source.contains("DS-KEY-1"));
+    b.assert_accessible("the platform page").await;
+    b.close().await;
+}

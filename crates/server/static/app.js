@@ -142,6 +142,18 @@ document.addEventListener("DOMContentLoaded", function () {
     },
     announcement: function (d) { toast("Announcement: " + d.message, d.level); }
   };
+  // An update sent before the socket joined is missed: once joined, a job page whose job
+  // still shows as waiting or running asks for its state once.
+  function catchUp() {
+    document.querySelectorAll("[data-job-page]").forEach(function (el) {
+      var st = el.querySelector("[data-job-status]");
+      if (!st || !/^(queued|running)$/.test(st.textContent)) return;
+      fetch("/api/jobs/" + encodeURIComponent(el.getAttribute("data-job")), { credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (d) { if (d && d.job && d.job.status !== st.textContent) handlers.job_update(d.job); })
+        .catch(function () { /* the live updates still come */ });
+    });
+  }
   function connect() {
     var ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host +
       "/socket.io/?EIO=4&transport=websocket");
@@ -149,7 +161,7 @@ document.addEventListener("DOMContentLoaded", function () {
       var m = String(ev.data);
       if (m === "2") { ws.send("3"); return; }          // Engine.IO ping → pong
       if (m.charAt(0) === "0") { ws.send("40"); return; } // open → join the default namespace
-      if (m.indexOf("40") === 0) { delay = 1000; return; }
+      if (m.indexOf("40") === 0) { delay = 1000; catchUp(); return; }
       if (m.indexOf("42") === 0) {
         var body = m.slice(2).replace(/^\d+/, "");       // drop an ack id, if any
         var p;

@@ -5,6 +5,7 @@ mod account;
 mod admin;
 mod assets;
 mod error;
+mod etx;
 mod files;
 mod jobs;
 mod market;
@@ -103,6 +104,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/jobs/{id}", get(jobs::view_job_get))
         .route("/jobs/{id}/cancel", post(jobs::view_cancel_post))
         .route("/jobs/{id}/retry", post(jobs::view_retry_post))
+        .route("/etx", get(etx::view_etx_get).post(etx::view_etx_post))
+        .route("/etx/delete", post(etx::view_etx_delete_post))
         .route(
             "/deposit",
             get(payments::view_deposit_get).post(payments::view_deposit_post),

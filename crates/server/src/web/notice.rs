@@ -31,6 +31,8 @@ pub fn notice(q: &NoticeQuery) -> Option<&'static str> {
         "deleted" => Some("Deleted."),
         "job-started" => Some("Job started. Progress updates here as it runs."),
         "job-cancel" => Some("Cancel requested."),
+        "etx-saved" => Some("Your ETX platform settings were saved."),
+        "etx-removed" => Some("Your ETX platform settings were removed."),
         _ => None,
     }
 }

@@ -1141,3 +1141,204 @@ async fn a_bar_grouping_starts_from_the_files_page_and_its_steps_show_on_the_job
     let r = other.get(at(&app, &job_url)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
+
+const ETX_PASSWORD: &str = "pl4tform-Page-Passw0rd";
+const ETX_KEY: &str = "DS-PAGE-KEY-5e1d";
+
+/// The platform settings the core holds for `user_id`, secrets opened.
+async fn stored_platform(
+    app: &TestApp,
+    user_id: &str,
+) -> Option<etx_core::processing::platform::settings::PlatformSettings> {
+    let user = app.state.db.user_by_id(user_id).await.unwrap().unwrap();
+    etx_core::processing::platform::settings::settings(&app.state, &user)
+        .await
+        .unwrap()
+}
+
+/// Posts the platform form; `secrets` are the password and data source key typed (empty: keep).
+async fn post_platform(
+    app: &TestApp,
+    b: &reqwest::Client,
+    csrf: &str,
+    http_uri: &str,
+    email: &str,
+    secrets: (&str, &str),
+) -> reqwest::Response {
+    b.post(at(app, "/etx"))
+        .form(&[
+            ("csrf_token", csrf),
+            ("http_uri", http_uri),
+            ("ws_uri", "wss://platform.example.com/ws"),
+            ("api_version", ""),
+            ("email", email),
+            ("password", secrets.0),
+            ("ds_key", secrets.1),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_platform_page_saves_settings_and_never_shows_the_secrets() {
+    use secrecy::ExposeSecret;
+    let app = TestApp::spawn().await;
+    let u = app.register("platformer").await;
+    let b = signed_in(&app, "platformer").await;
+    let page = page_text(&b, at(&app, "/etx")).await;
+    assert!(page.contains("No platform settings yet."), "{page}");
+    assert!(
+        page.contains("aria-current=\"page\">Platform</a>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("value=\"ctx/v1\""),
+        "the default API version: {page}"
+    );
+    let csrf = csrf_of(&page);
+    let https = "https://platform.example.com";
+
+    // The first save needs the password and the key.
+    let r = post_platform(&app, &b, &csrf, https, "ops@acme.example", ("", ETX_KEY)).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("Please correct the marked fields."), "{page}");
+    assert!(page.contains("is required"), "{page}");
+    assert!(!page.contains(ETX_KEY), "the key is not echoed: {page}");
+    assert!(stored_platform(&app, &u.id).await.is_none());
+
+    let r = post_platform(
+        &app,
+        &b,
+        &csrf,
+        "https://platform.example.com/",
+        "ops@acme.example",
+        (ETX_PASSWORD, ETX_KEY),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.url().path(), "/etx");
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("Your ETX platform settings were saved."),
+        "{page}"
+    );
+    assert!(
+        page.contains("<dd id=\"etx-http-uri\">https://platform.example.com</dd>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<dd id=\"etx-api-version\">ctx/v1</dd>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<dd id=\"etx-email\">ops@acme.example</dd>"),
+        "{page}"
+    );
+    assert!(page.contains("<dd id=\"etx-password\">set</dd>"), "{page}");
+    assert!(page.contains("<dd id=\"etx-ds-key\">set</dd>"), "{page}");
+    let again = page_text(&b, at(&app, "/etx")).await;
+    for p in [&page, &again] {
+        assert!(!p.contains(ETX_PASSWORD) && !p.contains(ETX_KEY), "{p}");
+    }
+    let s = stored_platform(&app, &u.id).await.unwrap();
+    assert_eq!(s.http_uri, https);
+    assert_eq!(s.password.expose_secret(), ETX_PASSWORD);
+    assert_eq!(s.ds_key.expose_secret(), ETX_KEY);
+
+    // Empty password and key fields keep the stored ones.
+    let r = post_platform(&app, &b, &csrf, https, "desk@acme.example", ("", "")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let s = stored_platform(&app, &u.id).await.unwrap();
+    assert_eq!(s.email, "desk@acme.example");
+    assert_eq!(s.password.expose_secret(), ETX_PASSWORD);
+    assert_eq!(s.ds_key.expose_secret(), ETX_KEY);
+
+    // Bad input: the field messages, nothing typed into the secret fields, nothing changed.
+    let r = post_platform(
+        &app,
+        &b,
+        &csrf,
+        "ftp://platform.example.com",
+        "other@acme.example",
+        ("new-Secret-pw-1", "bad key with spaces"),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("must be a http or https URL"), "{page}");
+    assert!(
+        page.contains("must be printable ASCII without spaces"),
+        "{page}"
+    );
+    for secret in [
+        "new-Secret-pw-1",
+        "bad key with spaces",
+        ETX_PASSWORD,
+        ETX_KEY,
+    ] {
+        assert!(!page.contains(secret), "{secret} shown: {page}");
+    }
+    // Moving the settings to another address without both secrets is refused too.
+    let r = post_platform(
+        &app,
+        &b,
+        &csrf,
+        "https://elsewhere.example.com",
+        "desk@acme.example",
+        ("", ""),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("address changes"), "{page}");
+    let s = stored_platform(&app, &u.id).await.unwrap();
+    assert_eq!(s.http_uri, https);
+    assert_eq!(s.email, "desk@acme.example");
+    assert_eq!(s.password.expose_secret(), ETX_PASSWORD);
+
+    // Forms without their token change nothing.
+    let r = post_platform(&app, &b, "wrong", https, "x@acme.example", ("a", "b")).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = b
+        .post(at(&app, "/etx/delete"))
+        .form(&[("csrf_token", "")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let s = stored_platform(&app, &u.id).await.unwrap();
+    assert_eq!(s.email, "desk@acme.example");
+    assert_eq!(s.password.expose_secret(), ETX_PASSWORD);
+
+    // Removing them; a second removal finds nothing.
+    let r = b
+        .post(at(&app, "/etx/delete"))
+        .form(&[("csrf_token", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("Your ETX platform settings were removed.")
+            && page.contains("No platform settings yet."),
+        "{page}"
+    );
+    assert!(stored_platform(&app, &u.id).await.is_none());
+    let r = b
+        .post(at(&app, "/etx/delete"))
+        .form(&[("csrf_token", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("There were no platform settings to remove.")
+    );
+    // Signed out, the page is the login page.
+    let r = browser().get(at(&app, "/etx")).send().await.unwrap();
+    assert!(r.url().path().ends_with("/login"));
+}
