@@ -5,7 +5,7 @@ pub mod names;
 mod preview;
 mod scan;
 
-pub use preview::{Preview, preview};
+pub use preview::{Preview, Thumbnail, preview, thumbnail};
 
 use crate::Core;
 use crate::error::CoreError;
@@ -649,9 +649,12 @@ pub async fn delete(state: &Core, user: &UserRow, id: &str) -> Result<Deleted, C
         .write(db, &tx)
         .await?;
     tx.commit().await?;
-    for key in order.iter().filter_map(|f| f.object_key.as_deref()) {
-        if let Err(e) = state.storage.delete(key).await {
-            tracing::warn!(error = %e, key, "a deleted file's bytes could not be removed");
+    for f in order.iter().filter(|f| !f.is_folder) {
+        let thumb = preview::thumbnail_key(&user.id, &f.id);
+        for key in f.object_key.as_deref().into_iter().chain([thumb.as_str()]) {
+            if let Err(e) = state.storage.delete(key).await {
+                tracing::warn!(error = %e, key, "a deleted file's bytes could not be removed");
+            }
         }
     }
     let files = order.iter().filter(|f| !f.is_folder).count() as u64;

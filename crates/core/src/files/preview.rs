@@ -185,3 +185,88 @@ mod tests {
         assert!(truncated);
     }
 }
+
+/// Images larger than this are not read to draw a thumbnail.
+const THUMB_SOURCE_BYTES: i64 = 20 * 1024 * 1024;
+
+/// A small re-encoded copy of an image (at most 512 pixels a side, no metadata).
+pub struct Thumbnail {
+    pub bytes: bytes::Bytes,
+    pub content_type: &'static str,
+}
+
+/// Where a file's thumbnail is kept once drawn.
+pub(super) fn thumbnail_key(owner: &str, file_id: &str) -> String {
+    format!("thumbs/{owner}/{file_id}")
+}
+
+/// The type of a kept thumbnail, from its first bytes.
+fn image_type(b: &[u8]) -> &'static str {
+    if b.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        "image/jpeg"
+    } else if b.starts_with(b"RIFF") && b.get(8..12) == Some(b"WEBP") {
+        "image/webp"
+    } else if b.starts_with(b"GIF8") {
+        "image/gif"
+    } else {
+        "image/png"
+    }
+}
+
+/// The thumbnail of the owner's image `id`: drawn on first use through the same bounded,
+/// metadata-stripping decoder as avatars, then kept in the object store.
+pub async fn thumbnail(state: &Core, user: &UserRow, id: &str) -> Result<Thumbnail, CoreError> {
+    let file = get(state, user, id).await?;
+    let Some(key) = file.object_key.as_deref().filter(|_| !file.is_folder) else {
+        return Err(CoreError::field(
+            "id",
+            "is a folder; folders have no thumbnail",
+        ));
+    };
+    if !matches!(
+        file.content_type.as_str(),
+        "image/png" | "image/jpeg" | "image/webp" | "image/gif"
+    ) {
+        return Err(CoreError::UnsupportedMediaType(
+            "only PNG, JPEG, WebP and GIF images have thumbnails".into(),
+        ));
+    }
+    let cached = thumbnail_key(&user.id, &file.id);
+    if let Some(bytes) = state.storage.get(&cached).await? {
+        return Ok(Thumbnail {
+            content_type: image_type(&bytes),
+            bytes,
+        });
+    }
+    if file.size > THUMB_SOURCE_BYTES {
+        return Err(CoreError::PayloadTooLarge(
+            "images over 20 MiB have no thumbnail; download the image instead".into(),
+        ));
+    }
+    let mut body = state
+        .storage
+        .read(key, None)
+        .await?
+        .ok_or_else(|| CoreError::Internal(anyhow::anyhow!("file {id} has no stored bytes")))?;
+    let mut data = Vec::with_capacity(usize::try_from(file.size).unwrap_or(0));
+    while let Some(chunk) = body.next().await {
+        data.extend_from_slice(&chunk?);
+    }
+    let drawn = etx_storage::process_avatar_bounded(data.into())
+        .await
+        .map_err(|e| match e {
+            etx_storage::AvatarError::Busy => CoreError::Busy {
+                message: e.to_string(),
+                retry_after_secs: 5,
+            },
+            other => CoreError::UnsupportedMediaType(format!("no thumbnail: {other}")),
+        })?;
+    let bytes = bytes::Bytes::from(drawn.bytes);
+    if let Err(e) = state.storage.put(&cached, bytes.clone()).await {
+        tracing::warn!(error = %e, "a thumbnail could not be kept; it will be drawn again");
+    }
+    Ok(Thumbnail {
+        bytes,
+        content_type: drawn.content_type,
+    })
+}

@@ -29,6 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_entry, update, delete))
         .routes(routes!(download))
         .routes(routes!(preview))
+        .routes(routes!(thumbnail))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -267,6 +268,41 @@ async fn preview(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Preview>> {
     Ok(Json(files::preview(&state, &auth.user, &id).await?))
+}
+
+/// A small copy of an image (PNG, JPEG, WebP or GIF; at most 512 pixels a side, metadata
+/// removed), drawn on first use and kept.
+#[utoipa::path(get, path = "/api/files/{id}/thumbnail", tag = "files", params(("id" = String, Path)),
+    responses(
+        (status = 200, description = "The thumbnail", content_type = "image/png"),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 404, description = "No such file of yours", body = ErrorBody),
+        (status = 413, description = "The image is over 20 MiB", body = ErrorBody),
+        (status = 415, description = "Not an image this server draws, or one it cannot decode", body = ErrorBody),
+        (status = 422, description = "A folder", body = ErrorBody),
+        (status = 503, description = "Too many images being drawn; retry shortly", body = ErrorBody),
+    ))]
+async fn thumbnail(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let t = files::thumbnail(&state, &auth.user, &id).await?;
+    let mut resp = Response::new(Body::from(t.bytes));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(t.content_type),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=3600"),
+    );
+    Ok(resp)
 }
 
 /// Download a file. Supports one `Range: bytes=…` (206, or 416 when it does not fit); images

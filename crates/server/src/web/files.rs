@@ -31,6 +31,8 @@ pub struct EntryLine {
     pub is_folder: bool,
     /// A folder or a CSV file: a BAR grouping can start on it.
     pub groupable: bool,
+    /// An image the server draws a thumbnail of.
+    pub thumbnail: bool,
     pub size: String,
     pub content_type: String,
     pub updated_at: String,
@@ -42,6 +44,10 @@ impl From<&FileView> for EntryLine {
             id: f.id.clone(),
             name: f.name.clone(),
             is_folder: f.kind == "folder",
+            thumbnail: matches!(
+                f.content_type.as_str(),
+                "image/png" | "image/jpeg" | "image/webp" | "image/gif"
+            ),
             groupable: f.kind == "folder"
                 || f.content_type == "text/csv"
                 || f.name.to_ascii_lowercase().ends_with(".csv"),

@@ -666,3 +666,58 @@ async fn with_a_scanner_configured_an_infected_upload_is_refused_and_nothing_is_
     assert_eq!(down.count("SELECT COUNT(*) FROM files").await, 0);
     assert_eq!(down.stored_objects(), 0);
 }
+
+#[tokio::test]
+async fn images_get_a_small_thumbnail_that_goes_with_the_file() {
+    let app = TestApp::spawn().await;
+    let u = app.register("painter").await;
+    let other = app.register("peeker").await;
+    let r = app
+        .upload(
+            &u,
+            None,
+            &[("photo.png", &png(1200, 800)), ("notes.txt", b"hi")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let top = app.listing(&u, None).await;
+    let (photo, notes) = (id_of(&top, "photo.png"), id_of(&top, "notes.txt"));
+    let stored = app.stored_objects();
+    let r = app
+        .get(&format!("/api/files/{photo}/thumbnail"), Some(&u.token))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "image/png");
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    let thumb = image::load_from_memory(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!((thumb.width(), thumb.height()), (512, 341));
+    // Kept once drawn, and served again the same.
+    let again = app
+        .get(&format!("/api/files/{photo}/thumbnail"), Some(&u.token))
+        .await;
+    assert_eq!(again.status(), StatusCode::OK);
+    let thumbs = app.data_dir.join("objects").join("thumbs").join(&u.id);
+    assert_eq!(std::fs::read_dir(&thumbs).unwrap().count(), 1);
+    assert_eq!(
+        app.stored_objects(),
+        stored,
+        "thumbnails live apart from files"
+    );
+
+    let r = app
+        .get(&format!("/api/files/{notes}/thumbnail"), Some(&u.token))
+        .await;
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let r = app
+        .get(&format!("/api/files/{photo}/thumbnail"), Some(&other.token))
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // Deleting the image removes its thumbnail too.
+    assert_eq!(
+        app.delete(&format!("/api/files/{photo}"), Some(&u.token))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(std::fs::read_dir(&thumbs).unwrap().count(), 0);
+}
