@@ -136,56 +136,6 @@ fn csv_rows(head: &[u8], whole: bool) -> Preview {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn csv_previews_keep_cell_text_and_drop_a_cut_row() {
-        let data = b"\xEF\xBB\xBFa,b\r\n0878036,\"x, y\"\n1e5,TRUE\n";
-        let Preview::Csv {
-            columns,
-            rows,
-            truncated,
-        } = csv_rows(data, true)
-        else {
-            panic!("csv")
-        };
-        assert_eq!(columns, ["a", "b"]);
-        assert_eq!(rows, [["0878036", "x, y"], ["1e5", "TRUE"]]);
-        assert!(!truncated);
-        let Preview::Csv {
-            rows, truncated, ..
-        } = csv_rows(b"a,b\n1,2\n3,4", false)
-        else {
-            panic!("csv")
-        };
-        assert_eq!(rows, [["1", "2"]]);
-        assert!(truncated);
-        let many: String = std::iter::once("h\n".to_string())
-            .chain((0..80).map(|i| format!("{i}\n")))
-            .collect();
-        let Preview::Csv {
-            rows, truncated, ..
-        } = csv_rows(many.as_bytes(), true)
-        else {
-            panic!("csv")
-        };
-        assert_eq!(rows.len(), PREVIEW_ROWS);
-        assert!(truncated);
-    }
-
-    #[test]
-    fn text_previews_end_on_a_whole_character() {
-        let cut = &"naïve".as_bytes()[..3];
-        let Preview::Text { text: t, truncated } = text(cut, false) else {
-            panic!("text")
-        };
-        assert_eq!(t, "na");
-        assert!(truncated);
-    }
-}
-
 /// Images larger than this are not read to draw a thumbnail.
 const THUMB_SOURCE_BYTES: i64 = 20 * 1024 * 1024;
 
@@ -269,4 +219,54 @@ pub async fn thumbnail(state: &Core, user: &UserRow, id: &str) -> Result<Thumbna
         bytes,
         content_type: drawn.content_type,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_previews_keep_cell_text_and_drop_a_cut_row() {
+        let data = b"\xEF\xBB\xBFa,b\r\n0878036,\"x, y\"\n1e5,TRUE\n";
+        let Preview::Csv {
+            columns,
+            rows,
+            truncated,
+        } = csv_rows(data, true)
+        else {
+            panic!("csv")
+        };
+        assert_eq!(columns, ["a", "b"]);
+        assert_eq!(rows, [["0878036", "x, y"], ["1e5", "TRUE"]]);
+        assert!(!truncated);
+        let Preview::Csv {
+            rows, truncated, ..
+        } = csv_rows(b"a,b\n1,2\n3,4", false)
+        else {
+            panic!("csv")
+        };
+        assert_eq!(rows, [["1", "2"]]);
+        assert!(truncated);
+        let many: String = std::iter::once("h\n".to_string())
+            .chain((0..80).map(|i| format!("{i}\n")))
+            .collect();
+        let Preview::Csv {
+            rows, truncated, ..
+        } = csv_rows(many.as_bytes(), true)
+        else {
+            panic!("csv")
+        };
+        assert_eq!(rows.len(), PREVIEW_ROWS);
+        assert!(truncated);
+    }
+
+    #[test]
+    fn text_previews_end_on_a_whole_character() {
+        let cut = &"naïve".as_bytes()[..3];
+        let Preview::Text { text: t, truncated } = text(cut, false) else {
+            panic!("text")
+        };
+        assert_eq!(t, "na");
+        assert!(truncated);
+    }
 }
