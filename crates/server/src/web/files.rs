@@ -79,6 +79,8 @@ pub struct FilesPage {
     quota: String,
     percent: i64,
     error: Option<String>,
+    /// The user has ETX platform settings: files can go to the platform's jobs.
+    has_platform: bool,
 }
 
 pub async fn view_files_get(
@@ -122,6 +124,7 @@ pub async fn view_files_get(
         quota: human_bytes(u64::try_from(usage.quota_bytes).unwrap_or(0)),
         percent,
         error: q.msg.as_deref().and_then(problem).map(str::to_string),
+        has_platform: super::jobs::has_platform(&state, &u.auth.user).await,
     }
     .into_response())
 }

@@ -121,6 +121,16 @@ pub struct JobsPage {
     layout: Layout,
     jobs: Vec<JobLine>,
     error: Option<&'static str>,
+    /// The user has ETX platform settings: the platform's operations can be started.
+    has_platform: bool,
+    is_admin: bool,
+}
+
+/// Whether the user has ETX platform settings.
+pub async fn has_platform(state: &AppState, user: &etx_db::users::UserRow) -> bool {
+    etx_core::processing::platform::settings::view(state, user)
+        .await
+        .is_ok_and(|v| v.configured)
 }
 
 pub async fn view_jobs_get(
@@ -134,6 +144,8 @@ pub async fn view_jobs_get(
     let mut layout = Layout::new(Some(UserView::from(&u.auth.user)), u.csrf.clone(), "jobs");
     layout.notice = notice(&q);
     Ok(JobsPage {
+        has_platform: has_platform(&state, &u.auth.user).await,
+        is_admin: u.auth.user.role == "admin",
         layout,
         jobs: list.iter().map(JobLine::from).collect(),
         error: q.msg.as_deref().and_then(problem),
@@ -179,7 +191,16 @@ pub async fn view_job_get(
 /// Fixed messages for a refused form, chosen by key so nothing from the URL reaches the page.
 fn problem(key: &str) -> Option<&'static str> {
     match key {
-        "not-csv" => Some("BAR grouping reads CSV files: choose a .csv file or a folder."),
+        "not-csv" => Some(
+            "That file or folder cannot be processed by this job: BAR grouping reads CSV files or folders, the platform's file jobs read one file.",
+        ),
+        "no-settings" => {
+            Some("This job needs your ETX platform settings: save them on the Platform page first.")
+        }
+        "bad-params" => Some(
+            "Some of the job's fields are missing or invalid (a version needs a number, a date as YYYY-MM-DD and a description; a tenant a name); nothing was started.",
+        ),
+        "staff-only" => Some("Only admins can start that job."),
         "too-many" => {
             Some("You have too many jobs waiting or running; wait for one to end or cancel one.")
         }
@@ -193,7 +214,12 @@ fn problem(key: &str) -> Option<&'static str> {
 
 fn failure_key(e: &CoreError, conflict: &'static str) -> &'static str {
     match e {
+        CoreError::Validation { fields, .. } if fields.contains_key("kind") => "no-settings",
+        CoreError::Validation { fields, .. } if fields.keys().any(|k| k.starts_with("params")) => {
+            "bad-params"
+        }
         CoreError::Validation { .. } => "not-csv",
+        CoreError::Forbidden(_) => "staff-only",
         CoreError::LimitExceeded(_) => "too-many",
         CoreError::Conflict { fields, .. } if fields.contains_key("input_id") => "input-gone",
         CoreError::Conflict { .. } => conflict,
@@ -205,7 +231,37 @@ fn failure_key(e: &CoreError, conflict: &'static str) -> &'static str {
 pub struct StartForm {
     pub csrf_token: String,
     pub kind: String,
+    #[serde(default)]
     pub input_id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub tenant: String,
+    #[serde(default)]
+    pub etx_version: String,
+    #[serde(default)]
+    pub release_date: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+impl StartForm {
+    /// The job's parameters: the form's fields that were filled in.
+    fn params(&self) -> serde_json::Value {
+        let fields = [
+            ("name", &self.name),
+            ("tenant", &self.tenant),
+            ("etx_version", &self.etx_version),
+            ("release_date", &self.release_date),
+            ("description", &self.description),
+        ];
+        let filled: serde_json::Map<String, serde_json::Value> = fields
+            .into_iter()
+            .filter(|(_, v)| !v.trim().is_empty())
+            .map(|(k, v)| (k.to_string(), serde_json::Value::from(v.as_str())))
+            .collect();
+        serde_json::Value::Object(filled)
+    }
 }
 
 /// Starts a job from the files page and shows it.
@@ -218,13 +274,8 @@ pub async fn view_start_post(
     if check_form_csrf(&headers, &f.csrf_token).is_err() {
         return Ok(form_expired());
     }
-    let started = jobs::start(
-        &state,
-        &u.auth.user,
-        &f.kind,
-        Some(&f.input_id),
-        serde_json::Value::Null,
-    );
+    let input = Some(f.input_id.as_str()).filter(|i| !i.is_empty());
+    let started = jobs::start(&state, &u.auth.user, &f.kind, input, f.params());
     match started.await {
         Ok(job) => Ok(to_job(&job.id, "job-started")),
         Err(e) => {

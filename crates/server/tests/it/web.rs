@@ -1342,3 +1342,161 @@ async fn the_platform_page_saves_settings_and_never_shows_the_secrets() {
     let r = browser().get(at(&app, "/etx")).send().await.unwrap();
     assert!(r.url().path().ends_with("/login"));
 }
+
+#[tokio::test]
+async fn platform_operations_start_from_the_pages_for_whoever_may_run_them() {
+    let app = TestApp::spawn().await;
+    let admin = app.user_with_role("opsadmin", "admin").await;
+    let b = signed_in(&app, "opsadmin").await;
+    let page = b
+        .get(at(&app, "/jobs"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Save your connection on the"), "{page}");
+    assert!(!page.contains("Create tenant</button>"), "{page}");
+    let csrf = csrf_of(&page);
+    // Without settings nothing starts, and the page says why.
+    let r = b
+        .post(at(&app, "/jobs/start"))
+        .form(&[("csrf_token", csrf.as_str()), ("kind", "scheme_generation")])
+        .send()
+        .await
+        .unwrap();
+    let page = r.text().await.unwrap();
+    assert!(page.contains("needs your ETX platform settings"), "{page}");
+    assert_eq!(app.count("SELECT COUNT(*) FROM jobs").await, 0);
+
+    // Settings pointing at a platform that is not there: the job starts, then says why it
+    // could not run.
+    let port = closed_port();
+    let r = app
+        .put(
+            "/api/etx/config",
+            serde_json::json!({"http_uri": format!("http://127.0.0.1:{port}/"), "ws_uri": format!("ws://127.0.0.1:{port}/ws"),
+                   "email": "ops@example.com", "password": "platform-pass", "ds_key": "KEY-1"}),
+            Some(&admin.token),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = b
+        .get(at(&app, "/jobs"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Create tenant</button>"), "{page}");
+    let r = b
+        .post(at(&app, "/jobs/start"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("kind", "set_version"),
+            ("etx_version", "2.1"),
+            ("release_date", "tomorrow"),
+            ("description", "x"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let page = r.text().await.unwrap();
+    assert!(page.contains("missing or invalid"), "{page}");
+    let r = b
+        .post(at(&app, "/jobs/start"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("kind", "create_tenant"),
+            ("name", "Tenant Two"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let job_url = r.url().path().to_string();
+    let page = r.text().await.unwrap();
+    assert!(page.contains("Tenant creation of Tenant Two"), "{page}");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    let page = loop {
+        let page = b
+            .get(at(&app, &job_url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if page.contains(">failed</span>") {
+            break page;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{page}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(page.contains("connect failed"), "{page}");
+
+    // A user who is not an admin is told so; the files page offers the platform's file jobs.
+    let user = app.register("opsuser").await;
+    app.verify(&user).await;
+    app.put(
+        "/api/etx/config",
+        serde_json::json!({"http_uri": format!("http://127.0.0.1:{port}/"), "ws_uri": format!("ws://127.0.0.1:{port}/ws"),
+               "email": "u@example.com", "password": "platform-pass", "ds_key": "KEY-2"}),
+        Some(&user.token),
+    )
+    .await;
+    let ub = signed_in(&app, "opsuser").await;
+    let page = ub
+        .get(at(&app, "/jobs"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!page.contains("Create tenant</button>"), "{page}");
+    let ucsrf = csrf_of(&page);
+    let r = ub
+        .post(at(&app, "/jobs/start"))
+        .form(&[
+            ("csrf_token", ucsrf.as_str()),
+            ("kind", "create_tenant"),
+            ("name", "Mine"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("Only admins can start that job.")
+    );
+    app.client
+        .post(app.url("/api/files"))
+        .bearer_auth(&user.token)
+        .multipart(reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(b"a,b\n".to_vec()).file_name("org.csv"),
+        ))
+        .send()
+        .await
+        .unwrap();
+    let page = ub
+        .get(at(&app, "/files"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Import org.csv to the ETX platform"),
+        "{page}"
+    );
+    assert!(
+        page.contains("Create the org structure in org.csv"),
+        "{page}"
+    );
+}
