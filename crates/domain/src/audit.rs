@@ -51,6 +51,8 @@ crate::names! {
         FileUpdate = "files.update",
         FileDelete = "files.delete",
         FilesInfected = "files.infected",
+        FilesStaffRead = "files.staff_read",
+        FilesStaffDownload = "files.staff_download",
         JobStart = "jobs.start",
         JobCancel = "jobs.cancel",
         JobRetry = "jobs.retry",

@@ -687,6 +687,62 @@ pub async fn download(
     Ok(Download { file, range, body })
 }
 
+/// The user `owner_id` for an admin looking at their workspace. Moderators are refused;
+/// anyone else is told nothing exists, as for any object not theirs.
+async fn staff_target(
+    state: &Core,
+    auth: &crate::Auth,
+    owner_id: &str,
+) -> Result<UserRow, CoreError> {
+    if !auth.role.is_admin() {
+        return Err(if auth.role.is_staff() {
+            CoreError::Forbidden("admins only".into())
+        } else {
+            CoreError::NotFound
+        });
+    }
+    state
+        .db
+        .user_by_id(owner_id)
+        .await?
+        .ok_or(CoreError::NotFound)
+}
+
+/// A user's folder as an admin sees it, read only. The look is audited before anything is
+/// returned; if the record cannot be written, nothing is shown.
+pub async fn staff_list(
+    state: &Core,
+    auth: &crate::Auth,
+    owner_id: &str,
+    folder: Option<&str>,
+) -> Result<FolderListing, CoreError> {
+    let owner = staff_target(state, auth, owner_id).await?;
+    let listing = list(state, &owner, folder).await?;
+    crate::audit::Event::new(Some(&auth.user.id), AuditAction::FilesStaffRead)
+        .target("user", &owner.id)
+        .details(json!({"folder_id": folder, "entries": listing.entries.len()}))
+        .write(&state.db, state.db.conn())
+        .await?;
+    Ok(listing)
+}
+
+/// A user's file for an admin, audited before a byte is sent.
+pub async fn staff_download(
+    state: &Core,
+    auth: &crate::Auth,
+    owner_id: &str,
+    file_id: &str,
+) -> Result<Download, CoreError> {
+    let owner = staff_target(state, auth, owner_id).await?;
+    let d = download(state, &owner, file_id, None).await?;
+    crate::audit::Event::new(Some(&auth.user.id), AuditAction::FilesStaffDownload)
+        .target("file", &d.file.id)
+        .details(json!({"owner_id": owner.id, "name": d.file.name, "size": d.file.size}))
+        .write(&state.db, state.db.conn())
+        .await?;
+    Ok(d)
+}
+
 /// Storage use: total, quota, per type.
 pub async fn usage(state: &Core, user: &UserRow) -> Result<StorageUse, CoreError> {
     let by_type = state.db.file_usage_by_type(&user.id).await?;

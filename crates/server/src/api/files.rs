@@ -30,6 +30,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(download))
         .routes(routes!(preview))
         .routes(routes!(thumbnail))
+        .routes(routes!(staff_list))
+        .routes(routes!(staff_download))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -336,15 +338,19 @@ async fn download(
         }
     };
     let d = files::download(&state, &auth.user, &id, range).await?;
+    let inline = files::names::shown_inline(&d.file.content_type);
+    Ok(file_response(d, inline))
+}
+
+/// A file's bytes as a response: its type, `inline` (images and PDF for their owner) or
+/// `attachment`, never run as a page of ours, and a `Range` answered with 206.
+fn file_response(d: files::Download, inline: bool) -> Response {
+    let size = u64::try_from(d.file.size).unwrap_or(0);
     let body = Body::from_stream(d.body.map(|r| r.map_err(std::io::Error::other)));
     let mut resp = Response::new(body);
     let h = resp.headers_mut();
     let ct = &d.file.content_type;
-    let disposition = if files::names::shown_inline(ct) {
-        "inline"
-    } else {
-        "attachment"
-    };
+    let disposition = if inline { "inline" } else { "attachment" };
     if let Ok(v) = HeaderValue::from_str(ct) {
         h.insert(header::CONTENT_TYPE, v);
     }
@@ -374,7 +380,54 @@ async fn download(
     };
     resp.headers_mut()
         .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    Ok(resp)
+    resp
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct StaffFolderQuery {
+    /// The folder; omitted for the top of the user's workspace.
+    pub folder_id: Option<String>,
+}
+
+/// A user's workspace, read only (admins). Every look is audited (`files.staff_read`) before
+/// anything is shown.
+#[utoipa::path(get, path = "/api/admin/users/{id}/files", tag = "admin",
+    params(("id" = String, Path), StaffFolderQuery),
+    responses(
+        (status = 200, description = "The folder's entries", body = FolderListing),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Staff who are not admins", body = ErrorBody),
+        (status = 404, description = "No such user or folder", body = ErrorBody),
+    ))]
+async fn staff_list(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    AppQuery(q): AppQuery<StaffFolderQuery>,
+) -> ApiResult<Json<FolderListing>> {
+    Ok(Json(
+        files::staff_list(&state, &auth, &id, q.folder_id.as_deref()).await?,
+    ))
+}
+
+/// Download a user's file (admins), always as an attachment; audited
+/// (`files.staff_download`) before a byte is sent.
+#[utoipa::path(get, path = "/api/admin/users/{id}/files/{file_id}/download", tag = "admin",
+    params(("id" = String, Path), ("file_id" = String, Path)),
+    responses(
+        (status = 200, description = "The file", content_type = "application/octet-stream"),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Staff who are not admins", body = ErrorBody),
+        (status = 404, description = "No such user or file", body = ErrorBody),
+        (status = 422, description = "A folder", body = ErrorBody),
+    ))]
+async fn staff_download(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path((id, file_id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let d = files::staff_download(&state, &auth, &id, &file_id).await?;
+    Ok(file_response(d, false))
 }
 
 /// One `bytes=` range within `size` as start..end (end exclusive); `None` when it cannot be

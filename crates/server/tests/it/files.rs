@@ -721,3 +721,64 @@ async fn images_get_a_small_thumbnail_that_goes_with_the_file() {
     );
     assert_eq!(std::fs::read_dir(&thumbs).unwrap().count(), 0);
 }
+
+#[tokio::test]
+async fn admins_read_a_users_files_only_through_audited_routes() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("keeper").await;
+    let admin = app.user_with_role("auditor", "admin").await;
+    let moderator = app.user_with_role("watcher", "moderator").await;
+    let other = app.register("stranger").await;
+    app.upload(&owner, None, &[("docs/report.pdf", b"%PDF-1.4 report")])
+        .await;
+    let docs = id_of(&app.listing(&owner, None).await, "docs");
+    let report = id_of(&app.listing(&owner, Some(&docs)).await, "report.pdf");
+    let audited = |action: &'static str| {
+        format!(
+            "SELECT (SELECT COUNT(*) FROM audit_outbox WHERE action = '{action}') \
+             + (SELECT COUNT(*) FROM audit_log WHERE action = '{action}')"
+        )
+    };
+
+    let list = format!("/api/admin/users/{}/files?folder_id={docs}", owner.id);
+    let r = app.get(&list, Some(&admin.token)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let listing: Value = r.json().await.unwrap();
+    assert_eq!(names(&listing), vec!["report.pdf"]);
+    assert_eq!(app.count(&audited("files.staff_read")).await, 1);
+
+    let download = format!("/api/admin/users/{}/files/{report}/download", owner.id);
+    let r = app.get(&download, Some(&admin.token)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    // Never shown in place to staff, even a PDF its owner may view inline.
+    let disposition = r.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(disposition.starts_with("attachment"), "{disposition}");
+    assert_eq!(r.bytes().await.unwrap().as_ref(), b"%PDF-1.4 report");
+    assert_eq!(app.count(&audited("files.staff_download")).await, 1);
+
+    // Moderators are refused; users are told nothing exists; nothing of that is recorded as a look.
+    assert_eq!(
+        app.get(&list, Some(&moderator.token)).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.get(&download, Some(&other.token)).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get(&list, Some(&owner.token)).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let r = app
+        .get(
+            &format!("/api/admin/users/{}/files", uuid::Uuid::now_v7()),
+            Some(&admin.token),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(app.count(&audited("files.staff_read")).await, 1);
+    assert_eq!(app.count(&audited("files.staff_download")).await, 1);
+}
