@@ -1,7 +1,8 @@
 //! CSV parsing on its own thread: records are read in batches into reused `ByteRecord`s and
 //! handed to the grouping thread, so parsing and grouping run on two cores. A few batches exist
 //! at once (the ones queued, the one being filled and the one being grouped), whatever the file
-//! size.
+//! size; a batch ends after `BATCH_BYTES` of cells, and a record that held a long row is not
+//! reused, so a batch stays small whatever the rows.
 
 use csv::ByteRecord;
 use std::fs::File;
@@ -9,8 +10,12 @@ use std::io::{self, BufReader};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
-/// Records per batch.
-const BATCH_ROWS: usize = 1024;
+/// Records per batch, and the cell bytes after which a batch is sent even if not full.
+const BATCH_ROWS: usize = 512;
+const BATCH_BYTES: usize = 128 * 1024;
+/// A record that held more cell bytes or cells than this is dropped after use, not reused.
+const REUSE_BYTES: usize = 512;
+const REUSE_CELLS: usize = 64;
 /// Batches queued each way.
 const QUEUED: usize = 2;
 
@@ -40,11 +45,14 @@ impl Parser {
                     let mut records = free
                         .try_recv()
                         .unwrap_or_else(|_| vec![ByteRecord::new(); BATCH_ROWS]);
-                    let mut len = 0;
+                    let (mut len, mut bytes) = (0, 0);
                     let mut end = false;
-                    while len < records.len() {
+                    while len < records.len() && bytes < BATCH_BYTES {
                         match csv.read_byte_record(&mut records[len]) {
-                            Ok(true) => len += 1,
+                            Ok(true) => {
+                                bytes += records[len].as_slice().len();
+                                len += 1;
+                            }
                             Ok(false) => {
                                 end = true;
                                 break;
@@ -89,8 +97,13 @@ impl Parser {
         }
     }
 
-    /// Hands a batch's records back to be reused.
-    pub(super) fn recycle(&self, batch: Batch) {
+    /// Hands a batch's records back to be reused (but not the buffers of long rows).
+    pub(super) fn recycle(&self, mut batch: Batch) {
+        for r in &mut batch.records[..batch.len] {
+            if r.as_slice().len() > REUSE_BYTES || r.len() > REUSE_CELLS {
+                *r = ByteRecord::new();
+            }
+        }
         let _ = self.back.try_send(batch.records);
     }
 }
