@@ -10,7 +10,6 @@
 //! writer thread; a buffer is allocated when its key next gets a row.
 
 use super::hash::KeyMap;
-use super::runs::write_record;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -94,17 +93,12 @@ impl DirectGroups {
         Some(id)
     }
 
-    /// Adds a row of key `id`: its output line from `cells`. `bound` is an upper bound of the
-    /// line's length; a buffer that could not take it without growing is written out first.
+    /// Adds a row of key `id` with its finished output `line`; a buffer that could not take it
+    /// without growing is written out first.
     #[inline]
-    pub(super) fn push<'a>(
-        &mut self,
-        id: u32,
-        bound: usize,
-        cells: impl Iterator<Item = &'a [u8]>,
-    ) -> io::Result<()> {
+    pub(super) fn push(&mut self, id: u32, line: &[u8]) -> io::Result<()> {
         let slot = &mut self.slots[id as usize];
-        if slot.buffer.capacity() - slot.buffer.len() < bound {
+        if slot.buffer.capacity() - slot.buffer.len() < line.len() {
             if !slot.buffer.is_empty() {
                 let full = std::mem::take(&mut slot.buffer);
                 self.send(id, full)?;
@@ -118,7 +112,7 @@ impl DirectGroups {
             }
         }
         let slot = &mut self.slots[id as usize];
-        write_record(&mut slot.buffer, cells);
+        slot.buffer.extend_from_slice(line);
         slot.rows += 1;
         Ok(())
     }

@@ -189,26 +189,9 @@ pub fn group_bar_csv(
     let mut run_paths = Vec::new();
     let (mut rows_read, mut rows_dropped) = (0u64, 0u64);
     let mut key = Vec::new();
-    let mut parser = Parser::start(csv).map_err(io_err("starting the parsing thread"))?;
-    while let Some(batch) = parser.next().map_err(csv_error)? {
-        for record in &batch.records[..batch.len] {
-            let line = record.position().map_or(0, |p| p.line());
-            if record.len() != columns.count {
-                return Err(BarError::Malformed {
-                    line,
-                    message: format!(
-                        "{} cells where the header has {}",
-                        record.len(),
-                        columns.count
-                    ),
-                });
-            }
-            if std::str::from_utf8(record.as_slice()).is_err() {
-                return Err(BarError::Malformed {
-                    line,
-                    message: "not valid UTF-8".into(),
-                });
-            }
+    let mut parser = Parser::start(csv, columns).map_err(io_err("starting the parsing thread"))?;
+    while let Some(batch) = parser.next().map_err(parse_failure)? {
+        for (i, record) in batch.records[..batch.len].iter().enumerate() {
             rows_read += 1;
             if rows_read % POLL_ROWS == 0 {
                 if cancelled() {
@@ -226,10 +209,10 @@ pub fn group_bar_csv(
             key.extend_from_slice(org);
             key.extend_from_slice(b" : ");
             key.extend_from_slice(source);
+            let line = batch.line(i);
             if let Some(id) = direct.slot(&key) {
-                let bound = runs::line_bound(record.as_slice().len(), record.len());
                 // Not `io_err`, whose context string would be allocated for every row.
-                if let Err(source) = direct.push(id, bound, columns.others(record)) {
+                if let Err(source) = direct.push(id, line) {
                     return Err(BarError::Io {
                         context: "writing the groups".into(),
                         source,
@@ -237,15 +220,15 @@ pub fn group_bar_csv(
                 }
                 continue;
             }
-            if !buffer.is_empty() && !buffer.fits(record.as_slice().len(), record.len()) {
+            if !buffer.is_empty() && !buffer.fits(line.len(), key.len()) {
                 let path = next_run(&spill.0, &mut run_paths);
                 buffer = spiller
                     .swap(buffer, path)
                     .map_err(io_err("writing a sorted run"))?;
             }
-            if !buffer.push(&key, columns.others(record)) {
+            if !buffer.push(&key, line) {
                 return Err(BarError::Malformed {
-                    line,
+                    line: record.position().map_or(0, |p| p.line()),
                     message: "row too large".into(),
                 });
             }
@@ -336,6 +319,13 @@ fn prepare_out_dir(dir: &Path) -> Result<(), BarError> {
     Ok(())
 }
 
+fn parse_failure(f: parse::Failure) -> BarError {
+    match f {
+        parse::Failure::Csv(e) => csv_error(e),
+        parse::Failure::Malformed { line, message } => BarError::Malformed { line, message },
+    }
+}
+
 fn csv_error(e: csv::Error) -> BarError {
     let line = e.position().map_or(0, |p| p.line());
     match e.into_kind() {
@@ -351,6 +341,7 @@ fn csv_error(e: csv::Error) -> BarError {
 }
 
 /// Where the key columns are in the header.
+#[derive(Clone, Copy)]
 struct Columns {
     org: usize,
     source: usize,

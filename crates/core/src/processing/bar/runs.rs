@@ -66,18 +66,17 @@ impl RunBuffer {
         self.index.is_empty()
     }
 
-    /// Whether a row of `raw_len` bytes over `cells` cells surely fits without growing the
-    /// buffer: quoting at most doubles a cell's bytes and adds two quotes and a separator, and
-    /// its key may be new.
-    pub(super) fn fits(&self, raw_len: usize, cells: usize) -> bool {
-        let bound = line_bound(raw_len, cells) + KEY_OVERHEAD;
+    /// Whether a row whose output line has `line_len` bytes fits without growing the buffer
+    /// (its key, of `key_len` bytes, may be new).
+    pub(super) fn fits(&self, line_len: usize, key_len: usize) -> bool {
         self.index.len() < self.index.capacity()
-            && self.arena.capacity() >= self.arena.len() + self.key_bytes + bound
+            && self.arena.capacity()
+                >= self.arena.len() + self.key_bytes + line_len + key_len + KEY_OVERHEAD
     }
 
-    /// Adds one row of `key`: its line is the remaining cells as CSV. Returns false when the
-    /// row cannot be addressed (the buffer passed 4 GiB).
-    pub(super) fn push<'a>(&mut self, key: &[u8], cells: impl Iterator<Item = &'a [u8]>) -> bool {
+    /// Adds one row of `key` with its finished output `line`. Returns false when the row cannot
+    /// be addressed (the buffer passed 4 GiB).
+    pub(super) fn push(&mut self, key: &[u8], line: &[u8]) -> bool {
         let group = match self.groups.get(key) {
             Some(&g) => g,
             None => {
@@ -90,10 +89,10 @@ impl RunBuffer {
             }
         };
         let line_start = self.arena.len();
-        write_record(&mut self.arena, cells);
+        self.arena.extend_from_slice(line);
         let (Ok(line_start), Ok(line_len), Ok(_)) = (
             u32::try_from(line_start),
-            u32::try_from(self.arena.len() - line_start),
+            u32::try_from(line.len()),
             u32::try_from(self.arena.len()),
         ) else {
             return false;
@@ -151,13 +150,6 @@ impl RunBuffer {
         self.groups = KeyMap::default();
         Ok(())
     }
-}
-
-/// An upper bound of the output line of a row of `raw_len` unescaped bytes over `cells` cells:
-/// quoting at most doubles a cell's bytes and adds two quotes and a separator.
-#[inline]
-pub(super) fn line_bound(raw_len: usize, cells: usize) -> usize {
-    raw_len * 3 + cells * 3 + 4
 }
 
 /// Appends one CSV record with LF ending, quoting a cell only when it holds a comma, a quote,
