@@ -18,7 +18,7 @@
 //!   or LF.
 //!
 //! Memory: rows are parsed as a stream, on a thread of their own (see `parse`; a few batches of
-//! at most 512 rows in flight). The rows of the first `BarOptions::direct_keys`
+//! at most 2048 rows in flight). The rows of the first `BarOptions::direct_keys`
 //! distinct keys of the file (1024 by default) are written straight to their group files: each
 //! such key has a small buffer of output lines (its share of half the budget), and full buffers
 //! are appended to the key's file in the spill directory by a writer thread (see `direct`); when

@@ -14,11 +14,12 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
 /// Records per batch, and the cell bytes after which a batch is sent even if not full.
-const BATCH_ROWS: usize = 512;
-const BATCH_BYTES: usize = 128 * 1024;
-/// A record that held more cell bytes or cells than this is dropped after use, not reused.
-const REUSE_BYTES: usize = 512;
-const REUSE_CELLS: usize = 64;
+const BATCH_ROWS: usize = 2048;
+const BATCH_BYTES: usize = 256 * 1024;
+/// A record that held more cell bytes or cells than this is dropped after use, not reused, so
+/// the records of a batch hold at most about 1 KiB each.
+const REUSE_BYTES: usize = 256;
+const REUSE_CELLS: usize = 32;
 /// A batch's line buffer larger than this is dropped after use.
 const REUSE_LINES: usize = 4 * BATCH_BYTES;
 
