@@ -534,6 +534,7 @@ async fn engine(
 ) -> Result<bar::BarSummary, StepError> {
     let options = BarOptions {
         run_bytes: run.state.config.jobs.bar_sort_bytes.max(1024 * 1024),
+        ..BarOptions::default()
     };
     let stop = run.stop_flag();
     let (tx, mut rx) = tokio::sync::watch::channel(0i32);

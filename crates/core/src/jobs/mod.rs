@@ -39,7 +39,7 @@ pub struct JobsConfig {
     pub max_attempts: u32,
     /// How often an idle worker looks for jobs started on other instances.
     pub poll_ms: u64,
-    /// Memory of the BAR grouping's sort buffer, per running job.
+    /// Memory of the BAR grouping's buffers (direct groups and sort), per running job.
     pub bar_sort_bytes: usize,
 }
 

@@ -17,23 +17,35 @@
 //!   Output is RFC 4180 with LF line ends, a cell quoted only when it holds a comma, a quote, CR
 //!   or LF.
 //!
-//! Memory: rows are parsed as a stream into a buffer of `BarOptions::run_bytes` (each row's
-//! output line, 12 bytes of index, and each distinct key once), allocated once; when full its
-//! rows are grouped by key, the keys sorted, and the run spilled to a file (an external merge
-//! sort). Spilling runs on a second thread while the reader fills another buffer (two of half
-//! the budget each). The runs are then merged by key (at most 64 at once, in rounds if there
-//! are more), copying each key's rows as one block into its group file; one group file is open
-//! at a time.
+//! Memory: rows are parsed as a stream, on a thread of their own (see `parse`; a few batches of
+//! at most 2048 rows in flight). The rows of the first `BarOptions::direct_keys`
+//! distinct keys of the file (1024 by default) are written straight to their group files: each
+//! such key has a small buffer of output lines (its share of half the budget), and full buffers
+//! are appended to the key's file in the spill directory by a writer thread (see `direct`); when
+//! the input is read to its end those files are renamed to their final names. With a few hundred
+//! emission sources, that is every row, and nothing is sorted or spilled.
+//! Rows of the other keys go into a sort buffer (the rest of the budget: each row's output line,
+//! 12 bytes of index, and each distinct key once), allocated once; when full its rows are grouped
+//! by key, the keys sorted, and the run spilled to a file (an external merge sort). Spilling runs
+//! on a second thread while the reader fills another buffer (two of half the sort budget each).
+//! The runs are then merged by key (at most 64 at once, in rounds if there are more), copying
+//! each key's rows as one block into its group file; one group file is open at a time. The
+//! direct groups are numbered and renamed in key order between the merged ones.
 //! Neither the file size nor the number of groups changes the memory used.
 
+mod direct;
+mod hash;
 mod output;
+mod parse;
 mod runs;
 #[cfg(test)]
 mod tests;
 
 pub use output::{MANIFEST, ManifestEntry, file_name, read_manifest};
 
+use direct::DirectGroups;
 use output::GroupFiles;
+use parse::Parser;
 use runs::{FAN_IN, RunWriter, Spiller};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
@@ -47,18 +59,28 @@ const POLL_ROWS: u64 = 16 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct BarOptions {
-    /// Memory for the sort buffer (rows buffered before a spill). The process needs about this,
-    /// the sort's scratch (at most a quarter of it) and a few MiB of I/O buffers.
+    /// Memory for the grouping's buffers: half for the buffers of the keys written directly
+    /// (when `direct_keys` is not 0), the rest for the sort buffer (rows buffered before a
+    /// spill). The process needs about this, the sort's scratch (at most a quarter of the sort
+    /// buffer) and a few MiB of I/O buffers.
     pub run_bytes: usize,
+    /// Distinct keys (the first ones of the file) whose rows are written straight to their
+    /// group files instead of through the sort; 0 sorts every row.
+    pub direct_keys: usize,
 }
 
 impl Default for BarOptions {
     fn default() -> Self {
         BarOptions {
             run_bytes: 32 * 1024 * 1024,
+            direct_keys: 1024,
         }
     }
 }
+
+/// Bounds of a direct key's buffer: the direct half of the budget shared by `direct_keys`.
+const DIRECT_CHUNK_MIN: usize = 1024;
+const DIRECT_CHUNK_MAX: usize = 1024 * 1024;
 
 /// What a grouping did. The rows of each group are listed in the manifest (read it with
 /// [`read_manifest`]); they are not held here so that 100,000 groups cost no memory.
@@ -153,53 +175,65 @@ pub fn group_bar_csv(
     let mut header = Vec::new();
     runs::write_record(&mut header, columns.others(&record));
 
-    let (mut spiller, mut buffer) =
-        Spiller::start(options.run_bytes).map_err(io_err("starting the spilling thread"))?;
+    let direct_share = if options.direct_keys > 0 {
+        options.run_bytes / 2
+    } else {
+        0
+    };
+    let chunk =
+        (direct_share / options.direct_keys.max(1)).clamp(DIRECT_CHUNK_MIN, DIRECT_CHUNK_MAX);
+    let mut direct = DirectGroups::start(&spill.0, header.clone(), options.direct_keys, chunk)
+        .map_err(io_err("starting the group writing thread"))?;
+    let (mut spiller, mut buffer) = Spiller::start(options.run_bytes - direct_share)
+        .map_err(io_err("starting the spilling thread"))?;
     let mut run_paths = Vec::new();
     let (mut rows_read, mut rows_dropped) = (0u64, 0u64);
-    while csv.read_byte_record(&mut record).map_err(csv_error)? {
-        let line = record.position().map_or(0, |p| p.line());
-        if record.len() != columns.count {
-            return Err(BarError::Malformed {
-                line,
-                message: format!(
-                    "{} cells where the header has {}",
-                    record.len(),
-                    columns.count
-                ),
-            });
-        }
-        if std::str::from_utf8(record.as_slice()).is_err() {
-            return Err(BarError::Malformed {
-                line,
-                message: "not valid UTF-8".into(),
-            });
-        }
-        rows_read += 1;
-        if rows_read % POLL_ROWS == 0 {
-            if cancelled() {
-                return Err(BarError::Cancelled);
+    let mut key = Vec::new();
+    let mut parser = Parser::start(csv, columns).map_err(io_err("starting the parsing thread"))?;
+    while let Some(batch) = parser.next().map_err(parse_failure)? {
+        for (i, record) in batch.records[..batch.len].iter().enumerate() {
+            rows_read += 1;
+            if rows_read % POLL_ROWS == 0 {
+                if cancelled() {
+                    return Err(BarError::Cancelled);
+                }
+                let bytes = record.position().map_or(0, |p| p.byte());
+                progress(Progress::Reading { bytes, total });
             }
-            let bytes = record.position().map_or(0, |p| p.byte());
-            progress(Progress::Reading { bytes, total });
+            let (org, source) = (&record[columns.org], &record[columns.source]);
+            if is_blank(org) || is_blank(source) {
+                rows_dropped += 1;
+                continue;
+            }
+            key.clear();
+            key.extend_from_slice(org);
+            key.extend_from_slice(b" : ");
+            key.extend_from_slice(source);
+            let line = batch.line(i);
+            if let Some(id) = direct.slot(&key) {
+                // Not `io_err`, whose context string would be allocated for every row.
+                if let Err(source) = direct.push(id, line) {
+                    return Err(BarError::Io {
+                        context: "writing the groups".into(),
+                        source,
+                    });
+                }
+                continue;
+            }
+            if !buffer.is_empty() && !buffer.fits(line.len(), key.len()) {
+                let path = next_run(&spill.0, &mut run_paths);
+                buffer = spiller
+                    .swap(buffer, path)
+                    .map_err(io_err("writing a sorted run"))?;
+            }
+            if !buffer.push(&key, line) {
+                return Err(BarError::Malformed {
+                    line: record.position().map_or(0, |p| p.line()),
+                    message: "row too large".into(),
+                });
+            }
         }
-        let (org, source) = (&record[columns.org], &record[columns.source]);
-        if is_blank(org) || is_blank(source) {
-            rows_dropped += 1;
-            continue;
-        }
-        if !buffer.is_empty() && !buffer.fits(record.as_slice().len(), record.len()) {
-            let path = next_run(&spill.0, &mut run_paths);
-            buffer = spiller
-                .swap(buffer, path)
-                .map_err(io_err("writing a sorted run"))?;
-        }
-        if !buffer.push(org, source, columns.others(&record)) {
-            return Err(BarError::Malformed {
-                line,
-                message: "row too large".into(),
-            });
-        }
+        parser.recycle(batch);
     }
     let path = if buffer.is_empty() {
         PathBuf::new()
@@ -209,6 +243,7 @@ pub fn group_bar_csv(
     spiller
         .finish(buffer, path)
         .map_err(io_err("writing a sorted run"))?;
+    let direct = direct.finish().map_err(io_err("writing the groups"))?;
     progress(Progress::Reading {
         bytes: total,
         total,
@@ -244,11 +279,10 @@ pub fn group_bar_csv(
 
     let rows_kept = rows_read - rows_dropped;
     let mut report = |rows, total| progress(Progress::Writing { rows, total });
-    let mut files =
-        GroupFiles::create(out_dir, header, rows_kept, &mut report).map_err(merge_err)?;
+    let mut files = GroupFiles::create(out_dir, header, rows_kept, &mut report, direct, cancelled)
+        .map_err(merge_err)?;
     runs::merge(&run_paths, &mut files, cancelled).map_err(merge_err)?;
-    let groups = files.groups;
-    files.finish().map_err(merge_err)?;
+    let groups = files.finish().map_err(merge_err)?;
     Ok(BarSummary {
         rows_read,
         rows_dropped,
@@ -258,8 +292,14 @@ pub fn group_bar_csv(
 }
 
 /// A cell that is empty or only whitespace (Unicode) leaves the row without a key.
+#[inline]
 fn is_blank(cell: &[u8]) -> bool {
-    cell.is_empty() || std::str::from_utf8(cell).is_ok_and(|s| s.trim().is_empty())
+    match cell.first() {
+        None => true,
+        // Most keys start with a letter: no need to decode them.
+        Some(&b) if b.is_ascii() && !char::from(b).is_whitespace() => false,
+        Some(_) => std::str::from_utf8(cell).is_ok_and(|s| s.trim().is_empty()),
+    }
 }
 
 /// The path of the next run file, recorded in file order.
@@ -279,6 +319,13 @@ fn prepare_out_dir(dir: &Path) -> Result<(), BarError> {
     Ok(())
 }
 
+fn parse_failure(f: parse::Failure) -> BarError {
+    match f {
+        parse::Failure::Csv(e) => csv_error(e),
+        parse::Failure::Malformed { line, message } => BarError::Malformed { line, message },
+    }
+}
+
 fn csv_error(e: csv::Error) -> BarError {
     let line = e.position().map_or(0, |p| p.line());
     match e.into_kind() {
@@ -294,6 +341,7 @@ fn csv_error(e: csv::Error) -> BarError {
 }
 
 /// Where the key columns are in the header.
+#[derive(Clone, Copy)]
 struct Columns {
     org: usize,
     source: usize,

@@ -1,10 +1,13 @@
 //! The BAR grouping's output directory: one CSV file per group, named from its key, and the
 //! manifest (`manifest.csv`: key, file, rows) that lists them in key order.
 //!
-//! Only one group file is open at a time. The manifest is written as `manifest.csv.part` and
+//! Groups come from the merge of the sorted runs, one file open at a time, and from the keys
+//! written directly (already complete in the spill directory, renamed here), interleaved in key
+//! order. The manifest is written as `manifest.csv.part` and
 //! renamed when the last group is done, so an output directory is complete exactly when it has
 //! a `manifest.csv`.
 
+use super::direct::DirectGroup;
 use super::runs::GroupSink;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
@@ -88,20 +91,27 @@ pub(super) struct GroupFiles<'p> {
     width: usize,
     manifest: csv::Writer<File>,
     current: Option<OpenGroup>,
-    pub(super) groups: u64,
+    groups: u64,
     rows_written: u64,
     rows_total: u64,
     progress: &'p mut dyn FnMut(u64, u64),
+    /// Groups written directly, sorted by key, and how many of them are published.
+    direct: Vec<DirectGroup>,
+    direct_done: usize,
+    cancelled: &'p dyn Fn() -> bool,
 }
 
 impl<'p> GroupFiles<'p> {
     /// `header` is the output header line; `rows_total` the rows to be written (for progress
-    /// and the width of the numeric prefix).
+    /// and the width of the numeric prefix); `direct` the groups already written, sorted by key
+    /// (no key of theirs comes from the merge). `cancelled` is polled before each of them.
     pub(super) fn create(
         dir: &Path,
         header: Vec<u8>,
         rows_total: u64,
         progress: &'p mut dyn FnMut(u64, u64),
+        direct: Vec<DirectGroup>,
+        cancelled: &'p dyn Fn() -> bool,
     ) -> io::Result<Self> {
         let manifest = csv::WriterBuilder::new()
             .terminator(csv::Terminator::Any(b'\n'))
@@ -117,6 +127,9 @@ impl<'p> GroupFiles<'p> {
             rows_written: 0,
             rows_total,
             progress,
+            direct,
+            direct_done: 0,
+            cancelled,
         };
         files.width = files.width.max(5);
         files
@@ -126,15 +139,50 @@ impl<'p> GroupFiles<'p> {
         Ok(files)
     }
 
-    /// Completes the manifest and publishes it under its final name.
-    pub(super) fn finish(mut self) -> io::Result<()> {
+    /// Publishes the direct groups whose key sorts before `next` (all when `None`): each gets
+    /// the next number, its file is renamed to its final name and listed.
+    fn publish_direct(&mut self, next: Option<&[u8]>) -> io::Result<()> {
+        while let Some(g) = self.direct.get(self.direct_done) {
+            if next.is_some_and(|next| g.key.as_slice() >= next) {
+                break;
+            }
+            if (self.cancelled)() {
+                return Err(io::Error::new(io::ErrorKind::Interrupted, "cancelled"));
+            }
+            self.groups += 1;
+            let key = String::from_utf8_lossy(&g.key).into_owned();
+            let file = file_name(self.groups, self.width, &key);
+            std::fs::rename(&g.path, self.dir.join(&file))?;
+            let rows = g.rows;
+            self.direct_done += 1;
+            self.listed(&key, &file, rows)?;
+        }
+        Ok(())
+    }
+
+    /// Lists a finished group in the manifest and reports progress.
+    fn listed(&mut self, key: &str, file: &str, rows: u64) -> io::Result<()> {
+        self.manifest
+            .write_record([key.as_bytes(), file.as_bytes(), rows.to_string().as_bytes()])
+            .map_err(csv_to_io)?;
+        self.rows_written += rows;
+        (self.progress)(self.rows_written, self.rows_total);
+        Ok(())
+    }
+
+    /// Publishes the remaining direct groups, completes the manifest and publishes it under its
+    /// final name. Returns the number of groups.
+    pub(super) fn finish(mut self) -> io::Result<u64> {
+        self.publish_direct(None)?;
         self.manifest.flush()?;
-        std::fs::rename(self.dir.join(MANIFEST_PART), self.dir.join(MANIFEST))
+        std::fs::rename(self.dir.join(MANIFEST_PART), self.dir.join(MANIFEST))?;
+        Ok(self.groups)
     }
 }
 
 impl GroupSink for GroupFiles<'_> {
     fn begin(&mut self, key: &[u8], rows: u64, _bytes: u64) -> io::Result<()> {
+        self.publish_direct(Some(key))?;
         self.groups += 1;
         // Keys are built from cells already checked to be UTF-8.
         let key = String::from_utf8_lossy(key).into_owned();
@@ -166,15 +214,6 @@ impl GroupSink for GroupFiles<'_> {
             return Ok(());
         };
         g.out.into_inner().map_err(|e| e.into_error())?;
-        self.manifest
-            .write_record([
-                g.key.as_bytes(),
-                g.file.as_bytes(),
-                g.rows.to_string().as_bytes(),
-            ])
-            .map_err(csv_to_io)?;
-        self.rows_written += g.rows;
-        (self.progress)(self.rows_written, self.rows_total);
-        Ok(())
+        self.listed(&g.key, &g.file, g.rows)
     }
 }

@@ -6,8 +6,9 @@
 //! output lines. Rows inside a block keep file order (the in-memory sort is stable, and the merge
 //! takes equal keys from earlier runs first), so the merge only ever copies whole blocks.
 
+use super::hash::KeyMap;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -41,9 +42,8 @@ const KEY_OVERHEAD: usize = 64;
 pub(super) struct RunBuffer {
     arena: Vec<u8>,
     index: Vec<Entry>,
-    groups: HashMap<Vec<u8>, u32>,
+    groups: KeyMap<u32>,
     key_bytes: usize,
-    key: Vec<u8>,
 }
 
 impl RunBuffer {
@@ -57,9 +57,8 @@ impl RunBuffer {
         RunBuffer {
             arena: Vec::with_capacity(arena),
             index: Vec::with_capacity(index),
-            groups: HashMap::new(),
+            groups: KeyMap::default(),
             key_bytes: 0,
-            key: Vec::new(),
         }
     }
 
@@ -67,43 +66,33 @@ impl RunBuffer {
         self.index.is_empty()
     }
 
-    /// Whether a row of `raw_len` bytes over `cells` cells surely fits without growing the
-    /// buffer: quoting at most doubles a cell's bytes and adds two quotes and a separator, and
-    /// its key may be new.
-    pub(super) fn fits(&self, raw_len: usize, cells: usize) -> bool {
-        let bound = raw_len * 3 + cells * 3 + 4 + KEY_OVERHEAD;
+    /// Whether a row whose output line has `line_len` bytes fits without growing the buffer
+    /// (its key, of `key_len` bytes, may be new).
+    pub(super) fn fits(&self, line_len: usize, key_len: usize) -> bool {
         self.index.len() < self.index.capacity()
-            && self.arena.capacity() >= self.arena.len() + self.key_bytes + bound
+            && self.arena.capacity()
+                >= self.arena.len() + self.key_bytes + line_len + key_len + KEY_OVERHEAD
     }
 
-    /// Adds one row: its key is `org + " : " + source`, its line the remaining cells as CSV.
-    /// Returns false when the row cannot be addressed (the buffer passed 4 GiB).
-    pub(super) fn push<'a>(
-        &mut self,
-        org: &[u8],
-        source: &[u8],
-        cells: impl Iterator<Item = &'a [u8]>,
-    ) -> bool {
-        self.key.clear();
-        self.key.extend_from_slice(org);
-        self.key.extend_from_slice(b" : ");
-        self.key.extend_from_slice(source);
-        let group = match self.groups.get(self.key.as_slice()) {
+    /// Adds one row of `key` with its finished output `line`. Returns false when the row cannot
+    /// be addressed (the buffer passed 4 GiB).
+    pub(super) fn push(&mut self, key: &[u8], line: &[u8]) -> bool {
+        let group = match self.groups.get(key) {
             Some(&g) => g,
             None => {
                 let Ok(g) = u32::try_from(self.groups.len()) else {
                     return false;
                 };
-                self.key_bytes += self.key.len() + KEY_OVERHEAD;
-                self.groups.insert(self.key.clone(), g);
+                self.key_bytes += key.len() + KEY_OVERHEAD;
+                self.groups.insert(key.to_vec(), g);
                 g
             }
         };
         let line_start = self.arena.len();
-        write_record(&mut self.arena, cells);
+        self.arena.extend_from_slice(line);
         let (Ok(line_start), Ok(line_len), Ok(_)) = (
             u32::try_from(line_start),
-            u32::try_from(self.arena.len() - line_start),
+            u32::try_from(line.len()),
             u32::try_from(self.arena.len()),
         ) else {
             return false;
@@ -158,7 +147,7 @@ impl RunBuffer {
         self.arena.clear();
         self.key_bytes = 0;
         // A run of many keys must not leave its table's capacity to the next.
-        self.groups = HashMap::new();
+        self.groups = KeyMap::default();
         Ok(())
     }
 }

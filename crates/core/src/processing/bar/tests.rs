@@ -337,6 +337,7 @@ fn many_runs_and_merge_rounds_give_the_same_groups() {
     }
     let options = BarOptions {
         run_bytes: 16 * 1024,
+        ..BarOptions::default()
     };
     let s = Scratch::new();
     let p = s.input(input.as_bytes());
@@ -445,6 +446,7 @@ proptest! {
     fn groups_partition_the_kept_rows_in_file_order(
         rows in prop::collection::vec((cell(), cell(), cell(), cell()), 0..40),
         run_bytes in 1usize..4000,
+        direct_keys in prop_oneof![Just(0usize), 0usize..4, Just(1024)],
     ) {
         let mut w = csv::WriterBuilder::new().from_writer(Vec::new());
         w.write_record(["v1", "orgFullName", "emissionSourceName", "v2"]).unwrap();
@@ -459,7 +461,7 @@ proptest! {
             }
         }
         let input = w.into_inner().unwrap();
-        let (s, r) = run_with(&input, &BarOptions { run_bytes });
+        let (s, r) = run_with(&input, &BarOptions { run_bytes, direct_keys });
         let sum = r.unwrap();
         prop_assert_eq!(sum.rows_read as usize, rows.len());
         prop_assert_eq!(sum.rows_dropped, dropped);
@@ -475,4 +477,159 @@ proptest! {
             prop_assert_eq!(&got, want);
         }
     }
+}
+
+/// Every file of an output directory (name and bytes), to compare two groupings byte for byte.
+fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let name = e.file_name().into_string().unwrap();
+            (name, std::fs::read(e.path()).unwrap())
+        })
+        .collect()
+}
+
+/// A file of `rows` rows over `keys` keys in a scrambled order, with quoted cells and blanks.
+fn scrambled_input(rows: u32, keys: u32) -> String {
+    let mut input = String::from("v1,orgFullName,emissionSourceName,v2\n");
+    let mut x = 987_654_321u32;
+    for row in 0..rows {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        let k = (x >> 8) % keys;
+        let note = match row % 7 {
+            0 => "\"a, b\"".to_string(),
+            1 => String::new(),
+            2 => "\"say \"\"x\"\"\"".to_string(),
+            _ => format!("n{row}"),
+        };
+        let org = if row % 101 == 0 {
+            " ".to_string()
+        } else {
+            format!("Org {}", k % 13)
+        };
+        input.push_str(&format!("{row},{org},Source {k},{note}\n"));
+    }
+    input
+}
+
+#[test]
+fn direct_and_sorted_groups_give_identical_output() {
+    // Few keys, many keys, keys past the direct limit, and tiny budgets forcing spills: the
+    // output directory is the same byte for byte whichever path each group took.
+    for (rows, keys) in [(5_000, 7), (20_000, 3_000)] {
+        let input = scrambled_input(rows, keys);
+        let (base, sum) = run_with(
+            input.as_bytes(),
+            &BarOptions {
+                run_bytes: 32 * 1024 * 1024,
+                direct_keys: 0,
+            },
+        );
+        let sum = sum.unwrap();
+        assert!(sum.rows_dropped > 0);
+        let want = snapshot(&base.out());
+        assert_eq!(want.len() as u64, sum.groups + 1);
+        for (run_bytes, direct_keys) in [
+            (32 * 1024 * 1024, 1024),
+            (32 * 1024 * 1024, 5),
+            (16 * 1024, 1024),
+            (16 * 1024, 3),
+            (4 * 1024, 0),
+            (2 * 1024 * 1024, 1),
+        ] {
+            let options = BarOptions {
+                run_bytes,
+                direct_keys,
+            };
+            let (s, r) = run_with(input.as_bytes(), &options);
+            assert_eq!(
+                r.unwrap(),
+                BarSummary {
+                    manifest: s.out().join(MANIFEST),
+                    ..sum.clone()
+                }
+            );
+            assert!(
+                snapshot(&s.out()) == want,
+                "{rows} rows over {keys} keys differ with {options:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn keys_after_the_direct_limit_are_merged_in_key_order() {
+    // "m" and "z" come first and are written directly; the others go through the sort, and
+    // the numbering interleaves them all in key order.
+    let input = b"orgFullName,emissionSourceName,n\n\
+                  m,S,1\nz,S,2\na,S,3\nm,S,4\nn,S,5\nzz,S,6\nz,S,7\na,S,8\nb,S,9\n";
+    let (s, r) = run_with(
+        input,
+        &BarOptions {
+            run_bytes: 1024,
+            direct_keys: 2,
+        },
+    );
+    assert_eq!(r.unwrap().groups, 6);
+    assert_eq!(
+        std::fs::read_to_string(s.out().join(MANIFEST)).unwrap(),
+        "key,file,rows\na : S,00001-a_S.csv,2\nb : S,00002-b_S.csv,1\n\
+         m : S,00003-m_S.csv,2\nn : S,00004-n_S.csv,1\nz : S,00005-z_S.csv,2\n\
+         zz : S,00006-zz_S.csv,1\n"
+    );
+    assert_eq!(file_text(&s, "00003-m_S.csv"), "n\n1\n4\n");
+    assert_eq!(file_text(&s, "00005-z_S.csv"), "n\n2\n7\n");
+    assert_eq!(file_text(&s, "00001-a_S.csv"), "n\n3\n8\n");
+    assert_eq!(std::fs::read_dir(s.out()).unwrap().count(), 7);
+}
+
+#[test]
+fn a_direct_group_larger_than_its_buffer_is_written_in_chunks() {
+    // One key with many rows and a tiny budget: its buffer is written out many times (and a
+    // row longer than the buffer on its own), the header once, the rows in file order.
+    let mut input = String::from("orgFullName,emissionSourceName,v\n");
+    let mut want = String::from("v\n");
+    for i in 0..5_000 {
+        let v = if i == 777 {
+            format!("\"{}\"", "x,".repeat(4_000))
+        } else {
+            i.to_string()
+        };
+        input.push_str(&format!("O,S,{v}\n"));
+        want.push_str(&format!("{v}\n"));
+    }
+    let (s, r) = run_with(
+        input.as_bytes(),
+        &BarOptions {
+            run_bytes: 2048,
+            direct_keys: 1,
+        },
+    );
+    assert_eq!(r.unwrap().groups, 1);
+    assert_eq!(groups(&s), vec![("O : S".into(), want)]);
+}
+
+#[test]
+fn a_failure_after_direct_groups_were_written_leaves_no_output() {
+    // Enough rows that direct buffers were written out before the bad line.
+    let mut input = String::from("orgFullName,emissionSourceName,v\n");
+    for i in 0..20_000 {
+        input.push_str(&format!("O,S{},{i}\n", i % 5));
+    }
+    input.push_str("O,S1\n");
+    let (s, r) = run_with(
+        input.as_bytes(),
+        &BarOptions {
+            run_bytes: 64 * 1024,
+            direct_keys: 1024,
+        },
+    );
+    assert!(matches!(
+        r.unwrap_err(),
+        BarError::Malformed { line: 20_002, .. }
+    ));
+    let left: Vec<_> = std::fs::read_dir(s.out()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
 }
