@@ -226,18 +226,7 @@ impl Db {
             .one(&tx)
             .await?;
             if let Some(claimed) = claimed {
-                // Steps of a run whose worker died never ended: say so.
-                tx.execute_raw(self.stmt(
-                    "UPDATE job_steps SET status = $2, finished_at = $3, \
-                     error = 'the worker running it stopped' WHERE job_id = $1 AND status = $4",
-                    [
-                        job.id.clone().into(),
-                        StepStatus::Interrupted.as_str().into(),
-                        now.into(),
-                        StepStatus::Running.as_str().into(),
-                    ],
-                ))
-                .await?;
+                self.interrupt_steps(&tx, &job.id, now).await?;
                 tx.commit().await?;
                 return Ok(Claim {
                     job: Some(claimed),
@@ -252,6 +241,27 @@ impl Db {
         })
     }
 
+    /// Steps of a run whose worker died never ended: says so.
+    async fn interrupt_steps(
+        &self,
+        tx: &impl ConnectionTrait,
+        job_id: &str,
+        now: i64,
+    ) -> Result<(), DbErr> {
+        tx.execute_raw(self.stmt(
+            "UPDATE job_steps SET status = $2, finished_at = $3, \
+             error = 'the worker running it stopped' WHERE job_id = $1 AND status = $4",
+            [
+                job_id.into(),
+                StepStatus::Interrupted.as_str().into(),
+                now.into(),
+                StepStatus::Running.as_str().into(),
+            ],
+        ))
+        .await?;
+        Ok(())
+    }
+
     async fn finish_abandoned(
         &self,
         tx: &impl ConnectionTrait,
@@ -259,17 +269,7 @@ impl Db {
         now: i64,
         max_attempts: i32,
     ) -> Result<JobRow, DbErr> {
-        tx.execute_raw(self.stmt(
-            "UPDATE job_steps SET status = $2, finished_at = $3, \
-             error = 'the worker running it stopped' WHERE job_id = $1 AND status = $4",
-            [
-                job.id.clone().into(),
-                StepStatus::Interrupted.as_str().into(),
-                now.into(),
-                StepStatus::Running.as_str().into(),
-            ],
-        ))
-        .await?;
+        self.interrupt_steps(tx, &job.id, now).await?;
         let message =
             format!("the job stopped with its worker {max_attempts} times; it was not run again");
         JobRow::find_by_statement(self.stmt(

@@ -11,7 +11,7 @@
 //! - `set_version` (admins; `params.etx_version`, `release_date`, `description`): `SetVersion`.
 
 use super::Plan;
-use super::local::{Scratch, StepError, fetch};
+use super::local::{StepError, fetch_input};
 use super::run::{Outcome, Run};
 use crate::Core;
 use crate::error::CoreError;
@@ -315,19 +315,10 @@ async fn es_import(
     session: &Session,
     params: &Value,
 ) -> Result<String, Outcome> {
-    let state = &run.state;
     let page_rows = params["page_rows"].as_u64().unwrap_or(PAGE_ROWS);
     let name = run.job.input_name.clone();
     let path = step(run, "upload", &name, async {
-        let file = state
-            .db
-            .file(state.db.conn(), &user.id, &run.job.input_id)
-            .await
-            .map_err(|e| CoreError::Internal(e.into()))?
-            .ok_or_else(|| StepError::Failed("the file was deleted before the job ran".into()))?;
-        let scratch = Scratch::create(run).await?;
-        let local = scratch.0.join("upload");
-        fetch(state, user, &file, &local).await?;
+        let (file, _scratch, local) = fetch_input(run, user).await?;
         let path = session
             .upload_file(&local, &file.name)
             .await
@@ -359,7 +350,6 @@ async fn org_structure(
     session: &Session,
     params: &Value,
 ) -> Result<String, Outcome> {
-    let state = &run.state;
     if let Some(tenant) = params["tenant"].as_str() {
         step(run, "select tenant", tenant, async {
             let id = session.select_org(tenant).await.map_err(platform_failure)?;
@@ -369,15 +359,7 @@ async fn org_structure(
     }
     let name = run.job.input_name.clone();
     step(run, "create org structure", &name, async {
-        let file = state
-            .db
-            .file(state.db.conn(), &user.id, &run.job.input_id)
-            .await
-            .map_err(|e| CoreError::Internal(e.into()))?
-            .ok_or_else(|| StepError::Failed("the file was deleted before the job ran".into()))?;
-        let scratch = Scratch::create(run).await?;
-        let local = scratch.0.join("org.csv");
-        fetch(state, user, &file, &local).await?;
+        let (_file, _scratch, local) = fetch_input(run, user).await?;
         let csv = tokio::fs::read_to_string(&local)
             .await
             .map_err(|_| StepError::Failed("the file is not UTF-8 text".into()))?;

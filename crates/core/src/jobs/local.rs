@@ -54,6 +54,25 @@ pub(super) async fn fetch(
     Ok(())
 }
 
+/// The job's input file copied into a fresh scratch directory (removed when the returned
+/// `Scratch` is dropped): the file's row and where its bytes are.
+pub(super) async fn fetch_input(
+    run: &Run,
+    user: &UserRow,
+) -> Result<(FileRow, Scratch, PathBuf), StepError> {
+    let state = &run.state;
+    let file = state
+        .db
+        .file(state.db.conn(), &user.id, &run.job.input_id)
+        .await
+        .map_err(|e| CoreError::Internal(e.into()))?
+        .ok_or_else(|| StepError::Failed("the file was deleted before the job ran".into()))?;
+    let scratch = Scratch::create(run).await?;
+    let local = scratch.0.join("input");
+    fetch(state, user, &file, &local).await?;
+    Ok((file, scratch, local))
+}
+
 /// How a step ended when it did not succeed.
 pub(super) enum StepError {
     Cancelled,
