@@ -104,8 +104,13 @@ impl ObjectStorage {
     /// nothing behind.
     pub async fn writer(&self, key: &str) -> anyhow::Result<Writer> {
         let upload = self.inner.put_multipart(&Path::from(key)).await?;
+        let chunk = if self.label == "s3" {
+            S3_PART
+        } else {
+            LOCAL_PART
+        };
         Ok(Writer {
-            inner: WriteMultipart::new_with_chunk_size(upload, WRITE_CHUNK),
+            inner: WriteMultipart::new_with_chunk_size(upload, chunk),
         })
     }
 
@@ -138,9 +143,11 @@ impl ObjectStorage {
     }
 }
 
-/// Part size of streamed writes: S3's smallest part is 5 MiB, and at most two parts are in
-/// flight, which bounds a writer's memory.
-const WRITE_CHUNK: usize = 5 * 1024 * 1024;
+/// Part size of streamed writes: S3's smallest part is 5 MiB. A local part is only a write at an
+/// offset of the staging file, so small parts keep an upload's memory low (each upload holds
+/// the part being filled and at most two in flight) at no cost in speed.
+const S3_PART: usize = 5 * 1024 * 1024;
+const LOCAL_PART: usize = 512 * 1024;
 const PARTS_IN_FLIGHT: usize = 2;
 
 /// An object being written part by part.
@@ -208,7 +215,7 @@ mod tests {
             ObjectStorage::open(&StorageConfig::Memory).unwrap(),
         ] {
             // Larger than one part, written in odd-sized pieces.
-            let data: Vec<u8> = (0..(WRITE_CHUNK * 2 + 12_345))
+            let data: Vec<u8> = (0..(S3_PART * 2 + 12_345))
                 .map(|i| (i % 251) as u8)
                 .collect();
             let mut w = s.writer("files/big").await.unwrap();

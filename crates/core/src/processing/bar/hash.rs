@@ -27,25 +27,30 @@ impl KeyHasher {
 impl Hasher for KeyHasher {
     #[inline]
     fn write(&mut self, bytes: &[u8]) {
-        let mut pairs = bytes.chunks_exact(16);
-        for p in &mut pairs {
-            let (lo, hi) = p.split_at(8);
-            self.mix(
-                u64::from_le_bytes(lo.try_into().expect("8 bytes")),
-                u64::from_le_bytes(hi.try_into().expect("8 bytes")),
-            );
+        // Whole words only, overlapping at the end: copying a short tail into a zeroed buffer
+        // and reading it back stalls the load behind the stores.
+        let len = bytes.len();
+        let tag = (len as u64) << 56;
+        if len <= 16 {
+            let (lo, hi) = if len >= 8 {
+                (word(bytes, 0), word(bytes, len - 8))
+            } else if len >= 4 {
+                (half(bytes, 0), half(bytes, len - 4))
+            } else if len > 0 {
+                let b = |i: usize| u64::from(bytes[i]);
+                (b(0) | b(len / 2) << 8 | b(len - 1) << 16, 0)
+            } else {
+                (0, 0)
+            };
+            self.mix(lo, hi ^ tag);
+            return;
         }
-        let rest = pairs.remainder();
-        if !rest.is_empty() {
-            let mut w = [0u8; 16];
-            w[..rest.len()].copy_from_slice(rest);
-            let (lo, hi) = w.split_at(8);
-            // The length keeps "a" and "a\0" apart.
-            self.mix(
-                u64::from_le_bytes(lo.try_into().expect("8 bytes")),
-                u64::from_le_bytes(hi.try_into().expect("8 bytes")) ^ ((rest.len() as u64) << 56),
-            );
+        let mut at = 0;
+        while len - at > 16 {
+            self.mix(word(bytes, at), word(bytes, at + 8));
+            at += 16;
         }
+        self.mix(word(bytes, len - 16), word(bytes, len - 8) ^ tag);
     }
 
     #[inline]
@@ -60,4 +65,52 @@ impl Hasher for KeyHasher {
     }
 }
 
+#[inline]
+fn word(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+#[inline]
+fn half(b: &[u8], at: usize) -> u64 {
+    u64::from(u32::from_le_bytes(
+        b[at..at + 4].try_into().expect("4 bytes"),
+    ))
+}
+
 pub(super) type KeyMap<V> = HashMap<Vec<u8>, V, BuildHasherDefault<KeyHasher>>;
+
+#[cfg(test)]
+mod tests {
+    use super::KeyHasher;
+    use std::collections::HashSet;
+    use std::hash::Hasher;
+
+    fn hash(bytes: &[u8]) -> u64 {
+        let mut h = KeyHasher::default();
+        h.write(bytes);
+        h.finish()
+    }
+
+    #[test]
+    fn keys_of_every_length_and_near_misses_hash_apart() {
+        let mut seen = HashSet::new();
+        let mut count = 0;
+        for len in 0..70 {
+            let base: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            seen.insert(hash(&base));
+            count += 1;
+            for at in 0..len {
+                let mut k = base.clone();
+                k[at] ^= 1;
+                seen.insert(hash(&k));
+                count += 1;
+            }
+        }
+        assert_eq!(seen.len(), count);
+        // The top bits (the table's tags) vary too.
+        let tops: HashSet<u64> = (0..1000u32)
+            .map(|i| hash(format!("Org : Source {i}").as_bytes()) >> 57)
+            .collect();
+        assert!(tops.len() > 100, "{}", tops.len());
+    }
+}

@@ -6,9 +6,9 @@
 //!   cells with commas, doubled quotes and line breaks. A header row is required and must name
 //!   `orgFullName` and `emissionSourceName` exactly; otherwise the file fails naming what is
 //!   missing (or naming a key column given twice). Blank lines are skipped.
-//! - A row with another number of cells than the header, or that is not UTF-8, fails the whole
-//!   file with its line number; no group file is written before the input was read to its end,
-//!   so a malformed file leaves no output.
+//! - A row with another number of cells than the header, that is not UTF-8 or that is longer
+//!   than 16 MiB fails the whole file with its line number; no group file is written before the
+//!   input was read to its end, so a malformed file leaves no output.
 //! - A row whose org or source cell is empty or only whitespace is dropped and counted. Nothing
 //!   is trimmed otherwise: ` Acme` and `Acme` are different keys.
 //! - Groups are sorted by key in byte order (`B` < `a`, `Source 1` < `Source 10` < `Source 2`);
@@ -17,8 +17,9 @@
 //!   Output is RFC 4180 with LF line ends, a cell quoted only when it holds a comma, a quote, CR
 //!   or LF.
 //!
-//! Memory: rows are parsed as a stream, on a thread of their own (see `parse`; a few batches of
-//! at most 2048 rows in flight). The rows of the first `BarOptions::direct_keys`
+//! Memory: rows are parsed as a stream, on a thread of their own (see `parse`: lines without
+//! quotes are split where they lie in the read buffer; a few batches of at most 2048 rows in
+//! flight). The rows of the first `BarOptions::direct_keys`
 //! distinct keys of the file (1024 by default) are written straight to their group files: each
 //! such key has a small buffer of output lines (its share of half the budget), and full buffers
 //! are appended to the key's file in the spill directory by a writer thread (see `direct`); when
@@ -45,10 +46,10 @@ pub use output::{MANIFEST, ManifestEntry, file_name, read_manifest};
 
 use direct::DirectGroups;
 use output::GroupFiles;
-use parse::Parser;
+use parse::{CsvSource, Parser};
 use runs::{FAN_IN, RunWriter, Spiller};
 use std::fs::File;
-use std::io::{self, BufRead, BufReader};
+use std::io;
 use std::path::{Path, PathBuf};
 
 pub const ORG_COLUMN: &str = "orgFullName";
@@ -153,27 +154,16 @@ pub fn group_bar_csv(
     let spill = SpillDir(out_dir.join(".bar-spill"));
     std::fs::create_dir(&spill.0).map_err(io_err("creating the spill directory"))?;
 
-    let mut reader = BufReader::with_capacity(256 * 1024, file);
-    let bom = reader
-        .fill_buf()
-        .map_err(io_err("reading the input"))?
-        .starts_with(b"\xEF\xBB\xBF");
-    if bom {
-        reader.consume(3);
-    }
-    let mut csv = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .buffer_capacity(256 * 1024)
-        .from_reader(reader);
-
-    let mut record = csv::ByteRecord::new();
-    if !csv.read_byte_record(&mut record).map_err(csv_error)? {
-        return Err(BarError::NoHeader);
-    }
-    let columns = Columns::find(&record)?;
+    let mut source = CsvSource::new(file).map_err(parse_failure)?;
     let mut header = Vec::new();
-    runs::write_record(&mut header, columns.others(&record));
+    let columns = match source.next().map_err(parse_failure)? {
+        Some(record) => {
+            let columns = Columns::find(&record)?;
+            runs::write_record(&mut header, columns.others(record.iter()));
+            columns
+        }
+        None => return Err(BarError::NoHeader),
+    };
 
     let direct_share = if options.direct_keys > 0 {
         options.run_bytes / 2
@@ -188,29 +178,24 @@ pub fn group_bar_csv(
         .map_err(io_err("starting the spilling thread"))?;
     let mut run_paths = Vec::new();
     let (mut rows_read, mut rows_dropped) = (0u64, 0u64);
-    let mut key = Vec::new();
-    let mut parser = Parser::start(csv, columns).map_err(io_err("starting the parsing thread"))?;
+    let mut parser =
+        Parser::start(source, columns).map_err(io_err("starting the parsing thread"))?;
     while let Some(batch) = parser.next().map_err(parse_failure)? {
-        for (i, record) in batch.records[..batch.len].iter().enumerate() {
-            rows_read += 1;
-            if rows_read % POLL_ROWS == 0 {
-                if cancelled() {
-                    return Err(BarError::Cancelled);
-                }
-                let bytes = record.position().map_or(0, |p| p.byte());
-                progress(Progress::Reading { bytes, total });
+        let polls = rows_read / POLL_ROWS;
+        rows_read += batch.rows;
+        rows_dropped += batch.dropped;
+        if rows_read / POLL_ROWS != polls {
+            if cancelled() {
+                return Err(BarError::Cancelled);
             }
-            let (org, source) = (&record[columns.org], &record[columns.source]);
-            if is_blank(org) || is_blank(source) {
-                rows_dropped += 1;
-                continue;
-            }
-            key.clear();
-            key.extend_from_slice(org);
-            key.extend_from_slice(b" : ");
-            key.extend_from_slice(source);
-            let line = batch.line(i);
-            if let Some(id) = direct.slot(&key) {
+            progress(Progress::Reading {
+                bytes: batch.byte,
+                total,
+            });
+        }
+        for i in 0..batch.len() {
+            let (key, line) = (batch.key(i), batch.line(i));
+            if let Some(id) = direct.slot(key) {
                 // Not `io_err`, whose context string would be allocated for every row.
                 if let Err(source) = direct.push(id, line) {
                     return Err(BarError::Io {
@@ -226,9 +211,9 @@ pub fn group_bar_csv(
                     .swap(buffer, path)
                     .map_err(io_err("writing a sorted run"))?;
             }
-            if !buffer.push(&key, line) {
+            if !buffer.push(key, line) {
                 return Err(BarError::Malformed {
-                    line: record.position().map_or(0, |p| p.line()),
+                    line: batch.line_number(i),
                     message: "row too large".into(),
                 });
             }
@@ -321,22 +306,11 @@ fn prepare_out_dir(dir: &Path) -> Result<(), BarError> {
 
 fn parse_failure(f: parse::Failure) -> BarError {
     match f {
-        parse::Failure::Csv(e) => csv_error(e),
-        parse::Failure::Malformed { line, message } => BarError::Malformed { line, message },
-    }
-}
-
-fn csv_error(e: csv::Error) -> BarError {
-    let line = e.position().map_or(0, |p| p.line());
-    match e.into_kind() {
-        csv::ErrorKind::Io(source) => BarError::Io {
+        parse::Failure::Io(source) => BarError::Io {
             context: "reading the input".into(),
             source,
         },
-        other => BarError::Malformed {
-            line,
-            message: format!("{other:?}"),
-        },
+        parse::Failure::Malformed { line, message } => BarError::Malformed { line, message },
     }
 }
 
@@ -349,7 +323,7 @@ struct Columns {
 }
 
 impl Columns {
-    fn find(header: &csv::ByteRecord) -> Result<Self, BarError> {
+    fn find(header: &parse::Record<'_>) -> Result<Self, BarError> {
         let position = |name: &str| header.iter().position(|h| h == name.as_bytes());
         for name in [ORG_COLUMN, SOURCE_COLUMN] {
             if header.iter().filter(|h| *h == name.as_bytes()).count() > 1 {
@@ -376,10 +350,9 @@ impl Columns {
     }
 
     /// The cells that go to the output: all but the two key columns.
-    fn others<'r>(&self, record: &'r csv::ByteRecord) -> impl Iterator<Item = &'r [u8]> {
+    fn others<'r>(&self, cells: impl Iterator<Item = &'r [u8]>) -> impl Iterator<Item = &'r [u8]> {
         let (org, source) = (self.org, self.source);
-        record
-            .iter()
+        cells
             .enumerate()
             .filter(move |(i, _)| *i != org && *i != source)
             .map(|(_, cell)| cell)

@@ -633,3 +633,79 @@ fn a_failure_after_direct_groups_were_written_leaves_no_output() {
     let left: Vec<_> = std::fs::read_dir(s.out()).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// Every record of `bytes` as the grouping's reader reads it, the input arriving `step` bytes per
+/// read (so records cross buffer refills): (line, cells).
+fn records_read_by(bytes: &[u8], step: usize) -> Vec<(u64, Vec<Vec<u8>>)> {
+    struct Trickle<'a>(&'a [u8], usize);
+    impl std::io::Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.0.len().min(self.1).min(buf.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+    let mut source = parse::CsvSource::new(Trickle(bytes, step)).unwrap();
+    let mut out = Vec::new();
+    while let Some(r) = source.next().ok().flatten() {
+        out.push((r.line, r.iter().map(<[u8]>::to_vec).collect()));
+    }
+    out
+}
+
+/// The records the csv crate reads from `bytes`.
+fn csv_crate_records(bytes: &[u8]) -> Vec<Vec<Vec<u8>>> {
+    let mut r = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(bytes);
+    r.byte_records()
+        .map(|r| r.unwrap().iter().map(<[u8]>::to_vec).collect())
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// The reader's shortcut for plain lines and its quoted path together read exactly the
+    /// records the csv crate reads: line ends (CR, LF, CRLF), blank lines, quotes anywhere.
+    #[test]
+    fn the_reader_reads_what_the_csv_crate_reads(
+        bytes in prop::collection::vec(
+            prop::sample::select(vec![b'a', b'b', b',', b'"', b'\r', b'\n', b' ', 0xC3, 0xA9]),
+            0..120,
+        ),
+        step in prop_oneof![Just(1usize), 1usize..8, Just(1 << 20)],
+    ) {
+        let ours: Vec<_> = records_read_by(&bytes, step).into_iter().map(|(_, c)| c).collect();
+        prop_assert_eq!(ours, csv_crate_records(&bytes));
+    }
+}
+
+#[test]
+fn records_are_numbered_by_the_line_they_start_on() {
+    let input = b"a,b\n\n\"x\ny\",z\r\nplain,row\r\n\r\nlast,\"q\"";
+    for step in [1, 3, 1 << 20] {
+        let lines: Vec<u64> = records_read_by(input, step).iter().map(|r| r.0).collect();
+        assert_eq!(lines, [1, 3, 5, 7], "step {step}");
+    }
+}
+
+#[test]
+fn rows_longer_than_the_read_buffer_are_read_and_a_huge_one_is_refused() {
+    let long = "x".repeat(1 << 20);
+    let input = format!("orgFullName,emissionSourceName,v\nA,S,{long}\nA,S,\"{long}\"\n");
+    let (s, sum) = run(input.as_bytes());
+    assert_eq!(sum.rows_read, 2);
+    assert_eq!(groups(&s)[0].1, format!("v\n{long}\n{long}\n"));
+
+    let huge = "y".repeat(parse::MAX_RECORD + 1);
+    for row in [format!("A,S,{huge}"), format!("A,S,\"{huge}\"")] {
+        let input = format!("orgFullName,emissionSourceName,v\nA,S,1\n{row}\n");
+        let (_, r) = run_with(input.as_bytes(), &BarOptions::default());
+        let e = r.unwrap_err();
+        assert!(matches!(e, BarError::Malformed { line: 3, .. }), "{e}");
+        assert!(e.to_string().contains("longer than 16 MiB"), "{e}");
+    }
+}
