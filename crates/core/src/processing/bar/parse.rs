@@ -17,7 +17,7 @@
 use super::runs::write_record;
 use super::{Columns, is_blank};
 use csv_core::ReadRecordResult;
-use memchr::{memchr, memchr_iter, memchr2};
+use memchr::{memchr_iter, memchr2};
 use std::io::{self, Read};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
@@ -48,6 +48,8 @@ pub(super) struct Record<'a> {
     pub(super) line: u64,
     /// Read by the shortcut: no cell holds a quote, comma, CR or LF.
     plain: bool,
+    /// The cells are UTF-8.
+    utf8: bool,
 }
 
 impl<'a> Record<'a> {
@@ -73,6 +75,75 @@ impl<'a> Record<'a> {
     }
 }
 
+/// Bit `i` of each mask describes byte `i` of a block: a comma, a line feed, or a byte that
+/// needs a careful look (a quote, a CR, or a byte outside ASCII).
+#[derive(Clone, Copy, Default)]
+struct Masks {
+    comma: u64,
+    lf: u64,
+    special: u64,
+}
+
+impl Masks {
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    fn of(bytes: &[u8; 64]) -> Masks {
+        #[allow(unsafe_code)]
+        // SAFETY: SSE2 is part of every x86_64 CPU.
+        unsafe {
+            Masks::of_sse2(bytes)
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "sse2")]
+    #[inline]
+    fn of_sse2(bytes: &[u8; 64]) -> Masks {
+        use std::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128,
+            _mm_set1_epi8,
+        };
+        let (comma, lf) = (_mm_set1_epi8(b',' as i8), _mm_set1_epi8(b'\n' as i8));
+        let (quote, cr) = (_mm_set1_epi8(b'"' as i8), _mm_set1_epi8(b'\r' as i8));
+        let bits = |v: __m128i| u64::from(_mm_movemask_epi8(v) as u16);
+        let mut m = Masks::default();
+        for (i, lane) in bytes.chunks_exact(16).enumerate() {
+            #[allow(unsafe_code)]
+            // SAFETY: `lane` is 16 readable bytes and the load has no alignment requirement.
+            let v = unsafe { _mm_loadu_si128(lane.as_ptr().cast::<__m128i>()) };
+            let shift = 16 * i;
+            m.comma |= bits(_mm_cmpeq_epi8(v, comma)) << shift;
+            m.lf |= bits(_mm_cmpeq_epi8(v, lf)) << shift;
+            // A byte's own top bit marks it as outside ASCII.
+            let odd = _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, cr));
+            m.special |= bits(_mm_or_si128(odd, v)) << shift;
+        }
+        m
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    #[inline]
+    fn of(bytes: &[u8; 64]) -> Masks {
+        let mut m = Masks::default();
+        for (i, &b) in bytes.iter().enumerate() {
+            m.comma |= u64::from(b == b',') << i;
+            m.lf |= u64::from(b == b'\n') << i;
+            m.special |= u64::from(b == b'"' || b == b'\r' || !b.is_ascii()) << i;
+        }
+        m
+    }
+
+    /// The masks of the bytes from `k` on.
+    #[inline]
+    fn shifted(self, k: usize) -> Masks {
+        Masks {
+            comma: self.comma >> k,
+            lf: self.lf >> k,
+            special: self.special >> k,
+        }
+    }
+}
+
 /// Records of a file, read through one buffer.
 pub(super) struct CsvSource<R> {
     input: R,
@@ -89,6 +160,9 @@ pub(super) struct CsvSource<R> {
     cells: Vec<u8>,
     ends: Vec<usize>,
     bounds: Vec<(usize, usize)>,
+    /// The masks of the 64 bytes at `block_at`, while they are in the buffer.
+    block: Masks,
+    block_at: Option<usize>,
 }
 
 impl<R: Read> CsvSource<R> {
@@ -106,6 +180,8 @@ impl<R: Read> CsvSource<R> {
             cells: vec![0; 4096],
             ends: vec![0; 64],
             bounds: Vec::new(),
+            block: Masks::default(),
+            block_at: None,
         };
         while source.end < 3 && !source.eof {
             source.fill(0)?;
@@ -124,6 +200,7 @@ impl<R: Read> CsvSource<R> {
     /// Moves the unconsumed bytes to the front and reads more; the buffer grows when `keep`
     /// unconsumed bytes must stay and fill it. Sets `eof` when the input has ended.
     fn fill(&mut self, keep: usize) -> Result<(), Failure> {
+        self.block_at = None;
         if self.pos > 0 {
             self.buf.copy_within(self.pos..self.end, 0);
             self.before += self.pos as u64;
@@ -155,54 +232,115 @@ impl<R: Read> CsvSource<R> {
     /// The next record; `None` at the end of the input.
     pub(super) fn next(&mut self) -> Result<Option<Record<'_>>, Failure> {
         loop {
-            let rest = &self.buf[self.pos..self.end];
-            let (len, next) = match memchr(b'\n', rest) {
-                Some(nl) => (nl, nl + 1),
-                None if !self.eof => {
-                    self.fill(rest.len())?;
-                    continue;
+            let start = self.pos;
+            let Some((len, next, careful)) = self.scan()? else {
+                if self.eof && self.pos == self.end {
+                    return Ok(None);
                 }
-                None if rest.is_empty() => return Ok(None),
-                // The last line, with no line end.
-                None => (rest.len(), rest.len()),
+                let keep = self.end - self.pos;
+                self.fill(keep)?;
+                continue;
             };
-            let line = &rest[..len];
-            if line.is_empty() || line == b"\r" {
-                self.pos += next;
-                self.line += 1;
+            let line = self.line;
+            if careful {
+                let text = &self.buf[start..start + len];
+                match memchr2(b'"', b'\r', text) {
+                    // Only bytes outside ASCII: a plain line if it is UTF-8.
+                    None => {}
+                    Some(i) if i + 1 == len && text[i] == b'\r' => {
+                        self.bounds.last_mut().expect("a cell").1 -= 1;
+                    }
+                    Some(_) => return self.parse_quoted(),
+                }
+            }
+            let len = self.bounds.last().expect("a cell").1;
+            self.pos += next;
+            self.line += 1;
+            if len == 0 {
+                // A blank line.
                 continue;
             }
-            return self.quoted_or_plain(len, next);
+            let data = &self.buf[start..start + len];
+            return Ok(Some(Record {
+                utf8: !careful || std::str::from_utf8(data).is_ok(),
+                data,
+                bounds: &self.bounds,
+                line,
+                plain: true,
+            }));
         }
     }
 
-    /// The record on the line `buf[pos..pos + len]` (whose line end takes it to `pos + next`).
+    /// Finds the end of the line at `pos` and its commas (into `bounds`, relative to `pos`):
+    /// `(length without the line end, length with it, whether it holds a quote, a CR or a byte
+    /// outside ASCII)`. `None` when the buffer ends before the line does and more can be read.
     #[inline]
-    fn quoted_or_plain(&mut self, len: usize, next: usize) -> Result<Option<Record<'_>>, Failure> {
+    fn scan(&mut self) -> Result<Option<(usize, usize, bool)>, Failure> {
         let start = self.pos;
-        let text = &self.buf[start..start + len];
-        let len = match memchr2(b'"', b'\r', text) {
-            None => len,
-            Some(i) if i + 1 == len && text[i] == b'\r' => i,
-            Some(_) => return self.parse_quoted(),
-        };
-        let line = self.line;
-        self.pos += next;
-        self.line += 1;
-        self.bounds.clear();
-        let text = &self.buf[start..start + len];
-        let mut cell = 0;
-        for comma in memchr_iter(b',', text) {
-            self.bounds.push((cell, comma));
-            cell = comma + 1;
+        if start == self.end && self.eof {
+            return Ok(None);
         }
-        self.bounds.push((cell, len));
-        Ok(Some(Record {
-            data: text,
-            bounds: &self.bounds,
-            line,
-            plain: true,
-        }))
+        self.bounds.clear();
+        let mut cell = 0;
+        let mut at = start;
+        let mut careful = false;
+        loop {
+            if at >= self.end {
+                if !self.eof {
+                    return Ok(None);
+                }
+                // The last line, with no line end.
+                let len = self.end - start;
+                self.bounds.push((cell, len));
+                return Ok(Some((len, len, careful)));
+            }
+            let (m, width) = self.window(at);
+            let (commas, len) = if m.lf != 0 {
+                let nl = m.lf.trailing_zeros();
+                let below = (1u64 << nl) - 1;
+                careful |= m.special & below != 0;
+                (m.comma & below, Some(at + nl as usize - start))
+            } else {
+                careful |= m.special != 0;
+                (m.comma, None)
+            };
+            let mut c = commas;
+            while c != 0 {
+                let comma = at + c.trailing_zeros() as usize - start;
+                self.bounds.push((cell, comma));
+                cell = comma + 1;
+                c &= c - 1;
+            }
+            if let Some(len) = len {
+                self.bounds.push((cell, len));
+                return Ok(Some((len, len + 1, careful)));
+            }
+            at += width;
+        }
+    }
+
+    /// The masks of the bytes from `at` to the end of its 64-byte block (the block's masks are
+    /// kept, so the lines within one block classify it once), and how many bytes they describe.
+    #[inline]
+    fn window(&mut self, at: usize) -> (Masks, usize) {
+        if let Some(b) = self.block_at
+            && b <= at
+            && at < b + 64
+        {
+            let k = at - b;
+            return (self.block.shifted(k), 64 - k);
+        }
+        if at + 64 <= self.end {
+            let bytes: &[u8; 64] = self.buf[at..at + 64].try_into().expect("64 bytes");
+            self.block = Masks::of(bytes);
+            self.block_at = Some(at);
+            return (self.block, 64);
+        }
+        // The last bytes read: zeros after them mark nothing.
+        let mut tail = [0u8; 64];
+        let n = self.end - at;
+        tail[..n].copy_from_slice(&self.buf[at..self.end]);
+        (Masks::of(&tail), n)
     }
 
     /// A record through `csv_core`, starting at `buf[pos]`, over as many lines and reads as it
@@ -246,8 +384,10 @@ impl<R: Read> CsvSource<R> {
             self.bounds.push((cell, end));
             cell = end;
         }
+        let data = &self.cells[..nout];
         Ok(Some(Record {
-            data: &self.cells[..nout],
+            utf8: std::str::from_utf8(data).is_ok(),
+            data,
             bounds: &self.bounds,
             line,
             plain: false,
@@ -339,7 +479,7 @@ impl Batch {
                 ),
             });
         }
-        if std::str::from_utf8(record.data).is_err() {
+        if !record.utf8 {
             return Err(Failure::Malformed {
                 line: record.line,
                 message: "not valid UTF-8".into(),

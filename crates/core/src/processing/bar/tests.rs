@@ -672,10 +672,20 @@ proptest! {
     /// records the csv crate reads: line ends (CR, LF, CRLF), blank lines, quotes anywhere.
     #[test]
     fn the_reader_reads_what_the_csv_crate_reads(
-        bytes in prop::collection::vec(
-            prop::sample::select(vec![b'a', b'b', b',', b'"', b'\r', b'\n', b' ', 0xC3, 0xA9]),
-            0..120,
-        ),
+        bytes in prop_oneof![
+            prop::collection::vec(
+                prop::sample::select(vec![b'a', b'b', b',', b'"', b'\r', b'\n', b' ', 0xC3, 0xA9]),
+                0..120,
+            ),
+            // Mostly plain text: long lines across the reader's 64-byte blocks.
+            prop::collection::vec(
+                prop_oneof![
+                    30 => prop::sample::select(b"abcdefgh,,,".to_vec()),
+                    1 => prop::sample::select(vec![b'"', b'\r', b'\n', b'\n', 0xC3]),
+                ],
+                0..700,
+            ),
+        ],
         step in prop_oneof![Just(1usize), 1usize..8, Just(1 << 20)],
     ) {
         let ours: Vec<_> = records_read_by(&bytes, step).into_iter().map(|(_, c)| c).collect();
