@@ -62,6 +62,8 @@ pub struct Config {
     pub admin: AdminConfig,
     pub idempotency: IdempotencyConfig,
     pub market: MarketConfig,
+    /// Spread, fee, order sizes and quotes of trading against the platform.
+    pub trading: crate::trading::TradingConfig,
     /// The external ETX/CTX platform connector's timeouts and retries.
     #[serde(default)]
     pub platform: crate::processing::platform::PlatformConfig,
@@ -383,6 +385,7 @@ impl Config {
             anyhow::bail!("invalid setting market: tick_ms 50..=60000, stale_after_secs >= 1");
         }
         self.platform.check().map_err(anyhow::Error::msg)?;
+        self.trading.check()?;
         if self.env == RunEnv::Production && self.public_url.is_none() {
             anyhow::bail!("invalid setting ETX_PUBLIC_URL: required when ETX_ENV=production");
         }

@@ -24,6 +24,7 @@ pub mod rules;
 pub mod security;
 pub mod session;
 pub mod time;
+pub mod trading;
 pub mod upkeep;
 pub mod wallet;
 pub mod withdrawals;

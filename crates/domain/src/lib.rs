@@ -12,6 +12,7 @@ pub mod money;
 pub mod names;
 pub mod payment;
 pub mod role;
+pub mod trading;
 pub mod user;
 
 pub use account::{AccountKind, EntryKind, TxKind};
@@ -22,4 +23,5 @@ pub use level::Level;
 pub use money::{AmountError, format_amount, parse_amount, parse_positive_amount, write_amount};
 pub use payment::{CreditState, DepositStatus, WithdrawalStatus};
 pub use role::Role;
+pub use trading::Side;
 pub use user::{Email, Password, Username, validate_new_password};

@@ -12,6 +12,7 @@ pub mod payments;
 pub mod platform;
 pub mod realtime;
 pub mod security;
+pub mod trading;
 pub mod transactions;
 pub mod users;
 pub mod wallet;
@@ -36,6 +37,7 @@ use utoipa_axum::router::OpenApiRouter;
         (name = "files", description = "Your file workspace: folders, uploads, downloads"),
         (name = "jobs", description = "Processing jobs on your files: start, follow, cancel, retry"),
         (name = "etx", description = "Your connection to the external ETX/CTX platform"),
+        (name = "trading", description = "Orders against the platform at live prices"),
         (name = "market", description = "Live prices, 24-hour statistics, candles and the price stream"),
         (name = "admin", description = "Administration of money and users"),
         (name = "ops", description = "Configuration, health and metrics"),
@@ -75,6 +77,7 @@ pub fn router(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) 
         .merge(transactions::router())
         .merge(audit::router())
         .merge(market::router())
+        .merge(trading::router())
         .merge(realtime::router())
         .merge(notifications::router())
         .merge(files::router())

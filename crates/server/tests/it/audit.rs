@@ -293,6 +293,7 @@ async fn every_state_changing_route_writes_an_audit_record() {
     let reads = [
         ("POST", "/api/transactions/export"),
         ("POST", "/api/wallet/withdraw/quote"),
+        ("POST", "/api/orders/quote"),
     ];
     let admin = app.user_with_role("treasurer", "admin").await;
     let alice = app.register("alice").await;

@@ -23,6 +23,7 @@ mod redis_outage;
 mod s3;
 mod safeguards;
 mod security;
+mod trading;
 mod transactions;
 mod users;
 mod wallet;

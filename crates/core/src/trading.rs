@@ -1,0 +1,428 @@
+//! Trading against the platform: the price of a pair from the live feed, the spread, the fee,
+//! and quotes a user can execute within a few seconds at exactly the quoted price.
+//!
+//! The platform is the counterparty of every order. A pair `BASE/QUOTE` is priced from the
+//! feed's USD prices of both assets (USD itself is 1), so any two assets form a pair, routed
+//! through USD. A buy pays the price plus the spread, a sell receives the price minus it; the
+//! fee is `fee_bps` of the order's value in the quote asset, at least `fee_min_cents` worth.
+//! Every rounding favours the platform by less than one minor unit: what a user pays is
+//! rounded up, what they receive is rounded down. Nothing here uses floating point.
+//!
+//! A quote's id is its terms sealed with the server key and bound to the user (the same
+//! `SecretBox` that seals 2FA secrets), so any instance can check it without storing it, and
+//! neither its terms nor its expiry can be changed by the client.
+
+use crate::ledger::{AmountText, Asset, amount_field};
+use crate::market::price_text;
+use crate::time::rfc3339;
+use crate::{Core, CoreError};
+use etx_db::now_micros;
+use etx_domain::Side;
+use etx_domain::money::{AmountError, format_amount, parse_positive_amount};
+use serde::{Deserialize, Serialize};
+
+/// `[trading]` in the configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TradingConfig {
+    /// Added to the market price when a user buys, taken off when they sell (basis points).
+    pub spread_bps: u32,
+    /// The fee in basis points of an order's value, and its minimum in US cents.
+    pub fee_bps: u32,
+    pub fee_min_cents: i64,
+    /// The smallest and largest order, by value in US cents.
+    pub min_order_cents: i64,
+    pub max_order_cents: i64,
+    /// How long a quote can be executed.
+    pub quote_ttl_secs: u64,
+}
+
+impl TradingConfig {
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.spread_bps >= 10_000 || self.fee_bps >= 10_000 {
+            anyhow::bail!("invalid setting trading.spread_bps/fee_bps: must be below 10000");
+        }
+        if self.fee_min_cents < 0
+            || self.min_order_cents <= 0
+            || self.min_order_cents > self.max_order_cents
+        {
+            anyhow::bail!(
+                "invalid setting trading.*_cents: fee_min >= 0 and 0 < min_order <= max_order"
+            );
+        }
+        if !(1..=300).contains(&self.quote_ttl_secs) {
+            anyhow::bail!("invalid setting trading.quote_ttl_secs: must be 1..=300");
+        }
+        Ok(())
+    }
+}
+
+/// Feed prices are USD × 10^8.
+const PRICE_ONE: i128 = 100_000_000;
+
+/// A pair such as `BTC/USD`: the base asset is bought or sold, the quote asset pays.
+#[derive(Clone, Copy)]
+pub struct Pair<'a> {
+    pub base: &'a Asset,
+    pub quote: &'a Asset,
+}
+
+impl<'a> Pair<'a> {
+    pub fn parse(state: &'a Core, text: &str) -> Result<Self, CoreError> {
+        let bad = || CoreError::field("pair", "must be two supported assets such as BTC/USD");
+        let (base, quote) = text.trim().split_once('/').ok_or_else(bad)?;
+        let base = state.assets.get(base).ok_or_else(bad)?;
+        let quote = state.assets.get(quote).ok_or_else(bad)?;
+        if base.code == quote.code {
+            return Err(CoreError::field("pair", "must be two different assets"));
+        }
+        Ok(Pair { base, quote })
+    }
+
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.base.code, self.quote.code)
+    }
+}
+
+/// The live USD price of an asset (× 10^8); trading stops when the feed is stale or has no
+/// price for it.
+fn usd_price(state: &Core, asset: &Asset) -> Result<i128, CoreError> {
+    if asset.code == "USD" {
+        return Ok(PRICE_ONE);
+    }
+    if state.market.is_stale() {
+        return Err(CoreError::Unavailable(
+            "prices are stale: trading is paused until the price feed is back".into(),
+        ));
+    }
+    match state.market.quote(&asset.code) {
+        Some(q) if q.price > 0 => Ok(i128::from(q.price)),
+        _ => Err(CoreError::Unavailable(format!(
+            "there is no live price for {}: trading it is paused",
+            asset.code
+        ))),
+    }
+}
+
+/// What an order costs or brings, all in minor units of the pair's assets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Terms {
+    /// Of the base asset.
+    pub amount: i64,
+    /// Quote asset per base unit, × 10^8, spread included.
+    pub price: i64,
+    /// `amount × price` in the quote asset.
+    pub value: i64,
+    /// In the quote asset.
+    pub fee: i64,
+    /// What the user pays (buy: value + fee) or receives (sell: value − fee), quote asset.
+    pub total: i64,
+    /// The order's value in US cents, for the order size limits.
+    pub usd_cents: i64,
+}
+
+fn ceil_div(n: i128, d: i128) -> i128 {
+    n.div_euclid(d) + i128::from(n.rem_euclid(d) != 0)
+}
+
+fn overflow() -> CoreError {
+    amount_field(AmountError::Overflow)
+}
+
+fn to_i64(v: i128) -> Result<i64, CoreError> {
+    i64::try_from(v).map_err(|_| overflow())
+}
+
+/// Prices an order of `amount` (base minor units) from the two assets' USD prices (× 10^8).
+pub fn price_order(
+    cfg: &TradingConfig,
+    pair: Pair<'_>,
+    base_usd: i128,
+    quote_usd: i128,
+    side: Side,
+    amount: i64,
+) -> Result<Terms, CoreError> {
+    let (bs, qs) = (u32::from(pair.base.scale), u32::from(pair.quote.scale));
+    let mid = base_usd * PRICE_ONE / quote_usd;
+    let spread = i128::from(cfg.spread_bps);
+    let price = match side {
+        Side::Buy => ceil_div(mid * (10_000 + spread), 10_000),
+        Side::Sell => mid * (10_000 - spread) / 10_000,
+    };
+    if price <= 0 {
+        return Err(CoreError::Unavailable(format!(
+            "{} has no usable price",
+            pair.name()
+        )));
+    }
+    let scaled = i128::from(amount)
+        .checked_mul(price)
+        .and_then(|v| v.checked_mul(10i128.pow(qs)))
+        .ok_or_else(overflow)?;
+    let unit = PRICE_ONE * 10i128.pow(bs);
+    let value = match side {
+        Side::Buy => ceil_div(scaled, unit),
+        Side::Sell => scaled / unit,
+    };
+    let fee_min = ceil_div(
+        i128::from(cfg.fee_min_cents) * 1_000_000 * 10i128.pow(qs),
+        quote_usd,
+    );
+    let fee = ceil_div(value * i128::from(cfg.fee_bps), 10_000).max(fee_min);
+    let usd_cents = value * quote_usd / (PRICE_ONE / 100) / 10i128.pow(qs);
+    if usd_cents < i128::from(cfg.min_order_cents) || usd_cents > i128::from(cfg.max_order_cents) {
+        return Err(CoreError::LimitExceeded(format!(
+            "an order must be worth between ${} and ${} (this one: ${})",
+            format_amount(cfg.min_order_cents, 2),
+            format_amount(cfg.max_order_cents, 2),
+            format_amount(to_i64(usd_cents)?, 2),
+        )));
+    }
+    let total = match side {
+        Side::Buy => value + fee,
+        Side::Sell => value - fee,
+    };
+    if total <= 0 {
+        return Err(CoreError::field("amount", "is too small to cover the fee"));
+    }
+    Ok(Terms {
+        amount,
+        price: to_i64(price)?,
+        value: to_i64(value)?,
+        fee: to_i64(fee)?,
+        total: to_i64(total)?,
+        usd_cents: to_i64(usd_cents)?,
+    })
+}
+
+/// A market order's request, or a quote's: the server sets the price.
+#[derive(Debug, Deserialize)]
+pub struct QuoteRequest {
+    pub pair: String,
+    pub side: String,
+    pub amount: AmountText,
+    /// Refused when present: market prices come from the server's feed.
+    #[serde(default)]
+    pub price: Option<serde_json::Value>,
+    #[serde(default)]
+    pub limit_price: Option<serde_json::Value>,
+}
+
+/// A pair, side and amount checked, priced at the live feed.
+pub struct Priced<'a> {
+    pub pair: Pair<'a>,
+    pub side: Side,
+    pub terms: Terms,
+}
+
+/// Prices a market order (or a quote) at the live feed.
+pub fn price_now<'a>(state: &'a Core, req: &QuoteRequest) -> Result<Priced<'a>, CoreError> {
+    if req.price.is_some() || req.limit_price.is_some() {
+        let field = if req.price.is_some() {
+            "price"
+        } else {
+            "limit_price"
+        };
+        return Err(CoreError::field(
+            field,
+            "is set by the server: a market order fills at the live price",
+        ));
+    }
+    let pair = Pair::parse(state, &req.pair)?;
+    let side = Side::parse(req.side.trim())
+        .ok_or_else(|| CoreError::field("side", "must be buy or sell"))?;
+    let amount =
+        parse_positive_amount(req.amount.0.trim(), pair.base.scale).map_err(amount_field)?;
+    let (base_usd, quote_usd) = (usd_price(state, pair.base)?, usd_price(state, pair.quote)?);
+    let terms = price_order(
+        &state.config.trading,
+        pair,
+        base_usd,
+        quote_usd,
+        side,
+        amount,
+    )?;
+    Ok(Priced { pair, side, terms })
+}
+
+/// A quote as the API shows it. Amounts are decimal strings of the asset named beside them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OrderQuote {
+    /// Pass it to `POST /api/orders` to fill at exactly these terms before `expires_at`.
+    pub quote_id: String,
+    pub pair: String,
+    pub side: String,
+    /// Of the base asset.
+    pub amount: String,
+    /// Quote asset per base unit, spread included.
+    pub price: String,
+    /// `amount × price`, quote asset.
+    pub value: String,
+    /// Quote asset.
+    pub fee: String,
+    /// What you pay (buy) or receive (sell), quote asset.
+    pub total: String,
+    /// The asset `value`, `fee` and `total` are in.
+    pub quote_currency: String,
+    pub expires_at: String,
+}
+
+/// The sealed content of a quote id.
+#[derive(Serialize, Deserialize)]
+struct Sealed {
+    pair: String,
+    side: String,
+    terms: Terms,
+    expires: i64,
+}
+
+fn quote_aad(user_id: &str) -> Vec<u8> {
+    format!("trading quote {user_id}").into_bytes()
+}
+
+/// A quote for `user_id`, executable until it expires.
+pub fn quote(state: &Core, user_id: &str, req: &QuoteRequest) -> Result<OrderQuote, CoreError> {
+    let p = price_now(state, req)?;
+    let ttl = i64::try_from(state.config.trading.quote_ttl_secs).unwrap_or(10);
+    let expires = now_micros() + ttl * 1_000_000;
+    let sealed = Sealed {
+        pair: p.pair.name(),
+        side: p.side.to_string(),
+        terms: p.terms,
+        expires,
+    };
+    let text = serde_json::to_vec(&sealed).map_err(|e| CoreError::Internal(e.into()))?;
+    let (bs, qs) = (p.pair.base.scale, p.pair.quote.scale);
+    Ok(OrderQuote {
+        quote_id: state.secret_box.seal(&text, &quote_aad(user_id)),
+        pair: sealed.pair,
+        side: p.side.to_string(),
+        amount: format_amount(p.terms.amount, bs),
+        price: price_text(p.terms.price),
+        value: format_amount(p.terms.value, qs),
+        fee: format_amount(p.terms.fee, qs),
+        total: format_amount(p.terms.total, qs),
+        quote_currency: p.pair.quote.code.clone(),
+        expires_at: rfc3339(expires),
+    })
+}
+
+/// The terms of a quote `user_id` was given: 422 for an id that is not one, 409 once expired.
+pub fn open_quote<'a>(
+    state: &'a Core,
+    user_id: &str,
+    quote_id: &str,
+) -> Result<Priced<'a>, CoreError> {
+    let invalid = || CoreError::field("quote_id", "is not a quote of yours");
+    let text = state
+        .secret_box
+        .open(quote_id.trim(), &quote_aad(user_id))
+        .map_err(|_| invalid())?;
+    let sealed: Sealed = serde_json::from_slice(&text).map_err(|_| invalid())?;
+    if now_micros() > sealed.expires {
+        return Err(CoreError::Conflict {
+            message: "the quote expired: ask for a new one".into(),
+            fields: Default::default(),
+        });
+    }
+    Ok(Priced {
+        pair: Pair::parse(state, &sealed.pair)?,
+        side: Side::parse(&sealed.side).ok_or_else(invalid)?,
+        terms: sealed.terms,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn asset(code: &str, scale: u8) -> Asset {
+        Asset {
+            code: code.into(),
+            scale,
+            usd_price_cents: 100,
+        }
+    }
+
+    fn cfg() -> TradingConfig {
+        TradingConfig {
+            spread_bps: 25,
+            fee_bps: 10,
+            fee_min_cents: 1,
+            min_order_cents: 100,
+            max_order_cents: 10_000_000,
+            quote_ttl_secs: 10,
+        }
+    }
+
+    const BTC_USD: i128 = 60_000 * PRICE_ONE;
+
+    #[test]
+    fn a_buy_pays_price_plus_spread_and_the_fee_rounded_up() {
+        let (btc, usd) = (asset("BTC", 8), asset("USD", 2));
+        let pair = Pair {
+            base: &btc,
+            quote: &usd,
+        };
+        // 0.01 BTC at 60,000 + 0.25 % = 60,150 → 601.50 USD; fee 0.1 % = 0.6015 → 0.61.
+        let t = price_order(&cfg(), pair, BTC_USD, PRICE_ONE, Side::Buy, 1_000_000).unwrap();
+        assert_eq!(t.price, 60_150 * 100_000_000);
+        assert_eq!(t.value, 60_150);
+        assert_eq!(t.fee, 61);
+        assert_eq!(t.total, 60_211);
+        assert_eq!(t.usd_cents, 60_150);
+        // A sell receives price − spread, fee taken off, rounded down.
+        let t = price_order(&cfg(), pair, BTC_USD, PRICE_ONE, Side::Sell, 1_000_000).unwrap();
+        assert_eq!(t.price, 59_850 * 100_000_000);
+        assert_eq!((t.value, t.fee, t.total), (59_850, 60, 59_790));
+    }
+
+    #[test]
+    fn the_minimum_fee_and_the_order_size_limits_apply() {
+        let (btc, usd) = (asset("BTC", 8), asset("USD", 2));
+        let pair = Pair {
+            base: &btc,
+            quote: &usd,
+        };
+        // 2 USD worth: 0.1 % would be 0.002 → the minimum, 0.01.
+        let t = price_order(
+            &cfg(),
+            pair,
+            2 * PRICE_ONE * 100,
+            PRICE_ONE,
+            Side::Buy,
+            1_000_000,
+        );
+        let t = t.unwrap();
+        assert_eq!(t.fee, 1);
+        for amount in [1, 100_000_000 * 1_000] {
+            let e = price_order(&cfg(), pair, BTC_USD, PRICE_ONE, Side::Buy, amount).unwrap_err();
+            assert!(matches!(e, CoreError::LimitExceeded(_)), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn cross_pairs_are_priced_through_usd() {
+        let (eth, btc) = (asset("ETH", 8), asset("BTC", 8));
+        let pair = Pair {
+            base: &eth,
+            quote: &btc,
+        };
+        // 1 ETH at 3,000 USD in BTC at 60,000 USD = 0.05 BTC, no spread, fee in BTC.
+        let c = TradingConfig {
+            spread_bps: 0,
+            ..cfg()
+        };
+        let t = price_order(&c, pair, 3_000 * PRICE_ONE, BTC_USD, Side::Buy, 100_000_000).unwrap();
+        assert_eq!(t.price, 5_000_000);
+        assert_eq!(t.value, 5_000_000);
+        // 0.1 % = 5,000 sat; the 1-cent minimum (17 sat) is below it.
+        assert_eq!(t.fee, 5_000);
+        assert_eq!(t.usd_cents, 300_000);
+        // A small order's fee is the 1-cent minimum converted: ceil(0.01 / 60,000 BTC) = 17 sat.
+        let t = price_order(&c, pair, 3_000 * PRICE_ONE, BTC_USD, Side::Buy, 50_000).unwrap();
+        assert_eq!((t.value, t.fee, t.usd_cents), (2_500, 17, 150));
+        let e = price_order(&c, pair, 3_000 * PRICE_ONE, BTC_USD, Side::Buy, 20_000).unwrap_err();
+        assert!(matches!(e, CoreError::LimitExceeded(_)));
+    }
+}
