@@ -307,7 +307,7 @@ impl<'a> Movement<'a> {
 
     /// The stored answer of an earlier request with this key: a replay for the same request, a
     /// 409 for a different one; `None` if the key is unused.
-    async fn earlier(&self, state: &Core) -> Result<Option<Outcome>, CoreError> {
+    pub(crate) async fn earlier(&self, state: &Core) -> Result<Option<Outcome>, CoreError> {
         let Some(r) = state.db.idempotency_record(self.user_id, self.key).await? else {
             return Ok(None);
         };

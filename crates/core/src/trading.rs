@@ -12,13 +12,19 @@
 //! `SecretBox` that seals 2FA secrets), so any instance can check it without storing it, and
 //! neither its terms nor its expiry can be changed by the client.
 
-use crate::ledger::{AmountText, Asset, amount_field};
+use crate::ledger::{
+    AmountText, Asset, Failure, Movement, Outcome, Taken, amount_field, balance_of, leg,
+    movement_event, queue_history, stored_answer,
+};
 use crate::market::price_text;
 use crate::time::rfc3339;
 use crate::{Core, CoreError};
-use etx_db::now_micros;
-use etx_domain::Side;
+use etx_db::ledger::{EntryHead, NewTransaction, PLATFORM, account_id};
+use etx_db::orders::OrderRow;
+use etx_db::users::UserRow;
+use etx_db::{Batch, Db, now_micros};
 use etx_domain::money::{AmountError, format_amount, parse_positive_amount};
+use etx_domain::{AccountKind, AuditAction, EntryKind, Side, TxKind};
 use serde::{Deserialize, Serialize};
 
 /// `[trading]` in the configuration.
@@ -34,6 +40,8 @@ pub struct TradingConfig {
     pub max_order_cents: i64,
     /// How long a quote can be executed.
     pub quote_ttl_secs: u64,
+    /// The platform's largest position in one asset, either way, by value in US cents.
+    pub max_exposure_cents: i64,
 }
 
 impl TradingConfig {
@@ -48,6 +56,9 @@ impl TradingConfig {
             anyhow::bail!(
                 "invalid setting trading.*_cents: fee_min >= 0 and 0 < min_order <= max_order"
             );
+        }
+        if self.max_exposure_cents <= 0 {
+            anyhow::bail!("invalid setting trading.max_exposure_cents: must be positive");
         }
         if !(1..=300).contains(&self.quote_ttl_secs) {
             anyhow::bail!("invalid setting trading.quote_ttl_secs: must be 1..=300");
@@ -83,6 +94,12 @@ impl<'a> Pair<'a> {
     }
 }
 
+fn stale() -> CoreError {
+    CoreError::Unavailable(
+        "prices are stale: trading is paused until the price feed is back".into(),
+    )
+}
+
 /// The live USD price of an asset (× 10^8); trading stops when the feed is stale or has no
 /// price for it.
 fn usd_price(state: &Core, asset: &Asset) -> Result<i128, CoreError> {
@@ -90,9 +107,7 @@ fn usd_price(state: &Core, asset: &Asset) -> Result<i128, CoreError> {
         return Ok(PRICE_ONE);
     }
     if state.market.is_stale() {
-        return Err(CoreError::Unavailable(
-            "prices are stale: trading is paused until the price feed is back".into(),
-        ));
+        return Err(stale());
     }
     match state.market.quote(&asset.code) {
         Some(q) if q.price > 0 => Ok(i128::from(q.price)),
@@ -194,7 +209,7 @@ pub fn price_order(
     })
 }
 
-/// A market order's request, or a quote's: the server sets the price.
+/// A quote's request: what a market order would be. The server sets the price.
 #[derive(Debug, Deserialize)]
 pub struct QuoteRequest {
     pub pair: String,
@@ -214,24 +229,35 @@ pub struct Priced<'a> {
     pub terms: Terms,
 }
 
-/// Prices a market order (or a quote) at the live feed.
-pub fn price_now<'a>(state: &'a Core, req: &QuoteRequest) -> Result<Priced<'a>, CoreError> {
-    if req.price.is_some() || req.limit_price.is_some() {
-        let field = if req.price.is_some() {
-            "price"
-        } else {
-            "limit_price"
-        };
-        return Err(CoreError::field(
-            field,
-            "is set by the server: a market order fills at the live price",
-        ));
+fn refuse_client_price(
+    price: &Option<serde_json::Value>,
+    limit_price: &Option<serde_json::Value>,
+) -> Result<(), CoreError> {
+    for (field, v) in [("price", price), ("limit_price", limit_price)] {
+        if v.is_some() {
+            return Err(CoreError::field(
+                field,
+                "is set by the server: a market order fills at the live price",
+            ));
+        }
     }
-    let pair = Pair::parse(state, &req.pair)?;
-    let side = Side::parse(req.side.trim())
-        .ok_or_else(|| CoreError::field("side", "must be buy or sell"))?;
-    let amount =
-        parse_positive_amount(req.amount.0.trim(), pair.base.scale).map_err(amount_field)?;
+    Ok(())
+}
+
+fn parse_side(text: &str) -> Result<Side, CoreError> {
+    Side::parse(text.trim()).ok_or_else(|| CoreError::field("side", "must be buy or sell"))
+}
+
+/// Prices a market order of `amount` (decimal text of the base asset) at the live feed.
+fn price_market<'a>(
+    state: &'a Core,
+    pair: &str,
+    side: &str,
+    amount: &str,
+) -> Result<Priced<'a>, CoreError> {
+    let pair = Pair::parse(state, pair)?;
+    let side = parse_side(side)?;
+    let amount = parse_positive_amount(amount.trim(), pair.base.scale).map_err(amount_field)?;
     let (base_usd, quote_usd) = (usd_price(state, pair.base)?, usd_price(state, pair.quote)?);
     let terms = price_order(
         &state.config.trading,
@@ -242,6 +268,12 @@ pub fn price_now<'a>(state: &'a Core, req: &QuoteRequest) -> Result<Priced<'a>, 
         amount,
     )?;
     Ok(Priced { pair, side, terms })
+}
+
+/// Prices a quote's request at the live feed.
+pub fn price_now<'a>(state: &'a Core, req: &QuoteRequest) -> Result<Priced<'a>, CoreError> {
+    refuse_client_price(&req.price, &req.limit_price)?;
+    price_market(state, &req.pair, &req.side, &req.amount.0)
 }
 
 /// A quote as the API shows it. Amounts are decimal strings of the asset named beside them.
@@ -332,6 +364,370 @@ pub fn open_quote<'a>(
     })
 }
 
+/// `POST /api/orders`: a market order, priced now or by a quote the user was given.
+#[derive(Debug, Deserialize)]
+pub struct OrderRequest {
+    #[serde(default)]
+    pub pair: Option<String>,
+    #[serde(default)]
+    pub side: Option<String>,
+    /// `market` (the default); limit and stop orders are refused for now.
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub amount: Option<AmountText>,
+    /// Fills at exactly the quote's terms, or 409 once it expired.
+    #[serde(default)]
+    pub quote_id: Option<String>,
+    #[serde(default)]
+    pub price: Option<serde_json::Value>,
+    #[serde(default)]
+    pub limit_price: Option<serde_json::Value>,
+}
+
+/// An order as the API shows it. Amounts are decimal strings: `amount` of the base asset,
+/// `value`, `fee` and `total` of the quote asset.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OrderView {
+    pub id: String,
+    pub pair: String,
+    pub side: String,
+    /// `market`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `filled`.
+    pub status: String,
+    pub amount: String,
+    pub price: String,
+    pub value: String,
+    pub fee: String,
+    /// Paid (buy) or received (sell).
+    pub total: String,
+    pub quote_currency: String,
+    /// Filled from a quote.
+    pub from_quote: bool,
+    pub created_at: String,
+}
+
+impl OrderView {
+    pub fn new(state: &Core, o: &OrderRow) -> Self {
+        let scale = |code: &str| state.assets.get(code).map_or(0, |a| a.scale);
+        let (bs, qs) = (scale(&o.base_asset), scale(&o.quote_asset));
+        OrderView {
+            id: o.id.clone(),
+            pair: format!("{}/{}", o.base_asset, o.quote_asset),
+            side: o.side.clone(),
+            kind: o.kind.clone(),
+            status: o.status.clone(),
+            amount: format_amount(o.amount, bs),
+            price: price_text(o.price),
+            value: format_amount(o.value, qs),
+            fee: format_amount(o.fee, qs),
+            total: format_amount(o.total, qs),
+            quote_currency: o.quote_asset.clone(),
+            from_quote: o.quote_id.is_some(),
+            created_at: rfc3339(o.created_at),
+        }
+    }
+}
+
+/// The answer to an order: the order and the user's balances of the pair's two assets after it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OrderPlaced {
+    pub order: OrderView,
+    pub balances: std::collections::BTreeMap<String, String>,
+}
+
+/// Which terms an order fills at: a quote's, or the live price's now.
+fn order_terms<'a>(
+    state: &'a Core,
+    user_id: &str,
+    req: &OrderRequest,
+) -> Result<Priced<'a>, CoreError> {
+    refuse_client_price(&req.price, &req.limit_price)?;
+    match req.kind.as_deref().map(str::trim) {
+        None | Some("market") => {}
+        Some("limit" | "stop") => {
+            return Err(CoreError::field(
+                "type",
+                "only market orders can be placed: limit and stop orders are not available yet",
+            ));
+        }
+        Some(_) => return Err(CoreError::field("type", "must be market")),
+    }
+    if let Some(id) = &req.quote_id {
+        let p = open_quote(state, user_id, id)?;
+        let differs = req
+            .pair
+            .as_deref()
+            .is_some_and(|t| Pair::parse(state, t).map_or(true, |x| x.name() != p.pair.name()))
+            || req
+                .side
+                .as_deref()
+                .is_some_and(|t| parse_side(t).map_or(true, |s| s != p.side))
+            || req.amount.as_ref().is_some_and(|a| {
+                parse_positive_amount(a.0.trim(), p.pair.base.scale) != Ok(p.terms.amount)
+            });
+        if differs {
+            return Err(CoreError::field(
+                "quote_id",
+                "was given for another pair, side or amount",
+            ));
+        }
+        return Ok(p);
+    }
+    let missing = |f: &str| CoreError::field(f, "is required (or give a quote_id)");
+    let pair = req.pair.as_deref().ok_or_else(|| missing("pair"))?;
+    let side = req.side.as_deref().ok_or_else(|| missing("side"))?;
+    let amount = req.amount.as_ref().ok_or_else(|| missing("amount"))?;
+    price_market(state, pair, side, &amount.0)
+}
+
+/// Places a market order: it fills at once against the platform, in one journal entry over
+/// both assets, or not at all. Requires an idempotency key.
+pub async fn place_order(
+    state: &Core,
+    user: &UserRow,
+    key: &str,
+    body: &serde_json::value::RawValue,
+) -> Result<Outcome, CoreError> {
+    let (m, req) = Movement::start::<OrderRequest>(&user.id, key, "order", body)?;
+    // A replay answers as the first request did, even after its quote expired.
+    let priced = match order_terms(state, &user.id, &req) {
+        Ok(p) => p,
+        Err(e) => {
+            return match m.earlier(state).await? {
+                Some(o) => Ok(o),
+                None => Err(e),
+            };
+        }
+    };
+    m.run(state, || {
+        fill(state, user, &m, &priced, req.quote_id.as_deref())
+    })
+    .await
+}
+
+/// One attempt at filling an order.
+async fn fill(
+    state: &Core,
+    user: &UserRow,
+    m: &Movement<'_>,
+    p: &Priced<'_>,
+    quote_id: Option<&str>,
+) -> Result<Outcome, Failure> {
+    if state.market.is_stale() {
+        return Err(stale().into());
+    }
+    if let Some(q) = quote_id
+        && state.db.quote_used(q).await?
+    {
+        return Err(CoreError::Conflict {
+            message: "this quote was used by another order already".into(),
+            fields: Default::default(),
+        }
+        .into());
+    }
+    let (base, quote) = (&p.pair.base.code, &p.pair.quote.code);
+    let t = p.terms;
+    let u = user.id.as_str();
+    let (base_legs, quote_legs) = match p.side {
+        Side::Buy => (
+            vec![
+                leg(PLATFORM, AccountKind::TradingInventory, -t.amount),
+                leg(u, AccountKind::Wallet, t.amount),
+            ],
+            vec![
+                leg(u, AccountKind::Wallet, -t.total),
+                leg(PLATFORM, AccountKind::TradingInventory, t.value),
+                leg(PLATFORM, AccountKind::Fees, t.fee),
+            ],
+        ),
+        Side::Sell => (
+            vec![
+                leg(u, AccountKind::Wallet, -t.amount),
+                leg(PLATFORM, AccountKind::TradingInventory, t.amount),
+            ],
+            vec![
+                leg(PLATFORM, AccountKind::TradingInventory, -t.value),
+                leg(u, AccountKind::Wallet, t.total),
+                leg(PLATFORM, AccountKind::Fees, t.fee),
+            ],
+        ),
+    };
+    let tx = state.db.begin_write().await?;
+    let mut batch = Batch::default();
+    let entry_id = uuid::Uuid::now_v7().to_string();
+    let memo = format!(
+        "{} {} {}",
+        p.side,
+        p.pair.name(),
+        format_amount(t.amount, p.pair.base.scale)
+    );
+    let balances = state
+        .db
+        .post_entry_assets(
+            &tx,
+            &mut batch,
+            EntryHead {
+                id: &entry_id,
+                kind: EntryKind::Trade,
+                memo: Some(&memo),
+                created_by: Some(u),
+            },
+            vec![(base.as_str(), base_legs), (quote.as_str(), quote_legs)],
+        )
+        .await?;
+    check_exposure(state, &balances, p)?;
+    let base_balance = balance_of(&balances, &account_id(u, AccountKind::Wallet, base))?;
+    let quote_balance = balance_of(&balances, &account_id(u, AccountKind::Wallet, quote))?;
+    let now = now_micros();
+    let order = OrderRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        user_id: u.to_string(),
+        base_asset: base.clone(),
+        quote_asset: quote.clone(),
+        side: p.side.to_string(),
+        kind: "market".into(),
+        status: "filled".into(),
+        amount: t.amount,
+        price: t.price,
+        value: t.value,
+        fee: t.fee,
+        total: t.total,
+        quote_id: quote_id.map(str::to_string),
+        entry_id: Some(entry_id.clone()),
+        created_at: now,
+        updated_at: now,
+    };
+    Db::queue_order(&mut batch, &order);
+    // The user's history: the asset paid and the asset received, the fee on the quote side.
+    let (base_dir, quote_dir) = match p.side {
+        Side::Buy => ("in", "out"),
+        Side::Sell => ("out", "in"),
+    };
+    let (base_tx, quote_tx) = (
+        uuid::Uuid::now_v7().to_string(),
+        uuid::Uuid::now_v7().to_string(),
+    );
+    let note = format!("{} {}", p.side, p.pair.name());
+    let row = |id, direction, asset, amount, fee| NewTransaction {
+        id,
+        user_id: u,
+        kind: TxKind::Trade,
+        direction,
+        asset,
+        amount,
+        fee,
+        status: "completed",
+        counterparty_id: None,
+        note: Some(&note),
+        entry_id: Some(&entry_id),
+    };
+    let base_view = queue_history(
+        state,
+        &mut batch,
+        row(&base_tx, base_dir, base, t.amount, 0),
+    );
+    let quote_amount = match p.side {
+        Side::Buy => t.value,
+        Side::Sell => t.total,
+    };
+    let quote_view = queue_history(
+        state,
+        &mut batch,
+        row(&quote_tx, quote_dir, quote, quote_amount, t.fee),
+    );
+    crate::audit::Event::new(Some(u), AuditAction::OrderPlace)
+        .target("order", &order.id)
+        .details(serde_json::json!({
+            "pair": p.pair.name(),
+            "side": order.side,
+            "type": order.kind,
+            "amount": format_amount(t.amount, p.pair.base.scale),
+            "price": price_text(t.price),
+            "total": format_amount(t.total, p.pair.quote.scale),
+            "entry_id": entry_id,
+        }))
+        .queue(&mut batch);
+    let mut shown = std::collections::BTreeMap::new();
+    shown.insert(base.clone(), format_amount(base_balance, p.pair.base.scale));
+    shown.insert(
+        quote.clone(),
+        format_amount(quote_balance, p.pair.quote.scale),
+    );
+    let body = stored_answer(&OrderPlaced {
+        order: OrderView::new(state, &order),
+        balances: shown,
+    })?;
+    let out = match m.commit(state, tx, batch, Taken::Completed, body).await {
+        // Another order took the same quote in between: the next attempt answers 409.
+        Err(Failure::Db(e))
+            if quote_id.is_some()
+                && matches!(
+                    etx_db::classify(&e),
+                    etx_db::DbErrorKind::UniqueViolation { .. }
+                ) =>
+        {
+            return Err(Failure::Conflict("a quote used by two orders at once"));
+        }
+        other => other?,
+    };
+    tracing::info!(order = %order.id, user = %u, pair = %p.pair.name(), side = %p.side, "order filled");
+    state.events.movements(vec![
+        movement_event(state, u, base, base_balance, base_view, None),
+        movement_event(state, u, quote, quote_balance, quote_view, None),
+    ]);
+    Ok(out)
+}
+
+/// The platform's position in an asset may not exceed `[trading] max_exposure_cents` in value,
+/// either way.
+fn check_exposure(state: &Core, balances: &[(String, i64)], p: &Priced<'_>) -> Result<(), Failure> {
+    let limit = i128::from(state.config.trading.max_exposure_cents);
+    for asset in [p.pair.base, p.pair.quote] {
+        if asset.code == "USD" {
+            continue;
+        }
+        let id = account_id(PLATFORM, AccountKind::TradingInventory, &asset.code);
+        let position = i128::from(balance_of(balances, &id)?);
+        let usd = usd_price(state, asset)?;
+        let cents = position.abs() * usd / (PRICE_ONE / 100) / 10i128.pow(u32::from(asset.scale));
+        if cents > limit {
+            return Err(CoreError::LimitExceeded(format!(
+                "the platform cannot take more {} now: try a smaller order",
+                asset.code
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// One of the user's orders; another user's is a 404.
+pub async fn get_order(state: &Core, user: &UserRow, id: &str) -> Result<OrderView, CoreError> {
+    match state.db.order(&user.id, id).await? {
+        Some(o) => Ok(OrderView::new(state, &o)),
+        None => Err(CoreError::NotFound),
+    }
+}
+
+/// A page of the user's orders, newest first, and how many there are.
+pub async fn list_orders(
+    state: &Core,
+    user: &UserRow,
+    skip: i64,
+    limit: i64,
+) -> Result<(i64, Vec<OrderView>), CoreError> {
+    let (total, rows) = state.db.list_orders(&user.id, skip, limit).await?;
+    Ok((
+        total,
+        rows.iter().map(|o| OrderView::new(state, o)).collect(),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,6 +748,7 @@ mod tests {
             min_order_cents: 100,
             max_order_cents: 10_000_000,
             quote_ttl_secs: 10,
+            max_exposure_cents: 100_000_000,
         }
     }
 

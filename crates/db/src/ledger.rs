@@ -43,6 +43,14 @@ pub struct NewEntry<'a> {
     pub legs: Vec<Leg<'a>>,
 }
 
+/// What an entry records, apart from its postings.
+pub struct EntryHead<'a> {
+    pub id: &'a str,
+    pub kind: EntryKind,
+    pub memo: Option<&'a str>,
+    pub created_by: Option<&'a str>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PostError {
     #[error("insufficient funds")]
@@ -114,20 +122,43 @@ impl Db {
         batch: &mut Batch,
         e: NewEntry<'_>,
     ) -> Result<Vec<(String, i64)>, PostError> {
-        let sum = e
-            .legs
-            .iter()
-            .try_fold(0i64, |acc, l| acc.checked_add(l.amount));
-        if sum != Some(0) || e.legs.len() < 2 || e.legs.iter().any(|l| l.amount == 0) {
-            return Err(PostError::Unbalanced);
+        let head = EntryHead {
+            id: e.id,
+            kind: e.kind,
+            memo: e.memo,
+            created_by: e.created_by,
+        };
+        self.post_entry_assets(tx, batch, head, vec![(e.asset, e.legs)])
+            .await
+    }
+
+    /// Like `post_entry`, for an entry over several assets (a trade): each asset's legs must
+    /// balance on their own. Balances are changed in one global account-id order across the
+    /// assets, so concurrent entries cannot deadlock.
+    pub async fn post_entry_assets(
+        &self,
+        tx: &DatabaseTransaction,
+        batch: &mut Batch,
+        head: EntryHead<'_>,
+        parts: Vec<(&str, Vec<Leg<'_>>)>,
+    ) -> Result<Vec<(String, i64)>, PostError> {
+        for (_, legs) in &parts {
+            let sum = legs
+                .iter()
+                .try_fold(0i64, |acc, l| acc.checked_add(l.amount));
+            if sum != Some(0) || legs.len() < 2 || legs.iter().any(|l| l.amount == 0) {
+                return Err(PostError::Unbalanced);
+            }
         }
         let now = now_micros();
-        let mut legs: Vec<(String, &Leg)> =
-            e.legs.iter().map(|l| (l.account_id(e.asset), l)).collect();
+        let mut legs: Vec<(String, &str, &Leg)> = parts
+            .iter()
+            .flat_map(|(asset, legs)| legs.iter().map(move |l| (l.account_id(asset), *asset, l)))
+            .collect();
         // One global lock order, so concurrent opposite movements cannot deadlock.
         legs.sort_by(|a, b| a.0.cmp(&b.0));
         let mut balances = Vec::with_capacity(legs.len());
-        for (id, leg) in &legs {
+        for (id, asset, leg) in &legs {
             let row = if leg.amount < 0 && !leg.allow_negative() {
                 // A debit only ever updates: a missing account has nothing to spend.
                 tx.query_one_raw(self.stmt(
@@ -148,7 +179,7 @@ impl Db {
                         id.clone().into(),
                         leg.owner.into(),
                         leg.kind.as_str().into(),
-                        e.asset.into(),
+                        (*asset).into(),
                         leg.amount.into(),
                         leg.allow_negative().into(),
                         now.into(),
@@ -159,15 +190,35 @@ impl Db {
             let row = row.ok_or(PostError::InsufficientFunds)?;
             balances.push((id.clone(), row.try_get_by_index::<i64>(0)?));
         }
-        let postings: Vec<(&str, i64)> =
-            legs.iter().map(|(id, l)| (id.as_str(), l.amount)).collect();
-        Self::queue_entry(batch, &e, &postings, now);
+        let postings: Vec<(&str, &str, i64)> = legs
+            .iter()
+            .map(|(id, asset, l)| (id.as_str(), *asset, l.amount))
+            .collect();
+        Self::queue_postings(batch, &head, &postings, now);
         Ok(balances)
     }
 
     /// Queues an entry and its postings (account id, amount), whose balances the caller has
     /// already applied.
     pub fn queue_entry(batch: &mut Batch, e: &NewEntry<'_>, postings: &[(&str, i64)], now: i64) {
+        let head = EntryHead {
+            id: e.id,
+            kind: e.kind,
+            memo: e.memo,
+            created_by: e.created_by,
+        };
+        let postings: Vec<(&str, &str, i64)> =
+            postings.iter().map(|(a, n)| (*a, e.asset, *n)).collect();
+        Self::queue_postings(batch, &head, &postings, now);
+    }
+
+    /// Queues an entry and its postings (account id, asset, amount).
+    fn queue_postings(
+        batch: &mut Batch,
+        e: &EntryHead<'_>,
+        postings: &[(&str, &str, i64)],
+        now: i64,
+    ) {
         batch.push(
             Insert::new(
                 "journal_entries",
@@ -193,12 +244,12 @@ impl Db {
             ],
             postings.len(),
         );
-        for (account, amount) in postings {
+        for (account, asset, amount) in postings {
             insert.push_row([
                 uuid::Uuid::now_v7().to_string().into(),
                 e.id.into(),
                 (*account).into(),
-                e.asset.into(),
+                (*asset).into(),
                 (*amount).into(),
                 now.into(),
             ]);
@@ -759,6 +810,33 @@ impl Db {
         {
             let (id, n, s): (String, i64, i64) = (r.try_get("", "id")?, r.try_get("", "n")?, r.try_get("", "s")?);
             problems.push(format!("entry {id}: {n} postings summing to {s}"));
+        }
+        // An entry over several assets (a trade) balances in each of them.
+        for r in c
+            .query_all_raw(self.stmt(
+                "SELECT entry_id, asset, CAST(SUM(amount) AS BIGINT) AS s FROM postings \
+                 GROUP BY entry_id, asset HAVING SUM(amount) <> 0",
+                [],
+            ))
+            .await?
+        {
+            let (id, asset, s): (String, String, i64) = (
+                r.try_get("", "entry_id")?,
+                r.try_get("", "asset")?,
+                r.try_get("", "s")?,
+            );
+            problems.push(format!("entry {id}: its {asset} postings sum to {s}"));
+        }
+        for r in c
+            .query_all_raw(self.stmt(
+                "SELECT p.id AS id FROM postings p JOIN ledger_accounts a ON a.id = p.account_id \
+                 WHERE p.asset <> a.asset",
+                [],
+            ))
+            .await?
+        {
+            let id: String = r.try_get("", "id")?;
+            problems.push(format!("posting {id}: its asset is not its account's"));
         }
         for r in c
             .query_all_raw(self.stmt(

@@ -12,6 +12,7 @@ pub mod mail;
 pub mod market;
 mod migrate;
 pub mod notifications;
+pub mod orders;
 pub mod payments;
 pub mod platform;
 pub mod security;

@@ -449,7 +449,7 @@ impl Db {
     /// The total matching `filter` in `table` (alias `f` where a join needs it), and one page of
     /// its rows, newest first.
     #[allow(clippy::too_many_arguments)]
-    async fn newest_first<T: FromQueryResult>(
+    pub(crate) async fn newest_first<T: FromQueryResult>(
         &self,
         table: &str,
         columns: &str,

@@ -16,8 +16,11 @@ crate::names! {
         WithdrawalsHold = "withdrawals_hold",
         /// Where completed withdrawals leave to the outside world.
         WithdrawalsClearing = "withdrawals_clearing",
-        /// Withdrawal fees earned.
+        /// Fees earned: of withdrawals and of trades.
         Fees = "fees",
+        /// The platform's position in an asset as every order's counterparty: what users
+        /// bought from it (negative) and sold to it (positive).
+        TradingInventory = "trading_inventory",
         /// Paid deposits whose owner no longer exists, until an admin resolves them.
         Suspense = "suspense",
     }
@@ -30,7 +33,10 @@ impl AccountKind {
     pub fn may_go_negative(self) -> bool {
         matches!(
             self,
-            AccountKind::Equity | AccountKind::DepositsClearing | AccountKind::WithdrawalsClearing
+            AccountKind::Equity
+                | AccountKind::DepositsClearing
+                | AccountKind::WithdrawalsClearing
+                | AccountKind::TradingInventory
         )
     }
 }
@@ -53,7 +59,12 @@ mod tests {
             .collect();
         assert_eq!(
             negative,
-            ["equity", "deposits_clearing", "withdrawals_clearing"]
+            [
+                "equity",
+                "deposits_clearing",
+                "withdrawals_clearing",
+                "trading_inventory"
+            ]
         );
     }
 }
@@ -66,6 +77,8 @@ crate::names! {
         Withdrawal = "withdrawal",
         Refund = "refund",
         Adjustment = "adjustment",
+        /// One side of a filled order: the asset paid or the asset received.
+        Trade = "trade",
     }
 }
 
@@ -87,5 +100,7 @@ crate::names! {
         WithdrawalRefund = "withdrawal_refund",
         Withdrawal = "withdrawal",
         Adjustment = "adjustment",
+        /// A filled order: both of the pair's assets in one entry.
+        Trade = "trade",
     }
 }

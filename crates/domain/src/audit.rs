@@ -29,6 +29,7 @@ crate::names! {
         NotificationRead = "notification.read",
         Announcement = "realtime.announcement",
         Transfer = "transfer.p2p",
+        OrderPlace = "order.place",
         Adjust = "wallet.adjust",
         AdjustRequest = "wallet.adjust.request",
         AdjustApprove = "wallet.adjust.approve",

@@ -1,20 +1,26 @@
 //! `/api/orders`: trading against the platform at the live price.
 
+use crate::api::payments::PageQuery;
+use crate::api::wallet::Answer;
 use crate::error::{ApiResult, ErrorBody};
-use crate::extract::AppJson;
+use crate::extract::{AppJson, AppQuery};
 use crate::session::Auth;
 use crate::state::AppState;
 use axum::Json;
-use axum::extract::State;
-use etx_core::trading::{self, OrderQuote, QuoteRequest};
-use serde::Deserialize;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use etx_core::trading::{self, OrderPlaced, OrderQuote, OrderView, QuoteRequest};
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(quote))
+    OpenApiRouter::new()
+        .routes(routes!(quote))
+        .routes(routes!(list, place))
+        .routes(routes!(get_order))
 }
 
 /// Body of a quote: what a market order would be.
@@ -51,4 +57,97 @@ async fn quote(
 ) -> ApiResult<Json<OrderQuote>> {
     let (_, req): (_, QuoteRequest) = etx_core::ledger::parse_request(&body)?;
     Ok(Json(trading::quote(&state, &auth.user.id, &req)?))
+}
+
+/// Body of an order: a market order priced now (`pair`, `side`, `amount`), or the one a quote
+/// describes (`quote_id`; `pair`, `side` and `amount` may be repeated and must then match).
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct OrderBody {
+    #[schema(example = "BTC/USD")]
+    pair: Option<String>,
+    #[schema(example = "buy")]
+    side: Option<String>,
+    /// `market` (the default). Limit and stop orders are not available yet (422).
+    #[serde(rename = "type")]
+    #[schema(example = "market")]
+    kind: Option<String>,
+    /// Of the base asset.
+    #[schema(value_type = Option<String>, example = "0.01")]
+    amount: Option<String>,
+    /// From `POST /api/orders/quote`: fills at exactly its terms, 409 once expired or used.
+    quote_id: Option<String>,
+}
+
+/// Place a market order. It fills at once against the platform at the live price (plus the
+/// spread for a buy, minus it for a sell) or at a quote's price, with the fee, in one journal
+/// entry over both assets; your balances of both are in the answer. Requires an
+/// `Idempotency-Key` header.
+#[utoipa::path(post, path = "/api/orders", tag = "trading", request_body = OrderBody,
+    params(("Idempotency-Key" = String, Header, description = "Unique per intended order")),
+    responses(
+        (status = 201, description = "The filled order and your balances of the pair's assets", body = OrderPlaced),
+        (status = 400, description = "Missing Idempotency-Key or malformed JSON", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 409, description = "Key reused with a different body, or the quote expired or was used", body = ErrorBody),
+        (status = 422, description = "Invalid fields, a client-sent price, INSUFFICIENT_FUNDS or LIMIT_EXCEEDED (order size, platform exposure)", body = ErrorBody),
+        (status = 503, description = "The price feed is stale or has no price for the pair", body = ErrorBody),
+    ))]
+async fn place(
+    State(state): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    AppJson(body): AppJson<Box<RawValue>>,
+) -> ApiResult<Answer> {
+    let key = crate::extract::idempotency_key(&headers)?;
+    Ok(Answer(
+        trading::place_order(&state, &auth.user, &key, &body).await?,
+    ))
+}
+
+/// A page of orders, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct OrderList {
+    pub orders: Vec<OrderView>,
+    pub total: i64,
+    pub skip: i64,
+    pub limit: i64,
+}
+
+/// Your orders, newest first.
+#[utoipa::path(get, path = "/api/orders", tag = "trading", params(PageQuery),
+    responses(
+        (status = 200, description = "A page of your orders", body = OrderList),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 422, description = "Invalid paging", body = ErrorBody),
+    ))]
+async fn list(
+    State(state): State<AppState>,
+    auth: Auth,
+    AppQuery(q): AppQuery<PageQuery>,
+) -> ApiResult<Json<OrderList>> {
+    let (skip, limit) = super::users::paging(q.skip, q.limit)?;
+    let (total, orders) = trading::list_orders(&state, &auth.user, skip, limit).await?;
+    Ok(Json(OrderList {
+        orders,
+        total,
+        skip,
+        limit,
+    }))
+}
+
+/// One of your orders; another user's is a 404.
+#[utoipa::path(get, path = "/api/orders/{id}", tag = "trading",
+    params(("id" = String, Path, description = "Order id")),
+    responses(
+        (status = 200, description = "The order", body = OrderView),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 404, description = "No such order of yours", body = ErrorBody),
+    ))]
+async fn get_order(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<OrderView>> {
+    Ok(Json(trading::get_order(&state, &auth.user, &id).await?))
 }

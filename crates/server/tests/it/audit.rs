@@ -422,6 +422,18 @@ async fn every_state_changing_route_writes_an_audit_record() {
                     upload(bob.token.clone()).await.unwrap().status()
                 }
             }
+            ("POST", "/api/orders") => {
+                app.fund(&admin, &alice, "USD", "100.00").await;
+                before = records(&app).await;
+                app.money_post(
+                    path,
+                    Some("walk-order"),
+                    json!({"pair": "BTC/USD", "side": "buy", "amount": "0.0001"}),
+                    &alice.token,
+                )
+                .await
+                .status()
+            }
             ("POST", "/api/transfers/p2p") => {
                 before = records(&app).await;
                 app.money_post(
@@ -828,7 +840,7 @@ async fn every_state_changing_route_writes_an_audit_record() {
         );
         walked += 1;
     }
-    assert_eq!(walked, 49, "every unsafe route but the reads was walked");
+    assert_eq!(walked, 50, "every unsafe route but the reads was walked");
 }
 
 fn walk_etx_config() -> Value {

@@ -151,3 +151,299 @@ async fn no_quote_on_a_stale_feed() {
     let (s, e) = quote(&app, &alice, body).await;
     assert_eq!(s, StatusCode::OK, "{e}");
 }
+
+async fn order(app: &TestApp, u: &TestUser, key: &str, body: Value) -> (StatusCode, Value) {
+    let r = app
+        .money_post("/api/orders", Some(key), body, &u.token)
+        .await;
+    let status = r.status();
+    (status, r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_market_buy_and_sell_fill_at_the_server_price_through_the_ledger() {
+    let app = TestApp::spawn_with(|c| c.market.tick_ms = 60_000).await;
+    let admin = app.user_with_role("treasurer", "admin").await;
+    let alice = app.register("alice").await;
+    app.fund(&admin, &alice, "USD", "1000.00").await;
+    set_price(&app, "BTC", 60_000);
+
+    // 0.01 BTC: 601.50 + 0.61 fee = 602.11 USD.
+    let buy = json!({"pair": "BTC/USD", "side": "buy", "type": "market", "amount": "0.01"});
+    let (s, o) = order(&app, &alice, "buy-1", buy.clone()).await;
+    assert_eq!(s, StatusCode::CREATED, "{o}");
+    assert_eq!(o["order"]["status"], "filled");
+    assert_eq!(o["order"]["type"], "market");
+    assert_eq!(o["order"]["price"], "60150.00");
+    assert_eq!(o["order"]["total"], "602.11");
+    assert_eq!(o["order"]["from_quote"], false);
+    assert_eq!(o["balances"]["USD"], "397.89");
+    assert_eq!(o["balances"]["BTC"], "0.01000000");
+    let b = app.balances(&alice).await;
+    assert_eq!(
+        (b["USD"].as_str(), b["BTC"].as_str()),
+        ("397.89", "0.01000000")
+    );
+
+    // The same key and body: the first answer again, nothing moved twice.
+    let (s, again) = order(&app, &alice, "buy-1", buy.clone()).await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(again, o);
+    assert_eq!(app.balances(&alice).await["USD"], "397.89");
+    // The same key with another body: 409.
+    let (s, _) = order(
+        &app,
+        &alice,
+        "buy-1",
+        json!({"pair": "BTC/USD", "side": "buy", "amount": "0.02"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+
+    // Sell it back at a higher price: 0.01 × 70,000 × 0.9975 = 698.25, fee 0.70 → 697.55.
+    set_price(&app, "BTC", 70_000);
+    let (s, o2) = order(
+        &app,
+        &alice,
+        "sell-1",
+        json!({"pair": "BTC/USD", "side": "sell", "amount": "0.01"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{o2}");
+    assert_eq!(o2["order"]["total"], "697.55");
+    assert_eq!(o2["balances"]["USD"], "1095.44");
+    assert_eq!(o2["balances"]["BTC"], "0.00000000");
+
+    // History shows both sides of each order; the orders list and one order.
+    let h: Value = app
+        .get("/api/transactions?type=trade", Some(&alice.token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(h["total"], 4, "{h}");
+    let list: Value = app
+        .get("/api/orders", Some(&alice.token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["total"], 2);
+    assert_eq!(list["orders"][0]["side"], "sell");
+    let id = o["order"]["id"].as_str().unwrap();
+    let one = app
+        .get(&format!("/api/orders/{id}"), Some(&alice.token))
+        .await;
+    assert_eq!(one.status(), StatusCode::OK);
+    // Another user's order is a 404.
+    let bob = app.register("bob").await;
+    let r = app
+        .get(&format!("/api/orders/{id}"), Some(&bob.token))
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // The platform's side: fees and inventory, every invariant holds.
+    let balance = |kind, asset: &str| {
+        let id = etx_db::ledger::account_id("", kind, asset);
+        let db = &app.state.db;
+        async move {
+            db.scalar_i64(
+                "SELECT balance FROM ledger_accounts WHERE id = $1",
+                vec![id.into()],
+            )
+            .await
+            .unwrap()
+        }
+    };
+    use etx_domain::AccountKind::{Fees, TradingInventory};
+    assert_eq!(balance(Fees, "USD").await, 61 + 70);
+    // The platform sold 0.01 BTC and bought it back: flat in BTC, 601.50 − 698.25 in USD.
+    assert_eq!(balance(TradingInventory, "BTC").await, 0);
+    assert_eq!(balance(TradingInventory, "USD").await, 60_150 - 69_825);
+    app.ledger_ok().await;
+}
+
+#[tokio::test]
+async fn orders_refused_move_nothing() {
+    let app = TestApp::spawn_with(|c| {
+        c.market.tick_ms = 60_000;
+        c.trading.max_exposure_cents = 5_000_000;
+    })
+    .await;
+    let admin = app.user_with_role("treasurer", "admin").await;
+    let alice = app.register("alice").await;
+    app.fund(&admin, &alice, "USD", "100.00").await;
+    set_price(&app, "BTC", 60_000);
+    let base = json!({"pair": "BTC/USD", "side": "buy", "amount": "0.001"});
+    // No key.
+    let r = app
+        .money_post("/api/orders", None, base.clone(), &alice.token)
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // A client-sent price, a limit order, a missing field, not enough money, too large.
+    let mut with_price = base.clone();
+    with_price["price"] = json!("1.00");
+    let mut limit = base.clone();
+    limit["type"] = json!("limit");
+    for (i, (body, code)) in [
+        (with_price, "VALIDATION_ERROR"),
+        (limit, "VALIDATION_ERROR"),
+        (
+            json!({"pair": "BTC/USD", "side": "buy"}),
+            "VALIDATION_ERROR",
+        ),
+        (
+            json!({"pair": "BTC/USD", "side": "buy", "amount": "0.01"}),
+            "INSUFFICIENT_FUNDS",
+        ),
+        (
+            json!({"pair": "BTC/USD", "side": "sell", "amount": "0.01"}),
+            "INSUFFICIENT_FUNDS",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (s, e) = order(&app, &alice, &format!("bad-{i}"), body.clone()).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body} → {e}");
+        assert_eq!(e["error"]["code"], code, "{body} → {e}");
+    }
+    // Beyond the platform's exposure ($50,000 of BTC): a rich user buying 1 BTC is refused.
+    app.fund(&admin, &alice, "USD", "90000.00").await;
+    let (s, e) = order(
+        &app,
+        &alice,
+        "big",
+        json!({"pair": "BTC/USD", "side": "buy", "amount": "1"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert_eq!(e["error"]["code"], "LIMIT_EXCEEDED", "{e}");
+    let b = app.balances(&alice).await;
+    assert_eq!(b["USD"], "90100.00");
+    assert_eq!(
+        b.get("BTC").map(String::as_str).unwrap_or("0.00000000"),
+        "0.00000000"
+    );
+    let list: Value = app
+        .get("/api/orders", Some(&alice.token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["total"], 0);
+    app.ledger_ok().await;
+}
+
+#[tokio::test]
+async fn a_quote_fills_at_its_price_once_and_not_after_it_expired() {
+    let app = TestApp::spawn_with(|c| {
+        c.market.tick_ms = 60_000;
+        c.trading.quote_ttl_secs = 1;
+    })
+    .await;
+    let admin = app.user_with_role("treasurer", "admin").await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    app.fund(&admin, &alice, "USD", "1000.00").await;
+    set_price(&app, "BTC", 60_000);
+    let (_, q) = quote(
+        &app,
+        &alice,
+        json!({"pair": "BTC/USD", "side": "buy", "amount": "0.01"}),
+    )
+    .await;
+    let id = q["quote_id"].as_str().unwrap().to_string();
+    // The price moves; the quote still fills at its own.
+    set_price(&app, "BTC", 65_000);
+    // Another user cannot use it; a tampered id is not a quote.
+    let (s, e) = order(&app, &bob, "q-bob", json!({"quote_id": id})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    let mut tampered = id.clone();
+    tampered.pop();
+    tampered.push(if id.ends_with('A') { 'B' } else { 'A' });
+    let (s, _) = order(&app, &alice, "q-tamper", json!({"quote_id": tampered})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    // Terms that differ from the quote's.
+    let (s, _) = order(
+        &app,
+        &alice,
+        "q-other",
+        json!({"quote_id": id, "amount": "0.02"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let (s, o) = order(
+        &app,
+        &alice,
+        "q-1",
+        json!({"quote_id": id, "pair": "BTC/USD"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{o}");
+    assert_eq!(o["order"]["price"], "60150.00");
+    assert_eq!(o["order"]["total"], "602.11");
+    assert_eq!(o["order"]["from_quote"], true);
+    // Used once: a second order with it (another key) is a 409; a replay of the first is not.
+    let (s, _) = order(&app, &alice, "q-2", json!({"quote_id": id})).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let (s, again) = order(
+        &app,
+        &alice,
+        "q-1",
+        json!({"quote_id": id, "pair": "BTC/USD"}),
+    )
+    .await;
+    assert_eq!((s, &again), (StatusCode::CREATED, &o));
+
+    // Expired.
+    let (_, q) = quote(
+        &app,
+        &alice,
+        json!({"pair": "BTC/USD", "side": "buy", "amount": "0.001"}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let (s, e) = order(&app, &alice, "q-3", json!({"quote_id": q["quote_id"]})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{e}");
+    assert!(e["error"]["message"].as_str().unwrap().contains("expired"));
+    assert_eq!(app.balances(&alice).await["USD"], "397.89");
+    app.ledger_ok().await;
+}
+
+#[tokio::test]
+async fn concurrent_orders_with_one_quote_fill_once() {
+    let app = TestApp::spawn_with(|c| c.market.tick_ms = 60_000).await;
+    let admin = app.user_with_role("treasurer", "admin").await;
+    let alice = app.register("alice").await;
+    app.fund(&admin, &alice, "USD", "10000.00").await;
+    set_price(&app, "BTC", 60_000);
+    let (_, q) = quote(
+        &app,
+        &alice,
+        json!({"pair": "BTC/USD", "side": "buy", "amount": "0.01"}),
+    )
+    .await;
+    let tries = (0..8).map(|i| {
+        let (app, alice, id) = (&app, &alice, q["quote_id"].clone());
+        async move {
+            order(app, alice, &format!("race-{i}"), json!({"quote_id": id}))
+                .await
+                .0
+        }
+    });
+    let statuses = futures_util::future::join_all(tries).await;
+    let filled = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CREATED)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CONFLICT)
+        .count();
+    assert_eq!((filled, refused), (1, 7), "{statuses:?}");
+    assert_eq!(app.balances(&alice).await["USD"], "9397.89");
+    app.ledger_ok().await;
+}
