@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Money benchmark on PostgreSQL (synchronous_commit as configured, on by default): P2P transfers
-# per second next to pgbench running the equivalent SQL, transaction-list latency on a user with a
+# per second next to pgbench running the equivalent SQL, market orders per second next to those
+# transfers, transaction-list latency on a user with a
 # long history, and CSV export throughput and memory. Loopback only; every run is bounded in time
 # and every process started here is stopped on exit. See benches/README.md.
 #
@@ -14,6 +15,7 @@
 #   HISTORY=1000000    transactions of the user whose history is listed and exported
 #   LIST_CONNS=4       wrk connections for the list scenarios
 #   SKIP_TRANSFERS=1   only the history scenarios (list and export)
+#   SKIP_HISTORY=1     no history scenarios (transfers and market orders only)
 #   PG_ADMIN_URL, BENCH_DB, KEEP_DB, KEEP_WORK, SKIP_BUILD, QUIET_WAIT: as in run.sh
 # Any ETX__SECTION__KEY variable already set is passed through to the server (and printed).
 
@@ -25,6 +27,7 @@ USERS=${USERS:-1000}
 HISTORY=${HISTORY:-1000000}
 LIST_CONNS=${LIST_CONNS:-4}
 SKIP_TRANSFERS=${SKIP_TRANSFERS:-0}
+SKIP_HISTORY=${SKIP_HISTORY:-0}
 [[ $SKIP_TRANSFERS == 1 ]] && USERS=3
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -143,6 +146,7 @@ start_server "$WORK/data" money DATABASE_URL="$BENCH_URL" \
     ETX__TRANSFERS__DAILY_CAP_USD=1000000000 \
     ETX__AML__MAX_OPERATIONS_IN_WINDOW=0 \
     ETX__ADMIN__ADJUST_APPROVAL_FROM_USD=1000000000 \
+    ETX__TRADING__MAX_EXPOSURE_CENTS=100000000000000 \
     ETX_BOOTSTRAP_ADMIN_USERNAME=$ADMIN ETX_BOOTSTRAP_ADMIN_EMAIL=admin@example.com \
     ETX_BOOTSTRAP_ADMIN_PASSWORD=$PASSWORD
 SRV_PID=$SERVER_PID
@@ -172,11 +176,19 @@ if [[ $SKIP_TRANSFERS != 1 ]]; then
 
     MOVED=$(sql -c "SELECT COUNT(*) FROM journal_entries WHERE kind = 'p2p'")
     OK_REQUESTS=$(($(field p2p_many requests) - $(field p2p_many non2xx) + $(field p2p_hot requests) - $(field p2p_hot non2xx)))
+
+    log "market orders through the server: $CLIENTS clients, ${DURATION}s, $USERS users"
+    s_t0=$(ticks_of "$SRV_PID") p_t0=$(pg_ticks)
+    ETX_USERS="$WORK/users.txt" run_wrk orders_many order.lua "$CLIENTS" 2 "$DURATION"
+    ORD_SRV_CPU=$(pct $(($(ticks_of "$SRV_PID") - s_t0)) "$DURATION")
+    ORD_PG_CPU=$(pct $(($(pg_ticks) - p_t0)) "$DURATION")
+    FILLED=$(sql -c "SELECT COUNT(*) FROM orders WHERE status = 'filled'")
     log "ledger verify"
     VERIFY=$(DATABASE_URL="$BENCH_URL" "$BIN" ledger verify 2>&1 | tail -1) || die "ledger verify failed: $VERIFY"
 fi
 
 # --- a long history -----------------------------------------------------------------------------
+if [[ $SKIP_HISTORY != 1 ]]; then
 log "seeding $HISTORY transactions for one user"
 HIST_USER=$(sed -n 3p "$WORK/users.txt" | cut -d' ' -f2)
 HIST_TOKEN=$(login_token "$HIST_USER")
@@ -232,6 +244,7 @@ LINES=$(cat "$WORK/peak.out")
 EXPORT_S=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
 EXPORT_RPS=$(awk -v n="$HIST_TOTAL" -v s="$EXPORT_S" 'BEGIN { printf "%.0f", n / s }')
 RSS_GROWTH=$((RSS_PEAK - RSS_BEFORE))
+fi
 
 # --- report -------------------------------------------------------------------------------------
 verdict() { awk -v v="$1" -v t="$3" -v op="$2" 'BEGIN { ok = (op == ">=") ? v >= t : v <= t; print ok ? "met" : "MISSED" }'; }
@@ -245,11 +258,24 @@ if [[ $SKIP_TRANSFERS != 1 ]]; then
 | pgbench, equivalent SQL, $CLIENTS clients, 2 accounts | $PGB_HOT tx/s (latency avg $(pgbench_latency pgb_hot) ms) | (reference) | |
 | P2P transfers, $CLIENTS clients, $USERS users | $M_RPS/s, p50 $(field p2p_many p50_ms) ms, p99 $(field p2p_many p99_ms) ms; $(ratio "$M_RPS" "$PGB_MANY") × pgbench | ≥ 0.8 × pgbench | $(verdict "$(ratio "$M_RPS" "$PGB_MANY")" ">=" 0.8) |
 | P2P transfers, $CLIENTS clients, 2 hot users | $H_RPS/s, p50 $(field p2p_hot p50_ms) ms, p99 $(field p2p_hot p99_ms) ms; $(ratio "$H_RPS" "$PGB_HOT") × pgbench | ≥ 0.8 × pgbench | $(verdict "$(ratio "$H_RPS" "$PGB_HOT")" ">=" 0.8) |
+| market orders (buy 0.0001 BTC), $CLIENTS clients, $USERS users | $(field orders_many rps)/s, p50 $(field orders_many p50_ms) ms, p99 $(field orders_many p99_ms) ms; $(ratio "$(field orders_many rps)" "$M_RPS") × P2P transfers | ≥ 0.8 × P2P | $(verdict "$(ratio "$(field orders_many rps)" "$M_RPS")" ">=" 0.8) |
 ROWS
 )$'\n'
-    TRANSFER_NOTES="CPU (100% = one core): transfers/many server $MANY_SRV_CPU, PostgreSQL $MANY_PG_CPU; transfers/hot server $HOT_SRV_CPU, PostgreSQL $HOT_PG_CPU
+    TRANSFER_NOTES="CPU (100% = one core): transfers/many server $MANY_SRV_CPU, PostgreSQL $MANY_PG_CPU; transfers/hot server $HOT_SRV_CPU, PostgreSQL $HOT_PG_CPU; orders server $ORD_SRV_CPU, PostgreSQL $ORD_PG_CPU
+orders acknowledged (2xx): $(($(field orders_many requests) - $(field orders_many non2xx))); filled orders in the database: $FILLED; non-2xx/socket errors $(field orders_many non2xx)/$(field orders_many socket_errors)
 transfers acknowledged (2xx): $OK_REQUESTS; p2p journal entries in the database: $MOVED; ledger verify: $VERIFY
 non-2xx / socket errors: many $(field p2p_many non2xx)/$(field p2p_many socket_errors), hot $(field p2p_hot non2xx)/$(field p2p_hot socket_errors)"
+fi
+
+if [[ $SKIP_HISTORY != 1 ]]; then
+    HISTORY_ROWS=$(cat <<ROWS
+| list page 1, $HIST_TOTAL-row history, $LIST_CONNS conns | $(field list_first rps) req/s, p50 $(field list_first p50_ms) ms, p99 $(field list_first p99_ms) ms | p99 ≤ 5 ms | $(verdict "$(field list_first p99_ms)" "<=" 5) |
+| list page 1, 1 conn | $(field list_first_1 rps) req/s, p50 $(field list_first_1 p50_ms) ms, p99 $(field list_first_1 p99_ms) ms | p99 ≤ 5 ms | $(verdict "$(field list_first_1 p99_ms)" "<=" 5) |
+| list, cursor 90 % deep, $LIST_CONNS conns | $(field list_deep rps) req/s, p50 $(field list_deep p50_ms) ms, p99 $(field list_deep p99_ms) ms | p99 ≤ 5 ms | $(verdict "$(field list_deep p99_ms)" "<=" 5) |
+| list, cursor 90 % deep, 1 conn | $(field list_deep_1 rps) req/s, p50 $(field list_deep_1 p50_ms) ms, p99 $(field list_deep_1 p99_ms) ms | p99 ≤ 5 ms | $(verdict "$(field list_deep_1 p99_ms)" "<=" 5) |
+| CSV export of $HIST_TOTAL rows | ${EXPORT_S} s = $EXPORT_RPS rows/s; RSS $(mib "$RSS_BEFORE") → peak $(mib "$RSS_PEAK") (+$(mib "$RSS_GROWTH")) | ≥ 200,000 rows/s, growth ≤ 30 MB | $(verdict "$EXPORT_RPS" ">=" 200000) / $(verdict "$RSS_GROWTH" "<=" 29297) |
+ROWS
+)$'\n'
 fi
 
 cat <<REPORT
@@ -261,12 +287,7 @@ load average before start: $LOAD0; concurrent builds: $NOISE
 
 | scenario | measured | target | |
 |---|---|---|---|
-${TRANSFER_ROWS}| list page 1, $HIST_TOTAL-row history, $LIST_CONNS conns | $(field list_first rps) req/s, p50 $(field list_first p50_ms) ms, p99 $(field list_first p99_ms) ms | p99 ≤ 5 ms | $(verdict "$(field list_first p99_ms)" "<=" 5) |
-| list page 1, 1 conn | $(field list_first_1 rps) req/s, p50 $(field list_first_1 p50_ms) ms, p99 $(field list_first_1 p99_ms) ms | p99 ≤ 5 ms | $(verdict "$(field list_first_1 p99_ms)" "<=" 5) |
-| list, cursor 90 % deep, $LIST_CONNS conns | $(field list_deep rps) req/s, p50 $(field list_deep p50_ms) ms, p99 $(field list_deep p99_ms) ms | p99 ≤ 5 ms | $(verdict "$(field list_deep p99_ms)" "<=" 5) |
-| list, cursor 90 % deep, 1 conn | $(field list_deep_1 rps) req/s, p50 $(field list_deep_1 p50_ms) ms, p99 $(field list_deep_1 p99_ms) ms | p99 ≤ 5 ms | $(verdict "$(field list_deep_1 p99_ms)" "<=" 5) |
-| CSV export of $HIST_TOTAL rows | ${EXPORT_S} s = $EXPORT_RPS rows/s; RSS $(mib "$RSS_BEFORE") → peak $(mib "$RSS_PEAK") (+$(mib "$RSS_GROWTH")) | ≥ 200,000 rows/s, growth ≤ 30 MB | $(verdict "$EXPORT_RPS" ">=" 200000) / $(verdict "$RSS_GROWTH" "<=" 29297) |
-
+${TRANSFER_ROWS}${HISTORY_ROWS:-}
 ${TRANSFER_NOTES:-}
-non-2xx list: $(field list_first non2xx)/$(field list_deep non2xx)
+$([[ $SKIP_HISTORY == 1 ]] || echo "non-2xx list: $(field list_first non2xx)/$(field list_deep non2xx)")
 REPORT
