@@ -19,7 +19,7 @@ use crate::ledger::{
 use crate::market::price_text;
 use crate::time::rfc3339;
 use crate::{Core, CoreError};
-use etx_db::ledger::{EntryHead, NewTransaction, PLATFORM, account_id};
+use etx_db::ledger::{EntryHead, NewTransaction, account_id};
 use etx_db::orders::OrderRow;
 use etx_db::users::UserRow;
 use etx_db::{Batch, Db, now_micros};
@@ -533,27 +533,30 @@ async fn fill(
     let (base, quote) = (&p.pair.base.code, &p.pair.quote.code);
     let t = p.terms;
     let u = user.id.as_str();
+    let order_id = uuid::Uuid::now_v7();
+    let shard = trading_shard(order_id);
+    let shard = shard.as_str();
     let (base_legs, quote_legs) = match p.side {
         Side::Buy => (
             vec![
-                leg(PLATFORM, AccountKind::TradingInventory, -t.amount),
+                leg(shard, AccountKind::TradingInventory, -t.amount),
                 leg(u, AccountKind::Wallet, t.amount),
             ],
             vec![
                 leg(u, AccountKind::Wallet, -t.total),
-                leg(PLATFORM, AccountKind::TradingInventory, t.value),
-                leg(PLATFORM, AccountKind::Fees, t.fee),
+                leg(shard, AccountKind::TradingInventory, t.value),
+                leg(shard, AccountKind::Fees, t.fee),
             ],
         ),
         Side::Sell => (
             vec![
                 leg(u, AccountKind::Wallet, -t.amount),
-                leg(PLATFORM, AccountKind::TradingInventory, t.amount),
+                leg(shard, AccountKind::TradingInventory, t.amount),
             ],
             vec![
-                leg(PLATFORM, AccountKind::TradingInventory, -t.value),
+                leg(shard, AccountKind::TradingInventory, -t.value),
                 leg(u, AccountKind::Wallet, t.total),
-                leg(PLATFORM, AccountKind::Fees, t.fee),
+                leg(shard, AccountKind::Fees, t.fee),
             ],
         ),
     };
@@ -580,12 +583,12 @@ async fn fill(
             vec![(base.as_str(), base_legs), (quote.as_str(), quote_legs)],
         )
         .await?;
-    check_exposure(state, &balances, p)?;
+    check_exposure(state, &tx, p).await?;
     let base_balance = balance_of(&balances, &account_id(u, AccountKind::Wallet, base))?;
     let quote_balance = balance_of(&balances, &account_id(u, AccountKind::Wallet, quote))?;
     let now = now_micros();
     let order = OrderRow {
-        id: uuid::Uuid::now_v7().to_string(),
+        id: order_id.to_string(),
         user_id: u.to_string(),
         base_asset: base.clone(),
         quote_asset: quote.clone(),
@@ -684,15 +687,22 @@ async fn fill(
 }
 
 /// The platform's position in an asset may not exceed `[trading] max_exposure_cents` in value,
-/// either way.
-fn check_exposure(state: &Core, balances: &[(String, i64)], p: &Priced<'_>) -> Result<(), Failure> {
+/// either way. The position is the sum of the asset's shards as this transaction sees them, so
+/// orders committing at the same moment may pass the cap together by at most their own size.
+async fn check_exposure(
+    state: &Core,
+    tx: &etx_db::DatabaseTransaction,
+    p: &Priced<'_>,
+) -> Result<(), Failure> {
     let limit = i128::from(state.config.trading.max_exposure_cents);
     for asset in [p.pair.base, p.pair.quote] {
         if asset.code == "USD" {
             continue;
         }
-        let id = account_id(PLATFORM, AccountKind::TradingInventory, &asset.code);
-        let position = i128::from(balance_of(balances, &id)?);
+        let shards: Vec<String> = (0..TRADING_SHARDS)
+            .map(|k| account_id(&shard_owner(k), AccountKind::TradingInventory, &asset.code))
+            .collect();
+        let position = i128::from(state.db.sum_of_accounts(tx, &shards).await?);
         let usd = usd_price(state, asset)?;
         let cents = position.abs() * usd / (PRICE_ONE / 100) / 10i128.pow(u32::from(asset.scale));
         if cents > limit {
@@ -704,6 +714,20 @@ fn check_exposure(state: &Core, balances: &[(String, i64)], p: &Priced<'_>) -> R
         }
     }
     Ok(())
+}
+
+/// Shards of the platform's trading accounts (inventory and fees per asset). Every order
+/// updates the platform's side of the ledger; spread over shards, concurrent orders do not
+/// queue on one row's lock. The shard's owner id (`platform-N`) cannot be a user's (a UUID).
+const TRADING_SHARDS: u128 = 16;
+
+fn shard_owner(k: u128) -> String {
+    format!("platform-{k}")
+}
+
+fn trading_shard(order_id: uuid::Uuid) -> String {
+    // The id's random tail picks the shard (its head is the time).
+    shard_owner(order_id.as_u128() % TRADING_SHARDS)
 }
 
 /// One of the user's orders; another user's is a 404.

@@ -2,7 +2,7 @@
 
 use crate::sql::Insert;
 use crate::{Batch, Db};
-use sea_orm::{DbErr, FromQueryResult};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, FromQueryResult};
 
 #[derive(Debug, Clone, FromQueryResult)]
 pub struct OrderRow {
@@ -81,6 +81,34 @@ impl Db {
         ))
         .one(self.conn())
         .await
+    }
+
+    /// The sum of the balances of `accounts` (ids), as `tx` sees them.
+    pub async fn sum_of_accounts(
+        &self,
+        tx: &DatabaseTransaction,
+        accounts: &[String],
+    ) -> Result<i64, DbErr> {
+        let marks: Vec<String> = (1..=accounts.len()).map(|i| format!("${i}")).collect();
+        let row = tx
+            .query_one_raw(
+                self.stmt(
+                    &format!(
+                        "SELECT CAST(COALESCE(SUM(balance), 0) AS BIGINT) FROM ledger_accounts \
+                     WHERE id IN ({})",
+                        marks.join(", ")
+                    ),
+                    accounts
+                        .iter()
+                        .map(|a| a.clone().into())
+                        .collect::<Vec<sea_orm::Value>>(),
+                ),
+            )
+            .await?;
+        match row {
+            Some(r) => r.try_get_by_index::<i64>(0),
+            None => Ok(0),
+        }
     }
 
     /// Whether a quote has filled an order already.

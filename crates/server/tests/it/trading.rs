@@ -243,13 +243,15 @@ async fn a_market_buy_and_sell_fill_at_the_server_price_through_the_ledger() {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 
     // The platform's side: fees and inventory, every invariant holds.
-    let balance = |kind, asset: &str| {
-        let id = etx_db::ledger::account_id("", kind, asset);
+    // The platform's side is spread over shards (`platform-N` owners): sum them.
+    let balance = |kind: etx_domain::AccountKind, asset: &str| {
+        let (kind, asset) = (kind.as_str().to_string(), asset.to_string());
         let db = &app.state.db;
         async move {
             db.scalar_i64(
-                "SELECT balance FROM ledger_accounts WHERE id = $1",
-                vec![id.into()],
+                "SELECT CAST(COALESCE(SUM(balance), 0) AS BIGINT) FROM ledger_accounts \
+                 WHERE kind = $1 AND asset = $2 AND owner_id LIKE 'platform-%'",
+                vec![kind.into(), asset.into()],
             )
             .await
             .unwrap()
