@@ -14,7 +14,7 @@
 
 use crate::ledger::{
     AmountText, Asset, Failure, Movement, Outcome, Taken, amount_field, balance_of, leg,
-    movement_event, queue_history, stored_answer,
+    movement_event, queue_history, scale_of, stored_answer,
 };
 use crate::market::price_text;
 use crate::time::rfc3339;
@@ -135,6 +135,11 @@ pub struct Terms {
     pub usd_cents: i64,
 }
 
+/// US cents of `minor` units of an asset of `scale` at `usd` (× 10^8) per unit, rounded down.
+fn cents_of(minor: i128, usd: i128, scale: u8) -> i128 {
+    minor * usd / (PRICE_ONE / 100) / 10i128.pow(u32::from(scale))
+}
+
 fn ceil_div(n: i128, d: i128) -> i128 {
     n.div_euclid(d) + i128::from(n.rem_euclid(d) != 0)
 }
@@ -183,7 +188,7 @@ pub fn price_order(
         quote_usd,
     );
     let fee = ceil_div(value * i128::from(cfg.fee_bps), 10_000).max(fee_min);
-    let usd_cents = value * quote_usd / (PRICE_ONE / 100) / 10i128.pow(qs);
+    let usd_cents = cents_of(value, quote_usd, pair.quote.scale);
     if usd_cents < i128::from(cfg.min_order_cents) || usd_cents > i128::from(cfg.max_order_cents) {
         return Err(CoreError::LimitExceeded(format!(
             "an order must be worth between ${} and ${} (this one: ${})",
@@ -412,8 +417,10 @@ pub struct OrderView {
 
 impl OrderView {
     pub fn new(state: &Core, o: &OrderRow) -> Self {
-        let scale = |code: &str| state.assets.get(code).map_or(0, |a| a.scale);
-        let (bs, qs) = (scale(&o.base_asset), scale(&o.quote_asset));
+        let (bs, qs) = (
+            scale_of(state, &o.base_asset),
+            scale_of(state, &o.quote_asset),
+        );
         OrderView {
             id: o.id.clone(),
             pair: format!("{}/{}", o.base_asset, o.quote_asset),
@@ -704,7 +711,7 @@ async fn check_exposure(
             .collect();
         let position = i128::from(state.db.sum_of_accounts(tx, &shards).await?);
         let usd = usd_price(state, asset)?;
-        let cents = position.abs() * usd / (PRICE_ONE / 100) / 10i128.pow(u32::from(asset.scale));
+        let cents = cents_of(position.abs(), usd, asset.scale);
         if cents > limit {
             return Err(CoreError::LimitExceeded(format!(
                 "the platform cannot take more {} now: try a smaller order",

@@ -190,11 +190,10 @@ impl Db {
             let row = row.ok_or(PostError::InsufficientFunds)?;
             balances.push((id.clone(), row.try_get_by_index::<i64>(0)?));
         }
-        let postings: Vec<(&str, &str, i64)> = legs
+        let postings = legs
             .iter()
-            .map(|(id, asset, l)| (id.as_str(), *asset, l.amount))
-            .collect();
-        Self::queue_postings(batch, &head, &postings, now);
+            .map(|(id, asset, l)| (id.as_str(), *asset, l.amount));
+        Self::queue_postings(batch, &head, postings, now);
         Ok(balances)
     }
 
@@ -207,16 +206,15 @@ impl Db {
             memo: e.memo,
             created_by: e.created_by,
         };
-        let postings: Vec<(&str, &str, i64)> =
-            postings.iter().map(|(a, n)| (*a, e.asset, *n)).collect();
-        Self::queue_postings(batch, &head, &postings, now);
+        let postings = postings.iter().map(|(a, n)| (*a, e.asset, *n));
+        Self::queue_postings(batch, &head, postings, now);
     }
 
     /// Queues an entry and its postings (account id, asset, amount).
-    fn queue_postings(
+    fn queue_postings<'p>(
         batch: &mut Batch,
         e: &EntryHead<'_>,
-        postings: &[(&str, &str, i64)],
+        postings: impl ExactSizeIterator<Item = (&'p str, &'p str, i64)>,
         now: i64,
     ) {
         batch.push(
@@ -248,9 +246,9 @@ impl Db {
             insert.push_row([
                 uuid::Uuid::now_v7().to_string().into(),
                 e.id.into(),
-                (*account).into(),
-                (*asset).into(),
-                (*amount).into(),
+                account.into(),
+                asset.into(),
+                amount.into(),
                 now.into(),
             ]);
         }
