@@ -17,6 +17,10 @@ pub trait Events: Send + Sync + 'static {
 
     /// A job of the user was queued, made progress or ended. Must not wait for delivery.
     fn job_update(&self, user_id: &str, job: &crate::jobs::JobView);
+
+    /// Any other message for one user's clients (`order_update`, a `wallet_update` without a
+    /// history row, a `notification`). Must not wait for delivery.
+    fn to_user(&self, user_id: &str, event: &'static str, payload: serde_json::Value);
 }
 
 /// Delivers nothing: for commands and tests that run the core without clients.
@@ -34,4 +38,6 @@ impl Events for NoEvents {
     }
 
     fn job_update(&self, _user_id: &str, _job: &crate::jobs::JobView) {}
+
+    fn to_user(&self, _user_id: &str, _event: &'static str, _payload: serde_json::Value) {}
 }

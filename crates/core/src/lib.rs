@@ -63,6 +63,8 @@ pub struct Parts {
     pub password_checks: session::InFlight,
     /// This instance's job workers: their identity and the signal that wakes them.
     pub workers: jobs::Workers,
+    /// Open limit and stop orders by trigger price, for this instance's matcher.
+    pub book: trading::book::OrderBook,
 }
 
 impl Core {

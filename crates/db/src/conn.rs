@@ -259,7 +259,7 @@ impl Batch {
 }
 
 impl Db {
-    fn render(&self, stmt: Stmt) -> Statement {
+    pub(crate) fn render(&self, stmt: Stmt) -> Statement {
         let mut out = Render::new(self.kind);
         stmt.render(&mut out);
         out.into_statement()

@@ -211,7 +211,7 @@ impl Db {
     }
 
     /// Queues an entry and its postings (account id, asset, amount).
-    fn queue_postings<'p>(
+    pub fn queue_postings<'p>(
         batch: &mut Batch,
         e: &EntryHead<'_>,
         postings: impl ExactSizeIterator<Item = (&'p str, &'p str, i64)>,
@@ -311,7 +311,8 @@ impl Db {
             .collect()
     }
 
-    /// Creates user accounts (id, owner, kind, asset) with a zero balance where missing.
+    /// Creates accounts (id, owner, kind, asset) with a zero balance where missing; platform
+    /// positions that may go negative are created so.
     pub async fn open_accounts(
         &self,
         tx: &DatabaseTransaction,
@@ -321,27 +322,30 @@ impl Db {
             return Ok(());
         }
         let now = now_micros();
-        let mut vals: Vec<sea_orm::Value> = Vec::with_capacity(accounts.len() * 5);
+        let mut vals: Vec<sea_orm::Value> = Vec::with_capacity(accounts.len() * 6);
         for (id, owner, kind, asset) in accounts {
+            let negative = AccountKind::parse(kind).is_some_and(AccountKind::may_go_negative);
             vals.extend([
                 (*id).into(),
                 (*owner).into(),
                 (*kind).into(),
                 (*asset).into(),
+                negative.into(),
                 now.into(),
             ]);
         }
         let tuples = (0..accounts.len())
             .map(|r| {
-                let b = r * 5;
+                let b = r * 6;
                 format!(
-                    "(${}, ${}, ${}, ${}, 0, FALSE, ${}, ${})",
+                    "(${}, ${}, ${}, ${}, 0, ${}, ${}, ${})",
                     b + 1,
                     b + 2,
                     b + 3,
                     b + 4,
                     b + 5,
-                    b + 5
+                    b + 6,
+                    b + 6
                 )
             })
             .collect::<Vec<_>>()
@@ -373,6 +377,34 @@ impl Db {
                  AND (ledger_accounts.allow_negative OR ledger_accounts.balance + v.column2 >= 0)",
             ),
         );
+    }
+
+    /// Applies balance changes (account id, delta) now, as one conditional update like
+    /// `queue_balance_changes`, and returns the accounts changed with their new balances:
+    /// fewer than asked when one that may not go negative would have.
+    pub async fn apply_balance_changes(
+        &self,
+        tx: &DatabaseTransaction,
+        deltas: &[(&str, i64)],
+    ) -> Result<Vec<(String, i64)>, DbErr> {
+        if deltas.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = Sql::new(
+            "UPDATE ledger_accounts SET balance = ledger_accounts.balance + v.column2, updated_at = ",
+        )
+        .bind(now_micros())
+        .sql(" FROM ")
+        .rows(pair_rows(deltas), "v")
+        .sql(
+            " WHERE ledger_accounts.id = v.column1 \
+             AND (ledger_accounts.allow_negative OR ledger_accounts.balance + v.column2 >= 0) \
+             RETURNING ledger_accounts.id, ledger_accounts.balance",
+        );
+        let rows = tx.query_all_raw(self.render(sql.into())).await?;
+        rows.into_iter()
+            .map(|r| Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?)))
+            .collect()
     }
 
     /// The users' rows of `table` for `day` as (user id, used cents). With `lock`, missing

@@ -23,10 +23,31 @@ pub struct OrderRow {
     pub entry_id: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// A limit or stop order's limit or stop price (quote asset × 10^8).
+    pub trigger_price: Option<i64>,
+    /// What an open order holds, in `held_asset`.
+    pub held: i64,
+    pub held_asset: Option<String>,
+    pub expires_at: Option<i64>,
+    /// Why an order ended without filling.
+    pub reason: Option<String>,
 }
 
 const ORDER_COLUMNS: &str = "id, user_id, base_asset, quote_asset, side, type AS kind, status, \
-     amount, price, value, fee, total, quote_id, entry_id, created_at, updated_at";
+     amount, price, value, fee, total, quote_id, entry_id, created_at, updated_at, \
+     trigger_price, held, held_asset, expires_at, reason";
+
+/// How a resting order ended: its terms as filled (or as they stood), the fill's entry.
+pub struct OrderEnd<'a> {
+    pub id: &'a str,
+    pub status: &'a str,
+    pub price: i64,
+    pub value: i64,
+    pub fee: i64,
+    pub total: i64,
+    pub entry_id: Option<&'a str>,
+    pub reason: Option<&'a str>,
+}
 
 impl Db {
     pub fn queue_order(batch: &mut Batch, o: &OrderRow) {
@@ -50,6 +71,10 @@ impl Db {
                     "entry_id",
                     "created_at",
                     "updated_at",
+                    "trigger_price",
+                    "held",
+                    "held_asset",
+                    "expires_at",
                 ],
             )
             .row([
@@ -69,6 +94,10 @@ impl Db {
                 o.entry_id.clone().into(),
                 o.created_at.into(),
                 o.updated_at.into(),
+                o.trigger_price.into(),
+                o.held.into(),
+                o.held_asset.clone().into(),
+                o.expires_at.into(),
             ]),
         );
     }
@@ -139,5 +168,117 @@ impl Db {
             limit,
         )
         .await
+    }
+
+    /// Moves open orders among `ids` (of `user_id` when given) to `status` and returns them
+    /// as they were; an order no longer open is not returned. This conditional update is what
+    /// makes a fill, a cancel and an expiry exclusive: whichever commits first wins, on any
+    /// instance.
+    pub async fn close_open_orders(
+        &self,
+        tx: &DatabaseTransaction,
+        ids: &[&str],
+        user_id: Option<&str>,
+        status: &str,
+    ) -> Result<Vec<OrderRow>, DbErr> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = crate::now_micros();
+        let mut values: Vec<sea_orm::Value> = vec![status.into(), now.into()];
+        let owner = match user_id {
+            Some(u) => {
+                values.push(u.into());
+                " AND user_id = $3"
+            }
+            None => "",
+        };
+        let first = values.len() + 1;
+        let matching = match self.kind() {
+            crate::DbKind::Postgres => {
+                values.push(crate::sql::text_array(ids.iter().copied()));
+                format!("id = ANY(${first}::text[])")
+            }
+            crate::DbKind::Sqlite => {
+                values.extend(ids.iter().map(|i| sea_orm::Value::from(*i)));
+                format!("id IN ({})", crate::ledger::in_list(first, ids.len()))
+            }
+        };
+        let returning = ORDER_COLUMNS.replace("status,", "'open' AS status,");
+        OrderRow::find_by_statement(self.stmt(
+            &format!(
+                "UPDATE orders SET status = $1, updated_at = $2 \
+                 WHERE {matching}{owner} AND status = 'open' RETURNING {returning}"
+            ),
+            values,
+        ))
+        .all(tx)
+        .await
+    }
+
+    /// Records how closed orders ended (see `close_open_orders`): nothing is held any more.
+    pub fn queue_order_ends(batch: &mut Batch, ends: &[OrderEnd<'_>]) {
+        if ends.is_empty() {
+            return;
+        }
+        let mut rows = crate::sql::Rows::with_capacity(8, ends.len());
+        for e in ends {
+            rows.push([
+                e.id.into(),
+                e.price.into(),
+                e.value.into(),
+                e.fee.into(),
+                e.total.into(),
+                e.entry_id.map(str::to_string).into(),
+                e.reason.map(str::to_string).into(),
+                e.status.into(),
+            ]);
+        }
+        batch.push(
+            crate::sql::Sql::new(
+                "UPDATE orders SET price = v.column2, value = v.column3, fee = v.column4, \
+                 total = v.column5, entry_id = v.column6, reason = v.column7, status = v.column8, \
+                 held = 0 FROM ",
+            )
+            .rows(rows, "v")
+            .sql(" WHERE orders.id = v.column1"),
+        );
+    }
+
+    /// Open orders created at or after `since`, after (`created_at`, `id`) = `after`, oldest
+    /// first: the matcher's book is loaded and kept up to date from these.
+    pub async fn open_orders(
+        &self,
+        after: (i64, &str),
+        limit: i64,
+    ) -> Result<Vec<OrderRow>, DbErr> {
+        OrderRow::find_by_statement(self.stmt(
+            &format!(
+                "SELECT {ORDER_COLUMNS} FROM orders WHERE status = 'open' \
+                 AND (created_at > $1 OR (created_at = $1 AND id > $2)) \
+                 ORDER BY created_at, id LIMIT $3"
+            ),
+            [after.0.into(), after.1.into(), limit.into()],
+        ))
+        .all(self.conn())
+        .await
+    }
+
+    /// How many open orders `user_id` has, as `tx` sees them.
+    pub async fn count_open_orders(
+        &self,
+        tx: &DatabaseTransaction,
+        user_id: &str,
+    ) -> Result<i64, DbErr> {
+        let row = tx
+            .query_one_raw(self.stmt(
+                "SELECT COUNT(*) FROM orders WHERE user_id = $1 AND status = 'open'",
+                [user_id.into()],
+            ))
+            .await?;
+        match row {
+            Some(r) => r.try_get_by_index::<i64>(0),
+            None => Ok(0),
+        }
     }
 }

@@ -21,6 +21,8 @@ crate::names! {
         /// The platform's position in an asset as every order's counterparty: what users
         /// bought from it (negative) and sold to it (positive).
         TradingInventory = "trading_inventory",
+        /// A user's funds reserved by their open limit and stop orders.
+        OrdersHold = "orders_hold",
         /// Paid deposits whose owner no longer exists, until an admin resolves them.
         Suspense = "suspense",
     }
@@ -102,5 +104,9 @@ crate::names! {
         Adjustment = "adjustment",
         /// A filled order: both of the pair's assets in one entry.
         Trade = "trade",
+        /// An open order's funds moved from the wallet into the orders hold.
+        OrderHold = "order_hold",
+        /// What an order still held, back to the wallet when it is cancelled or expires.
+        OrderRelease = "order_release",
     }
 }

@@ -30,6 +30,7 @@ crate::names! {
         Announcement = "realtime.announcement",
         Transfer = "transfer.p2p",
         OrderPlace = "order.place",
+        OrderCancel = "order.cancel",
         Adjust = "wallet.adjust",
         AdjustRequest = "wallet.adjust.request",
         AdjustApprove = "wallet.adjust.approve",

@@ -300,4 +300,10 @@ impl etx_core::Events for Realtime {
         let (user_id, job) = (user_id.to_string(), job.clone());
         tokio::spawn(async move { rt.to_user(&user_id, "job_update", &job).await });
     }
+
+    fn to_user(&self, user_id: &str, event: &'static str, payload: serde_json::Value) {
+        let rt = self.clone();
+        let user_id = user_id.to_string();
+        tokio::spawn(async move { rt.to_user(&user_id, event, &payload).await });
+    }
 }

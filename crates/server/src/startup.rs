@@ -143,6 +143,7 @@ pub async fn build_state(config: Config, settings: Settings) -> anyhow::Result<A
         limiter,
         password_checks: etx_core::session::InFlight::default(),
         workers: etx_core::jobs::Workers::default(),
+        book: Default::default(),
     });
     let state = AppState::new(Inner {
         core,
@@ -266,6 +267,7 @@ impl Application {
         let upkeep = etx_core::upkeep::spawn_upkeep(self.state.core.clone());
         let mail = etx_core::mail::spawn_sender(self.state.core.clone());
         let workers = etx_core::jobs::spawn_workers(self.state.core.clone());
+        let matcher = etx_core::trading::spawn_matcher(self.state.core.clone());
         let m = &self.state.config.market;
         let feed = match m.provider {
             PriceFeed::Coinbase => tokio::spawn(etx_core::market::coinbase::run(
@@ -290,6 +292,7 @@ impl Application {
         upkeep.abort();
         mail.abort();
         workers.abort();
+        matcher.abort();
         feed.abort();
         recorder.abort();
         forwarder.abort();

@@ -106,6 +106,7 @@ pub async fn core_with(change: impl FnOnce(&mut Config)) -> TestCore {
         events: Arc::new(etx_core::events::NoEvents),
         password_checks: etx_core::session::InFlight::default(),
         workers: etx_core::jobs::Workers::default(),
+        book: Default::default(),
         rules,
         config,
     });

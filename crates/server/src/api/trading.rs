@@ -20,7 +20,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(quote))
         .routes(routes!(list, place))
-        .routes(routes!(get_order))
+        .routes(routes!(get_order, cancel))
 }
 
 /// Body of a quote: what a market order would be.
@@ -68,7 +68,7 @@ pub struct OrderBody {
     pair: Option<String>,
     #[schema(example = "buy")]
     side: Option<String>,
-    /// `market` (the default). Limit and stop orders are not available yet (422).
+    /// `market` (the default), `limit` or `stop`.
     #[serde(rename = "type")]
     #[schema(example = "market")]
     kind: Option<String>,
@@ -76,21 +76,38 @@ pub struct OrderBody {
     #[schema(value_type = Option<String>, example = "0.01")]
     amount: Option<String>,
     /// From `POST /api/orders/quote`: fills at exactly its terms, 409 once expired or used.
+    /// Market orders only.
     quote_id: Option<String>,
+    /// A limit order's price (quote asset per base unit): a buy fills at it once the platform's
+    /// buy price is at or below it, a sell once its sell price is at or above it.
+    #[schema(value_type = Option<String>, example = "58000")]
+    limit_price: Option<String>,
+    /// A stop order's trigger: a buy becomes a market buy once the buy price is at or above
+    /// it, a sell a market sell once the sell price is at or below it.
+    #[schema(value_type = Option<String>, example = "55000")]
+    stop_price: Option<String>,
+    /// When a limit or stop order ends if it has not filled (RFC 3339, at most 366 days
+    /// away); without it, it rests until cancelled.
+    #[schema(example = "2026-12-31T00:00:00Z")]
+    expires_at: Option<String>,
 }
 
-/// Place a market order. It fills at once against the platform at the live price (plus the
-/// spread for a buy, minus it for a sell) or at a quote's price, with the fee, in one journal
-/// entry over both assets; your balances of both are in the answer. Requires an
-/// `Idempotency-Key` header.
+/// Place an order. A market order fills at once against the platform at the live price (plus
+/// the spread for a buy, minus it for a sell) or at a quote's price, with the fee, in one
+/// journal entry over both assets; your balances of both are in the answer. A limit or stop
+/// order moves what it needs (a buy: value and fee at its price, a stop buy with
+/// `[trading] stop_margin_bps` more; a sell: the amount) into your orders hold and stays
+/// `open` until the feed crosses its price, you cancel it, or it expires; the answer shows
+/// the wallet balance of the held asset. A price that the live feed already crosses is a
+/// 422. Requires an `Idempotency-Key` header.
 #[utoipa::path(post, path = "/api/orders", tag = "trading", request_body = OrderBody,
     params(("Idempotency-Key" = String, Header, description = "Unique per intended order")),
     responses(
-        (status = 201, description = "The filled order and your balances of the pair's assets", body = OrderPlaced),
+        (status = 201, description = "The filled (market) or open (limit, stop) order and your balances", body = OrderPlaced),
         (status = 400, description = "Missing Idempotency-Key or malformed JSON", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 409, description = "Key reused with a different body, or the quote expired or was used", body = ErrorBody),
-        (status = 422, description = "Invalid fields, a client-sent price, INSUFFICIENT_FUNDS or LIMIT_EXCEEDED (order size, platform exposure)", body = ErrorBody),
+        (status = 422, description = "Invalid fields, a client-sent price on a market order, a trigger price crossed already, INSUFFICIENT_FUNDS or LIMIT_EXCEEDED (order size, platform exposure, open orders)", body = ErrorBody),
         (status = 503, description = "The price feed is stale or has no price for the pair", body = ErrorBody),
     ))]
 async fn place(
@@ -150,4 +167,22 @@ async fn get_order(
     Path(id): Path<String>,
 ) -> ApiResult<Json<OrderView>> {
     Ok(Json(trading::get_order(&state, &auth.user, &id).await?))
+}
+
+/// Cancel one of your open limit or stop orders: what it still holds goes back to your wallet.
+/// Exactly one of a cancel and a fill racing each other wins.
+#[utoipa::path(delete, path = "/api/orders/{id}", tag = "trading",
+    params(("id" = String, Path, description = "Order id")),
+    responses(
+        (status = 200, description = "The cancelled order", body = OrderView),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 404, description = "No such order of yours", body = ErrorBody),
+        (status = 409, description = "The order is no longer open (filled, cancelled or expired)", body = ErrorBody),
+    ))]
+async fn cancel(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<OrderView>> {
+    Ok(Json(trading::cancel_order(&state, &auth.user, &id).await?))
 }

@@ -434,6 +434,26 @@ async fn every_state_changing_route_writes_an_audit_record() {
                 .await
                 .status()
             }
+            ("DELETE", "/api/orders/{id}") => {
+                app.fund(&admin, &alice, "USD", "10.00").await;
+                // A limit buy far below the market rests until cancelled.
+                let r = app
+                    .money_post(
+                        "/api/orders",
+                        Some("walk-limit"),
+                        json!({"pair": "BTC/USD", "side": "buy", "type": "limit",
+                               "amount": "0.001", "limit_price": "1000"}),
+                        &alice.token,
+                    )
+                    .await;
+                assert!(r.status().is_success(), "{}", r.status());
+                let o: Value = r.json().await.unwrap();
+                let id = o["order"]["id"].as_str().unwrap().to_string();
+                before = records(&app).await;
+                app.delete(&format!("/api/orders/{id}"), Some(&alice.token))
+                    .await
+                    .status()
+            }
             ("POST", "/api/transfers/p2p") => {
                 before = records(&app).await;
                 app.money_post(
@@ -840,7 +860,7 @@ async fn every_state_changing_route_writes_an_audit_record() {
         );
         walked += 1;
     }
-    assert_eq!(walked, 50, "every unsafe route but the reads was walked");
+    assert_eq!(walked, 51, "every unsafe route but the reads was walked");
 }
 
 fn walk_etx_config() -> Value {

@@ -20,6 +20,7 @@ mod platform;
 mod provider;
 mod realtime;
 mod redis_outage;
+mod resting;
 mod s3;
 mod safeguards;
 mod security;

@@ -12,6 +12,13 @@
 //! `SecretBox` that seals 2FA secrets), so any instance can check it without storing it, and
 //! neither its terms nor its expiry can be changed by the client.
 
+pub mod book;
+mod matcher;
+mod resting;
+
+pub use matcher::spawn_matcher;
+pub use resting::cancel_order;
+
 use crate::ledger::{
     AmountText, Asset, Failure, Movement, Outcome, Taken, amount_field, balance_of, leg,
     movement_event, queue_history, scale_of, stored_answer,
@@ -42,6 +49,14 @@ pub struct TradingConfig {
     pub quote_ttl_secs: u64,
     /// The platform's largest position in one asset, either way, by value in US cents.
     pub max_exposure_cents: i64,
+    /// What a buy stop holds beyond its cost at the stop price (basis points).
+    pub stop_margin_bps: u32,
+    /// Resting orders settled per transaction by the matcher.
+    pub match_batch: usize,
+    /// How often the matcher picks up orders placed on other instances.
+    pub sync_ms: u64,
+    /// Open limit and stop orders per user.
+    pub max_open_orders: i64,
 }
 
 impl TradingConfig {
@@ -59,6 +74,16 @@ impl TradingConfig {
         }
         if self.max_exposure_cents <= 0 {
             anyhow::bail!("invalid setting trading.max_exposure_cents: must be positive");
+        }
+        if self.stop_margin_bps > 10_000
+            || !(1..=10_000).contains(&self.match_batch)
+            || !(10..=60_000).contains(&self.sync_ms)
+            || self.max_open_orders < 1
+        {
+            anyhow::bail!(
+                "invalid setting trading.stop_margin_bps (<= 10000), match_batch (1..=10000), \
+                 sync_ms (10..=60000) or max_open_orders (>= 1)"
+            );
         }
         if !(1..=300).contains(&self.quote_ttl_secs) {
             anyhow::bail!("invalid setting trading.quote_ttl_secs: must be 1..=300");
@@ -161,12 +186,10 @@ pub fn price_order(
     side: Side,
     amount: i64,
 ) -> Result<Terms, CoreError> {
-    let (bs, qs) = (u32::from(pair.base.scale), u32::from(pair.quote.scale));
-    let mid = base_usd * PRICE_ONE / quote_usd;
-    let spread = i128::from(cfg.spread_bps);
+    let (bid, ask) = bid_ask(cfg, base_usd, quote_usd);
     let price = match side {
-        Side::Buy => ceil_div(mid * (10_000 + spread), 10_000),
-        Side::Sell => mid * (10_000 - spread) / 10_000,
+        Side::Buy => ask,
+        Side::Sell => bid,
     };
     if price <= 0 {
         return Err(CoreError::Unavailable(format!(
@@ -174,6 +197,30 @@ pub fn price_order(
             pair.name()
         )));
     }
+    terms_at(cfg, pair, quote_usd, side, amount, price)
+}
+
+/// What the platform pays (bid) and asks (ask) for one base unit, quote asset × 10^8: the
+/// mid price through USD, minus and plus the spread.
+pub fn bid_ask(cfg: &TradingConfig, base_usd: i128, quote_usd: i128) -> (i128, i128) {
+    let mid = base_usd * PRICE_ONE / quote_usd;
+    let spread = i128::from(cfg.spread_bps);
+    (
+        mid * (10_000 - spread) / 10_000,
+        ceil_div(mid * (10_000 + spread), 10_000),
+    )
+}
+
+/// The terms of an order of `amount` at `price` (quote asset per base unit × 10^8).
+pub fn terms_at(
+    cfg: &TradingConfig,
+    pair: Pair<'_>,
+    quote_usd: i128,
+    side: Side,
+    amount: i64,
+    price: i128,
+) -> Result<Terms, CoreError> {
+    let (bs, qs) = (u32::from(pair.base.scale), u32::from(pair.quote.scale));
     let scaled = i128::from(amount)
         .checked_mul(price)
         .and_then(|v| v.checked_mul(10i128.pow(qs)))
@@ -225,6 +272,8 @@ pub struct QuoteRequest {
     pub price: Option<serde_json::Value>,
     #[serde(default)]
     pub limit_price: Option<serde_json::Value>,
+    #[serde(default)]
+    pub stop_price: Option<serde_json::Value>,
 }
 
 /// A pair, side and amount checked, priced at the live feed.
@@ -237,8 +286,13 @@ pub struct Priced<'a> {
 fn refuse_client_price(
     price: &Option<serde_json::Value>,
     limit_price: &Option<serde_json::Value>,
+    stop_price: &Option<serde_json::Value>,
 ) -> Result<(), CoreError> {
-    for (field, v) in [("price", price), ("limit_price", limit_price)] {
+    for (field, v) in [
+        ("price", price),
+        ("limit_price", limit_price),
+        ("stop_price", stop_price),
+    ] {
         if v.is_some() {
             return Err(CoreError::field(
                 field,
@@ -277,7 +331,7 @@ fn price_market<'a>(
 
 /// Prices a quote's request at the live feed.
 pub fn price_now<'a>(state: &'a Core, req: &QuoteRequest) -> Result<Priced<'a>, CoreError> {
-    refuse_client_price(&req.price, &req.limit_price)?;
+    refuse_client_price(&req.price, &req.limit_price, &req.stop_price)?;
     price_market(state, &req.pair, &req.side, &req.amount.0)
 }
 
@@ -376,7 +430,7 @@ pub struct OrderRequest {
     pub pair: Option<String>,
     #[serde(default)]
     pub side: Option<String>,
-    /// `market` (the default); limit and stop orders are refused for now.
+    /// `market` (the default), `limit` or `stop`.
     #[serde(default, rename = "type")]
     pub kind: Option<String>,
     #[serde(default)]
@@ -384,10 +438,18 @@ pub struct OrderRequest {
     /// Fills at exactly the quote's terms, or 409 once it expired.
     #[serde(default)]
     pub quote_id: Option<String>,
+    /// Refused: a market order's price is the server's.
     #[serde(default)]
     pub price: Option<serde_json::Value>,
+    /// A limit order's price; refused on a market order.
     #[serde(default)]
     pub limit_price: Option<serde_json::Value>,
+    /// A stop order's trigger; refused on a market order.
+    #[serde(default)]
+    pub stop_price: Option<serde_json::Value>,
+    /// A limit or stop order's end (RFC 3339); without it the order rests until cancelled.
+    #[serde(default)]
+    pub expires_at: Option<String>,
 }
 
 /// An order as the API shows it. Amounts are decimal strings: `amount` of the base asset,
@@ -398,10 +460,11 @@ pub struct OrderView {
     pub id: String,
     pub pair: String,
     pub side: String,
-    /// `market`.
+    /// `market`, `limit` or `stop`.
     #[serde(rename = "type")]
     pub kind: String,
-    /// `filled`.
+    /// `filled`; a limit or stop order is `open` until it is `filled`, `cancelled`, `expired`
+    /// or `rejected` (a stop whose market price no longer fitted what it held).
     pub status: String,
     pub amount: String,
     pub price: String,
@@ -412,7 +475,16 @@ pub struct OrderView {
     pub quote_currency: String,
     /// Filled from a quote.
     pub from_quote: bool,
+    /// A limit order's limit price or a stop order's stop price.
+    pub trigger_price: Option<String>,
+    /// What an open order holds of `held_currency` (zero once it ended).
+    pub held: String,
+    pub held_currency: Option<String>,
+    pub expires_at: Option<String>,
+    /// Why it ended without filling.
+    pub reason: Option<String>,
     pub created_at: String,
+    pub updated_at: String,
 }
 
 impl OrderView {
@@ -434,7 +506,16 @@ impl OrderView {
             total: format_amount(o.total, qs),
             quote_currency: o.quote_asset.clone(),
             from_quote: o.quote_id.is_some(),
+            trigger_price: o.trigger_price.map(price_text),
+            held: format_amount(
+                o.held,
+                o.held_asset.as_deref().map_or(0, |a| scale_of(state, a)),
+            ),
+            held_currency: o.held_asset.clone(),
+            expires_at: o.expires_at.map(rfc3339),
+            reason: o.reason.clone(),
             created_at: rfc3339(o.created_at),
+            updated_at: rfc3339(o.updated_at),
         }
     }
 }
@@ -453,17 +534,7 @@ fn order_terms<'a>(
     user_id: &str,
     req: &OrderRequest,
 ) -> Result<Priced<'a>, CoreError> {
-    refuse_client_price(&req.price, &req.limit_price)?;
-    match req.kind.as_deref().map(str::trim) {
-        None | Some("market") => {}
-        Some("limit" | "stop") => {
-            return Err(CoreError::field(
-                "type",
-                "only market orders can be placed: limit and stop orders are not available yet",
-            ));
-        }
-        Some(_) => return Err(CoreError::field("type", "must be market")),
-    }
+    refuse_client_price(&req.price, &req.limit_price, &req.stop_price)?;
     if let Some(id) = &req.quote_id {
         let p = open_quote(state, user_id, id)?;
         let differs = req
@@ -501,6 +572,15 @@ pub async fn place_order(
     body: &serde_json::value::RawValue,
 ) -> Result<Outcome, CoreError> {
     let (m, req) = Movement::start::<OrderRequest>(&user.id, key, "order", body)?;
+    let stop = match req.kind.as_deref().map(str::trim) {
+        None | Some("market") => None,
+        Some("limit") => Some(false),
+        Some("stop") => Some(true),
+        Some(_) => return Err(CoreError::field("type", "must be market, limit or stop")),
+    };
+    if let Some(stop) = stop {
+        return resting::place(state, user, &m, &req, stop).await;
+    }
     // A replay answers as the first request did, even after its quote expired.
     let priced = match order_terms(state, &user.id, &req) {
         Ok(p) => p,
@@ -611,6 +691,11 @@ async fn fill(
         entry_id: Some(entry_id.clone()),
         created_at: now,
         updated_at: now,
+        trigger_price: None,
+        held: 0,
+        held_asset: None,
+        expires_at: None,
+        reason: None,
     };
     Db::queue_order(&mut batch, &order);
     // The user's history: the asset paid and the asset received, the fee on the quote side.
@@ -780,6 +865,10 @@ mod tests {
             max_order_cents: 10_000_000,
             quote_ttl_secs: 10,
             max_exposure_cents: 100_000_000,
+            stop_margin_bps: 500,
+            match_batch: 1000,
+            sync_ms: 1000,
+            max_open_orders: 200,
         }
     }
 

@@ -1,0 +1,207 @@
+//! The matcher: one task per instance that wakes on every price update (and at least every
+//! `[trading] sync_ms`), takes the orders the new prices cross out of the book, and fills them
+//! in batches of `match_batch`, one transaction each; then it expires orders whose time ran
+//! out. Every instance runs one against the shared database: an order is filled, cancelled or
+//! expired by whichever transaction closes it first (see `resting`), so two matchers never
+//! fill it twice. The book is loaded from the database at start and picks up orders placed on
+//! other instances on each sync.
+
+use std::time::Duration;
+
+use super::book::{Resting, Trigger};
+use super::resting::{End, fill_terms, settle};
+use super::{bid_ask, usd_price};
+use crate::Core;
+use crate::ledger::{Failure, with_retries};
+use etx_db::now_micros;
+use etx_db::orders::OrderRow;
+use etx_domain::Side;
+
+/// How far back each sync looks for orders other instances placed: a transaction commits
+/// after it stamped `created_at`, so the window must cover the slowest commit.
+const SYNC_LOOKBACK_MICROS: i64 = 5_000_000;
+
+pub fn spawn_matcher(state: Core) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut updates = state.market.subscribe();
+        let every = Duration::from_millis(state.config.trading.sync_ms);
+        // Everything open at start; afterwards, what was placed since the last look.
+        let mut cursor = (i64::MIN, String::new());
+        loop {
+            match sync(&state, &mut cursor).await {
+                Ok(()) => {}
+                Err(e) => tracing::warn!(error = %e, "order book sync failed"),
+            }
+            if let Err(e) = match_all(&state).await {
+                tracing::warn!(error = %e, "matching failed; the orders stay open");
+            }
+            if let Err(e) = expire_due(&state).await {
+                tracing::warn!(error = %e, "expiring orders failed");
+            }
+            tokio::select! {
+                r = updates.changed() => if r.is_err() { return },
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+    })
+}
+
+fn resting_of(o: &OrderRow) -> Option<Resting> {
+    let side = Side::parse(&o.side)?;
+    let stop = match o.kind.as_str() {
+        "limit" => false,
+        "stop" => true,
+        _ => return None,
+    };
+    Some(Resting {
+        id: o.id.clone(),
+        base: o.base_asset.clone(),
+        quote: o.quote_asset.clone(),
+        trigger: Trigger::of(side, stop),
+        price: o.trigger_price.unwrap_or(o.price),
+        expires_at: o.expires_at,
+    })
+}
+
+/// Adds open orders placed since `cursor` (less the lookback) to the book.
+async fn sync(state: &Core, cursor: &mut (i64, String)) -> Result<(), etx_db::DbErr> {
+    let started = now_micros();
+    let mut after = if cursor.0 == i64::MIN {
+        (i64::MIN, String::new())
+    } else {
+        (cursor.0 - SYNC_LOOKBACK_MICROS, String::new())
+    };
+    loop {
+        let rows = state.db.open_orders((after.0, &after.1), 5_000).await?;
+        let Some(last) = rows.last() else { break };
+        after = (last.created_at, last.id.clone());
+        let mut book = state.book.lock();
+        for o in &rows {
+            if let Some(r) = resting_of(o) {
+                book.insert(r);
+            }
+        }
+    }
+    *cursor = (started, String::new());
+    Ok(())
+}
+
+/// Fills every order the current prices cross, batch after batch.
+pub(super) async fn match_all(state: &Core) -> Result<(), crate::CoreError> {
+    if state.market.is_stale() {
+        return Ok(());
+    }
+    let max = state.config.trading.match_batch;
+    loop {
+        let taken = take_crossed(state, max);
+        if taken.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = taken.iter().map(|r| r.id.clone()).collect();
+        if let Err(e) = with_retries(|| fill_batch(state, &ids)).await {
+            // Still open in the database: back in the book for the next tick.
+            let mut book = state.book.lock();
+            for r in taken {
+                book.insert(r);
+            }
+            return Err(e);
+        }
+    }
+}
+
+/// Takes up to `max` crossed orders out of the book, over every pair that has some.
+fn take_crossed(state: &Core, max: usize) -> Vec<Resting> {
+    let cfg = &state.config.trading;
+    let mut book = state.book.lock();
+    let mut taken = Vec::new();
+    for pair in book.pairs() {
+        let (Some(base), Some(quote)) = (state.assets.get(&pair.0), state.assets.get(&pair.1))
+        else {
+            continue;
+        };
+        let (Ok(b), Ok(q)) = (usd_price(state, base), usd_price(state, quote)) else {
+            continue;
+        };
+        let (bid, ask) = bid_ask(cfg, b, q);
+        let (bid, ask) = (
+            i64::try_from(bid).unwrap_or(i64::MAX),
+            i64::try_from(ask).unwrap_or(i64::MAX),
+        );
+        taken.extend(book.take_crossed(&pair, bid, ask, max - taken.len()));
+        if taken.len() >= max {
+            break;
+        }
+    }
+    taken
+}
+
+/// Closes and fills the orders among `ids` that are still open, in one transaction.
+async fn fill_batch(state: &Core, ids: &[String]) -> Result<usize, Failure> {
+    let tx = state.db.begin_write().await?;
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let rows = state
+        .db
+        .close_open_orders(&tx, &refs, None, "filled")
+        .await?;
+    if rows.is_empty() {
+        tx.rollback().await?;
+        return Ok(0);
+    }
+    let n = rows.len();
+    let ends = rows
+        .into_iter()
+        .map(|o| {
+            let end = fill_terms(state, &o);
+            (o, end)
+        })
+        .collect();
+    let settled = settle(state, &tx, ends, etx_db::Batch::default()).await?;
+    tx.commit().await?;
+    metrics::counter!("etx_orders_filled_total").increment(n as u64);
+    tracing::info!(orders = n, "resting orders settled");
+    settled.send(state);
+    Ok(n)
+}
+
+/// Ends the orders whose time ran out, releasing what they held.
+async fn expire_due(state: &Core) -> Result<(), crate::CoreError> {
+    let max = state.config.trading.match_batch;
+    loop {
+        let due = state.book.lock().take_expired(now_micros(), max);
+        if due.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = due.iter().map(|r| r.id.clone()).collect();
+        let done = with_retries(|| async {
+            let tx = state.db.begin_write().await?;
+            let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+            let rows = state
+                .db
+                .close_open_orders(&tx, &refs, None, "expired")
+                .await?;
+            if rows.is_empty() {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+            let ends = rows
+                .into_iter()
+                .map(|o| (o, End::Release("expired", "its time ran out")))
+                .collect();
+            let settled = settle(state, &tx, ends, etx_db::Batch::default()).await?;
+            tx.commit().await?;
+            Ok(Some(settled))
+        })
+        .await;
+        match done {
+            Ok(Some(s)) => s.send(state),
+            Ok(None) => {}
+            Err(e) => {
+                let mut book = state.book.lock();
+                for r in due {
+                    book.insert(r);
+                }
+                return Err(e);
+            }
+        }
+    }
+}

@@ -1,0 +1,639 @@
+//! Limit and stop orders: the hold, fills when the simulated feed crosses, cancels, expiry,
+//! races, two instances, and random sequences against a model.
+
+use crate::support::*;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+const DOLLAR: i64 = 100_000_000;
+
+fn set_price(app: &TestApp, symbol: &str, cents: i64) {
+    app.state.market.apply(&[etx_core::market::Tick {
+        symbol: symbol.into(),
+        price: cents * (DOLLAR / 100),
+        at: etx_db::now_micros(),
+    }]);
+}
+
+async fn spawn() -> TestApp {
+    TestApp::spawn_with(|c| {
+        c.market.tick_ms = 60_000;
+        c.trading.sync_ms = 50;
+    })
+    .await
+}
+
+async fn order(app: &TestApp, u: &TestUser, key: &str, body: Value) -> (StatusCode, Value) {
+    let r = app
+        .money_post("/api/orders", Some(key), body, &u.token)
+        .await;
+    let status = r.status();
+    (status, r.json().await.unwrap())
+}
+
+async fn get_order(app: &TestApp, u: &TestUser, id: &str) -> Value {
+    app.get(&format!("/api/orders/{id}"), Some(&u.token))
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Waits until the order leaves `open` (the matcher runs in the background).
+async fn ended(app: &TestApp, u: &TestUser, id: &str) -> Value {
+    let start = Instant::now();
+    loop {
+        let o = get_order(app, u, id).await;
+        if o["status"] != "open" {
+            return o;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "still open: {o}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn cancel(app: &TestApp, u: &TestUser, id: &str) -> (StatusCode, Value) {
+    let r = app
+        .delete(&format!("/api/orders/{id}"), Some(&u.token))
+        .await;
+    let s = r.status();
+    (s, r.json().await.unwrap())
+}
+
+fn limit(side: &str, amount: &str, price: &str) -> Value {
+    json!({"pair": "BTC/USD", "side": side, "type": "limit", "amount": amount, "limit_price": price})
+}
+
+#[tokio::test]
+async fn a_limit_order_holds_its_cost_and_fills_at_its_price_once_the_feed_crosses() {
+    let app = spawn().await;
+    let admin = app.user_with_role("treasurer", "admin").await;
+    let alice = app.register("alice").await;
+    app.fund(&admin, &alice, "USD", "1000.00").await;
+    set_price(&app, "BTC", 6_000_000);
+
+    // 0.01 BTC at 58,000: 580.00 + 0.58 fee held.
+    let (s, o) = order(&app, &alice, "l-1", limit("buy", "0.01", "58000")).await;
+    assert_eq!(s, StatusCode::CREATED, "{o}");
+    let id = o["order"]["id"].as_str().unwrap().to_string();
+    assert_eq!(o["order"]["status"], "open");
+    assert_eq!(o["order"]["type"], "limit");
+    assert_eq!(o["order"]["trigger_price"], "58000.00");
+    assert_eq!(o["order"]["held"], "580.58");
+    assert_eq!(o["order"]["held_currency"], "USD");
+    assert_eq!(o["balances"]["USD"], "419.42");
+    assert_eq!(app.balances(&alice).await["USD"], "419.42");
+
+    // Above the limit with the spread (58,100 × 1.0025 = 58,245.25): nothing happens.
+    set_price(&app, "BTC", 5_810_000);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(get_order(&app, &alice, &id).await["status"], "open");
+
+    // 57,800 × 1.0025 = 57,944.50 ≤ 58,000: fills at 58,000, the hold spent exactly.
+    set_price(&app, "BTC", 5_780_000);
+    let f = ended(&app, &alice, &id).await;
+    assert_eq!(f["status"], "filled", "{f}");
+    assert_eq!(f["price"], "58000.00");
+    assert_eq!(f["total"], "580.58");
+    assert_eq!(f["held"], "0.00");
+    let b = app.balances(&alice).await;
+    assert_eq!(
+        (b["USD"].as_str(), b["BTC"].as_str()),
+        ("419.42", "0.01000000")
+    );
+
+    // A limit sell at 59,000 holds the BTC and fills once the bid reaches it:
+    // 59,200 × 0.9975 = 59,052 ≥ 59,000 → 590.00 − 0.59 = 589.41.
+    let (s, o) = order(&app, &alice, "l-2", limit("sell", "0.01", "59000")).await;
+    assert_eq!(s, StatusCode::CREATED, "{o}");
+    assert_eq!(o["order"]["held"], "0.01000000");
+    assert_eq!(o["balances"]["BTC"], "0.00000000");
+    let id = o["order"]["id"].as_str().unwrap().to_string();
+    set_price(&app, "BTC", 5_920_000);
+    let f = ended(&app, &alice, &id).await;
+    assert_eq!(
+        (f["status"].as_str(), f["total"].as_str()),
+        (Some("filled"), Some("589.41"))
+    );
+    let b = app.balances(&alice).await;
+    assert_eq!(
+        (b["USD"].as_str(), b["BTC"].as_str()),
+        ("1008.83", "0.00000000")
+    );
+    // Both fills are in the history and notified.
+    let h: Value = app
+        .get("/api/transactions?type=trade", Some(&alice.token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(h["total"], 4, "{h}");
+    let n: Value = app
+        .get("/api/notifications", Some(&alice.token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let titles: Vec<&str> = n["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["title"].as_str())
+        .filter(|t| t.contains("limit order"))
+        .collect();
+    assert_eq!(titles.len(), 2, "{n}");
+    app.ledger_ok().await;
+}
+
+#[tokio::test]
+async fn bad_limit_and_stop_orders_are_refused_and_move_nothing() {
+    let app = spawn().await;
+    let admin = app.user_with_role("treasurer", "admin").await;
+    let alice = app.register("alice").await;
+    app.fund(&admin, &alice, "USD", "1000.00").await;
+    set_price(&app, "BTC", 6_000_000);
+    let past = "2020-01-01T00:00:00Z";
+    let cases = [
+        (limit("buy", "0.01", "61000"), "limit_price"),
+        (limit("sell", "0.01", "59000"), "limit_price"),
+        (
+            json!({"pair": "BTC/USD", "side": "buy", "type": "stop", "amount": "0.01", "stop_price": "59000"}),
+            "stop_price",
+        ),
+        (
+            json!({"pair": "BTC/USD", "side": "buy", "type": "limit", "amount": "0.01"}),
+            "limit_price",
+        ),
+        (
+            json!({"pair": "BTC/USD", "side": "buy", "type": "limit", "amount": "0.01", "limit_price": "-5"}),
+            "limit_price",
+        ),
+        (
+            json!({"pair": "BTC/USD", "side": "buy", "type": "limit", "amount": "0.01", "limit_price": "abc"}),
+            "limit_price",
+        ),
+        (
+            json!({"pair": "BTC/USD", "side": "buy", "type": "limit", "amount": "0.01", "limit_price": "58000", "stop_price": "1"}),
+            "stop_price",
+        ),
+        (
+            json!({"pair": "BTC/USD", "side": "buy", "type": "limit", "amount": "0.01", "limit_price": "58000", "price": "1"}),
+            "price",
+        ),
+        (
+            json!({"pair": "BTC/USD", "side": "buy", "type": "limit", "amount": "0.01", "limit_price": "58000", "expires_at": past}),
+            "expires_at",
+        ),
+        (
+            json!({"pair": "BTC/USD", "side": "buy", "type": "limit", "amount": "0.01", "limit_price": "58000", "expires_at": "soon"}),
+            "expires_at",
+        ),
+        (
+            json!({"pair": "BTC/USD", "side": "buy", "type": "limit", "amount": "0.01", "limit_price": "58000", "quote_id": "x"}),
+            "quote_id",
+        ),
+        (
+            json!({"pair": "BTC/USD", "side": "buy", "type": "iceberg", "amount": "0.01"}),
+            "type",
+        ),
+        (
+            json!({"pair": "BTC/USD", "side": "buy", "type": "market", "amount": "0.01", "stop_price": "1"}),
+            "stop_price",
+        ),
+    ];
+    for (i, (body, field)) in cases.into_iter().enumerate() {
+        let (s, e) = order(&app, &alice, &format!("bad-{i}"), body.clone()).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {e}");
+        assert!(e["error"]["fields"][field].is_string(), "{body}: {e}");
+    }
+    // Too much to hold, and too small an order.
+    let (s, e) = order(&app, &alice, "big", limit("buy", "1", "50000")).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert_eq!(e["error"]["code"], "INSUFFICIENT_FUNDS");
+    let (s, e) = order(&app, &alice, "tiny", limit("buy", "0.00001", "50000")).await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("LIMIT_EXCEEDED"))
+    );
+    assert_eq!(app.balances(&alice).await["USD"], "1000.00");
+    let list: Value = app
+        .get("/api/orders", Some(&alice.token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["total"], 0);
+}
+
+#[tokio::test]
+async fn cancel_and_expiry_release_exactly_what_is_held() {
+    let app = spawn().await;
+    let admin = app.user_with_role("treasurer", "admin").await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    app.fund(&admin, &alice, "USD", "1000.00").await;
+    set_price(&app, "BTC", 6_000_000);
+
+    let (_, o) = order(&app, &alice, "c-1", limit("buy", "0.01", "50000")).await;
+    let id = o["order"]["id"].as_str().unwrap().to_string();
+    assert_eq!(app.balances(&alice).await["USD"], "499.50");
+    // Another user's order is a 404 and stays open.
+    let (s, _) = cancel(&app, &bob, &id).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, c) = cancel(&app, &alice, &id).await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    assert_eq!(c["status"], "cancelled");
+    assert_eq!(c["held"], "0.00");
+    assert_eq!(app.balances(&alice).await["USD"], "1000.00");
+    let (s, e) = cancel(&app, &alice, &id).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{e}");
+    // A cancelled order does not fill when the price crosses later.
+    set_price(&app, "BTC", 4_900_000);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(get_order(&app, &alice, &id).await["status"], "cancelled");
+    assert_eq!(app.balances(&alice).await["USD"], "1000.00");
+
+    // Good until a time: it expires and gives back what it held.
+    let soon = etx_core::time::rfc3339(etx_db::now_micros() + 700_000);
+    let mut body = limit("buy", "0.01", "40000");
+    body["expires_at"] = soon.into();
+    let (s, o) = order(&app, &alice, "c-2", body).await;
+    assert_eq!(s, StatusCode::CREATED, "{o}");
+    assert_eq!(app.balances(&alice).await["USD"], "599.60");
+    let e = ended(&app, &alice, o["order"]["id"].as_str().unwrap()).await;
+    assert_eq!(e["status"], "expired", "{e}");
+    assert_eq!(app.balances(&alice).await["USD"], "1000.00");
+    app.ledger_ok().await;
+}
+
+#[tokio::test]
+async fn a_stop_becomes_a_market_order_and_returns_what_it_did_not_spend() {
+    let app = spawn().await;
+    let admin = app.user_with_role("treasurer", "admin").await;
+    let alice = app.register("alice").await;
+    app.fund(&admin, &alice, "USD", "2000.00").await;
+    set_price(&app, "BTC", 6_000_000);
+
+    // A buy stop at 62,000 holds 620.62 + 5 % = 651.66.
+    let stop = |amount: &str, price: &str, side: &str| json!({"pair": "BTC/USD", "side": side, "type": "stop", "amount": amount, "stop_price": price});
+    let (s, o) = order(&app, &alice, "s-1", stop("0.01", "62000", "buy")).await;
+    assert_eq!(s, StatusCode::CREATED, "{o}");
+    assert_eq!(o["order"]["held"], "651.66");
+    let id = o["order"]["id"].as_str().unwrap().to_string();
+    // The ask reaches 62,155 (62,000 × 1.0025): a market buy there, 621.55 + 0.63.
+    set_price(&app, "BTC", 6_200_000);
+    let f = ended(&app, &alice, &id).await;
+    assert_eq!(f["status"], "filled", "{f}");
+    assert_eq!(f["price"], "62155.00");
+    assert_eq!(f["total"], "622.18");
+    let b = app.balances(&alice).await;
+    assert_eq!(
+        (b["USD"].as_str(), b["BTC"].as_str()),
+        ("1377.82", "0.01000000")
+    );
+
+    // A gap past the margin: rejected, everything back.
+    let (_, o) = order(&app, &alice, "s-2", stop("0.01", "63000", "buy")).await;
+    let id = o["order"]["id"].as_str().unwrap().to_string();
+    set_price(&app, "BTC", 7_000_000);
+    let f = ended(&app, &alice, &id).await;
+    assert_eq!(f["status"], "rejected", "{f}");
+    assert!(f["reason"].as_str().unwrap().contains("price moved"), "{f}");
+    assert_eq!(app.balances(&alice).await["USD"], "1377.82");
+
+    // A sell stop at 65,000 sells the BTC at the bid once it falls there.
+    let (s, o) = order(&app, &alice, "s-3", stop("0.01", "65000", "sell")).await;
+    assert_eq!(s, StatusCode::CREATED, "{o}");
+    let id = o["order"]["id"].as_str().unwrap().to_string();
+    set_price(&app, "BTC", 6_500_000);
+    let f = ended(&app, &alice, &id).await;
+    // 65,000 × 0.9975 = 64,837.50 → 648.37 − 0.65 fee.
+    assert_eq!(
+        (f["status"].as_str(), f["total"].as_str()),
+        (Some("filled"), Some("647.72"))
+    );
+    let b = app.balances(&alice).await;
+    assert_eq!(
+        (b["USD"].as_str(), b["BTC"].as_str()),
+        ("2025.54", "0.00000000")
+    );
+    app.ledger_ok().await;
+}
+
+/// Open orders of one user, by status, straight from the API.
+async fn statuses(app: &TestApp, u: &TestUser) -> BTreeMap<String, String> {
+    let list: Value = app
+        .get("/api/orders?limit=100", Some(&u.token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    list["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["id"].as_str().unwrap().to_string(),
+                o["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_cancel_racing_the_fill_wins_or_loses_whole() {
+    let app = spawn().await;
+    let admin = app.user_with_role("treasurer", "admin").await;
+    let alice = app.register("alice").await;
+    app.fund(&admin, &alice, "USD", "10000.00").await;
+    set_price(&app, "BTC", 6_000_000);
+    let mut ids = Vec::new();
+    for i in 0..24 {
+        let (s, o) = order(
+            &app,
+            &alice,
+            &format!("r-{i}"),
+            limit("buy", "0.001", "59000"),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{o}");
+        ids.push(o["order"]["id"].as_str().unwrap().to_string());
+    }
+    // Each order holds 59.00 + 0.06.
+    assert_eq!(app.balances(&alice).await["USD"], "8582.56");
+    let cancels = ids.iter().map(|id| {
+        let (app, alice) = (&app, &alice);
+        async move { cancel(app, alice, id).await.0 }
+    });
+    let crossing = async {
+        set_price(&app, "BTC", 5_800_000);
+    };
+    let (codes, ()) = tokio::join!(futures_util::future::join_all(cancels), crossing);
+    // Every order ends exactly one way; the cancel's answer agrees with the order.
+    let mut filled = 0;
+    for (id, code) in ids.iter().zip(&codes) {
+        let o = ended(&app, &alice, id).await;
+        match o["status"].as_str().unwrap() {
+            "cancelled" => assert_eq!(*code, StatusCode::OK, "{o}"),
+            "filled" => {
+                assert_eq!(*code, StatusCode::CONFLICT, "{o}");
+                filled += 1;
+            }
+            other => panic!("{other}: {o}"),
+        }
+    }
+    // Each fill spent one hold of 59.06; each cancel returned one.
+    let usd = 1_000_000 - filled * 5_906;
+    let b = app.balances(&alice).await;
+    assert_eq!(b["USD"], format!("{}.{:02}", usd / 100, usd % 100));
+    assert_eq!(b["BTC"], format!("0.{:08}", filled * 100_000));
+    app.ledger_ok().await;
+}
+
+#[tokio::test]
+async fn two_instances_sharing_the_database_fill_each_order_once() {
+    let a = spawn().await;
+    let b = TestApp::start({
+        let mut c = a.state.config.clone();
+        c.bind = "127.0.0.1:0".parse().unwrap();
+        c
+    })
+    .await;
+    let admin = a.user_with_role("treasurer", "admin").await;
+    let alice = a.register("alice").await;
+    a.fund(&admin, &alice, "USD", "10000.00").await;
+    for app in [&a, &b] {
+        set_price(app, "BTC", 6_000_000);
+    }
+    // Half the orders placed through each instance; each instance learns the other's.
+    for i in 0..30 {
+        let app = if i % 2 == 0 { &a } else { &b };
+        let (s, o) = order(
+            app,
+            &alice,
+            &format!("t-{i}"),
+            limit("buy", "0.001", "59000"),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{o}");
+    }
+    let start = Instant::now();
+    while a.state.book.lock().len() < 30 || b.state.book.lock().len() < 30 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "books never learnt every order"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Both feeds cross at the same moment: both matchers go for all 30.
+    for app in [&a, &b] {
+        set_price(app, "BTC", 5_800_000);
+    }
+    let start = Instant::now();
+    loop {
+        let s = statuses(&a, &alice).await;
+        if s.values().all(|v| v == "filled") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{s:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let trades = a
+        .state
+        .db
+        .scalar_i64(
+            "SELECT COUNT(*) FROM journal_entries WHERE kind = 'trade'",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(trades, 30);
+    let bal = a.balances(&alice).await;
+    assert_eq!(
+        (bal["USD"].as_str(), bal["BTC"].as_str()),
+        ("8228.20", "0.03000000")
+    );
+    a.ledger_ok().await;
+}
+
+/// `n / d` rounded up, for positive numbers.
+fn up(n: i64, d: i64) -> i64 {
+    (n + d - 1) / d
+}
+
+/// A small deterministic generator, so a failing sequence can be replayed from its seed.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+#[derive(Debug, Clone)]
+struct ModelOrder {
+    buy: bool,
+    /// Whole dollars; every order is 0.001 BTC.
+    limit: i64,
+    /// Cents at the limit price: a buy's value rounds up, a sell's down; the fee (0.1 %,
+    /// at least a cent) rounds up.
+    value: i64,
+    fee: i64,
+    open: bool,
+}
+
+/// Random place / cancel / tick sequences against a model of the book and both balances;
+/// after every step the server agrees with the model, and the ledger's invariants hold.
+#[tokio::test]
+async fn random_sequences_match_a_model_of_the_book() {
+    for seed in [7u64, 2026] {
+        let app = spawn().await;
+        let admin = app.user_with_role("treasurer", "admin").await;
+        let u = app.register("trader").await;
+        app.fund(&admin, &u, "USD", "5000.00").await;
+        // Enough BTC to sell: bought at market first.
+        set_price(&app, "BTC", 6_000_000);
+        let (s, _) = order(
+            &app,
+            &u,
+            "seed",
+            json!({"pair": "BTC/USD", "side": "buy", "amount": "0.05"}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED);
+        let start = app.balances(&u).await;
+        let cents = |t: &str| -> i64 { t.replace('.', "").parse().unwrap() };
+        let (mut usd, mut sat) = (cents(&start["USD"]), cents(&start["BTC"]));
+        let mut model: BTreeMap<String, ModelOrder> = BTreeMap::new();
+        let mut rng = Lcg(seed);
+        let mut price = 60_000i64;
+        for step in 0..40 {
+            match rng.next(4) {
+                0 | 1 => {
+                    let buy = rng.next(2) == 0;
+                    // Away from the spread so it rests: a buy below the ask, a sell above the bid.
+                    let off = 200 + rng.next(2_000) as i64;
+                    let limit_price = if buy { price - off } else { price + off };
+                    let (s, o) = order(
+                        &app,
+                        &u,
+                        &format!("m-{seed}-{step}"),
+                        limit(
+                            if buy { "buy" } else { "sell" },
+                            "0.001",
+                            &limit_price.to_string(),
+                        ),
+                    )
+                    .await;
+                    let value = if buy {
+                        up(limit_price, 10)
+                    } else {
+                        limit_price / 10
+                    };
+                    let fee = up(value * 10, 10_000).max(1);
+                    let affordable = if buy {
+                        usd >= value + fee
+                    } else {
+                        sat >= 100_000
+                    };
+                    if affordable {
+                        assert_eq!(s, StatusCode::CREATED, "{o}");
+                        if buy {
+                            usd -= value + fee
+                        } else {
+                            sat -= 100_000
+                        }
+                        model.insert(
+                            o["order"]["id"].as_str().unwrap().to_string(),
+                            ModelOrder {
+                                buy,
+                                limit: limit_price,
+                                value,
+                                fee,
+                                open: true,
+                            },
+                        );
+                    } else {
+                        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{o}");
+                    }
+                }
+                2 => {
+                    let open: Vec<String> = model
+                        .iter()
+                        .filter(|(_, o)| o.open)
+                        .map(|(id, _)| id.clone())
+                        .collect();
+                    if open.is_empty() {
+                        continue;
+                    }
+                    let id = &open[rng.next(open.len() as u64) as usize];
+                    let (s, c) = cancel(&app, &u, id).await;
+                    assert_eq!(s, StatusCode::OK, "{c}");
+                    let o = model.get_mut(id).unwrap();
+                    o.open = false;
+                    if o.buy {
+                        usd += o.value + o.fee
+                    } else {
+                        sat += 100_000
+                    }
+                }
+                _ => {
+                    price = 57_000 + rng.next(6_000) as i64;
+                    set_price(&app, "BTC", price * 100);
+                    // The platform's prices: ask = price × 1.0025 (up), bid = price × 0.9975 (down), in cents.
+                    let (ask, bid) = (
+                        up(price * 100 * 10_025, 10_000),
+                        price * 100 * 9_975 / 10_000,
+                    );
+                    for o in model.values_mut().filter(|o| o.open) {
+                        let limit_cents = o.limit * 100;
+                        if o.buy && limit_cents >= ask {
+                            o.open = false;
+                            sat += 100_000;
+                        } else if !o.buy && limit_cents <= bid {
+                            o.open = false;
+                            usd += o.value - o.fee;
+                        }
+                    }
+                    // The matcher runs in the background: wait until the server agrees.
+                    let t0 = Instant::now();
+                    loop {
+                        let s = statuses(&app, &u).await;
+                        let open_now = s.values().filter(|v| *v == "open").count();
+                        let open_model = model.values().filter(|o| o.open).count();
+                        if open_now == open_model {
+                            for (id, o) in &model {
+                                assert_eq!(
+                                    s[id] == "open",
+                                    o.open,
+                                    "seed {seed} step {step}: {id}"
+                                );
+                            }
+                            break;
+                        }
+                        assert!(
+                            t0.elapsed() < Duration::from_secs(10),
+                            "seed {seed} step {step}: {s:?}"
+                        );
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+            let b = app.balances(&u).await;
+            assert_eq!(
+                (cents(&b["USD"]), cents(&b["BTC"])),
+                (usd, sat),
+                "seed {seed} step {step}"
+            );
+        }
+        app.ledger_ok().await;
+    }
+}
