@@ -841,6 +841,30 @@ impl Db {
             let (id, n, s): (String, i64, i64) = (r.try_get("", "id")?, r.try_get("", "n")?, r.try_get("", "s")?);
             problems.push(format!("entry {id}: {n} postings summing to {s}"));
         }
+        // What each user's orders hold is exactly what their open orders say they hold.
+        for r in c
+            .query_all_raw(self.stmt(
+                "SELECT COALESCE(a.owner_id, o.user_id) AS owner, COALESCE(a.asset, o.held_asset) AS asset, \
+                 CAST(COALESCE(a.balance, 0) AS BIGINT) AS balance, CAST(COALESCE(o.held, 0) AS BIGINT) AS held \
+                 FROM (SELECT owner_id, asset, balance FROM ledger_accounts WHERE kind = 'orders_hold') a \
+                 FULL OUTER JOIN (SELECT user_id, held_asset, SUM(held) AS held FROM orders \
+                 WHERE status = 'open' GROUP BY user_id, held_asset) o \
+                 ON o.user_id = a.owner_id AND o.held_asset = a.asset \
+                 WHERE COALESCE(a.balance, 0) <> COALESCE(o.held, 0)",
+                [],
+            ))
+            .await?
+        {
+            let (owner, asset, balance, held): (String, String, i64, i64) = (
+                r.try_get("", "owner")?,
+                r.try_get("", "asset")?,
+                r.try_get("", "balance")?,
+                r.try_get("", "held")?,
+            );
+            problems.push(format!(
+                "user {owner}: orders hold {balance} {asset}, open orders hold {held}"
+            ));
+        }
         // An entry over several assets (a trade) balances in each of them.
         for r in c
             .query_all_raw(self.stmt(

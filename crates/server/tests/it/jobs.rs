@@ -366,6 +366,12 @@ async fn a_running_job_stops_when_cancelled_and_keeps_nothing_half_stored() {
         .unwrap();
     let id = str_of(&job, "id");
     app.job_when(&u, id, |s| s != "queued").await;
+    // Cancel once the grouping step runs (a job cancelled before its first step has none).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while app.job(&u, id).await["steps"][0]["status"] != "running" {
+        assert!(tokio::time::Instant::now() < deadline, "the step never ran");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let r = app
         .post(&format!("/api/jobs/{id}/cancel"), json!({}), Some(&u.token))
         .await;
