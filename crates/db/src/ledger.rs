@@ -315,7 +315,7 @@ impl Db {
     /// positions that may go negative are created so.
     pub async fn open_accounts(
         &self,
-        tx: &DatabaseTransaction,
+        tx: &impl ConnectionTrait,
         accounts: &[(&str, &str, &str, &str)],
     ) -> Result<(), DbErr> {
         if accounts.is_empty() {

@@ -170,26 +170,29 @@ impl Db {
         .await
     }
 
-    /// Moves open orders among `ids` (of `user_id` when given) to `status` and returns them
-    /// as they were; an order no longer open is not returned. This conditional update is what
-    /// makes a fill, a cancel and an expiry exclusive: whichever commits first wins, on any
-    /// instance.
+    /// Moves open orders among `ids` (of `user_id` when given) to `status` with `reason`, and
+    /// returns them; an order no longer open is not returned. A filled order's journal entry
+    /// has the order's id. This conditional update is what makes a fill, a cancel and an
+    /// expiry exclusive: whichever commits first wins, on any instance. `held` keeps what the
+    /// order held while it was open.
     pub async fn close_open_orders(
         &self,
         tx: &DatabaseTransaction,
         ids: &[&str],
         user_id: Option<&str>,
         status: &str,
+        reason: Option<&str>,
     ) -> Result<Vec<OrderRow>, DbErr> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         let now = crate::now_micros();
-        let mut values: Vec<sea_orm::Value> = vec![status.into(), now.into()];
+        let mut values: Vec<sea_orm::Value> =
+            vec![status.into(), now.into(), reason.map(str::to_string).into()];
         let owner = match user_id {
             Some(u) => {
                 values.push(u.into());
-                " AND user_id = $3"
+                " AND user_id = $4"
             }
             None => "",
         };
@@ -204,11 +207,11 @@ impl Db {
                 format!("id IN ({})", crate::ledger::in_list(first, ids.len()))
             }
         };
-        let returning = ORDER_COLUMNS.replace("status,", "'open' AS status,");
         OrderRow::find_by_statement(self.stmt(
             &format!(
-                "UPDATE orders SET status = $1, updated_at = $2 \
-                 WHERE {matching}{owner} AND status = 'open' RETURNING {returning}"
+                "UPDATE orders SET status = $1, updated_at = $2, reason = $3, \
+                 entry_id = CASE WHEN $1 = 'filled' THEN id END \
+                 WHERE {matching}{owner} AND status = 'open' RETURNING {ORDER_COLUMNS}"
             ),
             values,
         ))
@@ -216,7 +219,8 @@ impl Db {
         .await
     }
 
-    /// Records how closed orders ended (see `close_open_orders`): nothing is held any more.
+    /// Records the terms a closed order ended with where they differ from those it was placed
+    /// with (a stop fills at the market's price; a stop can be rejected when it triggers).
     pub fn queue_order_ends(batch: &mut Batch, ends: &[OrderEnd<'_>]) {
         if ends.is_empty() {
             return;
@@ -237,8 +241,8 @@ impl Db {
         batch.push(
             crate::sql::Sql::new(
                 "UPDATE orders SET price = v.column2, value = v.column3, fee = v.column4, \
-                 total = v.column5, entry_id = v.column6, reason = v.column7, status = v.column8, \
-                 held = 0 FROM ",
+                 total = v.column5, entry_id = v.column6, reason = v.column7, status = v.column8 \
+                 FROM ",
             )
             .rows(rows, "v")
             .sql(" WHERE orders.id = v.column1"),

@@ -52,6 +52,7 @@ impl Trigger {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resting {
     pub id: String,
+    pub user_id: String,
     pub base: String,
     pub quote: String,
     pub trigger: Trigger,
@@ -213,6 +214,7 @@ mod tests {
         ];
         Resting {
             id: format!("o{i:05}"),
+            user_id: "u".into(),
             base: ["BTC", "ETH"][usize::from(pair % 2)].into(),
             quote: "USD".into(),
             trigger: triggers[usize::from(t % 4)],

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use super::book::{Resting, Trigger};
-use super::resting::{End, fill_terms, settle};
+use super::resting::{End, fill_terms, open_fill_accounts, settle};
 use super::{bid_ask, usd_price};
 use crate::Core;
 use crate::ledger::{Failure, with_retries};
@@ -18,29 +18,42 @@ use etx_db::orders::OrderRow;
 use etx_domain::Side;
 
 /// How far back each sync looks for orders other instances placed: a transaction commits
-/// after it stamped `created_at`, so the window must cover the slowest commit.
-const SYNC_LOOKBACK_MICROS: i64 = 5_000_000;
+/// after it stamped `created_at`, so the window covers a slow commit. An order committed later
+/// still is matched by the instance that placed it, and every instance reloads the whole book
+/// every `FULL_RELOAD_MICROS`.
+const SYNC_LOOKBACK_MICROS: i64 = 1_000_000;
+const FULL_RELOAD_MICROS: i64 = 300_000_000;
+
+const EXPIRED: &str = "its time ran out";
 
 pub fn spawn_matcher(state: Core) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut updates = state.market.subscribe();
-        let every = Duration::from_millis(state.config.trading.sync_ms);
+        let mut every = tokio::time::interval(Duration::from_millis(state.config.trading.sync_ms));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Everything open at start; afterwards, what was placed since the last look.
-        let mut cursor = (i64::MIN, String::new());
+        // (the last sync's start, the last full load's start)
+        let mut cursor = (i64::MIN, i64::MIN);
         loop {
-            match sync(&state, &mut cursor).await {
-                Ok(()) => {}
-                Err(e) => tracing::warn!(error = %e, "order book sync failed"),
+            // A price update only matches; the timer also syncs and expires, off the path
+            // from a tick to its fills.
+            let timer = tokio::select! {
+                r = updates.changed() => {
+                    if r.is_err() {
+                        return;
+                    }
+                    false
+                }
+                _ = every.tick() => true,
+            };
+            if timer && let Err(e) = sync(&state, &mut cursor).await {
+                tracing::warn!(error = %e, "order book sync failed");
             }
             if let Err(e) = match_all(&state).await {
                 tracing::warn!(error = %e, "matching failed; the orders stay open");
             }
-            if let Err(e) = expire_due(&state).await {
+            if timer && let Err(e) = expire_due(&state).await {
                 tracing::warn!(error = %e, "expiring orders failed");
-            }
-            tokio::select! {
-                r = updates.changed() => if r.is_err() { return },
-                _ = tokio::time::sleep(every) => {}
             }
         }
     })
@@ -55,6 +68,7 @@ fn resting_of(o: &OrderRow) -> Option<Resting> {
     };
     Some(Resting {
         id: o.id.clone(),
+        user_id: o.user_id.clone(),
         base: o.base_asset.clone(),
         quote: o.quote_asset.clone(),
         trigger: Trigger::of(side, stop),
@@ -63,9 +77,14 @@ fn resting_of(o: &OrderRow) -> Option<Resting> {
     })
 }
 
-/// Adds open orders placed since `cursor` (less the lookback) to the book.
-async fn sync(state: &Core, cursor: &mut (i64, String)) -> Result<(), etx_db::DbErr> {
+/// Adds open orders placed since the last sync (less the lookback) to the book; all of them at
+/// start and every `FULL_RELOAD_MICROS`.
+async fn sync(state: &Core, cursor: &mut (i64, i64)) -> Result<(), etx_db::DbErr> {
     let started = now_micros();
+    if started.saturating_sub(cursor.1) > FULL_RELOAD_MICROS {
+        cursor.0 = i64::MIN;
+        cursor.1 = started;
+    }
     let mut after = if cursor.0 == i64::MIN {
         (i64::MIN, String::new())
     } else {
@@ -82,7 +101,7 @@ async fn sync(state: &Core, cursor: &mut (i64, String)) -> Result<(), etx_db::Db
             }
         }
     }
-    *cursor = (started, String::new());
+    cursor.0 = started;
     Ok(())
 }
 
@@ -91,21 +110,56 @@ pub(super) async fn match_all(state: &Core) -> Result<(), crate::CoreError> {
     if state.market.is_stale() {
         return Ok(());
     }
-    let max = state.config.trading.match_batch;
+    // SQLite has one writer and a bound on a statement's parameters: one modest batch at a time.
+    let (max, groups) = match state.db.kind() {
+        etx_db::DbKind::Sqlite => (state.config.trading.match_batch.min(500), 1),
+        etx_db::DbKind::Postgres => (
+            state.config.trading.match_batch,
+            state.config.trading.match_groups,
+        ),
+    };
     loop {
-        let taken = take_crossed(state, max);
+        let taken = take_crossed(state, max * groups);
         if taken.is_empty() {
             return Ok(());
         }
-        let ids: Vec<String> = taken.iter().map(|r| r.id.clone()).collect();
-        if let Err(e) = with_retries(|| fill_batch(state, &ids)).await {
-            // Still open in the database: back in the book for the next tick.
-            let mut book = state.book.lock();
-            for r in taken {
-                book.insert(r);
-            }
+        if let Err(e) = open_fill_accounts(state, &taken).await {
+            put_back(state, taken);
             return Err(e);
         }
+        // One group per shard class (see `user_shard`): batches of different groups share no
+        // account, so groups settle side by side without waiting on each other's locks; a
+        // group's batches go one after the other.
+        let mut split: Vec<Vec<Resting>> = vec![Vec::new(); groups];
+        for r in taken {
+            let g = (super::user_shard(&r.user_id) % groups as u128) as usize;
+            split[g].push(r);
+        }
+        let settled =
+            futures_util::future::join_all(split.into_iter().map(|mut group| async move {
+                while !group.is_empty() {
+                    let rest = group.split_off(group.len().min(max));
+                    let ids: Vec<String> = group.iter().map(|r| r.id.clone()).collect();
+                    if let Err(e) = with_retries(|| fill_batch(state, &ids)).await {
+                        // Still open in the database: back in the book for the next tick.
+                        put_back(state, group.into_iter().chain(rest));
+                        return Err(e);
+                    }
+                    group = rest;
+                }
+                Ok(())
+            }))
+            .await;
+        if let Some(Err(e)) = settled.into_iter().find(Result::is_err) {
+            return Err(e);
+        }
+    }
+}
+
+fn put_back(state: &Core, orders: impl IntoIterator<Item = Resting>) {
+    let mut book = state.book.lock();
+    for r in orders {
+        book.insert(r);
     }
 }
 
@@ -141,7 +195,7 @@ async fn fill_batch(state: &Core, ids: &[String]) -> Result<usize, Failure> {
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     let rows = state
         .db
-        .close_open_orders(&tx, &refs, None, "filled")
+        .close_open_orders(&tx, &refs, None, "filled", None)
         .await?;
     if rows.is_empty() {
         tx.rollback().await?;
@@ -177,7 +231,7 @@ async fn expire_due(state: &Core) -> Result<(), crate::CoreError> {
             let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
             let rows = state
                 .db
-                .close_open_orders(&tx, &refs, None, "expired")
+                .close_open_orders(&tx, &refs, None, "expired", Some(EXPIRED))
                 .await?;
             if rows.is_empty() {
                 tx.rollback().await?;
@@ -185,7 +239,7 @@ async fn expire_due(state: &Core) -> Result<(), crate::CoreError> {
             }
             let ends = rows
                 .into_iter()
-                .map(|o| (o, End::Release("expired", "its time ran out")))
+                .map(|o| (o, End::Release("expired", EXPIRED)))
                 .collect();
             let settled = settle(state, &tx, ends, etx_db::Batch::default()).await?;
             tx.commit().await?;

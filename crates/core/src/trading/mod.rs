@@ -51,8 +51,10 @@ pub struct TradingConfig {
     pub max_exposure_cents: i64,
     /// What a buy stop holds beyond its cost at the stop price (basis points).
     pub stop_margin_bps: u32,
-    /// Resting orders settled per transaction by the matcher.
+    /// Resting orders settled per transaction by the matcher, and transactions settled side
+    /// by side (PostgreSQL; each takes its own group of accounts, see `user_shard`).
     pub match_batch: usize,
+    pub match_groups: usize,
     /// How often the matcher picks up orders placed on other instances.
     pub sync_ms: u64,
     /// Open limit and stop orders per user.
@@ -77,11 +79,13 @@ impl TradingConfig {
         }
         if self.stop_margin_bps > 10_000
             || !(1..=10_000).contains(&self.match_batch)
+            || !(1..=16).contains(&self.match_groups)
             || !(10..=60_000).contains(&self.sync_ms)
             || self.max_open_orders < 1
         {
             anyhow::bail!(
                 "invalid setting trading.stop_margin_bps (<= 10000), match_batch (1..=10000), \
+                 match_groups (1..=16), \
                  sync_ms (10..=60000) or max_open_orders (>= 1)"
             );
         }
@@ -508,7 +512,7 @@ impl OrderView {
             from_quote: o.quote_id.is_some(),
             trigger_price: o.trigger_price.map(price_text),
             held: format_amount(
-                o.held,
+                if o.status == "open" { o.held } else { 0 },
                 o.held_asset.as_deref().map_or(0, |a| scale_of(state, a)),
             ),
             held_currency: o.held_asset.clone(),
@@ -817,6 +821,17 @@ fn shard_owner(k: u128) -> String {
     format!("platform-{k}")
 }
 
+/// The shard of a resting order's fill, by its owner: the matcher settles batches side by
+/// side, one group of shards each (`shard % groups`), so no two batches lock the same
+/// account, the owner's or the platform's.
+fn user_shard(user_id: &str) -> u128 {
+    // FNV-1a: stable across builds and instances.
+    let h = user_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    u128::from(h) % TRADING_SHARDS
+}
+
 fn trading_shard(order_id: uuid::Uuid) -> String {
     // The id's random tail picks the shard (its head is the time).
     shard_owner(order_id.as_u128() % TRADING_SHARDS)
@@ -866,7 +881,8 @@ mod tests {
             quote_ttl_secs: 10,
             max_exposure_cents: 100_000_000,
             stop_margin_bps: 500,
-            match_batch: 1000,
+            match_batch: 2500,
+            match_groups: 2,
             sync_ms: 1000,
             max_open_orders: 200,
         }

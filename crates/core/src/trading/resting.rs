@@ -26,12 +26,15 @@ use etx_domain::money::{format_amount, parse_positive_amount};
 use etx_domain::{AccountKind, AuditAction, EntryKind, Side, TxKind};
 use serde_json::json;
 
+const CANCELLED: &str = "cancelled by you";
+
 /// The longest a limit or stop order may rest.
 const MAX_LIFETIME_MICROS: i64 = 366 * 24 * 3600 * 1_000_000;
 
 /// A limit or stop order, checked and priced, before anything moved.
 struct Plan<'a> {
     id: String,
+    user_id: String,
     pair: Pair<'a>,
     side: Side,
     stop: bool,
@@ -46,6 +49,7 @@ impl Plan<'_> {
     fn resting(&self) -> Resting {
         Resting {
             id: self.id.clone(),
+            user_id: self.user_id.clone(),
             base: self.pair.base.code.clone(),
             quote: self.pair.quote.code.clone(),
             trigger: Trigger::of(self.side, self.stop),
@@ -69,7 +73,12 @@ fn price_field(field: &'static str, v: &serde_json::Value) -> Result<i64, CoreEr
     parse_positive_amount(&text, PRICE_SCALE).map_err(|e| CoreError::field(field, &e.to_string()))
 }
 
-fn plan<'a>(state: &'a Core, req: &OrderRequest, stop: bool) -> Result<Plan<'a>, CoreError> {
+fn plan<'a>(
+    state: &'a Core,
+    user_id: &str,
+    req: &OrderRequest,
+    stop: bool,
+) -> Result<Plan<'a>, CoreError> {
     let kind = if stop { "stop" } else { "limit" };
     if req.quote_id.is_some() {
         return Err(CoreError::field(
@@ -163,6 +172,7 @@ fn plan<'a>(state: &'a Core, req: &OrderRequest, stop: bool) -> Result<Plan<'a>,
     };
     Ok(Plan {
         id: uuid::Uuid::now_v7().to_string(),
+        user_id: user_id.to_string(),
         pair,
         side,
         stop,
@@ -190,7 +200,7 @@ pub(super) async fn place(
     req: &OrderRequest,
     stop: bool,
 ) -> Result<Outcome, CoreError> {
-    let p = match plan(state, req, stop) {
+    let p = match plan(state, &user.id, req, stop) {
         Ok(p) => p,
         Err(e) => {
             return match m.earlier(state).await? {
@@ -312,7 +322,7 @@ async fn cancel_once(state: &Core, user: &UserRow, id: &str) -> Result<OrderView
     let tx = state.db.begin_write().await?;
     let rows = state
         .db
-        .close_open_orders(&tx, &[id], Some(&user.id), "cancelled")
+        .close_open_orders(&tx, &[id], Some(&user.id), "cancelled", Some(CANCELLED))
         .await?;
     if rows.is_empty() {
         tx.rollback().await?;
@@ -335,7 +345,7 @@ async fn cancel_once(state: &Core, user: &UserRow, id: &str) -> Result<OrderView
         .queue(&mut extra);
     let ends = rows
         .into_iter()
-        .map(|o| (o, End::Release("cancelled", "cancelled by you")))
+        .map(|o| (o, End::Release("cancelled", CANCELLED)))
         .collect();
     let mut settled = settle(state, &tx, ends, extra).await?;
     tx.commit().await?;
@@ -370,27 +380,18 @@ impl Settled {
     }
 }
 
-/// An order as a settlement ends it.
+/// An order whose end differs from how it was closed or placed.
 struct Ended {
     row: OrderRow,
-    status: &'static str,
-    terms: Terms,
     /// The fill's entry.
     entry: Option<String>,
-    reason: Option<&'static str>,
 }
 
-/// One account's change within a settlement.
-struct Delta {
-    owner: String,
-    kind: AccountKind,
-    asset: String,
-    amount: i64,
-}
-
-/// Settles orders that `tx` closed from `open` (rows as they were): each order's entry (the
-/// fill over both assets, or the hold's release), history rows and notice for a fill, and the
-/// order's end; every account's change summed into one conditional update for the batch.
+/// Settles orders that `tx` closed from `open` (see `close_open_orders`): each order's entry
+/// (a fill over both assets, with the order's id, or the hold's release), history rows and
+/// notice, and its terms where a stop changed them; every account's change summed into one
+/// conditional update for the whole batch. The inserts go first and the accounts are locked
+/// last, so batches settling side by side hold the shared platform accounts only briefly.
 pub(super) async fn settle(
     state: &Core,
     tx: &DatabaseTransaction,
@@ -398,15 +399,17 @@ pub(super) async fn settle(
     mut batch: Batch,
 ) -> Result<Settled, Failure> {
     let now = now_micros();
-    let mut deltas: BTreeMap<String, Delta> = BTreeMap::new();
-    let mut ends_owned: Vec<Ended> = Vec::with_capacity(orders.len());
+    // Each account's change over the whole batch.
+    let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
+    let mut changed: Vec<Ended> = Vec::new();
     let mut messages = Vec::new();
     let mut touched: Vec<(String, String)> = Vec::new();
-    for (o, end) in orders {
-        let u = o.user_id.as_str();
+    let mut views = Vec::with_capacity(orders.len());
+    for (mut o, end) in orders {
+        let u = o.user_id.clone();
+        let u = u.as_str();
         let held_asset = o.held_asset.clone().unwrap_or_default();
         let side = Side::parse(&o.side).unwrap_or(Side::Buy);
-        let entry_id = uuid::Uuid::now_v7().to_string();
         // (asset, owner, kind, amount) of every leg.
         let mut legs: Vec<(String, String, AccountKind, i64)> = Vec::new();
         let mut add = |asset: &str, owner: &str, kind: AccountKind, amount: i64| {
@@ -414,9 +417,10 @@ pub(super) async fn settle(
                 legs.push((asset.to_string(), owner.to_string(), kind, amount));
             }
         };
-        let (base, quote) = (o.base_asset.as_str(), o.quote_asset.as_str());
-        let shard = super::trading_shard(uuid::Uuid::parse_str(&o.id).unwrap_or_default());
-        let (status, terms, kind, reason) = match &end {
+        let (base, quote) = (o.base_asset.clone(), o.quote_asset.clone());
+        let (base, quote) = (base.as_str(), quote.as_str());
+        let shard = super::shard_owner(super::user_shard(&o.user_id));
+        let (entry_id, kind) = match &end {
             End::Fill(t) => {
                 match side {
                     Side::Buy => {
@@ -435,38 +439,42 @@ pub(super) async fn settle(
                         add(quote, &shard, AccountKind::Fees, t.fee);
                     }
                 }
-                ("filled", *t, EntryKind::Trade, None)
+                let moved =
+                    (t.price, t.value, t.fee, t.total) != (o.price, o.value, o.fee, o.total);
+                (o.price, o.value, o.fee, o.total) = (t.price, t.value, t.fee, t.total);
+                o.status = "filled".into();
+                if moved {
+                    changed.push(Ended {
+                        row: o.clone(),
+                        entry: Some(o.id.clone()),
+                    });
+                }
+                (o.id.clone(), EntryKind::Trade)
             }
             End::Release(status, reason) => {
                 add(&held_asset, u, AccountKind::OrdersHold, -o.held);
                 add(&held_asset, u, AccountKind::Wallet, o.held);
-                let t = Terms {
-                    amount: o.amount,
-                    price: o.price,
-                    value: o.value,
-                    fee: o.fee,
-                    total: o.total,
-                    usd_cents: 0,
-                };
-                (*status, t, EntryKind::OrderRelease, Some(*reason))
+                let was = std::mem::replace(&mut o.status, (*status).to_string());
+                o.reason = Some((*reason).to_string());
+                if was != *status {
+                    // Closed as a fill, ended otherwise: a stop rejected when it triggered.
+                    changed.push(Ended {
+                        row: o.clone(),
+                        entry: None,
+                    });
+                }
+                (uuid::Uuid::now_v7().to_string(), EntryKind::OrderRelease)
             }
         };
-        let memo = format!("{} {} order {}", status, o.kind, o.id);
+        let memo = format!("{} {} order {}", o.status, o.kind, o.id);
         let postings: Vec<(String, String, i64)> = legs
             .iter()
             .map(|(asset, owner, kind, amount)| {
                 (account_id(owner, *kind, asset), asset.clone(), *amount)
             })
             .collect();
-        for (asset, owner, kind, amount) in legs {
-            let id = account_id(&owner, kind, &asset);
-            let d = deltas.entry(id).or_insert(Delta {
-                owner,
-                kind,
-                asset,
-                amount: 0,
-            });
-            d.amount += amount;
+        for (id, _, amount) in &postings {
+            *deltas.entry(id.clone()).or_insert(0) += amount;
         }
         Db::queue_postings(
             &mut batch,
@@ -483,39 +491,42 @@ pub(super) async fn settle(
         );
         touched.push((u.to_string(), held_asset.clone()));
         if let End::Fill(t) = &end {
-            touched.push((
-                u.to_string(),
-                if held_asset == base { quote } else { base }.to_string(),
-            ));
+            let other = if held_asset == base { quote } else { base };
+            touched.push((u.to_string(), other.to_string()));
             fill_history(state, &mut batch, &o, side, t, &entry_id, &mut messages);
         }
-        ends_owned.push(Ended {
-            entry: (status == "filled").then_some(entry_id),
-            row: o,
-            status,
-            terms,
-            reason,
-        });
+        o.updated_at = now;
+        let view = OrderView::new(state, &o);
+        // A notice for what the owner did not do themselves.
+        if o.status != "cancelled" {
+            let n = order_notice(state, &o, &o.status);
+            n.queue(&mut batch, u);
+            messages.push((u.to_string(), "notification", n.view()));
+        }
+        messages.push((u.to_string(), "order_update", json!(view)));
+        views.push(view);
     }
-    // Every account of the batch changes in one statement, after locking them in id order.
-    let ids: Vec<&str> = deltas.keys().map(String::as_str).collect();
-    let opening: Vec<(&str, &str, &str, &str)> = deltas
+    let ends: Vec<OrderEnd<'_>> = changed
         .iter()
-        .map(|(id, d)| {
-            (
-                id.as_str(),
-                d.owner.as_str(),
-                d.kind.as_str(),
-                d.asset.as_str(),
-            )
+        .map(|e| OrderEnd {
+            id: &e.row.id,
+            status: &e.row.status,
+            price: e.row.price,
+            value: e.row.value,
+            fee: e.row.fee,
+            total: e.row.total,
+            entry_id: e.entry.as_deref(),
+            reason: e.row.reason.as_deref(),
         })
         .collect();
-    state.db.open_accounts(tx, &opening).await?;
+    Db::queue_order_ends(&mut batch, &ends);
+    // The accounts a fill credits first were opened before (`open_fill_accounts`); a release
+    // only touches accounts its order was paid from.
+    state.db.run_batch(tx, batch.merge_inserts()).await?;
+    // Every account of the batch changes in one statement, after locking them in id order.
+    let ids: Vec<&str> = deltas.keys().map(String::as_str).collect();
     state.db.lock_accounts(tx, &ids).await?;
-    let changes: Vec<(&str, i64)> = deltas
-        .iter()
-        .map(|(id, d)| (id.as_str(), d.amount))
-        .collect();
+    let changes: Vec<(&str, i64)> = deltas.iter().map(|(id, d)| (id.as_str(), *d)).collect();
     let balances = state.db.apply_balance_changes(tx, &changes).await?;
     if balances.len() != changes.len() {
         return Err(CoreError::Internal(anyhow::anyhow!(
@@ -525,49 +536,6 @@ pub(super) async fn settle(
         ))
         .into());
     }
-    let ends: Vec<OrderEnd<'_>> = ends_owned
-        .iter()
-        .map(|e| OrderEnd {
-            id: &e.row.id,
-            status: e.status,
-            price: e.terms.price,
-            value: e.terms.value,
-            fee: e.terms.fee,
-            total: e.terms.total,
-            entry_id: e.entry.as_deref(),
-            reason: e.reason,
-        })
-        .collect();
-    Db::queue_order_ends(&mut batch, &ends);
-    // Notices for what the owner did not do themselves.
-    let mut views = Vec::with_capacity(ends_owned.len());
-    for Ended {
-        row: o,
-        status,
-        terms: t,
-        reason,
-        ..
-    } in &ends_owned
-    {
-        let mut row = o.clone();
-        row.status = (*status).to_string();
-        row.price = t.price;
-        row.value = t.value;
-        row.fee = t.fee;
-        row.total = t.total;
-        row.held = 0;
-        row.reason = reason.map(str::to_string);
-        row.updated_at = now;
-        let view = OrderView::new(state, &row);
-        if *status != "cancelled" {
-            let n = order_notice(state, &row, status);
-            n.queue(&mut batch, &row.user_id);
-            messages.push((row.user_id.clone(), "notification", n.view()));
-        }
-        messages.push((row.user_id.clone(), "order_update", json!(view)));
-        views.push(view);
-    }
-    state.db.run_batch(tx, batch.merge_inserts()).await?;
     touched.sort();
     touched.dedup();
     for (user, asset) in touched {
@@ -702,4 +670,41 @@ pub(super) fn fill_terms(state: &Core, o: &OrderRow) -> End {
             "it could not be priced within the order size limits when its stop triggered",
         ),
     }
+}
+
+/// Opens, outside any transaction, the accounts that fills of `orders` may be the first to
+/// credit: the owner's wallet of the asset bought or sold for, and the platform's inventory
+/// and fee shards of both assets. Opened ahead, they are never inserted by two settling
+/// batches at once (the second would wait for the first to commit).
+pub(super) async fn open_fill_accounts(state: &Core, orders: &[Resting]) -> Result<(), CoreError> {
+    let mut accounts: BTreeMap<String, (String, AccountKind, String)> = BTreeMap::new();
+    for r in orders {
+        let received = match r.trigger {
+            Trigger::BuyLimit | Trigger::BuyStop => &r.base,
+            Trigger::SellLimit | Trigger::SellStop => &r.quote,
+        };
+        let wallet = (r.user_id.clone(), AccountKind::Wallet, received.clone());
+        accounts.insert(account_id(&wallet.0, wallet.1, &wallet.2), wallet);
+        let shard = super::shard_owner(super::user_shard(&r.user_id));
+        for (kind, asset) in [
+            (AccountKind::TradingInventory, &r.base),
+            (AccountKind::TradingInventory, &r.quote),
+            (AccountKind::Fees, &r.quote),
+        ] {
+            accounts.insert(
+                account_id(&shard, kind, asset),
+                (shard.clone(), kind, asset.clone()),
+            );
+        }
+    }
+    let rows: Vec<(&str, &str, &str, &str)> = accounts
+        .iter()
+        .map(|(id, (owner, kind, asset))| {
+            (id.as_str(), owner.as_str(), kind.as_str(), asset.as_str())
+        })
+        .collect();
+    for chunk in rows.chunks(2_000) {
+        state.db.open_accounts(state.db.conn(), chunk).await?;
+    }
+    Ok(())
 }
