@@ -7,7 +7,7 @@
 #   ORDERS=200000 CROSSED=20000 MATCH_BATCH=2000 benches/resting.sh
 #
 # Tunables (environment): ORDERS, CROSSED, USERS (1000), MATCH_BATCH and MATCH_GROUPS ([trading]
-# match_batch and match_groups, 2500 and 2 by default), PG_ADMIN_URL (postgres://postgres@127.0.0.1:5432/postgres), BENCH_DB
+# match_batch and match_groups, 3000 and 4 by default), PG_ADMIN_URL (postgres://postgres@127.0.0.1:5432/postgres), BENCH_DB
 # (etx_bench_resting; dropped and created again). CARGO_TARGET_DIR is honoured.
 
 set -euo pipefail

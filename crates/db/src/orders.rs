@@ -170,9 +170,9 @@ impl Db {
         .await
     }
 
-    /// Moves open orders among `ids` (of `user_id` when given) to `status` with `reason`, and
-    /// returns them; an order no longer open is not returned. A filled order's journal entry
-    /// has the order's id. This conditional update is what makes a fill, a cancel and an
+    /// Moves open orders among `ids` (of `user_id` when given) to `status` with `reason` and
+    /// `entry_id` (the fills' journal entry), and returns them; an order no longer open is not
+    /// returned. This conditional update is what makes a fill, a cancel and an
     /// expiry exclusive: whichever commits first wins, on any instance. `held` keeps what the
     /// order held while it was open.
     pub async fn close_open_orders(
@@ -182,17 +182,22 @@ impl Db {
         user_id: Option<&str>,
         status: &str,
         reason: Option<&str>,
+        entry_id: Option<&str>,
     ) -> Result<Vec<OrderRow>, DbErr> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         let now = crate::now_micros();
-        let mut values: Vec<sea_orm::Value> =
-            vec![status.into(), now.into(), reason.map(str::to_string).into()];
+        let mut values: Vec<sea_orm::Value> = vec![
+            status.into(),
+            now.into(),
+            reason.map(str::to_string).into(),
+            entry_id.map(str::to_string).into(),
+        ];
         let owner = match user_id {
             Some(u) => {
                 values.push(u.into());
-                " AND user_id = $4"
+                " AND user_id = $5"
             }
             None => "",
         };
@@ -210,7 +215,7 @@ impl Db {
         OrderRow::find_by_statement(self.stmt(
             &format!(
                 "UPDATE orders SET status = $1, updated_at = $2, reason = $3, \
-                 entry_id = CASE WHEN $1 = 'filled' THEN id END \
+                 entry_id = $4 \
                  WHERE {matching}{owner} AND status = 'open' RETURNING {ORDER_COLUMNS}"
             ),
             values,

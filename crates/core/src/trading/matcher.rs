@@ -193,9 +193,10 @@ fn take_crossed(state: &Core, max: usize) -> Vec<Resting> {
 async fn fill_batch(state: &Core, ids: &[String]) -> Result<usize, Failure> {
     let tx = state.db.begin_write().await?;
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let entry = uuid::Uuid::now_v7().to_string();
     let rows = state
         .db
-        .close_open_orders(&tx, &refs, None, "filled", None)
+        .close_open_orders(&tx, &refs, None, "filled", None, Some(&entry))
         .await?;
     if rows.is_empty() {
         tx.rollback().await?;
@@ -209,7 +210,7 @@ async fn fill_batch(state: &Core, ids: &[String]) -> Result<usize, Failure> {
             (o, end)
         })
         .collect();
-    let settled = settle(state, &tx, ends, etx_db::Batch::default()).await?;
+    let settled = settle(state, &tx, ends, &entry, etx_db::Batch::default()).await?;
     tx.commit().await?;
     metrics::counter!("etx_orders_filled_total").increment(n as u64);
     tracing::info!(orders = n, "resting orders settled");
@@ -231,7 +232,7 @@ async fn expire_due(state: &Core) -> Result<(), crate::CoreError> {
             let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
             let rows = state
                 .db
-                .close_open_orders(&tx, &refs, None, "expired", Some(EXPIRED))
+                .close_open_orders(&tx, &refs, None, "expired", Some(EXPIRED), None)
                 .await?;
             if rows.is_empty() {
                 tx.rollback().await?;
@@ -241,7 +242,7 @@ async fn expire_due(state: &Core) -> Result<(), crate::CoreError> {
                 .into_iter()
                 .map(|o| (o, End::Release("expired", EXPIRED)))
                 .collect();
-            let settled = settle(state, &tx, ends, etx_db::Batch::default()).await?;
+            let settled = settle(state, &tx, ends, "", etx_db::Batch::default()).await?;
             tx.commit().await?;
             Ok(Some(settled))
         })

@@ -881,8 +881,8 @@ mod tests {
             quote_ttl_secs: 10,
             max_exposure_cents: 100_000_000,
             stop_margin_bps: 500,
-            match_batch: 2500,
-            match_groups: 2,
+            match_batch: 3000,
+            match_groups: 4,
             sync_ms: 1000,
             max_open_orders: 200,
         }

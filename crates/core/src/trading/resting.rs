@@ -322,7 +322,14 @@ async fn cancel_once(state: &Core, user: &UserRow, id: &str) -> Result<OrderView
     let tx = state.db.begin_write().await?;
     let rows = state
         .db
-        .close_open_orders(&tx, &[id], Some(&user.id), "cancelled", Some(CANCELLED))
+        .close_open_orders(
+            &tx,
+            &[id],
+            Some(&user.id),
+            "cancelled",
+            Some(CANCELLED),
+            None,
+        )
         .await?;
     if rows.is_empty() {
         tx.rollback().await?;
@@ -347,7 +354,7 @@ async fn cancel_once(state: &Core, user: &UserRow, id: &str) -> Result<OrderView
         .into_iter()
         .map(|o| (o, End::Release("cancelled", CANCELLED)))
         .collect();
-    let mut settled = settle(state, &tx, ends, extra).await?;
+    let mut settled = settle(state, &tx, ends, "", extra).await?;
     tx.commit().await?;
     let view = settled.views.pop().ok_or_else(|| {
         Failure::Api(CoreError::Internal(anyhow::anyhow!(
@@ -387,20 +394,24 @@ struct Ended {
     entry: Option<String>,
 }
 
-/// Settles orders that `tx` closed from `open` (see `close_open_orders`): each order's entry
-/// (a fill over both assets, with the order's id, or the hold's release), history rows and
-/// notice, and its terms where a stop changed them; every account's change summed into one
-/// conditional update for the whole batch. The inserts go first and the accounts are locked
+/// Settles orders that `tx` closed from `open` (see `close_open_orders`): one journal entry
+/// `fill_entry` for the fills (each owner's legs order by order, the platform's inventory and
+/// fee legs netted per account) and one for the holds released, each order's history rows
+/// and notice, and its terms where a stop changed them; every account's change summed into
+/// one conditional update for the whole batch. The inserts go first and the accounts are locked
 /// last, so batches settling side by side hold the shared platform accounts only briefly.
 pub(super) async fn settle(
     state: &Core,
     tx: &DatabaseTransaction,
     orders: Vec<(OrderRow, End)>,
+    fill_entry: &str,
     mut batch: Batch,
 ) -> Result<Settled, Failure> {
     let now = now_micros();
     // Each account's change over the whole batch.
     let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
+    let mut platform: BTreeMap<(String, String), i64> = BTreeMap::new();
+    let (mut trade_legs, mut release_legs) = (Vec::new(), Vec::new());
     let mut changed: Vec<Ended> = Vec::new();
     let mut messages = Vec::new();
     let mut touched: Vec<(String, String)> = Vec::new();
@@ -420,7 +431,8 @@ pub(super) async fn settle(
         let (base, quote) = (o.base_asset.clone(), o.quote_asset.clone());
         let (base, quote) = (base.as_str(), quote.as_str());
         let shard = super::shard_owner(super::user_shard(&o.user_id));
-        let (entry_id, kind) = match &end {
+        let fill = matches!(end, End::Fill(_));
+        match &end {
             End::Fill(t) => {
                 match side {
                     Side::Buy => {
@@ -446,10 +458,9 @@ pub(super) async fn settle(
                 if moved {
                     changed.push(Ended {
                         row: o.clone(),
-                        entry: Some(o.id.clone()),
+                        entry: Some(fill_entry.to_string()),
                     });
                 }
-                (o.id.clone(), EntryKind::Trade)
             }
             End::Release(status, reason) => {
                 add(&held_asset, u, AccountKind::OrdersHold, -o.held);
@@ -463,37 +474,23 @@ pub(super) async fn settle(
                         entry: None,
                     });
                 }
-                (uuid::Uuid::now_v7().to_string(), EntryKind::OrderRelease)
             }
         };
-        let memo = format!("{} {} order {}", o.status, o.kind, o.id);
-        let postings: Vec<(String, String, i64)> = legs
-            .iter()
-            .map(|(asset, owner, kind, amount)| {
-                (account_id(owner, *kind, asset), asset.clone(), *amount)
-            })
-            .collect();
-        for (id, _, amount) in &postings {
+        for (asset, owner, kind, amount) in legs {
+            let id = account_id(&owner, kind, &asset);
             *deltas.entry(id.clone()).or_insert(0) += amount;
+            match (fill, owner == u) {
+                // The platform's side of the fills, netted per account.
+                (true, false) => *platform.entry((id, asset)).or_insert(0) += amount,
+                (true, true) => trade_legs.push((id, asset, amount)),
+                (false, _) => release_legs.push((id, asset, amount)),
+            }
         }
-        Db::queue_postings(
-            &mut batch,
-            &EntryHead {
-                id: &entry_id,
-                kind,
-                memo: Some(&memo),
-                created_by: None,
-            },
-            postings
-                .iter()
-                .map(|(a, s, n)| (a.as_str(), s.as_str(), *n)),
-            now,
-        );
         touched.push((u.to_string(), held_asset.clone()));
         if let End::Fill(t) = &end {
             let other = if held_asset == base { quote } else { base };
             touched.push((u.to_string(), other.to_string()));
-            fill_history(state, &mut batch, &o, side, t, &entry_id, &mut messages);
+            fill_history(state, &mut batch, &o, side, t, fill_entry, &mut messages);
         }
         o.updated_at = now;
         let view = OrderView::new(state, &o);
@@ -505,6 +502,39 @@ pub(super) async fn settle(
         }
         messages.push((u.to_string(), "order_update", json!(view)));
         views.push(view);
+    }
+    // One entry for the batch's fills (the owners' legs order by order, the platform's netted)
+    // and one for its releases.
+    trade_legs.extend(
+        platform
+            .into_iter()
+            .filter(|(_, n)| *n != 0)
+            .map(|((id, asset), n)| (id, asset, n)),
+    );
+    let release_entry = uuid::Uuid::now_v7().to_string();
+    for (id, kind, legs) in [
+        (fill_entry, EntryKind::Trade, &trade_legs),
+        (
+            release_entry.as_str(),
+            EntryKind::OrderRelease,
+            &release_legs,
+        ),
+    ] {
+        if legs.is_empty() {
+            continue;
+        }
+        let memo = format!("{} of resting orders", kind.as_str().replace('_', " "));
+        Db::queue_postings(
+            &mut batch,
+            &EntryHead {
+                id,
+                kind,
+                memo: Some(&memo),
+                created_by: None,
+            },
+            legs.iter().map(|(a, s, n)| (a.as_str(), s.as_str(), *n)),
+            now,
+        );
     }
     let ends: Vec<OrderEnd<'_>> = changed
         .iter()

@@ -442,16 +442,17 @@ async fn two_instances_sharing_the_database_fill_each_order_once() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let trades = a
+    // Two history rows per fill, and 0.001 BTC each: every order filled exactly once.
+    let rows = a
         .state
         .db
         .scalar_i64(
-            "SELECT COUNT(*) FROM journal_entries WHERE kind = 'trade'",
+            "SELECT COUNT(*) FROM transactions WHERE type = 'trade'",
             vec![],
         )
         .await
         .unwrap();
-    assert_eq!(trades, 30);
+    assert_eq!(rows, 60);
     let bal = a.balances(&alice).await;
     assert_eq!(
         (bal["USD"].as_str(), bal["BTC"].as_str()),
