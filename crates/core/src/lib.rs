@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod address;
+pub mod alerts;
 pub mod audit;
 pub mod config;
 pub mod deposits;
@@ -65,6 +66,8 @@ pub struct Parts {
     pub workers: jobs::Workers,
     /// Open limit and stop orders by trigger price, for this instance's matcher.
     pub book: trading::book::OrderBook,
+    /// Active price alerts by asset, for this instance's evaluator.
+    pub alerts: alerts::Alerts,
 }
 
 impl Core {

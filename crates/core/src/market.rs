@@ -236,6 +236,25 @@ impl Market {
         self.updates.subscribe()
     }
 
+    /// Waits for the next price update (`Some(false)`) or tick of `every` (`Some(true)`);
+    /// `None` once the book is gone. For tasks that act on every price and also on a timer.
+    pub async fn next_wake(
+        updates: &mut watch::Receiver<Update>,
+        every: &mut tokio::time::Interval,
+    ) -> Option<bool> {
+        tokio::select! {
+            r = updates.changed() => r.ok().map(|()| false),
+            _ = every.tick() => Some(true),
+        }
+    }
+
+    /// A timer for `next_wake` that does not catch up on ticks it missed.
+    pub fn timer(every: Duration) -> tokio::time::Interval {
+        let mut t = tokio::time::interval(every);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    }
+
     pub fn last_tick(&self) -> i64 {
         self.last_tick.load(Ordering::Relaxed)
     }

@@ -2,6 +2,7 @@
 //! runner and one repository module per table family. Timestamps are Unix microseconds (UTC).
 
 pub mod adjustments;
+pub mod alerts;
 pub mod audit;
 mod conn;
 mod errors;

@@ -156,6 +156,13 @@ const MIGRATIONS: &[Migration] = &[
         postgres: "",
         sqlite: "",
     },
+    Migration {
+        version: 20,
+        name: "price_alerts",
+        common: include_str!("migrations/0020_price_alerts.sql"),
+        postgres: "",
+        sqlite: "",
+    },
 ];
 
 pub async fn run(db: &Db) -> anyhow::Result<()> {

@@ -2,7 +2,7 @@
 
 use crate::sql::Insert;
 use crate::{Batch, Db};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, FromQueryResult};
+use sea_orm::{DatabaseTransaction, DbErr, FromQueryResult};
 
 #[derive(Debug, Clone, FromQueryResult)]
 pub struct OrderRow {
@@ -119,25 +119,16 @@ impl Db {
         accounts: &[String],
     ) -> Result<i64, DbErr> {
         let marks: Vec<String> = (1..=accounts.len()).map(|i| format!("${i}")).collect();
-        let row = tx
-            .query_one_raw(
-                self.stmt(
-                    &format!(
-                        "SELECT CAST(COALESCE(SUM(balance), 0) AS BIGINT) FROM ledger_accounts \
-                     WHERE id IN ({})",
-                        marks.join(", ")
-                    ),
-                    accounts
-                        .iter()
-                        .map(|a| a.clone().into())
-                        .collect::<Vec<sea_orm::Value>>(),
-                ),
-            )
-            .await?;
-        match row {
-            Some(r) => r.try_get_by_index::<i64>(0),
-            None => Ok(0),
-        }
+        self.scalar_i64_in(
+            tx,
+            &format!(
+                "SELECT CAST(COALESCE(SUM(balance), 0) AS BIGINT) FROM ledger_accounts \
+                 WHERE id IN ({})",
+                marks.join(", ")
+            ),
+            accounts.iter().map(|a| a.clone().into()).collect(),
+        )
+        .await
     }
 
     /// Whether a quote has filled an order already.
@@ -279,15 +270,11 @@ impl Db {
         tx: &DatabaseTransaction,
         user_id: &str,
     ) -> Result<i64, DbErr> {
-        let row = tx
-            .query_one_raw(self.stmt(
-                "SELECT COUNT(*) FROM orders WHERE user_id = $1 AND status = 'open'",
-                [user_id.into()],
-            ))
-            .await?;
-        match row {
-            Some(r) => r.try_get_by_index::<i64>(0),
-            None => Ok(0),
-        }
+        self.scalar_i64_in(
+            tx,
+            "SELECT COUNT(*) FROM orders WHERE user_id = $1 AND status = 'open'",
+            vec![user_id.into()],
+        )
+        .await
     }
 }

@@ -231,7 +231,17 @@ impl Db {
     }
 
     pub async fn scalar_i64(&self, sql: &str, v: Vec<Value>) -> Result<i64, DbErr> {
-        let row = self.conn().query_one_raw(self.stmt(sql, v)).await?;
+        self.scalar_i64_in(self.conn(), sql, v).await
+    }
+
+    /// A count or sum as `conn` (a transaction, or the pool) sees it.
+    pub async fn scalar_i64_in(
+        &self,
+        conn: &impl ConnectionTrait,
+        sql: &str,
+        v: Vec<Value>,
+    ) -> Result<i64, DbErr> {
+        let row = conn.query_one_raw(self.stmt(sql, v)).await?;
         match row {
             Some(r) => r.try_get_by_index::<i64>(0),
             None => Ok(0),

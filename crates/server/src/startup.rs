@@ -144,6 +144,7 @@ pub async fn build_state(config: Config, settings: Settings) -> anyhow::Result<A
         password_checks: etx_core::session::InFlight::default(),
         workers: etx_core::jobs::Workers::default(),
         book: Default::default(),
+        alerts: Default::default(),
     });
     let state = AppState::new(Inner {
         core,
@@ -268,6 +269,7 @@ impl Application {
         let mail = etx_core::mail::spawn_sender(self.state.core.clone());
         let workers = etx_core::jobs::spawn_workers(self.state.core.clone());
         let matcher = etx_core::trading::spawn_matcher(self.state.core.clone());
+        let evaluator = etx_core::alerts::spawn_evaluator(self.state.core.clone());
         let m = &self.state.config.market;
         let feed = match m.provider {
             PriceFeed::Coinbase => tokio::spawn(etx_core::market::coinbase::run(
@@ -293,6 +295,7 @@ impl Application {
         mail.abort();
         workers.abort();
         matcher.abort();
+        evaluator.abort();
         feed.abort();
         recorder.abort();
         forwarder.abort();

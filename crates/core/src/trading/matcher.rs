@@ -29,22 +29,17 @@ const EXPIRED: &str = "its time ran out";
 pub fn spawn_matcher(state: Core) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut updates = state.market.subscribe();
-        let mut every = tokio::time::interval(Duration::from_millis(state.config.trading.sync_ms));
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut every =
+            crate::market::Market::timer(Duration::from_millis(state.config.trading.sync_ms));
         // Everything open at start; afterwards, what was placed since the last look.
         // (the last sync's start, the last full load's start)
         let mut cursor = (i64::MIN, i64::MIN);
         loop {
             // A price update only matches; the timer also syncs and expires, off the path
             // from a tick to its fills.
-            let timer = tokio::select! {
-                r = updates.changed() => {
-                    if r.is_err() {
-                        return;
-                    }
-                    false
-                }
-                _ = every.tick() => true,
+            let Some(timer) = crate::market::Market::next_wake(&mut updates, &mut every).await
+            else {
+                return;
             };
             if timer && let Err(e) = sync(&state, &mut cursor).await {
                 tracing::warn!(error = %e, "order book sync failed");

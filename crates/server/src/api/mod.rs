@@ -1,6 +1,7 @@
 //! The JSON API: one module per area, each with `router()`; this file assembles them and the
 //! OpenAPI document generated from their annotations.
 
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod files;
@@ -38,6 +39,7 @@ use utoipa_axum::router::OpenApiRouter;
         (name = "jobs", description = "Processing jobs on your files: start, follow, cancel, retry"),
         (name = "etx", description = "Your connection to the external ETX/CTX platform"),
         (name = "trading", description = "Orders against the platform at live prices"),
+        (name = "alerts", description = "Price alerts: above, below, or a move within a window"),
         (name = "market", description = "Live prices, 24-hour statistics, candles and the price stream"),
         (name = "admin", description = "Administration of money and users"),
         (name = "ops", description = "Configuration, health and metrics"),
@@ -78,6 +80,7 @@ pub fn router(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) 
         .merge(audit::router())
         .merge(market::router())
         .merge(trading::router())
+        .merge(alerts::router())
         .merge(realtime::router())
         .merge(notifications::router())
         .merge(files::router())

@@ -454,6 +454,41 @@ async fn every_state_changing_route_writes_an_audit_record() {
                     .await
                     .status()
             }
+            ("POST", "/api/alerts") => {
+                before = records(&app).await;
+                app.post(
+                    path,
+                    json!({"asset": "BTC", "kind": "above", "price": "1000000"}),
+                    Some(&alice.token),
+                )
+                .await
+                .status()
+            }
+            ("PATCH", "/api/alerts/{id}") | ("DELETE", "/api/alerts/{id}") => {
+                let r = app
+                    .post(
+                        "/api/alerts",
+                        json!({"asset": "ETH", "kind": "below", "price": "1"}),
+                        Some(&alice.token),
+                    )
+                    .await;
+                assert!(r.status().is_success(), "{}", r.status());
+                let a: Value = r.json().await.unwrap();
+                let at = format!("/api/alerts/{}", a["id"].as_str().unwrap());
+                before = records(&app).await;
+                if m == "PATCH" {
+                    app.send(
+                        reqwest::Method::PATCH,
+                        &at,
+                        json!({"active": false}),
+                        Some(&alice.token),
+                    )
+                    .await
+                    .status()
+                } else {
+                    app.delete(&at, Some(&alice.token)).await.status()
+                }
+            }
             ("POST", "/api/transfers/p2p") => {
                 before = records(&app).await;
                 app.money_post(
@@ -860,7 +895,7 @@ async fn every_state_changing_route_writes_an_audit_record() {
         );
         walked += 1;
     }
-    assert_eq!(walked, 51, "every unsafe route but the reads was walked");
+    assert_eq!(walked, 54, "every unsafe route but the reads was walked");
 }
 
 fn walk_etx_config() -> Value {

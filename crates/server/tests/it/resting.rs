@@ -7,24 +7,6 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-const DOLLAR: i64 = 100_000_000;
-
-fn set_price(app: &TestApp, symbol: &str, cents: i64) {
-    app.state.market.apply(&[etx_core::market::Tick {
-        symbol: symbol.into(),
-        price: cents * (DOLLAR / 100),
-        at: etx_db::now_micros(),
-    }]);
-}
-
-async fn spawn() -> TestApp {
-    TestApp::spawn_with(|c| {
-        c.market.tick_ms = 60_000;
-        c.trading.sync_ms = 50;
-    })
-    .await
-}
-
 async fn order(app: &TestApp, u: &TestUser, key: &str, body: Value) -> (StatusCode, Value) {
     let r = app
         .money_post("/api/orders", Some(key), body, &u.token)
@@ -68,11 +50,11 @@ fn limit(side: &str, amount: &str, price: &str) -> Value {
 
 #[tokio::test]
 async fn a_limit_order_holds_its_cost_and_fills_at_its_price_once_the_feed_crosses() {
-    let app = spawn().await;
+    let app = spawn_quiet_market().await;
     let admin = app.user_with_role("treasurer", "admin").await;
     let alice = app.register("alice").await;
     app.fund(&admin, &alice, "USD", "1000.00").await;
-    set_price(&app, "BTC", 6_000_000);
+    set_price_cents(&app, "BTC", 6_000_000);
 
     // 0.01 BTC at 58,000: 580.00 + 0.58 fee held.
     let (s, o) = order(&app, &alice, "l-1", limit("buy", "0.01", "58000")).await;
@@ -87,12 +69,12 @@ async fn a_limit_order_holds_its_cost_and_fills_at_its_price_once_the_feed_cross
     assert_eq!(app.balances(&alice).await["USD"], "419.42");
 
     // Above the limit with the spread (58,100 × 1.0025 = 58,245.25): nothing happens.
-    set_price(&app, "BTC", 5_810_000);
+    set_price_cents(&app, "BTC", 5_810_000);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(get_order(&app, &alice, &id).await["status"], "open");
 
     // 57,800 × 1.0025 = 57,944.50 ≤ 58,000: fills at 58,000, the hold spent exactly.
-    set_price(&app, "BTC", 5_780_000);
+    set_price_cents(&app, "BTC", 5_780_000);
     let f = ended(&app, &alice, &id).await;
     assert_eq!(f["status"], "filled", "{f}");
     assert_eq!(f["price"], "58000.00");
@@ -111,7 +93,7 @@ async fn a_limit_order_holds_its_cost_and_fills_at_its_price_once_the_feed_cross
     assert_eq!(o["order"]["held"], "0.01000000");
     assert_eq!(o["balances"]["BTC"], "0.00000000");
     let id = o["order"]["id"].as_str().unwrap().to_string();
-    set_price(&app, "BTC", 5_920_000);
+    set_price_cents(&app, "BTC", 5_920_000);
     let f = ended(&app, &alice, &id).await;
     assert_eq!(
         (f["status"].as_str(), f["total"].as_str()),
@@ -149,11 +131,11 @@ async fn a_limit_order_holds_its_cost_and_fills_at_its_price_once_the_feed_cross
 
 #[tokio::test]
 async fn bad_limit_and_stop_orders_are_refused_and_move_nothing() {
-    let app = spawn().await;
+    let app = spawn_quiet_market().await;
     let admin = app.user_with_role("treasurer", "admin").await;
     let alice = app.register("alice").await;
     app.fund(&admin, &alice, "USD", "1000.00").await;
-    set_price(&app, "BTC", 6_000_000);
+    set_price_cents(&app, "BTC", 6_000_000);
     let past = "2020-01-01T00:00:00Z";
     let cases = [
         (limit("buy", "0.01", "61000"), "limit_price"),
@@ -229,12 +211,12 @@ async fn bad_limit_and_stop_orders_are_refused_and_move_nothing() {
 
 #[tokio::test]
 async fn cancel_and_expiry_release_exactly_what_is_held() {
-    let app = spawn().await;
+    let app = spawn_quiet_market().await;
     let admin = app.user_with_role("treasurer", "admin").await;
     let alice = app.register("alice").await;
     let bob = app.register("bob").await;
     app.fund(&admin, &alice, "USD", "1000.00").await;
-    set_price(&app, "BTC", 6_000_000);
+    set_price_cents(&app, "BTC", 6_000_000);
 
     let (_, o) = order(&app, &alice, "c-1", limit("buy", "0.01", "50000")).await;
     let id = o["order"]["id"].as_str().unwrap().to_string();
@@ -250,7 +232,7 @@ async fn cancel_and_expiry_release_exactly_what_is_held() {
     let (s, e) = cancel(&app, &alice, &id).await;
     assert_eq!(s, StatusCode::CONFLICT, "{e}");
     // A cancelled order does not fill when the price crosses later.
-    set_price(&app, "BTC", 4_900_000);
+    set_price_cents(&app, "BTC", 4_900_000);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(get_order(&app, &alice, &id).await["status"], "cancelled");
     assert_eq!(app.balances(&alice).await["USD"], "1000.00");
@@ -270,11 +252,11 @@ async fn cancel_and_expiry_release_exactly_what_is_held() {
 
 #[tokio::test]
 async fn a_stop_becomes_a_market_order_and_returns_what_it_did_not_spend() {
-    let app = spawn().await;
+    let app = spawn_quiet_market().await;
     let admin = app.user_with_role("treasurer", "admin").await;
     let alice = app.register("alice").await;
     app.fund(&admin, &alice, "USD", "2000.00").await;
-    set_price(&app, "BTC", 6_000_000);
+    set_price_cents(&app, "BTC", 6_000_000);
 
     // A buy stop at 62,000 holds 620.62 + 5 % = 651.66.
     let stop = |amount: &str, price: &str, side: &str| json!({"pair": "BTC/USD", "side": side, "type": "stop", "amount": amount, "stop_price": price});
@@ -283,7 +265,7 @@ async fn a_stop_becomes_a_market_order_and_returns_what_it_did_not_spend() {
     assert_eq!(o["order"]["held"], "651.66");
     let id = o["order"]["id"].as_str().unwrap().to_string();
     // The ask reaches 62,155 (62,000 × 1.0025): a market buy there, 621.55 + 0.63.
-    set_price(&app, "BTC", 6_200_000);
+    set_price_cents(&app, "BTC", 6_200_000);
     let f = ended(&app, &alice, &id).await;
     assert_eq!(f["status"], "filled", "{f}");
     assert_eq!(f["price"], "62155.00");
@@ -297,7 +279,7 @@ async fn a_stop_becomes_a_market_order_and_returns_what_it_did_not_spend() {
     // A gap past the margin: rejected, everything back.
     let (_, o) = order(&app, &alice, "s-2", stop("0.01", "63000", "buy")).await;
     let id = o["order"]["id"].as_str().unwrap().to_string();
-    set_price(&app, "BTC", 7_000_000);
+    set_price_cents(&app, "BTC", 7_000_000);
     let f = ended(&app, &alice, &id).await;
     assert_eq!(f["status"], "rejected", "{f}");
     assert!(f["reason"].as_str().unwrap().contains("price moved"), "{f}");
@@ -307,7 +289,7 @@ async fn a_stop_becomes_a_market_order_and_returns_what_it_did_not_spend() {
     let (s, o) = order(&app, &alice, "s-3", stop("0.01", "65000", "sell")).await;
     assert_eq!(s, StatusCode::CREATED, "{o}");
     let id = o["order"]["id"].as_str().unwrap().to_string();
-    set_price(&app, "BTC", 6_500_000);
+    set_price_cents(&app, "BTC", 6_500_000);
     let f = ended(&app, &alice, &id).await;
     // 65,000 × 0.9975 = 64,837.50 → 648.37 − 0.65 fee.
     assert_eq!(
@@ -345,11 +327,11 @@ async fn statuses(app: &TestApp, u: &TestUser) -> BTreeMap<String, String> {
 
 #[tokio::test]
 async fn a_cancel_racing_the_fill_wins_or_loses_whole() {
-    let app = spawn().await;
+    let app = spawn_quiet_market().await;
     let admin = app.user_with_role("treasurer", "admin").await;
     let alice = app.register("alice").await;
     app.fund(&admin, &alice, "USD", "10000.00").await;
-    set_price(&app, "BTC", 6_000_000);
+    set_price_cents(&app, "BTC", 6_000_000);
     let mut ids = Vec::new();
     for i in 0..24 {
         let (s, o) = order(
@@ -369,7 +351,7 @@ async fn a_cancel_racing_the_fill_wins_or_loses_whole() {
         async move { cancel(app, alice, id).await.0 }
     });
     let crossing = async {
-        set_price(&app, "BTC", 5_800_000);
+        set_price_cents(&app, "BTC", 5_800_000);
     };
     let (codes, ()) = tokio::join!(futures_util::future::join_all(cancels), crossing);
     // Every order ends exactly one way; the cancel's answer agrees with the order.
@@ -395,7 +377,7 @@ async fn a_cancel_racing_the_fill_wins_or_loses_whole() {
 
 #[tokio::test]
 async fn two_instances_sharing_the_database_fill_each_order_once() {
-    let a = spawn().await;
+    let a = spawn_quiet_market().await;
     let b = TestApp::start({
         let mut c = a.state.config.clone();
         c.bind = "127.0.0.1:0".parse().unwrap();
@@ -406,7 +388,7 @@ async fn two_instances_sharing_the_database_fill_each_order_once() {
     let alice = a.register("alice").await;
     a.fund(&admin, &alice, "USD", "10000.00").await;
     for app in [&a, &b] {
-        set_price(app, "BTC", 6_000_000);
+        set_price_cents(app, "BTC", 6_000_000);
     }
     // Half the orders placed through each instance; each instance learns the other's.
     for i in 0..30 {
@@ -430,7 +412,7 @@ async fn two_instances_sharing_the_database_fill_each_order_once() {
     }
     // Both feeds cross at the same moment: both matchers go for all 30.
     for app in [&a, &b] {
-        set_price(app, "BTC", 5_800_000);
+        set_price_cents(app, "BTC", 5_800_000);
     }
     let start = Instant::now();
     loop {
@@ -496,12 +478,12 @@ struct ModelOrder {
 #[tokio::test]
 async fn random_sequences_match_a_model_of_the_book() {
     for seed in [7u64, 2026] {
-        let app = spawn().await;
+        let app = spawn_quiet_market().await;
         let admin = app.user_with_role("treasurer", "admin").await;
         let u = app.register("trader").await;
         app.fund(&admin, &u, "USD", "5000.00").await;
         // Enough BTC to sell: bought at market first.
-        set_price(&app, "BTC", 6_000_000);
+        set_price_cents(&app, "BTC", 6_000_000);
         let (s, _) = order(
             &app,
             &u,
@@ -588,7 +570,7 @@ async fn random_sequences_match_a_model_of_the_book() {
                 }
                 _ => {
                     price = 57_000 + rng.next(6_000) as i64;
-                    set_price(&app, "BTC", price * 100);
+                    set_price_cents(&app, "BTC", price * 100);
                     // The platform's prices: ask = price × 1.0025 (up), bid = price × 0.9975 (down), in cents.
                     let (ask, bid) = (
                         up(price * 100 * 10_025, 10_000),

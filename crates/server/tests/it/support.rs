@@ -339,3 +339,26 @@ pub fn closed_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// One feed price of `symbol`, in whole US dollars, ticked now.
+pub fn set_price(app: &TestApp, symbol: &str, usd: i64) {
+    set_price_cents(app, symbol, usd * 100);
+}
+
+pub fn set_price_cents(app: &TestApp, symbol: &str, cents: i64) {
+    app.state.market.apply(&[etx_core::market::Tick {
+        symbol: symbol.into(),
+        price: cents * 1_000_000,
+        at: etx_db::now_micros(),
+    }]);
+}
+
+/// A server whose simulated feed stays put (prices move only by `set_price`), with order and
+/// alert books that pick up other instances' additions every 50 ms.
+pub async fn spawn_quiet_market() -> TestApp {
+    TestApp::spawn_with(|c| {
+        c.market.tick_ms = 60_000;
+        c.trading.sync_ms = 50;
+    })
+    .await
+}

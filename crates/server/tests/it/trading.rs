@@ -5,16 +5,6 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::Duration;
 
-const DOLLAR: i64 = 100_000_000;
-
-fn set_price(app: &TestApp, symbol: &str, usd: i64) {
-    app.state.market.apply(&[etx_core::market::Tick {
-        symbol: symbol.into(),
-        price: usd * DOLLAR,
-        at: etx_db::now_micros(),
-    }]);
-}
-
 async fn quote(app: &TestApp, u: &TestUser, body: Value) -> (StatusCode, Value) {
     let r = app.post("/api/orders/quote", body, Some(&u.token)).await;
     let status = r.status();
