@@ -142,23 +142,33 @@ impl Db {
             > 0)
     }
 
-    /// The total of `user_id`'s orders and one page of them, newest first.
+    /// The total of `user_id`'s orders (with `status` and of the pair `base`/`quote` when
+    /// given) and one page of them, newest first.
     pub async fn list_orders(
         &self,
         user_id: &str,
+        status: Option<&str>,
+        pair: Option<(&str, &str)>,
         skip: i64,
         limit: i64,
     ) -> Result<(i64, Vec<OrderRow>), DbErr> {
-        self.newest_first(
-            "orders",
-            ORDER_COLUMNS,
-            "",
-            "user_id = $1",
-            vec![user_id.into()],
-            skip,
-            limit,
-        )
-        .await
+        let mut filter = String::from("user_id = $1");
+        let mut values: Vec<sea_orm::Value> = vec![user_id.into()];
+        if let Some(s) = status {
+            values.push(s.into());
+            filter.push_str(&format!(" AND status = ${}", values.len()));
+        }
+        if let Some((base, quote)) = pair {
+            values.push(base.into());
+            values.push(quote.into());
+            filter.push_str(&format!(
+                " AND base_asset = ${} AND quote_asset = ${}",
+                values.len() - 1,
+                values.len()
+            ));
+        }
+        self.newest_first("orders", ORDER_COLUMNS, "", &filter, values, skip, limit)
+            .await
     }
 
     /// Moves open orders among `ids` (of `user_id` when given) to `status` with `reason` and

@@ -845,14 +845,44 @@ pub async fn get_order(state: &Core, user: &UserRow, id: &str) -> Result<OrderVi
     }
 }
 
-/// A page of the user's orders, newest first, and how many there are.
+/// The statuses an order can have.
+const STATUSES: [&str; 5] = ["open", "filled", "cancelled", "expired", "rejected"];
+
+/// A page of the user's orders, newest first, and how many there are; only those with
+/// `status` and of `pair` when given.
 pub async fn list_orders(
     state: &Core,
     user: &UserRow,
+    status: Option<&str>,
+    pair: Option<&str>,
     skip: i64,
     limit: i64,
 ) -> Result<(i64, Vec<OrderView>), CoreError> {
-    let (total, rows) = state.db.list_orders(&user.id, skip, limit).await?;
+    let status = match status.map(str::trim) {
+        None | Some("") => None,
+        Some(s) if STATUSES.contains(&s) => Some(s),
+        Some(_) => {
+            return Err(CoreError::field(
+                "status",
+                "must be open, filled, cancelled, expired or rejected",
+            ));
+        }
+    };
+    let pair = match pair.map(str::trim) {
+        None | Some("") => None,
+        Some(p) => Some(Pair::parse(state, p)?),
+    };
+    let (total, rows) = state
+        .db
+        .list_orders(
+            &user.id,
+            status,
+            pair.as_ref()
+                .map(|p| (p.base.code.as_str(), p.quote.code.as_str())),
+            skip,
+            limit,
+        )
+        .await?;
     Ok((
         total,
         rows.iter().map(|o| OrderView::new(state, o)).collect(),

@@ -1,6 +1,5 @@
 //! `/api/orders`: trading against the platform at the live price.
 
-use crate::api::payments::PageQuery;
 use crate::api::wallet::Answer;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{AppJson, AppQuery};
@@ -12,7 +11,7 @@ use axum::http::HeaderMap;
 use etx_core::trading::{self, OrderPlaced, OrderQuote, OrderView, QuoteRequest};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -131,20 +130,40 @@ pub struct OrderList {
     pub limit: i64,
 }
 
-/// Your orders, newest first.
-#[utoipa::path(get, path = "/api/orders", tag = "trading", params(PageQuery),
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OrderQuery {
+    pub skip: Option<i64>,
+    /// At most 100 (default 20).
+    pub limit: Option<i64>,
+    /// `open`, `filled`, `cancelled`, `expired` or `rejected`.
+    pub status: Option<String>,
+    /// e.g. `BTC/USD`.
+    pub pair: Option<String>,
+}
+
+/// Your orders, newest first; `status=open` lists the limit and stop orders still resting.
+#[utoipa::path(get, path = "/api/orders", tag = "trading", params(OrderQuery),
     responses(
         (status = 200, description = "A page of your orders", body = OrderList),
         (status = 401, description = "Not signed in", body = ErrorBody),
-        (status = 422, description = "Invalid paging", body = ErrorBody),
+        (status = 422, description = "Invalid paging, status or pair", body = ErrorBody),
     ))]
 async fn list(
     State(state): State<AppState>,
     auth: Auth,
-    AppQuery(q): AppQuery<PageQuery>,
+    AppQuery(q): AppQuery<OrderQuery>,
 ) -> ApiResult<Json<OrderList>> {
     let (skip, limit) = super::users::paging(q.skip, q.limit)?;
-    let (total, orders) = trading::list_orders(&state, &auth.user, skip, limit).await?;
+    let (total, orders) = trading::list_orders(
+        &state,
+        &auth.user,
+        q.status.as_deref(),
+        q.pair.as_deref(),
+        skip,
+        limit,
+    )
+    .await?;
     Ok(Json(OrderList {
         orders,
         total,

@@ -231,6 +231,29 @@ async fn cancel_and_expiry_release_exactly_what_is_held() {
     assert_eq!(app.balances(&alice).await["USD"], "1000.00");
     let (s, e) = cancel(&app, &alice, &id).await;
     assert_eq!(s, StatusCode::CONFLICT, "{e}");
+    // The list filters by status and pair; a status that is not one is a 422.
+    let listed = |q: &'static str| {
+        let (app, alice) = (&app, &alice);
+        async move {
+            let r = app
+                .get(&format!("/api/orders?{q}"), Some(&alice.token))
+                .await;
+            (r.status(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (_, l) = listed("status=cancelled&pair=BTC/USD").await;
+    assert_eq!(
+        (l["total"].as_i64(), l["orders"][0]["id"].as_str()),
+        (Some(1), Some(id.as_str()))
+    );
+    let (_, l) = listed("status=open").await;
+    assert_eq!(l["total"], 0);
+    let (_, l) = listed("pair=ETH/USD").await;
+    assert_eq!(l["total"], 0);
+    for bad in ["status=gone", "pair=BTC"] {
+        let (s, e) = listed(bad).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {e}");
+    }
     // A cancelled order does not fill when the price crosses later.
     set_price_cents(&app, "BTC", 4_900_000);
     tokio::time::sleep(Duration::from_millis(300)).await;
