@@ -407,7 +407,14 @@ async fn deposit_then_withdraw_with_staff_approval_in_chromium() {
     assert!(b.text("#queue tbody tr").await.contains("processing"));
     b.fill("#queue input[name=tx_hash]", "0xfeedbeef").await;
     b.click("#queue form[action$='/complete'] button").await;
-    b.wait_for_path("/admin/withdrawals?msg=decided").await;
+    // The answer comes back to the same address as the approval's: wait for the page that
+    // no longer offers to complete it.
+    b.wait_for_js(
+        "return document.readyState === 'complete' \
+         && !document.querySelector(\"#queue form[action$='/complete']\");",
+        "the completed withdrawal leaves the processing queue",
+    )
+    .await;
     b.goto(&app.url("/admin/withdrawals?status=completed"))
         .await;
     let row = b.text("#queue tbody tr").await;
