@@ -246,10 +246,7 @@ async fn expire_due(state: &Core) -> Result<(), crate::CoreError> {
             Ok(Some(s)) => s.send(state),
             Ok(None) => {}
             Err(e) => {
-                let mut book = state.book.lock();
-                for r in due {
-                    book.insert(r);
-                }
+                put_back(state, due);
                 return Err(e);
             }
         }

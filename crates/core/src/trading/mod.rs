@@ -702,42 +702,18 @@ async fn fill(
         reason: None,
     };
     Db::queue_order(&mut batch, &order);
-    // The user's history: the asset paid and the asset received, the fee on the quote side.
-    let (base_dir, quote_dir) = match p.side {
-        Side::Buy => ("in", "out"),
-        Side::Sell => ("out", "in"),
-    };
-    let (base_tx, quote_tx) = (
-        uuid::Uuid::now_v7().to_string(),
-        uuid::Uuid::now_v7().to_string(),
-    );
-    let note = format!("{} {}", p.side, p.pair.name());
-    let row = |id, direction, asset, amount, fee| NewTransaction {
-        id,
-        user_id: u,
-        kind: TxKind::Trade,
-        direction,
-        asset,
-        amount,
-        fee,
-        status: "completed",
-        counterparty_id: None,
-        note: Some(&note),
-        entry_id: Some(&entry_id),
-    };
-    let base_view = queue_history(
+    let (base_view, quote_view) = queue_trade_history(
         state,
         &mut batch,
-        row(&base_tx, base_dir, base, t.amount, 0),
-    );
-    let quote_amount = match p.side {
-        Side::Buy => t.value,
-        Side::Sell => t.total,
-    };
-    let quote_view = queue_history(
-        state,
-        &mut batch,
-        row(&quote_tx, quote_dir, quote, quote_amount, t.fee),
+        TradeRows {
+            user_id: u,
+            base,
+            quote,
+            side: p.side,
+            terms: &t,
+            note: &format!("{} {}", p.side, p.pair.name()),
+            entry_id: &entry_id,
+        },
     );
     crate::audit::Event::new(Some(u), AuditAction::OrderPlace)
         .target("order", &order.id)
@@ -780,6 +756,55 @@ async fn fill(
         movement_event(state, u, quote, quote_balance, quote_view, None),
     ]);
     Ok(out)
+}
+
+/// What a fill's two history rows say.
+pub(crate) struct TradeRows<'a> {
+    pub user_id: &'a str,
+    pub base: &'a str,
+    pub quote: &'a str,
+    pub side: Side,
+    pub terms: &'a Terms,
+    pub note: &'a str,
+    pub entry_id: &'a str,
+}
+
+/// Queues a fill's history rows: the base asset bought or sold, and the quote asset paid
+/// (the value) or received (the total), with the fee on the quote side. Answers their views
+/// (base, quote) for the real-time events.
+pub(crate) fn queue_trade_history(
+    state: &Core,
+    batch: &mut Batch,
+    r: TradeRows<'_>,
+) -> (serde_json::Value, serde_json::Value) {
+    let t = r.terms;
+    let (base_dir, quote_dir, quote_amount) = match r.side {
+        Side::Buy => ("in", "out", t.value),
+        Side::Sell => ("out", "in", t.total),
+    };
+    let mut row = |direction, asset, amount, fee| {
+        let id = uuid::Uuid::now_v7().to_string();
+        queue_history(
+            state,
+            batch,
+            NewTransaction {
+                id: &id,
+                user_id: r.user_id,
+                kind: TxKind::Trade,
+                direction,
+                asset,
+                amount,
+                fee,
+                status: "completed",
+                counterparty_id: None,
+                note: Some(r.note),
+                entry_id: Some(r.entry_id),
+            },
+        )
+    };
+    let base_view = row(base_dir, r.base, t.amount, 0);
+    let quote_view = row(quote_dir, r.quote, quote_amount, t.fee);
+    (base_view, quote_view)
 }
 
 /// The platform's position in an asset may not exceed `[trading] max_exposure_cents` in value,

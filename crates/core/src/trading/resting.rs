@@ -14,16 +14,16 @@ use super::{
 };
 use crate::ledger::{
     Failure, Movement, Notice, Outcome, Taken, amount_field, balance_of, leg, notice, post,
-    queue_history, scale_of, stored_answer, with_retries,
+    scale_of, stored_answer, with_retries,
 };
 use crate::market::{PRICE_SCALE, price_text};
 use crate::{Core, CoreError};
-use etx_db::ledger::{EntryHead, NewTransaction, account_id};
+use etx_db::ledger::{EntryHead, account_id};
 use etx_db::orders::{OrderEnd, OrderRow};
 use etx_db::users::UserRow;
 use etx_db::{Batch, DatabaseTransaction, Db, now_micros};
 use etx_domain::money::{format_amount, parse_positive_amount};
-use etx_domain::{AccountKind, AuditAction, EntryKind, Side, TxKind};
+use etx_domain::{AccountKind, AuditAction, EntryKind, Side};
 use serde_json::json;
 
 const CANCELLED: &str = "cancelled by you";
@@ -490,7 +490,23 @@ pub(super) async fn settle(
         if let End::Fill(t) = &end {
             let other = if held_asset == base { quote } else { base };
             touched.push((u.to_string(), other.to_string()));
-            fill_history(state, &mut batch, &o, side, t, fill_entry, &mut messages);
+            let note = format!("{} {}/{} ({})", side, base, quote, o.kind);
+            let (b, q) = super::queue_trade_history(
+                state,
+                &mut batch,
+                super::TradeRows {
+                    user_id: u,
+                    base,
+                    quote,
+                    side,
+                    terms: t,
+                    note: &note,
+                    entry_id: fill_entry,
+                },
+            );
+            for view in [b, q] {
+                messages.push((u.to_string(), "transaction_update", view));
+            }
         }
         o.updated_at = now;
         let view = OrderView::new(state, &o);
@@ -613,54 +629,6 @@ fn order_notice(state: &Core, o: &OrderRow, status: &str) -> Notice {
         body,
         json!({"order_id": o.id, "pair": pair, "status": status}),
     )
-}
-
-/// A fill's two history rows, as a market order writes them.
-fn fill_history(
-    state: &Core,
-    batch: &mut Batch,
-    o: &OrderRow,
-    side: Side,
-    t: &Terms,
-    entry_id: &str,
-    messages: &mut Vec<(String, &'static str, serde_json::Value)>,
-) {
-    let note = format!("{} {}/{} ({})", side, o.base_asset, o.quote_asset, o.kind);
-    let (base_dir, quote_dir, quote_amount) = match side {
-        Side::Buy => ("in", "out", t.value),
-        Side::Sell => ("out", "in", t.total),
-    };
-    let ids = (
-        uuid::Uuid::now_v7().to_string(),
-        uuid::Uuid::now_v7().to_string(),
-    );
-    let rows = [
-        (&ids.0, base_dir, o.base_asset.as_str(), t.amount, 0),
-        (
-            &ids.1,
-            quote_dir,
-            o.quote_asset.as_str(),
-            quote_amount,
-            t.fee,
-        ),
-    ];
-    for (id, direction, asset, amount, fee) in rows {
-        let row = NewTransaction {
-            id,
-            user_id: &o.user_id,
-            kind: TxKind::Trade,
-            direction,
-            asset,
-            amount,
-            fee,
-            status: "completed",
-            counterparty_id: None,
-            note: Some(&note),
-            entry_id: Some(entry_id),
-        };
-        let view = queue_history(state, batch, row);
-        messages.push((o.user_id.clone(), "transaction_update", view));
-    }
 }
 
 /// The terms a crossed order fills at: a limit at its own price, a stop at the market's now,
