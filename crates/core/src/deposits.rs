@@ -378,7 +378,7 @@ pub async fn receive_webhook(
         Ok((outcome, events)) => {
             store(outcome.clone()).await;
             if !events.is_empty() {
-                state.events.movements(events);
+                crate::ledger::publish(state, events);
             }
             let now = state.db.deposit_by_order(&n.order_id).await?;
             Ok(WebhookResult {
@@ -710,7 +710,7 @@ pub async fn resolve_suspense(
     let (row, events) =
         with_retries(|| resolve_suspense_attempt(state, staff, &id, &action, &reason)).await?;
     if !events.is_empty() {
-        state.events.movements(events);
+        crate::ledger::publish(state, events);
     }
     Ok(SuspenseView::new(state, &row))
 }

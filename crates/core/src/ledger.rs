@@ -528,10 +528,24 @@ pub(crate) fn txn_view(state: &Core, t: &NewTransaction<'_>) -> Value {
 }
 
 /// Queues a history row; answers its view for the real-time event.
-pub(crate) fn queue_history(state: &Core, batch: &mut Batch, t: NewTransaction<'_>) -> Value {
+pub(crate) fn queue_history(state: &Core, batch: &mut Batch, mut t: NewTransaction<'_>) -> Value {
+    if t.usd_value.is_none() {
+        t.usd_value = usd_value_now(state, t.asset, t.amount);
+    }
     let view = txn_view(state, &t);
     Db::insert_transactions(batch, &mut [t]);
     view
+}
+
+/// What `amount` of `asset` is worth now in US cents, rounded down; none without a live price.
+pub(crate) fn usd_value_now(state: &Core, asset: &str, amount: i64) -> Option<i64> {
+    let scale = state.assets.get(asset)?.scale;
+    let price = if asset == "USD" {
+        crate::trading::PRICE_ONE
+    } else {
+        i128::from(state.market.quote(asset).filter(|q| q.price > 0)?.price)
+    };
+    i64::try_from(crate::trading::cents_of(i128::from(amount), price, scale)).ok()
 }
 
 /// An incoming, completed history row without counterparty or fee: credits, refunds.
@@ -555,7 +569,17 @@ pub(crate) fn incoming<'a>(
         counterparty_id: None,
         note,
         entry_id: None,
+        usd_value: None,
     }
+}
+
+/// Tells the owners of committed movements (real-time events) and queues the experience
+/// points the movements earn.
+pub(crate) fn publish(state: &Core, events: Vec<MovementEvent>) {
+    for e in &events {
+        state.xp.note_movement(state, &e.user_id, &e.transaction);
+    }
+    state.events.movements(events);
 }
 
 pub(crate) fn movement_event(

@@ -17,6 +17,7 @@ pub mod ledger;
 pub mod mail;
 pub mod market;
 pub mod net;
+pub mod portfolio;
 pub mod processing;
 pub mod providers;
 pub mod ratelimit;
@@ -29,6 +30,7 @@ pub mod trading;
 pub mod upkeep;
 pub mod wallet;
 pub mod withdrawals;
+pub mod xp;
 
 pub use config::Config;
 pub use error::{CoreError, CoreResult};
@@ -68,6 +70,8 @@ pub struct Parts {
     pub book: trading::book::OrderBook,
     /// Active price alerts by asset, for this instance's evaluator.
     pub alerts: alerts::Alerts,
+    /// Experience points waiting for the awarder.
+    pub xp: xp::Xp,
 }
 
 impl Core {

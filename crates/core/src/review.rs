@@ -56,7 +56,7 @@ pub async fn decide_flag(
     let events =
         with_retries(|| flag_attempt(state, &staff.user.id, &flag, release, &reason)).await?;
     if !events.is_empty() {
-        state.events.movements(events);
+        crate::ledger::publish(state, events);
     }
     let f = state.db.flag(id).await?.ok_or(CoreError::NotFound)?;
     Ok(FlagView::new(&f))

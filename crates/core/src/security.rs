@@ -132,6 +132,9 @@ pub async fn confirm(
             fields: Default::default(),
         });
     }
+    state
+        .xp
+        .award(&user.id, etx_domain::XpKind::TwoFactorEnabled);
     let ended = state
         .db
         .revoke_user_sessions(&user.id, Some(current_session), "2fa_enabled")
@@ -455,6 +458,7 @@ pub async fn resend_verification(state: &Core, user: &UserRow) -> Result<bool, C
 
 async fn email_verified(state: &Core, user_id: &str, how: &str) {
     tracing::info!(user_id, "email verified");
+    state.xp.award(user_id, etx_domain::XpKind::EmailVerified);
     Event::new(Some(user_id), AuditAction::EmailVerified)
         .target("user", user_id)
         .details(json!({"with": how}))

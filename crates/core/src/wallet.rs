@@ -245,24 +245,27 @@ pub(crate) async fn p2p_attempt(
             balance: t.shown(balance),
         };
     let recipient = &t.recipient;
-    state.events.movements(vec![
-        event(
-            &out_id,
-            "out",
-            sender,
-            recipient,
-            posted.sender_balance,
-            None,
-        ),
-        event(
-            &in_id,
-            "in",
-            recipient,
-            sender,
-            posted.recipient_balance,
-            Some(notice),
-        ),
-    ]);
+    crate::ledger::publish(
+        state,
+        vec![
+            event(
+                &out_id,
+                "out",
+                sender,
+                recipient,
+                posted.sender_balance,
+                None,
+            ),
+            event(
+                &in_id,
+                "in",
+                recipient,
+                sender,
+                posted.recipient_balance,
+                Some(notice),
+            ),
+        ],
+    );
     Ok(posted.outcome)
 }
 
@@ -363,13 +366,16 @@ pub(crate) async fn held_p2p(
     })?;
     let out = m.commit(state, tx, batch, Taken::Completed, body).await?;
     tracing::info!(sender = %sender.id, recipient = %t.recipient.id, rule = rule_name, "p2p transfer held for review");
-    state.events.movements(vec![MovementEvent {
-        notice: None,
-        user_id: sender.id.clone(),
-        transaction: view,
-        currency: t.asset.code.clone(),
-        balance: t.shown(balance),
-    }]);
+    crate::ledger::publish(
+        state,
+        vec![MovementEvent {
+            notice: None,
+            user_id: sender.id.clone(),
+            transaction: view,
+            currency: t.asset.code.clone(),
+            balance: t.shown(balance),
+        }],
+    );
     Ok(out)
 }
 
@@ -597,6 +603,7 @@ pub(crate) async fn apply_adjustment(
             counterparty_id: None,
             note: Some(reason),
             entry_id: Some(entry_id),
+            usd_value: None,
         },
     );
     let notice = Notice {
@@ -628,7 +635,7 @@ pub(crate) fn announce_adjustment(state: &Core, user_id: &str, asset: &Asset, ap
         ..
     } = applied;
     let event = movement_event(state, user_id, &asset.code, balance, view, Some(notice));
-    state.events.movements(vec![event]);
+    crate::ledger::publish(state, vec![event]);
 }
 
 /// An adjustment applied at once: its history row, journal entry and the user's balance after
@@ -952,6 +959,7 @@ pub(crate) async fn hold_transfer(
             counterparty_id: Some(&t.recipient.id),
             note: t.note,
             entry_id: None,
+            usd_value: Some(t.usd),
         }],
     );
     Db::queue_held_transfer(batch, &held);

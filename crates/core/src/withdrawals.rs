@@ -285,9 +285,10 @@ pub(crate) async fn withdraw_attempt(
         .await?;
     tracing::info!(withdrawal = %w.id, user = %user.id, asset = %code, status, "withdrawal requested");
     let view = txn_view(state, &history_row(&w));
-    state.events.movements(vec![movement_event(
-        state, &user.id, code, balance, view, None,
-    )]);
+    crate::ledger::publish(
+        state,
+        vec![movement_event(state, &user.id, code, balance, view, None)],
+    );
     Ok(out)
 }
 
@@ -372,6 +373,7 @@ fn history_row(w: &WithdrawalRow) -> NewTransaction<'_> {
         counterparty_id: None,
         note: Some(&w.address),
         entry_id: None,
+        usd_value: Some(w.usd_cents),
     }
 }
 
@@ -461,7 +463,7 @@ pub async fn cancel_withdrawal(
         Ok((w, event))
     })
     .await?;
-    state.events.movements(vec![event]);
+    crate::ledger::publish(state, vec![event]);
     Ok(WithdrawalView::new(
         state,
         &w,
@@ -520,7 +522,7 @@ pub async fn staff_withdrawal(
     let admin = staff.role.is_admin();
     let (w, events) = with_retries(|| staff_attempt(state, actor, admin, &before, &action)).await?;
     if !events.is_empty() {
-        state.events.movements(events);
+        crate::ledger::publish(state, events);
     }
     Ok(WithdrawalView::new(
         state,

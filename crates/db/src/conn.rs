@@ -552,6 +552,7 @@ mod tests {
             counterparty_id: None,
             note: Some("a,b{c}"),
             entry_id: None,
+            usd_value: None,
         };
         Db::insert_transactions(
             &mut batch,

@@ -109,6 +109,9 @@ pub struct NewTransaction<'a> {
     pub counterparty_id: Option<&'a str>,
     pub note: Option<&'a str>,
     pub entry_id: Option<&'a str>,
+    /// What the amount was worth in US cents when it moved (for a fill, what was paid or
+    /// received for it): the portfolio's cost basis and realised P&L are made of these.
+    pub usd_value: Option<i64>,
 }
 
 impl Db {
@@ -574,6 +577,7 @@ impl Db {
                 "counterparty_id",
                 "note",
                 "entry_id",
+                "usd_value",
                 "created_at",
             ],
             rows.len(),
@@ -591,6 +595,7 @@ impl Db {
                 t.counterparty_id.map(str::to_string).into(),
                 t.note.map(str::to_string).into(),
                 t.entry_id.map(str::to_string).into(),
+                t.usd_value.into(),
                 now.into(),
             ]);
         }

@@ -16,11 +16,13 @@ pub mod notifications;
 pub mod orders;
 pub mod payments;
 pub mod platform;
+pub mod portfolio;
 pub mod security;
 pub mod sessions;
 mod sql;
 pub mod suspense;
 pub mod users;
+pub mod xp;
 
 pub use conn::{Batch, Db, DbKind};
 pub use errors::{DbErrorKind, classify};

@@ -163,6 +163,20 @@ const MIGRATIONS: &[Migration] = &[
         postgres: "",
         sqlite: "",
     },
+    Migration {
+        version: 21,
+        name: "xp_events",
+        common: include_str!("migrations/0021_xp_events.sql"),
+        postgres: "",
+        sqlite: "",
+    },
+    Migration {
+        version: 22,
+        name: "transaction_usd_value",
+        common: include_str!("migrations/0022_transaction_usd_value.sql"),
+        postgres: "",
+        sqlite: "",
+    },
 ];
 
 pub async fn run(db: &Db) -> anyhow::Result<()> {

@@ -29,6 +29,32 @@ impl Level {
     }
 }
 
+crate::names! {
+    /// What earned experience points. The first four are paid once per user; the others once
+    /// per transfer or trade, up to a daily cap.
+    pub enum XpKind {
+        EmailVerified = "email_verified",
+        TwoFactorEnabled = "two_factor_enabled",
+        FirstDeposit = "first_deposit",
+        FirstTrade = "first_trade",
+        Transfer = "transfer",
+        TradeVolume = "trade_volume",
+    }
+}
+
+impl XpKind {
+    /// Paid once per user: these are the achievements shown on the home page.
+    pub fn is_achievement(self) -> bool {
+        matches!(
+            self,
+            XpKind::EmailVerified
+                | XpKind::TwoFactorEnabled
+                | XpKind::FirstDeposit
+                | XpKind::FirstTrade
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,7 +19,7 @@ pub use account::{AccountKind, EntryKind, TxKind};
 pub use audit::AuditAction;
 pub use error::{FieldErrors, ValidationError};
 pub use job::{JobKind, JobStatus, StepStatus};
-pub use level::Level;
+pub use level::{Level, XpKind};
 pub use money::{AmountError, format_amount, parse_amount, parse_positive_amount, write_amount};
 pub use payment::{CreditState, DepositStatus, WithdrawalStatus};
 pub use role::Role;

@@ -145,6 +145,7 @@ pub async fn build_state(config: Config, settings: Settings) -> anyhow::Result<A
         workers: etx_core::jobs::Workers::default(),
         book: Default::default(),
         alerts: Default::default(),
+        xp: Default::default(),
     });
     let state = AppState::new(Inner {
         core,
@@ -270,6 +271,7 @@ impl Application {
         let workers = etx_core::jobs::spawn_workers(self.state.core.clone());
         let matcher = etx_core::trading::spawn_matcher(self.state.core.clone());
         let evaluator = etx_core::alerts::spawn_evaluator(self.state.core.clone());
+        let awarder = etx_core::xp::spawn_awarder(self.state.core.clone());
         let m = &self.state.config.market;
         let feed = match m.provider {
             PriceFeed::Coinbase => tokio::spawn(etx_core::market::coinbase::run(
@@ -296,6 +298,7 @@ impl Application {
         workers.abort();
         matcher.abort();
         evaluator.abort();
+        awarder.abort();
         feed.abort();
         recorder.abort();
         forwarder.abort();

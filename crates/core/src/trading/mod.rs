@@ -97,7 +97,7 @@ impl TradingConfig {
 }
 
 /// Feed prices are USD × 10^8.
-const PRICE_ONE: i128 = 100_000_000;
+pub(crate) const PRICE_ONE: i128 = 100_000_000;
 
 /// A pair such as `BTC/USD`: the base asset is bought or sold, the quote asset pays.
 #[derive(Clone, Copy)]
@@ -165,7 +165,7 @@ pub struct Terms {
 }
 
 /// US cents of `minor` units of an asset of `scale` at `usd` (× 10^8) per unit, rounded down.
-fn cents_of(minor: i128, usd: i128, scale: u8) -> i128 {
+pub(crate) fn cents_of(minor: i128, usd: i128, scale: u8) -> i128 {
     minor * usd / (PRICE_ONE / 100) / 10i128.pow(u32::from(scale))
 }
 
@@ -751,10 +751,13 @@ async fn fill(
         other => other?,
     };
     tracing::info!(order = %order.id, user = %u, pair = %p.pair.name(), side = %p.side, "order filled");
-    state.events.movements(vec![
-        movement_event(state, u, base, base_balance, base_view, None),
-        movement_event(state, u, quote, quote_balance, quote_view, None),
-    ]);
+    crate::ledger::publish(
+        state,
+        vec![
+            movement_event(state, u, base, base_balance, base_view, None),
+            movement_event(state, u, quote, quote_balance, quote_view, None),
+        ],
+    );
     Ok(out)
 }
 
@@ -782,6 +785,9 @@ pub(crate) fn queue_trade_history(
         Side::Buy => ("in", "out", t.value),
         Side::Sell => ("out", "in", t.total),
     };
+    // Both rows carry what the fill was worth: what a buy paid, fee included, or what a sell
+    // received, fee deducted. That is the bought asset's cost and the sold asset's proceeds.
+    let usd_value = crate::ledger::usd_value_now(state, r.quote, t.total);
     let mut row = |direction, asset, amount, fee| {
         let id = uuid::Uuid::now_v7().to_string();
         queue_history(
@@ -799,6 +805,7 @@ pub(crate) fn queue_trade_history(
                 counterparty_id: None,
                 note: Some(r.note),
                 entry_id: Some(r.entry_id),
+                usd_value,
             },
         )
     };

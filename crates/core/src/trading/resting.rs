@@ -382,6 +382,9 @@ pub(super) struct Settled {
 impl Settled {
     pub(super) fn send(self, state: &Core) {
         for (user, event, payload) in self.messages {
+            if event == "transaction_update" {
+                state.xp.note_movement(state, &user, &payload);
+            }
             state.events.to_user(&user, event, payload);
         }
     }

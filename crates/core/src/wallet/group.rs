@@ -568,6 +568,7 @@ fn history(group: &Group<'_>, accepted: &[Accepted], now: i64) -> Batch {
             counterparty_id: Some(other),
             note: p.note.as_deref(),
             entry_id: Some(&p.entry_id),
+            usd_value: Some(p.usd_cents),
         };
         rows.push(side(&p.out_id, &p.sender_id, "out", &p.recipient_id));
         rows.push(side(&p.in_id, &p.recipient_id, "in", &p.sender_id));

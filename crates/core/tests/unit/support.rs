@@ -108,6 +108,7 @@ pub async fn core_with(change: impl FnOnce(&mut Config)) -> TestCore {
         workers: etx_core::jobs::Workers::default(),
         book: Default::default(),
         alerts: Default::default(),
+        xp: Default::default(),
         rules,
         config,
     });

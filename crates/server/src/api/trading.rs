@@ -8,7 +8,9 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
+use etx_core::market::price_text;
 use etx_core::trading::{self, OrderPlaced, OrderQuote, OrderView, QuoteRequest};
+use etx_domain::format_amount;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
@@ -20,6 +22,116 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(quote))
         .routes(routes!(list, place))
         .routes(routes!(get_order, cancel))
+        .routes(routes!(portfolio))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PortfolioQuery {
+    /// Days of value history before today, 1–365 (default 30).
+    pub days: Option<i64>,
+}
+
+/// Your holdings valued at live prices, with average-cost basis, P&L, allocation and value
+/// over time. Money is in USD (2 decimals); `null` where the feed has no price.
+#[utoipa::path(get, path = "/api/portfolio", tag = "trading", params(PortfolioQuery),
+    responses(
+        (status = 200, description = "The portfolio", body = PortfolioView),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 422, description = "Bad days", body = ErrorBody),
+    ))]
+async fn portfolio(
+    State(state): State<AppState>,
+    auth: Auth,
+    AppQuery(q): AppQuery<PortfolioQuery>,
+) -> ApiResult<Json<PortfolioView>> {
+    let days = q.days.unwrap_or(30);
+    if !(1..=365).contains(&days) {
+        return Err(crate::error::ApiError::field(
+            "days",
+            "must be between 1 and 365",
+        ));
+    }
+    let p = etx_core::portfolio::portfolio(&state.core, &auth.user.id, days).await?;
+    Ok(Json(PortfolioView::from(&p)))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PortfolioView {
+    pub currency: &'static str,
+    pub value: String,
+    pub cost_basis: String,
+    pub unrealised_pnl: String,
+    pub realised_pnl: String,
+    pub holdings: Vec<HoldingView>,
+    pub history: Vec<ValuePoint>,
+    /// The feed is stale: values use the last prices it gave.
+    pub stale: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HoldingView {
+    pub asset: String,
+    /// In the wallet, spendable.
+    pub available: String,
+    /// Reserved by open orders, pending review.
+    pub held: String,
+    pub total: String,
+    pub price: Option<String>,
+    pub value: Option<String>,
+    /// Average cost per unit.
+    pub avg_cost: Option<String>,
+    pub cost_basis: Option<String>,
+    pub unrealised_pnl: Option<String>,
+    pub realised_pnl: String,
+    /// Percent of the portfolio's value.
+    pub allocation_pct: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ValuePoint {
+    /// UTC day, `YYYY-MM-DD`; the last point is today at live prices.
+    pub date: String,
+    pub value: String,
+}
+
+impl From<&etx_core::portfolio::Portfolio> for PortfolioView {
+    fn from(p: &etx_core::portfolio::Portfolio) -> Self {
+        let usd = |c: i64| format_amount(c, 2);
+        PortfolioView {
+            currency: "USD",
+            value: usd(p.value),
+            cost_basis: usd(p.cost_basis),
+            unrealised_pnl: usd(p.unrealised),
+            realised_pnl: usd(p.realised),
+            holdings: p
+                .holdings
+                .iter()
+                .map(|h| HoldingView {
+                    asset: h.asset.clone(),
+                    available: format_amount(h.available, h.scale),
+                    held: format_amount(h.held, h.scale),
+                    total: format_amount(h.total(), h.scale),
+                    price: h.price.map(price_text),
+                    value: h.value.map(usd),
+                    avg_cost: h.avg_cost().map(price_text),
+                    cost_basis: h.cost_basis.map(usd),
+                    unrealised_pnl: h.unrealised.map(usd),
+                    realised_pnl: usd(h.realised),
+                    allocation_pct: h.allocation_bps.map(usd),
+                })
+                .collect(),
+            history: p
+                .history
+                .iter()
+                .map(|(day, v)| ValuePoint {
+                    date: etx_core::time::rfc3339(*day)[..10].to_string(),
+                    value: usd(*v),
+                })
+                .collect(),
+            stale: p.stale,
+        }
+    }
 }
 
 /// Body of a quote: what a market order would be.

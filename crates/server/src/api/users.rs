@@ -29,6 +29,7 @@ pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(list_users))
         .routes(routes!(search_users))
         .routes(routes!(leaderboard))
+        .routes(routes!(my_xp))
         .routes(routes!(get_user, update_user, delete_user))
         .routes(routes!(get_avatar))
         .routes(routes!(upload_avatar, delete_avatar).layer(DefaultBodyLimit::max(avatar_limit)))
@@ -172,21 +173,173 @@ async fn search_users(
     }))
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct Leaderboard {
-    pub users: Vec<PublicUserView>,
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LeaderboardQuery {
+    /// `all` (the default: total experience) or `week` (points earned since Monday 00:00 UTC).
+    pub period: Option<String>,
 }
 
-/// The 20 users with the most experience.
-#[utoipa::path(get, path = "/api/leaderboard", tag = "users",
+#[derive(Serialize, ToSchema)]
+pub struct Leaderboard {
+    pub period: String,
+    pub users: Vec<LeaderboardUser>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LeaderboardUser {
+    pub rank: usize,
+    /// Experience in the period.
+    pub points: i64,
+    #[serde(flatten)]
+    pub user: PublicUserView,
+}
+
+/// The 20 users with the most experience, of all time or this week.
+#[utoipa::path(get, path = "/api/leaderboard", tag = "users", params(LeaderboardQuery),
     responses(
         (status = 200, description = "Top users", body = Leaderboard),
         (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 422, description = "Unknown period", body = ErrorBody),
     ))]
-async fn leaderboard(State(state): State<AppState>, _auth: Auth) -> ApiResult<Json<Leaderboard>> {
-    let rows = state.db.leaderboard(20).await?;
+async fn leaderboard(
+    State(state): State<AppState>,
+    _auth: Auth,
+    AppQuery(q): AppQuery<LeaderboardQuery>,
+) -> ApiResult<Json<Leaderboard>> {
+    let week = match q.period.as_deref() {
+        None | Some("all") => false,
+        Some("week") => true,
+        Some(_) => {
+            return Err(ApiError::field("period", "must be all or week"));
+        }
+    };
+    let ranked = etx_core::xp::leaderboard(&state.core, week, 20).await?;
     Ok(Json(Leaderboard {
-        users: rows.iter().map(PublicUserView::from).collect(),
+        period: if week { "week" } else { "all" }.into(),
+        users: ranked
+            .iter()
+            .enumerate()
+            .map(|(i, (u, points))| LeaderboardUser {
+                rank: i + 1,
+                points: *points,
+                user: PublicUserView::from(u),
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct XpQuery {
+    /// Awards per page, 1–100 (default 20).
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct XpView {
+    pub exp: i64,
+    pub level: i64,
+    pub exp_into_level: i64,
+    pub exp_for_next: i64,
+    /// Every achievement, earned or not.
+    pub achievements: Vec<AchievementView>,
+    /// The awards, newest first.
+    pub events: Vec<XpEventView>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AchievementView {
+    pub kind: String,
+    pub title: String,
+    pub points: i64,
+    pub earned_at: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct XpEventView {
+    pub id: String,
+    pub kind: String,
+    pub title: String,
+    pub points: i64,
+    pub created_at: String,
+}
+
+/// Your experience, level, achievements and the awards that earned them.
+#[utoipa::path(get, path = "/api/xp", tag = "users", params(XpQuery),
+    responses(
+        (status = 200, description = "Experience and awards", body = XpView),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 422, description = "Bad limit or cursor", body = ErrorBody),
+    ))]
+async fn my_xp(
+    State(state): State<AppState>,
+    auth: Auth,
+    AppQuery(q): AppQuery<XpQuery>,
+) -> ApiResult<Json<XpView>> {
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::field("limit", "must be between 1 and 100"));
+    }
+    let cursor = match q.cursor.as_deref() {
+        None => None,
+        Some(c) => Some(
+            c.split_once('_')
+                .and_then(|(at, id)| Some((at.parse::<i64>().ok()?, id)))
+                .filter(|(_, id)| !id.is_empty())
+                .ok_or_else(|| ApiError::field("cursor", "is not one this server gave"))?,
+        ),
+    };
+    let user = state
+        .db
+        .user_by_id(&auth.user.id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let mut rows = state.db.xp_events_of(&user.id, cursor, limit + 1).await?;
+    let next_cursor = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| format!("{}_{}", r.created_at, r.id))
+    } else {
+        None
+    };
+    let earned = state.db.achievements_of(&user.id).await?;
+    let level = etx_domain::Level::from_exp(user.exp);
+    let title = |k: &str| {
+        etx_domain::XpKind::parse(k)
+            .map_or_else(|| k.to_string(), |k| etx_core::xp::title(k).to_string())
+    };
+    Ok(Json(XpView {
+        exp: user.exp,
+        level: level.level,
+        exp_into_level: level.exp_into_level,
+        exp_for_next: level.exp_for_next,
+        achievements: etx_domain::XpKind::ALL
+            .iter()
+            .filter(|k| k.is_achievement())
+            .map(|k| AchievementView {
+                kind: k.as_str().into(),
+                title: etx_core::xp::title(*k).into(),
+                points: etx_core::xp::points(*k).0,
+                earned_at: earned
+                    .iter()
+                    .find(|e| e.kind == k.as_str())
+                    .map(|e| crate::views::rfc3339(e.created_at)),
+            })
+            .collect(),
+        events: rows
+            .iter()
+            .map(|r| XpEventView {
+                id: r.id.clone(),
+                kind: r.kind.clone(),
+                title: title(&r.kind),
+                points: r.points,
+                created_at: crate::views::rfc3339(r.created_at),
+            })
+            .collect(),
+        next_cursor,
     }))
 }
 
