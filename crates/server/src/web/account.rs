@@ -29,6 +29,10 @@ pub struct HomePage {
     initial: String,
     balances: Vec<(String, String)>,
     recent: Vec<crate::views::wallet::TransactionView>,
+    /// (title, points, earned)
+    achievements: Vec<(&'static str, i64, bool)>,
+    /// This week's leaders: (rank, username, points)
+    leaders: Vec<(usize, String, i64)>,
 }
 
 fn initial(u: &UserView) -> String {
@@ -47,6 +51,24 @@ pub async fn view_home_get(
     let user = UserView::from(&u.auth.user);
     let (balances, _) = etx_core::wallet::balance_list(&state, &u.auth.user.id).await?;
     let recent = super::wallet::recent(&state, &u.auth.user.id, None, 5).await?;
+    let earned = state.db.achievements_of(&u.auth.user.id).await?;
+    let achievements = etx_domain::XpKind::ALL
+        .iter()
+        .filter(|k| k.is_achievement())
+        .map(|k| {
+            (
+                etx_core::xp::title(*k),
+                etx_core::xp::points(*k).0,
+                earned.iter().any(|e| e.kind == k.as_str()),
+            )
+        })
+        .collect();
+    let leaders = etx_core::xp::leaderboard(&state, true, 5)
+        .await?
+        .into_iter()
+        .enumerate()
+        .map(|(i, (u, p))| (i + 1, u.username, p))
+        .collect();
     let mut layout = Layout::new(Some(UserView::from(&u.auth.user)), u.csrf, "home");
     layout.notice = notice(&q);
     Ok(HomePage {
@@ -55,6 +77,8 @@ pub async fn view_home_get(
         user,
         balances,
         recent,
+        achievements,
+        leaders,
     }
     .into_response())
 }

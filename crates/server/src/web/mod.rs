@@ -12,6 +12,7 @@ mod market;
 mod notice;
 mod payments;
 mod security;
+mod trading;
 mod wallet;
 
 use crate::cookies;
@@ -88,6 +89,21 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/dev/mail", get(security::view_dev_mail_get))
         .route("/markets", get(market::view_markets_get))
         .route("/markets/{symbol}", get(market::view_market_get))
+        .route("/trade", get(trading::view_trade_get))
+        .route("/trade/quote", post(trading::view_quote_post))
+        .route("/trade/execute", post(trading::view_execute_post))
+        .route("/trade/order", post(trading::view_order_post))
+        .route(
+            "/trade/orders/{id}/cancel",
+            post(trading::view_cancel_order_post),
+        )
+        .route("/portfolio", get(trading::view_portfolio_get))
+        .route(
+            "/alerts",
+            get(trading::view_alerts_get).post(trading::view_alert_create_post),
+        )
+        .route("/alerts/{id}/toggle", post(trading::view_alert_toggle_post))
+        .route("/alerts/{id}/delete", post(trading::view_alert_delete_post))
         .route("/wallet", get(wallet::view_wallet_get))
         .route("/wallet/transfer", post(wallet::view_transfer_post))
         .route("/transactions", get(wallet::view_transactions_get))

@@ -33,6 +33,12 @@ pub fn notice(q: &NoticeQuery) -> Option<&'static str> {
         "job-cancel" => Some("Cancel requested."),
         "etx-saved" => Some("Your ETX platform settings were saved."),
         "etx-removed" => Some("Your ETX platform settings were removed."),
+        "order-filled" => Some("Order filled."),
+        "order-placed" => Some("Order placed. It fills when the price reaches it."),
+        "order-cancelled" => Some("Order cancelled; what it held is back in your wallet."),
+        "order-ended" => Some("That order had already ended."),
+        "alert-created" => Some("Alert created."),
+        "alert-updated" => Some("Alert updated."),
         _ => None,
     }
 }

@@ -1500,3 +1500,196 @@ async fn platform_operations_start_from_the_pages_for_whoever_may_run_them() {
         "{page}"
     );
 }
+
+#[tokio::test]
+async fn trade_portfolio_and_alerts_pages_work_without_script() {
+    let app = spawn_quiet_market().await;
+    set_price(&app, "BTC", 60_000);
+    let admin = app.user_with_role("treasurer", "admin").await;
+    let alice = app.register("alice").await;
+    app.fund(&admin, &alice, "USD", "1000.00").await;
+    let b = signed_in(&app, "alice").await;
+
+    // A market buy is quoted first, then confirmed at exactly the quoted total.
+    let page = page_text(&b, at(&app, "/trade")).await;
+    assert!(page.contains("data-price=\"BTC\""), "live price cells");
+    let r = b
+        .post(at(&app, "/trade/quote"))
+        .form(&[
+            ("csrf_token", csrf_of(&page).as_str()),
+            ("side", "buy"),
+            ("base", "BTC"),
+            ("quote", "USD"),
+            ("amount", "0.01"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let quoted = r.text().await.unwrap();
+    assert!(quoted.contains("602.11 USD"), "the quote's total");
+    set_price(&app, "BTC", 61_000);
+    let key = hidden(&quoted, "idempotency_key");
+    let form = [
+        ("csrf_token", csrf_of(&quoted)),
+        ("idempotency_key", key),
+        ("quote_id", hidden(&quoted, "quote_id")),
+    ];
+    let r = b
+        .post(at(&app, "/trade/execute"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.url().as_str().ends_with("/trade?msg=order-filled"));
+    // The same form sent twice places one order.
+    b.post(at(&app, "/trade/execute"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(app.balances(&alice).await["USD"], "397.89");
+
+    // A limit sell rests, is listed, and is cancelled from the page.
+    let page = page_text(&b, at(&app, "/trade")).await;
+    let r = b
+        .post(at(&app, "/trade/order"))
+        .form(&[
+            ("csrf_token", csrf_of(&page).as_str()),
+            ("idempotency_key", hidden(&page, "idempotency_key").as_str()),
+            ("type", "limit"),
+            ("side", "sell"),
+            ("base", "BTC"),
+            ("quote", "USD"),
+            ("amount", "0.005"),
+            ("price", "90000"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let page = r.text().await.unwrap();
+    assert!(page.contains("Order placed"), "{page}");
+    assert!(page.contains("id=\"open-orders\""));
+    let id = page
+        .split("data-order=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    // Bad input is shown on the form and places nothing.
+    let r = b
+        .post(at(&app, "/trade/order"))
+        .form(&[
+            ("csrf_token", csrf_of(&page).as_str()),
+            ("idempotency_key", "web-bad-1"),
+            ("type", "limit"),
+            ("side", "sell"),
+            ("base", "BTC"),
+            ("quote", "USD"),
+            ("amount", "0.005"),
+            ("price", "lots"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let r = b
+        .post(at(&app, &format!("/trade/orders/{id}/cancel")))
+        .form(&[("csrf_token", csrf_of(&page))])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.text().await.unwrap().contains("Order cancelled"));
+    assert_eq!(app.balances(&alice).await["BTC"], "0.01000000");
+
+    // The portfolio shows the holding at the live price with its cost and P&L.
+    let page = page_text(&b, at(&app, "/portfolio")).await;
+    assert!(page.contains("data-holding=\"BTC\""));
+    assert!(page.contains(">602.11<"), "BTC cost basis");
+    assert!(page.contains(">610.00<"), "BTC value at 61,000");
+    assert!(page.contains(">7.89<"), "unrealised gain");
+    assert!(page.contains("<svg class=\"chart\""));
+
+    // An alert is created, switched off and deleted from its page.
+    let page = page_text(&b, at(&app, "/alerts")).await;
+    let r = b
+        .post(at(&app, "/alerts"))
+        .form(&[
+            ("csrf_token", csrf_of(&page).as_str()),
+            ("asset", "BTC"),
+            ("kind", "move"),
+            ("move_percent", "5"),
+            ("window_minutes", "60"),
+            ("repeat", "on"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let page = r.text().await.unwrap();
+    assert!(page.contains("moves 5.00 % within 60 min"), "{page}");
+    assert!(page.contains("every 60 min at most"));
+    let id = page
+        .split("data-alert=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let r = b
+        .post(at(&app, "/alerts"))
+        .form(&[
+            ("csrf_token", csrf_of(&page).as_str()),
+            ("asset", "BTC"),
+            ("kind", "above"),
+            ("price", ""),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let page = b
+        .post(at(&app, &format!("/alerts/{id}/toggle")))
+        .form(&[("csrf_token", csrf_of(&page).as_str()), ("active", "false")])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Switch on"));
+    let page = b
+        .post(at(&app, &format!("/alerts/{id}/delete")))
+        .form(&[("csrf_token", csrf_of(&page))])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("No alerts yet."));
+
+    // Home shows the achievements; someone else's order or alert is a 404 page.
+    // (experience is awarded in the background: the badge appears within moments)
+    let start = std::time::Instant::now();
+    loop {
+        let home = page_text(&b, at(&app, "/")).await;
+        if home.contains("✓ First trade") {
+            assert!(!home.contains("✓ First deposit"));
+            break;
+        }
+        assert!(start.elapsed().as_secs() < 10, "{home}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let bob = signed_in(&app, &app.register("bob").await.username).await;
+    let page = page_text(&bob, at(&app, "/alerts")).await;
+    let r = bob
+        .post(at(&app, &format!("/alerts/{id}/delete")))
+        .form(&[("csrf_token", csrf_of(&page))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
