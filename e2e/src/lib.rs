@@ -60,6 +60,11 @@ pub struct App {
 
 impl App {
     pub async fn spawn() -> App {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// With `adjust` applied to the configuration last.
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> App {
         let data_dir = TempDir::new("etx-e2e-data");
         let mut c = Config::defaults();
         c.bind = (Ipv4Addr::LOCALHOST, 0).into();
@@ -69,6 +74,7 @@ impl App {
         c.auth.argon2_memory_kib = 64;
         c.auth.argon2_iterations = 1;
         c.database_url = fresh_database_url().await;
+        adjust(&mut c);
         let app = Application::build(c).await.expect("application starts");
         let port = app.local_addr().port();
         let state = app.state.clone();
@@ -335,6 +341,26 @@ impl Browser {
             .unwrap_or_else(|e| panic!("click `{css}`: {e}"));
     }
 
+    /// Chooses `value` in the `<select>` at `css`, as a person picking it would.
+    pub async fn select(&self, css: &str, value: &str) {
+        self.find(css).await;
+        let script = "const s = document.querySelector(arguments[0]); \
+                      if (![...s.options].some(o => o.value === arguments[1])) return false; \
+                      s.value = arguments[1]; s.dispatchEvent(new Event('change')); return true;";
+        let ok = self
+            .client
+            .execute(script, vec![css.into(), value.into()])
+            .await
+            .unwrap_or_else(|e| panic!("select {value} in `{css}`: {e}"));
+        assert_eq!(ok, Value::Bool(true), "`{css}` has no option {value}");
+    }
+
+    /// Opens `url` again and again (up to the usual timeout) until `script` (a function body)
+    /// returns something other than `false`/`null`: for what changes on the server, not live.
+    pub async fn reload_until(&self, url: &str, script: &str, what: &str) -> Value {
+        self.poll_js(Some(url), script, what).await
+    }
+
     /// Path and query of the current page, e.g. `/profile?msg=avatar`.
     pub async fn path(&self) -> String {
         match self.client.current_url().await {
@@ -371,8 +397,15 @@ impl Browser {
     /// Runs `script` (a function body that `return`s a value) until it yields something other
     /// than `false`/`null`, and returns that.
     pub async fn wait_for_js(&self, script: &str, what: &str) -> Value {
+        self.poll_js(None, script, what).await
+    }
+
+    async fn poll_js(&self, reload: Option<&str>, script: &str, what: &str) -> Value {
         let deadline = Instant::now() + TIMEOUT;
         loop {
+            if let Some(url) = reload {
+                self.goto(url).await;
+            }
             let v = self
                 .client
                 .execute(script, vec![])

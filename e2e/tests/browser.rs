@@ -22,6 +22,20 @@ fn png(w: u32, h: u32) -> Vec<u8> {
     out.into_inner()
 }
 
+/// Registers `username` (mail `username@example.com`) through the form, terms accepted, and
+/// lands on home.
+async fn register(app: &App, b: &Browser, username: &str) {
+    b.goto(&app.url("/register")).await;
+    b.fill("#username", username).await;
+    b.fill("#email", &format!("{username}@example.com")).await;
+    b.fill("#password", PASSWORD).await;
+    b.fill("#confirm_password", PASSWORD).await;
+    b.click("input[name=terms]").await;
+    b.click("form[action='/register'] button[type=submit]")
+        .await;
+    b.wait_for_path("/").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_login_avatar_logout_in_chromium() {
     let started = Instant::now();
@@ -136,15 +150,7 @@ fn totp(secret: &str, offset: i64) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_factor_set_up_and_sign_in_in_chromium() {
     let (app, b) = tokio::join!(App::spawn(), Browser::launch());
-    b.goto(&app.url("/register")).await;
-    b.fill("#username", "second_factor").await;
-    b.fill("#email", "second_factor@example.com").await;
-    b.fill("#password", PASSWORD).await;
-    b.fill("#confirm_password", PASSWORD).await;
-    b.click("input[name=terms]").await;
-    b.click("form[action='/register'] button[type=submit]")
-        .await;
-    b.wait_for_path("/").await;
+    register(&app, &b, "second_factor").await;
 
     // Set-up: the QR code is drawn on the page and the key is there for typing by hand.
     b.click("nav a[href='/security']").await;
@@ -218,15 +224,7 @@ async fn two_factor_set_up_and_sign_in_in_chromium() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn money_received_shows_up_on_the_open_wallet_page() {
     let (app, b) = tokio::join!(App::spawn(), Browser::launch());
-    b.goto(&app.url("/register")).await;
-    b.fill("#username", "receiver").await;
-    b.fill("#email", "receiver@example.com").await;
-    b.fill("#password", PASSWORD).await;
-    b.fill("#confirm_password", PASSWORD).await;
-    b.click("input[name=terms]").await;
-    b.click("form[action='/register'] button[type=submit]")
-        .await;
-    b.wait_for_path("/").await;
+    register(&app, &b, "receiver").await;
     b.click("nav a[href='/wallet']").await;
     b.wait_for_path("/wallet").await;
     assert_eq!(b.text("[data-asset='USD']").await, "0.00");
@@ -312,15 +310,7 @@ async fn deposit_then_withdraw_with_staff_approval_in_chromium() {
     )
     .await
     .expect("admin");
-    b.goto(&app.url("/register")).await;
-    b.fill("#username", "depositor").await;
-    b.fill("#email", "depositor@example.com").await;
-    b.fill("#password", PASSWORD).await;
-    b.fill("#confirm_password", PASSWORD).await;
-    b.click("input[name=terms]").await;
-    b.click("form[action='/register'] button[type=submit]")
-        .await;
-    b.wait_for_path("/").await;
+    register(&app, &b, "depositor").await;
 
     // Deposit $100 paid in USDT; the sandbox payment goes through the signed webhook.
     b.click("nav a[href='/deposit']").await;
@@ -433,15 +423,7 @@ const SOUTH_CSV: &str = "emissionSourceName,orgFullName,value\nS1,Org B,1\nS1,Or
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_upload_then_a_bar_grouping_runs_live_in_chromium() {
     let (app, b) = tokio::join!(App::spawn(), Browser::launch());
-    b.goto(&app.url("/register")).await;
-    b.fill("#username", "grouper").await;
-    b.fill("#email", "grouper@example.com").await;
-    b.fill("#password", PASSWORD).await;
-    b.fill("#confirm_password", PASSWORD).await;
-    b.click("input[name=terms]").await;
-    b.click("form[action='/register'] button[type=submit]")
-        .await;
-    b.wait_for_path("/").await;
+    register(&app, &b, "grouper").await;
     b.click("nav a[href='/files']").await;
     b.wait_for_path("/files").await;
     assert!(b.text("main").await.contains("This folder is empty."));
@@ -597,5 +579,138 @@ async fn files_upload_then_a_bar_grouping_runs_live_in_chromium() {
     let source = b.client.source().await.expect("page source");
     assert!(!source.contains("Platform-Secret-1") && !source.contains("DS-KEY-1"));
     b.assert_accessible("the platform page").await;
+    b.close().await;
+}
+
+/// A feed price, in US cents, as if the feed had just ticked it.
+fn tick(app: &App, symbol: &str, cents: i64) {
+    app.state.market.apply(&[etx_core::market::Tick {
+        symbol: symbol.into(),
+        price: cents * 1_000_000,
+        at: etx_db::now_micros(),
+    }]);
+}
+
+/// Quotes a market order on /trade and confirms it.
+async fn market_order(app: &App, b: &Browser, side: &str, base: &str, quote: &str, amount: &str) {
+    b.goto(&app.url("/trade")).await;
+    b.select("#m-side", side).await;
+    b.select("#m-base", base).await;
+    b.select("#m-quote", quote).await;
+    b.fill("#m-amount", amount).await;
+    b.click("form[action='/trade/quote'] button[type=submit]")
+        .await;
+    b.wait_for_js(
+        "return document.getElementById('confirm-order') ? true : null;",
+        "the quote to confirm",
+    )
+    .await;
+    b.click("#confirm-order").await;
+    b.wait_for_path("/trade?msg=order-filled").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deposit_trade_watch_the_portfolio_and_level_up_in_chromium() {
+    // The simulated feed stands still: prices move only when the test ticks them.
+    let (app, b) = tokio::join!(
+        App::spawn_with(|c| {
+            c.market.tick_ms = 60_000;
+            c.trading.sync_ms = 50;
+        }),
+        Browser::launch()
+    );
+    tick(&app, "USDT", 100);
+    tick(&app, "BTC", 6_000_000);
+    register(&app, &b, "trader").await;
+
+    // Deposit $1,000 paid in USDT through the sandbox's signed webhook.
+    b.goto(&app.url("/deposit")).await;
+    b.fill("#amount", "1000").await;
+    b.select("#pay_currency", "USDT").await;
+    b.click("form[action='/deposit'] button[type=submit]").await;
+    b.wait_for_js(
+        "return location.pathname.startsWith('/deposit/DEP-') ? true : null;",
+        "the order page opens",
+    )
+    .await;
+    b.click("#simulate-finished").await;
+    b.wait_for_js(
+        "return location.search === '?msg=paid' ? true : null;",
+        "the payment is credited",
+    )
+    .await;
+
+    // Convert most of it to dollars, then buy BTC with USD at the quoted price.
+    market_order(&app, &b, "sell", "USDT", "USD", "900").await;
+    market_order(&app, &b, "buy", "BTC", "USD", "0.01").await;
+    b.assert_accessible("the trade page").await;
+
+    // A limit sell above the market rests in the open orders.
+    b.select("#r-type", "limit").await;
+    b.select("#r-side", "sell").await;
+    b.select("#r-base", "BTC").await;
+    b.select("#r-quote", "USD").await;
+    b.fill("#r-amount", "0.005").await;
+    b.fill("#r-price", "63000").await;
+    b.click("form[action='/trade/order'] button[type=submit]")
+        .await;
+    b.wait_for_path("/trade?msg=order-placed").await;
+    assert!(b.text("#open-orders tbody").await.contains("limit sell"));
+
+    // An alert for when BTC reaches 62,000.
+    b.goto(&app.url("/alerts")).await;
+    b.select("#a-asset", "BTC").await;
+    b.select("#a-kind", "above").await;
+    b.fill("#a-price", "62000").await;
+    b.click("form[action='/alerts'] button[type=submit]").await;
+    b.wait_for_path("/alerts?msg=alert-created").await;
+    assert!(b.text("#alerts tbody").await.contains("above 62000.00 USD"));
+    b.assert_accessible("the alerts page").await;
+
+    // BTC rises to 64,000 while the page is open: the alert arrives live and the limit sell
+    // fills (its bid, 63,840, is above 63,000).
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    tick(&app, "BTC", 6_400_000);
+    let toast = b
+        .wait_for_js(
+            "const t = [...document.querySelectorAll('#live-toasts .toast')]\
+               .find(t => t.textContent.includes('price alert')); return t ? t.textContent : null;",
+            "the alert's notification",
+        )
+        .await;
+    assert_eq!(toast, "BTC price alert");
+    b.reload_until(
+        &app.url("/trade"),
+        "const r = document.querySelector('#order-history [data-order-status]'); \
+         return r && r.textContent === 'filled' && !document.getElementById('open-orders');",
+        "the limit sell to fill",
+    )
+    .await;
+
+    // The portfolio: the BTC left, its cost, a realised gain from the sale, an unrealised one.
+    b.goto(&app.url("/portfolio")).await;
+    let btc = b.text("#holdings [data-holding='BTC']").await;
+    assert!(btc.contains("0.00500000"), "{btc}");
+    let realised = b.text("#portfolio-realised").await;
+    assert!(
+        !realised.starts_with('-') && realised != "0.00",
+        "a gain: {realised}"
+    );
+    assert!(b.exists("svg.chart path").await);
+    b.assert_accessible("the portfolio page").await;
+
+    // First deposit (50), first trade (50) and three fills: level 2, with its badges.
+    b.reload_until(
+        &app.url("/"),
+        "return document.getElementById('level').textContent === '2';",
+        "level 2",
+    )
+    .await;
+    let badges = b.text(".achievements").await;
+    assert!(
+        badges.contains("✓ First deposit") && badges.contains("✓ First trade"),
+        "{badges}"
+    );
+    assert!(app.state.db.verify_ledger().await.unwrap().is_empty());
     b.close().await;
 }
