@@ -537,15 +537,23 @@ pub(crate) fn queue_history(state: &Core, batch: &mut Batch, mut t: NewTransacti
     view
 }
 
+/// Feed prices are USD × 10^8.
+pub(crate) const PRICE_ONE: i128 = 100_000_000;
+
+/// US cents of `minor` units of an asset of `scale` at `usd` (× 10^8) per unit, rounded down.
+pub(crate) fn cents_of(minor: i128, usd: i128, scale: u8) -> i128 {
+    minor * usd / (PRICE_ONE / 100) / 10i128.pow(u32::from(scale))
+}
+
 /// What `amount` of `asset` is worth now in US cents, rounded down; none without a live price.
 pub(crate) fn usd_value_now(state: &Core, asset: &str, amount: i64) -> Option<i64> {
     let scale = state.assets.get(asset)?.scale;
     let price = if asset == "USD" {
-        crate::trading::PRICE_ONE
+        PRICE_ONE
     } else {
         i128::from(state.market.quote(asset).filter(|q| q.price > 0)?.price)
     };
-    i64::try_from(crate::trading::cents_of(i128::from(amount), price, scale)).ok()
+    i64::try_from(cents_of(i128::from(amount), price, scale)).ok()
 }
 
 /// An incoming, completed history row without counterparty or fee: credits, refunds.

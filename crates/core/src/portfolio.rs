@@ -16,7 +16,7 @@
 
 use crate::Core;
 use crate::CoreError;
-use crate::trading::{PRICE_ONE, cents_of};
+use crate::ledger::{PRICE_ONE, cents_of};
 use etx_db::now_micros;
 use etx_db::portfolio::MovementRow;
 use etx_domain::AccountKind;

@@ -19,8 +19,8 @@
 //! not money, so the hot paths never wait for it.
 
 use crate::Core;
+use crate::ledger::{PRICE_ONE, cents_of};
 use crate::ledger::{notice, with_retries};
-use crate::trading::{PRICE_ONE, cents_of};
 use etx_db::xp::NewXp;
 use etx_db::{Batch, now_micros};
 use etx_domain::money::parse_positive_amount;

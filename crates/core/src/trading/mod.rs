@@ -96,8 +96,7 @@ impl TradingConfig {
     }
 }
 
-/// Feed prices are USD × 10^8.
-pub(crate) const PRICE_ONE: i128 = 100_000_000;
+pub(crate) use crate::ledger::{PRICE_ONE, cents_of};
 
 /// A pair such as `BTC/USD`: the base asset is bought or sold, the quote asset pays.
 #[derive(Clone, Copy)]
@@ -162,11 +161,6 @@ pub struct Terms {
     pub total: i64,
     /// The order's value in US cents, for the order size limits.
     pub usd_cents: i64,
-}
-
-/// US cents of `minor` units of an asset of `scale` at `usd` (× 10^8) per unit, rounded down.
-pub(crate) fn cents_of(minor: i128, usd: i128, scale: u8) -> i128 {
-    minor * usd / (PRICE_ONE / 100) / 10i128.pow(u32::from(scale))
 }
 
 fn ceil_div(n: i128, d: i128) -> i128 {
