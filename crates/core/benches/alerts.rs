@@ -83,6 +83,7 @@ fn main() {
             move_bps: bps,
             window_secs: window,
             repeats: i % 2 == 0,
+            email: false,
             cooldown_secs: 3_600,
             active: true,
             fired_at: None,

@@ -44,6 +44,9 @@ pub struct NewAlert {
     /// Fire again after `cooldown_minutes` (default 60) rather than once.
     #[serde(default)]
     pub repeat: bool,
+    /// Also send an email when it fires.
+    #[serde(default)]
+    pub email: bool,
     #[serde(default)]
     pub cooldown_minutes: Option<i64>,
 }
@@ -61,6 +64,7 @@ pub struct AlertView {
     pub move_percent: Option<String>,
     pub window_minutes: Option<i64>,
     pub repeat: bool,
+    pub email: bool,
     pub cooldown_minutes: i64,
     pub active: bool,
     pub fired_at: Option<String>,
@@ -78,6 +82,7 @@ impl AlertView {
             move_percent: a.move_bps.map(|b| etx_domain::money::format_amount(b, 2)),
             window_minutes: a.window_secs.map(|s| s / 60),
             repeat: a.repeats,
+            email: a.email,
             cooldown_minutes: a.cooldown_secs / 60,
             active: a.active,
             fired_at: a.fired_at.map(rfc3339),
@@ -163,6 +168,7 @@ fn plan(state: &Core, user_id: &str, req: &NewAlert) -> Result<AlertRow, CoreErr
         move_bps,
         window_secs,
         repeats: req.repeat,
+        email: req.email,
         cooldown_secs: cooldown * 60,
         active: true,
         fired_at: None,
@@ -564,7 +570,20 @@ async fn fire(
         let mut batch = Batch::default();
         n.queue(&mut batch, &a.user_id);
         state.db.run_batch(&tx, batch).await?;
+        let mut mailed = false;
+        if a.email
+            && let Some(u) = state.db.user_by_id_in(&tx, &a.user_id).await?
+            && u.is_active
+        {
+            let m = crate::mail::alert_mail(state, &u.username, &u.email, &n.title, &n.body)
+                .map_err(CoreError::Internal)?;
+            state.db.queue_mail_in(&tx, m).await?;
+            mailed = true;
+        }
         tx.commit().await?;
+        if mailed {
+            state.mailer.wake.notify_one();
+        }
         Ok(Some((a, n)))
     })
     .await?;

@@ -70,6 +70,8 @@ pub struct Parts {
     pub book: trading::book::OrderBook,
     /// Active price alerts by asset, for this instance's evaluator.
     pub alerts: alerts::Alerts,
+    /// Staff settings per trading pair (halts, fee and spread overrides).
+    pub pairs: trading::settings::PairSettings,
     /// Experience points waiting for the awarder.
     pub xp: xp::Xp,
 }

@@ -123,6 +123,12 @@ pub enum Letter<'a> {
         paragraphs: &'a [String],
         link: &'a str,
     },
+    /// A price alert that fired, for an owner who asked for mail.
+    Alert {
+        username: &'a str,
+        body: &'a str,
+        link: &'a str,
+    },
 }
 
 /// A rendered letter: plain text and HTML alternatives.
@@ -175,6 +181,29 @@ pub async fn send_notice(
         Ok(_) => state.mailer.wake.notify_one(),
         Err(e) => tracing::error!(error = %e, subject, "security notice not queued"),
     }
+}
+
+/// A fired price alert's mail.
+pub fn alert_mail(
+    state: &Core,
+    username: &str,
+    to: &str,
+    subject: &str,
+    body: &str,
+) -> anyhow::Result<NewMail> {
+    let link = format!("{}/alerts", base_url(state));
+    let r = state.mailer.templates.render(&Letter::Alert {
+        username,
+        body,
+        link: &link,
+    })?;
+    Ok(NewMail {
+        to: to.to_string(),
+        subject: subject.to_string(),
+        template: "price_alert",
+        text: r.text,
+        html: r.html,
+    })
 }
 
 pub fn base_url(state: &Core) -> &str {

@@ -14,6 +14,8 @@ pub struct AlertRow {
     pub move_bps: Option<i64>,
     pub window_secs: Option<i64>,
     pub repeats: bool,
+    /// Also mail the owner when it fires.
+    pub email: bool,
     pub cooldown_secs: i64,
     pub active: bool,
     pub fired_at: Option<i64>,
@@ -22,7 +24,7 @@ pub struct AlertRow {
     pub updated_at: i64,
 }
 
-const COLUMNS: &str = "id, user_id, asset, kind, price, move_bps, window_secs, repeats, \
+const COLUMNS: &str = "id, user_id, asset, kind, price, move_bps, window_secs, repeats, email, \
      cooldown_secs, active, fired_at, fired_count, created_at, updated_at";
 
 impl Db {
@@ -39,6 +41,7 @@ impl Db {
                     "move_bps",
                     "window_secs",
                     "repeats",
+                    "email",
                     "cooldown_secs",
                     "active",
                     "fired_at",
@@ -56,6 +59,7 @@ impl Db {
                 a.move_bps.into(),
                 a.window_secs.into(),
                 a.repeats.into(),
+                a.email.into(),
                 a.cooldown_secs.into(),
                 a.active.into(),
                 a.fired_at.into(),

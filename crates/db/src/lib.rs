@@ -14,6 +14,7 @@ pub mod market;
 mod migrate;
 pub mod notifications;
 pub mod orders;
+pub mod pairs;
 pub mod payments;
 pub mod platform;
 pub mod portfolio;

@@ -45,6 +45,15 @@ impl Db {
         self.insert_mail(self.conn(), m).await
     }
 
+    /// Queues a mail in `tx`: it exists exactly when what it reports happened.
+    pub async fn queue_mail_in(
+        &self,
+        tx: &sea_orm::DatabaseTransaction,
+        m: NewMail,
+    ) -> Result<String, DbErr> {
+        self.insert_mail(tx, m).await
+    }
+
     pub(crate) async fn insert_mail(
         &self,
         c: &impl ConnectionTrait,

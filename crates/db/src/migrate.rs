@@ -177,6 +177,20 @@ const MIGRATIONS: &[Migration] = &[
         postgres: "",
         sqlite: "",
     },
+    Migration {
+        version: 23,
+        name: "pair_settings",
+        common: include_str!("migrations/0023_pair_settings.sql"),
+        postgres: "",
+        sqlite: "",
+    },
+    Migration {
+        version: 24,
+        name: "alert_email",
+        common: include_str!("migrations/0024_alert_email.sql"),
+        postgres: "",
+        sqlite: "",
+    },
 ];
 
 pub async fn run(db: &Db) -> anyhow::Result<()> {

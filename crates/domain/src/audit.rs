@@ -31,6 +31,7 @@ crate::names! {
         Transfer = "transfer.p2p",
         OrderPlace = "order.place",
         OrderCancel = "order.cancel",
+        TradingSettings = "trading.settings",
         AlertCreate = "alert.create",
         AlertUpdate = "alert.update",
         AlertDelete = "alert.delete",

@@ -55,6 +55,22 @@ struct NoticeHtml<'a> {
     link: &'a str,
 }
 
+#[derive(Template)]
+#[template(path = "mail/alert.txt")]
+struct AlertText<'a> {
+    username: &'a str,
+    body: &'a str,
+    link: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/alert.html")]
+struct AlertHtml<'a> {
+    username: &'a str,
+    body: &'a str,
+    link: &'a str,
+}
+
 /// Renders every [`Letter`] from its text and HTML template.
 pub struct MailTemplates;
 
@@ -100,6 +116,24 @@ impl Templates for MailTemplates {
                     username,
                     link,
                     minutes,
+                }
+                .render()?,
+            },
+            Letter::Alert {
+                username,
+                body,
+                link,
+            } => Rendered {
+                text: AlertText {
+                    username,
+                    body,
+                    link,
+                }
+                .render()?,
+                html: AlertHtml {
+                    username,
+                    body,
+                    link,
                 }
                 .render()?,
             },

@@ -146,6 +146,7 @@ pub async fn build_state(config: Config, settings: Settings) -> anyhow::Result<A
         book: Default::default(),
         alerts: Default::default(),
         xp: Default::default(),
+        pairs: Default::default(),
     });
     let state = AppState::new(Inner {
         core,

@@ -44,6 +44,9 @@ pub fn spawn_matcher(state: Core) -> tokio::task::JoinHandle<()> {
             if timer && let Err(e) = sync(&state, &mut cursor).await {
                 tracing::warn!(error = %e, "order book sync failed");
             }
+            if timer && let Err(e) = super::settings::sync(&state).await {
+                tracing::warn!(error = %e, "pair settings sync failed");
+            }
             if let Err(e) = match_all(&state).await {
                 tracing::warn!(error = %e, "matching failed; the orders stay open");
             }
@@ -160,7 +163,6 @@ fn put_back(state: &Core, orders: impl IntoIterator<Item = Resting>) {
 
 /// Takes up to `max` crossed orders out of the book, over every pair that has some.
 fn take_crossed(state: &Core, max: usize) -> Vec<Resting> {
-    let cfg = &state.config.trading;
     let mut book = state.book.lock();
     let mut taken = Vec::new();
     for pair in book.pairs() {
@@ -168,10 +170,14 @@ fn take_crossed(state: &Core, max: usize) -> Vec<Resting> {
         else {
             continue;
         };
+        // A halted pair's orders wait, still open, until it trades again.
+        let Ok(cfg) = super::settings::config_for(state, &super::Pair { base, quote }) else {
+            continue;
+        };
         let (Ok(b), Ok(q)) = (usd_price(state, base), usd_price(state, quote)) else {
             continue;
         };
-        let (bid, ask) = bid_ask(cfg, b, q);
+        let (bid, ask) = bid_ask(&cfg, b, q);
         let (bid, ask) = (
             i64::try_from(bid).unwrap_or(i64::MAX),
             i64::try_from(ask).unwrap_or(i64::MAX),

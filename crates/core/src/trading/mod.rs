@@ -15,6 +15,7 @@
 pub mod book;
 mod matcher;
 mod resting;
+pub mod settings;
 
 pub use matcher::spawn_matcher;
 pub use resting::cancel_order;
@@ -315,15 +316,9 @@ fn price_market<'a>(
     let pair = Pair::parse(state, pair)?;
     let side = parse_side(side)?;
     let amount = parse_positive_amount(amount.trim(), pair.base.scale).map_err(amount_field)?;
+    let cfg = settings::config_for(state, &pair)?;
     let (base_usd, quote_usd) = (usd_price(state, pair.base)?, usd_price(state, pair.quote)?);
-    let terms = price_order(
-        &state.config.trading,
-        pair,
-        base_usd,
-        quote_usd,
-        side,
-        amount,
-    )?;
+    let terms = price_order(&cfg, pair, base_usd, quote_usd, side, amount)?;
     Ok(Priced { pair, side, terms })
 }
 

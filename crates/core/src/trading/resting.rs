@@ -135,9 +135,9 @@ fn plan<'a>(
             Some(at)
         }
     };
-    let cfg = &state.config.trading;
+    let cfg = super::settings::config_for(state, &pair)?;
     let (base_usd, quote_usd) = (usd_price(state, pair.base)?, usd_price(state, pair.quote)?);
-    let (bid, ask) = bid_ask(cfg, base_usd, quote_usd);
+    let (bid, ask) = bid_ask(&cfg, base_usd, quote_usd);
     let t = Trigger::of(side, stop);
     if t.crossed(trigger, to64(bid), to64(ask)) {
         let now_price = match side {
@@ -154,7 +154,7 @@ fn plan<'a>(
             ),
         ));
     }
-    let terms = terms_at(cfg, pair, quote_usd, side, amount, i128::from(trigger))?;
+    let terms = terms_at(&cfg, pair, quote_usd, side, amount, i128::from(trigger))?;
     let held = match (side, stop) {
         (Side::Sell, _) => amount,
         (Side::Buy, false) => terms.total,
@@ -658,7 +658,8 @@ pub(super) fn fill_terms(state: &Core, o: &OrderRow) -> End {
     let pair = Pair { base, quote };
     let priced = usd_price(state, base).and_then(|b| {
         let q = usd_price(state, quote)?;
-        super::price_order(&state.config.trading, pair, b, q, side, o.amount)
+        let cfg = super::settings::config_for(state, &pair)?;
+        super::price_order(&cfg, pair, b, q, side, o.amount)
     });
     match priced {
         Ok(t) if side == Side::Sell || t.total <= o.held => End::Fill(t),

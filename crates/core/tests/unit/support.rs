@@ -17,6 +17,7 @@ impl Templates for Bare {
             Letter::Verify { code, .. } => format!("verify {code}"),
             Letter::Reset { link, .. } => format!("reset {link}"),
             Letter::Notice { paragraphs, .. } => paragraphs.join("\n"),
+            Letter::Alert { body, .. } => body.to_string(),
         };
         Ok(Rendered {
             html: format!("<p>{text}</p>"),
@@ -109,6 +110,7 @@ pub async fn core_with(change: impl FnOnce(&mut Config)) -> TestCore {
         book: Default::default(),
         alerts: Default::default(),
         xp: Default::default(),
+        pairs: Default::default(),
         rules,
         config,
     });

@@ -41,6 +41,8 @@ pub struct NewAlertBody {
     repeat: Option<bool>,
     /// 1 to 10080, default 60.
     cooldown_minutes: Option<i64>,
+    /// Also email you when it fires (default false).
+    email: Option<bool>,
 }
 
 #[derive(Serialize, ToSchema)]

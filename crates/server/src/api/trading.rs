@@ -23,6 +23,66 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list, place))
         .routes(routes!(get_order, cancel))
         .routes(routes!(portfolio))
+        .routes(routes!(admin_trading))
+        .routes(routes!(save_pair))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TradingAdminView {
+    pub pairs: Vec<etx_core::trading::settings::PairSettingView>,
+    pub inventory: Vec<etx_core::trading::settings::InventoryView>,
+}
+
+/// Staff: every pair's halt, fee and spread, and the platform's position and fees per asset.
+#[utoipa::path(get, path = "/api/admin/trading", tag = "admin",
+    responses(
+        (status = 200, description = "Pair settings and inventory", body = TradingAdminView),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Not staff", body = ErrorBody),
+    ))]
+async fn admin_trading(
+    State(state): State<AppState>,
+    auth: Auth,
+) -> ApiResult<Json<TradingAdminView>> {
+    auth.require_staff()?;
+    Ok(Json(TradingAdminView {
+        pairs: etx_core::trading::settings::list(&state).await?,
+        inventory: etx_core::trading::settings::inventory(&state).await?,
+    }))
+}
+
+/// Body of a pair's settings: all fields are set as given.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct PairSettingBody {
+    /// No new orders and no fills of resting ones while halted (cancels still work).
+    halted: bool,
+    /// Overrides `[trading] fee_bps`; null for the default.
+    fee_bps: Option<i64>,
+    /// Overrides `[trading] spread_bps`; null for the default.
+    spread_bps: Option<i64>,
+}
+
+/// Admins: halt or resume a pair (`BTC-USD`), or set its fee and spread. Applies on this
+/// instance at once and on the others within `[trading] sync_ms`.
+#[utoipa::path(put, path = "/api/admin/trading/pairs/{pair}", tag = "admin",
+    params(("pair" = String, Path, description = "The pair, BTC-USD")),
+    request_body = PairSettingBody,
+    responses(
+        (status = 200, description = "The pair's settings", body = etx_core::trading::settings::PairSettingView),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 422, description = "Unknown pair or a bad value", body = ErrorBody),
+    ))]
+async fn save_pair(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(pair): Path<String>,
+    AppJson(body): AppJson<etx_core::trading::settings::PairSettingRequest>,
+) -> ApiResult<Json<etx_core::trading::settings::PairSettingView>> {
+    Ok(Json(
+        etx_core::trading::settings::save(&state, &auth, &pair, &body).await?,
+    ))
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -98,6 +98,11 @@ pub fn router(state: &AppState) -> Router<AppState> {
             post(trading::view_cancel_order_post),
         )
         .route("/portfolio", get(trading::view_portfolio_get))
+        .route("/admin/trading", get(trading::view_admin_trading_get))
+        .route(
+            "/admin/trading/pairs/{pair}",
+            post(trading::view_admin_pair_post),
+        )
         .route(
             "/alerts",
             get(trading::view_alerts_get).post(trading::view_alert_create_post),

@@ -39,6 +39,7 @@ pub fn notice(q: &NoticeQuery) -> Option<&'static str> {
         "order-ended" => Some("That order had already ended."),
         "alert-created" => Some("Alert created."),
         "alert-updated" => Some("Alert updated."),
+        "saved-pair" => Some("Pair settings saved."),
         _ => None,
     }
 }

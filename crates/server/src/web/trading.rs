@@ -395,6 +395,8 @@ pub struct AlertForm {
     repeat: Option<String>,
     #[serde(default)]
     cooldown_minutes: String,
+    #[serde(default)]
+    email: Option<String>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -487,6 +489,7 @@ pub async fn view_alert_create_post(
                 None
             },
             repeat: f.repeat.is_some(),
+            email: f.email.is_some(),
             cooldown_minutes: number("cooldown_minutes", &f.cooldown_minutes)?,
         })
     })();
@@ -538,4 +541,115 @@ pub async fn view_alert_delete_post(
         .await
         .map_err(ApiError::from)?;
     Ok(Redirect::to("/alerts?msg=deleted").into_response())
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "admin_trading.html")]
+pub struct AdminTradingPage {
+    layout: Layout,
+    pairs: Vec<etx_core::trading::settings::PairSettingView>,
+    inventory: Vec<etx_core::trading::settings::InventoryView>,
+    is_admin: bool,
+    error: Option<String>,
+}
+
+async fn admin_trading_page(
+    state: &AppState,
+    u: &WebUser,
+    error: Option<ApiError>,
+    notice_text: Option<&'static str>,
+) -> Response {
+    if !u.auth.role.is_staff() {
+        return super::error_page(StatusCode::NOT_FOUND, "Not found", "There is no such page.");
+    }
+    let loaded = async {
+        Ok::<_, CoreError>((
+            etx_core::trading::settings::list(state).await?,
+            etx_core::trading::settings::inventory(state).await?,
+        ))
+    };
+    let (pairs, inventory) = match loaded.await {
+        Ok(v) => v,
+        Err(e) => return PageError::from(ApiError::from(e)).into_response(),
+    };
+    let status = error.as_ref().map_or(StatusCode::OK, ApiError::status);
+    let message = error.and_then(|e| super::form_error(e).0);
+    let mut layout = Layout::new(
+        Some(UserView::from(&u.auth.user)),
+        u.csrf.clone(),
+        "trading-admin",
+    );
+    layout.notice = notice_text;
+    (
+        status,
+        AdminTradingPage {
+            layout,
+            pairs,
+            inventory,
+            is_admin: u.auth.role.is_admin(),
+            error: message,
+        },
+    )
+        .into_response()
+}
+
+pub async fn view_admin_trading_get(
+    State(state): State<AppState>,
+    u: WebUser,
+    Query(q): Query<NoticeQuery>,
+) -> Response {
+    admin_trading_page(&state, &u, None, notice(&q)).await
+}
+
+#[derive(Deserialize)]
+pub struct PairForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    halted: Option<String>,
+    #[serde(default)]
+    fee_bps: String,
+    #[serde(default)]
+    spread_bps: String,
+}
+
+pub async fn view_admin_pair_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    u: WebUser,
+    Path(pair): Path<String>,
+    Form(f): Form<PairForm>,
+) -> Response {
+    if let Err(e) = check_form_csrf(&headers, &f.csrf_token) {
+        return admin_trading_page(&state, &u, Some(e), None).await;
+    }
+    let bps = |field: &str, s: &str| -> Result<Option<i64>, ApiError> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Ok(None);
+        }
+        s.parse()
+            .map(Some)
+            .map_err(|_| ApiError::field(field, "must be a whole number of basis points"))
+    };
+    let req = (|| {
+        Ok::<_, ApiError>(etx_core::trading::settings::PairSettingRequest {
+            halted: f.halted.is_some(),
+            fee_bps: bps("fee_bps", &f.fee_bps)?,
+            spread_bps: bps("spread_bps", &f.spread_bps)?,
+        })
+    })();
+    let saved = match req {
+        Ok(r) => etx_core::trading::settings::save(&state, &u.auth, &pair, &r)
+            .await
+            .map_err(ApiError::from),
+        Err(e) => Err(e),
+    };
+    match saved {
+        Ok(_) => Redirect::to("/admin/trading?msg=saved-pair").into_response(),
+        Err(ApiError::Forbidden(_)) => {
+            super::error_page(StatusCode::NOT_FOUND, "Not found", "There is no such page.")
+        }
+        Err(e) => admin_trading_page(&state, &u, Some(e), None).await,
+    }
 }

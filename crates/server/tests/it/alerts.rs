@@ -282,3 +282,39 @@ async fn two_instances_evaluating_the_same_alert_notify_once() {
     ids.sort();
     assert_eq!(fired, ids);
 }
+
+#[tokio::test]
+async fn an_alert_asked_for_by_email_is_mailed_once_when_it_fires() {
+    let app = spawn_quiet_market().await;
+    let alice = app.register("alice").await;
+    set_price(&app, "BTC", 60_000);
+    let (s, a) = create(
+        &app,
+        &alice,
+        json!({"asset": "BTC", "kind": "above", "price": "65000", "email": true}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{a}");
+    assert_eq!(a["email"], true);
+    // One without mail fires at the same tick and sends none.
+    let (_, plain) = create(
+        &app,
+        &alice,
+        json!({"asset": "BTC", "kind": "above", "price": "64000"}),
+    )
+    .await;
+    assert_eq!(plain["email"], false);
+    set_price(&app, "BTC", 66_000);
+    notices_reach(&app, &alice, 2).await;
+    // The registration's verification mail, then the alert's.
+    let mail = app.mail_to(&alice.email, 2).await;
+    let alert = plain_text_part(&mail[1]);
+    assert!(mail[1].contains("Subject: BTC price alert"), "{}", mail[1]);
+    assert!(
+        alert.contains("BTC is at 66000.00 USD, at or above your 65000.00"),
+        "{alert}"
+    );
+    assert!(alert.contains("/alerts"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(app.mail_to(&alice.email, 2).await.len(), 2);
+}

@@ -872,6 +872,16 @@ async fn every_state_changing_route_writes_an_audit_record() {
                 .await
                 .status()
             }
+            ("PUT", "/api/admin/trading/pairs/{pair}") => {
+                before = records(&app).await;
+                app.put(
+                    "/api/admin/trading/pairs/LTC-USD",
+                    json!({"halted": true, "fee_bps": 20, "spread_bps": null}),
+                    Some(&admin.token),
+                )
+                .await
+                .status()
+            }
             ("PUT", "/api/etx/config") => {
                 before = records(&app).await;
                 app.put(path, walk_etx_config(), Some(&alice.token))
@@ -895,7 +905,7 @@ async fn every_state_changing_route_writes_an_audit_record() {
         );
         walked += 1;
     }
-    assert_eq!(walked, 54, "every unsafe route but the reads was walked");
+    assert_eq!(walked, 55, "every unsafe route but the reads was walked");
 }
 
 fn walk_etx_config() -> Value {

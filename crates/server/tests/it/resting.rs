@@ -643,3 +643,159 @@ async fn random_sequences_match_a_model_of_the_book() {
         app.ledger_ok().await;
     }
 }
+
+#[tokio::test]
+async fn staff_halt_a_pair_set_its_fee_and_spread_and_see_the_inventory() {
+    let app = spawn_quiet_market().await;
+    set_price_cents(&app, "BTC", 6_000_000);
+    set_price_cents(&app, "ETH", 300_000);
+    let admin = app.user_with_role("treasurer", "admin").await;
+    let moderator = app.user_with_role("watcher", "moderator").await;
+    let alice = app.register("alice").await;
+    app.fund(&admin, &alice, "USD", "10000.00").await;
+    let (s, o) = order(&app, &alice, "h-1", limit("buy", "0.01", "59000")).await;
+    assert_eq!(s, StatusCode::CREATED, "{o}");
+    let id = o["order"]["id"].as_str().unwrap().to_string();
+    let (_, o2) = order(&app, &alice, "h-0", limit("buy", "0.01", "50000")).await;
+    let low = o2["order"]["id"].as_str().unwrap().to_string();
+    let put = |token: String, pair: &'static str, body: Value| {
+        let app = &app;
+        async move {
+            app.put(
+                &format!("/api/admin/trading/pairs/{pair}"),
+                body,
+                Some(&token),
+            )
+            .await
+        }
+    };
+    let quote = |pair: &'static str| {
+        let (app, token) = (&app, alice.token.clone());
+        async move {
+            let r = app
+                .post(
+                    "/api/orders/quote",
+                    json!({"pair": pair, "side": "buy", "amount": "0.01"}),
+                    Some(&token),
+                )
+                .await;
+            let s = r.status();
+            (s, r.json::<Value>().await.unwrap())
+        }
+    };
+
+    // Only admins change settings.
+    for who in [&moderator, &alice] {
+        let r = put(who.token.clone(), "BTC-USD", json!({"halted": true})).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    }
+    let r = put(admin.token.clone(), "BTC-USD", json!({"halted": true})).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        (v["pair"].as_str(), v["halted"].as_bool()),
+        (Some("BTC/USD"), Some(true))
+    );
+
+    // Halted: no quotes, no orders, no fills; other pairs trade on.
+    let (s, b) = quote("BTC/USD").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        b["error"]["message"].as_str().unwrap().contains("halted"),
+        "{b}"
+    );
+    let (s, _) = order(&app, &alice, "h-2", limit("buy", "0.01", "50000")).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    set_price_cents(&app, "BTC", 5_800_000);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(get_order(&app, &alice, &id).await["status"], "open");
+    assert_eq!(quote("ETH/USD").await.0, StatusCode::OK);
+    // Cancels still work while halted.
+    let (s, c) = cancel(&app, &alice, &low).await;
+    assert_eq!(
+        (s, c["status"].as_str()),
+        (StatusCode::OK, Some("cancelled")),
+        "{c}"
+    );
+
+    // Resumed with a 0.5 % fee and no spread: the resting order fills at its own terms, a new
+    // quote is the feed's price with the new fee.
+    let r = put(
+        admin.token.clone(),
+        "BTC-USD",
+        json!({"halted": false, "fee_bps": 50, "spread_bps": 0}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["effective_fee_bps"], 50);
+    set_price_cents(&app, "BTC", 5_800_000);
+    let f = ended(&app, &alice, &id).await;
+    assert_eq!(
+        (f["status"].as_str(), f["total"].as_str()),
+        (Some("filled"), Some("590.59"))
+    );
+    let (s, q) = quote("BTC/USD").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        (q["price"].as_str(), q["fee"].as_str(), q["total"].as_str()),
+        (Some("58000.00"), Some("2.90"), Some("582.90"))
+    );
+
+    // Bad settings change nothing.
+    for (pair, body) in [
+        ("BTC-USD", json!({"halted": false, "fee_bps": 10000})),
+        ("BTC-USD", json!({"halted": false, "spread_bps": -1})),
+        ("BTC-XYZ", json!({"halted": true})),
+        ("BTC-USD", json!({"halted": "yes"})),
+    ] {
+        let r = put(admin.token.clone(), pair, body.clone()).await;
+        assert!(
+            r.status().is_client_error(),
+            "{pair} {body}: {}",
+            r.status()
+        );
+    }
+    assert_eq!(quote("BTC/USD").await.1["fee"], "2.90");
+
+    // Staff see every pair and the platform's side: short the 0.01 BTC alice bought, the fee
+    // earned in USD.
+    let r = app.get("/api/admin/trading", Some(&alice.token)).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let t: Value = app
+        .get("/api/admin/trading", Some(&moderator.token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let btc = t["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pair"] == "BTC/USD")
+        .unwrap();
+    assert_eq!(
+        (btc["fee_bps"].as_i64(), btc["spread_bps"].as_i64()),
+        (Some(50), Some(0))
+    );
+    let inv = |asset: &str| {
+        t["inventory"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["asset"] == asset)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(inv("BTC")["position"], "-0.01000000");
+    assert_eq!(inv("USD")["fees"], "0.59");
+    assert_eq!(
+        app.count(
+            "SELECT (SELECT COUNT(*) FROM audit_log WHERE action = 'trading.settings') \
+             + (SELECT COUNT(*) FROM audit_outbox WHERE action = 'trading.settings')"
+        )
+        .await,
+        2
+    );
+    app.ledger_ok().await;
+}

@@ -1693,3 +1693,61 @@ async fn trade_portfolio_and_alerts_pages_work_without_script() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn admins_halt_a_pair_from_the_trading_page_and_others_cannot() {
+    let app = spawn_quiet_market().await;
+    set_price(&app, "BTC", 60_000);
+    app.user_with_role("boss", "admin").await;
+    app.user_with_role("watcher", "moderator").await;
+    let user = app.register("plain").await;
+    let b = signed_in(&app, "boss").await;
+    let page = page_text(&b, at(&app, "/admin/trading")).await;
+    assert!(page.contains("data-pair=\"BTC/USD\""));
+    let r = b
+        .post(at(&app, "/admin/trading/pairs/BTC-USD"))
+        .form(&[
+            ("csrf_token", csrf_of(&page).as_str()),
+            ("halted", "on"),
+            ("fee_bps", "30"),
+            ("spread_bps", ""),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let page = r.text().await.unwrap();
+    assert!(page.contains("Pair settings saved."), "{page}");
+    let row = page.split("data-pair=\"BTC/USD\"").nth(1).unwrap();
+    assert!(row.contains("halted") && row.contains("30<"), "{row}");
+    // A bad value is shown and changes nothing.
+    let r = b
+        .post(at(&app, "/admin/trading/pairs/BTC-USD"))
+        .form(&[("csrf_token", csrf_of(&page).as_str()), ("fee_bps", "lots")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let r = app
+        .post(
+            "/api/orders/quote",
+            serde_json::json!({"pair": "BTC/USD", "side": "buy", "amount": "0.01"}),
+            Some(&user.token),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    // Moderators read it without the forms; users do not see it at all.
+    let m = signed_in(&app, "watcher").await;
+    let page = page_text(&m, at(&app, "/admin/trading")).await;
+    assert!(page.contains("data-pair=\"BTC/USD\"") && !page.contains("/admin/trading/pairs/"));
+    let r = m
+        .post(at(&app, "/admin/trading/pairs/BTC-USD"))
+        .form(&[("csrf_token", csrf_of(&page).as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let u = signed_in(&app, "plain").await;
+    let r = u.get(at(&app, "/admin/trading")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
