@@ -152,23 +152,41 @@ impl Db {
         skip: i64,
         limit: i64,
     ) -> Result<(i64, Vec<OrderRow>), DbErr> {
-        let mut filter = String::from("user_id = $1");
-        let mut values: Vec<sea_orm::Value> = vec![user_id.into()];
-        if let Some(s) = status {
-            values.push(s.into());
-            filter.push_str(&format!(" AND status = ${}", values.len()));
-        }
-        if let Some((base, quote)) = pair {
-            values.push(base.into());
-            values.push(quote.into());
-            filter.push_str(&format!(
-                " AND base_asset = ${} AND quote_asset = ${}",
-                values.len() - 1,
-                values.len()
-            ));
-        }
+        let (filter, values) = order_filter(user_id, status, pair);
         self.newest_first("orders", ORDER_COLUMNS, "", &filter, values, skip, limit)
             .await
+    }
+
+    /// A page of the user's orders, newest first, older than `before` (created_at, id) when
+    /// given: keyset paging for exports of any length.
+    pub async fn orders_before(
+        &self,
+        user_id: &str,
+        status: Option<&str>,
+        pair: Option<(&str, &str)>,
+        before: Option<(i64, &str)>,
+        limit: i64,
+    ) -> Result<Vec<OrderRow>, DbErr> {
+        let (mut filter, mut values) = order_filter(user_id, status, pair);
+        if let Some((at, id)) = before {
+            values.push(at.into());
+            values.push(id.into());
+            let (a, i) = (values.len() - 1, values.len());
+            filter.push_str(&format!(
+                " AND (created_at < ${a} OR (created_at = ${a} AND id < ${i}))"
+            ));
+        }
+        values.push(limit.into());
+        OrderRow::find_by_statement(self.stmt(
+            &format!(
+                "SELECT {ORDER_COLUMNS} FROM orders WHERE {filter} \
+                 ORDER BY created_at DESC, id DESC LIMIT ${}",
+                values.len()
+            ),
+            values,
+        ))
+        .all(self.conn())
+        .await
     }
 
     /// Moves open orders among `ids` (of `user_id` when given) to `status` with `reason` and
@@ -287,4 +305,28 @@ impl Db {
         )
         .await
     }
+}
+
+/// `WHERE` text and values for a user's orders, with a status and a pair when given.
+fn order_filter(
+    user_id: &str,
+    status: Option<&str>,
+    pair: Option<(&str, &str)>,
+) -> (String, Vec<sea_orm::Value>) {
+    let mut filter = String::from("user_id = $1");
+    let mut values: Vec<sea_orm::Value> = vec![user_id.into()];
+    if let Some(s) = status {
+        values.push(s.into());
+        filter.push_str(&format!(" AND status = ${}", values.len()));
+    }
+    if let Some((base, quote)) = pair {
+        values.push(base.into());
+        values.push(quote.into());
+        filter.push_str(&format!(
+            " AND base_asset = ${} AND quote_asset = ${}",
+            values.len() - 1,
+            values.len()
+        ));
+    }
+    (filter, values)
 }

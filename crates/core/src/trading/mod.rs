@@ -869,6 +869,45 @@ pub async fn get_order(state: &Core, user: &UserRow, id: &str) -> Result<OrderVi
 /// The statuses an order can have.
 const STATUSES: [&str; 5] = ["open", "filled", "cancelled", "expired", "rejected"];
 
+/// Which of a user's orders a list or an export shows.
+#[derive(Debug, Clone, Default)]
+pub struct OrderFilter {
+    pub status: Option<&'static str>,
+    /// (base, quote)
+    pub pair: Option<(String, String)>,
+}
+
+impl OrderFilter {
+    /// A status that is not one, or a pair that is not one, is a 422.
+    pub fn parse(
+        state: &Core,
+        status: Option<&str>,
+        pair: Option<&str>,
+    ) -> Result<Self, CoreError> {
+        let status = match status.map(str::trim) {
+            None | Some("") => None,
+            Some(s) => Some(*STATUSES.iter().find(|x| **x == s).ok_or_else(|| {
+                CoreError::field(
+                    "status",
+                    "must be open, filled, cancelled, expired or rejected",
+                )
+            })?),
+        };
+        let pair = match pair.map(str::trim) {
+            None | Some("") => None,
+            Some(p) => {
+                let p = Pair::parse(state, p)?;
+                Some((p.base.code.clone(), p.quote.code.clone()))
+            }
+        };
+        Ok(OrderFilter { status, pair })
+    }
+
+    pub fn pair(&self) -> Option<(&str, &str)> {
+        self.pair.as_ref().map(|(b, q)| (b.as_str(), q.as_str()))
+    }
+}
+
 /// A page of the user's orders, newest first, and how many there are; only those with
 /// `status` and of `pair` when given.
 pub async fn list_orders(
@@ -879,30 +918,10 @@ pub async fn list_orders(
     skip: i64,
     limit: i64,
 ) -> Result<(i64, Vec<OrderView>), CoreError> {
-    let status = match status.map(str::trim) {
-        None | Some("") => None,
-        Some(s) if STATUSES.contains(&s) => Some(s),
-        Some(_) => {
-            return Err(CoreError::field(
-                "status",
-                "must be open, filled, cancelled, expired or rejected",
-            ));
-        }
-    };
-    let pair = match pair.map(str::trim) {
-        None | Some("") => None,
-        Some(p) => Some(Pair::parse(state, p)?),
-    };
+    let f = OrderFilter::parse(state, status, pair)?;
     let (total, rows) = state
         .db
-        .list_orders(
-            &user.id,
-            status,
-            pair.as_ref()
-                .map(|p| (p.base.code.as_str(), p.quote.code.as_str())),
-            skip,
-            limit,
-        )
+        .list_orders(&user.id, f.status, f.pair(), skip, limit)
         .await?;
     Ok((
         total,

@@ -4,6 +4,7 @@
 pub mod alerts;
 pub mod audit;
 pub mod auth;
+mod export;
 pub mod files;
 pub mod jobs;
 pub mod market;

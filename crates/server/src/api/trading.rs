@@ -20,6 +20,7 @@ use utoipa_axum::routes;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(quote))
+        .routes(routes!(export_orders))
         .routes(routes!(list, place))
         .routes(routes!(get_order, cancel))
         .routes(routes!(portfolio))
@@ -376,4 +377,99 @@ async fn cancel(
     Path(id): Path<String>,
 ) -> ApiResult<Json<OrderView>> {
     Ok(Json(trading::cancel_order(&state, &auth.user, &id).await?))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OrderExportQuery {
+    /// `csv` or `json`.
+    pub format: String,
+    /// `open`, `filled`, `cancelled`, `expired` or `rejected`.
+    pub status: Option<String>,
+    /// e.g. `BTC/USD`.
+    pub pair: Option<String>,
+}
+
+const EXPORT_PAGE: i64 = 5000;
+
+/// Export every matching order of yours, newest first (streamed; any size).
+#[utoipa::path(get, path = "/api/orders/export", tag = "trading", params(OrderExportQuery),
+    responses(
+        (status = 200, description = "A CSV or JSON attachment", content_type = "text/csv"),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 422, description = "Bad format, status or pair", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+    ))]
+async fn export_orders(
+    State(state): State<AppState>,
+    auth: Auth,
+    AppQuery(q): AppQuery<OrderExportQuery>,
+) -> ApiResult<axum::response::Response> {
+    let headers = super::transactions::budget(&state, &auth).await?;
+    let csv = super::export::is_csv(&q.format)?;
+    let filter = trading::OrderFilter::parse(&state, q.status.as_deref(), q.pair.as_deref())?;
+    let user_id = auth.user.id.clone();
+    let reader = state.clone();
+    let rx = super::export::spawn_reader(
+        EXPORT_PAGE,
+        (),
+        move |before: Option<(i64, String)>, ()| {
+            let (reader, filter, user_id) = (reader.clone(), filter.clone(), user_id.clone());
+            async move {
+                let rows = reader
+                    .db
+                    .orders_before(
+                        &user_id,
+                        filter.status,
+                        filter.pair(),
+                        before.as_ref().map(|(at, id)| (*at, id.as_str())),
+                        EXPORT_PAGE,
+                    )
+                    .await?;
+                Ok((rows, ()))
+            }
+        },
+        |o: &etx_db::orders::OrderRow| (o.created_at, o.id.clone()),
+    );
+    let (csv_state, json_state) = (state.clone(), state);
+    super::export::attachment(
+        headers,
+        csv,
+        "orders",
+        EXPORT_PAGE,
+        rx,
+        super::export::RowFormat {
+            csv_header: "id,created_at,updated_at,pair,side,type,status,amount,price,trigger_price,value,fee,total,quote_currency,reason\r\n",
+            csv: Box::new(move |out, _scratch, o| {
+                let v = OrderView::new(&csv_state, o);
+                let cells = [
+                    v.id.as_str(),
+                    &v.created_at,
+                    &v.updated_at,
+                    &v.pair,
+                    &v.side,
+                    &v.kind,
+                    &v.status,
+                    &v.amount,
+                    &v.price,
+                    v.trigger_price.as_deref().unwrap_or(""),
+                    &v.value,
+                    &v.fee,
+                    &v.total,
+                    &v.quote_currency,
+                    v.reason.as_deref().unwrap_or(""),
+                ];
+                for (i, c) in cells.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    super::export::push_csv_cell(out, c);
+                }
+                out.push_str("\r\n");
+            }),
+            json: Box::new(move |o| {
+                serde_json::to_string(&OrderView::new(&json_state, o)).unwrap_or_default()
+            }),
+        },
+    )
 }

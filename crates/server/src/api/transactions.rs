@@ -1,15 +1,15 @@
 //! `/api/transactions*`: a user's history with filters, offset or keyset paging, detail, a
 //! summary per type and streamed CSV/JSON export. 100 requests per minute per user.
 
+use super::export::{RowFormat, is_csv, push_csv_cell};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{AppJson, AppQuery};
 use crate::session::Auth;
 use crate::state::AppState;
 use crate::views::wallet::TransactionView;
 use axum::Json;
-use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use etx_db::ledger::{TransactionRow, TxCursor, TxFilter};
@@ -29,7 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// Counts the request against the user's per-minute budget; the headers go on every answer.
-async fn budget(state: &AppState, auth: &Auth) -> Result<HeaderMap, ApiError> {
+pub(crate) async fn budget(state: &AppState, auth: &Auth) -> Result<HeaderMap, ApiError> {
     let limit = state.config.rate_limit.transactions_per_user_per_minute;
     let d = state
         .limiter
@@ -377,30 +377,6 @@ async fn export_post(
     export(state, auth, q).await
 }
 
-/// A cell that a spreadsheet would run as a formula gets a leading apostrophe; cells with
-/// separators, quotes or line breaks are quoted.
-fn push_csv_cell(out: &mut String, v: &str) {
-    let formula = v.starts_with(['=', '+', '-', '@', '\t', '\r']);
-    let quote = v.contains([',', '"', '\n', '\r']);
-    if quote {
-        out.push('"');
-    }
-    if formula {
-        out.push('\'');
-    }
-    if quote {
-        for c in v.chars() {
-            if c == '"' {
-                out.push('"');
-            }
-            out.push(c);
-        }
-        out.push('"');
-    } else {
-        out.push_str(v);
-    }
-}
-
 /// One CSV line straight from the row: the same cells as `TransactionView`, without building it.
 fn push_csv_row(out: &mut String, scratch: &mut String, state: &AppState, t: &TransactionRow) {
     let scale = state.assets.get(&t.asset).map_or(0, |a| a.scale);
@@ -432,102 +408,43 @@ const EXPORT_PAGE: i64 = 5000;
 
 async fn export(state: AppState, auth: Auth, q: ExportRequest) -> ApiResult<Response> {
     let headers = budget(&state, &auth).await?;
-    let csv = match q.format.as_str() {
-        "csv" => true,
-        "json" => false,
-        _ => return Err(ApiError::field("format", "must be csv or json")),
-    };
+    let csv = is_csv(&q.format)?;
     let filter = q.filter.to_filter(&state)?;
     let user_id = auth.user.id.clone();
-    let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S");
-    let (ctype, name) = if csv {
-        (
-            "text/csv; charset=utf-8",
-            format!("transactions-{stamp}.csv"),
-        )
-    } else {
-        ("application/json", format!("transactions-{stamp}.json"))
-    };
-    // Keyset pages keep memory flat and never hold a connection between pages. A reader task
-    // fetches the next page while this one is formatted; the channel holds at most two pages,
-    // and a client that goes away drops the receiver, which stops the reader.
-    let (pages, rx) = tokio::sync::mpsc::channel::<Result<Vec<TransactionRow>, ()>>(2);
-    let reader_state = state.clone();
-    tokio::spawn(async move {
-        let mut cursor: Option<TxCursor> = None;
-        let mut names = std::collections::HashMap::new();
-        loop {
-            let rows = match reader_state
-                .db
-                .export_page(&user_id, &filter, cursor.as_ref(), EXPORT_PAGE, &mut names)
-                .await
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(error = %e, "export aborted");
-                    let _ = pages.send(Err(())).await;
-                    return;
-                }
-            };
-            let last = (rows.len() as i64) < EXPORT_PAGE;
-            cursor = rows.last().map(|r| TxCursor {
-                created_at: r.created_at,
-                id: r.id.clone(),
-            });
-            if pages.send(Ok(rows)).await.is_err() || last {
-                return;
+    let reader = state.clone();
+    let rx = super::export::spawn_reader(
+        EXPORT_PAGE,
+        std::collections::HashMap::new(),
+        move |cursor: Option<TxCursor>, mut names| {
+            let (reader, filter, user_id) = (reader.clone(), filter.clone(), user_id.clone());
+            async move {
+                let rows = reader
+                    .db
+                    .export_page(&user_id, &filter, cursor.as_ref(), EXPORT_PAGE, &mut names)
+                    .await?;
+                Ok((rows, names))
             }
-        }
-    });
-    let stream = futures_util::stream::unfold(Some((true, rx)), move |st| {
-        let state = state.clone();
-        async move {
-            let (first, mut rx) = st?;
-            let rows = match rx.recv().await {
-                Some(Ok(rows)) => rows,
-                Some(Err(())) | None => {
-                    return Some((Err(std::io::Error::other("export failed")), None));
-                }
-            };
-            let mut chunk = String::with_capacity(rows.len() * 160 + 128);
-            let mut scratch = String::with_capacity(32);
-            if first {
-                chunk.push_str(if csv {
-                    "id,created_at,type,direction,currency,amount,fee,status,counterparty,note\r\n"
-                } else {
-                    "["
-                });
-            }
-            for (i, r) in rows.iter().enumerate() {
-                if csv {
-                    push_csv_row(&mut chunk, &mut scratch, &state, r);
-                } else {
-                    if !(first && i == 0) {
-                        chunk.push(',');
-                    }
-                    let v = TransactionView::new(&state, r);
-                    chunk.push_str(&serde_json::to_string(&v).unwrap_or_default());
-                }
-            }
-            let last = (rows.len() as i64) < EXPORT_PAGE;
-            if last && !csv {
-                chunk.push(']');
-            }
-            let next = (!last).then_some((false, rx));
-            Some((Ok::<_, std::io::Error>(bytes::Bytes::from(chunk)), next))
-        }
-    });
-    let mut resp = Response::new(Body::from_stream(stream));
-    let h = resp.headers_mut();
-    h.extend(headers);
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
-    h.insert(
-        header::CONTENT_DISPOSITION,
-        HeaderValue::from_str(&format!("attachment; filename=\"{name}\""))
-            .map_err(anyhow::Error::from)?,
+        },
+        |r: &TransactionRow| TxCursor {
+            created_at: r.created_at,
+            id: r.id.clone(),
+        },
     );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(resp)
+    let (csv_state, json_state) = (state.clone(), state);
+    super::export::attachment(
+        headers,
+        csv,
+        "transactions",
+        EXPORT_PAGE,
+        rx,
+        RowFormat {
+            csv_header: "id,created_at,type,direction,currency,amount,fee,status,counterparty,note\r\n",
+            csv: Box::new(move |out, scratch, r| push_csv_row(out, scratch, &csv_state, r)),
+            json: Box::new(move |r| {
+                serde_json::to_string(&TransactionView::new(&json_state, r)).unwrap_or_default()
+            }),
+        },
+    )
 }
 
 #[cfg(test)]

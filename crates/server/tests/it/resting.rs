@@ -799,3 +799,69 @@ async fn staff_halt_a_pair_set_its_fee_and_spread_and_see_the_inventory() {
     );
     app.ledger_ok().await;
 }
+
+#[tokio::test]
+async fn orders_export_as_csv_or_json_with_the_list_filters() {
+    let app = spawn_quiet_market().await;
+    set_price_cents(&app, "BTC", 6_000_000);
+    let admin = app.user_with_role("treasurer", "admin").await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    app.fund(&admin, &alice, "USD", "5000.00").await;
+    let (s, _) = order(
+        &app,
+        &alice,
+        "x-1",
+        json!({"pair": "BTC/USD", "side": "buy", "amount": "0.01"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (_, open) = order(&app, &alice, "x-2", limit("buy", "0.01", "50000")).await;
+    let (_, c) = order(&app, &alice, "x-4", limit("buy", "0.001", "40000")).await;
+    cancel(&app, &alice, c["order"]["id"].as_str().unwrap()).await;
+
+    let get = |path: String, token: String| {
+        let app = &app;
+        async move {
+            let r = app.get(&path, Some(&token)).await;
+            let s = r.status();
+            let ctype = r
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_string());
+            (s, ctype, r.text().await.unwrap())
+        }
+    };
+    let (s, ctype, body) = get("/api/orders/export?format=csv".into(), alice.token.clone()).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(ctype.as_deref(), Some("text/csv; charset=utf-8"));
+    let lines: Vec<&str> = body.lines().collect();
+    assert_eq!(lines.len(), 4, "{body}");
+    assert!(lines[0].starts_with("id,created_at,updated_at,pair,side,type,status"));
+    // Newest first: the cancelled one, the open one, the market fill.
+    assert!(lines[1].contains(",limit,cancelled,"), "{body}");
+    assert!(lines[2].starts_with(open["order"]["id"].as_str().unwrap()));
+    assert!(lines[2].contains(",limit,open,0.01000000,"), "{body}");
+    assert!(
+        lines[3].contains("BTC/USD,buy,market,filled,0.01000000,60150.00,,601.50,0.61,602.11,USD,")
+    );
+
+    let (_, _, body) = get(
+        "/api/orders/export?format=json&status=open&pair=BTC/USD".into(),
+        alice.token.clone(),
+    )
+    .await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    assert_eq!(v[0]["id"], open["order"]["id"]);
+    for bad in [
+        "format=xml",
+        "format=csv&status=lost",
+        "format=csv&pair=BTC/XYZ",
+    ] {
+        let (s, _, _) = get(format!("/api/orders/export?{bad}"), alice.token.clone()).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    }
+    let (_, _, body) = get("/api/orders/export?format=json".into(), bob.token.clone()).await;
+    assert_eq!(body, "[]");
+}
