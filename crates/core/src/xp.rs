@@ -273,8 +273,10 @@ pub async fn leaderboard(
         let rows = state.db.leaderboard(limit).await?;
         return Ok(rows
             .into_iter()
-            .map(|u| (u.exp, u))
-            .map(|(e, u)| (u, e))
+            .map(|u| {
+                let exp = u.exp;
+                (u, exp)
+            })
             .collect());
     }
     let today = now_micros().div_euclid(86_400_000_000);

@@ -303,15 +303,7 @@ impl Db {
             ),
         };
         let rows = tx.query_all_raw(stmt).await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok((
-                    r.try_get_by_index(0)?,
-                    r.try_get_by_index(1)?,
-                    r.try_get_by_index(2)?,
-                ))
-            })
-            .collect()
+        crate::sql::triples(rows)
     }
 
     /// Creates accounts (id, owner, kind, asset) with a zero balance where missing; platform
@@ -405,9 +397,7 @@ impl Db {
              RETURNING ledger_accounts.id, ledger_accounts.balance",
         );
         let rows = tx.query_all_raw(self.render(sql.into())).await?;
-        rows.into_iter()
-            .map(|r| Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?)))
-            .collect()
+        crate::sql::pairs(rows)
     }
 
     /// The users' rows of `table` for `day` as (user id, used cents). With `lock`, missing
@@ -468,9 +458,7 @@ impl Db {
             tx.execute_raw(self.stmt(&insert, args.clone())).await?;
             rows = tx.query_all_raw(self.stmt(&select, args)).await?;
         }
-        rows.into_iter()
-            .map(|r| Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?)))
-            .collect()
+        crate::sql::pairs(rows)
     }
 
     /// Queues additions (user id, cents) to locked rows of `table` for `day`; each row is
@@ -550,9 +538,7 @@ impl Db {
             }
         };
         let rows = conn.query_all_raw(stmt).await?;
-        rows.into_iter()
-            .map(|r| Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?)))
-            .collect()
+        crate::sql::pairs(rows)
     }
 
     /// Queues the history rows of one movement, as one statement. Rows go in user-id order

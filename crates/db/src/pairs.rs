@@ -61,14 +61,6 @@ impl Db {
                 [],
             ))
             .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok((
-                    r.try_get_by_index(0)?,
-                    r.try_get_by_index(1)?,
-                    r.try_get_by_index(2)?,
-                ))
-            })
-            .collect()
+        crate::sql::triples(rows)
     }
 }

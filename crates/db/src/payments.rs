@@ -661,9 +661,7 @@ impl Db {
             }
         };
         let rows = conn.query_all_raw(stmt).await?;
-        rows.into_iter()
-            .map(|r| Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?)))
-            .collect()
+        crate::sql::pairs(rows)
     }
 
     #[allow(clippy::too_many_arguments)]

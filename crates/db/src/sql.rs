@@ -4,7 +4,7 @@
 //! rendered. Combining them therefore never has to find and renumber `$n` in SQL text.
 
 use crate::DbKind;
-use sea_orm::{DbBackend, Statement, Value};
+use sea_orm::{DbBackend, DbErr, QueryResult, Statement, TryGetable, Value};
 use std::borrow::Cow;
 use std::fmt::Write;
 
@@ -387,6 +387,30 @@ pub(crate) fn text_array<'a>(items: impl IntoIterator<Item = &'a str>) -> Value 
     }
     out.push('}');
     out.into()
+}
+
+/// Rows of two columns as tuples.
+pub(crate) fn pairs<A: TryGetable, B: TryGetable>(
+    rows: Vec<QueryResult>,
+) -> Result<Vec<(A, B)>, DbErr> {
+    rows.into_iter()
+        .map(|r| Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?)))
+        .collect()
+}
+
+/// Rows of three columns as tuples.
+pub(crate) fn triples<A: TryGetable, B: TryGetable, C: TryGetable>(
+    rows: Vec<QueryResult>,
+) -> Result<Vec<(A, B, C)>, DbErr> {
+    rows.into_iter()
+        .map(|r| {
+            Ok((
+                r.try_get_by_index(0)?,
+                r.try_get_by_index(1)?,
+                r.try_get_by_index(2)?,
+            ))
+        })
+        .collect()
 }
 
 #[cfg(test)]

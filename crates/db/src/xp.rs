@@ -3,7 +3,7 @@
 //! instances awarding the same user never pass a daily cap together.
 
 use crate::ledger::in_list;
-use crate::sql::{Insert, Rows, Sql, text_array};
+use crate::sql::{Insert, Rows, Sql, pairs, text_array};
 use crate::{Db, DbKind, now_micros};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, FromQueryResult, Value};
 
@@ -82,15 +82,7 @@ impl Db {
              WHERE day = $1 AND ref <> '' AND {filter} GROUP BY user_id, kind"
         );
         let rows = tx.query_all_raw(self.stmt(&sql, args)).await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok((
-                    r.try_get_by_index(0)?,
-                    r.try_get_by_index(1)?,
-                    r.try_get_by_index(2)?,
-                ))
-            })
-            .collect()
+        crate::sql::triples(rows)
     }
 
     /// Inserts the awards; one already recorded (same user, kind and ref) is skipped. Answers
@@ -196,10 +188,4 @@ impl Db {
             .await?;
         pairs(rows)
     }
-}
-
-fn pairs(rows: Vec<sea_orm::QueryResult>) -> Result<Vec<(String, i64)>, DbErr> {
-    rows.into_iter()
-        .map(|r| Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?)))
-        .collect()
 }

@@ -241,6 +241,25 @@ pub fn day(s: &str, end: bool) -> Option<i64> {
     Some(d.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros())
 }
 
+/// The status a form page answers with after `error` (200 without one), its message and its
+/// messages per field.
+pub fn form_outcome(
+    error: Option<ApiError>,
+) -> (
+    StatusCode,
+    Option<String>,
+    std::collections::BTreeMap<String, String>,
+) {
+    match error {
+        None => (StatusCode::OK, None, Default::default()),
+        Some(e) => {
+            let status = e.status();
+            let (message, fields) = form_error(e);
+            (status, message, fields)
+        }
+    }
+}
+
 /// What a form page says about a failed action: a message, and messages per field.
 pub fn form_error(e: ApiError) -> (Option<String>, std::collections::BTreeMap<String, String>) {
     match e {

@@ -87,11 +87,7 @@ async fn trade_page(
         Ok(v) => v,
         Err(e) => return PageError::from(ApiError::from(e)).into_response(),
     };
-    let status = error.as_ref().map_or(StatusCode::OK, ApiError::status);
-    let (message, field_errors) = match error {
-        None => (None, BTreeMap::new()),
-        Some(e) => super::form_error(e),
-    };
+    let (status, message, field_errors) = super::form_outcome(error);
     let mut form = form;
     if form.base.is_empty() {
         form.base = "BTC".into();
@@ -421,11 +417,7 @@ async fn alerts_page(
         Ok(a) => a,
         Err(e) => return PageError::from(ApiError::from(e)).into_response(),
     };
-    let status = error.as_ref().map_or(StatusCode::OK, ApiError::status);
-    let (message, field_errors) = match error {
-        None => (None, BTreeMap::new()),
-        Some(e) => super::form_error(e),
-    };
+    let (status, message, field_errors) = super::form_outcome(error);
     let mut form = form;
     if form.kind.is_empty() {
         form.kind = "above".into();
@@ -572,8 +564,7 @@ async fn admin_trading_page(
         Ok(v) => v,
         Err(e) => return PageError::from(ApiError::from(e)).into_response(),
     };
-    let status = error.as_ref().map_or(StatusCode::OK, ApiError::status);
-    let message = error.and_then(|e| super::form_error(e).0);
+    let (status, message, _) = super::form_outcome(error);
     let mut layout = Layout::new(
         Some(UserView::from(&u.auth.user)),
         u.csrf.clone(),

@@ -80,13 +80,7 @@ async fn wallet_page(
         Ok(v) => v,
         Err(e) => return PageError::from(e).into_response(),
     };
-    let status = error
-        .as_ref()
-        .map_or(axum::http::StatusCode::OK, ApiError::status);
-    let (message, field_errors) = match error {
-        None => (None, BTreeMap::new()),
-        Some(e) => super::form_error(e),
-    };
+    let (status, message, field_errors) = super::form_outcome(error);
     let mut form = form;
     if form.currency.is_empty() {
         form.currency = "USD".into();
