@@ -644,5 +644,7 @@ pub struct AssetConfig {
     pub withdrawal_min_fee: Option<String>,
 }
 
+pub(crate) mod lanes;
+
 #[cfg(test)]
 mod tests;

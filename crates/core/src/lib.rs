@@ -72,6 +72,8 @@ pub struct Parts {
     pub alerts: alerts::Alerts,
     /// Staff settings per trading pair (halts, fee and spread overrides).
     pub pairs: trading::settings::PairSettings,
+    /// The market-order committers.
+    pub orders: trading::group::OrderCommit,
     /// Experience points waiting for the awarder.
     pub xp: xp::Xp,
 }

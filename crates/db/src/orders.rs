@@ -2,7 +2,7 @@
 
 use crate::sql::Insert;
 use crate::{Batch, Db};
-use sea_orm::{DatabaseTransaction, DbErr, FromQueryResult};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, FromQueryResult};
 
 #[derive(Debug, Clone, FromQueryResult)]
 pub struct OrderRow {
@@ -129,6 +129,58 @@ impl Db {
             accounts.iter().map(|a| a.clone().into()).collect(),
         )
         .await
+    }
+
+    /// The total balance per asset of the accounts `ids` (for example one asset's shards of
+    /// the platform's inventory), as this transaction sees them; assets without an account are
+    /// left out.
+    pub async fn sums_by_asset(
+        &self,
+        tx: &DatabaseTransaction,
+        ids: &[&str],
+    ) -> Result<Vec<(String, i64)>, DbErr> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let stmt = match self.kind() {
+            crate::DbKind::Postgres => self.stmt(
+                "SELECT asset, CAST(SUM(balance) AS BIGINT) FROM ledger_accounts \
+                 WHERE id = ANY($1::text[]) GROUP BY asset",
+                [crate::sql::text_array(ids.iter().copied())],
+            ),
+            crate::DbKind::Sqlite => self.stmt(
+                &format!(
+                    "SELECT asset, CAST(SUM(balance) AS BIGINT) FROM ledger_accounts \
+                     WHERE id IN ({}) GROUP BY asset",
+                    crate::ledger::in_list(1, ids.len())
+                ),
+                ids.iter().map(|i| (*i).into()),
+            ),
+        };
+        crate::sql::pairs(tx.query_all_raw(stmt).await?)
+    }
+
+    /// Which of `quote_ids` filled an order already.
+    pub async fn quotes_used(
+        &self,
+        tx: &DatabaseTransaction,
+        quote_ids: &[&str],
+    ) -> Result<Vec<String>, DbErr> {
+        if quote_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let stmt = self.stmt(
+            &format!(
+                "SELECT quote_id FROM orders WHERE quote_id IN ({})",
+                crate::ledger::in_list(1, quote_ids.len())
+            ),
+            quote_ids.iter().map(|i| (*i).into()),
+        );
+        tx.query_all_raw(stmt)
+            .await?
+            .into_iter()
+            .map(|r| r.try_get_by_index(0))
+            .collect()
     }
 
     /// Whether a quote has filled an order already.

@@ -144,6 +144,7 @@ pub async fn build_state(config: Config, settings: Settings) -> anyhow::Result<A
         password_checks: etx_core::session::InFlight::default(),
         workers: etx_core::jobs::Workers::default(),
         book: Default::default(),
+        orders: Default::default(),
         alerts: Default::default(),
         xp: Default::default(),
         pairs: Default::default(),

@@ -13,6 +13,7 @@
 //! neither its terms nor its expiry can be changed by the client.
 
 pub mod book;
+pub mod group;
 mod matcher;
 mod resting;
 pub mod settings;
@@ -21,18 +22,18 @@ pub use matcher::spawn_matcher;
 pub use resting::cancel_order;
 
 use crate::ledger::{
-    AmountText, Asset, Failure, Movement, Outcome, Taken, amount_field, balance_of, leg,
-    movement_event, queue_history, scale_of, stored_answer,
+    AmountText, Asset, Failure, Movement, Outcome, amount_field, movement_event, queue_history,
+    scale_of,
 };
 use crate::market::price_text;
 use crate::time::rfc3339;
 use crate::{Core, CoreError};
-use etx_db::ledger::{EntryHead, NewTransaction, account_id};
+use etx_db::ledger::NewTransaction;
 use etx_db::orders::OrderRow;
 use etx_db::users::UserRow;
 use etx_db::{Batch, Db, now_micros};
 use etx_domain::money::{AmountError, format_amount, parse_positive_amount};
-use etx_domain::{AccountKind, AuditAction, EntryKind, Side, TxKind};
+use etx_domain::{AuditAction, Side, TxKind};
 use serde::{Deserialize, Serialize};
 
 /// `[trading]` in the configuration.
@@ -60,6 +61,15 @@ pub struct TradingConfig {
     pub sync_ms: u64,
     /// Open limit and stop orders per user.
     pub max_open_orders: i64,
+    /// Committers of market orders on PostgreSQL (SQLite has one): each commits every order
+    /// waiting, up to `[transfers] max_group`, in one transaction, on its own shard of the
+    /// platform's trading accounts.
+    #[serde(default = "default_commit_lanes")]
+    pub commit_lanes: usize,
+}
+
+fn default_commit_lanes() -> usize {
+    2
 }
 
 impl TradingConfig {
@@ -81,12 +91,13 @@ impl TradingConfig {
         if self.stop_margin_bps > 10_000
             || !(1..=10_000).contains(&self.match_batch)
             || !(1..=16).contains(&self.match_groups)
+            || !(1..=16).contains(&self.commit_lanes)
             || !(10..=60_000).contains(&self.sync_ms)
             || self.max_open_orders < 1
         {
             anyhow::bail!(
                 "invalid setting trading.stop_margin_bps (<= 10000), match_batch (1..=10000), \
-                 match_groups (1..=16), \
+                 match_groups (1..=16), commit_lanes (1..=16), \
                  sync_ms (10..=60000) or max_open_orders (>= 1)"
             );
         }
@@ -590,7 +601,8 @@ pub async fn place_order(
     .await
 }
 
-/// One attempt at filling an order.
+/// One attempt at filling an order: it is planned here and committed with whatever other
+/// orders are waiting (`group`).
 async fn fill(
     state: &Core,
     user: &UserRow,
@@ -601,74 +613,13 @@ async fn fill(
     if state.market.is_stale() {
         return Err(stale().into());
     }
-    if let Some(q) = quote_id
-        && state.db.quote_used(q).await?
-    {
-        return Err(CoreError::Conflict {
-            message: "this quote was used by another order already".into(),
-            fields: Default::default(),
-        }
-        .into());
-    }
     let (base, quote) = (&p.pair.base.code, &p.pair.quote.code);
     let t = p.terms;
     let u = user.id.as_str();
-    let order_id = uuid::Uuid::now_v7();
-    let shard = trading_shard(order_id);
-    let shard = shard.as_str();
-    let (base_legs, quote_legs) = match p.side {
-        Side::Buy => (
-            vec![
-                leg(shard, AccountKind::TradingInventory, -t.amount),
-                leg(u, AccountKind::Wallet, t.amount),
-            ],
-            vec![
-                leg(u, AccountKind::Wallet, -t.total),
-                leg(shard, AccountKind::TradingInventory, t.value),
-                leg(shard, AccountKind::Fees, t.fee),
-            ],
-        ),
-        Side::Sell => (
-            vec![
-                leg(u, AccountKind::Wallet, -t.amount),
-                leg(shard, AccountKind::TradingInventory, t.amount),
-            ],
-            vec![
-                leg(shard, AccountKind::TradingInventory, -t.value),
-                leg(u, AccountKind::Wallet, t.total),
-                leg(shard, AccountKind::Fees, t.fee),
-            ],
-        ),
-    };
-    let tx = state.db.begin_write().await?;
-    let mut batch = Batch::default();
     let entry_id = uuid::Uuid::now_v7().to_string();
-    let memo = format!(
-        "{} {} {}",
-        p.side,
-        p.pair.name(),
-        format_amount(t.amount, p.pair.base.scale)
-    );
-    let balances = state
-        .db
-        .post_entry_assets(
-            &tx,
-            &mut batch,
-            EntryHead {
-                id: &entry_id,
-                kind: EntryKind::Trade,
-                memo: Some(&memo),
-                created_by: Some(u),
-            },
-            vec![(base.as_str(), base_legs), (quote.as_str(), quote_legs)],
-        )
-        .await?;
-    check_exposure(state, &tx, p).await?;
-    let base_balance = balance_of(&balances, &account_id(u, AccountKind::Wallet, base))?;
-    let quote_balance = balance_of(&balances, &account_id(u, AccountKind::Wallet, quote))?;
     let now = now_micros();
     let order = OrderRow {
-        id: order_id.to_string(),
+        id: uuid::Uuid::now_v7().to_string(),
         user_id: u.to_string(),
         base_asset: base.clone(),
         quote_asset: quote.clone(),
@@ -690,10 +641,11 @@ async fn fill(
         expires_at: None,
         reason: None,
     };
-    Db::queue_order(&mut batch, &order);
+    let mut inserts = Batch::default();
+    Db::queue_order(&mut inserts, &order);
     let (base_view, quote_view) = queue_trade_history(
         state,
-        &mut batch,
+        &mut inserts,
         TradeRows {
             user_id: u,
             base,
@@ -715,39 +667,46 @@ async fn fill(
             "total": format_amount(t.total, p.pair.quote.scale),
             "entry_id": entry_id,
         }))
-        .queue(&mut batch);
-    let mut shown = std::collections::BTreeMap::new();
-    shown.insert(base.clone(), format_amount(base_balance, p.pair.base.scale));
-    shown.insert(
-        quote.clone(),
-        format_amount(quote_balance, p.pair.quote.scale),
-    );
-    let body = stored_answer(&OrderPlaced {
-        order: OrderView::new(state, &order),
-        balances: shown,
-    })?;
-    let out = match m.commit(state, tx, batch, Taken::Completed, body).await {
-        // Another order took the same quote in between: the next attempt answers 409.
-        Err(Failure::Db(e))
-            if quote_id.is_some()
-                && matches!(
-                    etx_db::classify(&e),
-                    etx_db::DbErrorKind::UniqueViolation { .. }
-                ) =>
-        {
-            return Err(Failure::Conflict("a quote used by two orders at once"));
+        .queue(&mut inserts);
+    let mut exposure = Vec::new();
+    for asset in [p.pair.base, p.pair.quote] {
+        if asset.code != "USD" {
+            exposure.push((asset.code.clone(), usd_price(state, asset)?, asset.scale));
         }
-        other => other?,
+    }
+    let plan = group::Planned {
+        user_id: u.to_string(),
+        key: m.key.to_string(),
+        scope: m.scope,
+        request_hash: m.hash.clone(),
+        base: base.clone(),
+        quote: quote.clone(),
+        base_scale: p.pair.base.scale,
+        quote_scale: p.pair.quote.scale,
+        side: p.side,
+        terms: t,
+        quote_id: quote_id.map(str::to_string),
+        memo: format!(
+            "{} {} {}",
+            p.side,
+            p.pair.name(),
+            format_amount(t.amount, p.pair.base.scale)
+        ),
+        entry_id,
+        exposure,
+        view: OrderView::new(state, &order),
+        inserts,
     };
+    let filled = state.orders.submit(state, plan).await?;
     tracing::info!(order = %order.id, user = %u, pair = %p.pair.name(), side = %p.side, "order filled");
     crate::ledger::publish(
         state,
         vec![
-            movement_event(state, u, base, base_balance, base_view, None),
-            movement_event(state, u, quote, quote_balance, quote_view, None),
+            movement_event(state, u, base, filled.base_balance, base_view, None),
+            movement_event(state, u, quote, filled.quote_balance, quote_view, None),
         ],
     );
-    Ok(out)
+    Ok(filled.outcome)
 }
 
 /// What a fill's two history rows say.
@@ -803,39 +762,10 @@ pub(crate) fn queue_trade_history(
     (base_view, quote_view)
 }
 
-/// The platform's position in an asset may not exceed `[trading] max_exposure_cents` in value,
-/// either way. The position is the sum of the asset's shards as this transaction sees them, so
-/// orders committing at the same moment may pass the cap together by at most their own size.
-async fn check_exposure(
-    state: &Core,
-    tx: &etx_db::DatabaseTransaction,
-    p: &Priced<'_>,
-) -> Result<(), Failure> {
-    let limit = i128::from(state.config.trading.max_exposure_cents);
-    for asset in [p.pair.base, p.pair.quote] {
-        if asset.code == "USD" {
-            continue;
-        }
-        let shards: Vec<String> = (0..TRADING_SHARDS)
-            .map(|k| account_id(&shard_owner(k), AccountKind::TradingInventory, &asset.code))
-            .collect();
-        let position = i128::from(state.db.sum_of_accounts(tx, &shards).await?);
-        let usd = usd_price(state, asset)?;
-        let cents = cents_of(position.abs(), usd, asset.scale);
-        if cents > limit {
-            return Err(CoreError::LimitExceeded(format!(
-                "the platform cannot take more {} now: try a smaller order",
-                asset.code
-            ))
-            .into());
-        }
-    }
-    Ok(())
-}
-
 /// Shards of the platform's trading accounts (inventory and fees per asset). Every order
-/// updates the platform's side of the ledger; spread over shards, concurrent orders do not
-/// queue on one row's lock. The shard's owner id (`platform-N`) cannot be a user's (a UUID).
+/// updates the platform's side of the ledger; spread over shards (one per market-order lane,
+/// and the owner's for a resting order's fill), concurrent commits do not queue on one row's
+/// lock. The shard's owner id (`platform-N`) cannot be a user's (a UUID).
 const TRADING_SHARDS: u128 = 16;
 
 fn shard_owner(k: u128) -> String {
@@ -851,11 +781,6 @@ fn user_shard(user_id: &str) -> u128 {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     });
     u128::from(h) % TRADING_SHARDS
-}
-
-fn trading_shard(order_id: uuid::Uuid) -> String {
-    // The id's random tail picks the shard (its head is the time).
-    shard_owner(order_id.as_u128() % TRADING_SHARDS)
 }
 
 /// One of the user's orders; another user's is a 404.
@@ -955,6 +880,7 @@ mod tests {
             match_groups: 4,
             sync_ms: 1000,
             max_open_orders: 200,
+            commit_lanes: 2,
         }
     }
 

@@ -13,15 +13,15 @@
 //! are checked. If the decision changed, the group is redone locking first.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
 
 use etx_db::ledger::{NewEntry, NewIdempotency, NewTransaction, Usage, account_id};
 use etx_db::{Batch, DatabaseTransaction, Db, DbErr, DbKind};
 use etx_domain::format_amount;
 use etx_domain::{AccountKind, EntryKind, TxKind};
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::error::CoreError;
+use crate::ledger::lanes::{Lanes, balances_of, distinct, taken_keys};
 use crate::ledger::{Failure, Outcome};
 
 /// One validated transfer, with everything its commit writes besides the money itself.
@@ -94,7 +94,7 @@ enum Refusal {
 
 #[derive(Clone)]
 pub struct GroupCommit {
-    queue: mpsc::Sender<Job>,
+    lanes: Lanes<Job>,
 }
 
 impl GroupCommit {
@@ -112,19 +112,14 @@ impl GroupCommit {
         } else {
             lanes.max(1)
         };
-        let max_group = max_group.clamp(1, 256);
-        let (queue, rx) = mpsc::channel(4096);
-        let rx = Arc::new(Mutex::new(rx));
-        for _ in 0..lanes {
-            let (db, rx) = (db.clone(), rx.clone());
-            tokio::spawn(async move {
-                while let Some(jobs) = take_group(&rx, max_group).await {
-                    metrics::histogram!("etx_transfer_group_size").record(jobs.len() as f64);
-                    commit_group(&db, daily_cap_cents, velocity, jobs).await;
-                }
-            });
-        }
-        GroupCommit { queue }
+        let lanes = Lanes::start(lanes, max_group, move |_, jobs: Vec<Job>| {
+            let db = db.clone();
+            async move {
+                metrics::histogram!("etx_transfer_group_size").record(jobs.len() as f64);
+                commit_group(&db, daily_cap_cents, velocity, jobs).await;
+            }
+        });
+        GroupCommit { lanes }
     }
 
     /// Commits the transfer with whatever others are waiting; answers once it is durable.
@@ -135,26 +130,11 @@ impl GroupCommit {
                 "transfer committer stopped"
             )))
         };
-        self.queue
-            .send(Job { plan, reply })
-            .await
-            .map_err(|_| closed())?;
+        if !self.lanes.send(Job { plan, reply }).await {
+            return Err(closed());
+        }
         answer.await.map_err(|_| closed())?
     }
-}
-
-/// Waits for one transfer, then takes every other one already waiting, up to `max`.
-async fn take_group(rx: &Mutex<mpsc::Receiver<Job>>, max: usize) -> Option<Vec<Job>> {
-    let mut rx = rx.lock().await;
-    let first = rx.recv().await?;
-    let mut jobs = vec![first];
-    while jobs.len() < max {
-        match rx.try_recv() {
-            Ok(j) => jobs.push(j),
-            Err(_) => break,
-        }
-    }
-    Some(jobs)
 }
 
 /// Why a group attempt committed nothing and failed.
@@ -381,16 +361,6 @@ fn decide<'a>(
     }
 }
 
-async fn balances_of(
-    db: &Db,
-    tx: &DatabaseTransaction,
-    ids: &[&str],
-    lock: bool,
-) -> Result<HashMap<String, i64>, DbErr> {
-    let rows = db.accounts(tx, ids, lock).await?;
-    Ok(rows.into_iter().map(|(id, b, _)| (id, b)).collect())
-}
-
 /// One try at committing the group. With `optimistic` (PostgreSQL only; SQLite's write
 /// transaction excludes other writers from the start) the balances and daily totals are read
 /// without locks, everything that does not depend on them (entries, postings, history,
@@ -458,14 +428,6 @@ async fn attempt(
     settle(db, tx, jobs, decision, day, cap, now).await
 }
 
-/// Each id once, in order: the order accounts and cap rows are locked in.
-fn distinct<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
-    let mut ids: Vec<&str> = ids.collect();
-    ids.sort_unstable();
-    ids.dedup();
-    ids
-}
-
 /// The balances of the group's accounts, opening the recipients' accounts that do not exist
 /// yet. On SQLite and when locking first on PostgreSQL they are read under lock.
 async fn first_balances(
@@ -517,15 +479,6 @@ async fn usage_of(
     lock: bool,
 ) -> Result<HashMap<String, i64>, DbErr> {
     let rows = db.usage(tx, Usage::Transfers, day, senders, lock).await?;
-    Ok(rows.into_iter().collect())
-}
-
-async fn taken_keys(
-    db: &Db,
-    conn: &impl etx_db::ConnectionTrait,
-    pairs: &[(&str, &str)],
-) -> Result<HashSet<(String, String)>, DbErr> {
-    let rows = db.taken_idempotency_keys(conn, pairs).await?;
     Ok(rows.into_iter().collect())
 }
 

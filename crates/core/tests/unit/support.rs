@@ -108,6 +108,7 @@ pub async fn core_with(change: impl FnOnce(&mut Config)) -> TestCore {
         password_checks: etx_core::session::InFlight::default(),
         workers: etx_core::jobs::Workers::default(),
         book: Default::default(),
+        orders: Default::default(),
         alerts: Default::default(),
         xp: Default::default(),
         pairs: Default::default(),

@@ -439,3 +439,132 @@ async fn concurrent_orders_with_one_quote_fill_once() {
     assert_eq!(app.balances(&alice).await["USD"], "9397.89");
     app.ledger_ok().await;
 }
+
+#[tokio::test]
+async fn concurrent_market_orders_never_overdraw_and_a_replay_in_the_same_group_answers_once() {
+    let app = TestApp::spawn_with(|c| c.market.tick_ms = 60_000).await;
+    let admin = app.user_with_role("treasurer", "admin").await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    app.fund(&admin, &alice, "USD", "1000.00").await;
+    app.fund(&admin, &bob, "USD", "1000.00").await;
+    set_price(&app, "BTC", 60_000);
+    // Each buy costs 602.11: one of Alice's ten fits, one of Bob's; Bob sends his first
+    // order's key three times at once.
+    let buy = json!({"pair": "BTC/USD", "side": "buy", "amount": "0.01"});
+    let tries = (0..10)
+        .map(|i| (&alice, format!("a-{i}")))
+        .chain((0..3).map(|_| (&bob, "b-0".to_string())))
+        .chain((1..4).map(|i| (&bob, format!("b-{i}"))))
+        .map(|(u, key)| {
+            let (app, buy) = (&app, buy.clone());
+            async move {
+                let (s, body) = order(app, u, &key, buy).await;
+                (u.username.clone(), key, s, body)
+            }
+        });
+    let answers = futures_util::future::join_all(tries).await;
+    for who in ["alice", "bob"] {
+        let mine: Vec<_> = answers.iter().filter(|a| a.0 == who).collect();
+        let filled: std::collections::BTreeSet<&str> = mine
+            .iter()
+            .filter(|a| a.2 == StatusCode::CREATED)
+            .map(|a| a.1.as_str())
+            .collect();
+        assert_eq!(filled.len(), 1, "{who}: {mine:?}");
+        for a in &mine {
+            if a.2 != StatusCode::CREATED {
+                assert_eq!(a.2, StatusCode::UNPROCESSABLE_ENTITY, "{a:?}");
+                assert_eq!(a.3["error"]["code"], "INSUFFICIENT_FUNDS", "{a:?}");
+            }
+        }
+        let u = if who == "alice" { &alice } else { &bob };
+        let b = app.balances(u).await;
+        assert_eq!(
+            (b["USD"].as_str(), b["BTC"].as_str()),
+            ("397.89", "0.01000000")
+        );
+    }
+    // Bob's repeated key answers as one request: all three alike.
+    let repeats: Vec<_> = answers.iter().filter(|a| a.1 == "b-0").collect();
+    assert!(
+        repeats
+            .iter()
+            .all(|a| a.2 == repeats[0].2 && a.3["order"]["id"] == repeats[0].3["order"]["id"]),
+        "{repeats:?}"
+    );
+    let list: Value = app
+        .get("/api/orders", Some(&bob.token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["total"], 1, "{list}");
+    app.ledger_ok().await;
+}
+
+#[tokio::test]
+async fn the_exposure_limit_holds_across_orders_committed_together() {
+    // One committer: orders committed together are decided one after the other against the
+    // platform's position.
+    let app = TestApp::spawn_with(|c| {
+        c.market.tick_ms = 60_000;
+        c.trading.commit_lanes = 1;
+        c.trading.max_exposure_cents = 600_000;
+    })
+    .await;
+    let admin = app.user_with_role("treasurer", "admin").await;
+    let mut users = Vec::new();
+    for name in ["ann", "ben", "cat", "dan"] {
+        let u = app.register(name).await;
+        app.fund(&admin, &u, "USD", "10000.00").await;
+        users.push(u);
+    }
+    set_price(&app, "BTC", 60_000);
+    // $6,000 of BTC is 0.1: ten buys of 0.01 fit, the eleventh would pass the limit.
+    let buy = json!({"pair": "BTC/USD", "side": "buy", "amount": "0.01"});
+    let tries = (0..16).map(|i| {
+        let (app, u, buy) = (&app, &users[i % 4], buy.clone());
+        async move { order(app, u, &format!("x-{i}"), buy).await }
+    });
+    let answers = futures_util::future::join_all(tries).await;
+    let filled = answers
+        .iter()
+        .filter(|a| a.0 == StatusCode::CREATED)
+        .count();
+    let refused: Vec<_> = answers
+        .iter()
+        .filter(|a| a.0 != StatusCode::CREATED)
+        .collect();
+    assert_eq!(filled, 10, "{answers:?}");
+    assert!(
+        refused
+            .iter()
+            .all(|a| a.0 == StatusCode::UNPROCESSABLE_ENTITY
+                && a.1["error"]["code"] == "LIMIT_EXCEEDED"),
+        "{refused:?}"
+    );
+    // The price rises: the position (0.1 BTC, now $7,000) is past the limit. A buy, which
+    // would grow it, is refused; a sell, which shrinks it, is still taken.
+    set_price(&app, "BTC", 70_000);
+    let (s, e) = order(&app, &users[0], "more", buy.clone()).await;
+    assert_eq!(e["error"]["code"], "LIMIT_EXCEEDED", "{s} {e}");
+    let seller = users
+        .iter()
+        .find(|u| {
+            answers
+                .iter()
+                .enumerate()
+                .any(|(i, a)| a.0 == StatusCode::CREATED && users[i % 4].id == u.id)
+        })
+        .unwrap();
+    let (s, e) = order(
+        &app,
+        seller,
+        "sell",
+        json!({"pair": "BTC/USD", "side": "sell", "amount": "0.01"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{e}");
+    app.ledger_ok().await;
+}

@@ -1,0 +1,516 @@
+//! Group commit of market orders, as P2P transfers have (`wallet::group`): each request
+//! prices and checks its order, builds everything the order writes whatever the balances
+//! hold (the order row, its history rows and audit record) and hands it to a lane; a lane takes
+//! every order waiting and commits them in one transaction, answering each request after the
+//! commit.
+//!
+//! A lane locks the group's accounts first (in id order, one statement), decides each order in
+//! arrival order in memory (funds, overflow, the platform's exposure per asset) and writes the
+//! accepted ones with multi-row statements. Each lane posts against its own shard of the
+//! platform's trading accounts, so lanes never wait on each other's platform rows; only a user
+//! with orders in two lanes at once makes one wait for the other.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::OnceLock;
+
+use etx_db::ledger::{EntryHead, NewIdempotency, account_id};
+use etx_db::{Batch, DatabaseTransaction, Db, DbErr, DbKind};
+use etx_domain::format_amount;
+use etx_domain::{AccountKind, EntryKind, Side};
+use tokio::sync::oneshot;
+
+use super::{OrderPlaced, OrderView, Terms};
+use crate::ledger::lanes::{Lanes, distinct, taken_keys};
+use crate::ledger::{Failure, Outcome, Taken, cents_of};
+use crate::{Core, CoreError};
+
+/// One priced market order and everything its commit writes besides the money.
+pub(super) struct Planned {
+    pub user_id: String,
+    /// Idempotency: key, scope and request hash.
+    pub key: String,
+    pub scope: &'static str,
+    pub request_hash: String,
+    pub base: String,
+    pub quote: String,
+    pub base_scale: u8,
+    pub quote_scale: u8,
+    pub side: Side,
+    pub terms: Terms,
+    pub quote_id: Option<String>,
+    pub entry_id: String,
+    pub memo: String,
+    /// The pair's assets other than USD with their USD price (× 10^8) and scale, for the
+    /// exposure limit.
+    pub exposure: Vec<(String, i128, u8)>,
+    /// The order as answered once filled.
+    pub view: OrderView,
+    /// The order row, its history rows and its audit record.
+    pub inserts: Batch,
+}
+
+/// A committed order: the answer stored under its key and the user's balances after it.
+pub(super) struct Filled {
+    pub outcome: Outcome,
+    pub base_balance: i64,
+    pub quote_balance: i64,
+}
+
+type Reply = oneshot::Sender<Result<Filled, Failure>>;
+
+struct Job {
+    plan: Planned,
+    reply: Reply,
+}
+
+/// The market-order committers, started by the first order.
+#[derive(Default)]
+pub struct OrderCommit {
+    lanes: OnceLock<Lanes<Job>>,
+}
+
+/// What a lane needs besides its jobs.
+#[derive(Clone)]
+struct Lane {
+    db: Db,
+    /// `[trading] max_exposure_cents`.
+    limit: i128,
+}
+
+impl OrderCommit {
+    /// Commits the order with whatever others are waiting; answers once it is durable.
+    pub(super) async fn submit(&self, state: &Core, plan: Planned) -> Result<Filled, Failure> {
+        let lanes = self.lanes.get_or_init(|| {
+            let lane = Lane {
+                db: state.db.clone(),
+                limit: i128::from(state.config.trading.max_exposure_cents),
+            };
+            let n = match state.db.kind() {
+                // SQLite's writers queue on one lock anyway.
+                DbKind::Sqlite => 1,
+                DbKind::Postgres => state.config.trading.commit_lanes,
+            };
+            Lanes::start(
+                n,
+                state.config.transfers.max_group,
+                move |k, jobs: Vec<Job>| {
+                    let lane = lane.clone();
+                    async move {
+                        metrics::histogram!("etx_order_group_size").record(jobs.len() as f64);
+                        let shard = super::shard_owner(k as u128 % super::TRADING_SHARDS);
+                        commit_group(&lane, &shard, jobs).await;
+                    }
+                },
+            )
+        });
+        let closed = || {
+            Failure::Api(CoreError::Internal(anyhow::anyhow!(
+                "order committer stopped"
+            )))
+        };
+        let (reply, answer) = oneshot::channel();
+        if !lanes.send(Job { plan, reply }).await {
+            return Err(closed());
+        }
+        answer.await.map_err(|_| closed())?
+    }
+}
+
+async fn commit_group(lane: &Lane, shard: &str, jobs: Vec<Job>) {
+    // A key sent twice in one group: the later request answers from the first one's record
+    // (or goes again if the first was refused).
+    let mut seen = HashSet::new();
+    let (mut jobs, repeats): (Vec<Job>, Vec<Job>) = jobs
+        .into_iter()
+        .partition(|j| seen.insert((j.plan.user_id.clone(), j.plan.key.clone())));
+    let mut tries = 0;
+    while !jobs.is_empty() {
+        tries += 1;
+        match attempt(lane, shard, &jobs).await {
+            Ok(Attempt::Done(results)) => {
+                for (job, result) in jobs.drain(..).zip(results) {
+                    let _ = job.reply.send(result);
+                }
+            }
+            Ok(Attempt::KeysTaken(taken)) if tries < 5 => {
+                let (gone, rest): (Vec<Job>, Vec<Job>) = jobs
+                    .into_iter()
+                    .partition(|j| taken.contains(&(j.plan.user_id.clone(), j.plan.key.clone())));
+                for job in gone {
+                    let _ = job.reply.send(Err(Failure::KeyTaken));
+                }
+                jobs = rest;
+            }
+            Ok(Attempt::KeysTaken(_)) => {
+                for job in jobs.drain(..) {
+                    let _ = job.reply.send(Err(Failure::KeyTaken));
+                }
+            }
+            Err(e) if jobs.len() > 1 => {
+                // One order must not take the others down with it: each goes again alone.
+                tracing::warn!(error = %e, size = jobs.len(), "order group failed; committing its orders one by one");
+                for job in jobs.drain(..) {
+                    Box::pin(commit_group(lane, shard, vec![job])).await;
+                }
+            }
+            Err(e) => {
+                let quoted = jobs.iter().any(|j| j.plan.quote_id.is_some());
+                for job in jobs.drain(..) {
+                    let failure = match &e {
+                        // Another order took the same quote in between: the next attempt
+                        // answers 409.
+                        e if quoted
+                            && matches!(
+                                etx_db::classify(e),
+                                etx_db::DbErrorKind::UniqueViolation { .. }
+                            ) =>
+                        {
+                            Failure::Conflict("a quote used by two orders at once")
+                        }
+                        e => Failure::Db(e.clone()),
+                    };
+                    let _ = job.reply.send(Err(failure));
+                }
+            }
+        }
+    }
+    for job in repeats {
+        let _ = job.reply.send(Err(Failure::KeyTaken));
+    }
+}
+
+enum Attempt {
+    /// Committed (or nothing to commit): one result per job, in order.
+    Done(Vec<Result<Filled, Failure>>),
+    /// Nothing committed: these (user, key) pairs were stored by other requests meanwhile.
+    KeysTaken(HashSet<(String, String)>),
+}
+
+/// One posting of an order: account, its owner and kind, asset, amount.
+struct Posting {
+    account: String,
+    owner: String,
+    kind: AccountKind,
+    asset: String,
+    amount: i64,
+}
+
+/// An order's postings with the platform's side on `shard`: the user's wallet legs first
+/// (base, then quote).
+fn postings(p: &Planned, shard: &str) -> Vec<Posting> {
+    let t = &p.terms;
+    let u = p.user_id.as_str();
+    let post = |owner: &str, kind, asset: &str, amount| Posting {
+        account: account_id(owner, kind, asset),
+        owner: owner.to_string(),
+        kind,
+        asset: asset.to_string(),
+        amount,
+    };
+    let (b, q) = (p.base.as_str(), p.quote.as_str());
+    let (w, inv, fees) = (
+        AccountKind::Wallet,
+        AccountKind::TradingInventory,
+        AccountKind::Fees,
+    );
+    match p.side {
+        Side::Buy => vec![
+            post(u, w, b, t.amount),
+            post(u, w, q, -t.total),
+            post(shard, inv, b, -t.amount),
+            post(shard, inv, q, t.value),
+            post(shard, fees, q, t.fee),
+        ],
+        Side::Sell => vec![
+            post(u, w, b, -t.amount),
+            post(u, w, q, t.total),
+            post(shard, inv, b, t.amount),
+            post(shard, inv, q, -t.value),
+            post(shard, fees, q, t.fee),
+        ],
+    }
+    .into_iter()
+    .filter(|p| p.amount != 0)
+    .collect()
+}
+
+/// An order the group took, with its stored answer and the user's balances after it.
+struct Accepted {
+    index: usize,
+    response: String,
+    base_balance: i64,
+    quote_balance: i64,
+}
+
+/// Why one order of a group was refused; the others go on.
+fn refusal(why: &str) -> Failure {
+    match why {
+        "funds" => CoreError::InsufficientFunds.into(),
+        "overflow" => CoreError::field("amount", "is too large for a balance").into(),
+        asset => CoreError::LimitExceeded(format!(
+            "the platform cannot take more {asset} now: try a smaller order"
+        ))
+        .into(),
+    }
+}
+
+/// The accounts of the group with (balance, may go negative), and the platform's position
+/// per asset of the pairs' exposure.
+struct Book {
+    accounts: HashMap<String, (i64, bool)>,
+    positions: HashMap<String, i64>,
+}
+
+/// Applies the orders in arrival order in memory, each refused on its own when the user's
+/// funds, a balance's range or the platform's exposure limit do not allow it.
+fn decide(
+    jobs: &[Job],
+    posts: &[Vec<Posting>],
+    taken: &HashSet<(String, String)>,
+    used: &HashSet<String>,
+    mut book: Book,
+    limit: i128,
+) -> (Vec<Option<Result<Filled, Failure>>>, Vec<Accepted>) {
+    let mut results = Vec::with_capacity(jobs.len());
+    let mut accepted = Vec::new();
+    let mut quotes: HashSet<&str> = HashSet::new();
+    for (i, job) in jobs.iter().enumerate() {
+        let p = &job.plan;
+        if taken.contains(&(p.user_id.clone(), p.key.clone())) {
+            results.push(Some(Err(Failure::KeyTaken)));
+            continue;
+        }
+        if let Some(q) = p.quote_id.as_deref()
+            && (used.contains(q) || !quotes.insert(q))
+        {
+            results.push(Some(Err(CoreError::Conflict {
+                message: "this quote was used by another order already".into(),
+                fields: Default::default(),
+            }
+            .into())));
+            continue;
+        }
+        let decided = (|| {
+            let mut after: Vec<(&str, i64)> = Vec::with_capacity(posts[i].len());
+            for post in &posts[i] {
+                let (have, negative) = book
+                    .accounts
+                    .get(&post.account)
+                    .copied()
+                    .unwrap_or((0, false));
+                let now = have.checked_add(post.amount).ok_or("overflow")?;
+                if now < 0 && !negative {
+                    return Err("funds");
+                }
+                after.push((post.account.as_str(), now));
+            }
+            // A position may grow only while its value stays within the limit; an order that
+            // shrinks it is always taken.
+            let mut moved: Vec<(&str, i64)> = Vec::new();
+            for (asset, usd, scale) in &p.exposure {
+                let was = book.positions.get(asset).copied().unwrap_or(0);
+                let change: i64 = posts[i]
+                    .iter()
+                    .filter(|x| x.kind == AccountKind::TradingInventory && &x.asset == asset)
+                    .map(|x| x.amount)
+                    .sum();
+                let now = was.checked_add(change).ok_or("overflow")?;
+                let value = cents_of(i128::from(now).abs(), *usd, *scale);
+                if now.unsigned_abs() > was.unsigned_abs() && value > limit {
+                    return Err(asset.as_str());
+                }
+                moved.push((asset.as_str(), now));
+            }
+            Ok((after, moved))
+        })();
+        match decided {
+            Err(why) => results.push(Some(Err(refusal(why)))),
+            Ok((after, moved)) => {
+                for (id, b) in &after {
+                    if let Some(a) = book.accounts.get_mut(*id) {
+                        a.0 = *b;
+                    }
+                }
+                for (asset, n) in moved {
+                    book.positions.insert(asset.to_string(), n);
+                }
+                // The user's wallet legs come first: base, then quote.
+                let (base_balance, quote_balance) = (after[0].1, after[1].1);
+                let mut shown = BTreeMap::new();
+                shown.insert(p.base.clone(), format_amount(base_balance, p.base_scale));
+                shown.insert(p.quote.clone(), format_amount(quote_balance, p.quote_scale));
+                let response = serde_json::to_string(&OrderPlaced {
+                    order: p.view.clone(),
+                    balances: shown,
+                })
+                .expect("an order view serializes");
+                accepted.push(Accepted {
+                    index: i,
+                    response,
+                    base_balance,
+                    quote_balance,
+                });
+                results.push(None);
+            }
+        }
+    }
+    (results, accepted)
+}
+
+/// One try at committing the group: lock, decide, write, commit.
+async fn attempt(lane: &Lane, shard: &str, jobs: &[Job]) -> Result<Attempt, DbErr> {
+    let db = &lane.db;
+    let posts: Vec<Vec<Posting>> = jobs.iter().map(|j| postings(&j.plan, shard)).collect();
+    let mut opened: BTreeMap<&str, &Posting> = BTreeMap::new();
+    for p in posts.iter().flatten() {
+        opened.entry(p.account.as_str()).or_insert(p);
+    }
+    let ids: Vec<&str> = opened.keys().copied().collect();
+    let tx = db.begin_write().await?;
+    // Accounts an order is the first to credit are opened before any row is locked, so that a
+    // lane never waits on another's new account while holding rows that one waits for.
+    let have = db.accounts(&tx, &ids, false).await?;
+    let have: HashSet<&str> = have.iter().map(|(id, ..)| id.as_str()).collect();
+    let missing: Vec<(&str, &str, &str, &str)> = opened
+        .iter()
+        .filter(|(id, _)| !have.contains(**id))
+        .map(|(id, p)| (*id, p.owner.as_str(), p.kind.as_str(), p.asset.as_str()))
+        .collect();
+    db.open_accounts(&tx, &missing).await?;
+    let accounts = db
+        .accounts(&tx, &ids, true)
+        .await?
+        .into_iter()
+        .map(|(id, b, negative)| (id, (b, negative)))
+        .collect();
+    let positions = positions(db, &tx, jobs).await?;
+    let pairs: Vec<(&str, &str)> = jobs
+        .iter()
+        .map(|j| (j.plan.user_id.as_str(), j.plan.key.as_str()))
+        .collect();
+    let taken = taken_keys(db, &tx, &pairs).await?;
+    let quote_ids: Vec<&str> = jobs
+        .iter()
+        .filter_map(|j| j.plan.quote_id.as_deref())
+        .collect();
+    let used: HashSet<String> = db.quotes_used(&tx, &quote_ids).await?.into_iter().collect();
+    let book = Book {
+        accounts,
+        positions,
+    };
+    let (mut results, accepted) = decide(jobs, &posts, &taken, &used, book, lane.limit);
+    if accepted.is_empty() {
+        tx.rollback().await?;
+        return Ok(Attempt::Done(
+            results.into_iter().map(|r| r.expect("refused")).collect(),
+        ));
+    }
+
+    let now = etx_db::now_micros();
+    let mut inserts = Batch::default();
+    let mut deltas: BTreeMap<&str, i64> = BTreeMap::new();
+    for a in &accepted {
+        let p = &jobs[a.index].plan;
+        let legs = &posts[a.index];
+        for l in legs {
+            *deltas.entry(l.account.as_str()).or_default() += l.amount;
+        }
+        Db::queue_postings(
+            &mut inserts,
+            &EntryHead {
+                id: &p.entry_id,
+                kind: EntryKind::Trade,
+                memo: Some(&p.memo),
+                created_by: Some(&p.user_id),
+            },
+            legs.iter()
+                .map(|l| (l.account.as_str(), l.asset.as_str(), l.amount)),
+            now,
+        );
+        inserts.append(p.inserts.clone());
+    }
+    db.run_batch(&tx, inserts.merge_inserts()).await?;
+
+    let deltas: Vec<(&str, i64)> = deltas.into_iter().filter(|(_, d)| *d != 0).collect();
+    let mut batch = Batch::default();
+    if !deltas.is_empty() {
+        Db::queue_balance_changes(&mut batch, &deltas, now);
+    }
+    let records: Vec<NewIdempotency<'_>> = accepted
+        .iter()
+        .map(|a| {
+            let p = &jobs[a.index].plan;
+            NewIdempotency {
+                user_id: &p.user_id,
+                key: &p.key,
+                scope: p.scope,
+                request_hash: &p.request_hash,
+                status: Taken::Completed.code(),
+                response: &a.response,
+            }
+        })
+        .collect();
+    Db::queue_idempotency(&mut batch, &records, now);
+    let counts = db.run_batch_counts(&tx, batch).await?;
+    if counts.last().copied().unwrap_or(0) != accepted.len() as u64 {
+        tx.rollback().await?;
+        let pairs: Vec<(&str, &str)> = accepted
+            .iter()
+            .map(|a| {
+                let p = &jobs[a.index].plan;
+                (p.user_id.as_str(), p.key.as_str())
+            })
+            .collect();
+        return Ok(Attempt::KeysTaken(taken_keys(db, db.conn(), &pairs).await?));
+    }
+    if !deltas.is_empty() && counts[0] != deltas.len() as u64 {
+        // The rows are locked and were decided on: only a writer that broke the lock order
+        // could change them.
+        tx.rollback().await?;
+        return Err(DbErr::Custom(
+            "a locked balance changed under an order group".into(),
+        ));
+    }
+    tx.commit().await?;
+    for a in accepted {
+        results[a.index] = Some(Ok(Filled {
+            outcome: Outcome {
+                status: Taken::Completed,
+                body: a.response,
+                replayed: false,
+            },
+            base_balance: a.base_balance,
+            quote_balance: a.quote_balance,
+        }));
+    }
+    Ok(Attempt::Done(
+        results
+            .into_iter()
+            .map(|r| r.expect("every order answered"))
+            .collect(),
+    ))
+}
+
+/// The platform's position in each asset the group's orders limit, over all its shards, as
+/// this transaction sees them: lanes committing at the same moment may pass the limit together
+/// by at most one group's orders.
+async fn positions(
+    db: &Db,
+    tx: &DatabaseTransaction,
+    jobs: &[Job],
+) -> Result<HashMap<String, i64>, DbErr> {
+    let assets = distinct(
+        jobs.iter()
+            .flat_map(|j| j.plan.exposure.iter().map(|(a, ..)| a.as_str())),
+    );
+    let ids: Vec<String> = assets
+        .iter()
+        .flat_map(|asset| {
+            (0..super::TRADING_SHARDS).map(move |k| {
+                account_id(&super::shard_owner(k), AccountKind::TradingInventory, asset)
+            })
+        })
+        .collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    Ok(db.sums_by_asset(tx, &ids).await?.into_iter().collect())
+}
