@@ -14,14 +14,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::OnceLock;
 
 use etx_db::ledger::{EntryHead, NewIdempotency, account_id};
-use etx_db::{Batch, DatabaseTransaction, Db, DbErr, DbKind};
+use etx_db::{Batch, Db, DbErr, DbKind};
 use etx_domain::format_amount;
 use etx_domain::{AccountKind, EntryKind, Side};
 use tokio::sync::oneshot;
 
 use super::{OrderPlaced, OrderView, Terms};
 use crate::ledger::lanes::{Lanes, distinct, taken_keys};
-use crate::ledger::{Failure, Outcome, Taken, cents_of};
+use crate::ledger::{Failure, Outcome, Taken};
 use crate::{Core, CoreError};
 
 /// One priced market order and everything its commit writes besides the money.
@@ -304,21 +304,17 @@ fn decide(
                 }
                 after.push((post.account.as_str(), now));
             }
-            // A position may grow only while its value stays within the limit; an order that
-            // shrinks it is always taken.
             let mut moved: Vec<(&str, i64)> = Vec::new();
+            let (base_change, quote_change) = super::inventory_change(p.side, &p.terms);
             for (asset, usd, scale) in &p.exposure {
                 let was = book.positions.get(asset).copied().unwrap_or(0);
-                let change: i64 = posts[i]
-                    .iter()
-                    .filter(|x| x.kind == AccountKind::TradingInventory && &x.asset == asset)
-                    .map(|x| x.amount)
-                    .sum();
-                let now = was.checked_add(change).ok_or("overflow")?;
-                let value = cents_of(i128::from(now).abs(), *usd, *scale);
-                if now.unsigned_abs() > was.unsigned_abs() && value > limit {
-                    return Err(asset.as_str());
-                }
+                let change = if *asset == p.base {
+                    base_change
+                } else {
+                    quote_change
+                };
+                let now = super::position_after(was, change, *usd, *scale, limit)
+                    .ok_or(asset.as_str())?;
                 moved.push((asset.as_str(), now));
             }
             Ok((after, moved))
@@ -383,7 +379,11 @@ async fn attempt(lane: &Lane, shard: &str, jobs: &[Job]) -> Result<Attempt, DbEr
         .into_iter()
         .map(|(id, b, negative)| (id, (b, negative)))
         .collect();
-    let positions = positions(db, &tx, jobs).await?;
+    let assets = distinct(
+        jobs.iter()
+            .flat_map(|j| j.plan.exposure.iter().map(|(a, ..)| a.as_str())),
+    );
+    let positions = super::positions(db, &tx, &assets).await?;
     let pairs: Vec<(&str, &str)> = jobs
         .iter()
         .map(|j| (j.plan.user_id.as_str(), j.plan.key.as_str()))
@@ -489,28 +489,4 @@ async fn attempt(lane: &Lane, shard: &str, jobs: &[Job]) -> Result<Attempt, DbEr
             .map(|r| r.expect("every order answered"))
             .collect(),
     ))
-}
-
-/// The platform's position in each asset the group's orders limit, over all its shards, as
-/// this transaction sees them: lanes committing at the same moment may pass the limit together
-/// by at most one group's orders.
-async fn positions(
-    db: &Db,
-    tx: &DatabaseTransaction,
-    jobs: &[Job],
-) -> Result<HashMap<String, i64>, DbErr> {
-    let assets = distinct(
-        jobs.iter()
-            .flat_map(|j| j.plan.exposure.iter().map(|(a, ..)| a.as_str())),
-    );
-    let ids: Vec<String> = assets
-        .iter()
-        .flat_map(|asset| {
-            (0..super::TRADING_SHARDS).map(move |k| {
-                account_id(&super::shard_owner(k), AccountKind::TradingInventory, asset)
-            })
-        })
-        .collect();
-    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-    Ok(db.sums_by_asset(tx, &ids).await?.into_iter().collect())
 }

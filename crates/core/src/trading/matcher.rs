@@ -204,10 +204,16 @@ async fn fill_batch(state: &Core, ids: &[String]) -> Result<usize, Failure> {
         return Ok(0);
     }
     let n = rows.len();
+    let assets = crate::ledger::lanes::distinct(
+        rows.iter()
+            .flat_map(|o| [o.base_asset.as_str(), o.quote_asset.as_str()])
+            .filter(|a| *a != "USD"),
+    );
+    let mut positions = super::positions(&state.db, &tx, &assets).await?;
     let ends = rows
         .into_iter()
         .map(|o| {
-            let end = fill_terms(state, &o);
+            let end = within_exposure(state, &o, fill_terms(state, &o), &mut positions);
             (o, end)
         })
         .collect();
@@ -217,6 +223,48 @@ async fn fill_batch(state: &Core, ids: &[String]) -> Result<usize, Failure> {
     tracing::info!(orders = n, "resting orders settled");
     settled.send(state);
     Ok(n)
+}
+
+/// A fill that would grow the platform's position in one of its assets past
+/// `[trading] max_exposure_cents` is rejected and its hold released; the fills of a batch count
+/// each other, in order.
+fn within_exposure(
+    state: &Core,
+    o: &OrderRow,
+    end: End,
+    positions: &mut std::collections::HashMap<String, i64>,
+) -> End {
+    let End::Fill(t) = &end else {
+        return end;
+    };
+    let Some(side) = Side::parse(&o.side) else {
+        return end;
+    };
+    let limit = i128::from(state.config.trading.max_exposure_cents);
+    let (base_change, quote_change) = super::inventory_change(side, t);
+    let mut moved = Vec::new();
+    for (code, change) in [(&o.base_asset, base_change), (&o.quote_asset, quote_change)] {
+        let Some(asset) = state.assets.get(code).filter(|_| code != "USD") else {
+            continue;
+        };
+        let was = positions.get(code).copied().unwrap_or(0);
+        let now = usd_price(state, asset)
+            .ok()
+            .and_then(|usd| super::position_after(was, change, usd, asset.scale, limit));
+        match now {
+            Some(now) => moved.push((code, now)),
+            None => {
+                return End::Release(
+                    "rejected",
+                    "the platform's position in the pair was at its limit when the order crossed",
+                );
+            }
+        }
+    }
+    for (code, now) in moved {
+        positions.insert(code.clone(), now);
+    }
+    end
 }
 
 /// Ends the orders whose time ran out, releasing what they held.

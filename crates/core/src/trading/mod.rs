@@ -28,12 +28,12 @@ use crate::ledger::{
 use crate::market::price_text;
 use crate::time::rfc3339;
 use crate::{Core, CoreError};
-use etx_db::ledger::NewTransaction;
+use etx_db::ledger::{NewTransaction, account_id};
 use etx_db::orders::OrderRow;
 use etx_db::users::UserRow;
 use etx_db::{Batch, Db, now_micros};
 use etx_domain::money::{AmountError, format_amount, parse_positive_amount};
-use etx_domain::{AuditAction, Side, TxKind};
+use etx_domain::{AccountKind, AuditAction, Side, TxKind};
 use serde::{Deserialize, Serialize};
 
 /// `[trading]` in the configuration.
@@ -760,6 +760,42 @@ pub(crate) fn queue_trade_history(
     let base_view = row(base_dir, r.base, t.amount, 0);
     let quote_view = row(quote_dir, r.quote, quote_amount, t.fee);
     (base_view, quote_view)
+}
+
+/// The platform's position in an asset after an order changes it by `change`: an order may
+/// grow the position only while its value (at `usd` × 10^8 per unit of `scale`) stays within
+/// `[trading] max_exposure_cents`; one that shrinks it is always taken. `None` when refused.
+fn position_after(was: i64, change: i64, usd: i128, scale: u8, limit: i128) -> Option<i64> {
+    let now = was.checked_add(change)?;
+    let grows = now.unsigned_abs() > was.unsigned_abs();
+    (!grows || cents_of(i128::from(now).abs(), usd, scale) <= limit).then_some(now)
+}
+
+/// How a fill changes the platform's inventory of the pair's base and quote assets.
+fn inventory_change(side: Side, t: &Terms) -> (i64, i64) {
+    match side {
+        Side::Buy => (-t.amount, t.value),
+        Side::Sell => (t.amount, -t.value),
+    }
+}
+
+/// The platform's position in each of `assets`, summed over its shards as this transaction
+/// sees them. Commits running side by side (market-order lanes, matcher groups) each count
+/// their own orders exactly; together they may pass the limit by at most one group's orders.
+async fn positions(
+    db: &Db,
+    tx: &etx_db::DatabaseTransaction,
+    assets: &[&str],
+) -> Result<std::collections::HashMap<String, i64>, etx_db::DbErr> {
+    let ids: Vec<String> = assets
+        .iter()
+        .flat_map(|asset| {
+            (0..TRADING_SHARDS)
+                .map(move |k| account_id(&shard_owner(k), AccountKind::TradingInventory, asset))
+        })
+        .collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    Ok(db.sums_by_asset(tx, &ids).await?.into_iter().collect())
 }
 
 /// Shards of the platform's trading accounts (inventory and fees per asset). Every order

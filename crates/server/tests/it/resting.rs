@@ -865,3 +865,54 @@ async fn orders_export_as_csv_or_json_with_the_list_filters() {
     let (_, _, body) = get("/api/orders/export?format=json".into(), bob.token.clone()).await;
     assert_eq!(body, "[]");
 }
+
+#[tokio::test]
+async fn a_fill_past_the_exposure_limit_is_rejected_and_its_hold_released() {
+    let app = TestApp::spawn_with(|c| {
+        c.market.tick_ms = 60_000;
+        c.trading.sync_ms = 50;
+        c.trading.max_exposure_cents = 600_000;
+    })
+    .await;
+    let admin = app.user_with_role("treasurer", "admin").await;
+    let (alice, bob, carol) = (
+        app.register("alice").await,
+        app.register("bob").await,
+        app.register("carol").await,
+    );
+    for u in [&alice, &bob, &carol] {
+        app.fund(&admin, u, "USD", "10000.00").await;
+    }
+    set_price_cents(&app, "BTC", 6_000_000);
+    // The platform sells Alice 0.09 BTC: its position is −0.09 ($5,400 of a $6,000 limit).
+    let (s, o) = order(
+        &app,
+        &alice,
+        "m",
+        json!({"pair": "BTC/USD", "side": "buy", "amount": "0.09"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{o}");
+    let (_, b) = order(&app, &bob, "b", limit("buy", "0.02", "58000")).await;
+    let (_, c) = order(&app, &carol, "c", limit("buy", "0.01", "58000")).await;
+    // Both cross in one tick: at 57,800 the platform can sell 0.01 more (0.10 = $5,780), not
+    // 0.03 (0.12 = $6,936), nor Bob's 0.02 alone (0.11 = $6,358).
+    set_price_cents(&app, "BTC", 5_780_000);
+    let bob_order = ended(&app, &bob, b["order"]["id"].as_str().unwrap()).await;
+    let carol_order = ended(&app, &carol, c["order"]["id"].as_str().unwrap()).await;
+    assert_eq!(carol_order["status"], "filled", "{carol_order}");
+    assert_eq!(bob_order["status"], "rejected", "{bob_order}");
+    assert!(
+        bob_order["reason"].as_str().unwrap().contains("limit"),
+        "{bob_order}"
+    );
+    assert_eq!(bob_order["held"], "0.00");
+    let b = app.balances(&bob).await;
+    assert_eq!(b["USD"], "10000.00");
+    assert_eq!(
+        b.get("BTC").map(String::as_str).unwrap_or("0.00000000"),
+        "0.00000000"
+    );
+    assert_eq!(app.balances(&carol).await["BTC"], "0.01000000");
+    app.ledger_ok().await;
+}
