@@ -304,6 +304,20 @@ impl Browser {
         }
     }
 
+    /// Whether the first element matching `css` is shown (laid out, not inside something hidden).
+    pub async fn visible(&self, css: &str) -> bool {
+        self.find(css).await;
+        self.client
+            .execute(
+                "const e = document.querySelector(arguments[0]); \
+                 return e.offsetParent !== null && e.getClientRects().length > 0;",
+                vec![css.into()],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("check `{css}`: {e}"))
+            == Value::Bool(true)
+    }
+
     pub async fn exists(&self, css: &str) -> bool {
         !self
             .client
@@ -334,8 +348,33 @@ impl Browser {
     }
 
     pub async fn click(&self, css: &str) {
-        self.find(css)
+        let target = self.find(css).await;
+        // What sits in a closed header menu is reached as a person does: open the menu first.
+        let menu = self
+            .client
+            .execute(
+                "const d = document.querySelector(arguments[0]).closest('details:not([open])'); \
+                 if (!d) return false; \
+                 d.querySelector('summary').setAttribute('data-opening', ''); return true;",
+                vec![css.into()],
+            )
             .await
+            .unwrap_or_else(|e| panic!("find the menu of `{css}`: {e}"));
+        if menu == Value::Bool(true) {
+            let summary = self.find("summary[data-opening]").await;
+            summary
+                .click()
+                .await
+                .unwrap_or_else(|e| panic!("open the menu of `{css}`: {e}"));
+            self.client
+                .execute(
+                    "document.querySelector('summary[data-opening]').removeAttribute('data-opening');",
+                    vec![],
+                )
+                .await
+                .unwrap_or_else(|e| panic!("mark the menu of `{css}`: {e}"));
+        }
+        target
             .click()
             .await
             .unwrap_or_else(|e| panic!("click `{css}`: {e}"));
@@ -463,6 +502,50 @@ impl Browser {
             "accessibility problems on {what} ({}):\n{}",
             self.path().await,
             found.join("\n")
+        );
+    }
+
+    /// Resizes the window so that the page's viewport is `width` × `height` CSS pixels.
+    pub async fn set_viewport(&self, width: u32, height: u32) {
+        // The window's frame differs by platform: measure it, then size the window around it.
+        let frame = self
+            .client
+            .execute(
+                "return [window.outerWidth - window.innerWidth, window.outerHeight - window.innerHeight];",
+                vec![],
+            )
+            .await
+            .expect("measure the window frame");
+        let dw = frame[0].as_u64().unwrap_or(0) as u32;
+        let dh = frame[1].as_u64().unwrap_or(0) as u32;
+        self.client
+            .set_window_size(width + dw, height + dh)
+            .await
+            .unwrap_or_else(|e| panic!("resize the window to {width}×{height}: {e}"));
+    }
+
+    /// Panics if the page is wider than the viewport (WCAG 1.4.10, reflow): what does not fit
+    /// must wrap or scroll inside its own box.
+    pub async fn assert_reflows(&self, what: &str) {
+        let v = self
+            .client
+            .execute(
+                "const w = document.documentElement.clientWidth; \
+                 const wide = [...document.querySelectorAll('body *')] \
+                   .filter(e => e.getBoundingClientRect().right > w + 1 && e.offsetParent !== null) \
+                   .slice(0, 5).map(e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + \
+                     (e.className && typeof e.className === 'string' ? '.' + e.className.trim().replace(/ +/g, '.') : '')); \
+                 return [document.documentElement.scrollWidth, w, wide];",
+                vec![],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("measure {what}: {e}"));
+        let (page, viewport) = (v[0].as_u64().unwrap_or(0), v[1].as_u64().unwrap_or(0));
+        assert!(
+            page <= viewport,
+            "{what} ({}) is {page} px wide in a {viewport} px viewport; wider elements: {}",
+            self.path().await,
+            v[2]
         );
     }
 

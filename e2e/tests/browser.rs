@@ -73,7 +73,7 @@ async fn register_login_avatar_logout_in_chromium() {
         .expect("numeric max");
     assert!(max > 0.0, "XP progress max {max}");
     assert!(b.find("progress#xp").await.is_displayed().await.unwrap());
-    assert!(b.text(".who").await.contains(USERNAME));
+    assert!(b.text(".menu.account summary").await.contains(USERNAME));
     b.screenshot(Path::new(HOME_SCREENSHOT)).await;
 
     // Log out, then back in through the login form.
@@ -218,6 +218,19 @@ async fn two_factor_set_up_and_sign_in_in_chromium() {
         "the BTC price updates live",
     )
     .await;
+    // A live feed is not stale, and the 24 h figures keep up with the price.
+    assert!(
+        !b.visible("[data-stale-badge]").await,
+        "the Stale badge shows on a live feed"
+    );
+    b.wait_for_js(
+        "const p = Number(document.querySelector(\"[data-price='BTC']\").textContent); \
+         const hi = Number(document.querySelector(\"[data-high='BTC']\").textContent); \
+         const lo = Number(document.querySelector(\"[data-low='BTC']\").textContent); \
+         return hi >= p && lo <= p;",
+        "the 24 h high and low to contain the live price",
+    )
+    .await;
     b.close().await;
 }
 
@@ -337,6 +350,30 @@ async fn deposit_then_withdraw_with_staff_approval_in_chromium() {
         address.starts_with("0x") && address.len() == 42,
         "{address}"
     );
+    assert!(
+        !b.exists("meta[http-equiv=refresh]").await,
+        "no timed reload"
+    );
+    // The provider reports progress while the page stays open: it shows it by itself.
+    let sent = b
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1]; \
+             const f = document.querySelector('input[name=status][value=confirming]').form; \
+             fetch(f.action, { method: 'POST', body: new URLSearchParams(new FormData(f)), \
+               credentials: 'same-origin', redirect: 'manual' }) \
+               .then(() => done(true), e => done(String(e)));",
+            vec![],
+        )
+        .await
+        .expect("report progress");
+    assert_eq!(sent, json!(true));
+    b.wait_for_js(
+        "return document.getElementById('deposit-status').getAttribute('data-status') \
+           === 'confirming' ? true : null;",
+        "the order page to show the new status by itself",
+    )
+    .await;
     b.click("#simulate-finished").await;
     b.wait_for_js(
         "return location.search === '?msg=paid' ? true : null;",
@@ -712,5 +749,133 @@ async fn deposit_trade_watch_the_portfolio_and_level_up_in_chromium() {
         "{badges}"
     );
     assert!(app.state.db.verify_ledger().await.unwrap().is_empty());
+    b.close().await;
+}
+
+/// Every page a user and a staff member can open, signed in.
+const PAGES: &[&str] = &[
+    "/",
+    "/markets",
+    "/markets/BTC",
+    "/trade",
+    "/portfolio",
+    "/alerts",
+    "/wallet",
+    "/deposit",
+    "/withdraw",
+    "/transactions",
+    "/files",
+    "/jobs",
+    "/etx",
+    "/profile",
+    "/security",
+    "/security/sessions",
+    "/admin/withdrawals",
+    "/admin/aml",
+    "/admin/trading",
+    "/admin/audit",
+    "/admin/mail",
+    "/terms",
+    "/no-such-page",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_fits_a_phone_and_the_menu_folds_behind_a_button() {
+    let (app, b) = tokio::join!(App::spawn(), Browser::launch());
+    let s = &app.state;
+    etx_core::accounts::create_admin(
+        &s.db,
+        &s.hasher,
+        "chief@example.com",
+        "chief",
+        "Adm1n-Passphrase",
+    )
+    .await
+    .expect("admin");
+    b.goto(&app.url("/login")).await;
+    b.fill("#login", "chief").await;
+    b.fill("#password", "Adm1n-Passphrase").await;
+    b.click("form[action='/login'] button[type=submit]").await;
+    b.wait_for_path("/").await;
+
+    // On a desktop the menus sit in one row: a staff member's header fits 1,280 px.
+    for path in PAGES {
+        b.goto(&app.url(path)).await;
+        b.assert_reflows(&format!("{path} at 1280 px")).await;
+        b.assert_accessible(&format!("{path} at 1280 px")).await;
+    }
+    let header_height = b
+        .wait_for_js(
+            "return document.querySelector('.topbar').getBoundingClientRect().height;",
+            "the header's height",
+        )
+        .await;
+    assert!(
+        header_height.as_f64().unwrap() < 80.0,
+        "the header wraps at 1280 px: {header_height} px high"
+    );
+
+    // At 320 px nothing is wider than the screen.
+    b.set_viewport(320, 800).await;
+    for path in PAGES {
+        b.goto(&app.url(path)).await;
+        b.assert_reflows(&format!("{path} at 320 px")).await;
+        b.assert_accessible(&format!("{path} at 320 px")).await;
+    }
+
+    // In the dark theme too.
+    b.client
+        .execute(
+            "localStorage.setItem('etx-theme', 'dark'); return true;",
+            vec![],
+        )
+        .await
+        .expect("choose the dark theme");
+    for path in PAGES {
+        b.goto(&app.url(path)).await;
+        b.assert_accessible(&format!("{path} at 320 px, dark"))
+            .await;
+    }
+    b.client
+        .execute("localStorage.removeItem('etx-theme'); return true;", vec![])
+        .await
+        .expect("back to the light theme");
+
+    // The navigation folds behind Menu; the button opens it and says so.
+    b.goto(&app.url("/")).await;
+    assert!(
+        !b.visible("nav a[href='/markets']").await,
+        "the menu starts folded"
+    );
+    assert_eq!(
+        b.attr("#menu-toggle", "aria-expanded").await.as_deref(),
+        Some("false")
+    );
+    b.click("#menu-toggle").await;
+    assert_eq!(
+        b.attr("#menu-toggle", "aria-expanded").await.as_deref(),
+        Some("true")
+    );
+    b.click("nav a[href='/admin/audit']").await;
+    b.wait_for_path("/admin/audit").await;
+    b.assert_accessible("the audit page at 320 px").await;
+
+    // Signed out, the pages a visitor sees.
+    b.click("#menu-toggle").await;
+    b.click("form[action='/logout'] button[type=submit]").await;
+    b.wait_for_path("/login").await;
+    for path in [
+        "/login",
+        "/register",
+        "/forgot-password",
+        "/terms",
+        "/no-such-page",
+    ] {
+        b.goto(&app.url(path)).await;
+        b.assert_reflows(&format!("{path} signed out at 320 px"))
+            .await;
+        b.assert_accessible(&format!("{path} signed out at 320 px"))
+            .await;
+    }
     b.close().await;
 }

@@ -61,6 +61,8 @@ pub struct Issued {
     pub refresh_token: String,
     pub refresh_max_age: i64,
     pub csrf_token: String,
+    /// The user asked to stay signed in: the browser keeps the cookies across restarts.
+    pub remember_me: bool,
 }
 
 pub(crate) async fn rate_limit(state: &Core, key: &str, limit: u32) -> Result<(), CoreError> {
@@ -124,7 +126,7 @@ pub async fn start_session(
             expires_at: now_micros() + lifetime * 1_000_000,
         })
         .await?;
-    Ok(issue(state, &user.id, &session_id, refresh, lifetime))
+    Ok(issue(state, &user.id, &session_id, refresh, remember_me))
 }
 
 pub(crate) fn issue(
@@ -132,8 +134,9 @@ pub(crate) fn issue(
     user_id: &str,
     session_id: &str,
     refresh: String,
-    lifetime: i64,
+    remember_me: bool,
 ) -> Issued {
+    let lifetime = refresh_lifetime_secs(state, remember_me);
     let (access, _) = state.tokens.issue_access(user_id, session_id);
     Issued {
         access_token: access,
@@ -141,6 +144,7 @@ pub(crate) fn issue(
         refresh_token: refresh,
         refresh_max_age: lifetime,
         csrf_token: etx_auth::random_token(),
+        remember_me,
     }
 }
 
@@ -203,10 +207,9 @@ pub async fn refresh(state: &Core, token: &str) -> Result<(UserRow, Issued), Cor
         state.db.revoke_session(&session_id, "suspended").await?;
         return Err(CoreError::Unauthorized("account suspended".into()));
     };
-    let lifetime = refresh_lifetime_secs(state, remember_me);
     Ok((
         user,
-        issue(state, &user_id, &session_id, refresh_token, lifetime),
+        issue(state, &user_id, &session_id, refresh_token, remember_me),
     ))
 }
 

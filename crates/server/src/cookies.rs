@@ -29,7 +29,21 @@ pub fn build(
     http_only: bool,
     secure: bool,
 ) -> HeaderValue {
-    let mut s = format!("{name}={value}; Path=/; Max-Age={max_age_secs}; SameSite=Lax");
+    build_for(name, value, Some(max_age_secs), http_only, secure)
+}
+
+/// A cookie kept for `max_age_secs`, or for the browser session with `None`.
+fn build_for(
+    name: &str,
+    value: &str,
+    max_age_secs: Option<i64>,
+    http_only: bool,
+    secure: bool,
+) -> HeaderValue {
+    let mut s = format!("{name}={value}; Path=/; SameSite=Lax");
+    if let Some(age) = max_age_secs {
+        s.push_str(&format!("; Max-Age={age}"));
+    }
     if http_only {
         s.push_str("; HttpOnly");
     }
@@ -51,24 +65,21 @@ pub trait SetCookies {
 
 impl SetCookies for Issued {
     fn set_cookies(&self, secure: bool, h: &mut HeaderMap) {
-        append(
-            h,
-            build(ACCESS, &self.access_token, self.expires_in, true, secure),
-        );
-        append(
-            h,
-            build(
+        // Without "remember me" they are session cookies: gone when the browser closes (the
+        // server still ends the session after its own, shorter lifetime).
+        let keep = |secs: i64| self.remember_me.then_some(secs);
+        for (name, value, age, http_only) in [
+            (ACCESS, &self.access_token, keep(self.expires_in), true),
+            (
                 REFRESH,
                 &self.refresh_token,
-                self.refresh_max_age,
+                keep(self.refresh_max_age),
                 true,
-                secure,
             ),
-        );
-        append(
-            h,
-            build(CSRF, &self.csrf_token, self.refresh_max_age, false, secure),
-        );
+            (CSRF, &self.csrf_token, keep(self.refresh_max_age), false),
+        ] {
+            append(h, build_for(name, value, age, http_only, secure));
+        }
     }
 }
 

@@ -17,7 +17,38 @@
         try { localStorage.setItem("etx-theme", next); } catch (e) { /* ignore */ }
       });
     }
+    // On a narrow screen the navigation folds behind the Menu button; without this script it
+    // stays open and wraps.
+    var menuButton = document.getElementById("menu-toggle");
+    var nav = document.getElementById("main-nav");
+    if (menuButton && nav) {
+      menuButton.hidden = false;
+      nav.classList.add("collapsed");
+      menuButton.addEventListener("click", function () {
+        var open = nav.classList.toggle("collapsed") === false;
+        menuButton.setAttribute("aria-expanded", open ? "true" : "false");
+      });
+    }
+    // One header menu open at a time; a click elsewhere or Escape closes it.
+    var menus = document.querySelectorAll("details.menu");
+    function closeMenus(except) {
+      menus.forEach(function (d) { if (d !== except) d.open = false; });
+    }
+    menus.forEach(function (d) {
+      d.addEventListener("toggle", function () { if (d.open) closeMenus(d); });
+    });
+    document.addEventListener("click", function (ev) {
+      if (!ev.target.closest || !ev.target.closest("details.menu")) closeMenus(null);
+    });
+    document.addEventListener("keydown", function (ev) {
+      if (ev.key !== "Escape") return;
+      var open = document.querySelector("details.menu[open]");
+      if (!open) return;
+      open.open = false;
+      open.querySelector("summary").focus();
+    });
     // Password strength: length and character classes, shown on a <meter>.
+
     var labels = ["Too weak", "Weak", "Fair", "Good", "Strong"];
     document.querySelectorAll("input[data-strength]").forEach(function (input) {
       var meter = document.getElementById(input.getAttribute("data-strength"));
@@ -63,6 +94,11 @@ document.addEventListener("DOMContentLoaded", function () {
   });
 });
 
+// A changed figure is highlighted for a moment (an animation that ends by itself).
+function flash(el) {
+  el.classList.remove("flash"); void el.offsetWidth; el.classList.add("flash");
+}
+
 // Live prices: pages with [data-live-prices] follow /ws/prices, reconnecting with backoff, and
 // show the "Stale" badge when nothing has arrived for 30 s.
 document.addEventListener("DOMContentLoaded", function () {
@@ -80,11 +116,29 @@ document.addEventListener("DOMContentLoaded", function () {
       if (m.type !== "price_update") return;
       last = Date.now(); delay = 1000; setStale(false);
       Object.keys(m.prices).forEach(function (sym) {
+        var text = m.prices[sym], now = Number(text);
         document.querySelectorAll('[data-price="' + sym + '"]').forEach(function (el) {
-          if (el.textContent !== m.prices[sym]) {
-            el.textContent = m.prices[sym];
-            el.classList.remove("flash"); void el.offsetWidth; el.classList.add("flash");
+          if (el.textContent !== text) {
+            el.textContent = text;
+            flash(el);
           }
+        });
+        // The 24 h figures follow the live price: a new high or low, and the change against
+        // the price 24 hours ago (for display only; the server's figures are exact).
+        document.querySelectorAll('[data-high="' + sym + '"]').forEach(function (el) {
+          if (!(Number(el.textContent) >= now)) { el.textContent = text; flash(el); }
+        });
+        document.querySelectorAll('[data-low="' + sym + '"]').forEach(function (el) {
+          var low = Number(el.textContent);
+          if (isNaN(low) || low > now) { el.textContent = text; flash(el); }
+        });
+        document.querySelectorAll('[data-change="' + sym + '"][data-open]').forEach(function (el) {
+          var open = Number(el.getAttribute("data-open"));
+          if (!(open > 0)) return;
+          var pct = (now - open) / open * 100;
+          el.textContent = pct.toFixed(2) + " %";
+          el.classList.toggle("down", pct < 0);
+          el.classList.toggle("up", pct >= 0);
         });
       });
     };
@@ -113,7 +167,7 @@ document.addEventListener("DOMContentLoaded", function () {
     wallet_update: function (d) {
       document.querySelectorAll('[data-asset="' + d.currency + '"]').forEach(function (el) {
         el.textContent = d.balance;
-        el.classList.remove("flash"); void el.offsetWidth; el.classList.add("flash");
+        flash(el);
       });
     },
     transaction_update: function (d) {
@@ -174,3 +228,44 @@ document.addEventListener("DOMContentLoaded", function () {
   }
   connect();
 });
+
+// A deposit under way: its order is checked every 5 s and the page shown again once the
+// provider's status or the credit changes (never a timed reload).
+document.addEventListener("DOMContentLoaded", function () {
+  "use strict";
+  var card = document.querySelector("[data-deposit-order]");
+  var status = document.getElementById("deposit-status");
+  var credit = document.getElementById("deposit-credit");
+  if (!card || !status || !credit || !window.fetch) return;
+  var url = "/api/wallet/deposit/" + encodeURIComponent(card.getAttribute("data-deposit-order"));
+  var timer = setInterval(function () {
+    fetch(url, { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (b) {
+        if (!b || !b.deposit) return;
+        if (b.deposit.status !== status.getAttribute("data-status") ||
+            b.deposit.credit_state !== credit.getAttribute("data-credit")) {
+          clearInterval(timer);
+          location.reload();
+        }
+      })
+      .catch(function () { /* the next check tries again */ });
+  }, 5000);
+});
+
+// A card whose content is wider than the screen scrolls inside itself; keyboard users reach
+// that scrolling by focusing the card, so such a card (and only such a card) takes focus.
+(function () {
+  "use strict";
+  function mark() {
+    document.querySelectorAll(".card").forEach(function (c) {
+      if (c.scrollWidth > c.clientWidth + 1) {
+        c.setAttribute("tabindex", "0");
+      } else if (c.getAttribute("tabindex") === "0") {
+        c.removeAttribute("tabindex");
+      }
+    });
+  }
+  document.addEventListener("DOMContentLoaded", mark);
+  window.addEventListener("resize", function () { clearTimeout(mark.t); mark.t = setTimeout(mark, 150); });
+})();

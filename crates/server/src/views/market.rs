@@ -14,6 +14,8 @@ pub struct CryptoView {
     pub price: String,
     /// Percent change against the price 24 hours ago, e.g. `-1.25`; null without history.
     pub change_24h: Option<String>,
+    /// The price 24 hours ago, that `change_24h` compares with; null without history.
+    pub open_24h: Option<String>,
     pub high_24h: Option<String>,
     pub low_24h: Option<String>,
     pub source: &'static str,
@@ -47,6 +49,7 @@ pub async fn crypto_view(state: &AppState, symbol: String) -> ApiResult<CryptoVi
     let has = first.is_some();
     Ok(CryptoView {
         change_24h: first.and_then(|o| percent_change(o, q.price)),
+        open_24h: first.map(price_text),
         high_24h: high.filter(|_| has).map(price_text),
         low_24h: low.filter(|_| has).map(price_text),
         price: price_text(q.price),

@@ -50,6 +50,11 @@ pub async fn view_home_get(
 ) -> PageResult {
     let user = UserView::from(&u.auth.user);
     let (balances, _) = etx_core::wallet::balance_list(&state, &u.auth.user.id).await?;
+    // What the user holds; the wallet page lists every asset.
+    let balances = balances
+        .into_iter()
+        .filter(|(_, b)| b.chars().any(|c| c.is_ascii_digit() && c != '0'))
+        .collect();
     let recent = super::wallet::recent(&state, &u.auth.user.id, None, 5).await?;
     let earned = state.db.achievements_of(&u.auth.user.id).await?;
     let achievements = etx_domain::XpKind::ALL
@@ -629,4 +634,24 @@ pub async fn view_session_end_post(
         Ok(()) => Redirect::to("/profile/sessions?msg=session-ended").into_response(),
         Err(e) => PageError::from(e).into_response(),
     }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "terms.html")]
+pub struct TermsPage {
+    layout: Layout,
+}
+
+/// The terms a user accepts when registering; anyone can read them.
+pub async fn view_terms_get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    user: Option<WebUser>,
+) -> Response {
+    let mut out = HeaderMap::new();
+    let layout = match user {
+        Some(u) => Layout::new(Some(UserView::from(&u.auth.user)), u.csrf, "terms"),
+        None => Layout::new(None, ensure_csrf(&state, &headers, &mut out), "terms"),
+    };
+    (out, TermsPage { layout }).into_response()
 }

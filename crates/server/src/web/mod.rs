@@ -44,6 +44,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
             "/register",
             get(account::view_register_get).post(account::view_register_post),
         )
+        .route("/terms", get(account::view_terms_get))
         .route("/login/2fa", post(account::view_login_2fa_post))
         .route("/logout", post(account::view_logout_post))
         .route(
@@ -189,6 +190,19 @@ impl Layout {
             notice: None,
             version: env!("CARGO_PKG_VERSION"),
         }
+    }
+
+    /// Whether the current page sits in the header's menu `group`, which then shows as current.
+    pub fn in_group(&self, group: &str) -> bool {
+        let pages: &[&str] = match group {
+            "trade" => &["trade", "portfolio", "alerts"],
+            "wallet" => &["wallet", "deposit", "withdraw", "transactions"],
+            "workspace" => &["files", "jobs", "etx"],
+            "admin" => &["withdrawals", "aml", "trading-admin", "audit", "mail"],
+            "account" => &["profile", "security"],
+            _ => &[],
+        };
+        pages.contains(&self.active)
     }
 }
 
@@ -382,16 +396,20 @@ pub struct ErrorPage {
 }
 
 pub fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
+    error_page_in(Layout::new(None, String::new(), ""), status, title, message)
+}
+
+fn error_page_in(layout: Layout, status: StatusCode, title: &str, message: &str) -> Response {
     let page = ErrorPage {
-        layout: Layout::new(None, String::new(), ""),
+        layout,
         title: title.to_string(),
         message: message.to_string(),
     };
     (status, page).into_response()
 }
 
-/// Unknown paths: JSON for API clients, a page for people.
-pub async fn not_found(uri: Uri) -> Response {
+/// Unknown paths: JSON for API clients, a page for people (with their header when signed in).
+pub async fn not_found(uri: Uri, user: Option<WebUser>) -> Response {
     let p = uri.path();
     if p.starts_with("/api/")
         || p == "/api"
@@ -400,7 +418,12 @@ pub async fn not_found(uri: Uri) -> Response {
     {
         ApiError::NotFound.into_response()
     } else {
-        error_page(
+        let layout = match user {
+            Some(u) => Layout::new(Some(UserView::from(&u.auth.user)), u.csrf, ""),
+            None => Layout::new(None, String::new(), ""),
+        };
+        error_page_in(
+            layout,
             StatusCode::NOT_FOUND,
             "Page not found",
             "There is nothing at this address.",

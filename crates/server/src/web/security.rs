@@ -468,15 +468,15 @@ const DEV_MAIL_SHOWN: usize = 30;
 /// verification links included, so even in dev only admins see it: anyone else signed in gets
 /// a 404, and a visitor the login page.
 pub async fn view_dev_mail_get(State(state): State<AppState>, u: Option<WebUser>) -> Response {
-    let not_found = || super::not_found(axum::http::Uri::from_static("/dev/mail"));
+    let here = || axum::http::Uri::from_static("/dev/mail");
     let Some(dir) = state.mailer.outbox_dir().filter(|_| state.config.is_dev()) else {
-        return not_found().await;
+        return super::not_found(here(), u).await;
     };
     let Some(u) = u else {
         return super::LoginRedirect.into_response();
     };
     if !u.auth.role.is_admin() {
-        return not_found().await;
+        return super::not_found(here(), Some(u)).await;
     }
     let dir = dir.to_path_buf();
     let mails = tokio::task::spawn_blocking({

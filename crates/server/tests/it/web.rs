@@ -1751,3 +1751,114 @@ async fn admins_halt_a_pair_from_the_trading_page_and_others_cannot() {
     let r = u.get(at(&app, "/admin/trading")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn the_header_groups_pages_into_menus_and_follows_the_user_everywhere() {
+    let app = TestApp::spawn().await;
+    let admin = app.user_with_role("treasurer", "admin").await;
+    let alice = app.register("alice").await;
+    app.fund(&admin, &alice, "USD", "12.00").await;
+    let get = |b: reqwest::Client, path: &'static str| {
+        let url = at(&app, path);
+        async move {
+            let r = b.get(url).send().await.unwrap();
+            (r.status(), r.text().await.unwrap())
+        }
+    };
+    let user = signed_in(&app, "alice").await;
+    let (_, home) = get(user.clone(), "/").await;
+    // Menus for trading, the wallet, the workspace and the account; no Admin menu for a user.
+    for summary in [
+        "<summary>Trade</summary>",
+        "<summary>Wallet</summary>",
+        "<summary>Workspace</summary>",
+        "<summary>alice</summary>",
+    ] {
+        assert!(home.contains(summary), "{summary} missing");
+    }
+    assert!(!home.contains("<summary>Admin</summary>"));
+    assert!(home.contains("id=\"menu-toggle\""));
+    // Home lists what the user holds: USD, not a row per empty asset.
+    assert!(home.contains("data-asset=\"USD\""));
+    assert!(
+        !home.contains("data-asset=\"BTC\""),
+        "zero balances are hidden"
+    );
+    // The current page's menu is marked.
+    let (_, deposit) = get(user.clone(), "/withdraw").await;
+    assert!(deposit.contains("<details class=\"menu current\">\n      <summary>Wallet</summary>"));
+    assert!(deposit.contains("href=\"/withdraw\" aria-current=\"page\""));
+
+    // A signed-in user's 404 keeps their header.
+    let (status, missing) = get(user.clone(), "/no-such-page").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(missing.contains("<summary>alice</summary>"), "{missing}");
+    let (status, anonymous) = get(browser(), "/no-such-page").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(anonymous.contains("href=\"/login\""));
+
+    let staff = signed_in(&app, "treasurer").await;
+    let (_, home) = get(staff, "/").await;
+    assert!(home.contains("<summary>Admin</summary>"));
+    assert!(home.contains("href=\"/admin/mail\""));
+}
+
+#[tokio::test]
+async fn without_remember_me_the_login_cookies_last_for_the_browser_session() {
+    let app = TestApp::spawn().await;
+    app.register("alice").await;
+    for remember in [false, true] {
+        let b = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let page = b.get(at(&app, "/login")).send().await.unwrap();
+        let csrf = csrf_of(&page.text().await.unwrap());
+        let mut form = vec![
+            ("csrf_token", csrf.as_str()),
+            ("login", "alice"),
+            ("password", PASSWORD),
+        ];
+        if remember {
+            form.push(("remember_me", "on"));
+        }
+        let r = b.post(at(&app, "/login")).form(&form).send().await.unwrap();
+        let cookies: Vec<String> = r
+            .headers()
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect();
+        for name in ["access_token=", "refresh_token=", "csrf_token="] {
+            let c = cookies
+                .iter()
+                .find(|c| c.starts_with(name))
+                .unwrap_or_else(|| panic!("{name} not set: {cookies:?}"));
+            assert_eq!(c.contains("Max-Age="), remember, "{c}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_terms_of_service_are_a_page_the_register_form_links_to() {
+    let app = TestApp::spawn().await;
+    let b = browser();
+    let register = b
+        .get(at(&app, "/register"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(register.contains("href=\"/terms\""));
+    let r = b.get(at(&app, "/terms")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("<h1>Terms of service</h1>")
+    );
+}
