@@ -770,6 +770,7 @@ const PAGES: &[&str] = &[
     "/profile",
     "/security",
     "/security/sessions",
+    "/admin/users",
     "/admin/withdrawals",
     "/admin/aml",
     "/admin/trading",
@@ -859,6 +860,16 @@ async fn every_page_fits_a_phone_and_the_menu_folds_behind_a_button() {
     b.click("nav a[href='/admin/audit']").await;
     b.wait_for_path("/admin/audit").await;
     b.assert_accessible("the audit page at 320 px").await;
+    // A user's page, opened from the list.
+    b.goto(&app.url("/admin/users")).await;
+    b.click("#users a").await;
+    b.wait_for_js(
+        "return location.pathname.startsWith('/admin/users/') ? true : null;",
+        "a user's page",
+    )
+    .await;
+    b.assert_reflows("a user's page at 320 px").await;
+    b.assert_accessible("a user's page at 320 px").await;
 
     // Signed out, the pages a visitor sees.
     b.click("#menu-toggle").await;

@@ -73,23 +73,11 @@ pub fn paging(skip: Option<i64>, limit: Option<i64>) -> Result<(i64, i64), ApiEr
     Ok((skip, limit))
 }
 
-/// List users (staff). Search, filter by role and status, sort, page.
-#[utoipa::path(get, path = "/api/users", tag = "users", params(ListUsersQuery),
-    responses(
-        (status = 200, description = "A page of users", body = UserList),
-        (status = 401, description = "Not signed in", body = ErrorBody),
-        (status = 403, description = "Not staff", body = ErrorBody),
-        (status = 422, description = "Bad query parameter", body = ErrorBody),
-    ))]
-async fn list_users(
-    State(state): State<AppState>,
-    auth: Auth,
-    AppQuery(q): AppQuery<ListUsersQuery>,
-) -> ApiResult<Json<UserList>> {
-    auth.require_staff()?;
-    let (skip, limit) = paging(q.skip, q.limit)?;
+/// The list's filter, sort field and direction from the query; bad values are a 422 naming the
+/// parameter.
+pub(crate) fn user_filter(q: &ListUsersQuery) -> Result<(UserFilter, SortField, bool), ApiError> {
     let mut filter = UserFilter {
-        search: q.q,
+        search: q.q.clone(),
         ..Default::default()
     };
     if let Some(r) = q.role.as_deref() {
@@ -127,6 +115,25 @@ async fn list_users(
         Some("asc") => false,
         Some(_) => return Err(ApiError::field("order", "must be asc or desc")),
     };
+    Ok((filter, sort, descending))
+}
+
+/// List users (staff). Search, filter by role and status, sort, page.
+#[utoipa::path(get, path = "/api/users", tag = "users", params(ListUsersQuery),
+    responses(
+        (status = 200, description = "A page of users", body = UserList),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Not staff", body = ErrorBody),
+        (status = 422, description = "Bad query parameter", body = ErrorBody),
+    ))]
+async fn list_users(
+    State(state): State<AppState>,
+    auth: Auth,
+    AppQuery(q): AppQuery<ListUsersQuery>,
+) -> ApiResult<Json<UserList>> {
+    auth.require_staff()?;
+    let (skip, limit) = paging(q.skip, q.limit)?;
+    let (filter, sort, descending) = user_filter(&q)?;
     let page = state
         .db
         .list_users(&filter, sort, descending, skip, limit)
@@ -381,6 +388,8 @@ pub struct AdminUpdateRequest {
     pub role: Option<String>,
     pub is_active: Option<bool>,
     pub is_verified: Option<bool>,
+    /// Why, for the audit trail (at most 500 characters).
+    pub reason: Option<String>,
 }
 
 /// Change a user's role, active or verified flag (admin). The last active admin cannot be
@@ -401,6 +410,32 @@ async fn update_user(
     Path(id): Path<String>,
     AppJson(req): AppJson<AdminUpdateRequest>,
 ) -> ApiResult<Json<UserView>> {
+    let user = admin_update(&state, &auth, &id, &req).await?;
+    Ok(Json((&user).into()))
+}
+
+/// An optional reason for a staff action: trimmed, printable, at most 500 characters.
+pub(crate) fn reason_of(reason: Option<&str>) -> Result<Option<String>, ApiError> {
+    let Some(r) = reason.map(str::trim).filter(|r| !r.is_empty()) else {
+        return Ok(None);
+    };
+    if r.chars().count() > 500 || r.chars().any(char::is_control) {
+        return Err(ApiError::field(
+            "reason",
+            "must be at most 500 printable characters",
+        ));
+    }
+    Ok(Some(r.to_string()))
+}
+
+/// An admin changes a user's role, active or verified flag; suspending signs the user out
+/// everywhere. Staff who are not admins get a 403, others a 404.
+pub(crate) async fn admin_update(
+    state: &AppState,
+    auth: &Auth,
+    id: &str,
+    req: &AdminUpdateRequest,
+) -> ApiResult<etx_db::users::UserRow> {
     if !auth.role.is_admin() {
         // Staff may know the user exists; others get the same answer as for any foreign object.
         return Err(if auth.role.is_staff() {
@@ -409,7 +444,8 @@ async fn update_user(
             ApiError::NotFound
         });
     }
-    let id = parse_id(&id)?;
+    let id = parse_id(id)?;
+    let reason = reason_of(req.reason.as_deref())?;
     let role = match req.role.as_deref() {
         Some(r) => Some(
             r.parse::<Role>()
@@ -443,10 +479,10 @@ async fn update_user(
     let snapshot = |u: &etx_db::users::UserRow| serde_json::json!({"role": u.role, "is_active": u.is_active, "is_verified": u.is_verified});
     etx_core::audit::Event::new(Some(&auth.user.id), AuditAction::AdminUpdate)
         .target("user", &id)
-        .details(serde_json::json!({"before": snapshot(&before), "after": snapshot(&user)}))
-        .record(&state)
+        .details(serde_json::json!({"before": snapshot(&before), "after": snapshot(&user), "reason": reason}))
+        .record(state)
         .await;
-    Ok(Json((&user).into()))
+    Ok(user)
 }
 
 /// Delete a user (admin). Never the last active admin.
@@ -463,6 +499,17 @@ async fn delete_user(
     auth: Auth,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
+    admin_delete(&state, &auth, &id, None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// An admin signs a user out of every session (their sockets too); answers how many ended.
+pub(crate) async fn admin_sign_out(
+    state: &AppState,
+    auth: &Auth,
+    id: &str,
+    reason: Option<&str>,
+) -> ApiResult<usize> {
     if !auth.role.is_admin() {
         return Err(if auth.role.is_staff() {
             ApiError::Forbidden("admins only".into())
@@ -470,7 +517,35 @@ async fn delete_user(
             ApiError::NotFound
         });
     }
-    let id = parse_id(&id)?;
+    let id = parse_id(id)?;
+    let reason = reason_of(reason)?;
+    state.db.user_by_id(&id).await?.ok_or(ApiError::NotFound)?;
+    let ended = state.db.revoke_user_sessions(&id, None, "admin").await?;
+    state.realtime.user_cut_off(&id).await;
+    etx_core::audit::Event::new(Some(&auth.user.id), AuditAction::SessionRevoke)
+        .target("user", &id)
+        .details(serde_json::json!({"all": true, "sessions": ended.len(), "reason": reason}))
+        .record(state)
+        .await;
+    Ok(ended.len())
+}
+
+/// An admin deletes a user (SPEC §5: never the last active admin, never one holding funds).
+pub(crate) async fn admin_delete(
+    state: &AppState,
+    auth: &Auth,
+    id: &str,
+    reason: Option<&str>,
+) -> ApiResult<()> {
+    if !auth.role.is_admin() {
+        return Err(if auth.role.is_staff() {
+            ApiError::Forbidden("admins only".into())
+        } else {
+            ApiError::NotFound
+        });
+    }
+    let id = parse_id(id)?;
+    let reason = reason_of(reason)?;
     let user = state.db.user_by_id(&id).await?.ok_or(ApiError::NotFound)?;
     match state.db.delete_user(&id).await? {
         Deletion::NotFound => Err(ApiError::NotFound),
@@ -485,8 +560,8 @@ async fn delete_user(
         Deletion::Deleted => {
             etx_core::audit::Event::new(Some(&auth.user.id), AuditAction::UserDelete)
                 .target("user", &id)
-                .details(serde_json::json!({"username": user.username, "email": user.email, "role": user.role}))
-                .record(&state)
+                .details(serde_json::json!({"username": user.username, "email": user.email, "role": user.role, "reason": reason}))
+                .record(state)
                 .await;
             if let Some(key) = &user.avatar_key
                 && let Err(e) = state.storage.delete(key).await
@@ -494,7 +569,7 @@ async fn delete_user(
                 tracing::warn!(error = %e, "avatar of deleted user could not be removed");
             }
             tracing::info!(actor = %auth.user.id, target = %id, "user deleted by admin");
-            Ok(StatusCode::NO_CONTENT)
+            Ok(())
         }
     }
 }

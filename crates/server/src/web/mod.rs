@@ -13,6 +13,7 @@ mod notice;
 mod payments;
 mod security;
 mod trading;
+mod users;
 mod wallet;
 
 use crate::cookies;
@@ -99,6 +100,11 @@ pub fn router(state: &AppState) -> Router<AppState> {
             post(trading::view_cancel_order_post),
         )
         .route("/portfolio", get(trading::view_portfolio_get))
+        .route("/admin/users", get(users::view_users_get))
+        .route(
+            "/admin/users/{id}",
+            get(users::view_user_get).post(users::view_user_post),
+        )
         .route("/admin/trading", get(trading::view_admin_trading_get))
         .route(
             "/admin/trading/pairs/{pair}",
@@ -198,7 +204,14 @@ impl Layout {
             "trade" => &["trade", "portfolio", "alerts"],
             "wallet" => &["wallet", "deposit", "withdraw", "transactions"],
             "workspace" => &["files", "jobs", "etx"],
-            "admin" => &["withdrawals", "aml", "trading-admin", "audit", "mail"],
+            "admin" => &[
+                "users",
+                "withdrawals",
+                "aml",
+                "trading-admin",
+                "audit",
+                "mail",
+            ],
             "account" => &["profile", "security"],
             _ => &[],
         };

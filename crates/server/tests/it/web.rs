@@ -1862,3 +1862,184 @@ async fn the_terms_of_service_are_a_page_the_register_form_links_to() {
             .contains("<h1>Terms of service</h1>")
     );
 }
+
+/// Posts a form (with the page's CSRF token) to `path`; answers the status and the page.
+async fn post_form(
+    app: &TestApp,
+    b: &reqwest::Client,
+    page: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> (StatusCode, String) {
+    let html = b
+        .get(at(app, page))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = csrf_of(&html);
+    let mut form = vec![("csrf_token", csrf.as_str())];
+    form.extend_from_slice(fields);
+    let r = b.post(at(app, path)).form(&form).send().await.unwrap();
+    (r.status(), r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn staff_find_users_and_admins_change_them_with_a_reason() {
+    let app = TestApp::spawn().await;
+    let admin = app.user_with_role("chief", "admin").await;
+    app.user_with_role("watcher", "moderator").await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    app.fund(&admin, &alice, "USD", "5.00").await;
+    let get = |b: &reqwest::Client, path: String| {
+        let (b, url) = (b.clone(), at(&app, &path));
+        async move {
+            let r = b.get(url).send().await.unwrap();
+            (r.status(), r.text().await.unwrap())
+        }
+    };
+
+    // Users get a 404; moderators find and open users but change nothing.
+    let user = signed_in(&app, "bob").await;
+    assert_eq!(
+        get(&user, "/admin/users".into()).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let moderator = signed_in(&app, "watcher").await;
+    let (s, list) = get(&moderator, "/admin/users?q=ali&role=user".into()).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(list.contains("data-user=\"alice\"") && !list.contains("data-user=\"bob\""));
+    assert!(list.contains("1 user<"), "{list}");
+    let (s, bad) = get(&moderator, "/admin/users?role=emperor".into()).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.contains("role"), "{bad}");
+    let page = format!("/admin/users/{}", alice.id);
+    let (s, detail) = get(&moderator, page.clone()).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(detail.contains("5.00") && !detail.contains("name=\"action\""));
+    let (s, _) = post_form(
+        &app,
+        &moderator,
+        &page,
+        &page,
+        &[("action", "suspend"), ("reason", "testing")],
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    // An admin: a change needs a reason and a known action.
+    let chief = signed_in(&app, "chief").await;
+    let (s, e) = post_form(&app, &chief, &page, &page, &[("action", "suspend")]).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(e.contains("id=\"reason-error\"") && e.contains("aria-invalid=\"true\""));
+    let (s, _) = post_form(
+        &app,
+        &chief,
+        &page,
+        &page,
+        &[("action", "fly"), ("reason", "why not")],
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Promote, then suspend: her sessions end at once.
+    let (s, done) = post_form(
+        &app,
+        &chief,
+        &page,
+        &page,
+        &[
+            ("action", "role"),
+            ("role", "moderator"),
+            ("reason", "runs support"),
+        ],
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(done.contains("The account was changed.") && done.contains(">moderator</span>"));
+    assert_eq!(
+        app.get("/api/auth/me", Some(&alice.token)).await.status(),
+        StatusCode::OK
+    );
+    post_form(
+        &app,
+        &chief,
+        &page,
+        &page,
+        &[("action", "suspend"), ("reason", "chargeback fraud")],
+    )
+    .await;
+    assert_eq!(
+        app.get("/api/auth/me", Some(&alice.token)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let (_, suspended) = get(&chief, "/admin/users?status=suspended".into()).await;
+    assert!(suspended.contains("data-user=\"alice\""));
+
+    // Signing bob out everywhere; deleting needs the box ticked, and alice still holds funds.
+    let bob_page = format!("/admin/users/{}", bob.id);
+    post_form(
+        &app,
+        &chief,
+        &bob_page,
+        &bob_page,
+        &[("action", "sign-out"), ("reason", "lost phone")],
+    )
+    .await;
+    assert_eq!(
+        app.get("/api/auth/me", Some(&bob.token)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let (s, _) = post_form(
+        &app,
+        &chief,
+        &bob_page,
+        &bob_page,
+        &[("action", "delete"), ("reason", "asked to")],
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, e) = post_form(
+        &app,
+        &chief,
+        &page,
+        &page,
+        &[
+            ("action", "delete"),
+            ("reason", "asked to"),
+            ("confirm", "on"),
+        ],
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert!(e.contains("holds funds"), "{e}");
+    let (s, gone) = post_form(
+        &app,
+        &chief,
+        &bob_page,
+        &bob_page,
+        &[
+            ("action", "delete"),
+            ("reason", "asked to"),
+            ("confirm", "on"),
+        ],
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(gone.contains("The account was deleted.") && !gone.contains("data-user=\"bob\""));
+
+    // Every change is in the audit trail with its reason.
+    app.state.db.chain_all_audit().await.unwrap();
+    let (_, audit) = get(&chief, format!("/admin/audit?target={}", alice.id)).await;
+    for reason in ["runs support", "chargeback fraud"] {
+        assert!(
+            audit.contains(reason),
+            "{reason} missing from the audit trail"
+        );
+    }
+    let (_, audit) = get(&chief, format!("/admin/audit?target={}", bob.id)).await;
+    assert!(audit.contains("lost phone") && audit.contains("user.delete"));
+}
