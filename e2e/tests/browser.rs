@@ -307,6 +307,26 @@ async fn money_received_shows_up_on_the_open_wallet_page() {
         )
         .await;
     assert_eq!(toast, "Received 12.34 USD from boss.");
+    // The bell counts it; its page lists it, and marking all read clears the count.
+    b.wait_for_js(
+        "return document.querySelector('[data-unread]').textContent === '1';",
+        "the bell to count the new notification",
+    )
+    .await;
+    b.click("nav a.bell").await;
+    b.wait_for_path("/notifications").await;
+    assert!(b.text("#inbox").await.contains("You received 12.34 USD"));
+    b.assert_accessible("the notifications page").await;
+    b.click("form[action='/notifications/read'] button").await;
+    b.wait_for_js(
+        "return location.search === '?msg=all-read' ? true : null;",
+        "all marked read",
+    )
+    .await;
+    assert!(
+        !b.visible("[data-unread]").await,
+        "no count once all are read"
+    );
     b.close().await;
 }
 
@@ -770,7 +790,9 @@ const PAGES: &[&str] = &[
     "/profile",
     "/security",
     "/security/sessions",
+    "/notifications",
     "/admin/users",
+    "/admin/broadcast",
     "/admin/withdrawals",
     "/admin/aml",
     "/admin/trading",

@@ -154,6 +154,21 @@ document.addEventListener("DOMContentLoaded", function () {
   "use strict";
   if (!document.body.hasAttribute("data-live-account") || !window.WebSocket) return;
   var toasts = document.getElementById("live-toasts");
+  // The bell's unread count: read once, then counted up as notifications arrive.
+  var unread = 0;
+  function setUnread(n) {
+    unread = n;
+    document.querySelectorAll("[data-unread]").forEach(function (el) {
+      el.textContent = n > 99 ? "99+" : String(n);
+      el.hidden = n === 0;
+    });
+  }
+  if (window.fetch && document.querySelector("[data-unread]")) {
+    fetch("/api/notifications?limit=1", { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (b) { if (b && typeof b.unread === "number") setUnread(b.unread); })
+      .catch(function () { /* the bell stays without a count */ });
+  }
   var delay = 1000;
   function toast(text, kind) {
     if (!toasts) return;
@@ -175,7 +190,10 @@ document.addEventListener("DOMContentLoaded", function () {
         toast("Received " + d.amount + " " + d.currency + " from " + d.counterparty.username + ".", "ok");
       }
     },
-    notification: function (d) { if (d.kind !== "transfer_received") toast(d.title); },
+    notification: function (d) {
+      if (d.kind !== "transfer_received") toast(d.title);
+      setUnread(unread + 1);
+    },
     job_update: function (d) {
       document.querySelectorAll('[data-job="' + d.id + '"]').forEach(function (el) {
         var bar = el.querySelector("[data-job-progress]");

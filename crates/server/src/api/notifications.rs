@@ -64,22 +64,29 @@ async fn list(
     auth: Auth,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<NotificationList>> {
+    Ok(Json(list_for(&state, &auth, &q).await?))
+}
+
+/// A page of the user's notifications (the API's and the page's).
+pub(crate) async fn list_for(
+    state: &AppState,
+    auth: &Auth,
+    q: &ListQuery,
+) -> ApiResult<NotificationList> {
     let limit = q.limit.unwrap_or(20).clamp(1, 100);
-    let before = q.before.filter(|b| !b.is_empty() && b.len() <= 64);
+    let before = q
+        .before
+        .as_deref()
+        .filter(|b| !b.is_empty() && b.len() <= 64);
     let rows = state
         .db
-        .list_notifications(
-            &auth.user.id,
-            q.unread.unwrap_or(false),
-            before.as_deref(),
-            limit,
-        )
+        .list_notifications(&auth.user.id, q.unread.unwrap_or(false), before, limit)
         .await?;
     let unread = state.db.unread_notifications(&auth.user.id).await?;
     let next_before = (rows.len() as u64 == limit)
         .then(|| rows.last().map(|r| r.id.clone()))
         .flatten();
-    Ok(Json(NotificationList {
+    Ok(NotificationList {
         items: rows
             .into_iter()
             .map(|r| NotificationView {
@@ -94,7 +101,7 @@ async fn list(
             .collect(),
         unread,
         next_before,
-    }))
+    })
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -122,6 +129,15 @@ async fn mark_read(
     auth: Auth,
     AppJson(req): AppJson<MarkReadRequest>,
 ) -> ApiResult<Json<MarkReadResponse>> {
+    Ok(Json(mark_read_for(&state, &auth, &req).await?))
+}
+
+/// Marks the listed notifications of the user read, or all of them (the API's and the page's).
+pub(crate) async fn mark_read_for(
+    state: &AppState,
+    auth: &Auth,
+    req: &MarkReadRequest,
+) -> ApiResult<MarkReadResponse> {
     if req.ids.as_ref().is_some_and(|ids| ids.len() > 100) {
         return Err(ApiError::field("ids", "at most 100 at a time"));
     }
@@ -132,8 +148,8 @@ async fn mark_read(
     Event::new(Some(&auth.user.id), AuditAction::NotificationRead)
         .target("user", &auth.user.id)
         .details(json!({"updated": updated, "all": req.ids.is_none()}))
-        .record(&state)
+        .record(state)
         .await;
     let unread = state.db.unread_notifications(&auth.user.id).await?;
-    Ok(Json(MarkReadResponse { updated, unread }))
+    Ok(MarkReadResponse { updated, unread })
 }

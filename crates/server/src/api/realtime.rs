@@ -50,6 +50,18 @@ async fn announce(
     auth: Auth,
     AppJson(req): AppJson<AnnouncementRequest>,
 ) -> ApiResult<(StatusCode, Json<Announcement>)> {
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(announce_for(&state, &auth, req).await?),
+    ))
+}
+
+/// An admin's announcement to every connected client, audited (the API's and the page's).
+pub(crate) async fn announce_for(
+    state: &AppState,
+    auth: &Auth,
+    req: AnnouncementRequest,
+) -> ApiResult<Announcement> {
     auth.require_admin()?;
     let message = req.message.trim();
     if message.is_empty() || message.chars().count() > 500 {
@@ -71,7 +83,7 @@ async fn announce(
     state.realtime.to_everyone("announcement", &a).await;
     Event::new(Some(&auth.user.id), AuditAction::Announcement)
         .details(json!({"message": a.message, "level": a.level}))
-        .record(&state)
+        .record(state)
         .await;
-    Ok((StatusCode::ACCEPTED, Json(a)))
+    Ok(a)
 }

@@ -10,6 +10,7 @@ mod files;
 mod jobs;
 mod market;
 mod notice;
+mod notifications;
 mod payments;
 mod security;
 mod trading;
@@ -100,6 +101,15 @@ pub fn router(state: &AppState) -> Router<AppState> {
             post(trading::view_cancel_order_post),
         )
         .route("/portfolio", get(trading::view_portfolio_get))
+        .route("/notifications", get(notifications::view_notifications_get))
+        .route(
+            "/notifications/read",
+            post(notifications::view_notifications_read_post),
+        )
+        .route(
+            "/admin/broadcast",
+            get(notifications::view_broadcast_get).post(notifications::view_broadcast_post),
+        )
         .route("/admin/users", get(users::view_users_get))
         .route(
             "/admin/users/{id}",
@@ -206,13 +216,14 @@ impl Layout {
             "workspace" => &["files", "jobs", "etx"],
             "admin" => &[
                 "users",
+                "broadcast",
                 "withdrawals",
                 "aml",
                 "trading-admin",
                 "audit",
                 "mail",
             ],
-            "account" => &["profile", "security"],
+            "account" => &["profile", "security", "notifications"],
             _ => &[],
         };
         pages.contains(&self.active)

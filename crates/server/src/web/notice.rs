@@ -37,6 +37,8 @@ pub fn notice(q: &NoticeQuery) -> Option<&'static str> {
         "order-placed" => Some("Order placed. It fills when the price reaches it."),
         "order-cancelled" => Some("Order cancelled; what it held is back in your wallet."),
         "order-ended" => Some("That order had already ended."),
+        "all-read" => Some("All notifications are marked read."),
+        "announced" => Some("Sent to everyone connected."),
         "user-updated" => Some("The account was changed."),
         "user-signed-out" => Some("The account was signed out of every session."),
         "user-deleted" => Some("The account was deleted."),

@@ -2043,3 +2043,84 @@ async fn staff_find_users_and_admins_change_them_with_a_reason() {
     let (_, audit) = get(&chief, format!("/admin/audit?target={}", bob.id)).await;
     assert!(audit.contains("lost phone") && audit.contains("user.delete"));
 }
+
+#[tokio::test]
+async fn notifications_have_a_page_and_admins_broadcast_from_one() {
+    let app = TestApp::spawn().await;
+    let admin = app.user_with_role("chief", "admin").await;
+    app.user_with_role("watcher", "moderator").await;
+    let alice = app.register("alice").await;
+    app.register("bob").await;
+    app.fund(&admin, &alice, "USD", "7.00").await;
+    let get = |b: &reqwest::Client, path: &str| {
+        let (b, url) = (b.clone(), at(&app, path));
+        async move {
+            let r = b.get(url).send().await.unwrap();
+            (r.status(), r.text().await.unwrap())
+        }
+    };
+
+    // Alice's notification is on her page, not on Bob's.
+    let a = signed_in(&app, "alice").await;
+    let (s, inbox) = get(&a, "/notifications").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        inbox.contains("1 unread") && inbox.contains("class=\"unread\""),
+        "{inbox}"
+    );
+    let (_, other) = get(&signed_in(&app, "bob").await, "/notifications").await;
+    assert!(
+        other.contains("All read") && !other.contains("id=\"inbox\""),
+        "{other}"
+    );
+    let (s, read) = post_form(&app, &a, "/notifications", "/notifications/read", &[]).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(read.contains("All read") && !read.contains("class=\"unread\""));
+    let r = app
+        .get("/api/notifications", Some(&alice.token))
+        .await
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert_eq!(r["unread"], 0);
+
+    // Only admins broadcast; a bad message is refused with the field marked.
+    for who in ["alice", "watcher"] {
+        let (s, _) = get(&signed_in(&app, who).await, "/admin/broadcast").await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{who}");
+    }
+    let chief = signed_in(&app, "chief").await;
+    let (s, e) = post_form(
+        &app,
+        &chief,
+        "/admin/broadcast",
+        "/admin/broadcast",
+        &[("message", "  "), ("level", "info")],
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(e.contains("id=\"message-error\""));
+    let (s, e) = post_form(
+        &app,
+        &chief,
+        "/admin/broadcast",
+        "/admin/broadcast",
+        &[("message", "Maintenance at ten"), ("level", "loud")],
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(e.contains("id=\"level-error\"") && e.contains("Maintenance at ten"));
+    let (s, sent) = post_form(
+        &app,
+        &chief,
+        "/admin/broadcast",
+        "/admin/broadcast",
+        &[("message", "Maintenance at ten"), ("level", "warning")],
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(sent.contains("Sent to everyone connected."));
+    app.state.db.chain_all_audit().await.unwrap();
+    let (_, audit) = get(&chief, "/admin/audit?action=realtime.announcement").await;
+    assert!(audit.contains("Maintenance at ten"), "{audit}");
+}
