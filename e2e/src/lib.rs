@@ -505,6 +505,43 @@ impl Browser {
         );
     }
 
+    /// Presses a key (`fantoccini::key::Key`, e.g. Tab or Enter) in whatever has the focus,
+    /// as a keyboard would.
+    pub async fn press(&self, key: fantoccini::key::Key) {
+        let focused = self
+            .client
+            .active_element()
+            .await
+            .expect("find the focused element");
+        focused
+            .send_keys(&String::from(char::from(key)))
+            .await
+            .unwrap_or_else(|e| panic!("press {key:?}: {e}"));
+    }
+
+    /// Presses Tab until the element matching `css` has the focus (at most 40 times); panics
+    /// if it never does. Answers whether the focus was visible on it (an outline drawn).
+    pub async fn tab_to(&self, css: &str) -> bool {
+        for _ in 0..40 {
+            let here = self
+                .client
+                .execute(
+                    "const e = document.activeElement; \
+                     if (!e || !e.matches(arguments[0])) return null; \
+                     const s = getComputedStyle(e); \
+                     return s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) >= 2;",
+                    vec![css.into()],
+                )
+                .await
+                .unwrap_or_else(|e| panic!("look at the focus: {e}"));
+            if let Value::Bool(visible) = here {
+                return visible;
+            }
+            self.press(fantoccini::key::Key::Tab).await;
+        }
+        panic!("Tab never reached `{css}` on {}", self.path().await);
+    }
+
     /// Resizes the window so that the page's viewport is `width` × `height` CSS pixels.
     pub async fn set_viewport(&self, width: u32, height: u32) {
         // The window's frame differs by platform: measure it, then size the window around it.

@@ -419,6 +419,24 @@ async fn deposit_then_withdraw_with_staff_approval_in_chromium() {
     // Withdraw 20 USDT: the fee (the 1 USDT minimum) and total are shown before confirming.
     b.click("nav a[href='/withdraw']").await;
     b.wait_for_path("/withdraw").await;
+    let chosen = b
+        .wait_for_js(
+            "return document.getElementById('currency').value;",
+            "the asset chosen",
+        )
+        .await;
+    assert_eq!(
+        chosen,
+        json!("USDT"),
+        "the asset the user holds comes first"
+    );
+    let label = b
+        .wait_for_js(
+            "return document.querySelector(\"#currency option[value='USDT']\").textContent;",
+            "the USDT option",
+        )
+        .await;
+    assert!(label.as_str().unwrap().contains("available"), "{label}");
     b.fill("#amount", "20").await;
     b.wait_for_js(
         "document.getElementById('currency').value = 'USDT'; return true;",
@@ -434,8 +452,8 @@ async fn deposit_then_withdraw_with_staff_approval_in_chromium() {
         "the confirmation step",
     )
     .await;
-    assert_eq!(b.text("#quote-fee").await, "1.000000");
-    assert_eq!(b.text("#quote-total").await, "21.000000");
+    assert_eq!(b.text("#quote-fee").await, "1.000000 USDT");
+    assert_eq!(b.text("#quote-total").await, "21.000000 USDT");
     b.click("#confirm-withdrawal").await;
     b.wait_for_path("/withdraw?msg=withdrawal-requested").await;
     assert!(b.text("#withdrawals tbody tr").await.contains("pending"));
@@ -910,5 +928,77 @@ async fn every_page_fits_a_phone_and_the_menu_folds_behind_a_button() {
         b.assert_accessible(&format!("{path} signed out at 320 px"))
             .await;
     }
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sending_money_by_keyboard_alone_goes_through_a_confirmation_in_chromium() {
+    use fantoccini::key::Key;
+    let (app, b) = tokio::join!(App::spawn(), Browser::launch());
+    let s = &app.state;
+    let treasurer = etx_core::accounts::create_admin(
+        &s.db,
+        &s.hasher,
+        "treasurer@example.com",
+        "treasurer",
+        "Adm1n-Passphrase",
+    )
+    .await
+    .expect("admin");
+    etx_core::accounts::create_admin(
+        &s.db,
+        &s.hasher,
+        "friend@example.com",
+        "friend",
+        "Adm1n-Passphrase",
+    )
+    .await
+    .expect("recipient");
+    register(&app, &b, "keyboarder").await;
+    let me =
+        s.db.user_by_login("keyboarder")
+            .await
+            .unwrap()
+            .expect("registered");
+    etx_core::wallet::adjust(
+        s,
+        &treasurer,
+        "fund-keyboarder",
+        &serde_json::value::to_raw_value(
+            &json!({"user_id": me.id, "currency": "USD", "amount": "50.00", "reason": "float"}),
+        )
+        .unwrap(),
+    )
+    .await
+    .expect("fund the sender");
+
+    // The form, typed and submitted with Enter.
+    b.goto(&app.url("/wallet")).await;
+    assert!(
+        b.tab_to("#recipient").await,
+        "focus is visible on the recipient field"
+    );
+    b.fill("#recipient", "friend").await;
+    b.fill("#amount", "12.34").await;
+    b.press(Key::Enter).await;
+    b.wait_for_js(
+        "return document.getElementById('transfer-review') ? true : null;",
+        "the review of the transfer",
+    )
+    .await;
+    assert!(b.text("h2").await.contains("Send 12.34 USD to friend?"));
+    b.assert_accessible("the transfer review").await;
+    // Tab to the Send button and press Enter.
+    assert!(
+        b.tab_to("#confirm-transfer").await,
+        "focus is visible on the Send button"
+    );
+    b.press(Key::Enter).await;
+    b.wait_for_js(
+        "return location.search === '?msg=sent' ? true : null;",
+        "the transfer is sent",
+    )
+    .await;
+    assert_eq!(b.text("[data-asset='USD']").await, "37.66");
     b.close().await;
 }

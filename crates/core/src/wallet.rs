@@ -111,6 +111,57 @@ pub async fn transfer_p2p(
     m.run(state, || p2p_attempt(state, sender, &m, &req)).await
 }
 
+/// What a transfer would do, shown for confirmation before it is sent.
+#[derive(Debug, Clone, Serialize)]
+pub struct TransferPreview {
+    pub recipient: TransferParty,
+    pub amount: String,
+    pub currency: String,
+    pub note: Option<String>,
+    /// The sender's balance of the asset now and after the transfer.
+    pub balance: String,
+    pub balance_after: String,
+    /// The transfer's value in US cents, as counted against the limits.
+    pub usd_cents: i64,
+}
+
+/// Checks a transfer as sending it would (recipient, amount, limits, note, funds) without
+/// moving anything, and says what it would do.
+pub async fn preview_p2p(
+    state: &Core,
+    sender: &UserRow,
+    body: &serde_json::value::RawValue,
+) -> Result<TransferPreview, CoreError> {
+    let (_, req) = crate::ledger::parse_request::<P2pRequest>(body)?;
+    let t = match Transfer::check(state, sender, &req).await {
+        Ok(t) => t,
+        Err(Failure::Api(e)) => return Err(e),
+        Err(Failure::Db(e)) => return Err(e.into()),
+        Err(_) => {
+            return Err(CoreError::Internal(anyhow::anyhow!(
+                "transfer check conflicted"
+            )));
+        }
+    };
+    let have = state
+        .db
+        .wallet_balance_in(state.db.conn(), &sender.id, &t.asset.code)
+        .await?;
+    let after = have.checked_sub(t.amount).filter(|a| *a >= 0);
+    let Some(after) = after else {
+        return Err(CoreError::InsufficientFunds);
+    };
+    Ok(TransferPreview {
+        recipient: TransferParty::of(&t.recipient),
+        amount: t.shown(t.amount),
+        currency: t.asset.code.clone(),
+        note: t.note.map(str::to_string),
+        balance: t.shown(have),
+        balance_after: t.shown(after),
+        usd_cents: t.usd,
+    })
+}
+
 /// A P2P transfer that passed its checks: known asset, positive amount within the limits, a
 /// printable note, an active recipient other than the sender.
 pub(crate) struct Transfer<'a> {

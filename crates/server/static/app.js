@@ -287,3 +287,27 @@ document.addEventListener("DOMContentLoaded", function () {
   document.addEventListener("DOMContentLoaded", mark);
   window.addEventListener("resize", function () { clearTimeout(mark.t); mark.t = setTimeout(mark, 150); });
 })();
+
+// Times are sent in UTC; the reader sees them in their own time zone, the last day's as "5
+// minutes ago", with the exact UTC time on hover. Plain dates stay as they are.
+document.addEventListener("DOMContentLoaded", function () {
+  "use strict";
+  if (!window.Intl || !Intl.DateTimeFormat) return;
+  var full = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+  var rel = Intl.RelativeTimeFormat ? new Intl.RelativeTimeFormat(undefined, { numeric: "auto" }) : null;
+  document.querySelectorAll("time[datetime]").forEach(function (el) {
+    var iso = el.getAttribute("datetime");
+    if (iso.length <= 10) return;
+    var d = new Date(iso);
+    if (isNaN(d.getTime())) return;
+    var secs = (Date.now() - d.getTime()) / 1000;
+    el.title = iso.slice(0, 19).replace("T", " ") + " UTC";
+    if (rel && secs >= 0 && secs < 3600) {
+      el.textContent = rel.format(-Math.max(1, Math.round(secs / 60)), "minute");
+    } else if (rel && secs >= 0 && secs < 86400) {
+      el.textContent = rel.format(-Math.round(secs / 3600), "hour");
+    } else {
+      el.textContent = full.format(d);
+    }
+  });
+});

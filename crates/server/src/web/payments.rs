@@ -342,6 +342,8 @@ pub struct WithdrawForm {
 pub struct WithdrawPage {
     layout: Layout,
     assets: Vec<String>,
+    /// What the user has of each asset, shown next to it.
+    available: BTreeMap<String, String>,
     form: WithdrawForm,
     quote: Option<QuoteLine>,
     idempotency_key: String,
@@ -372,8 +374,24 @@ async fn withdraw_page(
         .collect();
     let mut assets: Vec<String> = state.rules.networks.keys().cloned().collect();
     assets.sort();
+    let available: BTreeMap<String, String> =
+        match etx_core::wallet::balance_list(state, &u.auth.user.id).await {
+            Ok((b, _)) => b.into_iter().collect(),
+            Err(e) => return PageError::from(e).into_response(),
+        };
+    let holds = |a: &String| {
+        available
+            .get(a)
+            .is_some_and(|b| b.chars().any(|c| c.is_ascii_digit() && c != '0'))
+    };
     if form.currency.is_empty() {
-        form.currency = assets.first().cloned().unwrap_or_default();
+        // The first asset the user holds, rather than the alphabet's first.
+        form.currency = assets
+            .iter()
+            .find(|a| holds(a))
+            .or(assets.first())
+            .cloned()
+            .unwrap_or_default();
     }
     let (status, error, field_errors) = match error {
         Some(e) => page_error(e),
@@ -382,6 +400,7 @@ async fn withdraw_page(
     let page = WithdrawPage {
         layout: layout(u, "withdraw", q),
         assets,
+        available,
         form,
         quote,
         idempotency_key: uuid::Uuid::now_v7().to_string(),
@@ -418,8 +437,16 @@ pub async fn view_withdraw_review_post(
                     etx_domain::format_amount(q.amount, q.asset.scale),
                     q.asset.code
                 ),
-                fee: etx_domain::format_amount(q.fee, q.asset.scale),
-                total: etx_domain::format_amount(q.total, q.asset.scale),
+                fee: format!(
+                    "{} {}",
+                    etx_domain::format_amount(q.fee, q.asset.scale),
+                    q.asset.code
+                ),
+                total: format!(
+                    "{} {}",
+                    etx_domain::format_amount(q.total, q.asset.scale),
+                    q.asset.code
+                ),
                 usd: etx_domain::format_amount(q.usd_cents, 2),
                 approvals_required: q.approvals_required.to_string(),
             })

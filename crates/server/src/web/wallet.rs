@@ -44,6 +44,20 @@ pub struct TransferForm {
     currency: String,
     #[serde(default)]
     note: String,
+    /// Set by the review page's Send button: the transfer was seen and confirmed.
+    #[serde(default)]
+    confirm: String,
+    /// Set by the review page's Change button: back to the form with the values.
+    #[serde(default)]
+    edit: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "wallet_review.html")]
+pub struct ReviewPage {
+    layout: Layout,
+    form: TransferForm,
+    preview: etx_core::wallet::TransferPreview,
 }
 
 #[derive(Template, WebTemplate)]
@@ -116,6 +130,9 @@ pub async fn view_transfer_post(
     if let Err(e) = check_form_csrf(&headers, &f.csrf_token) {
         return wallet_page(&state, &u, f, Some(e), None).await;
     }
+    if !f.edit.is_empty() {
+        return wallet_page(&state, &u, f, None, None).await;
+    }
     let key = if f.idempotency_key.is_empty() {
         uuid::Uuid::now_v7().to_string()
     } else {
@@ -127,6 +144,24 @@ pub async fn view_transfer_post(
         body["note"] = serde_json::Value::String(f.note.clone());
     }
     let body = serde_json::value::to_raw_value(&body).expect("a JSON value always serializes");
+    // Money moves only from the review page, once the sender saw whom and how much.
+    if f.confirm != "yes" {
+        return match etx_core::wallet::preview_p2p(&state, &u.auth.user, &body).await {
+            Ok(preview) => {
+                let layout =
+                    Layout::new(Some(UserView::from(&u.auth.user)), u.csrf.clone(), "wallet");
+                let mut form = f;
+                form.idempotency_key = key;
+                ReviewPage {
+                    layout,
+                    form,
+                    preview,
+                }
+                .into_response()
+            }
+            Err(e) => wallet_page(&state, &u, f, Some(e.into()), None).await,
+        };
+    }
     match etx_core::wallet::transfer_p2p(&state, &u.auth.user, &key, &body).await {
         Ok(_) => Redirect::to("/wallet?msg=sent").into_response(),
         Err(e) => wallet_page(&state, &u, f, Some(e.into()), None).await,

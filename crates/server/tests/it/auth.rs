@@ -246,6 +246,7 @@ async fn five_failures_lock_the_account_for_fifteen_minutes() {
 
 #[tokio::test]
 async fn login_is_throttled_per_address_with_retry_after() {
+    away_from_a_minute_edge().await;
     let app = TestApp::spawn_with(|c| c.rate_limit.login_per_ip_per_minute = 3).await;
     app.register("gina").await;
     for _ in 0..3 {
@@ -632,6 +633,7 @@ async fn suspension_cuts_access_and_blocks_login() {
 
 #[tokio::test]
 async fn login_throttle_is_shared_across_instances_through_redis() {
+    away_from_a_minute_edge().await;
     let redis = std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     // A unique address per run keeps parallel runs apart: each instance sees the forwarded IP.
     let ip = format!("10.{}.{}.{}", rand_octet(), rand_octet(), rand_octet());

@@ -154,6 +154,7 @@ async fn fake_oversize_and_corrupt_images_are_refused() {
 /// and `Retry-After` before anything is decoded, and the avatar stays as it was.
 #[tokio::test]
 async fn uploads_are_throttled_per_account_and_per_address() {
+    away_from_a_minute_edge().await;
     let app = TestApp::spawn_with(|c| {
         c.rate_limit.avatar_uploads_per_user_per_hour = 2;
         c.rate_limit.avatar_uploads_per_ip_per_hour = 4;

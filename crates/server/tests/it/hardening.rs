@@ -150,6 +150,7 @@ async fn configured_cors_origin_may_sign_in_and_the_login_page_refuses_other_sit
 
 #[tokio::test]
 async fn forwarded_addresses_are_read_from_the_right_past_trusted_proxies() {
+    away_from_a_minute_edge().await;
     let app = TestApp::spawn_with(|c| {
         c.http.trusted_proxies = vec![
             "127.0.0.0/8".parse().unwrap(),
@@ -213,6 +214,7 @@ async fn forwarded_addresses_are_read_from_the_right_past_trusted_proxies() {
 
 #[tokio::test]
 async fn forwarded_header_from_an_untrusted_peer_is_ignored() {
+    away_from_a_minute_edge().await;
     let app = TestApp::spawn_with(|c| {
         c.http.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap()];
         c.rate_limit.login_per_ip_per_minute = 2;
@@ -247,6 +249,7 @@ fn the_old_forwarded_switch_is_refused_with_its_replacement_named() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_password_flood_from_one_account_neither_guesses_freely_nor_slows_other_logins() {
+    away_from_a_minute_edge().await;
     // Production hashing cost, so a queue of checks would really delay other logins.
     let app = TestApp::spawn_with(|c| {
         c.auth.argon2_memory_kib = 19_456;
@@ -312,6 +315,7 @@ async fn a_password_flood_from_one_account_neither_guesses_freely_nor_slows_othe
 
 #[tokio::test]
 async fn wrong_current_passwords_lock_the_account_like_failed_logins() {
+    away_from_a_minute_edge().await;
     let app = TestApp::spawn_with(|c| c.rate_limit.password_checks_per_user_per_minute = 100).await;
     let u = app.register("mallory").await;
     let attempt = |pw: &'static str| {
@@ -369,6 +373,7 @@ async fn wrong_current_passwords_lock_the_account_like_failed_logins() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_account_gets_one_password_check_at_a_time() {
+    away_from_a_minute_edge().await;
     let app = TestApp::spawn_with(|c| {
         c.auth.argon2_memory_kib = 19_456;
         c.auth.argon2_iterations = 4;

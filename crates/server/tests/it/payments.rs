@@ -2078,6 +2078,7 @@ async fn staff_limits_on_payouts_and_their_own_money() {
 
 #[tokio::test]
 async fn deposit_orders_are_limited_per_user() {
+    away_from_a_minute_edge().await;
     let app = TestApp::spawn_with(|c| {
         quiet(c);
         c.deposits.orders_per_user_per_hour = 2;

@@ -235,6 +235,7 @@ async fn requests_stay_fast_and_the_instance_recovers_when_redis_restarts() {
 /// refused with `Retry-After`, quickly.
 #[tokio::test]
 async fn limits_still_hold_while_redis_is_down() {
+    away_from_a_minute_edge().await;
     let mut redis = PrivateRedis::start().await;
     let url = redis.url();
     let app = TestApp::spawn_with(|c| {

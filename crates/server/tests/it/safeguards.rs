@@ -113,6 +113,7 @@ fn rejected_webhooks() -> f64 {
 
 #[tokio::test]
 async fn unsigned_webhooks_are_counted_and_throttled_not_stored() {
+    away_from_a_minute_edge().await;
     let app = Arc::new(
         TestApp::spawn_with(|c| c.deposits.ipn_secret = Some("test-ipn-secret".into())).await,
     );

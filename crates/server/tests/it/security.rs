@@ -829,6 +829,7 @@ async fn mail_that_cannot_be_delivered_is_retried_then_shown_to_admins_as_failed
 
 #[tokio::test]
 async fn code_guesses_from_many_addresses_share_one_budget_per_account() {
+    away_from_a_minute_edge().await;
     let app = TestApp::spawn_with(|c| {
         c.http.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
         // The lock-out would end this long before the per-minute budget; that is tested apart.

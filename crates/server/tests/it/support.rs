@@ -362,3 +362,12 @@ pub async fn spawn_quiet_market() -> TestApp {
     })
     .await
 }
+
+/// Waits, when the clock is in the last 10 seconds of a minute, for the next minute: rate
+/// limits count per calendar minute, so a test that fills one must not straddle two.
+pub async fn away_from_a_minute_edge() {
+    let second = chrono::Utc::now().timestamp().rem_euclid(60);
+    if second >= 50 {
+        tokio::time::sleep(std::time::Duration::from_secs((61 - second) as u64)).await;
+    }
+}

@@ -243,6 +243,7 @@ async fn export_streams_csv_and_json_safely() {
 
 #[tokio::test]
 async fn transactions_are_rate_limited_per_user() {
+    away_from_a_minute_edge().await;
     let app = TestApp::spawn_with(|c| c.rate_limit.transactions_per_user_per_minute = 3).await;
     let a = app.register("limited").await;
     let b = app.register("other").await;

@@ -283,6 +283,43 @@ async fn wallet_page_sends_once_per_form_and_lists_history() {
         ("currency", "USD"),
         ("note", "<b>rent</b>"),
     ];
+    // The form leads to a review that says whom, how much and the balance after; nothing
+    // moves until it is confirmed.
+    let r = b
+        .post(at(&app, "/wallet/transfer"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let review = r.text().await.unwrap();
+    assert!(
+        review.contains("Send 12.34 USD to wall_bob?")
+            && review.contains("50.00 USD → 37.66 USD")
+            && review.contains("name=\"confirm\" value=\"yes\""),
+        "{review}"
+    );
+    assert!(!review.contains("<b>rent</b>"), "notes are escaped");
+    assert_ne!(
+        app.balances(&bob).await.get("USD").map(String::as_str),
+        Some("12.34"),
+        "nothing moves before the confirmation"
+    );
+    // "Change" goes back to the form with the values kept.
+    let mut edit = form.to_vec();
+    edit.push(("edit", "1"));
+    let back = b
+        .post(at(&app, "/wallet/transfer"))
+        .form(&edit)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(back.contains("value=\"12.34\"") && back.contains(">Review</button>"));
+    let mut form = form.to_vec();
+    form.push(("confirm", "yes"));
     let r = b
         .post(at(&app, "/wallet/transfer"))
         .form(&form)
