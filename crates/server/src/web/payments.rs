@@ -275,6 +275,8 @@ pub async fn view_deposit_simulate_post(
 pub struct WithdrawalLine {
     id: String,
     user_id: String,
+    /// The owner's username where staff see it (their id until it is looked up).
+    username: String,
     currency: String,
     amount: String,
     fee: String,
@@ -301,6 +303,7 @@ impl WithdrawalLine {
                 .join(", "),
             created: when(&v.created_at),
             id: v.id,
+            username: v.user_id.clone(),
             user_id: v.user_id,
             currency: v.currency,
             amount: v.amount,
@@ -582,14 +585,22 @@ async fn admin_withdrawals_page(
         Err(e) => return PageError::from(e).into_response(),
     };
     let mut lines = Vec::with_capacity(rows.len());
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
     for w in &rows {
         let approvals = match state.db.approvals_of(&w.id).await {
             Ok(a) => a,
             Err(e) => return PageError::from(e).into_response(),
         };
-        lines.push(WithdrawalLine::from(withdrawals::WithdrawalView::new(
-            state, w, &approvals,
-        )));
+        let mut line = WithdrawalLine::from(withdrawals::WithdrawalView::new(state, w, &approvals));
+        if !names.contains_key(&w.user_id) {
+            let name = match state.db.user_by_id(&w.user_id).await {
+                Ok(u) => u.map(|u| u.username),
+                Err(e) => return PageError::from(e).into_response(),
+            };
+            names.insert(w.user_id.clone(), name.unwrap_or_else(|| w.user_id.clone()));
+        }
+        line.username = names[&w.user_id].clone();
+        lines.push(line);
     }
     let code = error.as_ref().map_or(StatusCode::OK, ApiError::status);
     let q = NoticeQuery { msg };

@@ -925,6 +925,10 @@ async fn staff_decide_reviews_and_withdrawals_through_pages() {
 
     let html = page_text(&staff, at(&app, "/admin/withdrawals")).await;
     assert!(html.contains(&id) && html.contains("pending"), "{html}");
+    assert!(
+        html.contains(&format!("<a href=\"/admin/users/{}\">alice</a>", alice.id)),
+        "the queue names the user: {html}"
+    );
     assert!(!html.contains("/complete"), "only admins record payouts");
     let r = staff
         .post(at(&app, &format!("/admin/withdrawals/{id}/approve")))
