@@ -111,26 +111,6 @@ impl Db {
         .one(self.conn())
         .await
     }
-
-    /// The sum of the balances of `accounts` (ids), as `tx` sees them.
-    pub async fn sum_of_accounts(
-        &self,
-        tx: &DatabaseTransaction,
-        accounts: &[String],
-    ) -> Result<i64, DbErr> {
-        let marks: Vec<String> = (1..=accounts.len()).map(|i| format!("${i}")).collect();
-        self.scalar_i64_in(
-            tx,
-            &format!(
-                "SELECT CAST(COALESCE(SUM(balance), 0) AS BIGINT) FROM ledger_accounts \
-                 WHERE id IN ({})",
-                marks.join(", ")
-            ),
-            accounts.iter().map(|a| a.clone().into()).collect(),
-        )
-        .await
-    }
-
     /// The total balance per asset of the accounts `ids` (for example one asset's shards of
     /// the platform's inventory), as this transaction sees them; assets without an account are
     /// left out.
@@ -181,17 +161,6 @@ impl Db {
             .into_iter()
             .map(|r| r.try_get_by_index(0))
             .collect()
-    }
-
-    /// Whether a quote has filled an order already.
-    pub async fn quote_used(&self, quote_id: &str) -> Result<bool, DbErr> {
-        Ok(self
-            .scalar_i64(
-                "SELECT COUNT(*) FROM orders WHERE quote_id = $1",
-                vec![quote_id.into()],
-            )
-            .await?
-            > 0)
     }
 
     /// The total of `user_id`'s orders (with `status` and of the pair `base`/`quote` when

@@ -379,17 +379,11 @@ pub async fn view_register_post(
     }
 }
 
-#[derive(Deserialize)]
-pub struct CsrfOnly {
-    #[serde(default)]
-    csrf_token: String,
-}
-
 pub async fn view_logout_post(
     State(state): State<AppState>,
     headers: HeaderMap,
     u: Result<WebUser, super::LoginRedirect>,
-    Form(f): Form<CsrfOnly>,
+    Form(f): Form<super::CsrfForm>,
 ) -> Response {
     if check_form_csrf(&headers, &f.csrf_token).is_err() {
         return form_expired();
@@ -533,7 +527,7 @@ pub async fn view_avatar_delete_post(
     State(state): State<AppState>,
     headers: HeaderMap,
     u: WebUser,
-    Form(f): Form<CsrfOnly>,
+    Form(f): Form<super::CsrfForm>,
 ) -> Response {
     if let Err(e) = check_form_csrf(&headers, &f.csrf_token) {
         return profile_error(&u, e);
@@ -620,7 +614,7 @@ pub async fn view_session_end_post(
     headers: HeaderMap,
     u: WebUser,
     axum::extract::Path(id): axum::extract::Path<String>,
-    Form(f): Form<CsrfOnly>,
+    Form(f): Form<super::CsrfForm>,
 ) -> Response {
     if check_form_csrf(&headers, &f.csrf_token).is_err() {
         return form_expired();

@@ -230,6 +230,25 @@ impl Layout {
     }
 }
 
+/// A `<select>`'s options: (value, label, selected).
+pub type Options = Vec<(&'static str, &'static str, bool)>;
+
+/// The options of a `<select>` with `current` selected.
+pub fn options(choices: &[(&'static str, &'static str)], current: &str) -> Options {
+    choices
+        .iter()
+        .map(|(v, l)| (*v, *l, *v == current))
+        .collect()
+}
+
+/// A form that carries nothing but its CSRF token (a button that signs out, cancels, marks
+/// read); a missing token is answered as a wrong one.
+#[derive(serde::Deserialize, Default)]
+pub struct CsrfForm {
+    #[serde(default)]
+    pub csrf_token: String,
+}
+
 /// The signed-in user of a page request, or a redirect to the login page.
 pub struct WebUser {
     pub auth: Auth,

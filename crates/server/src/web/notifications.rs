@@ -65,17 +65,11 @@ pub async fn view_notifications_get(
     .into_response()
 }
 
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf_token: String,
-}
-
 pub async fn view_notifications_read_post(
     State(state): State<AppState>,
     headers: HeaderMap,
     u: WebUser,
-    Form(f): Form<CsrfForm>,
+    Form(f): Form<super::CsrfForm>,
 ) -> Response {
     let done = async {
         check_form_csrf(&headers, &f.csrf_token)?;
@@ -92,7 +86,7 @@ pub async fn view_notifications_read_post(
 pub struct BroadcastPage {
     layout: Layout,
     message: String,
-    levels: Vec<(&'static str, &'static str, bool)>,
+    levels: super::Options,
     error: Option<String>,
     field_errors: BTreeMap<String, String>,
 }
@@ -117,14 +111,14 @@ fn broadcast_page(
     let page = BroadcastPage {
         layout,
         message: form.map(|f| f.message.clone()).unwrap_or_default(),
-        levels: [
-            ("info", "Information"),
-            ("warning", "Warning"),
-            ("critical", "Critical"),
-        ]
-        .into_iter()
-        .map(|(v, l)| (v, l, v == level))
-        .collect(),
+        levels: super::options(
+            &[
+                ("info", "Information"),
+                ("warning", "Warning"),
+                ("critical", "Critical"),
+            ],
+            level,
+        ),
         error,
         field_errors,
     };

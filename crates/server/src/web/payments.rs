@@ -498,18 +498,12 @@ pub async fn view_withdraw_post(
     }
 }
 
-#[derive(Deserialize, Default)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf_token: String,
-}
-
 pub async fn view_withdraw_cancel_post(
     State(state): State<AppState>,
     headers: HeaderMap,
     u: WebUser,
     Path(id): Path<String>,
-    Form(f): Form<CsrfForm>,
+    Form(f): Form<super::CsrfForm>,
 ) -> Response {
     if check_form_csrf(&headers, &f.csrf_token).is_err() {
         return super::form_expired();

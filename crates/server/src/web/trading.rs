@@ -236,18 +236,12 @@ pub async fn view_order_post(
     place(&state, &u, f, body).await
 }
 
-#[derive(Deserialize)]
-pub struct ActionForm {
-    #[serde(default)]
-    csrf_token: String,
-}
-
 pub async fn view_cancel_order_post(
     State(state): State<AppState>,
     headers: HeaderMap,
     u: WebUser,
     Path(id): Path<String>,
-    Form(f): Form<ActionForm>,
+    Form(f): Form<super::CsrfForm>,
 ) -> PageResult {
     if check_form_csrf(&headers, &f.csrf_token).is_err() {
         return Ok(form_expired());
@@ -524,7 +518,7 @@ pub async fn view_alert_delete_post(
     headers: HeaderMap,
     u: WebUser,
     Path(id): Path<String>,
-    Form(f): Form<ActionForm>,
+    Form(f): Form<super::CsrfForm>,
 ) -> PageResult {
     if check_form_csrf(&headers, &f.csrf_token).is_err() {
         return Ok(form_expired());

@@ -3,7 +3,9 @@
 //! else gets a 404.
 
 use super::notice::{NoticeQuery, notice};
-use super::{Layout, PageError, WebUser, check_form_csrf, error_page, form_outcome};
+use super::{
+    Layout, Options, PageError, WebUser, check_form_csrf, error_page, form_outcome, options,
+};
 use crate::api::users::{
     AdminUpdateRequest, ListUsersQuery, admin_delete, admin_sign_out, admin_update, user_filter,
 };
@@ -23,16 +25,6 @@ const PAGE: i64 = 25;
 
 fn not_found() -> Response {
     error_page(StatusCode::NOT_FOUND, "Not found", "There is no such page.")
-}
-
-/// A `<select>`'s options: (value, label, selected).
-type Options = Vec<(&'static str, &'static str, bool)>;
-
-fn options(choices: &[(&'static str, &'static str)], current: &str) -> Options {
-    choices
-        .iter()
-        .map(|(v, l)| (*v, *l, *v == current))
-        .collect()
 }
 
 #[derive(Deserialize, Default)]
