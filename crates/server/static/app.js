@@ -311,3 +311,38 @@ document.addEventListener("DOMContentLoaded", function () {
     }
   });
 });
+
+// Copy buttons put a value on the clipboard (they need script, so they start hidden) and say
+// so in place; the deposit order counts down to its deadline.
+(function () {
+  "use strict";
+  document.querySelectorAll("button[data-copy]").forEach(function (b) {
+    var src = document.getElementById(b.getAttribute("data-copy"));
+    if (!src || !navigator.clipboard) return;
+    var label = b.textContent;
+    b.hidden = false;
+    b.addEventListener("click", function () {
+      navigator.clipboard.writeText(src.textContent.trim()).then(function () {
+        b.textContent = "Copied";
+        setTimeout(function () { b.textContent = label; }, 2000);
+      }, function () { b.textContent = "Select and copy it by hand"; });
+    });
+  });
+  var left = document.getElementById("deposit-countdown");
+  if (!left) return;
+  var until = Date.parse(left.getAttribute("data-until"));
+  if (isNaN(until)) return;
+  function tick() {
+    var s = Math.round((until - Date.now()) / 1000);
+    if (s <= 0) {
+      left.textContent = "(expired: do not pay this order)";
+      return;
+    }
+    var m = Math.floor(s / 60);
+    var h = Math.floor(m / 60);
+    var rest = (h ? h + ":" + String(m % 60).padStart(2, "0") : m) + ":" + String(s % 60).padStart(2, "0");
+    left.textContent = "(" + rest + " left)";
+    setTimeout(tick, 1000);
+  }
+  tick();
+})();

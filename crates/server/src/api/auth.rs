@@ -40,6 +40,9 @@ pub struct SessionView {
     pub id: String,
     /// The browser or client that signed in (its User-Agent).
     pub device: Option<String>,
+    /// The same, as a person names it: "Chrome on Linux".
+    #[schema(example = "Chrome on Linux")]
+    pub device_name: String,
     pub ip: Option<String>,
     pub created_at: String,
     pub last_seen_at: String,
@@ -67,6 +70,7 @@ async fn sessions(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<S
             .map(|s| SessionView {
                 current: s.id == auth.session_id,
                 id: s.id,
+                device_name: crate::views::device_name(s.user_agent.as_deref()),
                 device: s.user_agent,
                 ip: s.ip,
                 created_at: crate::views::rfc3339(s.created_at),

@@ -88,3 +88,100 @@ impl From<&UserRow> for PublicUserView {
         }
     }
 }
+
+/// A User-Agent as a person names their device: "Chrome on Linux", "Safari on iPhone",
+/// "curl". Edge, Opera and Samsung Internet say "Chrome" and "Safari" in their strings too,
+/// so the more specific names are looked for first.
+pub fn device_name(user_agent: Option<&str>) -> String {
+    let Some(ua) = user_agent.map(str::trim).filter(|u| !u.is_empty()) else {
+        return "Unknown device".into();
+    };
+    const BROWSERS: &[(&str, &str)] = &[
+        ("Edg/", "Edge"),
+        ("OPR/", "Opera"),
+        ("SamsungBrowser/", "Samsung Internet"),
+        ("Firefox/", "Firefox"),
+        ("FxiOS/", "Firefox"),
+        ("CriOS/", "Chrome"),
+        ("Chromium/", "Chromium"),
+        ("Chrome/", "Chrome"),
+        ("Version/", "Safari"),
+        ("curl/", "curl"),
+        ("python-requests/", "Python requests"),
+        ("python-httpx/", "Python httpx"),
+        ("okhttp/", "OkHttp"),
+        ("Wget/", "Wget"),
+    ];
+    const SYSTEMS: &[(&str, &str)] = &[
+        ("iPhone", "iPhone"),
+        ("iPad", "iPad"),
+        ("Android", "Android"),
+        ("Windows", "Windows"),
+        ("CrOS", "ChromeOS"),
+        ("Mac OS X", "macOS"),
+        ("Macintosh", "macOS"),
+        ("Linux", "Linux"),
+    ];
+    let browser = BROWSERS
+        .iter()
+        .find(|(token, _)| ua.contains(token))
+        .map(|(_, name)| *name);
+    let system = SYSTEMS
+        .iter()
+        .find(|(token, _)| ua.contains(token))
+        .map(|(_, name)| *name);
+    match (browser, system) {
+        (Some(b), Some(s)) => format!("{b} on {s}"),
+        (Some(b), None) => b.into(),
+        (None, Some(s)) => format!("A browser on {s}"),
+        // An unknown client: its product name, the part before the first slash.
+        (None, None) => ua
+            .split(['/', ' '])
+            .next()
+            .filter(|p| !p.is_empty())
+            .map(|p| p.chars().take(40).collect())
+            .unwrap_or_else(|| "Unknown device".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::device_name;
+
+    #[test]
+    fn devices_are_named_as_people_say_them() {
+        let cases = [
+            (
+                "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+                "Chrome on Linux",
+            ),
+            (
+                "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/131.0.0.0 Safari/537.36",
+                "Chrome on Linux",
+            ),
+            (
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0",
+                "Edge on Windows",
+            ),
+            (
+                "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
+                "Safari on iPhone",
+            ),
+            (
+                "Mozilla/5.0 (Macintosh; Intel Mac OS X 14.5; rv:128.0) Gecko/20100101 Firefox/128.0",
+                "Firefox on macOS",
+            ),
+            (
+                "Mozilla/5.0 (Linux; Android 14; SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) SamsungBrowser/25.0 Chrome/121.0.0.0 Mobile Safari/537.36",
+                "Samsung Internet on Android",
+            ),
+            ("curl/8.5.0", "curl"),
+            ("etx-sync/2.1 (build 7)", "etx-sync"),
+            ("", "Unknown device"),
+        ];
+        for (ua, want) in cases {
+            assert_eq!(device_name(Some(ua)), want, "{ua}");
+        }
+        assert_eq!(device_name(None), "Unknown device");
+    }
+}

@@ -566,6 +566,8 @@ pub async fn view_password_post(
 pub struct SessionLine {
     id: String,
     device: String,
+    /// The full User-Agent, shown on hover.
+    agent: String,
     ip: String,
     created_at: String,
     last_seen_at: String,
@@ -598,7 +600,8 @@ pub async fn view_sessions_get(
             .into_iter()
             .map(|s| SessionLine {
                 current: s.id == u.auth.session_id,
-                device: s.user_agent.unwrap_or_else(|| "Unknown device".into()),
+                device: crate::views::device_name(s.user_agent.as_deref()),
+                agent: s.user_agent.unwrap_or_default(),
                 ip: s.ip.unwrap_or_default(),
                 created_at: crate::views::rfc3339(s.created_at),
                 last_seen_at: crate::views::rfc3339(s.last_seen_at),

@@ -42,7 +42,7 @@ pub struct AuditEcho {
 
 pub struct AuditLine {
     record: AuditRecord,
-    details: String,
+    details: Vec<(String, String)>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -129,11 +129,7 @@ pub async fn view_audit_get(
         .into_iter()
         .map(|r| {
             let record = AuditRecord::from(r);
-            let details = if record.details.as_object().is_some_and(|o| o.is_empty()) {
-                String::new()
-            } else {
-                record.details.to_string()
-            };
+            let details = super::detail_list(&record.details);
             AuditLine { record, details }
         })
         .collect();

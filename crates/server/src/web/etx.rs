@@ -2,7 +2,7 @@
 //! password and data source key only as set or not), the form that saves them and the removal.
 
 use super::notice::{NoticeQuery, notice};
-use super::{Layout, PageResult, WebUser, check_form_csrf, form_error, form_expired};
+use super::{Layout, PageResult, Stamp, WebUser, check_form_csrf, form_error, form_expired};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::views::UserView;
@@ -39,7 +39,7 @@ pub struct Stored {
     pub email: String,
     pub password_set: bool,
     pub ds_key_set: bool,
-    pub updated_at: String,
+    pub updated_at: Stamp,
 }
 
 impl From<SettingsView> for Stored {
@@ -52,7 +52,7 @@ impl From<SettingsView> for Stored {
             email: v.email.unwrap_or_default(),
             password_set: v.password_set,
             ds_key_set: v.ds_key_set,
-            updated_at: v.updated_at.unwrap_or_default(),
+            updated_at: Stamp(v.updated_at.unwrap_or_default()),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! of files or a whole folder, new folders and deletes. Forms post here and redirect back.
 
 use super::notice::{NoticeQuery, notice};
-use super::{Layout, PageError, PageResult, WebUser, check_form_csrf, form_expired};
+use super::{Layout, PageError, PageResult, Stamp, WebUser, check_form_csrf, form_expired};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::views::UserView;
@@ -35,7 +35,7 @@ pub struct EntryLine {
     pub thumbnail: bool,
     pub size: String,
     pub content_type: String,
-    pub updated_at: String,
+    pub updated_at: Stamp,
 }
 
 impl From<&FileView> for EntryLine {
@@ -61,7 +61,7 @@ impl From<&FileView> for EntryLine {
             } else {
                 f.content_type.clone()
             },
-            updated_at: f.updated_at.clone(),
+            updated_at: Stamp::of(&f.updated_at),
         }
     }
 }

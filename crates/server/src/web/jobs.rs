@@ -2,7 +2,7 @@
 //! forms that start (from the files page), cancel and retry them.
 
 use super::notice::{NoticeQuery, notice};
-use super::{Layout, PageError, PageResult, WebUser, check_form_csrf, form_expired};
+use super::{Layout, PageError, PageResult, Stamp, WebUser, check_form_csrf, form_expired};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::views::UserView;
@@ -25,7 +25,7 @@ pub struct JobLine {
     pub progress: u8,
     pub message: String,
     pub output_id: String,
-    pub created_at: String,
+    pub created_at: Stamp,
     pub active: bool,
     pub retryable: bool,
 }
@@ -52,7 +52,7 @@ impl From<&JobView> for JobLine {
             progress: j.progress,
             message: j.message.clone(),
             output_id: j.output_id.clone().unwrap_or_default(),
-            created_at: j.created_at.clone(),
+            created_at: Stamp::of(&j.created_at),
             active: matches!(j.status.as_str(), "queued" | "running"),
             retryable: matches!(j.status.as_str(), "failed" | "cancelled"),
         }
@@ -159,8 +159,8 @@ pub struct JobPage {
     layout: Layout,
     job: JobLine,
     attempts: i32,
-    started_at: String,
-    finished_at: String,
+    started_at: Stamp,
+    finished_at: Stamp,
     steps: Vec<StepLine>,
     error: Option<&'static str>,
 }
@@ -180,8 +180,8 @@ pub async fn view_job_get(
         layout,
         job: JobLine::from(&detail.job),
         attempts: detail.job.attempts,
-        started_at: detail.job.started_at.clone().unwrap_or_default(),
-        finished_at: detail.job.finished_at.clone().unwrap_or_default(),
+        started_at: Stamp(detail.job.started_at.clone().unwrap_or_default()),
+        finished_at: Stamp(detail.job.finished_at.clone().unwrap_or_default()),
         steps: detail.steps.iter().map(StepLine::from).collect(),
         error: q.msg.as_deref().and_then(problem),
     }

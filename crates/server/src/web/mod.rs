@@ -230,6 +230,90 @@ impl Layout {
     }
 }
 
+/// A time sent as RFC 3339 UTC, shown as `<time>`: the page's script turns it into the
+/// reader's zone (or "5 minutes ago"); without script it reads as UTC to the minute. Anything
+/// else (empty, never) shows as a dash.
+#[derive(Clone, Debug, Default)]
+pub struct Stamp(pub String);
+
+impl Stamp {
+    pub fn of(rfc3339: &str) -> Self {
+        Stamp(rfc3339.to_string())
+    }
+
+    pub fn micros(at: i64) -> Self {
+        Stamp(crate::views::rfc3339(at))
+    }
+}
+
+impl std::fmt::Display for Stamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let iso = self.0.as_str();
+        // Written unescaped, so only the characters of a timestamp get through.
+        let plain = iso.len() >= 16
+            && iso
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b"-:.TZ+".contains(&b));
+        if !plain {
+            return f.write_str("\u{2013}");
+        }
+        write!(
+            f,
+            "<time datetime=\"{iso}\">{} {} UTC</time>",
+            &iso[..10],
+            &iso[11..16]
+        )
+    }
+}
+
+impl askama::filters::HtmlSafe for Stamp {}
+
+/// A JSON object of event details as (label, value) lines a person can read: `input_name`
+/// becomes "Input name", nested objects name their parent ("Limits: daily"), lists are
+/// joined with commas and nulls are left out.
+pub fn detail_list(v: &serde_json::Value) -> Vec<(String, String)> {
+    fn label(key: &str) -> String {
+        let words = key.replace(['_', '-'], " ");
+        let mut c = words.chars();
+        c.next()
+            .map(|f| f.to_uppercase().chain(c).collect())
+            .unwrap_or_default()
+    }
+    fn text(v: &serde_json::Value) -> String {
+        match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Array(a) => a.iter().map(text).collect::<Vec<_>>().join(", "),
+            other => other.to_string(),
+        }
+    }
+    fn walk(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        match v {
+            serde_json::Value::Null => {}
+            serde_json::Value::Object(o) => {
+                for (k, v) in o {
+                    let name = if prefix.is_empty() {
+                        label(k)
+                    } else {
+                        format!("{prefix}: {}", k.replace('_', " "))
+                    };
+                    walk(&name, v, out);
+                }
+            }
+            other => out.push((
+                if prefix.is_empty() {
+                    "Value".into()
+                } else {
+                    prefix.into()
+                },
+                text(other),
+            )),
+        }
+    }
+    let mut out = Vec::new();
+    walk("", v, &mut out);
+    out
+}
+
 /// A `<select>`'s options: (value, label, selected).
 pub type Options = Vec<(&'static str, &'static str, bool)>;
 

@@ -3,10 +3,10 @@
 //! for confirmation first, and the confirming form carries its own idempotency key.
 
 use super::notice::{NoticeQuery, notice};
-use super::{Layout, PageError, WebUser, check_form_csrf, error_page, form_error};
+use super::{Layout, PageError, Stamp, WebUser, check_form_csrf, error_page, form_error};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::views::{UserView, rfc3339};
+use crate::views::UserView;
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Form;
@@ -22,11 +22,6 @@ use etx_db::payments::WithdrawalFilter;
 use etx_domain::WithdrawalStatus;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-
-/// An RFC 3339 time as `YYYY-MM-DD HH:MM:SS`.
-fn when(at: &str) -> String {
-    at.replace('T', " ").chars().take(19).collect()
-}
 
 fn layout(u: &WebUser, active: &'static str, q: Option<&NoticeQuery>) -> Layout {
     let mut l = Layout::new(Some(UserView::from(&u.auth.user)), u.csrf.clone(), active);
@@ -49,7 +44,7 @@ pub struct DepositLine {
     pay: String,
     usd: String,
     credit_state: String,
-    created: String,
+    created: Stamp,
 }
 
 #[derive(Template, WebTemplate)]
@@ -90,7 +85,7 @@ async fn deposit_page(
         .map(|d| {
             let v = deposits::DepositView::new(state, d, false);
             DepositLine {
-                created: when(&v.created_at),
+                created: Stamp::of(&v.created_at),
                 order_id: v.order_id,
                 status: v.status,
                 pay: format!("{} {}", v.pay_amount, v.pay_currency),
@@ -158,14 +153,14 @@ pub struct DepositOrderPage {
     uri: String,
     qr_svg: String,
     usd: String,
-    expires: String,
+    expires: Stamp,
     credit_state: String,
     credited: String,
     /// Dev mode with the sandbox provider: the simulate buttons show.
     can_simulate: bool,
     /// Nothing more will happen: no need to refresh.
     settled: bool,
-    history: Vec<(String, String, String)>,
+    history: Vec<(Stamp, String, String)>,
 }
 
 pub async fn view_deposit_order_get(
@@ -204,7 +199,7 @@ pub async fn view_deposit_order_get(
         uri: v.payment_uri,
         qr_svg: v.qr_svg.unwrap_or_default(),
         usd: v.price_amount,
-        expires: when(&v.expires_at),
+        expires: Stamp::of(&v.expires_at),
         credit_state: d.credit_state.clone(),
         credited: v.credited,
         can_simulate: state.config.is_dev() && state.payments.name() == "sandbox",
@@ -213,11 +208,7 @@ pub async fn view_deposit_order_get(
             .filter(|h| h.signature_ok)
             .map(|h| {
                 (
-                    rfc3339(h.received_at)
-                        .replace('T', " ")
-                        .chars()
-                        .take(19)
-                        .collect(),
+                    Stamp::micros(h.received_at),
                     h.payment_status.clone().unwrap_or_default(),
                     h.outcome.clone(),
                 )
@@ -288,7 +279,7 @@ pub struct WithdrawalLine {
     approvers: String,
     tx_hash: String,
     reason: String,
-    created: String,
+    created: Stamp,
 }
 
 impl WithdrawalLine {
@@ -301,7 +292,7 @@ impl WithdrawalLine {
                 .map(|a| a.username.clone().unwrap_or_default())
                 .collect::<Vec<_>>()
                 .join(", "),
-            created: when(&v.created_at),
+            created: Stamp::of(&v.created_at),
             id: v.id,
             username: v.user_id.clone(),
             user_id: v.user_id,
@@ -679,10 +670,10 @@ pub struct FlagLine {
     user: String,
     subject: String,
     rule: String,
-    details: String,
+    details: Vec<(String, String)>,
     status: String,
     decision: String,
-    created: String,
+    created: Stamp,
 }
 
 #[derive(Template, WebTemplate)]
@@ -701,7 +692,7 @@ pub struct SuspenseLine {
     amount: String,
     source: String,
     owner: String,
-    created: String,
+    created: Stamp,
 }
 
 async fn admin_aml_page(
@@ -732,10 +723,10 @@ async fn admin_aml_page(
                 user: f.username.clone().unwrap_or_else(|| f.user_id.clone()),
                 subject: format!("{} {}", f.subject_type, f.subject_id),
                 rule: f.rule.clone(),
-                details: v.details.to_string(),
+                details: super::detail_list(&v.details),
                 status: f.status.clone(),
                 decision: f.decision_reason.clone().unwrap_or_default(),
-                created: when(&v.created_at),
+                created: Stamp::of(&v.created_at),
             }
         })
         .collect();
@@ -749,7 +740,7 @@ async fn admin_aml_page(
                     amount: format!("{} {}", v.amount, s.asset),
                     source: format!("{} {}", s.source_type, s.source_id),
                     owner: s.owner_id.clone().unwrap_or_default(),
-                    created: when(&v.created_at),
+                    created: Stamp::of(&v.created_at),
                 }
             })
             .collect(),

@@ -712,6 +712,10 @@ async fn sessions_are_listed_and_can_be_signed_out_individually() {
         .find(|s| s["device"] == "Phone/2.0")
         .unwrap();
     assert_eq!(phone_session["current"], false);
+    assert_eq!(
+        phone_session["device_name"], "Phone",
+        "an unknown client by its name"
+    );
     assert_eq!(phone_session["ip"], "127.0.0.1");
     assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1);
     let id = phone_session["id"].as_str().unwrap();
