@@ -224,13 +224,18 @@ async fn two_factor_set_up_and_sign_in_in_chromium() {
         "the Stale badge shows on a live feed"
     );
     b.wait_for_js(
-        "const p = Number(document.querySelector(\"[data-price='BTC']\").textContent); \
-         const hi = Number(document.querySelector(\"[data-high='BTC']\").textContent); \
-         const lo = Number(document.querySelector(\"[data-low='BTC']\").textContent); \
+        "const v = s => Number(document.querySelector(s).textContent.replace(/,/g, '')); \
+         const p = v(\"[data-price='BTC']\"), hi = v(\"[data-high='BTC']\"), lo = v(\"[data-low='BTC']\"); \
          return hi >= p && lo <= p;",
         "the 24 h high and low to contain the live price",
     )
     .await;
+    // Thousands separators and the same two decimals on every tick, live or not.
+    let live = b.text("[data-price='BTC']").await;
+    assert!(
+        regex_like_price(&live),
+        "BTC reads like 97,234.50, got {live:?}"
+    );
     b.close().await;
 }
 
@@ -1001,4 +1006,18 @@ async fn sending_money_by_keyboard_alone_goes_through_a_confirmation_in_chromium
     .await;
     assert_eq!(b.text("[data-asset='USD']").await, "37.66");
     b.close().await;
+}
+
+/// `d{1,3}(,ddd)+.dd`: a price of a thousand dollars or more as the pages write it.
+fn regex_like_price(text: &str) -> bool {
+    let Some((int, frac)) = text.split_once('.') else {
+        return false;
+    };
+    let groups: Vec<&str> = int.split(',').collect();
+    frac.len() == 2
+        && frac.bytes().all(|b| b.is_ascii_digit())
+        && groups.len() >= 2
+        && (1..=3).contains(&groups[0].len())
+        && groups[1..].iter().all(|g| g.len() == 3)
+        && groups.iter().all(|g| g.bytes().all(|b| b.is_ascii_digit()))
 }

@@ -99,6 +99,21 @@ function flash(el) {
   el.classList.remove("flash"); void el.offsetWidth; el.classList.add("flash");
 }
 
+// Figures as the server writes them: thousands separators, and a price with 2 decimals from
+// $1 up, 4 from a cent, 6 below (the server's rule, so a tick never changes a row's width).
+function grouped(text) {
+  return String(text).replace(/^([-+\u2212]?)(\d+)/, function (_, s, d) {
+    return s + d.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+  });
+}
+function priceText(text) {
+  var n = Number(text), a = Math.abs(n);
+  if (isNaN(n)) return text;
+  var places = a >= 1 ? 2 : a >= 0.01 ? 4 : 6;
+  return grouped(n.toFixed(places));
+}
+function figure(el) { return Number(el.textContent.replace(/,/g, "")); }
+
 // Live prices: pages with [data-live-prices] follow /ws/prices, reconnecting with backoff, and
 // show the "Stale" badge when nothing has arrived for 30 s.
 document.addEventListener("DOMContentLoaded", function () {
@@ -116,7 +131,7 @@ document.addEventListener("DOMContentLoaded", function () {
       if (m.type !== "price_update") return;
       last = Date.now(); delay = 1000; setStale(false);
       Object.keys(m.prices).forEach(function (sym) {
-        var text = m.prices[sym], now = Number(text);
+        var now = Number(m.prices[sym]), text = priceText(m.prices[sym]);
         document.querySelectorAll('[data-price="' + sym + '"]').forEach(function (el) {
           if (el.textContent !== text) {
             el.textContent = text;
@@ -126,10 +141,10 @@ document.addEventListener("DOMContentLoaded", function () {
         // The 24 h figures follow the live price: a new high or low, and the change against
         // the price 24 hours ago (for display only; the server's figures are exact).
         document.querySelectorAll('[data-high="' + sym + '"]').forEach(function (el) {
-          if (!(Number(el.textContent) >= now)) { el.textContent = text; flash(el); }
+          if (!(figure(el) >= now)) { el.textContent = text; flash(el); }
         });
         document.querySelectorAll('[data-low="' + sym + '"]').forEach(function (el) {
-          var low = Number(el.textContent);
+          var low = figure(el);
           if (isNaN(low) || low > now) { el.textContent = text; flash(el); }
         });
         document.querySelectorAll('[data-change="' + sym + '"][data-open]').forEach(function (el) {
@@ -181,7 +196,7 @@ document.addEventListener("DOMContentLoaded", function () {
   var handlers = {
     wallet_update: function (d) {
       document.querySelectorAll('[data-asset="' + d.currency + '"]').forEach(function (el) {
-        el.textContent = d.balance;
+        el.textContent = grouped(d.balance);
         flash(el);
       });
     },

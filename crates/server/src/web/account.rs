@@ -3,7 +3,7 @@
 use super::notice::{NoticeQuery, notice};
 use super::{
     Layout, PageError, PageResult, WebUser, check_form_csrf, check_sign_in_form, ensure_csrf,
-    form_expired,
+    filters, form_expired,
 };
 use crate::cookies::SetCookies;
 use crate::error::ApiError;

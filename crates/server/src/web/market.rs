@@ -1,7 +1,7 @@
 //! Market pages: live prices for every asset, and one asset's candle chart drawn on the server
 //! as SVG from stored candles (no chart library, no script needed to see it).
 
-use super::{Layout, PageResult, WebUser, error_page};
+use super::{Layout, PageResult, WebUser, error_page, filters};
 use crate::state::AppState;
 use crate::views::UserView;
 use crate::views::market::{CryptoView, crypto_view};

@@ -268,6 +268,78 @@ impl std::fmt::Display for Stamp {
 
 impl askama::filters::HtmlSafe for Stamp {}
 
+/// Template filters for figures: `|grouped` puts thousands separators into a decimal amount
+/// (keeping its asset's decimals), `|price` shows a price with the decimals its size needs.
+/// Anything that is not a plain decimal passes through unchanged.
+pub mod filters {
+    use std::fmt::Display;
+
+    pub fn grouped(v: impl Display, _: &dyn askama::Values) -> askama::Result<String> {
+        Ok(super::group_digits(&v.to_string()))
+    }
+
+    pub fn price(v: impl Display, _: &dyn askama::Values) -> askama::Result<String> {
+        Ok(super::price_display(&v.to_string()))
+    }
+
+    /// Whole cents as dollars: `123456` → `1,234.56`.
+    pub fn cents(v: &i64, _: &dyn askama::Values) -> askama::Result<String> {
+        Ok(super::group_digits(&etx_domain::money::format_amount(
+            *v, 2,
+        )))
+    }
+}
+
+/// `-1234567.50` → `-1,234,567.50`, `1500 USD` → `1,500 USD`; not a decimal → unchanged.
+pub fn group_digits(text: &str) -> String {
+    if let Some((number, unit)) = text.split_once(' ') {
+        return format!("{} {unit}", group_digits(number));
+    }
+    let (sign, rest) = match text.chars().next() {
+        Some(c @ ('-' | '+' | '\u{2212}')) => (c.to_string(), &text[c.len_utf8()..]),
+        _ => (String::new(), text),
+    };
+    let (int, frac) = rest.split_once('.').unwrap_or((rest, ""));
+    let plain = !int.is_empty()
+        && int.bytes().all(|b| b.is_ascii_digit())
+        && frac.bytes().all(|b| b.is_ascii_digit())
+        && !(rest.contains('.') && frac.is_empty());
+    if !plain {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + int.len() / 3);
+    out.push_str(&sign);
+    for (i, c) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if rest.contains('.') {
+        out.push('.');
+        out.push_str(frac);
+    }
+    out
+}
+
+/// A USD price with as many decimals as its size needs, the same for every row and tick of
+/// that asset: 2 from $1 up, 4 from a cent, 6 below (rounded half up), then grouped.
+pub fn price_display(text: &str) -> String {
+    use etx_core::market::PRICE_SCALE;
+    let Ok(minor) = etx_domain::money::parse_amount(text, PRICE_SCALE) else {
+        return text.to_string();
+    };
+    let unit = 10i64.pow(u32::from(PRICE_SCALE));
+    let places: u8 = match minor.unsigned_abs() {
+        m if m >= unit.unsigned_abs() => 2,
+        m if m >= (unit / 100).unsigned_abs() => 4,
+        _ => 6,
+    };
+    let step = 10i64.pow(u32::from(PRICE_SCALE - places));
+    let rounded = (minor.abs() + step / 2) / step * minor.signum();
+    group_digits(&etx_domain::money::format_amount(rounded, places))
+}
+
 /// A JSON object of event details as (label, value) lines a person can read: `input_name`
 /// becomes "Input name", nested objects name their parent ("Limits: daily"), lists are
 /// joined with commas and nulls are left out.
@@ -555,5 +627,38 @@ pub async fn not_found(uri: Uri, user: Option<WebUser>) -> Response {
             "Page not found",
             "There is nothing at this address.",
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{group_digits, price_display};
+
+    #[test]
+    fn figures_get_separators_and_prices_their_decimals() {
+        for (text, want) in [
+            ("0.5", "0.5"),
+            ("999.00", "999.00"),
+            ("1000", "1,000"),
+            ("-1234567.50", "-1,234,567.50"),
+            ("\u{2212}12345.00000001", "\u{2212}12,345.00000001"),
+            ("1500 USD", "1,500 USD"),
+            ("n/a", "n/a"),
+            ("12.", "12."),
+            ("", ""),
+        ] {
+            assert_eq!(group_digits(text), want, "{text:?}");
+        }
+        for (text, want) in [
+            ("97234.5", "97,234.50"),
+            ("97234.505", "97,234.51"),
+            ("1.2", "1.20"),
+            ("0.2231456", "0.2231"),
+            ("0.00123456", "0.001235"),
+            ("-5", "-5.00"),
+            ("abc", "abc"),
+        ] {
+            assert_eq!(price_display(text), want, "{text:?}");
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! for confirmation first, and the confirming form carries its own idempotency key.
 
 use super::notice::{NoticeQuery, notice};
-use super::{Layout, PageError, Stamp, WebUser, check_form_csrf, error_page, form_error};
+use super::{Layout, PageError, Stamp, WebUser, check_form_csrf, error_page, filters, form_error};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::views::UserView;

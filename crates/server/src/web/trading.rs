@@ -5,7 +5,7 @@
 //! idempotency key, so a double-submitted form places one order.
 
 use super::notice::{NoticeQuery, notice};
-use super::{Layout, PageError, PageResult, WebUser, check_form_csrf, form_expired};
+use super::{Layout, PageError, PageResult, WebUser, check_form_csrf, filters, form_expired};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::views::UserView;

@@ -4,7 +4,8 @@
 
 use super::notice::{NoticeQuery, notice};
 use super::{
-    Layout, Options, PageError, WebUser, check_form_csrf, error_page, form_outcome, options,
+    Layout, Options, PageError, WebUser, check_form_csrf, error_page, filters, form_outcome,
+    options,
 };
 use crate::api::users::{
     AdminUpdateRequest, ListUsersQuery, admin_delete, admin_sign_out, admin_update, user_filter,

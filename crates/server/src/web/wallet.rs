@@ -2,7 +2,7 @@
 //! idempotency key, so a double-submitted form sends once) and the filtered history.
 
 use super::notice::{NoticeQuery, notice};
-use super::{Layout, PageError, WebUser, check_form_csrf, day};
+use super::{Layout, PageError, WebUser, check_form_csrf, day, filters};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::views::UserView;
