@@ -332,6 +332,29 @@ async fn money_received_shows_up_on_the_open_wallet_page() {
         !b.visible("[data-unread]").await,
         "no count once all are read"
     );
+
+    // On the home page, money arriving updates the total and the recent activity in place.
+    b.goto(&app.url("/")).await;
+    assert_eq!(b.text("[data-worth-total]").await, "$12.34");
+    let out = etx_core::wallet::transfer_p2p(
+        s,
+        &admin,
+        "live-3",
+        &serde_json::value::to_raw_value(
+            &json!({"recipient": "receiver", "amount": "20.00", "currency": "USD", "note": "rent share"}),
+        )
+        .unwrap(),
+    )
+    .await
+    .expect("second transfer");
+    assert_eq!(out.status, etx_core::ledger::Taken::Completed);
+    b.wait_for_js(
+        "const t = document.querySelector('[data-worth-total]'); \
+         const r = document.getElementById('home-recent-card'); \
+         return t.textContent === '$32.34' && r.textContent.includes('rent share') ? true : null;",
+        "the total and recent activity to follow the transfer without a reload",
+    )
+    .await;
     b.close().await;
 }
 

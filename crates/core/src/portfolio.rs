@@ -367,3 +367,91 @@ mod tests {
         assert_eq!(p.cost, 300);
     }
 }
+
+/// What the home page leads with: everything held (available and on hold) at live prices,
+/// and how much that same holding moved over the last 24 hours.
+#[derive(Debug, Clone)]
+pub struct Worth {
+    /// US cents.
+    pub value: i64,
+    /// US cents; `None` while no asset held has 24 hours of price history.
+    pub change_24h: Option<i64>,
+    /// Basis points of the value 24 hours ago.
+    pub change_bps: Option<i64>,
+    pub lines: Vec<WorthLine>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorthLine {
+    pub asset: String,
+    pub scale: u8,
+    /// Available plus held, minor units.
+    pub total: i64,
+    /// USD × 10^8 now and 24 hours ago (US dollars: one, both).
+    pub price: Option<i64>,
+    pub open_24h: Option<i64>,
+    /// US cents at the live price.
+    pub value: Option<i64>,
+}
+
+pub async fn worth(state: &Core, user_id: &str) -> Result<Worth, CoreError> {
+    let mut totals: BTreeMap<String, i64> = BTreeMap::new();
+    for h in state.db.holdings(user_id).await? {
+        *totals.entry(h.asset).or_default() += h.balance;
+    }
+    let now = now_micros();
+    let mut lines = Vec::new();
+    for (asset, total) in totals.into_iter().filter(|(_, t)| *t != 0) {
+        let scale = state.assets.get(&asset).map_or(2, |a| a.scale);
+        let (price, open_24h) = if asset == "USD" {
+            (Some(PRICE_ONE as i64), Some(PRICE_ONE as i64))
+        } else {
+            let price = state
+                .market
+                .quote(&asset)
+                .map(|q| q.price)
+                .filter(|p| *p > 0);
+            let open = state
+                .db
+                .candles(&asset, "5m", now - DAY, now + 1, 1)
+                .await?
+                .first()
+                .map(|c| c.open)
+                .filter(|p| *p > 0);
+            (price, open)
+        };
+        let at = |p: i64| i64::try_from(cents_of(i128::from(total), i128::from(p), scale)).ok();
+        lines.push(WorthLine {
+            value: price.and_then(at),
+            asset,
+            scale,
+            total,
+            price,
+            open_24h,
+        });
+    }
+    let value = lines.iter().filter_map(|l| l.value).sum();
+    // The change of what is held now: assets without a price 24 hours ago count as unchanged.
+    let mut before = 0i64;
+    let mut known = false;
+    for l in &lines {
+        let then = match (l.open_24h, l.value) {
+            (Some(open), _) => {
+                known |= l.asset != "USD";
+                i64::try_from(cents_of(i128::from(l.total), i128::from(open), l.scale)).ok()
+            }
+            (None, v) => v,
+        };
+        before += then.unwrap_or(0);
+    }
+    let change_24h = known.then_some(value - before);
+    let change_bps = change_24h
+        .filter(|_| before > 0)
+        .map(|c| (i128::from(c) * 10_000 / i128::from(before)) as i64);
+    Ok(Worth {
+        value,
+        change_24h,
+        change_bps,
+        lines,
+    })
+}

@@ -147,6 +147,9 @@ document.addEventListener("DOMContentLoaded", function () {
           var low = figure(el);
           if (isNaN(low) || low > now) { el.textContent = text; flash(el); }
         });
+        document.querySelectorAll('[data-holding="' + sym + '"]').forEach(function (row) {
+          row.setAttribute("data-px", m.prices[sym]);
+        });
         document.querySelectorAll('[data-change="' + sym + '"][data-open]').forEach(function (el) {
           var open = Number(el.getAttribute("data-open"));
           if (!(open > 0)) return;
@@ -156,11 +159,68 @@ document.addEventListener("DOMContentLoaded", function () {
           el.classList.toggle("up", pct >= 0);
         });
       });
+      worthFollows();
     };
     ws.onclose = function () { setTimeout(connect, delay); delay = Math.min(delay * 2, 30000); };
   }
   connect();
 });
+
+// The home page's total follows live prices: each holding's amount times its latest price, and
+// the 24 h change against the prices of a day ago (display only; a reload gives exact cents).
+function worthFollows() {
+  "use strict";
+  var card = document.querySelector("[data-worth]");
+  if (!card) return;
+  var total = 0, before = 0, known = false;
+  card.querySelectorAll("[data-holding]").forEach(function (row) {
+    var qty = Number(row.getAttribute("data-qty")), px = Number(row.getAttribute("data-px"));
+    var open = row.getAttribute("data-open-px");
+    if (!row.getAttribute("data-px")) return;
+    var v = qty * px;
+    total += v;
+    before += open ? qty * Number(open) : v;
+    if (open && row.getAttribute("data-holding") !== "USD") known = true;
+    var cell = row.querySelector("[data-line-value]");
+    if (cell) cell.textContent = "$" + grouped(v.toFixed(2));
+  });
+  var t = card.querySelector("[data-worth-total]");
+  var text = "$" + grouped(total.toFixed(2));
+  if (t && t.textContent !== text) { t.textContent = text; flash(t); }
+  var c = card.querySelector("[data-worth-change]");
+  if (c && known) {
+    var d = total - before, sign = d < 0 ? "\u2212" : "+";
+    var pct = before > 0 ? " (" + sign + Math.abs(d / before * 100).toFixed(2) + " %)" : "";
+    c.textContent = sign + "$" + grouped(Math.abs(d).toFixed(2)) + pct;
+    c.classList.toggle("down", d < 0);
+    c.classList.toggle("up", d >= 0);
+  }
+}
+
+// Sections marked [data-refresh] are fetched again when the account's money moves, so totals
+// and recent activity stay current without a reload (a burst of events fetches once).
+function refreshSections() {
+  "use strict";
+  clearTimeout(refreshSections.t);
+  refreshSections.t = setTimeout(function () {
+    if (!document.querySelector("[data-refresh][id]") || !window.fetch || !window.DOMParser) return;
+    fetch(location.href, { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) {
+        if (!html) return;
+        var doc = new DOMParser().parseFromString(html, "text/html");
+        document.querySelectorAll("[data-refresh][id]").forEach(function (el) {
+          var fresh = doc.getElementById(el.id);
+          if (fresh && fresh.innerHTML !== el.innerHTML) {
+            el.innerHTML = fresh.innerHTML;
+            localTimes(el);
+            flash(el);
+          }
+        });
+      })
+      .catch(function () { /* the next event tries again */ });
+  }, 300);
+}
 
 // Private events on signed-in pages: a minimal Socket.IO client (Engine.IO v4 over a plain
 // WebSocket; the session cookie signs it in). Balances follow wallet_update; money received,
@@ -199,8 +259,10 @@ document.addEventListener("DOMContentLoaded", function () {
         el.textContent = grouped(d.balance);
         flash(el);
       });
+      refreshSections();
     },
     transaction_update: function (d) {
+      refreshSections();
       if (d.direction === "in" && d.counterparty && d.counterparty.username) {
         toast("Received " + d.amount + " " + d.currency + " from " + d.counterparty.username + ".", "ok");
       }
@@ -305,12 +367,12 @@ document.addEventListener("DOMContentLoaded", function () {
 
 // Times are sent in UTC; the reader sees them in their own time zone, the last day's as "5
 // minutes ago", with the exact UTC time on hover. Plain dates stay as they are.
-document.addEventListener("DOMContentLoaded", function () {
+function localTimes(root) {
   "use strict";
   if (!window.Intl || !Intl.DateTimeFormat) return;
   var full = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
   var rel = Intl.RelativeTimeFormat ? new Intl.RelativeTimeFormat(undefined, { numeric: "auto" }) : null;
-  document.querySelectorAll("time[datetime]").forEach(function (el) {
+  root.querySelectorAll("time[datetime]").forEach(function (el) {
     var iso = el.getAttribute("datetime");
     if (iso.length <= 10) return;
     var d = new Date(iso);
@@ -325,7 +387,8 @@ document.addEventListener("DOMContentLoaded", function () {
       el.textContent = full.format(d);
     }
   });
-});
+}
+document.addEventListener("DOMContentLoaded", function () { localTimes(document); });
 
 // Copy buttons put a value on the clipboard (they need script, so they start hidden) and say
 // so in place; the deposit order counts down to its deadline.

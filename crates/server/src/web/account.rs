@@ -27,12 +27,68 @@ pub struct HomePage {
     layout: Layout,
     user: UserView,
     initial: String,
-    balances: Vec<(String, String)>,
+    worth: WorthCard,
     recent: Vec<crate::views::wallet::TransactionView>,
     /// (title, points, earned)
     achievements: Vec<(&'static str, i64, bool)>,
     /// This week's leaders: (rank, username, points)
     leaders: Vec<(usize, String, i64)>,
+}
+
+/// The home page's total: what everything held is worth, its 24-hour move, and each holding
+/// with what the page's script needs to follow live prices.
+pub struct WorthCard {
+    value: i64,
+    /// "+$12.00 (+0.10 %)"; empty without price history.
+    change: String,
+    down: bool,
+    lines: Vec<WorthRow>,
+}
+
+pub struct WorthRow {
+    asset: String,
+    amount: String,
+    /// US cents, if the feed prices it.
+    value: Option<i64>,
+    price: String,
+    open: String,
+}
+
+impl From<etx_core::portfolio::Worth> for WorthCard {
+    fn from(w: etx_core::portfolio::Worth) -> Self {
+        let cents = |c: i64| super::group_digits(&etx_domain::money::format_amount(c.abs(), 2));
+        let change = match w.change_24h {
+            Some(c) => {
+                let sign = if c < 0 { "\u{2212}" } else { "+" };
+                let pct = w.change_bps.map_or(String::new(), |b| {
+                    format!(
+                        " ({sign}{}.{:02} %)",
+                        b.unsigned_abs() / 100,
+                        b.unsigned_abs() % 100
+                    )
+                });
+                format!("{sign}${}{pct}", cents(c))
+            }
+            None => String::new(),
+        };
+        let price = |p: Option<i64>| p.map(etx_core::market::price_text).unwrap_or_default();
+        WorthCard {
+            value: w.value,
+            down: w.change_24h.is_some_and(|c| c < 0),
+            change,
+            lines: w
+                .lines
+                .into_iter()
+                .map(|l| WorthRow {
+                    amount: etx_domain::money::format_amount(l.total, l.scale),
+                    value: l.value,
+                    price: price(l.price),
+                    open: price(l.open_24h),
+                    asset: l.asset,
+                })
+                .collect(),
+        }
+    }
 }
 
 fn initial(u: &UserView) -> String {
@@ -49,12 +105,10 @@ pub async fn view_home_get(
     Query(q): Query<NoticeQuery>,
 ) -> PageResult {
     let user = UserView::from(&u.auth.user);
-    let (balances, _) = etx_core::wallet::balance_list(&state, &u.auth.user.id).await?;
     // What the user holds; the wallet page lists every asset.
-    let balances = balances
-        .into_iter()
-        .filter(|(_, b)| b.chars().any(|c| c.is_ascii_digit() && c != '0'))
-        .collect();
+    let worth = etx_core::portfolio::worth(&state, &u.auth.user.id)
+        .await?
+        .into();
     let recent = super::wallet::recent(&state, &u.auth.user.id, None, 5).await?;
     let earned = state.db.achievements_of(&u.auth.user.id).await?;
     let achievements = etx_domain::XpKind::ALL
@@ -80,7 +134,7 @@ pub async fn view_home_get(
         initial: initial(&user),
         layout,
         user,
-        balances,
+        worth,
         recent,
         achievements,
         leaders,

@@ -1820,12 +1820,13 @@ async fn the_header_groups_pages_into_menus_and_follows_the_user_everywhere() {
     }
     assert!(!home.contains("<summary>Admin</summary>"));
     assert!(home.contains("id=\"menu-toggle\""));
-    // Home lists what the user holds: USD, not a row per empty asset.
-    assert!(home.contains("data-asset=\"USD\""));
+    // Home lists what the user holds: USD, not a row per empty asset, and the total.
+    assert!(home.contains("data-holding=\"USD\""));
     assert!(
-        !home.contains("data-asset=\"BTC\""),
+        !home.contains("data-holding=\"BTC\""),
         "zero balances are hidden"
     );
+    assert!(home.contains("data-worth-total>$12.00<"), "{home}");
     // The current page's menu is marked.
     let (_, deposit) = get(user.clone(), "/withdraw").await;
     assert!(deposit.contains("<details class=\"menu current\">\n      <summary>Wallet</summary>"));
@@ -2165,4 +2166,65 @@ async fn notifications_have_a_page_and_admins_broadcast_from_one() {
     app.state.db.chain_all_audit().await.unwrap();
     let (_, audit) = get(&chief, "/admin/audit?action=realtime.announcement").await;
     assert!(audit.contains("Maintenance at ten"), "{audit}");
+}
+
+/// The text of the first element carrying `attr` (`data-worth-total>` …`<`).
+fn text_after(html: &str, attr: &str) -> String {
+    let at = html.find(attr).unwrap_or_else(|| panic!("{attr} missing"));
+    let rest = &html[at..];
+    let start = rest.find('>').unwrap() + 1;
+    let end = rest[start..].find('<').unwrap() + start;
+    rest[start..end].to_string()
+}
+
+/// "$1,234.56" or "−$1,234.56 (…)" as signed cents.
+fn cents_in(text: &str) -> i64 {
+    let negative = text.starts_with('\u{2212}');
+    let digits: String = text
+        .split(" (")
+        .next()
+        .unwrap()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    let v: i64 = digits.parse().unwrap();
+    if negative { -v } else { v }
+}
+
+#[tokio::test]
+async fn home_leads_with_the_total_value_and_its_24_hour_change() {
+    let app = TestApp::spawn().await;
+    let admin = app.user_with_role("treasurer", "admin").await;
+    let alice = app.register("alice").await;
+    app.fund(&admin, &alice, "USD", "1500.00").await;
+    app.fund(&admin, &alice, "BTC", "0.50000000").await;
+    let user = signed_in(&app, "alice").await;
+
+    // No price history yet: a total, no change.
+    let home = page_text(&user, at(&app, "/")).await;
+    let total = cents_in(&text_after(&home, "data-worth-total"));
+    assert!(total > 150_000, "USD and BTC at the live price: {total}");
+    assert!(!home.contains("data-worth-change"));
+    assert!(
+        home.contains("<td class=\"num\">1,500.00</td>"),
+        "grouped amounts"
+    );
+
+    // A day ago BTC was at $40,000: the change is what the half bitcoin moved since.
+    let day_ago = (etx_db::now_micros() - 23 * 3_600_000_000) / 300_000_000 * 300_000_000;
+    app.exec(&format!(
+        "INSERT INTO candles (symbol, span, start, open, high, low, close, ticks) \
+         VALUES ('BTC', '5m', {day_ago}, 4000000000000, 4000000000000, 4000000000000, 4000000000000, 1)"
+    ))
+    .await;
+    let home = page_text(&user, at(&app, "/")).await;
+    let total = cents_in(&text_after(&home, "data-worth-total"));
+    let change_text = text_after(&home, "data-worth-change");
+    let change = cents_in(&change_text);
+    assert_eq!(
+        total - change,
+        150_000 + 2_000_000,
+        "value a day ago: $1,500 and half a bitcoin at $40,000 ({change_text})"
+    );
+    assert!(change_text.ends_with(" %)"), "{change_text}");
 }
