@@ -45,7 +45,26 @@ async fn register_login_avatar_logout_in_chromium() {
     b.goto(&app.url("/register")).await;
     b.fill("#username", USERNAME).await;
     b.fill("#email", EMAIL).await;
+    // The meter asks the server's estimate: repeats are very weak whatever their length.
+    b.fill("#password", "aaaaaaaaaaaa").await;
+    let said = b
+        .wait_for_js(
+            "const t = document.getElementById('password-strength-text').textContent; \
+             return t.startsWith('Very weak') ? t : null;",
+            "the meter to rate a repeated letter",
+        )
+        .await;
+    assert!(
+        said.as_str().unwrap_or_default().contains("not accepted"),
+        "{said}"
+    );
     b.fill("#password", PASSWORD).await;
+    b.wait_for_js(
+        "const t = document.getElementById('password-strength-text').textContent; \
+         return /^(Strong|Very strong)$/.test(t) ? t : null;",
+        "the meter to rate the real password",
+    )
+    .await;
     b.fill("#confirm_password", PASSWORD).await;
     b.click("input[name=terms]").await;
     assert!(

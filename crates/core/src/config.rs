@@ -116,6 +116,8 @@ pub struct RateLimitConfig {
     /// Password checks of signed-in changes (password, email, turning 2FA off).
     pub password_checks_per_user_per_minute: u32,
     pub password_checks_per_ip_per_minute: u32,
+    /// Strength estimates for the password meter, per client address.
+    pub strength_checks_per_ip_per_minute: u32,
     /// Avatar uploads (each one an image decode) per account and per client address.
     pub avatar_uploads_per_user_per_hour: u32,
     pub avatar_uploads_per_ip_per_hour: u32,

@@ -24,4 +24,7 @@ pub use money::{AmountError, format_amount, parse_amount, parse_positive_amount,
 pub use payment::{CreditState, DepositStatus, WithdrawalStatus};
 pub use role::Role;
 pub use trading::Side;
-pub use user::{Email, Password, Username, validate_new_password};
+pub use user::{
+    Email, MIN_PASSWORD_SCORE, Password, Strength, Username, password_strength,
+    validate_new_password,
+};

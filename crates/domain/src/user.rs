@@ -92,8 +92,73 @@ impl Password {
     }
 }
 
-/// 8–128 characters with upper case, lower case and a digit, not a well-known password, and not
-/// the username or email itself.
+/// How hard a password is to guess, by zxcvbn's estimate (dictionaries of common passwords,
+/// names and words, keyboard patterns, repeats, sequences, dates and l33t substitutions),
+/// counting the user's own username and email as known words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Strength {
+    /// 0 (guessed at once) to 4 (very hard to guess).
+    pub score: u8,
+    /// log10 of the estimated number of guesses.
+    pub guesses_log10: u8,
+    pub warning: Option<String>,
+    pub suggestions: Vec<String>,
+}
+
+/// The lowest score a new password may have: below it, an online attacker's throttled
+/// guessing (or any offline attack on a leaked hash) finds it quickly.
+pub const MIN_PASSWORD_SCORE: u8 = 2;
+
+impl Strength {
+    pub fn label(&self) -> &'static str {
+        match self.score {
+            0 => "Very weak",
+            1 => "Weak",
+            2 => "Fair",
+            3 => "Strong",
+            _ => "Very strong",
+        }
+    }
+
+    pub fn acceptable(&self) -> bool {
+        self.score >= MIN_PASSWORD_SCORE
+    }
+}
+
+/// Estimates `raw`'s strength; `known` are the user's own words (username, email, name).
+/// Only the first 128 characters count, the longest password allowed.
+pub fn password_strength(raw: &str, known: &[&str]) -> Strength {
+    let raw: String = raw.chars().take(128).collect();
+    if raw.is_empty() {
+        return Strength {
+            score: 0,
+            guesses_log10: 0,
+            warning: None,
+            suggestions: vec![],
+        };
+    }
+    let mut words: Vec<String> = Vec::new();
+    for k in known.iter().filter(|k| !k.is_empty()) {
+        words.push(k.to_lowercase());
+        if let Some((local, _)) = k.split_once('@') {
+            words.push(local.to_lowercase());
+        }
+    }
+    let refs: Vec<&str> = words.iter().map(String::as_str).collect();
+    let e = zxcvbn::zxcvbn(&raw, &refs);
+    let feedback = e.feedback();
+    Strength {
+        score: u8::from(e.score()),
+        guesses_log10: e.guesses_log10().clamp(0.0, 255.0) as u8,
+        warning: feedback.and_then(|f| f.warning()).map(|w| w.to_string()),
+        suggestions: feedback
+            .map(|f| f.suggestions().iter().map(|s| s.to_string()).collect())
+            .unwrap_or_default(),
+    }
+}
+
+/// 8–128 characters with upper case, lower case and a digit, not a well-known password, not
+/// the username or email itself, and not easy to guess by `password_strength`.
 pub fn validate_new_password(
     raw: &str,
     username: Option<&str>,
@@ -122,6 +187,17 @@ pub fn validate_new_password(
     let same_as = |other: Option<&str>| other.is_some_and(|o| o.to_lowercase() == lower);
     if same_as(username) || same_as(email) {
         return Err(err("must not be your username or email"));
+    }
+    let known: Vec<&str> = [username, email].into_iter().flatten().collect();
+    let strength = password_strength(raw, &known);
+    if !strength.acceptable() {
+        let why = strength
+            .warning
+            .map(|w| format!(" ({})", w.trim_end_matches('.').to_lowercase()))
+            .unwrap_or_default();
+        return Err(err(&format!(
+            "is too easy to guess{why}; add words or make it longer"
+        )));
     }
     Ok(Password(raw.to_string()))
 }
@@ -246,5 +322,35 @@ mod tests {
         assert!(validate_new_password("Alice12345", Some("alice12345"), None).is_err());
         let p = validate_new_password("Correct-Horse-9", None, None).unwrap();
         assert_eq!(format!("{p:?}"), "Password(***)");
+    }
+
+    #[test]
+    fn strength_is_an_estimate_of_guessing_not_of_character_classes() {
+        // Repeats, a common password dressed up, keyboard walks: weak however long.
+        for weak in ["aaaaaaaaaaaa", "Password123!", "Qwerty123456"] {
+            let s = password_strength(weak, &[]);
+            assert!(s.score < MIN_PASSWORD_SCORE, "{weak}: {s:?}");
+            assert!(
+                validate_new_password(weak, None, None).is_err(),
+                "{weak} is refused"
+            );
+        }
+        let s = password_strength("Password123!", &[]);
+        assert!(s.warning.is_some(), "says why: {s:?}");
+        // A passphrase is strong without any symbol rules.
+        let s = password_strength("correct horse battery staple", &[]);
+        assert_eq!((s.score, s.label()), (4, "Very strong"));
+        // The user's own name counts as a known word.
+        let alone = password_strength("Xylophrax1987", &[]);
+        let known = password_strength("Xylophrax1987", &["Xylophrax", "x@example.com"]);
+        assert!(known.score < alone.score, "{known:?} vs {alone:?}");
+        assert!(validate_new_password("Xylophrax1987", None, None).is_ok());
+        assert!(validate_new_password("Xylophrax1987", Some("Xylophrax"), None).is_err());
+        assert!(
+            validate_new_password("Xylophrax1987", None, Some("xylophrax@example.com")).is_err()
+        );
+        assert_eq!(password_strength("", &[]).score, 0);
+        // Only the 128 characters a password may have are looked at.
+        assert!(password_strength(&"Ab1-".repeat(10_000), &[]).score <= 4);
     }
 }

@@ -47,21 +47,48 @@
       open.open = false;
       open.querySelector("summary").focus();
     });
-    // Password strength: length and character classes, shown on a <meter>.
-
-    var labels = ["Too weak", "Weak", "Fair", "Good", "Strong"];
+    // Password strength: the server's estimate of how hard it is to guess (the same one that
+    // refuses a weak password), asked for once typing pauses; the user's own name and email
+    // count as known words.
     document.querySelectorAll("input[data-strength]").forEach(function (input) {
       var meter = document.getElementById(input.getAttribute("data-strength"));
       var text = document.getElementById(input.getAttribute("data-strength") + "-text");
+      var timer = null, asked = 0;
+      function words() {
+        var from = (input.getAttribute("data-strength-from") || "").split(" ");
+        var out = { username: "", email: "" };
+        from.forEach(function (id) {
+          var el = id && document.getElementById(id);
+          if (el) out[id === "email" ? "email" : "username"] = el.value;
+        });
+        var fixed = (input.getAttribute("data-strength-words") || "").split(" ");
+        if (fixed[0]) out.username = fixed[0];
+        if (fixed[1]) out.email = fixed[1];
+        return out;
+      }
+      function show(b) {
+        if (meter) meter.value = b ? b.score : 0;
+        if (!text) return;
+        if (!b) { text.textContent = ""; return; }
+        var why = b.warning || (b.acceptable ? "" : b.suggestions[0] || "");
+        text.textContent = b.label + (b.acceptable ? "" : " (not accepted)") + (why ? ": " + why : "");
+      }
       input.addEventListener("input", function () {
-        var v = input.value, s = 0;
-        if (v.length >= 8) s++;
-        if (v.length >= 12) s++;
-        if (/[a-z]/.test(v) && /[A-Z]/.test(v)) s++;
-        if (/\d/.test(v) && /[^A-Za-z0-9]/.test(v)) s++;
-        if (v.length < 8) s = Math.min(s, 1);
-        if (meter) meter.value = s;
-        if (text) text.textContent = v ? labels[s] : "";
+        clearTimeout(timer);
+        if (!input.value) { show(null); return; }
+        if (!window.fetch) return;
+        timer = setTimeout(function () {
+          var w = words(), mine = ++asked;
+          fetch("/api/auth/password-strength", {
+            method: "POST",
+            credentials: "same-origin",
+            headers: { "Content-Type": "application/json" },
+            body: JSON.stringify({ password: input.value, username: w.username, email: w.email })
+          })
+            .then(function (r) { return r.ok ? r.json() : null; })
+            .then(function (b) { if (b && mine === asked) show(b); })
+            .catch(function () { /* the form still checks on submit */ });
+        }, 250);
       });
     });
   });

@@ -30,6 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(logout))
         .routes(routes!(me, update_me))
         .routes(routes!(change_password))
+        .routes(routes!(password_strength))
         .routes(routes!(csrf))
         .routes(routes!(sessions))
         .routes(routes!(end_session))
@@ -204,6 +205,71 @@ async fn signup(
 ) -> ApiResult<Response> {
     refuse_cross_site(&state, &headers)?;
     do_register(&state, &client, req).await
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct StrengthRequest {
+    pub password: String,
+    /// The username and email the password is for: a password made of them is weak.
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StrengthView {
+    /// 0 (guessed at once) to 4 (very hard to guess).
+    pub score: u8,
+    #[schema(example = "Strong")]
+    pub label: &'static str,
+    /// Whether registration, a change or a reset would take it (score 2 or more, and the
+    /// length and character rules).
+    pub acceptable: bool,
+    /// Why it is weak, if it is.
+    pub warning: Option<String>,
+    pub suggestions: Vec<String>,
+}
+
+/// How hard a password would be to guess (zxcvbn's estimate), for a strength meter. Nothing is
+/// stored or logged; limited per client address.
+#[utoipa::path(post, path = "/api/auth/password-strength", tag = "auth", request_body = StrengthRequest,
+    responses(
+        (status = 200, description = "The estimate", body = StrengthView),
+        (status = 422, description = "Invalid body", body = ErrorBody),
+        (status = 429, description = "Too many estimates from this address", body = ErrorBody),
+    ))]
+async fn password_strength(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    AppJson(req): AppJson<StrengthRequest>,
+) -> ApiResult<Json<StrengthView>> {
+    let limit = state.config.rate_limit.strength_checks_per_ip_per_minute;
+    let d = state
+        .limiter
+        .hit(
+            &format!("strength:ip:{}", client.ip),
+            limit,
+            std::time::Duration::from_secs(60),
+        )
+        .await?;
+    if !d.allowed {
+        return Err(ApiError::RateLimited {
+            retry_after_secs: d.reset_after_secs,
+            limit,
+        });
+    }
+    let (username, email) = (req.username.as_deref(), req.email.as_deref());
+    let known: Vec<&str> = [username, email].into_iter().flatten().collect();
+    let s = etx_domain::password_strength(&req.password, &known);
+    let acceptable = etx_domain::validate_new_password(&req.password, username, email).is_ok();
+    Ok(Json(StrengthView {
+        score: s.score,
+        label: s.label(),
+        acceptable,
+        warning: s.warning,
+        suggestions: s.suggestions,
+    }))
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -746,3 +746,72 @@ async fn sessions_are_listed_and_can_be_signed_out_individually() {
         .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND, "already ended");
 }
+
+#[tokio::test]
+async fn guessable_passwords_are_refused_and_the_meter_is_told_why() {
+    away_from_a_minute_edge().await;
+    let app = TestApp::spawn_with(|c| c.rate_limit.strength_checks_per_ip_per_minute = 5).await;
+    let strength = |password: &str, username: &str| {
+        app.post(
+            "/api/auth/password-strength",
+            json!({"password": password, "username": username, "email": "kim@example.com"}),
+            None,
+        )
+    };
+    // Character classes are not strength: a dressed-up common password is weak, a phrase strong.
+    let r = strength("Password123!", "kim").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let b: Value = r.json().await.unwrap();
+    assert!(b["score"].as_u64().unwrap() < 2, "{b}");
+    assert_eq!(b["acceptable"], false);
+    assert!(b["warning"].as_str().unwrap().contains("common"), "{b}");
+    let b: Value = strength("aaaaaaaaaaaa", "kim").await.json().await.unwrap();
+    assert_eq!(
+        (b["score"].as_u64(), b["label"].as_str()),
+        (Some(0), Some("Very weak"))
+    );
+    let b: Value = strength("Tangerine-Glacier-Orbit-7", "kim")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (b["score"].as_u64(), b["acceptable"].as_bool()),
+        (Some(4), Some(true))
+    );
+    // The user's own name is a known word.
+    let b: Value = strength("Xylophrax1987", "Xylophrax")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(b["acceptable"], false, "{b}");
+
+    // Registration refuses what the meter calls weak, naming the field, and creates nothing.
+    let r = app
+        .post(
+            "/api/auth/register",
+            json!({"username": "kim", "email": "kim@example.com", "password": "Password123!"}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body.to_string().contains("too easy to guess"),
+        "the reason is given: {body}"
+    );
+    assert!(!body.to_string().contains("Password123!"), "never echoed");
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM users WHERE username = 'kim'")
+            .await,
+        0
+    );
+
+    // Estimates are limited per address.
+    let r = strength("Another-Try-42", "kim").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = strength("Another-Try-43", "kim").await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().contains_key("retry-after"));
+}
