@@ -142,6 +142,24 @@ async fn register_login_avatar_logout_in_chromium() {
     b.wait_for_path("/login").await;
     assert!(b.exists("form[action='/login']").await);
 
+    // Installed as an app: the service worker holds the static files and the offline page,
+    // never a page or an API answer seen during the journey.
+    let cached = b
+        .wait_for_js(
+            "if (!window.swCached) { window.swCached = 'pending'; \
+               navigator.serviceWorker.ready \
+                 .then(() => caches.keys()) \
+                 .then(ks => Promise.all(ks.map(k => caches.open(k).then(c => c.keys())))) \
+                 .then(rs => { window.swCached = [...new Set(rs.flat().map(r => new URL(r.url).pathname))].sort().join(' '); }); } \
+             return window.swCached === 'pending' ? null : window.swCached;",
+            "the service worker to be ready",
+        )
+        .await;
+    assert_eq!(
+        cached.as_str().unwrap_or_default(),
+        "/offline /static/app.css /static/app.js /static/favicon.svg"
+    );
+
     b.close().await;
     eprintln!("browser journey took {:?}", started.elapsed());
 }
@@ -886,11 +904,14 @@ async fn every_page_fits_a_phone_and_the_menu_folds_behind_a_button() {
     b.click("form[action='/login'] button[type=submit]").await;
     b.wait_for_path("/").await;
 
-    // On a desktop the menus sit in one row: a staff member's header fits 1,280 px.
+    // On a desktop the menus sit in one row: a staff member's header fits 1,280 px. Every
+    // page is photographed at both sizes for a person to look over.
+    let shots = screenshot_dir();
     for path in PAGES {
         b.goto(&app.url(path)).await;
         b.assert_reflows(&format!("{path} at 1280 px")).await;
         b.assert_accessible(&format!("{path} at 1280 px")).await;
+        b.screenshot(&shots.join(shot_name(path, 1280))).await;
     }
     let header_height = b
         .wait_for_js(
@@ -910,6 +931,13 @@ async fn every_page_fits_a_phone_and_the_menu_folds_behind_a_button() {
         b.assert_reflows(&format!("{path} at 320 px")).await;
         b.assert_accessible(&format!("{path} at 320 px")).await;
     }
+    // Phones as people hold them: 390 × 844.
+    b.set_viewport(390, 844).await;
+    for path in PAGES {
+        b.goto(&app.url(path)).await;
+        b.screenshot(&shots.join(shot_name(path, 390))).await;
+    }
+    b.set_viewport(320, 800).await;
 
     // In the dark theme too.
     b.client
@@ -967,6 +995,7 @@ async fn every_page_fits_a_phone_and_the_menu_folds_behind_a_button() {
         "/register",
         "/forgot-password",
         "/terms",
+        "/offline",
         "/no-such-page",
     ] {
         b.goto(&app.url(path)).await;
@@ -1062,4 +1091,19 @@ fn regex_like_price(text: &str) -> bool {
         && (1..=3).contains(&groups[0].len())
         && groups[1..].iter().all(|g| g.len() == 3)
         && groups.iter().all(|g| g.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Where the page screenshots go: the build's own scratch directory under the target dir
+/// (`target/tmp/screenshots`), kept after the run for a person to look through.
+fn screenshot_dir() -> std::path::PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&dir).expect("create the screenshot directory");
+    dir
+}
+
+/// `/admin/users` at 390 px → `admin-users-390.png`.
+fn shot_name(path: &str, width: u32) -> String {
+    let name = path.trim_matches('/').replace('/', "-");
+    let name = if name.is_empty() { "home".into() } else { name };
+    format!("{name}-{width}.png")
 }

@@ -451,3 +451,10 @@ document.addEventListener("DOMContentLoaded", function () { localTimes(document)
   }
   tick();
 })();
+
+// Installable as an app: the service worker keeps the styles, script and an offline page.
+if ("serviceWorker" in navigator && window.isSecureContext) {
+  window.addEventListener("load", function () {
+    navigator.serviceWorker.register("/sw.js").catch(function () { /* works without it */ });
+  });
+}

@@ -693,6 +693,21 @@ pub struct TermsPage {
     layout: Layout,
 }
 
+#[derive(Template, WebTemplate)]
+#[template(path = "offline.html")]
+pub struct OfflinePage {
+    layout: Layout,
+}
+
+/// What the service worker shows when the network is gone; the same for everyone, so it
+/// carries no user and no form token.
+pub async fn view_offline_get() -> Response {
+    OfflinePage {
+        layout: Layout::new(None, String::new(), "offline"),
+    }
+    .into_response()
+}
+
 /// The terms a user accepts when registering; anyone can read them.
 pub async fn view_terms_get(
     State(state): State<AppState>,

@@ -47,6 +47,9 @@ pub fn router(state: &AppState) -> Router<AppState> {
             get(account::view_register_get).post(account::view_register_post),
         )
         .route("/terms", get(account::view_terms_get))
+        .route("/offline", get(account::view_offline_get))
+        .route("/manifest.webmanifest", get(assets::manifest))
+        .route("/sw.js", get(assets::service_worker))
         .route("/login/2fa", post(account::view_login_2fa_post))
         .route("/logout", post(account::view_logout_post))
         .route(

@@ -2228,3 +2228,57 @@ async fn home_leads_with_the_total_value_and_its_24_hour_change() {
     );
     assert!(change_text.ends_with(" %)"), "{change_text}");
 }
+
+#[tokio::test]
+async fn it_installs_as_an_app_that_keeps_only_its_look_and_an_offline_page() {
+    let app = TestApp::spawn().await;
+    let client = reqwest::Client::new();
+    let r = client
+        .get(at(&app, "/manifest.webmanifest"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "application/manifest+json");
+    let m: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(m["start_url"], "/");
+    assert_eq!(m["display"], "standalone");
+    assert!(!m["icons"].as_array().unwrap().is_empty());
+
+    let r = client.get(at(&app, "/sw.js")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    assert_eq!(
+        r.headers()["cache-control"],
+        "no-cache",
+        "a new release is seen at once"
+    );
+    let sw = r.text().await.unwrap();
+    assert!(sw.contains(&format!("etx-static-{}", env!("CARGO_PKG_VERSION"))));
+    assert!(!sw.contains("__VERSION__"));
+    // What it stores: the static files and the offline page, nothing under /api or a page.
+    let shell = sw
+        .lines()
+        .find(|l| l.starts_with("var SHELL"))
+        .expect("the cached list");
+    assert!(
+        shell.contains("\"/offline\"") && !shell.contains("/api"),
+        "{shell}"
+    );
+    assert!(sw.contains("c.put(req, copy)") && sw.matches(".put(").count() == 1);
+
+    let r = client.get(at(&app, "/offline")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers().get("set-cookie").is_none(),
+        "the offline page carries no session or form token"
+    );
+    assert!(r.text().await.unwrap().contains("You are offline"));
+    let home = page_text(&client, at(&app, "/login")).await;
+    assert!(home.contains("<link rel=\"manifest\" href=\"/manifest.webmanifest\">"));
+}
