@@ -875,6 +875,7 @@ const PAGES: &[&str] = &[
     "/security/sessions",
     "/notifications",
     "/admin/users",
+    "/admin/stats",
     "/admin/broadcast",
     "/admin/withdrawals",
     "/admin/aml",

@@ -331,6 +331,80 @@ pub fn simulated_price(symbol: &str, anchor: i64, at_ms: i64) -> i64 {
     i64::try_from(price.max(1)).unwrap_or(anchor)
 }
 
+/// How many past candles of each span the simulated feed fills in at start: enough for every
+/// range the charts offer (an hour of minutes, a day of 5 minutes, a week of hours, a
+/// quarter of days) and for the 24-hour statistics.
+pub const BACKFILL: [(&str, i64); 4] = [("1m", 240), ("5m", 300), ("1h", 180), ("1d", 100)];
+
+/// Price samples per back-filled candle: the open, the close and evenly spaced points between
+/// for the high and low.
+const BACKFILL_SAMPLES: i64 = 60;
+
+/// The simulated feed's candles before `now`: its prices are a function of time, so its past
+/// is known and a fresh install's charts have history from the first minute. Only candles
+/// that ended before the current one of their span are written, and only where none is
+/// stored, so recorded candles and other instances' work are left alone. `retention` gives,
+/// per span, how far back stored candles are kept (none beyond it is written).
+pub fn simulated_history(
+    market: &Market,
+    now: i64,
+    retention: impl Fn(&str) -> Option<i64>,
+) -> Vec<CandleRow> {
+    let mut out = Vec::new();
+    for (span, count) in BACKFILL {
+        let Some(len) = span_len(span) else { continue };
+        let current = now - now.rem_euclid(len);
+        let oldest = retention(span).map_or(i64::MIN, |keep| now - keep);
+        for symbol in &market.symbols {
+            let Some(anchor) = market.anchor(symbol) else {
+                continue;
+            };
+            for k in (1..=count).rev() {
+                let start = current - k * len;
+                if start < oldest {
+                    continue;
+                }
+                let step = (len / BACKFILL_SAMPLES).max(1);
+                let at = |t: i64| simulated_price(symbol, anchor, t / 1000);
+                let open = at(start);
+                let close = at(start + len - step);
+                let (mut high, mut low) = (open.max(close), open.min(close));
+                for i in 1..BACKFILL_SAMPLES {
+                    let p = at(start + i * step);
+                    high = high.max(p);
+                    low = low.min(p);
+                }
+                out.push(CandleRow {
+                    symbol: symbol.clone(),
+                    span: span.into(),
+                    start,
+                    open,
+                    high,
+                    low,
+                    close,
+                    ticks: BACKFILL_SAMPLES,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Writes the simulated feed's past candles (see `simulated_history`).
+pub async fn backfill_simulated(state: &crate::Core) -> Result<usize, etx_db::DbErr> {
+    let m = &state.config.market;
+    let day = 86_400_000_000;
+    let retention = |span: &str| match span {
+        "1m" => Some(m.candle_retention_days_1m * day),
+        "5m" => Some(m.candle_retention_days_5m * day),
+        "1h" => Some(m.candle_retention_days_1h * day),
+        _ => None,
+    };
+    let rows = simulated_history(&state.market, now_micros(), retention);
+    state.db.insert_missing_candles(&rows).await?;
+    Ok(rows.len())
+}
+
 /// The default feed: every `tick_ms` (on the clock's boundaries, the same on every instance),
 /// each symbol's simulated price. Labelled `source: "simulated"` wherever it is shown.
 pub async fn run_simulated(market: std::sync::Arc<Market>, every: Duration) {
@@ -503,4 +577,11 @@ pub struct MarketConfig {
     pub candle_retention_days_1m: i64,
     pub candle_retention_days_5m: i64,
     pub candle_retention_days_1h: i64,
+    /// With the simulated feed: compute and store its past candles at start.
+    #[serde(default = "yes")]
+    pub backfill: bool,
+}
+
+fn yes() -> bool {
+    true
 }

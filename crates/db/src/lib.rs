@@ -21,6 +21,7 @@ pub mod portfolio;
 pub mod security;
 pub mod sessions;
 mod sql;
+pub mod stats;
 pub mod suspense;
 pub mod users;
 pub mod xp;

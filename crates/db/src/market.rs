@@ -96,6 +96,35 @@ impl Db {
         Ok(())
     }
 
+    /// Stores candles where none is stored yet; existing ones (recorded from live ticks, or
+    /// written by another instance) stay as they are.
+    pub async fn insert_missing_candles(&self, candles: &[CandleRow]) -> Result<(), DbErr> {
+        for chunk in candles.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO candles (symbol, span, start, open, high, low, close, ticks) \
+                 VALUES {} ON CONFLICT (symbol, span, start) DO NOTHING",
+                values_list(chunk.len(), 8)
+            );
+            let values: Vec<Value> = chunk
+                .iter()
+                .flat_map(|c| {
+                    [
+                        c.symbol.clone().into(),
+                        c.span.clone().into(),
+                        c.start.into(),
+                        c.open.into(),
+                        c.high.into(),
+                        c.low.into(),
+                        c.close.into(),
+                        c.ticks.into(),
+                    ]
+                })
+                .collect();
+            self.conn().execute_raw(self.stmt(&sql, values)).await?;
+        }
+        Ok(())
+    }
+
     /// Candles of one span in `[from, to)`, oldest first, at most `limit`.
     pub async fn candles(
         &self,

@@ -280,10 +280,25 @@ impl Application {
                 self.state.market.clone(),
                 m.coinbase_url.clone(),
             )),
-            PriceFeed::Simulated => tokio::spawn(etx_core::market::run_simulated(
-                self.state.market.clone(),
-                Duration::from_millis(m.tick_ms),
-            )),
+            PriceFeed::Simulated => {
+                if m.backfill {
+                    let core = self.state.core.clone();
+                    tokio::spawn(async move {
+                        match etx_core::market::backfill_simulated(&core).await {
+                            Ok(n) => {
+                                tracing::info!(candles = n, "simulated price history filled in")
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "filling in simulated price history failed")
+                            }
+                        }
+                    });
+                }
+                tokio::spawn(etx_core::market::run_simulated(
+                    self.state.market.clone(),
+                    Duration::from_millis(m.tick_ms),
+                ))
+            }
         };
         let recorder =
             etx_core::market::spawn_recorder(self.state.core.clone(), Duration::from_secs(2));

@@ -458,3 +458,61 @@ if ("serviceWorker" in navigator && window.isSecureContext) {
     navigator.serviceWorker.register("/sw.js").catch(function () { /* works without it */ });
   });
 }
+
+// The candle chart: time labels in the reader's zone, and a candle's figures on hover or
+// with the arrow keys once the chart has focus (the chart carries them in data-candles).
+document.addEventListener("DOMContentLoaded", function () {
+  "use strict";
+  var svg = document.querySelector("svg.candles[data-candles]");
+  if (!svg || !window.Intl) return;
+  var tf = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+  var df = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric" });
+  var full = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+  svg.querySelectorAll("text[data-at]").forEach(function (t) {
+    var d = new Date(t.getAttribute("data-at"));
+    if (!isNaN(d.getTime())) t.textContent = (t.getAttribute("data-fmt") === "date" ? df : tf).format(d);
+  });
+  var rows = svg.getAttribute("data-candles").split("|").filter(Boolean).map(function (r) {
+    return r.split(";");
+  });
+  if (!rows.length) return;
+  var from = Number(svg.getAttribute("data-from")), len = Number(svg.getAttribute("data-len"));
+  var slotW = Number(svg.getAttribute("data-plot")) / Number(svg.getAttribute("data-slots"));
+  var width = svg.viewBox.baseVal.width || 760;
+  var out = document.getElementById("chart-readout");
+  var cross = svg.querySelector(".crosshair");
+  var idx = rows.length - 1;
+  function xOf(r) { return (Number(r[0]) - from) / len * slotW + slotW / 2; }
+  function show(i) {
+    if (i < 0 || i >= rows.length) return;
+    idx = i;
+    var r = rows[i], x = xOf(r);
+    if (cross) {
+      cross.setAttribute("x1", x); cross.setAttribute("x2", x);
+      cross.setAttribute("visibility", "visible");
+    }
+    if (out) {
+      out.textContent = full.format(new Date(Number(r[0]))) + " · open " + priceText(r[1]) +
+        " · high " + priceText(r[2]) + " · low " + priceText(r[3]) + " · close " + priceText(r[4]);
+    }
+  }
+  svg.addEventListener("mousemove", function (e) {
+    var box = svg.getBoundingClientRect();
+    var vx = (e.clientX - box.left) / box.width * width, best = 0, dist = Infinity;
+    rows.forEach(function (r, i) {
+      var d = Math.abs(xOf(r) - vx);
+      if (d < dist) { dist = d; best = i; }
+    });
+    show(best);
+  });
+  svg.addEventListener("mouseleave", function () {
+    if (cross && document.activeElement !== svg) cross.setAttribute("visibility", "hidden");
+  });
+  svg.addEventListener("focus", function () { show(idx); });
+  svg.addEventListener("keydown", function (e) {
+    var next = { ArrowLeft: idx - 1, ArrowRight: idx + 1, Home: 0, End: rows.length - 1 }[e.key];
+    if (next === undefined) return;
+    e.preventDefault();
+    show(Math.max(0, Math.min(rows.length - 1, next)));
+  });
+});

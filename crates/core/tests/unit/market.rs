@@ -1,7 +1,10 @@
 //! The price book: which ticks it takes, what it publishes, when it is stale.
 
 use etx_core::Config;
-use etx_core::market::{Market, PRICE_SCALE, SPANS, Tick, price_text, simulated_price, span_len};
+use etx_core::market::{
+    BACKFILL, Market, PRICE_SCALE, SPANS, Tick, price_text, simulated_history, simulated_price,
+    span_len,
+};
 
 fn market() -> Market {
     let c = Config::defaults();
@@ -128,4 +131,40 @@ fn simulated_prices_never_reach_zero() {
     // Before the epoch too (negative times use the same lattice).
     let p = simulated_price("ETH", 3_200 * 100_000_000, -1_000);
     assert!(p > 3_200 * 88_000_000 && p < 3_200 * 112_000_000, "{p}");
+}
+
+#[test]
+fn the_simulated_past_is_computed_candle_by_candle_up_to_the_current_one() {
+    let m = market();
+    let now = 1_700_000_123_456_789;
+    let rows = simulated_history(&m, now, |_| None);
+    let symbols = m.symbols.len();
+    for (span, count) in BACKFILL {
+        let len = span_len(span).unwrap();
+        let current = now - now.rem_euclid(len);
+        let of_span: Vec<_> = rows.iter().filter(|c| c.span == span).collect();
+        assert_eq!(of_span.len(), count as usize * symbols, "{span}");
+        // Every candle is whole and before the one the live feed is filling.
+        assert!(
+            of_span
+                .iter()
+                .all(|c| c.start < current && c.start % len == 0)
+        );
+        assert!(of_span.iter().any(|c| c.start == current - len));
+        for c in &of_span {
+            assert!(
+                c.low <= c.open.min(c.close) && c.high >= c.open.max(c.close),
+                "{c:?}"
+            );
+            let anchor = m.quote(&c.symbol).unwrap().price;
+            assert_eq!(c.open, simulated_price(&c.symbol, anchor, c.start / 1000));
+        }
+    }
+    // The same moment gives the same history on every instance.
+    assert_eq!(rows, simulated_history(&m, now, |_| None));
+    // Nothing older than a span's retention is written.
+    let day = 86_400_000_000;
+    let kept = simulated_history(&m, now, |s| (s == "1h").then_some(2 * day));
+    let hours = kept.iter().filter(|c| c.span == "1h").count();
+    assert_eq!(hours, 47 * symbols, "whole hours within the last two days");
 }

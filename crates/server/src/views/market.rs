@@ -37,6 +37,14 @@ fn percent_change(open: i64, now: i64) -> Option<String> {
 }
 
 pub async fn crypto_view(state: &AppState, symbol: String) -> ApiResult<CryptoView> {
+    Ok(crypto_view_and_day(state, symbol).await?.0)
+}
+
+/// The view and the last 24 hours of 5-minute candles it was computed from.
+pub async fn crypto_view_and_day(
+    state: &AppState,
+    symbol: String,
+) -> ApiResult<(CryptoView, Vec<etx_db::market::CandleRow>)> {
     let q = state.market.quote(&symbol).ok_or(ApiError::NotFound)?;
     let now = now_micros();
     let day = state
@@ -47,7 +55,7 @@ pub async fn crypto_view(state: &AppState, symbol: String) -> ApiResult<CryptoVi
     let high = day.iter().map(|c| c.high).chain([q.price]).max();
     let low = day.iter().map(|c| c.low).chain([q.price]).min();
     let has = first.is_some();
-    Ok(CryptoView {
+    let view = CryptoView {
         change_24h: first.and_then(|o| percent_change(o, q.price)),
         open_24h: first.map(price_text),
         high_24h: high.filter(|_| has).map(price_text),
@@ -57,7 +65,8 @@ pub async fn crypto_view(state: &AppState, symbol: String) -> ApiResult<CryptoVi
         source: state.market.source,
         updated_at: rfc3339(q.at),
         stale: state.market.is_stale(),
-    })
+    };
+    Ok((view, day))
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ mod notice;
 mod notifications;
 mod payments;
 mod security;
+mod stats;
 mod trading;
 mod users;
 mod wallet;
@@ -132,6 +133,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/wallet", get(wallet::view_wallet_get))
         .route("/wallet/transfer", post(wallet::view_transfer_post))
         .route("/transactions", get(wallet::view_transactions_get))
+        .route("/transactions/{id}", get(wallet::view_transaction_get))
         .route("/files", get(files::view_files_get))
         .route(
             "/files/upload",
@@ -182,6 +184,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
             post(payments::view_admin_aml_post),
         )
         .route("/admin/audit", get(admin::view_audit_get))
+        .route("/admin/stats", get(stats::view_stats_get))
         .route("/admin/mail", get(admin::view_mail_get))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -219,6 +222,7 @@ impl Layout {
             "workspace" => &["files", "jobs", "etx"],
             "admin" => &[
                 "users",
+                "stats",
                 "broadcast",
                 "withdrawals",
                 "aml",
@@ -608,6 +612,16 @@ fn error_page_in(layout: Layout, status: StatusCode, title: &str, message: &str)
         message: message.to_string(),
     };
     (status, page).into_response()
+}
+
+/// The not-found page for a signed-in user: what an address that is not theirs shows.
+pub fn not_found_for(u: &WebUser) -> Response {
+    error_page_in(
+        Layout::new(Some(UserView::from(&u.auth.user)), u.csrf.clone(), ""),
+        StatusCode::NOT_FOUND,
+        "Page not found",
+        "There is nothing at this address.",
+    )
 }
 
 /// Unknown paths: JSON for API clients, a page for people (with their header when signed in).

@@ -10,7 +10,7 @@ use crate::views::wallet::TransactionView;
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Form;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use etx_db::ledger::TxFilter;
 use serde::Deserialize;
@@ -298,4 +298,57 @@ pub async fn view_transactions_get(
         error: None,
     };
     page.into_response()
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "transaction.html")]
+pub struct TransactionPage {
+    layout: Layout,
+    tx: TransactionView,
+    kind_label: &'static str,
+    /// Amount plus fee, for what left the account.
+    total: String,
+}
+
+/// One of your transactions; anyone else's (or a malformed id) is the not-found page.
+pub async fn view_transaction_get(
+    State(state): State<AppState>,
+    u: WebUser,
+    Path(id): Path<String>,
+) -> Response {
+    let not_found = || super::not_found_for(&u);
+    let Ok(id) = uuid::Uuid::parse_str(&id) else {
+        return not_found();
+    };
+    let row = match state
+        .db
+        .transaction_of_user(&u.auth.user.id, &id.to_string())
+        .await
+    {
+        Ok(Some(row)) => row,
+        Ok(None) => return not_found(),
+        Err(e) => return PageError::from(e).into_response(),
+    };
+    let scale = state.assets.get(&row.asset).map_or(0, |a| a.scale);
+    let total = etx_domain::money::format_amount(row.amount.saturating_add(row.fee), scale);
+    let kind_label = match row.kind.as_str() {
+        "p2p" => "Transfer",
+        "deposit" => "Deposit",
+        "withdrawal" => "Withdrawal",
+        "trade" => "Trade",
+        "adjustment" => "Adjustment",
+        "refund" => "Refund",
+        _ => "Transaction",
+    };
+    TransactionPage {
+        layout: Layout::new(
+            Some(UserView::from(&u.auth.user)),
+            u.csrf.clone(),
+            "transactions",
+        ),
+        tx: TransactionView::new(&state, &row),
+        kind_label,
+        total,
+    }
+    .into_response()
 }

@@ -289,11 +289,12 @@ async fn every_state_changing_route_writes_an_audit_record() {
             }
         }
     }
-    // Reads that take POST so their filters can travel in a body.
+    // Reads that take POST so their filters (or a password to rate) travel in a body.
     let reads = [
         ("POST", "/api/transactions/export"),
         ("POST", "/api/wallet/withdraw/quote"),
         ("POST", "/api/orders/quote"),
+        ("POST", "/api/auth/password-strength"),
     ];
     let admin = app.user_with_role("treasurer", "admin").await;
     let alice = app.register("alice").await;

@@ -53,6 +53,8 @@ pub fn test_config(data_dir: PathBuf) -> Config {
     c.database.max_connections = 8;
     // Tests fund users through one admin's adjustments; the second-admin approval has its own.
     c.admin.adjust_approval_from_usd = "1000000000000".into();
+    // Market tests count the candles they record; the computed past has its own test.
+    c.market.backfill = false;
     c
 }
 

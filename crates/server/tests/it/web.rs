@@ -837,27 +837,88 @@ async fn admins_see_mail_that_could_not_be_delivered() {
 
 #[tokio::test]
 async fn markets_pages_show_labelled_prices_and_a_drawn_chart() {
-    let app = TestApp::spawn_with(|c| c.market.tick_ms = 50).await;
+    let app = TestApp::spawn_with(|c| {
+        c.market.tick_ms = 50;
+        c.market.backfill = true;
+    })
+    .await;
     app.register("alice").await;
     let b = signed_in(&app, "alice").await;
+    // A fresh install: the simulated feed's past is filled in at start, a day of 5-minute
+    // candles among it.
+    let per_symbol: i64 = etx_core::market::BACKFILL.iter().map(|(_, n)| n).sum();
+    let expected = per_symbol * app.state.market.symbols.len() as i64;
+    let mut filled = 0;
+    for _ in 0..400 {
+        // Computed candles carry their sample count; recorded ones count ticks from one.
+        filled = app
+            .count("SELECT COUNT(*) FROM candles WHERE ticks = 60")
+            .await;
+        if filled >= expected {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        filled, expected,
+        "every asset's past, {per_symbol} candles each"
+    );
+    assert!(
+        app.count("SELECT COUNT(*) FROM candles WHERE symbol = 'BTC' AND span = '5m'")
+            .await
+            >= 300
+    );
+
     let page = page_text(&b, at(&app, "/markets")).await;
     assert!(page.contains("Simulated prices"), "the source is labelled");
     assert!(page.contains("data-price=\"BTC\"") && page.contains("href=\"/markets/ETH\""));
+    assert_eq!(
+        page.matches("<svg class=\"spark ").count(),
+        app.state.market.symbols.len(),
+        "a sparkline per asset"
+    );
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     etx_core::market::flush(&app.state).await.unwrap();
+
+    // A day's chart: every slot filled from the first minute, with axes and a grid.
+    let page = page_text(&b, at(&app, "/markets/btc?range=1d")).await;
+    assert!(page.contains("aria-current=\"page\">1 day<"));
+    let data = page
+        .split("data-candles=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("the candles' figures");
+    let n = data.split('|').count();
+    assert!((287..=289).contains(&n), "{n} candles over a day");
+    assert!(
+        page.matches("class=\"grid\"").count() >= 6,
+        "price and time grid"
+    );
+    assert!(page.contains("data-fmt=\"time\""), "a time axis");
+    assert!(page.contains("class=\"body up\"") || page.contains("class=\"body down\""));
+    // The older interval links still land on the range they suit.
     let page = page_text(&b, at(&app, "/markets/btc?interval=1m")).await;
-    assert!(page.contains("<svg viewBox"), "chart drawn on the server");
-    assert!(page.contains("<rect class="), "with at least one candle");
-    assert!(page.contains("aria-current=\"page\">1m<"));
+    assert!(page.contains("aria-current=\"page\">1 hour<"));
     let r = b.get(at(&app, "/markets/DOGE")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    // An unknown interval falls back to minutes rather than failing.
-    let r = b
-        .get(at(&app, "/markets/BTC?interval=7y"))
-        .send()
+    // An unknown range falls back to a day rather than failing.
+    let page = page_text(&b, at(&app, "/markets/BTC?range=7y")).await;
+    assert!(page.contains("aria-current=\"page\">1 day<"));
+
+    // Filling in again (another instance, a restart) leaves stored candles as they are.
+    app.exec("UPDATE candles SET close = 1 WHERE symbol = 'BTC' AND span = '1d'")
+        .await;
+    etx_core::market::backfill_simulated(&app.state)
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM candles WHERE symbol = 'BTC' AND span = '1d' AND close <> 1 \
+             AND start < (SELECT MAX(start) FROM candles WHERE symbol = 'BTC' AND span = '1d')"
+        )
+        .await,
+        0
+    );
 }
 
 #[tokio::test]
@@ -2281,4 +2342,115 @@ async fn it_installs_as_an_app_that_keeps_only_its_look_and_an_offline_page() {
     assert!(r.text().await.unwrap().contains("You are offline"));
     let home = page_text(&client, at(&app, "/login")).await;
     assert!(home.contains("<link rel=\"manifest\" href=\"/manifest.webmanifest\">"));
+}
+
+#[tokio::test]
+async fn each_transaction_has_its_own_page_and_nobody_elses_is_found() {
+    let app = TestApp::spawn().await;
+    let admin = app.user_with_role("treasurer", "admin").await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    app.fund(&admin, &alice, "USD", "5000.00").await;
+    app.verify(&alice).await;
+    app.verify(&bob).await;
+    let key = uuid::Uuid::now_v7().to_string();
+    let r = app
+        .money_post(
+            "/api/transfers/p2p",
+            Some(&key),
+            serde_json::json!({"recipient": "bob", "amount": "1234.50", "currency": "USD", "note": "deposit for the flat"}),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let a = signed_in(&app, "alice").await;
+    let list = page_text(&a, at(&app, "/transactions")).await;
+    let link = list
+        .split("href=\"/transactions/")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("a row links to its page")
+        .to_string();
+    let page = page_text(&a, at(&app, &format!("/transactions/{link}"))).await;
+    assert!(page.contains("Transfer sent"), "{page}");
+    assert!(page.contains("−1,234.50 USD"));
+    assert!(page.contains("deposit for the flat") && page.contains("<dd>bob</dd>"));
+    assert!(page.contains(&format!("<code id=\"tx-id\">{link}</code>")));
+    // Bob's side of it, and a malformed id, are not Alice's to see.
+    let b = signed_in(&app, "bob").await;
+    let r = b
+        .get(at(&app, &format!("/transactions/{link}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(
+        r.text().await.unwrap().contains("<summary>bob</summary>"),
+        "with bob's header"
+    );
+    let r = a
+        .get(at(&app, "/transactions/not-an-id"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn staff_see_the_platforms_health_on_one_page() {
+    let app = TestApp::spawn().await;
+    let admin = app.user_with_role("treasurer", "admin").await;
+    app.user_with_role("watcher", "moderator").await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    app.verify(&alice).await;
+    app.verify(&bob).await;
+    app.fund(&admin, &alice, "USD", "2500.00").await;
+    let key = uuid::Uuid::now_v7().to_string();
+    let r = app
+        .money_post(
+            "/api/transfers/p2p",
+            Some(&key),
+            serde_json::json!({"recipient": "bob", "amount": "1000.00", "currency": "USD"}),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    app.state.db.chain_all_audit().await.unwrap();
+
+    let staff = signed_in(&app, "watcher").await;
+    let page = page_text(&staff, at(&app, "/admin/stats")).await;
+    // Four accounts were made today: the last bar of sign-ups says so.
+    let signups = page
+        .split("id=\"stats-signups\"")
+        .nth(1)
+        .and_then(|s| s.split("</section>").next())
+        .unwrap();
+    assert!(signups.contains("4 in 30 days"), "{signups}");
+    assert_eq!(signups.matches("<rect class=\"bar\"").count(), 30);
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    assert!(
+        signups.contains(&format!("<title>{today}: 4</title>")),
+        "{signups}"
+    );
+    // The transfer counts once, at its value; the ledger balances.
+    let volume = page.split("id=\"volume\"").nth(1).unwrap();
+    assert!(
+        volume.contains(
+            "<th scope=\"row\">USD</th><td class=\"num\">1</td><td class=\"num\">1,000.00</td>"
+        ),
+        "{volume}"
+    );
+    let totals = page.split("id=\"totals\"").nth(1).unwrap();
+    assert!(
+        totals.contains("<td class=\"num\">2,500.00</td>"),
+        "users hold what was funded"
+    );
+    assert!(totals.contains("balanced") && !totals.contains("does not balance"));
+    assert!(page.contains("data-queue=\"aml\">0<"));
+
+    // Not for users.
+    let user = signed_in(&app, "alice").await;
+    let r = user.get(at(&app, "/admin/stats")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
