@@ -521,6 +521,8 @@ impl Browser {
 
     /// Presses Tab until the element matching `css` has the focus (at most 40 times); panics
     /// if it never does. Answers whether the focus was visible on it (an outline drawn).
+    /// Presses Tab until `css` has the focus; whether its focus ring shows (an outline at
+    /// least 2 px wide whose colour contrasts 3:1 or more with what is behind it).
     pub async fn tab_to(&self, css: &str) -> bool {
         for _ in 0..40 {
             let here = self
@@ -529,7 +531,17 @@ impl Browser {
                     "const e = document.activeElement; \
                      if (!e || !e.matches(arguments[0])) return null; \
                      const s = getComputedStyle(e); \
-                     return s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) >= 2;",
+                     if (s.outlineStyle === 'none' || parseFloat(s.outlineWidth) < 2) return false; \
+                     const rgb = c => (c.match(/[\\d.]+/g) || []).map(Number); \
+                     let bg = [255, 255, 255], n = e.parentElement; \
+                     while (n) { const c = rgb(getComputedStyle(n).backgroundColor); \
+                       if (c.length === 3 || (c.length === 4 && c[3] > 0)) { bg = c.slice(0, 3); break; } \
+                       n = n.parentElement; } \
+                     const lum = c => { const [r, g, b] = c.slice(0, 3).map(v => { v /= 255; \
+                       return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); }); \
+                       return 0.2126 * r + 0.7152 * g + 0.0722 * b; }; \
+                     const [a, b] = [lum(rgb(s.outlineColor)), lum(bg)]; \
+                     return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05) >= 3;",
                     vec![css.into()],
                 )
                 .await

@@ -502,6 +502,19 @@ async fn deposit_then_withdraw_with_staff_approval_in_chromium() {
         )
         .await;
     assert!(label.as_str().unwrap().contains("available"), "{label}");
+    // "Max" fills in the most that can leave with its fee, less than what is held.
+    b.click("#withdraw-max").await;
+    let max = b
+        .wait_for_js(
+            "const v = document.getElementById('amount').value; return v ? v : null;",
+            "the maximum filled in",
+        )
+        .await;
+    let max: f64 = max.as_str().unwrap().parse().unwrap();
+    assert!(
+        (90.0..100.0).contains(&max),
+        "about $100 held, less the fee: {max}"
+    );
     b.fill("#amount", "20").await;
     b.wait_for_js(
         "document.getElementById('currency').value = 'USDT'; return true;",
@@ -874,6 +887,7 @@ const PAGES: &[&str] = &[
     "/security",
     "/security/sessions",
     "/notifications",
+    "/leaderboard",
     "/admin/users",
     "/admin/stats",
     "/admin/broadcast",
@@ -1077,6 +1091,46 @@ async fn sending_money_by_keyboard_alone_goes_through_a_confirmation_in_chromium
     )
     .await;
     assert_eq!(b.text("[data-asset='USD']").await, "37.66");
+
+    // Signing in by keyboard: Tab to each field, type, Enter.
+    b.click("form[action='/logout'] button[type=submit]").await;
+    b.wait_for_path("/login").await;
+    assert!(
+        b.tab_to("#login").await,
+        "focus is visible on the login field"
+    );
+    b.fill("#login", "treasurer").await;
+    assert!(
+        b.tab_to("#password").await,
+        "focus is visible on the password"
+    );
+    b.fill("#password", "Adm1n-Passphrase").await;
+    b.press(Key::Enter).await;
+    b.wait_for_path("/").await;
+
+    // A staff action by keyboard: suspend the account, with a reason.
+    b.goto(&app.url(&format!("/admin/users/{}", me.id))).await;
+    assert!(b.tab_to("#action").await, "focus is visible on the action");
+    b.find("#action")
+        .await
+        .send_keys("Suspend")
+        .await
+        .expect("choose by typing");
+    assert!(b.tab_to("#reason").await, "focus is visible on the reason");
+    b.fill("#reason", "card reported stolen").await;
+    assert!(
+        b.tab_to("form[action^='/admin/users/'] button[type=submit]")
+            .await,
+        "focus is visible on Apply"
+    );
+    b.press(Key::Enter).await;
+    b.wait_for_js(
+        "return location.search.startsWith('?msg=') ? location.search : null;",
+        "the change to be applied",
+    )
+    .await;
+    let suspended = s.db.user_by_login("keyboarder").await.unwrap().unwrap();
+    assert!(!suspended.is_active, "the account is suspended");
     b.close().await;
 }
 

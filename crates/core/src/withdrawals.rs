@@ -43,6 +43,39 @@ pub fn withdrawal_fee(amount: i64, basis_points: i64, min_fee: i64) -> Option<i6
     Some(pct.max(min_fee))
 }
 
+/// The largest amount whose withdrawal (amount plus its fee) fits in `balance`; 0 when not
+/// even the fee fits. Amount plus fee only grows with the amount, so a binary search finds it.
+pub fn max_amount(balance: i64, basis_points: i64, min_fee: i64) -> i64 {
+    let fits = |a: i64| {
+        withdrawal_fee(a, basis_points, min_fee)
+            .and_then(|f| a.checked_add(f))
+            .is_some_and(|t| t <= balance)
+    };
+    if balance <= 0 || !fits(0) {
+        return 0;
+    }
+    let (mut lo, mut hi) = (0i64, balance);
+    while lo < hi {
+        let mid = lo + (hi - lo + 1) / 2;
+        if fits(mid) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    lo
+}
+
+/// `max_amount` for one of the user's assets, as a decimal; `None` for an asset that cannot be
+/// withdrawn or a balance that does not parse.
+pub fn max_for(state: &Core, currency: &str, balance: &str) -> Option<String> {
+    let asset = state.assets.get(currency)?;
+    let (_, min_fee) = state.rules.networks.get(&asset.code).copied()?;
+    let minor = etx_domain::money::parse_amount(balance, asset.scale).ok()?;
+    let max = max_amount(minor, state.rules.fee_basis_points, min_fee);
+    Some(format_amount(max, asset.scale))
+}
+
 pub fn quote<'a>(
     state: &'a Core,
     currency: &str,
@@ -715,7 +748,25 @@ impl Staff<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::withdrawal_fee;
+    use super::{max_amount, withdrawal_fee};
+
+    #[test]
+    fn the_maximum_leaves_exactly_room_for_its_fee() {
+        // 1 % fee, no minimum: 101.00 covers 100.00 and its 1.00 fee.
+        assert_eq!(max_amount(10_100, 100, 0), 10_000);
+        // One cent more would need a fee rounded up past the balance.
+        assert_eq!(max_amount(10_099, 100, 0), 9_999);
+        // The minimum fee decides small balances; nothing fits under it.
+        assert_eq!(max_amount(2_500, 100, 2_000), 500);
+        assert_eq!(max_amount(2_000, 100, 2_000), 0);
+        assert_eq!(max_amount(0, 100, 0), 0);
+        for balance in [1, 7, 999, 123_456_789, i64::MAX / 2] {
+            let m = max_amount(balance, 100, 3);
+            let total = |a: i64| a + withdrawal_fee(a, 100, 3).unwrap();
+            assert!(m == 0 || total(m) <= balance, "{balance}");
+            assert!(total(m + 1) > balance, "{balance}: {m} is the largest");
+        }
+    }
 
     #[test]
     fn fees_round_up_and_respect_the_minimum() {

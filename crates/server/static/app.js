@@ -516,3 +516,24 @@ document.addEventListener("DOMContentLoaded", function () {
     show(Math.max(0, Math.min(rows.length - 1, next)));
   });
 });
+
+// "Max" fills in the most that can leave with its fee (the server computes it per asset).
+(function () {
+  "use strict";
+  document.querySelectorAll("button[data-max-of]").forEach(function (b) {
+    var select = document.getElementById(b.getAttribute("data-max-of"));
+    var into = document.getElementById(b.getAttribute("data-max-into"));
+    if (!select || !into) return;
+    function sync() {
+      var o = select.options[select.selectedIndex];
+      var max = o && o.getAttribute("data-max");
+      b.hidden = !max || !/[1-9]/.test(max);
+    }
+    select.addEventListener("change", sync);
+    sync();
+    b.addEventListener("click", function () {
+      var o = select.options[select.selectedIndex];
+      if (o && o.getAttribute("data-max")) { into.value = o.getAttribute("data-max"); into.focus(); }
+    });
+  });
+})();

@@ -721,3 +721,51 @@ pub async fn view_terms_get(
     };
     (out, TermsPage { layout }).into_response()
 }
+
+pub struct LeaderRow {
+    rank: usize,
+    username: String,
+    level: i64,
+    points: i64,
+    me: bool,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "leaderboard.html")]
+pub struct LeaderboardPage {
+    layout: Layout,
+    week: bool,
+    rows: Vec<LeaderRow>,
+}
+
+#[derive(serde::Deserialize)]
+pub struct LeaderboardQuery {
+    period: Option<String>,
+}
+
+/// The 50 people with the most experience this week (or ever), the reader marked.
+pub async fn view_leaderboard_get(
+    State(state): State<AppState>,
+    u: WebUser,
+    Query(q): Query<LeaderboardQuery>,
+) -> PageResult {
+    let week = q.period.as_deref() != Some("all");
+    let rows = etx_core::xp::leaderboard(&state, week, 50)
+        .await?
+        .into_iter()
+        .enumerate()
+        .map(|(i, (user, points))| LeaderRow {
+            rank: i + 1,
+            level: etx_domain::Level::from_exp(user.exp).level,
+            me: user.id == u.auth.user.id,
+            username: user.username,
+            points,
+        })
+        .collect();
+    Ok(LeaderboardPage {
+        layout: Layout::new(Some(UserView::from(&u.auth.user)), u.csrf, "leaderboard"),
+        week,
+        rows,
+    }
+    .into_response())
+}

@@ -49,6 +49,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         )
         .route("/terms", get(account::view_terms_get))
         .route("/offline", get(account::view_offline_get))
+        .route("/leaderboard", get(account::view_leaderboard_get))
         .route("/manifest.webmanifest", get(assets::manifest))
         .route("/sw.js", get(assets::service_worker))
         .route("/login/2fa", post(account::view_login_2fa_post))
@@ -230,7 +231,7 @@ impl Layout {
                 "audit",
                 "mail",
             ],
-            "account" => &["profile", "security", "notifications"],
+            "account" => &["profile", "security", "notifications", "leaderboard"],
             _ => &[],
         };
         pages.contains(&self.active)

@@ -338,6 +338,8 @@ pub struct WithdrawPage {
     assets: Vec<String>,
     /// What the user has of each asset, shown next to it.
     available: BTreeMap<String, String>,
+    /// The most that can be withdrawn of each asset held, its fee included.
+    max: BTreeMap<String, String>,
     form: WithdrawForm,
     quote: Option<QuoteLine>,
     idempotency_key: String,
@@ -391,10 +393,15 @@ async fn withdraw_page(
         Some(e) => page_error(e),
         None => (StatusCode::OK, None, BTreeMap::new()),
     };
+    let max = available
+        .iter()
+        .filter_map(|(a, b)| Some((a.clone(), withdrawals::max_for(state, a, b)?)))
+        .collect();
     let page = WithdrawPage {
         layout: layout(u, "withdraw", q),
         assets,
         available,
+        max,
         form,
         quote,
         idempotency_key: uuid::Uuid::now_v7().to_string(),

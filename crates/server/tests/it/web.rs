@@ -54,7 +54,38 @@ async fn register_home_profile_logout_through_pages() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(r.text().await.unwrap().contains("does not match"));
+    let html = r.text().await.unwrap();
+    assert!(html.contains("does not match"));
+    // The field in error is marked for assistive technology and points at its message; the
+    // others are not.
+    assert!(
+        html.contains("aria-describedby=\"confirm-err\" aria-invalid=\"true\">"),
+        "{html}"
+    );
+    assert!(html.contains("<small id=\"confirm-err\" class=\"error\">"));
+    assert_eq!(html.matches("aria-invalid=\"true\"").count(), 1);
+    // A guessable password is marked as the password's error, with the reason.
+    let r = b
+        .post(at(&app, "/register"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("username", "webby"),
+            ("email", "webby@example.com"),
+            ("password", "Password123!"),
+            ("confirm_password", "Password123!"),
+            ("terms", "on"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("<small id=\"password-err\" class=\"error\">Password is too easy to guess")
+            || html.contains("<small id=\"password-err\" class=\"error\">is too easy to guess"),
+        "{html}"
+    );
+    assert!(html.contains("data-strength-from=\"username email\" aria-invalid=\"true\">"));
     let r = b
         .post(at(&app, "/register"))
         .form(&[
@@ -2453,4 +2484,33 @@ async fn staff_see_the_platforms_health_on_one_page() {
     let user = signed_in(&app, "alice").await;
     let r = user.get(at(&app, "/admin/stats")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_leaderboard_ranks_by_experience_and_marks_the_reader() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    app.exec(&format!(
+        "UPDATE users SET exp = 1250 WHERE id = '{}'",
+        bob.id
+    ))
+    .await;
+    app.exec(&format!(
+        "UPDATE users SET exp = 40 WHERE id = '{}'",
+        alice.id
+    ))
+    .await;
+    let a = signed_in(&app, "alice").await;
+    let page = page_text(&a, at(&app, "/leaderboard?period=all")).await;
+    let table = page.split("id=\"leaders\"").nth(1).expect("a table");
+    let (bob_at, alice_at) = (table.find("bob").unwrap(), table.find("alice").unwrap());
+    assert!(bob_at < alice_at, "most experience first");
+    assert!(table.contains("<td class=\"num\">1,250</td>"));
+    assert!(table.contains("alice <strong>(you)</strong>"));
+    assert!(page.contains("aria-current=\"page\">All time<"));
+    // This week counts what was earned this week: nothing yet.
+    let page = page_text(&a, at(&app, "/leaderboard")).await;
+    assert!(page.contains("aria-current=\"page\">This week<"));
+    assert!(page.contains("Nobody has earned experience this week yet."));
 }
