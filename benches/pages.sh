@@ -23,7 +23,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 PASSWORD=Bench-Pass-2718
 ADMIN=benchadmin
 USER_PAGES=(/ /markets /markets/BTC /trade /portfolio /alerts /wallet /deposit /withdraw
-    /transactions /files /jobs /etx /profile /security /security/sessions /notifications)
+    /transactions /files /jobs /etx /profile /security /profile/sessions /notifications /leaderboard)
 STAFF_PAGES=(/admin/users /admin/stats /admin/withdrawals /admin/aml /admin/trading
     /admin/audit /admin/mail)
 ASSETS=(/static/app.css /static/app.js /static/favicon.svg /manifest.webmanifest)

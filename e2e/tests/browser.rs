@@ -885,7 +885,7 @@ const PAGES: &[&str] = &[
     "/etx",
     "/profile",
     "/security",
-    "/security/sessions",
+    "/profile/sessions",
     "/notifications",
     "/leaderboard",
     "/admin/users",

@@ -133,6 +133,9 @@ pub struct Update {
 
 /// The price book: latest quote per symbol, a feed of ready-made `price_update` messages for
 /// WebSocket clients, and the ticks and candles waiting to be stored.
+/// A day of candles and when it was read.
+type DayRead = (i64, std::sync::Arc<Vec<CandleRow>>);
+
 pub struct Market {
     pub source: &'static str,
     pub symbols: Vec<String>,
@@ -143,6 +146,10 @@ pub struct Market {
     last_tick: AtomicI64,
     stale_after: i64,
     malformed: std::sync::atomic::AtomicU64,
+    /// The last day of 5-minute candles per symbol and when it was read: every market page
+    /// and the home page's 24-hour change start from it, and it changes every five minutes.
+    day: Mutex<HashMap<String, DayRead>>,
+    day_fresh_micros: i64,
 }
 
 impl Market {
@@ -171,6 +178,10 @@ impl Market {
             symbols,
             anchors,
             book: Mutex::new(book),
+            day: Mutex::new(HashMap::new()),
+            day_fresh_micros: i64::try_from(cfg.day_cache_ms)
+                .unwrap_or(0)
+                .saturating_mul(1000),
             updates,
             last_tick: AtomicI64::new(now),
             malformed: std::sync::atomic::AtomicU64::new(0),
@@ -577,6 +588,9 @@ pub struct MarketConfig {
     pub candle_retention_days_1m: i64,
     pub candle_retention_days_5m: i64,
     pub candle_retention_days_1h: i64,
+    /// How long a symbol's last day of candles is reused before it is read again (0: never).
+    #[serde(default = "day_cache_ms")]
+    pub day_cache_ms: u64,
     /// With the simulated feed: compute and store its past candles at start.
     #[serde(default = "yes")]
     pub backfill: bool,
@@ -584,4 +598,40 @@ pub struct MarketConfig {
 
 fn yes() -> bool {
     true
+}
+
+fn day_cache_ms() -> u64 {
+    5000
+}
+
+/// The last 24 hours of 5-minute candles of `symbol`, oldest first: read from the database at
+/// most once per `[market] day_cache_ms`, shared by every request in between.
+pub async fn day_candles(
+    state: &crate::Core,
+    symbol: &str,
+) -> Result<std::sync::Arc<Vec<CandleRow>>, etx_db::DbErr> {
+    const DAY: i64 = 86_400_000_000;
+    let m = &state.market;
+    let now = now_micros();
+    if m.day_fresh_micros > 0 {
+        let cached = m.day.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, rows)) = cached.get(symbol)
+            && now - at < m.day_fresh_micros
+        {
+            return Ok(rows.clone());
+        }
+    }
+    let rows = std::sync::Arc::new(
+        state
+            .db
+            .candles(symbol, "5m", now - DAY, now + 1, 300)
+            .await?,
+    );
+    if m.day_fresh_micros > 0 {
+        m.day
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(symbol.to_string(), (now, rows.clone()));
+    }
+    Ok(rows)
 }

@@ -399,7 +399,6 @@ pub async fn worth(state: &Core, user_id: &str) -> Result<Worth, CoreError> {
     for h in state.db.holdings(user_id).await? {
         *totals.entry(h.asset).or_default() += h.balance;
     }
-    let now = now_micros();
     let mut lines = Vec::new();
     for (asset, total) in totals.into_iter().filter(|(_, t)| *t != 0) {
         let scale = state.assets.get(&asset).map_or(2, |a| a.scale);
@@ -411,9 +410,7 @@ pub async fn worth(state: &Core, user_id: &str) -> Result<Worth, CoreError> {
                 .quote(&asset)
                 .map(|q| q.price)
                 .filter(|p| *p > 0);
-            let open = state
-                .db
-                .candles(&asset, "5m", now - DAY, now + 1, 1)
+            let open = crate::market::day_candles(state, &asset)
                 .await?
                 .first()
                 .map(|c| c.open)

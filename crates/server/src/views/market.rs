@@ -4,7 +4,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::views::rfc3339;
 use etx_core::market::price_text;
-use etx_db::now_micros;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -44,13 +43,9 @@ pub async fn crypto_view(state: &AppState, symbol: String) -> ApiResult<CryptoVi
 pub async fn crypto_view_and_day(
     state: &AppState,
     symbol: String,
-) -> ApiResult<(CryptoView, Vec<etx_db::market::CandleRow>)> {
+) -> ApiResult<(CryptoView, std::sync::Arc<Vec<etx_db::market::CandleRow>>)> {
     let q = state.market.quote(&symbol).ok_or(ApiError::NotFound)?;
-    let now = now_micros();
-    let day = state
-        .db
-        .candles(&symbol, "5m", now - 24 * 3_600_000_000, now + 1, 300)
-        .await?;
+    let day = etx_core::market::day_candles(state, &symbol).await?;
     let first = day.first().map(|c| c.open);
     let high = day.iter().map(|c| c.high).chain([q.price]).max();
     let low = day.iter().map(|c| c.low).chain([q.price]).min();

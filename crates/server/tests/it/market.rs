@@ -313,10 +313,16 @@ async fn ticks_become_candles_served_as_history() {
 
 #[tokio::test]
 async fn the_24_hour_change_comes_from_stored_candles() {
-    // A slow feed: the price stays at the reference (65,000) for the whole test.
-    let app = TestApp::spawn_with(|c| c.market.tick_ms = 60_000).await;
+    // A slow feed: the price stays at the reference (65,000) for the whole test. The day of
+    // candles is read at most every 400 ms.
+    let app = TestApp::spawn_with(|c| {
+        c.market.tick_ms = 60_000;
+        c.market.day_cache_ms = 400;
+    })
+    .await;
     let none = json_of(&app, "/api/crypto/BTC").await;
     assert_eq!(none["change_24h"], Value::Null, "no history yet");
+    let read_at = std::time::Instant::now();
     let now = etx_db::now_micros();
     let five = 5 * 60_000_000;
     let start = now - 23 * 3_600_000_000;
@@ -349,6 +355,17 @@ async fn the_24_hour_change_comes_from_stored_candles() {
         ])
         .await
         .unwrap();
+    // Within the cache's lifetime the day read before is reused; after it, the new candles
+    // count.
+    if read_at.elapsed() < Duration::from_millis(300) {
+        let cached = json_of(&app, "/api/crypto/BTC").await;
+        assert_eq!(
+            cached["change_24h"],
+            Value::Null,
+            "the day read moments ago"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(450)).await;
     let btc = json_of(&app, "/api/crypto/BTC").await;
     assert_eq!(btc["price"], "65000.00");
     assert_eq!(btc["change_24h"], "8.33");
