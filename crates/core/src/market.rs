@@ -404,14 +404,7 @@ pub fn simulated_history(
 /// Writes the simulated feed's past candles (see `simulated_history`).
 pub async fn backfill_simulated(state: &crate::Core) -> Result<usize, etx_db::DbErr> {
     let m = &state.config.market;
-    let day = 86_400_000_000;
-    let retention = |span: &str| match span {
-        "1m" => Some(m.candle_retention_days_1m * day),
-        "5m" => Some(m.candle_retention_days_5m * day),
-        "1h" => Some(m.candle_retention_days_1h * day),
-        _ => None,
-    };
-    let rows = simulated_history(&state.market, now_micros(), retention);
+    let rows = simulated_history(&state.market, now_micros(), |s| m.candle_retention(s));
     state.db.insert_missing_candles(&rows).await?;
     Ok(rows.len())
 }
@@ -594,6 +587,19 @@ pub struct MarketConfig {
     /// With the simulated feed: compute and store its past candles at start.
     #[serde(default = "yes")]
     pub backfill: bool,
+}
+
+impl MarketConfig {
+    /// How long stored candles of `span` are kept, in microseconds; `None`: for good (daily).
+    pub fn candle_retention(&self, span: &str) -> Option<i64> {
+        let days = match span {
+            "1m" => self.candle_retention_days_1m,
+            "5m" => self.candle_retention_days_5m,
+            "1h" => self.candle_retention_days_1h,
+            _ => return None,
+        };
+        Some(days * 86_400_000_000)
+    }
 }
 
 fn yes() -> bool {

@@ -69,12 +69,8 @@ pub async fn purge_idempotency_keys(state: &Core) -> u64 {
 pub async fn purge_market_data(state: &Core) {
     let m = &state.config.market;
     let now = etx_db::now_micros();
-    let day = 86_400_000_000_i64;
-    let cutoffs = [
-        ("1m", now - m.candle_retention_days_1m * day),
-        ("5m", now - m.candle_retention_days_5m * day),
-        ("1h", now - m.candle_retention_days_1h * day),
-    ];
+    let cutoff = |span: &'static str| (span, now - m.candle_retention(span).unwrap_or(0));
+    let cutoffs = [cutoff("1m"), cutoff("5m"), cutoff("1h")];
     let ticks = now - m.tick_retention_hours * 3_600_000_000;
     if let Err(e) = state.db.purge_market(ticks, &cutoffs).await {
         tracing::warn!(error = %e, "market data clean-up failed; will retry");

@@ -65,44 +65,30 @@ impl Db {
     /// Merges partial candles into the stored ones: the first open stays, highs and lows widen,
     /// the later close wins. Instances that each see ticks can merge into the same rows.
     pub async fn merge_candles(&self, candles: &[CandleRow]) -> Result<(), DbErr> {
-        for chunk in candles.chunks(CHUNK) {
-            let sql = format!(
-                "INSERT INTO candles (symbol, span, start, open, high, low, close, ticks) \
-                 VALUES {} ON CONFLICT (symbol, span, start) DO UPDATE SET \
-                 high = CASE WHEN excluded.high > candles.high THEN excluded.high \
-                   ELSE candles.high END, \
-                 low = CASE WHEN excluded.low < candles.low THEN excluded.low \
-                   ELSE candles.low END, \
-                 close = excluded.close, ticks = candles.ticks + excluded.ticks",
-                values_list(chunk.len(), 8)
-            );
-            let values: Vec<Value> = chunk
-                .iter()
-                .flat_map(|c| {
-                    [
-                        c.symbol.clone().into(),
-                        c.span.clone().into(),
-                        c.start.into(),
-                        c.open.into(),
-                        c.high.into(),
-                        c.low.into(),
-                        c.close.into(),
-                        c.ticks.into(),
-                    ]
-                })
-                .collect();
-            self.conn().execute_raw(self.stmt(&sql, values)).await?;
-        }
-        Ok(())
+        self.write_candles(
+            candles,
+            "DO UPDATE SET \
+             high = CASE WHEN excluded.high > candles.high THEN excluded.high \
+               ELSE candles.high END, \
+             low = CASE WHEN excluded.low < candles.low THEN excluded.low \
+               ELSE candles.low END, \
+             close = excluded.close, ticks = candles.ticks + excluded.ticks",
+        )
+        .await
     }
 
     /// Stores candles where none is stored yet; existing ones (recorded from live ticks, or
     /// written by another instance) stay as they are.
     pub async fn insert_missing_candles(&self, candles: &[CandleRow]) -> Result<(), DbErr> {
+        self.write_candles(candles, "DO NOTHING").await
+    }
+
+    /// Multi-row inserts of `candles`, `on_conflict` deciding what happens to a stored one.
+    async fn write_candles(&self, candles: &[CandleRow], on_conflict: &str) -> Result<(), DbErr> {
         for chunk in candles.chunks(CHUNK) {
             let sql = format!(
                 "INSERT INTO candles (symbol, span, start, open, high, low, close, ticks) \
-                 VALUES {} ON CONFLICT (symbol, span, start) DO NOTHING",
+                 VALUES {} ON CONFLICT (symbol, span, start) {on_conflict}",
                 values_list(chunk.len(), 8)
             );
             let values: Vec<Value> = chunk

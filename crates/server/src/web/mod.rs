@@ -635,16 +635,15 @@ pub async fn not_found(uri: Uri, user: Option<WebUser>) -> Response {
     {
         ApiError::NotFound.into_response()
     } else {
-        let layout = match user {
-            Some(u) => Layout::new(Some(UserView::from(&u.auth.user)), u.csrf, ""),
-            None => Layout::new(None, String::new(), ""),
-        };
-        error_page_in(
-            layout,
-            StatusCode::NOT_FOUND,
-            "Page not found",
-            "There is nothing at this address.",
-        )
+        match user {
+            Some(u) => not_found_for(&u),
+            None => error_page_in(
+                Layout::new(None, String::new(), ""),
+                StatusCode::NOT_FOUND,
+                "Page not found",
+                "There is nothing at this address.",
+            ),
+        }
     }
 }
 
