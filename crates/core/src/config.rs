@@ -86,6 +86,7 @@ impl std::fmt::Debug for Config {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DatabaseConfig {
     pub max_connections: u32,
+    pub acquire_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -141,6 +142,8 @@ pub struct HttpConfig {
     pub trust_forwarded_for: Option<bool>,
     pub request_timeout_secs: u64,
     pub json_body_limit_bytes: usize,
+    pub drain_delay_ms: u64,
+    pub shutdown_deadline_secs: u64,
 }
 
 /// Where uploaded objects live.

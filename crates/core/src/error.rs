@@ -85,8 +85,41 @@ impl CoreError {
 
 impl From<etx_db::DbErr> for CoreError {
     fn from(e: etx_db::DbErr) -> Self {
-        CoreError::Internal(anyhow::Error::new(e).context("database"))
+        CoreError::internal(anyhow::Error::new(e).context("database"))
     }
+}
+
+/// How long a client is asked to wait when the database cannot be reached: about what a
+/// restart or a failover takes, and the pool reconnects by itself meanwhile.
+pub const DATABASE_RETRY_SECS: u64 = 2;
+
+impl CoreError {
+    /// An unexpected failure, except that one caused by the database being unreachable (a
+    /// restart, a failover, a full pool) is a 503 the client may retry, never a 500.
+    pub fn internal(e: anyhow::Error) -> Self {
+        if database_unreachable(&e) {
+            tracing::warn!(
+                request_id = %current_request_id(),
+                error = format!("{e:#}"),
+                "database unreachable"
+            );
+            return CoreError::Busy {
+                message: "the database cannot be reached just now; try again in a few seconds \
+                          (money requests with the same Idempotency-Key)"
+                    .into(),
+                retry_after_secs: DATABASE_RETRY_SECS,
+            };
+        }
+        CoreError::Internal(e)
+    }
+}
+
+/// Whether `e` comes from a database that could not be reached.
+pub fn database_unreachable(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<etx_db::DbErr>()
+            .is_some_and(|d| etx_db::classify(d) == etx_db::DbErrorKind::Unreachable)
+    })
 }
 
 tokio::task_local! {

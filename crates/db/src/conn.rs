@@ -99,6 +99,16 @@ pub struct Db {
 impl Db {
     /// Connects to `url` (`sqlite://path?mode=rwc` or `postgres://…`).
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Db> {
+        Db::connect_with(url, max_connections, Duration::from_secs(10)).await
+    }
+
+    /// As `connect`, with how long a caller waits for a connection before the pool gives up
+    /// (an error `classify` calls `Unreachable`).
+    pub async fn connect_with(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+    ) -> anyhow::Result<Db> {
         let kind = if url.starts_with("sqlite:") {
             DbKind::Sqlite
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
@@ -108,7 +118,7 @@ impl Db {
         };
         let mut opts = ConnectOptions::new(url.to_string());
         opts.sqlx_logging(false)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(acquire_timeout)
             .connect_timeout(Duration::from_secs(10));
         match kind {
             DbKind::Sqlite => {
@@ -198,19 +208,24 @@ impl Db {
         crate::migrate::run(self).await
     }
 
-    /// Runs a write. A write may have changed a user or session, so cached sessions and
-    /// recipients are dropped.
+    /// Runs a write. A write that changed a row may have changed a user or session, so cached
+    /// sessions and recipients are dropped.
     pub async fn execute(
         &self,
         sql: &str,
         values: impl IntoIterator<Item = Value>,
     ) -> Result<u64, DbErr> {
-        let _cleared = self.sessions.clear_on_drop();
+        let cleared = self.sessions.clear_on_drop();
         let n = self
             .conn
             .execute_raw(self.stmt(sql, values))
             .await?
             .rows_affected();
+        if n == 0 {
+            // Nothing changed (a login resetting a counter already at zero): nothing cached
+            // is stale, here or on other instances.
+            std::mem::forget(cleared);
+        }
         Ok(n)
     }
 
@@ -222,10 +237,35 @@ impl Db {
     }
 
     /// Keeps looked-up sessions for up to `ttl` (zero disables). Only safe while every write to
-    /// users and sessions goes through this process, i.e. a single instance.
+    /// users and sessions goes through this process (a single instance), or while the other
+    /// instances' clears reach this one (`clear_sessions_from_elsewhere`).
     pub fn with_session_cache(self, ttl: Duration) -> Self {
         self.sessions.set_ttl(ttl);
         self
+    }
+
+    /// Changes how long sessions are kept (zero disables), dropping what is cached.
+    pub fn set_session_cache_ttl(&self, ttl: Duration) {
+        self.sessions.set_ttl(ttl);
+    }
+
+    /// `tell` runs after each clear of cached sessions caused by a write of this process
+    /// (logout, suspension, a password or role change). Set once.
+    pub fn on_session_clear(&self, tell: impl Fn() + Send + Sync + 'static) {
+        let _ = self.sessions.on_clear.set(Box::new(tell));
+    }
+
+    /// How many clears this process's writes have caused so far.
+    pub fn session_clears(&self) -> u64 {
+        self.sessions
+            .local_clears
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Another instance changed a user or a session: drop what is cached here too.
+    pub fn clear_sessions_from_elsewhere(&self) {
+        self.sessions
+            .set_ttl(self.sessions.ttl().unwrap_or_default());
     }
 }
 

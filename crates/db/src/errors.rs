@@ -19,6 +19,12 @@ pub enum DbErrorKind {
     /// SQLite could not get a lock in time (SQLITE_BUSY or SQLITE_LOCKED and their extended
     /// codes, e.g. BUSY_SNAPSHOT).
     Busy,
+    /// The database could not be reached or went away: no connection within the pool's
+    /// timeout, a broken socket, or PostgreSQL shutting down, starting up or out of
+    /// connections (SQLSTATE class 08, 57P01-57P03, 53300). Nothing new was committed by
+    /// this statement; a commit cut off this way may or may not have landed, which is what
+    /// idempotency keys answer on the retry.
+    Unreachable,
     Other,
 }
 
@@ -37,6 +43,8 @@ impl DbErrorKind {
 const PG_UNIQUE_VIOLATION: &str = "23505";
 const PG_SERIALIZATION_FAILURE: &str = "40001";
 const PG_DEADLOCK_DETECTED: &str = "40P01";
+/// admin_shutdown, crash_shutdown, cannot_connect_now, too_many_connections.
+const PG_GONE: [&str; 4] = ["57P01", "57P02", "57P03", "53300"];
 
 // SQLite primary result codes; an extended code carries its primary code in the low byte.
 const SQLITE_BUSY: i32 = 5;
@@ -46,14 +54,22 @@ const SQLITE_CONSTRAINT_UNIQUE: i32 = 2067;
 
 /// Classifies `err` by the code the database reported.
 pub fn classify(err: &DbErr) -> DbErrorKind {
-    let (DbErr::Conn(RuntimeErr::SqlxError(e))
-    | DbErr::Exec(RuntimeErr::SqlxError(e))
-    | DbErr::Query(RuntimeErr::SqlxError(e))) = err
-    else {
-        return DbErrorKind::Other;
+    let e = match err {
+        DbErr::ConnectionAcquire(_) => return DbErrorKind::Unreachable,
+        DbErr::Conn(RuntimeErr::SqlxError(e))
+        | DbErr::Exec(RuntimeErr::SqlxError(e))
+        | DbErr::Query(RuntimeErr::SqlxError(e)) => e,
+        DbErr::Conn(_) => return DbErrorKind::Unreachable,
+        _ => return DbErrorKind::Other,
     };
-    let sqlx::Error::Database(d) = &**e else {
-        return DbErrorKind::Other;
+    let d = match &**e {
+        sqlx::Error::Database(d) => d,
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => return DbErrorKind::Unreachable,
+        _ => return DbErrorKind::Other,
     };
     if d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
         .is_some()
@@ -73,6 +89,7 @@ fn classify_postgres(d: &dyn DatabaseError) -> DbErrorKind {
         },
         Some(PG_SERIALIZATION_FAILURE) => DbErrorKind::SerializationFailure,
         Some(PG_DEADLOCK_DETECTED) => DbErrorKind::Deadlock,
+        Some(c) if c.starts_with("08") || PG_GONE.contains(&c) => DbErrorKind::Unreachable,
         _ => DbErrorKind::Other,
     }
 }
@@ -122,6 +139,26 @@ mod tests {
             classify(&DbErr::RecordNotFound("gone".into())),
             DbErrorKind::Other
         );
+    }
+
+    #[tokio::test]
+    async fn a_database_that_cannot_be_reached_is_unreachable() {
+        use sea_orm::{ConnAcquireErr, RuntimeErr, sqlx};
+        assert_eq!(
+            classify(&DbErr::ConnectionAcquire(ConnAcquireErr::Timeout)),
+            DbErrorKind::Unreachable
+        );
+        let io = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(
+            classify(&DbErr::Exec(RuntimeErr::SqlxError(io.into()))),
+            DbErrorKind::Unreachable
+        );
+        // Nothing listens on this port: connecting is refused.
+        let mut opts = ConnectOptions::new("postgres://postgres@127.0.0.1:1/none");
+        opts.connect_timeout(std::time::Duration::from_secs(2));
+        let e = Database::connect(opts).await.expect_err("no server there");
+        assert_eq!(classify(&e), DbErrorKind::Unreachable, "{e:?}");
+        assert!(!DbErrorKind::Unreachable.is_transient());
     }
 
     #[tokio::test]

@@ -167,12 +167,14 @@ impl Db {
         let now = now_micros();
         let pg = self.kind() == DbKind::Postgres;
         let tx = self.begin_write().await?;
-        let lock = if pg { " FOR UPDATE SKIP LOCKED" } else { "" };
+        // Candidates are read without locking them: claimers running at once each take the
+        // first one still free (the conditional updates below decide), rather than one
+        // claimer holding the whole window while the others find nothing.
         let candidates = JobRow::find_by_statement(self.stmt(
             &format!(
                 "SELECT {COLUMNS} FROM jobs WHERE status = 'queued' \
                  OR (status = 'running' AND lease_until < $1) \
-                 ORDER BY created_at, id LIMIT $2{lock}"
+                 ORDER BY created_at, id LIMIT $2"
             ),
             [now.into(), CLAIM_WINDOW.into()],
         ))
@@ -180,19 +182,23 @@ impl Db {
         .await?;
         let mut abandoned = Vec::new();
         for job in candidates {
-            if job.status == JobStatus::Running.as_str() && job.attempts >= rules.max_attempts {
-                let failed = self
-                    .finish_abandoned(&tx, &job, now, rules.max_attempts)
-                    .await?;
-                abandoned.push(failed);
-                continue;
-            }
             if pg {
+                // One decision per owner at a time: the running count below stays true until
+                // this transaction ends.
                 tx.execute_raw(self.stmt(
                     "SELECT pg_advisory_xact_lock(hashtext('jobs:' || $1))",
                     [job.owner_id.clone().into()],
                 ))
                 .await?;
+            }
+            if job.status == JobStatus::Running.as_str() && job.attempts >= rules.max_attempts {
+                if let Some(failed) = self
+                    .finish_abandoned(&tx, &job, now, rules.max_attempts)
+                    .await?
+                {
+                    abandoned.push(failed);
+                }
+                continue;
             }
             let running = count(
                 &tx,
@@ -214,7 +220,9 @@ impl Db {
                 &format!(
                     "UPDATE jobs SET status = 'running', worker = $2, lease_until = $3, \
                      attempts = attempts + 1, started_at = COALESCE(started_at, $4), \
-                     updated_at = $4 WHERE id = $1 RETURNING {COLUMNS}"
+                     updated_at = $4 WHERE id = $1 \
+                     AND (status = 'queued' OR (status = 'running' AND lease_until < $4)) \
+                     RETURNING {COLUMNS}"
                 ),
                 [
                     job.id.clone().into(),
@@ -268,14 +276,15 @@ impl Db {
         job: &JobRow,
         now: i64,
         max_attempts: i32,
-    ) -> Result<JobRow, DbErr> {
-        self.interrupt_steps(tx, &job.id, now).await?;
+    ) -> Result<Option<JobRow>, DbErr> {
         let message =
             format!("the job stopped with its worker {max_attempts} times; it was not run again");
-        JobRow::find_by_statement(self.stmt(
+        // Only while still abandoned: another claimer may have ended it a moment ago.
+        let failed = JobRow::find_by_statement(self.stmt(
             &format!(
                 "UPDATE jobs SET status = $2, message = $3, worker = NULL, lease_until = NULL, \
-                 finished_at = $4, updated_at = $4 WHERE id = $1 RETURNING {COLUMNS}"
+                 finished_at = $4, updated_at = $4 \
+                 WHERE id = $1 AND status = 'running' AND lease_until < $4 RETURNING {COLUMNS}"
             ),
             [
                 job.id.clone().into(),
@@ -285,8 +294,11 @@ impl Db {
             ],
         ))
         .one(tx)
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound(format!("job {}", job.id)))
+        .await?;
+        if failed.is_some() {
+            self.interrupt_steps(tx, &job.id, now).await?;
+        }
+        Ok(failed)
     }
 
     /// Renews the worker's lease and records progress. `None` when the worker no longer

@@ -57,12 +57,25 @@ pub enum Rotation {
 /// username changes still take effect on the next request. A read that began before a clear
 /// is not cached afterwards (the generation tells), so a clear cannot be undone by a reader
 /// that saw the old row.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct SessionCache {
     ttl_ms: std::sync::atomic::AtomicU64,
     generation: std::sync::atomic::AtomicU64,
     sessions: TtlMap<ActiveSession>,
     pub(crate) recipients: TtlMap<UserRow>,
+    /// Clears caused by this process's writes (not those heard from other instances).
+    pub(crate) local_clears: std::sync::atomic::AtomicU64,
+    /// Told of each such clear, so that other instances can clear theirs.
+    pub(crate) on_clear: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
+}
+
+impl std::fmt::Debug for SessionCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionCache")
+            .field("ttl_ms", &self.ttl_ms)
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
 }
 
 const CACHE_MAX_ENTRIES: usize = 100_000;
@@ -103,7 +116,7 @@ impl SessionCache {
     pub(crate) fn set_ttl(&self, ttl: std::time::Duration) {
         let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         self.ttl_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
-        self.clear();
+        self.forget();
     }
 
     pub(crate) fn ttl(&self) -> Option<std::time::Duration> {
@@ -137,7 +150,18 @@ impl SessionCache {
         (s.session.expires_at > now_micros()).then_some(s)
     }
 
+    /// Drops everything cached after a write of this process, and says so to `on_clear`.
     pub(crate) fn clear(&self) {
+        self.forget();
+        self.local_clears
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if let Some(tell) = self.on_clear.get() {
+            tell();
+        }
+    }
+
+    /// Drops everything cached (a clear heard from elsewhere, or a new TTL).
+    fn forget(&self) {
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.sessions.clear();

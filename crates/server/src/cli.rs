@@ -1,5 +1,6 @@
 //! The command line: `etx serve`, `etx migrate`, `etx admin create`, `etx ledger verify`,
-//! `etx audit verify`, `etx deposit simulate`, `etx bar-group`. Running `etx` alone serves.
+//! `etx audit verify`, `etx backup`, `etx config check`, `etx deposit simulate`,
+//! `etx bar-group`. Running `etx` alone serves.
 
 use crate::startup::{Application, open_db, shutdown_signal};
 use clap::{Parser, Subcommand};
@@ -46,6 +47,17 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Copy the SQLite database to FILE while the server runs (a consistent snapshot). On
+    /// PostgreSQL use pg_dump (see README, "Backup and restore").
+    Backup {
+        /// Where to write the copy; must not exist yet.
+        file: std::path::PathBuf,
+    },
     /// Sandbox deposits (dev mode).
     Deposit {
         #[command(subcommand)]
@@ -80,6 +92,13 @@ enum DepositCommand {
         #[arg(long)]
         url: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration (files, environment and defaults merged) as TOML
+    /// with secrets masked; exits non-zero, saying why, when it is not valid.
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -128,6 +147,12 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(Command::Config {
+        command: ConfigCommand::Check,
+    }) = &cli.command
+    {
+        return config_check(&config);
+    }
     crate::telemetry::init_logging(&config.log.format, &config.log.level);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -159,6 +184,8 @@ pub fn main() -> ExitCode {
             Command::Audit {
                 command: AuditCommand::Verify,
             } => audit_verify(config).await,
+            Command::Backup { file } => backup(config, &file).await,
+            Command::Config { .. } => unreachable!("handled before the runtime starts"),
             Command::Deposit {
                 command:
                     DepositCommand::Simulate {
@@ -214,6 +241,75 @@ async fn serve(config: Config, settings: etx_core::config::Settings) -> anyhow::
     tracing::info!(%addr, "listening");
     println!("ETX Processor is running at http://{addr}/  (API docs: http://{addr}/api/docs)");
     app.run_until(shutdown_signal()).await
+}
+
+fn config_check(config: &Config) -> ExitCode {
+    let mut value = match serde_json::to_value(config) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("etx: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    crate::telemetry::mask_secrets(&mut value);
+    // TOML has no null: a setting left unset is simply absent.
+    strip_nulls(&mut value);
+    match toml::to_string_pretty(&value) {
+        Ok(text) => {
+            print!("{text}");
+            eprintln!(
+                "configuration OK ({} database, {} storage)",
+                config.database_kind(),
+                format!("{:?}", config.storage.backend).to_lowercase()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("etx: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn strip_nulls(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            map.retain(|_, item| !item.is_null());
+            map.values_mut().for_each(strip_nulls);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_nulls),
+        _ => {}
+    }
+}
+
+async fn backup(config: Config, file: &std::path::Path) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        config.database_kind() == "sqlite",
+        "etx backup copies the SQLite database; for PostgreSQL use pg_dump \
+         (README, \"Backup and restore\")"
+    );
+    anyhow::ensure!(
+        !file.exists(),
+        "{} exists already; choose a new file",
+        file.display()
+    );
+    let path = file
+        .to_str()
+        .ok_or_else(|| anyhow::anyhow!("the backup path must be UTF-8"))?;
+    // No migration here: the copy is of the database as it is.
+    let db = etx_db::Db::connect(&config.database_url(), 1).await?;
+    let started = std::time::Instant::now();
+    // One read transaction: the copy is a consistent snapshot while the server keeps writing.
+    db.execute("VACUUM INTO $1", [path.into()]).await?;
+    let bytes = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "backed up to {} ({bytes} bytes, {:.2} s). Keep the server secret with it \
+         (ETX_SECRET_KEY or {}): audit verification and two-factor secrets need it",
+        file.display(),
+        started.elapsed().as_secs_f64(),
+        config.data_dir.join("secret.key").display()
+    );
+    Ok(())
 }
 
 async fn admin_create(config: Config, email: &str, username: &str) -> anyhow::Result<()> {

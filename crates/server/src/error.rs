@@ -55,7 +55,13 @@ pub enum ApiError {
         retry_after_secs: u64,
     },
     #[error(transparent)]
-    Internal(#[from] anyhow::Error),
+    Internal(anyhow::Error),
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        CoreError::internal(e).into()
+    }
 }
 
 /// The error envelope, as documented in OpenAPI.
@@ -170,14 +176,17 @@ impl From<CoreError> for ApiError {
                 message,
                 retry_after_secs,
             },
-            CoreError::Internal(e) => ApiError::Internal(e),
+            CoreError::Internal(e) => match CoreError::internal(e) {
+                CoreError::Internal(e) => ApiError::Internal(e),
+                other => other.into(),
+            },
         }
     }
 }
 
 impl From<etx_db::DbErr> for ApiError {
     fn from(e: etx_db::DbErr) -> Self {
-        ApiError::Internal(anyhow::Error::new(e).context("database"))
+        CoreError::from(e).into()
     }
 }
 

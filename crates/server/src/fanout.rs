@@ -106,6 +106,23 @@ impl Client {
     fn lock(&self) -> MutexGuard<'_, Conn> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Sends a close frame with 1012 (service restart) if the socket takes it now, and ends
+    /// the client either way.
+    fn restart(&self) {
+        use axum::extract::ws::CloseFrame;
+        let mut c = self.lock();
+        if !c.gone {
+            let close = Message::Close(Some(CloseFrame {
+                code: 1012,
+                reason: Utf8Bytes::from_static("server restarting; reconnect"),
+            }));
+            let _ = c.ws.send(close).now_or_never();
+            c.gone = true;
+        }
+        drop(c);
+        self.hangup.notify_one();
+    }
 }
 
 /// The clients and the pass over them for the newest update.
@@ -139,6 +156,8 @@ pub struct Fanout {
     /// A client was dropped since the list was last rebuilt.
     departed: Arc<AtomicBool>,
     started: OnceLock<()>,
+    /// The server is shutting down: every client is asked to reconnect elsewhere.
+    closing: AtomicBool,
 }
 
 impl Fanout {
@@ -148,6 +167,20 @@ impl Fanout {
             roster: Arc::default(),
             departed: Arc::default(),
             started: OnceLock::new(),
+            closing: AtomicBool::new(false),
+        }
+    }
+
+    /// Closes every client's socket with 1012 (service restart), so that it reconnects, through
+    /// the balancer, to an instance that is staying; clients arriving later are closed as
+    /// soon as they are greeted.
+    pub fn close_all(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        let r = lock(&self.roster);
+        let clients: Vec<Arc<Client>> = r.list.iter().chain(&r.incoming).cloned().collect();
+        drop(r);
+        for c in &clients {
+            c.restart();
         }
     }
 
@@ -187,6 +220,9 @@ impl Fanout {
         if greeted {
             self.start_workers();
             lock(&self.roster).incoming.push(client.clone());
+            if self.closing.load(Ordering::SeqCst) {
+                client.restart();
+            }
             // An update published after the one above but before the next pass took this
             // client in would otherwise be missed; `deliver` sends each update at most once.
             let latest = Update::from_book(&self.updates.borrow());

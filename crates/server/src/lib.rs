@@ -2,6 +2,7 @@
 //! the web UI, real-time delivery and the command line.
 
 pub mod api;
+pub mod cache_sync;
 pub mod cli;
 pub mod cookies;
 pub mod error;

@@ -63,7 +63,18 @@ pub async fn client_context(State(state): State<AppState>, req: Request, next: N
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(|s| s.chars().take(256).collect::<String>());
-    etx_core::audit::CLIENT.scope((ip, ua), next.run(req)).await
+    let Some(sync) = &state.cache_sync else {
+        return etx_core::audit::CLIENT.scope((ip, ua), next.run(req)).await;
+    };
+    let before = sync.clears();
+    let resp = etx_core::audit::CLIENT.scope((ip, ua), next.run(req)).await;
+    // A logout or suspension answered here must already hold on every other instance when
+    // the client's next request reaches one of them.
+    let after = sync.clears();
+    if after != before {
+        sync.published_up_to(after).await;
+    }
+    resp
 }
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \

@@ -157,6 +157,18 @@ impl Realtime {
         }
     }
 
+    /// Closes every Socket.IO connection of this instance at the transport, which clients
+    /// take as a lost connection and reconnect; at most a few seconds.
+    pub async fn close(&self) {
+        let closed = async { with_io!(self, io => io.close().await) };
+        if tokio::time::timeout(Duration::from_secs(5), closed)
+            .await
+            .is_err()
+        {
+            tracing::warn!("Socket.IO connections did not all close within 5 s");
+        }
+    }
+
     /// Whether Redis is configured and the adapter is connected and subscribed to it.
     pub fn adapter_ready(&self) -> Option<bool> {
         match self {

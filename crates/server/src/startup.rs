@@ -14,6 +14,7 @@ use etx_core::market::PriceFeed;
 use etx_core::ratelimit::{RateLimiter, RedisLimiter};
 use etx_db::Db;
 use etx_storage::{ObjectStorage, StorageConfig};
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -30,7 +31,12 @@ pub async fn open_db(config: &Config) -> anyhow::Result<Db> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     }
-    let db = Db::connect(&config.database_url(), config.database.max_connections).await?;
+    let db = Db::connect_with(
+        &config.database_url(),
+        config.database.max_connections,
+        Duration::from_millis(config.database.acquire_timeout_ms.max(100)),
+    )
+    .await?;
     db.migrate().await?;
     Ok(db)
 }
@@ -70,13 +76,9 @@ fn storage_config(config: &Config) -> StorageConfig {
 }
 
 pub async fn build_state(config: Config, settings: Settings) -> anyhow::Result<AppState> {
-    // Sessions are cached only while this is the sole instance: with Redis configured other
-    // instances may revoke a session, and they cannot reach this process's cache.
-    let cache_ttl = if config.redis_url.is_some() {
-        Duration::ZERO
-    } else {
-        Duration::from_secs(10)
-    };
+    // With Redis configured other instances may revoke a session: their clears reach this
+    // cache through Redis (`cache_sync`), which keeps it off while it cannot hear them.
+    let cache_ttl = Duration::from_secs(10);
     let secret = config.load_or_create_secret()?;
     let db = open_db(&config)
         .await?
@@ -92,6 +94,14 @@ pub async fn build_state(config: Config, settings: Settings) -> anyhow::Result<A
                 .context("connecting to Redis")?,
         ),
         None => RateLimiter::local(),
+    };
+    let cache_sync = match &config.redis_url {
+        Some(url) => Some(
+            crate::cache_sync::CacheSync::start(&db, url, cache_ttl)
+                .await
+                .context("connecting the session cache to Redis")?,
+        ),
+        None => None,
     };
     let hasher = hasher(&config)?;
     bootstrap_admin(&config, &db, &hasher).await?;
@@ -155,6 +165,8 @@ pub async fn build_state(config: Config, settings: Settings) -> anyhow::Result<A
         fanout,
         metrics: telemetry::metrics_handle(),
         started: Instant::now(),
+        draining: Default::default(),
+        cache_sync,
     });
     crate::socketio::register(&state).await?;
     Ok(state)
@@ -303,13 +315,62 @@ impl Application {
         let recorder =
             etx_core::market::spawn_recorder(self.state.core.clone(), Duration::from_secs(2));
         let forwarder = crate::socketio::spawn_price_forwarder(self.state.clone());
+        let http = &self.state.config.http;
+        let drain_delay = Duration::from_millis(http.drain_delay_ms);
+        let deadline = Duration::from_secs(http.shutdown_deadline_secs);
+        let (signalled, mut on_signal) = tokio::sync::watch::channel(false);
+        let state = self.state.clone();
+        // Readiness turns 503 at once; after the drain delay the listener closes and the
+        // requests in flight (with the group commits they wait on) finish.
+        let drained = async move {
+            shutdown.await;
+            state
+                .draining
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = signalled.send(true);
+            tracing::info!(
+                drain_delay_ms = drain_delay.as_millis() as u64,
+                "shutting down: not ready, draining"
+            );
+            tokio::time::sleep(drain_delay).await;
+        };
+        // Live sockets never end by themselves, and graceful shutdown waits for every
+        // connection: right after the listener closes they are told to reconnect, which takes
+        // them through the balancer to an instance that stays.
+        let state = self.state.clone();
+        let mut signal = on_signal.clone();
+        let closer = tokio::spawn(async move {
+            if signal.wait_for(|s| *s).await.is_ok() {
+                tokio::time::sleep(drain_delay + Duration::from_millis(20)).await;
+                state.fanout.close_all();
+                state.realtime.close().await;
+            }
+        });
         let served = axum::serve(
             axum::serve::ListenerExt::tap_io(self.listener, tune_connection),
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        .with_graceful_shutdown(drained)
+        .into_future();
+        let cut_off = async move {
+            if on_signal.wait_for(|s| *s).await.is_err() {
+                return std::future::pending().await;
+            }
+            tokio::time::sleep(drain_delay + deadline).await;
+        };
+        let served = tokio::select! {
+            r = served => r,
+            () = cut_off => {
+                tracing::warn!(
+                    deadline_secs = deadline.as_secs(),
+                    "shutdown deadline reached; connections still open are cut off"
+                );
+                Ok(())
+            }
+        };
+        tracing::info!("stopped serving");
+        closer.abort();
         upkeep.abort();
         mail.abort();
         workers.abort();

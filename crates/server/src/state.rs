@@ -17,6 +17,10 @@ pub struct Inner {
     pub realtime: crate::realtime::Realtime,
     /// Writes each price update to the `/ws/prices` clients.
     pub fanout: Fanout,
+    /// Shutting down: readiness answers 503 so that balancers send nothing new here.
+    pub draining: std::sync::atomic::AtomicBool,
+    /// With Redis: the session cache's clears shared with the other instances.
+    pub cache_sync: Option<crate::cache_sync::CacheSync>,
 }
 
 /// A handle that does not keep the state alive, for callbacks stored inside the state itself

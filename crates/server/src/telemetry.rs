@@ -48,3 +48,71 @@ pub fn metrics_handle() -> PrometheusHandle {
         })
         .clone()
 }
+
+/// Replaces secrets in a serialised configuration: every value under a key that names a
+/// secret, password, token or key, and the password of any URL (`postgres://u:pw@host`).
+pub fn mask_secrets(v: &mut serde_json::Value) {
+    const SECRET: [&str; 5] = ["secret", "password", "token", "api_key", "private"];
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, item) in map.iter_mut() {
+                let k = k.to_ascii_lowercase();
+                if SECRET.iter().any(|s| k.contains(s)) && !item.is_null() && !item.is_boolean() {
+                    *item = serde_json::Value::String("********".into());
+                } else {
+                    mask_secrets(item);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(mask_secrets),
+        serde_json::Value::String(s) => {
+            if let Some(masked) = mask_url_password(s) {
+                *s = masked;
+            }
+        }
+        _ => {}
+    }
+}
+
+fn mask_url_password(s: &str) -> Option<String> {
+    let (scheme, rest) = s.split_once("://")?;
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let (userinfo, host) = authority.rsplit_once('@')?;
+    let (user, _password) = userinfo.split_once(':')?;
+    Some(format!("{scheme}://{user}:********@{host}{tail}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask_secrets;
+    use serde_json::json;
+
+    #[test]
+    fn secrets_and_url_passwords_are_masked() {
+        let mut v = json!({
+            "secret_key": "abc",
+            "database_url": "postgres://etx:hunter2@db:5432/etx?sslmode=disable",
+            "redis_url": "redis://:pw@cache:6379",
+            "metrics_token": null,
+            "email": {"smtp_password": "pw", "smtp_host": "mail"},
+            "deposits": [{"ipn_secret": "x", "api_key": "y", "enabled": true}],
+            "public_url": "https://etx.example.com/",
+        });
+        mask_secrets(&mut v);
+        assert_eq!(
+            v,
+            json!({
+                "secret_key": "********",
+                "database_url": "postgres://etx:********@db:5432/etx?sslmode=disable",
+                "redis_url": "redis://:********@cache:6379",
+                "metrics_token": null,
+                "email": {"smtp_password": "********", "smtp_host": "mail"},
+                "deposits": [{"ipn_secret": "********", "api_key": "********", "enabled": true}],
+                "public_url": "https://etx.example.com/",
+            })
+        );
+    }
+}

@@ -419,6 +419,7 @@ pub(super) async fn settle(
     let mut messages = Vec::new();
     let mut touched: Vec<(String, String)> = Vec::new();
     let mut views = Vec::with_capacity(orders.len());
+    let mut noticed: BTreeMap<String, Vec<Notice>> = BTreeMap::new();
     for (mut o, end) in orders {
         let u = o.user_id.clone();
         let u = u.as_str();
@@ -515,12 +516,20 @@ pub(super) async fn settle(
         let view = OrderView::new(state, &o);
         // A notice for what the owner did not do themselves.
         if o.status != "cancelled" {
-            let n = order_notice(state, &o, &o.status);
-            n.queue(&mut batch, u);
-            messages.push((u.to_string(), "notification", n.view()));
+            noticed
+                .entry(u.to_string())
+                .or_default()
+                .push(order_notice(state, &o, &o.status));
         }
         messages.push((u.to_string(), "order_update", json!(view)));
         views.push(view);
+    }
+    // One notification per owner per settlement: a tick that fills fifty of someone's orders
+    // is one event to them, not fifty.
+    for (u, notices) in noticed {
+        let n = combined_notice(notices);
+        n.queue(&mut batch, &u);
+        messages.push((u, "notification", n.view()));
     }
     // One entry for the batch's fills (the owners' legs order by order, the platform's netted)
     // and one for its releases.
@@ -599,6 +608,34 @@ pub(super) async fn settle(
         }
     }
     Ok(Settled { views, messages })
+}
+
+/// The notices of one owner's orders ended together, as one: the order's own when alone.
+fn combined_notice(mut notices: Vec<Notice>) -> Notice {
+    const LISTED: usize = 5;
+    if notices.len() == 1 {
+        return notices.remove(0);
+    }
+    let count = notices.len();
+    let filled = notices
+        .iter()
+        .filter(|n| n.data["status"] == "filled")
+        .count();
+    let title = if filled == count {
+        format!("{count} of your orders filled")
+    } else {
+        format!("{count} of your orders ended ({filled} filled)")
+    };
+    let mut body: Vec<String> = notices
+        .iter()
+        .take(LISTED)
+        .map(|n| format!("{}: {}", n.title.trim_start_matches("Your "), n.body))
+        .collect();
+    if count > LISTED {
+        body.push(format!("and {} more", count - LISTED));
+    }
+    let orders: Vec<serde_json::Value> = notices.into_iter().map(|n| n.data).collect();
+    notice("order", title, body.join("; "), json!({ "orders": orders }))
 }
 
 fn order_notice(state: &Core, o: &OrderRow, status: &str) -> Notice {

@@ -98,6 +98,13 @@ pub struct Check {
     ))]
 async fn ready(State(state): State<AppState>) -> Response {
     let mut checks = Vec::new();
+    if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        checks.push(Check {
+            name: "shutdown",
+            ok: false,
+            error: Some("shutting down; send new work elsewhere".into()),
+        });
+    }
     let db = tokio::time::timeout(std::time::Duration::from_secs(2), state.db.ping()).await;
     checks.push(match db {
         Ok(Ok(())) => Check {

@@ -294,3 +294,151 @@ async fn ledger_verify_passes_then_names_a_tampered_account() {
     )
     .await;
 }
+
+#[test]
+fn config_check_prints_the_settings_with_secrets_masked_and_refuses_bad_ones() {
+    let dir = std::env::temp_dir().join(format!("etx-cli-{}", uuid::Uuid::now_v7()));
+    let out = etx(&dir)
+        .args(["config", "check"])
+        .env(
+            "DATABASE_URL",
+            "postgres://etx:hunter2-pw@db.internal:5432/etx",
+        )
+        .env(
+            "ETX_SECRET_KEY",
+            "a-very-secret-key-that-is-long-enough-0123",
+        )
+        .env("ETX__HTTP__SHUTDOWN_DEADLINE_SECS", "7")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("configuration OK (postgres database"),
+        "{stderr}"
+    );
+    // The effective values, merged from defaults and the environment, as TOML.
+    let parsed: toml::Table = stdout.parse().expect("the output is TOML");
+    assert_eq!(
+        parsed["http"]["shutdown_deadline_secs"].as_integer(),
+        Some(7)
+    );
+    assert_eq!(
+        parsed["database_url"].as_str(),
+        Some("postgres://etx:********@db.internal:5432/etx")
+    );
+    assert_eq!(parsed["secret_key"].as_str(), Some("********"));
+    for secret in ["hunter2-pw", "a-very-secret-key"] {
+        assert!(!stdout.contains(secret), "{secret} printed");
+    }
+    // A bad value: non-zero, saying which.
+    let out = etx(&dir)
+        .args(["config", "check"])
+        .env("ETX__HTTP__SHUTDOWN_DEADLINE_SECS", "soon")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.to_lowercase().contains("shutdown_deadline_secs"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[tokio::test]
+async fn a_backup_taken_while_serving_restores_and_verifies() {
+    use crate::support::TestApp;
+    // SQLite only is what `etx backup` copies; this test runs its own SQLite instance whatever
+    // the suite's database.
+    let app = TestApp::spawn_with(|c| c.database_url = None).await;
+    let admin = app.user_with_role("keeper", "admin").await;
+    let user = app.register("saver").await;
+    app.fund(&admin, &user, "USD", "42.00").await;
+    let key = app.state.config.secret_key.clone().unwrap();
+    let file = app.data_dir.join("backup.db");
+    // Writes keep going while the copy is taken.
+    let writer = {
+        let (base, token, id) = (app.base.clone(), admin.token.clone(), user.id.clone());
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            for i in 0..20 {
+                let r = client
+                    .post(format!("{base}/api/admin/wallets/adjust"))
+                    .bearer_auth(&token)
+                    .header("idempotency-key", format!("during-backup-{i}"))
+                    .json(&serde_json::json!({"user_id": id, "currency": "USD", "amount": "1.00", "reason": "during backup"}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+            }
+        })
+    };
+    let dir = app.data_dir.clone();
+    let target = file.clone();
+    let out =
+        tokio::task::spawn_blocking(move || etx(&dir).arg("backup").arg(&target).output().unwrap())
+            .await
+            .unwrap();
+    writer.await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("backed up to"), "{stdout}");
+    // A second backup never overwrites the first.
+    let again = etx(&app.data_dir)
+        .arg("backup")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
+
+    // Restored into a fresh data directory: both verifications accept it.
+    let restored = std::env::temp_dir().join(format!("etx-restore-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&restored).unwrap();
+    std::fs::copy(&file, restored.join("etx.db")).unwrap();
+    for what in [["ledger", "verify"], ["audit", "verify"]] {
+        let out = etx(&restored)
+            .args(what)
+            .env("ETX_SECRET_KEY", &key)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{what:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The copy holds the funding made before it began.
+    let db = etx_db::Db::connect(
+        &format!("sqlite://{}?mode=ro", restored.join("etx.db").display()),
+        1,
+    )
+    .await
+    .unwrap();
+    let funded = db
+        .scalar_i64(
+            "SELECT COUNT(*) FROM journal_entries WHERE kind = 'adjustment'",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(funded >= 1, "{funded}");
+
+    // PostgreSQL: pointed at pg_dump instead.
+    let out = etx(&app.data_dir)
+        .arg("backup")
+        .arg(app.data_dir.join("pg.db"))
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pg_dump"));
+}

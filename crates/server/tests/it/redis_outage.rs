@@ -18,13 +18,13 @@ const FAST: Duration = Duration::from_secs(2);
 const RECOVERY: Duration = Duration::from_secs(6);
 
 /// A `redis-server` of this test's own.
-struct PrivateRedis {
+pub(crate) struct PrivateRedis {
     port: u16,
     child: Option<std::process::Child>,
 }
 
 impl PrivateRedis {
-    async fn start() -> PrivateRedis {
+    pub(crate) async fn start() -> PrivateRedis {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -35,12 +35,12 @@ impl PrivateRedis {
         r
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
     /// Starts it on its port (again) and waits until it answers `PING`.
-    async fn restart(&mut self) {
+    pub(crate) async fn restart(&mut self) {
         assert!(self.child.is_none());
         self.child = Some(
             std::process::Command::new("redis-server")
@@ -68,7 +68,7 @@ impl PrivateRedis {
     }
 
     /// Kills it (no shutdown courtesy: connections just drop).
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();

@@ -916,3 +916,55 @@ async fn a_fill_past_the_exposure_limit_is_rejected_and_its_hold_released() {
     assert_eq!(app.balances(&carol).await["BTC"], "0.01000000");
     app.ledger_ok().await;
 }
+
+#[tokio::test]
+async fn orders_filled_by_one_tick_are_one_notification_to_their_owner() {
+    let app = spawn_quiet_market().await;
+    let admin = app.user_with_role("treasurer", "admin").await;
+    let alice = app.register("alice").await;
+    app.fund(&admin, &alice, "USD", "10000.00").await;
+    set_price_cents(&app, "BTC", 6_000_000);
+    let mut ids = Vec::new();
+    for (i, price) in ["58000", "57900", "57800"].iter().enumerate() {
+        let (s, o) = order(&app, &alice, &format!("n-{i}"), limit("buy", "0.01", price)).await;
+        assert_eq!(s, StatusCode::CREATED, "{o}");
+        ids.push(o["order"]["id"].as_str().unwrap().to_string());
+    }
+    // One tick crosses all three.
+    set_price_cents(&app, "BTC", 5_700_000);
+    for id in &ids {
+        assert_eq!(ended(&app, &alice, id).await["status"], "filled");
+    }
+    let n: Value = app
+        .get("/api/notifications", Some(&alice.token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let orders: Vec<&Value> = n["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["kind"] == "order")
+        .collect();
+    assert_eq!(orders.len(), 1, "{n}");
+    let only = orders[0];
+    assert_eq!(only["title"], "3 of your orders filled");
+    for price in ["58,000.00", "57,900.00", "57,800.00"] {
+        let plain = price.replace(',', "");
+        let body = only["body"].as_str().unwrap();
+        assert!(body.contains(price) || body.contains(&plain), "{body}");
+    }
+    let listed: Vec<&str> = only["data"]["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["order_id"].as_str().unwrap())
+        .collect();
+    let mut want: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let mut got = listed.clone();
+    want.sort_unstable();
+    got.sort_unstable();
+    assert_eq!(got, want);
+    app.ledger_ok().await;
+}
