@@ -67,3 +67,17 @@ ensure_socketio_client() {
   python3 -m pip install --quiet "python-socketio[client]"
   python3 -c "import socketio, websocket" || { echo "ERROR: python-socketio cannot be imported after install" >&2; exit 1; }
 }
+
+# Debian's nginx balances the local cluster (scripts/cluster.sh) the scale-out tests run on.
+# Only the binary is used: the package's own site is not started.
+ensure_nginx() {
+  { command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; } && return
+  echo "installing nginx (Debian)"
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -q
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nginx
+  # The package starts its default site on port 80 where it can; nothing here needs it.
+  $sudo service nginx stop >/dev/null 2>&1 || $sudo pkill -x nginx 2>/dev/null || true
+  { command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; } || { echo "ERROR: nginx not installed" >&2; exit 1; }
+}

@@ -35,3 +35,9 @@ echo "== generated OpenAPI client =="
 
 echo "== tests on PostgreSQL =="
 TEST_DATABASE_URL="$PG_URL_BASE/etx_test" cargo test --workspace --locked
+
+# Three instances behind Debian's nginx (scripts/cluster.sh), on PostgreSQL and Redis: sessions
+# across instances, Socket.IO delivery, an instance killed and a rolling restart under load.
+echo "== scale-out through nginx =="
+ensure_nginx
+cargo test -p etx-server --test cluster --locked
