@@ -223,6 +223,11 @@ pub struct BootstrapConfig {
 pub struct LogConfig {
     pub format: String,
     pub level: String,
+    /// Also write the log lines to `dir/etx.YYYY-MM-DD.log`, a new file each UTC day.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// Daily files kept in `dir`; older ones are removed when a new day's file starts.
+    pub keep_days: usize,
 }
 
 /// Top-level environment variables documented in the README, and where each lands.

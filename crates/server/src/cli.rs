@@ -153,7 +153,17 @@ pub fn main() -> ExitCode {
     {
         return config_check(&config);
     }
-    crate::telemetry::init_logging(&config.log.format, &config.log.level);
+    let files = match &config.log.dir {
+        Some(dir) => match crate::telemetry::DailyFiles::new(dir, config.log.keep_days) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                eprintln!("etx: cannot write log files in {}: {e}", dir.display());
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    crate::telemetry::init_logging_to(&config.log.format, &config.log.level, files);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -442,3 +442,34 @@ async fn a_backup_taken_while_serving_restores_and_verifies() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("pg_dump"));
 }
+
+#[test]
+fn log_lines_also_go_to_daily_files_when_asked() {
+    let dir = std::env::temp_dir().join(format!("etx-cli-{}", uuid::Uuid::now_v7()));
+    let logs = dir.join("logs");
+    let out = etx(&dir)
+        .arg("migrate")
+        .env("ETX__LOG__DIR", &logs)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let files: Vec<_> = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let name = files[0].file_name().unwrap().to_str().unwrap().to_string();
+    assert!(
+        name.starts_with("etx.20") && name.ends_with(".log"),
+        "{name}"
+    );
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    // The same JSON lines as on stderr.
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(first["message"], "migration applied");
+    assert_eq!(text, String::from_utf8_lossy(&out.stderr));
+}
