@@ -10,7 +10,7 @@
 # Environment: ETX_BIN (the binary; default target/release/etx, built when missing), PORT (8080,
 # nginx), FIRST_PORT (PORT + 1, the instances), CLUSTER_DB (etx_cluster: dropped and created
 # again unless KEEP_DB=1), PG_ADMIN_URL (postgres://postgres@127.0.0.1:5432/postgres),
-# REDIS_URL (redis://127.0.0.1:6379), CLUSTER_DIR (a new temporary directory: logs, data dirs,
+# REDIS_URL (redis://127.0.0.1:6379; NO_REDIS=1 for instances without it), CLUSTER_DIR (a new temporary directory: logs, data dirs,
 # nginx's files), ETX_SECRET_KEY (random), and any ETX__SECTION__KEY setting for the instances.
 #
 # Once it is up, CLUSTER_DIR/cluster.env names the URL, the instances' ports and pid files;
@@ -29,6 +29,7 @@ start_instance() {
   (
     export ETX_BIND="127.0.0.1:$port" ETX_DATA_DIR="$dir/data-$n"
     export ETX__HTTP__TRUSTED_PROXIES='["127.0.0.1/32"]'
+    if [ "${NO_REDIS:-0}" = 1 ]; then unset REDIS_URL; fi
     exec "$ETX_BIN" serve >>"$dir/etx-$n.log" 2>&1
   ) &
   echo $! >"$dir/etx-$n.pid"
@@ -53,7 +54,7 @@ fi
 # shellcheck source=scripts/services.sh
 source "$ROOT/scripts/services.sh"
 ensure_postgres
-[ -n "${REDIS_URL:-}" ] || ensure_redis
+[ -n "${REDIS_URL:-}" ] || [ "${NO_REDIS:-0}" = 1 ] || ensure_redis
 ensure_nginx
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
@@ -99,8 +100,9 @@ URL=http://127.0.0.1:$PORT
 INSTANCES=$INSTANCES
 FIRST_PORT=$FIRST_PORT
 ETX_BIN=$ETX_BIN
+NO_REDIS=${NO_REDIS:-0}
 export DATABASE_URL=${PG_ADMIN_URL%/*}/$CLUSTER_DB
-export REDIS_URL=$REDIS_URL
+$([ "${NO_REDIS:-0}" = 1 ] || echo "export REDIS_URL=$REDIS_URL")
 export ETX_SECRET_KEY=$ETX_SECRET_KEY
 ENV
 # Every ETX_* setting this cluster was started with, so an instance started again later (by
