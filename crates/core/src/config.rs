@@ -68,6 +68,19 @@ pub struct Config {
     #[serde(default)]
     pub platform: crate::processing::platform::PlatformConfig,
     pub log: LogConfig,
+    /// Traces and error reports sent to the operator's services (both off by default).
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TelemetryConfig {
+    /// An OTLP/HTTP collector (`http://collector:4318`): one span per request is sent there.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
+    /// Internal errors are reported to this Sentry project.
+    #[serde(default)]
+    pub sentry_dsn: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -251,6 +264,8 @@ const ENV_MAP: &[(&str, &str)] = &[
     ("ETX_BOOTSTRAP_ADMIN_EMAIL", "bootstrap.admin_email"),
     ("ETX_BOOTSTRAP_ADMIN_USERNAME", "bootstrap.admin_username"),
     ("ETX_BOOTSTRAP_ADMIN_PASSWORD", "bootstrap.admin_password"),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "telemetry.otlp_endpoint"),
+    ("SENTRY_DSN", "telemetry.sentry_dsn"),
 ];
 
 /// The typed values built from the settings: the asset table, the P2P limits and the money

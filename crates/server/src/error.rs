@@ -195,7 +195,9 @@ impl ApiError {
     pub fn log_if_internal(&self) {
         if let ApiError::Internal(e) = self {
             let request_id = current_request_id();
-            tracing::error!(request_id = %request_id, error = format!("{e:#}"), "internal error");
+            let cause = format!("{e:#}");
+            tracing::error!(request_id = %request_id, error = %cause, "internal error");
+            crate::observe::note_internal_error(&cause);
         }
     }
 

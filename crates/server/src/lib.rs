@@ -11,6 +11,7 @@ pub mod fanout;
 pub mod letters;
 pub mod middleware;
 pub mod net;
+pub mod observe;
 pub mod realtime;
 pub mod session;
 pub mod socketio;

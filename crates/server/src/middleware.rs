@@ -18,7 +18,7 @@ fn incoming_id(req: &Request) -> Option<String> {
     ok.then(|| v.to_string())
 }
 
-pub async fn request_context(req: Request, next: Next) -> Response {
+pub async fn request_context(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let id = incoming_id(&req).unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let method = req.method().clone();
     // The route template, never the raw path: paths may carry tokens.
@@ -27,10 +27,44 @@ pub async fn request_context(req: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
+    let traceparent = state
+        .observe
+        .tracing()
+        .then(|| {
+            req.headers()
+                .get("traceparent")?
+                .to_str()
+                .ok()
+                .map(str::to_string)
+        })
+        .flatten();
+    let started = std::time::SystemTime::now();
     let start = Instant::now();
-    let mut resp = REQUEST_ID.scope(id.clone(), next.run(req)).await;
+    let (mut resp, internal) = crate::observe::INTERNAL_ERROR
+        .scope(Default::default(), async {
+            let resp = REQUEST_ID.scope(id.clone(), next.run(req)).await;
+            let internal = crate::observe::INTERNAL_ERROR.with(|e| e.borrow_mut().take());
+            (resp, internal)
+        })
+        .await;
     let elapsed = start.elapsed();
     let status = resp.status().as_u16();
+    if let Some(cause) = internal {
+        state
+            .observe
+            .internal_error(&cause, &id, method.as_str(), &route);
+    }
+    if state.observe.tracing() {
+        state.observe.span(crate::observe::RequestSpan {
+            traceparent,
+            request_id: id.clone(),
+            method: method.to_string(),
+            route: route.clone(),
+            status,
+            start: started,
+            end: std::time::SystemTime::now(),
+        });
+    }
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(X_REQUEST_ID.clone(), v);
     }

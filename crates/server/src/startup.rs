@@ -95,6 +95,11 @@ pub async fn build_state(config: Config, settings: Settings) -> anyhow::Result<A
         ),
         None => RateLimiter::local(),
     };
+    let observe = crate::observe::Observe::start(
+        config.telemetry.otlp_endpoint.as_deref(),
+        config.telemetry.sentry_dsn.as_deref(),
+        if config.is_dev() { "dev" } else { "production" },
+    )?;
     let cache_sync = match &config.redis_url {
         Some(url) => Some(
             crate::cache_sync::CacheSync::start(&db, url, cache_ttl)
@@ -167,6 +172,7 @@ pub async fn build_state(config: Config, settings: Settings) -> anyhow::Result<A
         started: Instant::now(),
         draining: Default::default(),
         cache_sync,
+        observe,
     });
     crate::socketio::register(&state).await?;
     Ok(state)
@@ -234,7 +240,10 @@ pub fn build_router(state: AppState) -> Router {
             Duration::from_secs(cfg.http.request_timeout_secs),
             middleware::request_timeout,
         ))
-        .layer(axum::middleware::from_fn(middleware::request_context))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::request_context,
+        ))
         .with_state(state.clone());
     // Outermost: Socket.IO long-polls must not hit the request timeout.
     state.realtime.apply_layer(router)

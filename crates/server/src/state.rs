@@ -21,6 +21,8 @@ pub struct Inner {
     pub draining: std::sync::atomic::AtomicBool,
     /// With Redis: the session cache's clears shared with the other instances.
     pub cache_sync: Option<crate::cache_sync::CacheSync>,
+    /// Request spans to an OTLP collector and internal errors to Sentry, when configured.
+    pub observe: crate::observe::Observe,
 }
 
 /// A handle that does not keep the state alive, for callbacks stored inside the state itself

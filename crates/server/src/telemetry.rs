@@ -169,7 +169,7 @@ pub fn metrics_handle() -> PrometheusHandle {
 /// Replaces secrets in a serialised configuration: every value under a key that names a
 /// secret, password, token or key, and the password of any URL (`postgres://u:pw@host`).
 pub fn mask_secrets(v: &mut serde_json::Value) {
-    const SECRET: [&str; 5] = ["secret", "password", "token", "api_key", "private"];
+    const SECRET: [&str; 6] = ["secret", "password", "token", "api_key", "private", "dsn"];
     match v {
         serde_json::Value::Object(map) => {
             for (k, item) in map.iter_mut() {

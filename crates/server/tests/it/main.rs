@@ -15,6 +15,7 @@ mod hardening;
 mod jobs;
 mod market;
 mod model;
+mod observe;
 mod ops;
 mod payments;
 mod pg_outage;
