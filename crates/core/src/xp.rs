@@ -15,8 +15,9 @@
 //! | a P2P transfer sent | 5 | 25 a day |
 //! | an order filled: under 100 USD / under 1,000 USD / more | 2 / 5 / 10 | 50 a day |
 //!
-//! The queue lives in memory: awards still in it when the process stops are not paid. XP is
-//! not money, so the hot paths never wait for it.
+//! The queue lives in memory: a server stopping gracefully gives it a few seconds to be written,
+//! and awards still in it after that (or at a crash) are not paid. XP is not money, so the hot
+//! paths never wait for it.
 
 use crate::Core;
 use crate::ledger::{PRICE_ONE, cents_of};
@@ -82,6 +83,8 @@ pub fn title(kind: XpKind) -> &'static str {
 pub struct Xp {
     tx: mpsc::Sender<Award>,
     rx: Mutex<Option<mpsc::Receiver<Award>>>,
+    /// Awards queued and not yet written (or given up on).
+    pending: std::sync::atomic::AtomicUsize,
 }
 
 impl Default for Xp {
@@ -90,6 +93,7 @@ impl Default for Xp {
         Xp {
             tx,
             rx: Mutex::new(Some(rx)),
+            pending: Default::default(),
         }
     }
 }
@@ -106,8 +110,22 @@ impl Xp {
     }
 
     fn push(&self, a: Award) {
+        self.pending
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if self.tx.try_send(a).is_err() {
+            self.pending
+                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
             metrics::counter!("etx_xp_dropped_total").increment(1);
+        }
+    }
+
+    /// Waits until every award queued so far is written, at most `limit`: a stopping server
+    /// gives the awarder that long.
+    pub async fn drained(&self, limit: std::time::Duration) {
+        let start = std::time::Instant::now();
+        while self.pending.load(std::sync::atomic::Ordering::SeqCst) > 0 && start.elapsed() < limit
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     }
 
@@ -179,6 +197,10 @@ pub fn spawn_awarder(state: Core) -> tokio::task::JoinHandle<()> {
             if let Err(e) = write(&state, &batch).await {
                 tracing::warn!(error = %e, awards = batch.len(), "experience points not awarded");
             }
+            state
+                .xp
+                .pending
+                .fetch_sub(batch.len(), std::sync::atomic::Ordering::SeqCst);
             batch.clear();
         }
     })

@@ -380,6 +380,8 @@ impl Application {
         };
         tracing::info!("stopped serving");
         closer.abort();
+        // Experience points earned by the last requests are still queued in memory.
+        self.state.xp.drained(Duration::from_secs(3)).await;
         upkeep.abort();
         mail.abort();
         workers.abort();
