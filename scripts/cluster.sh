@@ -29,6 +29,9 @@ start_instance() {
   (
     export ETX_BIND="127.0.0.1:$port" ETX_DATA_DIR="$dir/data-$n"
     export ETX__HTTP__TRUSTED_PROXIES='["127.0.0.1/32"]'
+    # Longer than nginx keeps an idle connection to an instance (keepalive_timeout below): a
+    # stopping instance then closes none that nginx might be about to reuse.
+    export ETX__HTTP__DRAIN_DELAY_MS=${ETX__HTTP__DRAIN_DELAY_MS:-2500}
     if [ "${NO_REDIS:-0}" = 1 ]; then unset REDIS_URL; fi
     exec "$ETX_BIN" serve >>"$dir/etx-$n.log" 2>&1
   ) &
@@ -135,6 +138,7 @@ chmod 777 "$CLUSTER_DIR/nginx/tmp"
     echo "    server 127.0.0.1:$((FIRST_PORT + n - 1)) max_fails=0;"
   done
   echo "    keepalive 64;"
+  echo "    keepalive_timeout 2s;"
   echo "  }"
   echo "  map \$http_upgrade \$etx_connection { default upgrade; '' ''; }"
   echo "  server {"

@@ -49,6 +49,12 @@ pub async fn request_context(State(state): State<AppState>, req: Request, next: 
         .await;
     let elapsed = start.elapsed();
     let status = resp.status().as_u16();
+    // Stopping: the proxy is told to close this connection after the answer instead of keeping
+    // it for another request, so none is left idle for the shutdown to close under it.
+    if status != 101 && state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     if let Some(cause) = internal {
         state
             .observe

@@ -329,8 +329,11 @@ impl Application {
         let deadline = Duration::from_secs(http.shutdown_deadline_secs);
         let (signalled, mut on_signal) = tokio::sync::watch::channel(false);
         let state = self.state.clone();
-        // Readiness turns 503 at once; after the drain delay the listener closes and the
-        // requests in flight (with the group commits they wait on) finish.
+        // Readiness turns 503 and the listener closes at once (a balancer's new connections
+        // are refused, which it retries elsewhere, POSTs included); connections already open
+        // keep being served, each answer with `Connection: close`, for the drain delay, long
+        // enough for the balancer to let go of its idle ones. Then the requests in flight
+        // (with the group commits they wait on) finish.
         let drained = async move {
             shutdown.await;
             state
@@ -355,8 +358,14 @@ impl Application {
                 state.realtime.close().await;
             }
         });
+        let addr = self.local_addr();
+        let listener = ClosingListener {
+            inner: Some(self.listener),
+            addr,
+            close: on_signal.clone(),
+        };
         let served = axum::serve(
-            axum::serve::ListenerExt::tap_io(self.listener, tune_connection),
+            axum::serve::ListenerExt::tap_io(listener, tune_connection),
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
@@ -393,6 +402,38 @@ impl Application {
         forwarder.abort();
         served?;
         Ok(())
+    }
+}
+
+/// The server's listening socket, closed (not merely no longer accepted from) as soon as
+/// shutdown is signalled: connections a balancer opens after that are refused outright rather
+/// than left in the backlog to be reset with a request on them.
+struct ClosingListener {
+    inner: Option<TcpListener>,
+    addr: SocketAddr,
+    close: tokio::sync::watch::Receiver<bool>,
+}
+
+impl axum::serve::Listener for ClosingListener {
+    type Io = tokio::net::TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Some(inner) = self.inner.as_mut() else {
+                return std::future::pending().await;
+            };
+            tokio::select! {
+                conn = axum::serve::Listener::accept(inner) => return conn,
+                _ = self.close.wait_for(|closing| *closing) => {
+                    self.inner = None;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.addr)
     }
 }
 
