@@ -12,10 +12,6 @@
 
 use std::time::{Duration, Instant};
 
-// The allocator the `etx` binary ships with: the matcher runs in this process.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use etx_core::config::Config;
 use etx_core::market::{PriceFeed, Tick};
 use etx_server::startup::Application;
