@@ -264,8 +264,7 @@ impl Db {
 
     /// Another instance changed a user or a session: drop what is cached here too.
     pub fn clear_sessions_from_elsewhere(&self) {
-        self.sessions
-            .set_ttl(self.sessions.ttl().unwrap_or_default());
+        self.sessions.forget();
     }
 }
 

@@ -161,7 +161,7 @@ impl SessionCache {
     }
 
     /// Drops everything cached (a clear heard from elsewhere, or a new TTL).
-    fn forget(&self) {
+    pub(crate) fn forget(&self) {
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.sessions.clear();

@@ -18,18 +18,9 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+mod support;
 
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
+use support::{env_or, load_average};
 
 const SETTINGS: [(&str, &str); 5] = [
     ("ETX__AUTH__ARGON2_MEMORY_KIB", "19456"),
@@ -255,9 +246,9 @@ async fn run(
 
 #[tokio::main]
 async fn main() {
-    let n = env_or("USERS", 100);
-    let clients = env_or("CLIENTS", 32);
-    let secs = env_or("DURATION", 15);
+    let n: u64 = env_or("USERS", 100);
+    let clients: u64 = env_or("CLIENTS", 32);
+    let secs: u64 = env_or("DURATION", 15);
     println!(
         "{n} users, {clients} clients, {secs} s per load; load average {}",
         load_average()

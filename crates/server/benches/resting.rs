@@ -18,26 +18,17 @@ use etx_server::startup::Application;
 
 const PRICE_ONE: i64 = 100_000_000;
 
-fn env_or(name: &str, default: i64) -> i64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+mod support;
 
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
+use support::{env_or, load_average};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let url = std::env::var("BENCH_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/etx_bench_resting".to_string());
-    let orders = env_or("ORDERS", 100_000);
-    let crossed = env_or("CROSSED", 10_000);
-    let users = env_or("USERS", 1_000);
+    let orders = env_or::<i64>("ORDERS", 100_000);
+    let crossed = env_or::<i64>("CROSSED", 10_000);
+    let users = env_or::<i64>("USERS", 1_000);
     assert!(
         crossed <= orders / 2,
         "CROSSED must be at most half of ORDERS"

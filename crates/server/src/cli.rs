@@ -163,7 +163,7 @@ pub fn main() -> ExitCode {
         },
         None => None,
     };
-    crate::telemetry::init_logging_to(&config.log.format, &config.log.level, files);
+    crate::telemetry::init_logging(&config.log.format, &config.log.level, files);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -5,12 +5,8 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::{Arc, OnceLock};
 use tracing_subscriber::EnvFilter;
 
-pub fn init_logging(format: &str, level: &str) {
-    init_logging_to(format, level, None);
-}
-
-/// As `init_logging`, with the lines also written to daily files when `files` is given.
-pub fn init_logging_to(format: &str, level: &str, files: Option<Arc<DailyFiles>>) {
+/// JSON lines (or `pretty` ones) on stderr, and in daily files when `files` is given.
+pub fn init_logging(format: &str, level: &str, files: Option<Arc<DailyFiles>>) {
     use tracing_subscriber::fmt::writer::MakeWriterExt;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let sink: Arc<dyn LineSink> = match files {
