@@ -401,8 +401,11 @@ fn with_parts(out: &mut Render, stmts: Vec<Stmt>, suffix: &str) {
 #[cfg(test)]
 mod tests {
     use super::{Batch, Db, DbKind, with_counts, with_last};
+    use crate::sql::tests::array;
     use crate::sql::{Insert, Render, Rows, Sql, Stmt};
+    use sea_orm::ConnectionTrait;
     use sea_orm::Value;
+    use sea_orm::sea_query::ArrayType;
 
     fn sqlite_sql(stmts: &[Stmt]) -> Vec<(String, Vec<Value>)> {
         stmts
@@ -489,13 +492,14 @@ mod tests {
              s2 AS (INSERT INTO k (id) SELECT * FROM unnest($6::text[]) ON CONFLICT DO NOTHING RETURNING 1) \
              SELECT (SELECT COUNT(*) FROM s0), (SELECT COUNT(*) FROM s1), (SELECT COUNT(*) FROM s2)"
         );
+        let ids = || array(ArrayType::String, ["id0".into(), "id1".into()]);
         let expected: Vec<Value> = vec![
-            r#"{"id0","id1"}"#.into(),
-            "{0,1}".into(),
+            ids(),
+            array(ArrayType::BigInt, [0i64.into(), 1i64.into()]),
             7i64.into(),
-            r#"{"id0","id1"}"#.into(),
-            "{0,10}".into(),
-            r#"{"key"}"#.into(),
+            ids(),
+            array(ArrayType::BigInt, [0i64.into(), 10i64.into()]),
+            array(ArrayType::String, ["key".into()]),
         ];
         assert_eq!(values, expected);
 
@@ -634,6 +638,39 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(used, [("ua".to_string(), 70)]);
+        // Other columns NULL this time, on the same connection: on PostgreSQL a column with a
+        // NULL travels as a literal in a text parameter, an array of the driver's otherwise, and
+        // a statement prepared for one must not be reused with the other.
+        for row in [
+            side("t3", "ua", 30),
+            NewTransaction {
+                counterparty_id: Some("ub"),
+                note: None,
+                usd_value: Some(30),
+                ..side("t4", "ua", 30)
+            },
+        ] {
+            let mut batch = Batch::default();
+            Db::insert_transactions(&mut batch, &mut [row]);
+            assert_eq!(db.run_batch_counts(&tx, batch).await.unwrap(), [1]);
+        }
+        let rows = tx
+            .query_all_raw(db.stmt(
+                "SELECT id, note, usd_value FROM transactions ORDER BY id",
+                [],
+            ))
+            .await
+            .unwrap();
+        let rows: Vec<(String, Option<String>, Option<i64>)> = crate::sql::triples(rows).unwrap();
+        assert_eq!(
+            rows,
+            [
+                ("t1".to_string(), Some("a,b{c}".to_string()), None),
+                ("t2".to_string(), Some("a,b{c}".to_string()), None),
+                ("t3".to_string(), Some("a,b{c}".to_string()), None),
+                ("t4".to_string(), None, Some(30)),
+            ]
+        );
         tx.commit().await.unwrap();
         assert_eq!(db.verify_ledger().await.unwrap(), Vec::<String>::new());
     }

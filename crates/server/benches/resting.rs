@@ -20,6 +20,11 @@ const PRICE_ONE: i64 = 100_000_000;
 
 mod support;
 
+// The fills allocate in bursts on several threads; the shipped allocator and its settings are
+// part of what is measured.
+#[path = "../src/allocator.rs"]
+mod allocator;
+
 use support::{env_or, load_average};
 
 #[tokio::main]
