@@ -6,7 +6,7 @@
 //!
 //! A lane locks the group's accounts first (in id order, one statement), decides each order in
 //! arrival order in memory (funds, overflow, the platform's exposure per asset) and writes the
-//! accepted ones with multi-row statements. Each lane posts against its own shard of the
+//! accepted ones with multi-row statements, in one journal entry for the group. Each lane posts against its own shard of the
 //! platform's trading accounts, so lanes never wait on each other's platform rows; only a user
 //! with orders in two lanes at once makes one wait for the other.
 
@@ -14,12 +14,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::OnceLock;
 
 use etx_db::ledger::{EntryHead, NewIdempotency, account_id};
+use etx_db::orders::OrderRow;
 use etx_db::{Batch, Db, DbErr, DbKind};
 use etx_domain::format_amount;
 use etx_domain::{AccountKind, EntryKind, Side};
 use tokio::sync::oneshot;
 
-use super::{OrderPlaced, OrderView, Terms};
+use super::{OrderPlaced, OrderView, Terms, TradeHistory};
 use crate::ledger::lanes::{Lanes, distinct, taken_keys};
 use crate::ledger::{Failure, Outcome, Taken};
 use crate::{Core, CoreError};
@@ -38,14 +39,17 @@ pub(super) struct Planned {
     pub side: Side,
     pub terms: Terms,
     pub quote_id: Option<String>,
-    pub entry_id: String,
+    /// The journal entry's memo when the order commits alone.
     pub memo: String,
     /// The pair's assets other than USD with their USD price (× 10^8) and scale, for the
     /// exposure limit.
     pub exposure: Vec<(String, i128, u8)>,
     /// The order as answered once filled.
     pub view: OrderView,
-    /// The order row, its history rows and its audit record.
+    /// The order row and its history rows, written pointing at the group's journal entry.
+    pub order: OrderRow,
+    pub history: TradeHistory,
+    /// Its audit record, queued by the request for its client context.
     pub inserts: Batch,
 }
 
@@ -407,28 +411,59 @@ async fn attempt(lane: &Lane, shard: &str, jobs: &[Job]) -> Result<Attempt, DbEr
     }
 
     let now = etx_db::now_micros();
+    // One journal entry for the group: each user's legs order by order and the platform's
+    // netted per account, as a matcher's settlement does. Three postings an order fewer, and
+    // one entry a group instead of one an order.
+    let entry_id = uuid::Uuid::now_v7().to_string();
     let mut inserts = Batch::default();
     let mut deltas: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut legs: Vec<(&str, &str, i64)> = Vec::new();
+    let mut platform: BTreeMap<&str, (&str, i64)> = BTreeMap::new();
     for a in &accepted {
         let p = &jobs[a.index].plan;
-        let legs = &posts[a.index];
-        for l in legs {
+        for l in &posts[a.index] {
             *deltas.entry(l.account.as_str()).or_default() += l.amount;
+            if l.owner == p.user_id {
+                legs.push((l.account.as_str(), l.asset.as_str(), l.amount));
+            } else {
+                platform
+                    .entry(l.account.as_str())
+                    .or_insert((l.asset.as_str(), 0))
+                    .1 += l.amount;
+            }
         }
-        Db::queue_postings(
-            &mut inserts,
-            &EntryHead {
-                id: &p.entry_id,
-                kind: EntryKind::Trade,
-                memo: Some(&p.memo),
-                created_by: Some(&p.user_id),
-            },
-            legs.iter()
-                .map(|l| (l.account.as_str(), l.asset.as_str(), l.amount)),
-            now,
-        );
+        let order = OrderRow {
+            entry_id: Some(entry_id.clone()),
+            ..p.order.clone()
+        };
+        Db::queue_order(&mut inserts, &order);
+        p.history.queue(&mut inserts, &entry_id);
         inserts.append(p.inserts.clone());
     }
+    legs.extend(
+        platform
+            .into_iter()
+            .filter(|(_, (_, n))| *n != 0)
+            .map(|(id, (asset, n))| (id, asset, n)),
+    );
+    let (memo, created_by) = match accepted.as_slice() {
+        [one] => {
+            let p = &jobs[one.index].plan;
+            (p.memo.clone(), Some(p.user_id.as_str()))
+        }
+        many => (format!("{} market orders", many.len()), None),
+    };
+    Db::queue_postings(
+        &mut inserts,
+        &EntryHead {
+            id: &entry_id,
+            kind: EntryKind::Trade,
+            memo: Some(&memo),
+            created_by,
+        },
+        legs.into_iter(),
+        now,
+    );
     db.run_batch(&tx, inserts.merge_inserts()).await?;
 
     let deltas: Vec<(&str, i64)> = deltas.into_iter().filter(|(_, d)| *d != 0).collect();

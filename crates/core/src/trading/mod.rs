@@ -22,8 +22,7 @@ pub use matcher::spawn_matcher;
 pub use resting::cancel_order;
 
 use crate::ledger::{
-    AmountText, Asset, Failure, Movement, Outcome, amount_field, movement_event, queue_history,
-    scale_of,
+    AmountText, Asset, Failure, Movement, Outcome, amount_field, movement_event, scale_of,
 };
 use crate::market::price_text;
 use crate::time::rfc3339;
@@ -568,7 +567,7 @@ fn order_terms<'a>(
 }
 
 /// Places a market order: it fills at once against the platform, in one journal entry over
-/// both assets, or not at all. Requires an idempotency key.
+/// both assets with the orders committed with it, or not at all. Requires an idempotency key.
 pub async fn place_order(
     state: &Core,
     user: &UserRow,
@@ -616,7 +615,6 @@ async fn fill(
     let (base, quote) = (&p.pair.base.code, &p.pair.quote.code);
     let t = p.terms;
     let u = user.id.as_str();
-    let entry_id = uuid::Uuid::now_v7().to_string();
     let now = now_micros();
     let order = OrderRow {
         id: uuid::Uuid::now_v7().to_string(),
@@ -632,7 +630,8 @@ async fn fill(
         fee: t.fee,
         total: t.total,
         quote_id: quote_id.map(str::to_string),
-        entry_id: Some(entry_id.clone()),
+        // The commit group's journal entry, set when the group commits.
+        entry_id: None,
         created_at: now,
         updated_at: now,
         trigger_price: None,
@@ -642,10 +641,8 @@ async fn fill(
         reason: None,
     };
     let mut inserts = Batch::default();
-    Db::queue_order(&mut inserts, &order);
-    let (base_view, quote_view) = queue_trade_history(
+    let (history, base_view, quote_view) = TradeHistory::new(
         state,
-        &mut inserts,
         TradeRows {
             user_id: u,
             base,
@@ -653,7 +650,6 @@ async fn fill(
             side: p.side,
             terms: &t,
             note: &format!("{} {}", p.side, p.pair.name()),
-            entry_id: &entry_id,
         },
     );
     crate::audit::Event::new(Some(u), AuditAction::OrderPlace)
@@ -665,7 +661,6 @@ async fn fill(
             "amount": format_amount(t.amount, p.pair.base.scale),
             "price": price_text(t.price),
             "total": format_amount(t.total, p.pair.quote.scale),
-            "entry_id": entry_id,
         }))
         .queue(&mut inserts);
     let mut exposure = Vec::new();
@@ -692,13 +687,15 @@ async fn fill(
             p.pair.name(),
             format_amount(t.amount, p.pair.base.scale)
         ),
-        entry_id,
         exposure,
         view: OrderView::new(state, &order),
+        order,
+        history,
         inserts,
     };
+    let order_id = plan.order.id.clone();
     let filled = state.orders.submit(state, plan).await?;
-    tracing::info!(order = %order.id, user = %u, pair = %p.pair.name(), side = %p.side, "order filled");
+    tracing::info!(order = %order_id, user = %u, pair = %p.pair.name(), side = %p.side, "order filled");
     crate::ledger::publish(
         state,
         vec![
@@ -717,49 +714,89 @@ pub(crate) struct TradeRows<'a> {
     pub side: Side,
     pub terms: &'a Terms,
     pub note: &'a str,
-    pub entry_id: &'a str,
 }
 
-/// Queues a fill's history rows: the base asset bought or sold, and the quote asset paid
-/// (the value) or received (the total), with the fee on the quote side. Answers their views
-/// (base, quote) for the real-time events.
-pub(crate) fn queue_trade_history(
-    state: &Core,
-    batch: &mut Batch,
-    r: TradeRows<'_>,
-) -> (serde_json::Value, serde_json::Value) {
-    let t = r.terms;
-    let (base_dir, quote_dir, quote_amount) = match r.side {
-        Side::Buy => ("in", "out", t.value),
-        Side::Sell => ("out", "in", t.total),
-    };
-    // Both rows carry what the fill was worth: what a buy paid, fee included, or what a sell
-    // received, fee deducted. That is the bought asset's cost and the sold asset's proceeds.
-    let usd_value = crate::ledger::usd_value_now(state, r.quote, t.total);
-    let mut row = |direction, asset, amount, fee| {
-        let id = uuid::Uuid::now_v7().to_string();
-        queue_history(
-            state,
-            batch,
-            NewTransaction {
-                id: &id,
-                user_id: r.user_id,
-                kind: TxKind::Trade,
-                direction,
-                asset,
-                amount,
-                fee,
-                status: "completed",
-                counterparty_id: None,
-                note: Some(r.note),
-                entry_id: Some(r.entry_id),
-                usd_value,
-            },
-        )
-    };
-    let base_view = row(base_dir, r.base, t.amount, 0);
-    let quote_view = row(quote_dir, r.quote, quote_amount, t.fee);
-    (base_view, quote_view)
+/// A fill's history rows: the base asset bought or sold, and the quote asset paid (the value)
+/// or received (the total), with the fee on the quote side. They are made before the journal
+/// entry they point to is known: a market order's entry is its commit group's.
+pub(crate) struct TradeHistory {
+    user_id: String,
+    note: String,
+    rows: [HistoryRow; 2],
+}
+
+struct HistoryRow {
+    id: String,
+    direction: &'static str,
+    asset: String,
+    amount: i64,
+    fee: i64,
+    usd_value: Option<i64>,
+}
+
+impl HistoryRow {
+    fn row<'a>(&'a self, h: &'a TradeHistory, entry_id: Option<&'a str>) -> NewTransaction<'a> {
+        NewTransaction {
+            id: &self.id,
+            user_id: &h.user_id,
+            kind: TxKind::Trade,
+            direction: self.direction,
+            asset: &self.asset,
+            amount: self.amount,
+            fee: self.fee,
+            status: "completed",
+            counterparty_id: None,
+            note: Some(&h.note),
+            entry_id,
+            usd_value: self.usd_value,
+        }
+    }
+}
+
+impl TradeHistory {
+    /// The rows of a fill, and their views (base, quote) for the real-time events.
+    pub(crate) fn new(
+        state: &Core,
+        r: TradeRows<'_>,
+    ) -> (TradeHistory, serde_json::Value, serde_json::Value) {
+        let t = r.terms;
+        let (base_dir, quote_dir, quote_amount) = match r.side {
+            Side::Buy => ("in", "out", t.value),
+            Side::Sell => ("out", "in", t.total),
+        };
+        // Both rows carry what the fill was worth: what a buy paid, fee included, or what a
+        // sell received, fee deducted. That is the bought asset's cost and the sold asset's
+        // proceeds.
+        let worth = crate::ledger::usd_value_now(state, r.quote, t.total);
+        let row = |direction, asset: &str, amount, fee| HistoryRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            direction,
+            asset: asset.to_string(),
+            amount,
+            fee,
+            usd_value: worth.or_else(|| crate::ledger::usd_value_now(state, asset, amount)),
+        };
+        let h = TradeHistory {
+            user_id: r.user_id.to_string(),
+            note: r.note.to_string(),
+            rows: [
+                row(base_dir, r.base, t.amount, 0),
+                row(quote_dir, r.quote, quote_amount, t.fee),
+            ],
+        };
+        let [base, quote] = &h.rows;
+        let (base_view, quote_view) = (
+            crate::ledger::txn_view(state, &base.row(&h, None)),
+            crate::ledger::txn_view(state, &quote.row(&h, None)),
+        );
+        (h, base_view, quote_view)
+    }
+
+    /// Queues both rows, pointing at the journal entry `entry_id`.
+    pub(crate) fn queue(&self, batch: &mut Batch, entry_id: &str) {
+        let mut rows = self.rows.each_ref().map(|r| r.row(self, Some(entry_id)));
+        Db::insert_transactions(batch, &mut rows);
+    }
 }
 
 /// The platform's position in an asset after an order changes it by `change`: an order may

@@ -495,9 +495,8 @@ pub(super) async fn settle(
             let other = if held_asset == base { quote } else { base };
             touched.push((u.to_string(), other.to_string()));
             let note = format!("{} {}/{} ({})", side, base, quote, o.kind);
-            let (b, q) = super::queue_trade_history(
+            let (history, b, q) = super::TradeHistory::new(
                 state,
-                &mut batch,
                 super::TradeRows {
                     user_id: u,
                     base,
@@ -505,9 +504,9 @@ pub(super) async fn settle(
                     side,
                     terms: t,
                     note: &note,
-                    entry_id: fill_entry,
                 },
             );
+            history.queue(&mut batch, fill_entry);
             for view in [b, q] {
                 messages.push((u.to_string(), "transaction_update", view));
             }

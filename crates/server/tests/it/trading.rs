@@ -544,6 +544,52 @@ async fn the_exposure_limit_holds_across_orders_committed_together() {
                 && a.1["error"]["code"] == "LIMIT_EXCEEDED"),
         "{refused:?}"
     );
+    // Orders committed together share one journal entry: each user's two legs, and the
+    // platform's inventory and fee legs netted per account (at most three an entry here).
+    let entries = app
+        .count("SELECT COUNT(*) FROM journal_entries WHERE kind = 'trade'")
+        .await;
+    // Sixteen requests at once against one committer: some commit together.
+    assert!(
+        (1..10).contains(&entries),
+        "{entries} entries for 10 orders"
+    );
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM postings p JOIN journal_entries e ON e.id = p.entry_id \
+             WHERE e.kind = 'trade' AND p.account_id NOT LIKE '%platform-%'"
+        )
+        .await,
+        20,
+        "two legs an order"
+    );
+    assert!(
+        app.count(
+            "SELECT COUNT(*) FROM postings p JOIN journal_entries e ON e.id = p.entry_id \
+             WHERE e.kind = 'trade' AND p.account_id LIKE '%platform-%'"
+        )
+        .await
+            <= 3 * entries
+    );
+    // Every filled order and its history rows point at the entry that moved its money.
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM orders o JOIN journal_entries e ON e.id = o.entry_id \
+             WHERE o.status = 'filled' AND EXISTS (SELECT 1 FROM postings p \
+             WHERE p.entry_id = e.id AND p.account_id LIKE '%' || o.user_id || '%')"
+        )
+        .await,
+        10
+    );
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(DISTINCT t.id) FROM transactions t JOIN orders o ON o.entry_id = t.entry_id \
+             AND o.user_id = t.user_id WHERE t.type = 'trade'"
+        )
+        .await,
+        20,
+        "two history rows an order"
+    );
     // The price rises: the position (0.1 BTC, now $7,000) is past the limit. A buy, which
     // would grow it, is refused; a sell, which shrinks it, is still taken.
     set_price(&app, "BTC", 70_000);
