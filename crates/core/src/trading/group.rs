@@ -6,9 +6,10 @@
 //!
 //! A lane locks the group's accounts first (in id order, one statement), decides each order in
 //! arrival order in memory (funds, overflow, the platform's exposure per asset) and writes the
-//! accepted ones with multi-row statements, in one journal entry for the group. Each lane posts against its own shard of the
-//! platform's trading accounts, so lanes never wait on each other's platform rows; only a user
-//! with orders in two lanes at once makes one wait for the other.
+//! accepted ones with multi-row statements, in one journal entry for the group. Each lane posts
+//! against its own shard of the platform's trading accounts, so lanes never wait on each
+//! other's platform rows; only a user with orders in two lanes at once makes one wait for the
+//! other.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::OnceLock;
