@@ -128,11 +128,11 @@ impl Rows {
         }
         (0..self.width)
             .map(|c| {
-                let ty = array_type(&self.cells[c])?;
+                let ty = array_type(&self.cells[c])?.0;
                 self.cells[c..]
                     .iter()
                     .step_by(self.width)
-                    .all(|v| array_type(v) == Some(ty))
+                    .all(|v| array_type(v).is_some_and(|t| t.0 == ty))
                     .then_some(ty)
             })
             .collect()
@@ -185,18 +185,11 @@ impl Rows {
 /// when a tick filled thousands of orders); the driver's arrays carry no NULL element, so a
 /// column with one is sent as a literal instead.
 fn array_param(values: Vec<Value>) -> (Value, bool) {
-    let ty = match values.first() {
-        Some(Value::String(_)) => ArrayType::String,
-        Some(Value::BigInt(_)) => ArrayType::BigInt,
-        Some(Value::Int(_)) => ArrayType::Int,
-        Some(Value::SmallInt(_)) => ArrayType::SmallInt,
-        Some(Value::Bool(_)) => ArrayType::Bool,
-        _ => return (array_literal(&values), true),
-    };
-    if values.iter().all(Value::is_some) {
-        (Value::Array(ty, Some(Box::new(values))), false)
-    } else {
-        (array_literal(&values), true)
+    match values.first().and_then(array_type) {
+        Some((_, ty)) if values.iter().all(Value::is_some) => {
+            (Value::Array(ty, Some(Box::new(values))), false)
+        }
+        _ => (array_literal(&values), true),
     }
 }
 
@@ -400,14 +393,14 @@ fn push_text_element(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// The PostgreSQL element type of a column of `v`s.
-fn array_type(v: &Value) -> Option<&'static str> {
+/// The PostgreSQL element type of a column of `v`s, and the driver's array of them.
+fn array_type(v: &Value) -> Option<(&'static str, ArrayType)> {
     Some(match v {
-        Value::String(_) => "text",
-        Value::BigInt(_) => "int8",
-        Value::Int(_) => "int4",
-        Value::SmallInt(_) => "int2",
-        Value::Bool(_) => "bool",
+        Value::String(_) => ("text", ArrayType::String),
+        Value::BigInt(_) => ("int8", ArrayType::BigInt),
+        Value::Int(_) => ("int4", ArrayType::Int),
+        Value::SmallInt(_) => ("int2", ArrayType::SmallInt),
+        Value::Bool(_) => ("bool", ArrayType::Bool),
         _ => return None,
     })
 }
