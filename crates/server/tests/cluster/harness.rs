@@ -11,6 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "../common/ports.rs"]
+mod ports;
+pub use ports::free_ports;
+
 pub const ADMIN_PASSWORD: &str = "cluster-Admin-passphrase-7";
 pub const PASSWORD: &str = "Str0ng-Passphrase";
 
@@ -23,18 +27,6 @@ pub struct Cluster {
     pub url: String,
     first_port: u16,
     pub client: Client,
-}
-
-/// A base port with it and the next `n` free.
-pub fn free_ports(n: u16) -> u16 {
-    loop {
-        let seed = uuid::Uuid::new_v4().as_u128();
-        let base = 20_000 + (seed % 30_000) as u16;
-        let free = (0..=n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
-        if free {
-            return base;
-        }
-    }
 }
 
 impl Cluster {

@@ -260,11 +260,7 @@ async fn a_hundred_parallel_bombs_keep_memory_bounded() {
 
     let dir = std::env::temp_dir().join(format!("etx-bomb-{}", uuid::Uuid::now_v7()));
     let db_url = fresh_database_url().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::ports::free_ports(0);
     let base = format!("http://127.0.0.1:{port}");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_etx"));
     cmd.args(["serve", "--bind", &format!("127.0.0.1:{port}")])

@@ -94,11 +94,7 @@ fn a_bad_setting_stops_startup_with_one_line_naming_it() {
 #[tokio::test]
 async fn dev_mode_on_a_public_address_needs_the_unsafe_setting() {
     let dir = std::env::temp_dir().join(format!("etx-cli-{}", uuid::Uuid::now_v7()));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::ports::free_ports(0);
     let out = etx(&dir)
         .env_remove("ETX_ENV")
         .env_remove("ETX_ALLOW_UNSAFE_DEV")
@@ -149,11 +145,7 @@ async fn dev_mode_on_a_public_address_needs_the_unsafe_setting() {
 #[tokio::test]
 async fn logs_are_json_with_request_ids_and_never_contain_secrets() {
     let dir = std::env::temp_dir().join(format!("etx-cli-{}", uuid::Uuid::now_v7()));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::ports::free_ports(0);
     let child = etx(&dir)
         .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
         .env("RUST_LOG", "debug")

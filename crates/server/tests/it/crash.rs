@@ -69,11 +69,7 @@ async fn token(client: &reqwest::Client, base: &str, login: &str, password: &str
 async fn sigkill_mid_load_loses_no_acknowledged_transfer() {
     let dir = std::env::temp_dir().join(format!("etx-crash-{}", uuid::Uuid::now_v7()));
     let db_url = fresh_database_url().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::ports::free_ports(0);
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     let mut child = start(&dir, db_url.as_deref(), port);

@@ -4,6 +4,9 @@
 
 mod support;
 
+#[path = "../common/ports.rs"]
+mod ports;
+
 mod alerts;
 mod audit;
 mod auth;

@@ -35,11 +35,7 @@ impl PrivatePostgres {
             .unwrap_or_default();
         let uid = Command::new("id").arg("-u").output().expect("id");
         let as_postgres = String::from_utf8_lossy(&uid.stdout).trim() == "0";
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::ports::free_ports(0);
         let dir = std::env::temp_dir().join(format!("etx-pg-{}", uuid::Uuid::now_v7()));
         let pg = PrivatePostgres {
             bin,

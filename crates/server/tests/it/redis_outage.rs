@@ -25,11 +25,7 @@ pub(crate) struct PrivateRedis {
 
 impl PrivateRedis {
     pub(crate) async fn start() -> PrivateRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::ports::free_ports(0);
         let mut r = PrivateRedis { port, child: None };
         r.restart().await;
         r

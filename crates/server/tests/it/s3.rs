@@ -25,11 +25,7 @@ impl Drop for MotoServer {
 async fn start_moto() -> MotoServer {
     let client = reqwest::Client::new();
     for _ in 0..5 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::ports::free_ports(0);
         let child = Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
