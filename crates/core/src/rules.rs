@@ -313,12 +313,21 @@ pub struct AdminConfig {
     /// second admin's approval.
     #[serde(deserialize_with = "etx_domain::money::decimal_text")]
     pub adjust_approval_from_usd: String,
+    /// How long the statistics page's charts, volume and ledger totals are reused before they
+    /// are read again (0: every request).
+    #[serde(default = "stats_cache_ms")]
+    pub stats_cache_ms: u64,
+}
+
+fn stats_cache_ms() -> u64 {
+    5000
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig {
             adjust_approval_from_usd: "1000".into(),
+            stats_cache_ms: stats_cache_ms(),
         }
     }
 }

@@ -304,11 +304,17 @@ pub async fn leaderboard(
     let today = now_micros().div_euclid(86_400_000_000);
     // 1970-01-01 was a Thursday: day 4 was the first Monday.
     let monday = today - (today - 4).rem_euclid(7);
-    let mut out = Vec::new();
-    for (id, points) in state.db.xp_since(monday, limit).await? {
-        if let Some(u) = state.db.user_by_id(&id).await? {
-            out.push((u, points));
-        }
-    }
-    Ok(out)
+    let ranked = state.db.xp_since(monday, limit).await?;
+    let ids: Vec<&str> = ranked.iter().map(|(id, _)| id.as_str()).collect();
+    let mut users: std::collections::HashMap<String, etx_db::users::UserRow> = state
+        .db
+        .users_by_ids(&ids)
+        .await?
+        .into_iter()
+        .map(|u| (u.id.clone(), u))
+        .collect();
+    Ok(ranked
+        .into_iter()
+        .filter_map(|(id, points)| Some((users.remove(&id)?, points)))
+        .collect())
 }

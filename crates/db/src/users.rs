@@ -138,6 +138,21 @@ impl Db {
         self.one_user("id = $1", vec![id.into()]).await
     }
 
+    /// The users with these ids, in no particular order; unknown ids are left out.
+    pub async fn users_by_ids(&self, ids: &[&str]) -> Result<Vec<UserRow>, DbErr> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {COLUMNS} FROM users WHERE id IN ({})",
+            crate::ledger::in_list(1, ids.len())
+        );
+        let v: Vec<Value> = ids.iter().map(|&id| id.into()).collect();
+        UserRow::find_by_statement(self.stmt(&sql, v))
+            .all(self.conn())
+            .await
+    }
+
     /// `user_by_login` on a given connection or transaction.
     pub async fn user_by_login_in(
         &self,

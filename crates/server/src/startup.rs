@@ -173,6 +173,7 @@ pub async fn build_state(config: Config, settings: Settings) -> anyhow::Result<A
         draining: Default::default(),
         cache_sync,
         observe,
+        stats: Default::default(),
     });
     crate::socketio::register(&state).await?;
     Ok(state)

@@ -35,6 +35,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
 pub use error::{PageError, PageResult};
+pub use stats::StatsCache;
 
 pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()

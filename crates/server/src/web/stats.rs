@@ -12,6 +12,8 @@ use axum::response::IntoResponse;
 use etx_db::stats::{DayPoint, Queues};
 use etx_domain::money::format_amount;
 use std::fmt::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 const DAY: i64 = 86_400_000_000;
 /// Days each chart covers, today included.
@@ -40,15 +42,26 @@ pub struct TotalLine {
     pub balanced: bool,
 }
 
+/// What the page shows but the queues: aggregates over the whole history, read at most once
+/// per `[admin] stats_cache_ms` and shared by the requests in between.
+pub struct Figures {
+    /// When they were read (RFC 3339).
+    as_of: String,
+    charts: Vec<Chart>,
+    volume: Vec<VolumeLine>,
+    totals: Vec<TotalLine>,
+}
+
+#[derive(Default)]
+pub struct StatsCache(Mutex<Option<(Instant, Arc<Figures>)>>);
+
 #[derive(Template, WebTemplate)]
 #[template(path = "admin_stats.html")]
 pub struct StatsPage {
     layout: Layout,
     days: i64,
     queues: Queues,
-    charts: Vec<Chart>,
-    volume: Vec<VolumeLine>,
-    totals: Vec<TotalLine>,
+    figures: Arc<Figures>,
 }
 
 /// Platform statistics (staff; others get the not-found page).
@@ -56,8 +69,36 @@ pub async fn view_stats_get(State(state): State<AppState>, u: WebUser) -> PageRe
     if !u.auth.role.is_staff() {
         return Ok(not_found_for(&u));
     }
+    let fresh_for = Duration::from_millis(state.config.admin.stats_cache_ms);
+    let cached = {
+        let c = state.stats.0.lock().unwrap_or_else(|e| e.into_inner());
+        c.as_ref()
+            .filter(|(at, _)| at.elapsed() < fresh_for)
+            .map(|(_, f)| f.clone())
+    };
+    let figures = match cached {
+        Some(f) => f,
+        None => {
+            let read_at = Instant::now();
+            let f = Arc::new(figures(&state).await?);
+            *state.stats.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((read_at, f.clone()));
+            f
+        }
+    };
+    Ok(StatsPage {
+        layout: Layout::new(Some(UserView::from(&u.auth.user)), u.csrf, "stats"),
+        days: DAYS,
+        queues: state.db.queues().await?,
+        figures,
+    }
+    .into_response())
+}
+
+async fn figures(state: &AppState) -> Result<Figures, etx_db::DbErr> {
     let db = &state.db;
-    let today = etx_db::now_micros().div_euclid(DAY);
+    let now = etx_db::now_micros();
+    let as_of = crate::views::rfc3339(now);
+    let today = now.div_euclid(DAY);
     let since = (today - DAYS + 1) * DAY;
     let count = |p: &DayPoint| p.count;
     let cents = |p: &DayPoint| p.cents;
@@ -150,15 +191,12 @@ pub async fn view_stats_get(State(state): State<AppState>, u: WebUser) -> PageRe
             }
         })
         .collect();
-    Ok(StatsPage {
-        layout: Layout::new(Some(UserView::from(&u.auth.user)), u.csrf, "stats"),
-        days: DAYS,
-        queues: db.queues().await?,
+    Ok(Figures {
+        as_of,
         charts,
         volume,
         totals,
-    }
-    .into_response())
+    })
 }
 
 /// The last `DAYS` days' values, oldest first, zero where nothing happened.

@@ -55,8 +55,10 @@ pub fn test_config(data_dir: PathBuf) -> Config {
     c.admin.adjust_approval_from_usd = "1000000000000".into();
     // Market tests count the candles they record; the computed past has its own test.
     c.market.backfill = false;
-    // Tests write candles and read them back at once; the day cache has its own test.
+    // Tests write and read back at once; the day cache and the statistics cache have their
+    // own tests.
     c.market.day_cache_ms = 0;
+    c.admin.stats_cache_ms = 0;
     c
 }
 

@@ -2487,6 +2487,50 @@ async fn staff_see_the_platforms_health_on_one_page() {
 }
 
 #[tokio::test]
+async fn the_statistics_are_shared_for_a_few_seconds_and_the_queues_are_live() {
+    let app = TestApp::spawn_with(|c| {
+        c.admin.stats_cache_ms = 400;
+        c.admin.adjust_approval_from_usd = "1000".into();
+    })
+    .await;
+    let admin = app.user_with_role("treasurer", "admin").await;
+    let alice = app.register("alice").await;
+    let staff = signed_in(&app, "treasurer").await;
+    let signups = |page: &str| {
+        page.split("id=\"stats-signups\"")
+            .nth(1)
+            .and_then(|s| s.split("</p>").next())
+            .unwrap()
+            .to_string()
+    };
+    let read_at = std::time::Instant::now();
+    let first = page_text(&staff, at(&app, "/admin/stats")).await;
+    assert!(signups(&first).contains("2 in 30 days"), "{first}");
+    assert!(first.contains("data-queue=\"adjustments\">0<"));
+    app.register("bob").await;
+    let r = app
+        .money_post(
+            "/api/admin/wallets/adjust",
+            Some("big-one"),
+            serde_json::json!({"user_id": alice.id, "currency": "USD", "amount": "5000", "reason": "wire 77"}),
+            &admin.token,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let again = page_text(&staff, at(&app, "/admin/stats")).await;
+    // The queue counts at once; the sign-up waits for the next read unless this machine was
+    // too slow to look within the cache's lifetime.
+    assert!(again.contains("data-queue=\"adjustments\">1<"), "{again}");
+    if read_at.elapsed() < std::time::Duration::from_millis(300) {
+        assert!(signups(&again).contains("2 in 30 days"), "{again}");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(450)).await;
+    let later = page_text(&staff, at(&app, "/admin/stats")).await;
+    assert!(signups(&later).contains("3 in 30 days"), "{later}");
+    assert!(later.contains("id=\"stats-as-of\""));
+}
+
+#[tokio::test]
 async fn the_leaderboard_ranks_by_experience_and_marks_the_reader() {
     let app = TestApp::spawn().await;
     let alice = app.register("alice").await;
