@@ -29,6 +29,8 @@ use etx_domain::{Level, XpKind};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// Awards waiting beyond this are dropped (and counted): a stalled database must not grow the
@@ -85,7 +87,19 @@ pub struct Xp {
     rx: Mutex<Option<mpsc::Receiver<Award>>>,
     /// Awards queued and not yet written (or given up on).
     pending: std::sync::atomic::AtomicUsize,
+    /// Award batches this instance committed: a weekly ranking read before the last one is
+    /// read again.
+    written: std::sync::atomic::AtomicU64,
+    /// This week's rankings by length, with when they were read and `written` before the read.
+    weekly: Mutex<HashMap<i64, Weekly>>,
 }
+
+type Weekly = (Instant, u64, Vec<(etx_db::users::UserRow, i64)>);
+
+/// How long a weekly ranking serves every page that shows it (the home page's leaders
+/// included) when this instance awarded nothing since: the points other instances award show
+/// after at most this long.
+const WEEKLY_FRESH: Duration = Duration::from_secs(5);
 
 impl Default for Xp {
     fn default() -> Self {
@@ -94,6 +108,8 @@ impl Default for Xp {
             tx,
             rx: Mutex::new(Some(rx)),
             pending: Default::default(),
+            written: Default::default(),
+            weekly: Default::default(),
         }
     }
 }
@@ -274,6 +290,7 @@ pub async fn write(state: &Core, awards: &[Award]) -> Result<(), crate::CoreErro
         }
         db.run_batch(&tx, batch).await?;
         tx.commit().await?;
+        state.xp.written.fetch_add(1, Ordering::SeqCst);
         Ok(ups)
     })
     .await?;
@@ -301,6 +318,17 @@ pub async fn leaderboard(
             })
             .collect());
     }
+    let written = state.xp.written.load(Ordering::SeqCst);
+    {
+        let cached = state.xp.weekly.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, w, rows)) = cached.get(&limit)
+            && *w == written
+            && at.elapsed() < WEEKLY_FRESH
+        {
+            return Ok(rows.clone());
+        }
+    }
+    let read_at = Instant::now();
     let today = now_micros().div_euclid(86_400_000_000);
     // 1970-01-01 was a Thursday: day 4 was the first Monday.
     let monday = today - (today - 4).rem_euclid(7);
@@ -313,8 +341,15 @@ pub async fn leaderboard(
         .into_iter()
         .map(|u| (u.id.clone(), u))
         .collect();
-    Ok(ranked
+    let rows: Vec<_> = ranked
         .into_iter()
         .filter_map(|(id, points)| Some((users.remove(&id)?, points)))
-        .collect())
+        .collect();
+    state
+        .xp
+        .weekly
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(limit, (read_at, written, rows.clone()));
+    Ok(rows)
 }

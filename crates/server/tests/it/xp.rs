@@ -57,6 +57,24 @@ async fn real_events_earn_experience_once_within_daily_caps_and_a_level_up_notif
         (Some(0), Some(1))
     );
     assert_eq!(start["events"].as_array().unwrap().len(), 0);
+    let weekly_points = |who: &'static str| {
+        let (app, token) = (&app, bob.token.clone());
+        async move {
+            let lb: Value = app
+                .get("/api/leaderboard?period=week", Some(&token))
+                .await
+                .json()
+                .await
+                .unwrap();
+            lb["users"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|u| u["username"] == who)
+                .map(|u| u["points"].as_i64().unwrap())
+        }
+    };
+    assert_eq!(weekly_points("alice").await, None);
 
     // Verifying the address by the mailed link: 20.
     let mail = app.mail_to(&alice.email, 1).await;
@@ -66,6 +84,8 @@ async fn real_events_earn_experience_once_within_daily_caps_and_a_level_up_notif
         .await;
     assert_eq!(r.status(), StatusCode::OK);
     settles_at(&app, &alice, 20).await;
+    // The week's ranking read a moment ago is not served again once points were awarded.
+    assert_eq!(weekly_points("alice").await, Some(20));
 
     // Two-factor on: 30; switching it off and on again pays nothing more.
     let (secret, _) = two_factor_on(&app, &alice).await;
