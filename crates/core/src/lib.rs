@@ -25,6 +25,7 @@ pub mod review;
 pub mod rules;
 pub mod security;
 pub mod session;
+pub mod stats;
 pub mod time;
 pub mod trading;
 pub mod upkeep;
@@ -76,6 +77,8 @@ pub struct Parts {
     pub orders: trading::group::OrderCommit,
     /// Experience points waiting for the awarder.
     pub xp: xp::Xp,
+    /// The statistics page's aggregates, shared for `[admin] stats_cache_ms`.
+    pub stats: stats::StatsCache,
 }
 
 impl Core {

@@ -163,6 +163,7 @@ pub async fn build_state(config: Config, settings: Settings) -> anyhow::Result<A
         alerts: Default::default(),
         xp: Default::default(),
         pairs: Default::default(),
+        stats: Default::default(),
     });
     let state = AppState::new(Inner {
         core,
@@ -173,7 +174,6 @@ pub async fn build_state(config: Config, settings: Settings) -> anyhow::Result<A
         draining: Default::default(),
         cache_sync,
         observe,
-        stats: Default::default(),
     });
     crate::socketio::register(&state).await?;
     Ok(state)

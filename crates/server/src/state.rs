@@ -23,8 +23,6 @@ pub struct Inner {
     pub cache_sync: Option<crate::cache_sync::CacheSync>,
     /// Request spans to an OTLP collector and internal errors to Sentry, when configured.
     pub observe: crate::observe::Observe,
-    /// The statistics page's figures, shared for `[admin] stats_cache_ms`.
-    pub stats: crate::web::StatsCache,
 }
 
 /// A handle that does not keep the state alive, for callbacks stored inside the state itself

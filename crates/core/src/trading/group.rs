@@ -12,7 +12,7 @@
 //! other.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use etx_db::ledger::{EntryHead, NewIdempotency, account_id};
 use etx_db::orders::OrderRow;
@@ -80,6 +80,32 @@ struct Lane {
     db: Db,
     /// `[trading] max_exposure_cents`.
     limit: i128,
+    /// Accounts known to exist, shared by the lanes: a group whose accounts are all known
+    /// skips the read that finds the ones to open (accounts are never deleted).
+    known: Arc<Mutex<HashSet<String>>>,
+}
+
+/// Known accounts kept at most; the set starts again empty when full.
+const KNOWN_MAX: usize = 200_000;
+
+impl Lane {
+    fn all_known(&self, ids: &[&str]) -> bool {
+        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        ids.iter().all(|id| known.contains(*id))
+    }
+
+    /// Only accounts that are committed: one opened by a transaction that rolls back is gone.
+    fn learn<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        for id in ids {
+            if known.len() >= KNOWN_MAX {
+                known.clear();
+            }
+            if !known.contains(id) {
+                known.insert(id.to_string());
+            }
+        }
+    }
 }
 
 impl OrderCommit {
@@ -89,6 +115,7 @@ impl OrderCommit {
             let lane = Lane {
                 db: state.db.clone(),
                 limit: i128::from(state.config.trading.max_exposure_cents),
+                known: Default::default(),
             };
             let n = match state.db.kind() {
                 // SQLite's writers queue on one lock anyway.
@@ -370,14 +397,17 @@ async fn attempt(lane: &Lane, shard: &str, jobs: &[Job]) -> Result<Attempt, DbEr
     let tx = db.begin_write().await?;
     // Accounts an order is the first to credit are opened before any row is locked, so that a
     // lane never waits on another's new account while holding rows that one waits for.
-    let have = db.accounts(&tx, &ids, false).await?;
-    let have: HashSet<&str> = have.iter().map(|(id, ..)| id.as_str()).collect();
-    let missing: Vec<(&str, &str, &str, &str)> = opened
-        .iter()
-        .filter(|(id, _)| !have.contains(**id))
-        .map(|(id, p)| (*id, p.owner.as_str(), p.kind.as_str(), p.asset.as_str()))
-        .collect();
-    db.open_accounts(&tx, &missing).await?;
+    if !lane.all_known(&ids) {
+        let have = db.accounts(&tx, &ids, false).await?;
+        lane.learn(have.iter().map(|(id, ..)| id.as_str()));
+        let have: HashSet<&str> = have.iter().map(|(id, ..)| id.as_str()).collect();
+        let missing: Vec<(&str, &str, &str, &str)> = opened
+            .iter()
+            .filter(|(id, _)| !have.contains(**id))
+            .map(|(id, p)| (*id, p.owner.as_str(), p.kind.as_str(), p.asset.as_str()))
+            .collect();
+        db.open_accounts(&tx, &missing).await?;
+    }
     let accounts = db
         .accounts(&tx, &ids, true)
         .await?
@@ -508,6 +538,7 @@ async fn attempt(lane: &Lane, shard: &str, jobs: &[Job]) -> Result<Attempt, DbEr
         ));
     }
     tx.commit().await?;
+    lane.learn(ids.iter().copied());
     for a in accepted {
         results[a.index] = Some(Ok(Filled {
             outcome: Outcome {

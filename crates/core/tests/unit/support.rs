@@ -112,6 +112,7 @@ pub async fn core_with(change: impl FnOnce(&mut Config)) -> TestCore {
         alerts: Default::default(),
         xp: Default::default(),
         pairs: Default::default(),
+        stats: Default::default(),
         rules,
         config,
     });

@@ -35,7 +35,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
 pub use error::{PageError, PageResult};
-pub use stats::StatsCache;
 
 pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()

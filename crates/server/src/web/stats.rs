@@ -12,12 +12,10 @@ use axum::response::IntoResponse;
 use etx_db::stats::{DayPoint, Queues};
 use etx_domain::money::format_amount;
 use std::fmt::Write;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 const DAY: i64 = 86_400_000_000;
 /// Days each chart covers, today included.
-pub const DAYS: i64 = 30;
+pub const DAYS: i64 = etx_core::stats::DAYS;
 
 pub struct Chart {
     pub title: &'static str,
@@ -42,26 +40,17 @@ pub struct TotalLine {
     pub balanced: bool,
 }
 
-/// What the page shows but the queues: aggregates over the whole history, read at most once
-/// per `[admin] stats_cache_ms` and shared by the requests in between.
-pub struct Figures {
-    /// When they were read (RFC 3339).
-    as_of: String,
-    charts: Vec<Chart>,
-    volume: Vec<VolumeLine>,
-    totals: Vec<TotalLine>,
-}
-
-#[derive(Default)]
-pub struct StatsCache(Mutex<Option<(Instant, Arc<Figures>)>>);
-
 #[derive(Template, WebTemplate)]
 #[template(path = "admin_stats.html")]
 pub struct StatsPage {
     layout: Layout,
     days: i64,
     queues: Queues,
-    figures: Arc<Figures>,
+    /// When the charts, volume and totals were read (RFC 3339).
+    as_of: String,
+    charts: Vec<Chart>,
+    volume: Vec<VolumeLine>,
+    totals: Vec<TotalLine>,
 }
 
 /// Platform statistics (staff; others get the not-found page).
@@ -69,45 +58,12 @@ pub async fn view_stats_get(State(state): State<AppState>, u: WebUser) -> PageRe
     if !u.auth.role.is_staff() {
         return Ok(not_found_for(&u));
     }
-    let fresh_for = Duration::from_millis(state.config.admin.stats_cache_ms);
-    let cached = {
-        let c = state.stats.0.lock().unwrap_or_else(|e| e.into_inner());
-        c.as_ref()
-            .filter(|(at, _)| at.elapsed() < fresh_for)
-            .map(|(_, f)| f.clone())
-    };
-    let figures = match cached {
-        Some(f) => f,
-        None => {
-            let read_at = Instant::now();
-            let f = Arc::new(figures(&state).await?);
-            *state.stats.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((read_at, f.clone()));
-            f
-        }
-    };
-    Ok(StatsPage {
-        layout: Layout::new(Some(UserView::from(&u.auth.user)), u.csrf, "stats"),
-        days: DAYS,
-        queues: state.db.queues().await?,
-        figures,
-    }
-    .into_response())
-}
-
-async fn figures(state: &AppState) -> Result<Figures, etx_db::DbErr> {
-    let db = &state.db;
-    let now = etx_db::now_micros();
-    let as_of = crate::views::rfc3339(now);
-    let today = now.div_euclid(DAY);
-    let since = (today - DAYS + 1) * DAY;
+    let a = etx_core::stats::aggregates(&state).await?;
+    let today = a.today;
     let count = |p: &DayPoint| p.count;
     let cents = |p: &DayPoint| p.cents;
     let dollars = |v: i64| format!("${}", super::group_digits(&format_amount(v, 2)));
     let people = |v: i64| super::group_digits(&v.to_string());
-    let signups = db.signups_per_day(since).await?;
-    let active = db.active_per_day(since).await?;
-    let deposits = db.deposits_per_day(since).await?;
-    let withdrawals = db.withdrawals_per_day(since).await?;
     let chart = |title,
                  id,
                  points: &[DayPoint],
@@ -134,7 +90,7 @@ async fn figures(state: &AppState) -> Result<Figures, etx_db::DbErr> {
         chart(
             "Sign-ups per day",
             "signups",
-            &signups,
+            &a.signups,
             &count,
             &people,
             true,
@@ -142,7 +98,7 @@ async fn figures(state: &AppState) -> Result<Figures, etx_db::DbErr> {
         chart(
             "Active people per day",
             "active",
-            &active,
+            &a.active,
             &count,
             &people,
             false,
@@ -150,7 +106,7 @@ async fn figures(state: &AppState) -> Result<Figures, etx_db::DbErr> {
         chart(
             "Deposits credited per day (USD)",
             "deposits",
-            &deposits,
+            &a.deposits,
             &cents,
             &dollars,
             true,
@@ -158,28 +114,26 @@ async fn figures(state: &AppState) -> Result<Figures, etx_db::DbErr> {
         chart(
             "Withdrawals sent per day (USD)",
             "withdrawals",
-            &withdrawals,
+            &a.withdrawals,
             &cents,
             &dollars,
             true,
         ),
     ];
     let scale = |asset: &str| state.assets.get(asset).map_or(2, |a| a.scale);
-    let volume = db
-        .volume_per_asset(since)
-        .await?
-        .into_iter()
+    let volume = a
+        .volume
+        .iter()
         .map(|v| VolumeLine {
             amount: format_amount(v.amount, scale(&v.asset)),
             count: v.count,
             usd: v.usd_cents,
-            asset: v.asset,
+            asset: v.asset.clone(),
         })
         .collect();
-    let totals = db
-        .ledger_totals()
-        .await?
-        .into_iter()
+    let totals = a
+        .totals
+        .iter()
         .map(|t| {
             let s = scale(&t.asset);
             TotalLine {
@@ -187,16 +141,20 @@ async fn figures(state: &AppState) -> Result<Figures, etx_db::DbErr> {
                 platform: format_amount(t.platform, s),
                 equity: format_amount(t.equity, s),
                 balanced: i128::from(t.users) + i128::from(t.platform) + i128::from(t.equity) == 0,
-                asset: t.asset,
+                asset: t.asset.clone(),
             }
         })
         .collect();
-    Ok(Figures {
-        as_of,
+    Ok(StatsPage {
+        layout: Layout::new(Some(UserView::from(&u.auth.user)), u.csrf, "stats"),
+        days: DAYS,
+        queues: state.db.queues().await?,
+        as_of: crate::views::rfc3339(a.read_at),
         charts,
         volume,
         totals,
-    })
+    }
+    .into_response())
 }
 
 /// The last `DAYS` days' values, oldest first, zero where nothing happened.
