@@ -540,6 +540,8 @@ fn order_terms<'a>(
     refuse_client_price(&req.price, &req.limit_price, &req.stop_price)?;
     if let Some(id) = &req.quote_id {
         let p = open_quote(state, user_id, id)?;
+        // A quote keeps its price and fee, not the right to trade a pair halted since.
+        settings::config_for(state, &p.pair)?;
         let differs = req
             .pair
             .as_deref()
@@ -595,7 +597,14 @@ pub async fn place_order(
         }
     };
     m.run(state, || {
-        fill(state, user, &m, &priced, req.quote_id.as_deref())
+        // The id as issued: a padded copy opens the same quote and must count as it.
+        fill(
+            state,
+            user,
+            &m,
+            &priced,
+            req.quote_id.as_deref().map(str::trim),
+        )
     })
     .await
 }

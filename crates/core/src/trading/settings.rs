@@ -62,25 +62,38 @@ fn setting_of(r: &PairSettingRow) -> PairSetting {
 }
 
 /// The configuration a pair trades on now: the defaults with its overrides; a halted pair is
-/// a 503 that says so.
+/// a 503 that says so. Settings are kept per asset against USD, and every trade goes through
+/// USD: `USD/BTC` is `BTC/USD` the other way, and `ETH/BTC` is halted when either leg is and
+/// pays the higher of the two legs' fees and spreads.
 pub fn config_for<'a>(
     state: &'a Core,
     pair: &Pair<'_>,
 ) -> Result<Cow<'a, TradingConfig>, CoreError> {
-    let name = pair.name();
-    let s = state.pairs.get(&name);
-    if s.halted {
-        return Err(CoreError::Unavailable(format!(
-            "trading {name} is halted by the platform: try again later"
-        )));
-    }
     let cfg = &state.config.trading;
-    if s.fee_bps.is_none() && s.spread_bps.is_none() {
+    let (mut fee, mut spread) = (None::<u32>, None::<u32>);
+    for asset in [pair.base, pair.quote] {
+        if asset.code == "USD" {
+            continue;
+        }
+        let leg = format!("{}/USD", asset.code);
+        let s = state.pairs.get(&leg);
+        if s.halted {
+            return Err(CoreError::Unavailable(format!(
+                "trading {leg} is halted by the platform: try again later"
+            )));
+        }
+        let f = s.fee_bps.unwrap_or(cfg.fee_bps);
+        let p = s.spread_bps.unwrap_or(cfg.spread_bps);
+        fee = Some(fee.map_or(f, |x| x.max(f)));
+        spread = Some(spread.map_or(p, |x| x.max(p)));
+    }
+    let (fee, spread) = (fee.unwrap_or(cfg.fee_bps), spread.unwrap_or(cfg.spread_bps));
+    if fee == cfg.fee_bps && spread == cfg.spread_bps {
         return Ok(Cow::Borrowed(cfg));
     }
     let mut c = cfg.clone();
-    c.fee_bps = s.fee_bps.unwrap_or(cfg.fee_bps);
-    c.spread_bps = s.spread_bps.unwrap_or(cfg.spread_bps);
+    c.fee_bps = fee;
+    c.spread_bps = spread;
     Ok(Cow::Owned(c))
 }
 

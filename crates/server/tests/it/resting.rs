@@ -684,6 +684,8 @@ async fn staff_halt_a_pair_set_its_fee_and_spread_and_see_the_inventory() {
         }
     };
 
+    let (s, before) = quote("BTC/USD").await;
+    assert_eq!(s, StatusCode::OK);
     // Only admins change settings.
     for who in [&moderator, &alice] {
         let r = put(who.token.clone(), "BTC-USD", json!({"halted": true})).await;
@@ -710,6 +712,14 @@ async fn staff_halt_a_pair_set_its_fee_and_spread_and_see_the_inventory() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(get_order(&app, &alice, &id).await["status"], "open");
     assert_eq!(quote("ETH/USD").await.0, StatusCode::OK);
+    // The pair the other way round, a conversion through it and a quote given before the
+    // halt are halted too.
+    for pair in ["USD/BTC", "ETH/BTC", "BTC/ETH"] {
+        let (s, b) = quote(pair).await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{pair}: {b}");
+    }
+    let (s, b) = order(&app, &alice, "h-q", json!({"quote_id": before["quote_id"]})).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{b}");
     // Cancels still work while halted.
     let (s, c) = cancel(&app, &alice, &low).await;
     assert_eq!(
@@ -740,6 +750,17 @@ async fn staff_halt_a_pair_set_its_fee_and_spread_and_see_the_inventory() {
     assert_eq!(
         (q["price"].as_str(), q["fee"].as_str(), q["total"].as_str()),
         (Some("58000.00"), Some("2.90"), Some("582.90"))
+    );
+    // A conversion through BTC pays the higher fee of its two legs: BTC's 0.5 %.
+    let (s, q) = quote("ETH/BTC").await;
+    assert_eq!(s, StatusCode::OK, "{q}");
+    let minor = |v: &Value| v.as_str().unwrap().replace('.', "").parse::<i128>().unwrap();
+    let (fee, total) = (minor(&q["fee"]), minor(&q["total"]));
+    assert!(
+        ((total - fee) * 50 / 10_000 - fee).abs() <= 1,
+        "0.5 % of {} is not {}: {q}",
+        total - fee,
+        fee
     );
 
     // Bad settings change nothing.

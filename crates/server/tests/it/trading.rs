@@ -380,6 +380,20 @@ async fn a_quote_fills_at_its_price_once_and_not_after_it_expired() {
     // Used once: a second order with it (another key) is a 409; a replay of the first is not.
     let (s, _) = order(&app, &alice, "q-2", json!({"quote_id": id})).await;
     assert_eq!(s, StatusCode::CONFLICT);
+    // Written differently, it is still the same quote.
+    for (i, padded) in [format!(" {id}"), format!("{id}\n"), format!("\t{id} ")]
+        .iter()
+        .enumerate()
+    {
+        let (s, e) = order(
+            &app,
+            &alice,
+            &format!("q-pad-{i}"),
+            json!({"quote_id": padded}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CONFLICT, "{e}");
+    }
     tokio::time::sleep(Duration::from_millis(1_200)).await;
     let (s, again) = order(
         &app,
@@ -419,7 +433,14 @@ async fn concurrent_orders_with_one_quote_fill_once() {
     )
     .await;
     let tries = (0..8).map(|i| {
-        let (app, alice, id) = (&app, &alice, q["quote_id"].clone());
+        // Half of them pad the id: the same quote however it is written.
+        let id = q["quote_id"].as_str().unwrap();
+        let id = if i % 2 == 1 {
+            format!(" {id}\n")
+        } else {
+            id.to_string()
+        };
+        let (app, alice) = (&app, &alice);
         async move {
             order(app, alice, &format!("race-{i}"), json!({"quote_id": id}))
                 .await
