@@ -110,6 +110,16 @@ impl CoreError {
                 retry_after_secs: DATABASE_RETRY_SECS,
             };
         }
+        if e.chain().any(|c| {
+            c.downcast_ref::<etx_db::DbErr>()
+                .is_some_and(|d| etx_db::classify(d) == etx_db::DbErrorKind::UnstorableValue)
+        }) {
+            return CoreError::BadRequest(
+                "a value in the request cannot be stored: text with a NUL character, or too \
+                 long"
+                    .into(),
+            );
+        }
         CoreError::Internal(e)
     }
 }

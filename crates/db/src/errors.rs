@@ -25,6 +25,10 @@ pub enum DbErrorKind {
     /// this statement; a commit cut off this way may or may not have landed, which is what
     /// idempotency keys answer on the retry.
     Unreachable,
+    /// PostgreSQL refused a value the client sent: text with a NUL character (SQLSTATE 22021)
+    /// or one it cannot encode (22P05), or a value too long to index (54000). The statement
+    /// changed nothing; the request is at fault, not the server.
+    UnstorableValue,
     Other,
 }
 
@@ -45,6 +49,8 @@ const PG_SERIALIZATION_FAILURE: &str = "40001";
 const PG_DEADLOCK_DETECTED: &str = "40P01";
 /// admin_shutdown, crash_shutdown, cannot_connect_now, too_many_connections.
 const PG_GONE: [&str; 4] = ["57P01", "57P02", "57P03", "53300"];
+/// character_not_in_repertoire, untranslatable_character, program_limit_exceeded.
+const PG_UNSTORABLE: [&str; 3] = ["22021", "22P05", "54000"];
 
 // SQLite primary result codes; an extended code carries its primary code in the low byte.
 const SQLITE_BUSY: i32 = 5;
@@ -90,6 +96,7 @@ fn classify_postgres(d: &dyn DatabaseError) -> DbErrorKind {
         Some(PG_SERIALIZATION_FAILURE) => DbErrorKind::SerializationFailure,
         Some(PG_DEADLOCK_DETECTED) => DbErrorKind::Deadlock,
         Some(c) if c.starts_with("08") || PG_GONE.contains(&c) => DbErrorKind::Unreachable,
+        Some(c) if PG_UNSTORABLE.contains(&c) => DbErrorKind::UnstorableValue,
         _ => DbErrorKind::Other,
     }
 }

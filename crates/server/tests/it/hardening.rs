@@ -662,3 +662,68 @@ async fn metrics_need_their_token_when_one_is_set() {
     let open = TestApp::spawn().await;
     assert_eq!(open.get("/metrics", None).await.status(), StatusCode::OK);
 }
+
+/// A NUL character reaches no query as a 500: PostgreSQL refuses it in text, and that is the
+/// request's fault. Every route with a path parameter is called with one there, every other
+/// GET with one in the usual query parameters, and a profile edit with one in a name.
+#[tokio::test]
+async fn a_nul_character_anywhere_is_a_client_error() {
+    let app = TestApp::spawn().await;
+    let admin = app.user_with_role("treasurer", "admin").await;
+    let doc: Value = app
+        .get("/api/openapi.json", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut tried = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let with_params = path.contains('{');
+        for method in ["get", "delete"] {
+            if item.get(method).is_none() || (method == "delete" && !with_params) {
+                continue;
+            }
+            let url = if with_params {
+                path.split('/')
+                    .map(|seg| if seg.starts_with('{') { "%00" } else { seg })
+                    .collect::<Vec<_>>()
+                    .join("/")
+            } else {
+                format!("{path}?cursor=1_%00&q=%00&search=%00&status=%00")
+            };
+            let r = match method {
+                "get" => app.get(&url, Some(&admin.token)).await,
+                _ => app.delete(&url, Some(&admin.token)).await,
+            };
+            assert!(
+                !r.status().is_server_error(),
+                "{} {url}: {}",
+                method.to_uppercase(),
+                r.status()
+            );
+            tried += 1;
+        }
+    }
+    assert!(tried > 50, "only {tried} routes tried");
+    let r = app
+        .put(
+            "/api/auth/me",
+            json!({"name": "Nul\u{0}Name"}),
+            Some(&admin.token),
+        )
+        .await;
+    assert!(
+        r.status().is_client_error() || r.status().is_success(),
+        "{}",
+        r.status()
+    );
+    if r.status().is_client_error() {
+        let me: Value = app
+            .get("/api/auth/me", Some(&admin.token))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_ne!(me["user"]["name"], "Nul\u{0}Name");
+    }
+}

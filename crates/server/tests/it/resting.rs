@@ -754,7 +754,13 @@ async fn staff_halt_a_pair_set_its_fee_and_spread_and_see_the_inventory() {
     // A conversion through BTC pays the higher fee of its two legs: BTC's 0.5 %.
     let (s, q) = quote("ETH/BTC").await;
     assert_eq!(s, StatusCode::OK, "{q}");
-    let minor = |v: &Value| v.as_str().unwrap().replace('.', "").parse::<i128>().unwrap();
+    let minor = |v: &Value| {
+        v.as_str()
+            .unwrap()
+            .replace('.', "")
+            .parse::<i128>()
+            .unwrap()
+    };
     let (fee, total) = (minor(&q["fee"]), minor(&q["total"]));
     assert!(
         ((total - fee) * 50 / 10_000 - fee).abs() <= 1,
