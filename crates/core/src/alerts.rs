@@ -181,6 +181,7 @@ fn plan(state: &Core, user_id: &str, req: &NewAlert) -> Result<AlertRow, CoreErr
 pub async fn create(state: &Core, user: &UserRow, req: &NewAlert) -> Result<AlertView, CoreError> {
     let row = plan(state, &user.id, req)?;
     let tx = state.db.begin_write().await?;
+    state.db.lock_user(&tx, &user.id).await?;
     if state.db.count_alerts(&tx, &user.id).await? >= MAX_ALERTS_PER_USER {
         return Err(CoreError::LimitExceeded(format!(
             "you have {MAX_ALERTS_PER_USER} alerts, the most allowed: delete one first"

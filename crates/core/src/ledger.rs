@@ -542,7 +542,8 @@ pub(crate) const PRICE_ONE: i128 = 100_000_000;
 
 /// US cents of `minor` units of an asset of `scale` at `usd` (× 10^8) per unit, rounded down.
 pub(crate) fn cents_of(minor: i128, usd: i128, scale: u8) -> i128 {
-    minor * usd / (PRICE_ONE / 100) / 10i128.pow(u32::from(scale))
+    // Saturates: an amount this large is refused by the caller's limits, never wrapped.
+    minor.saturating_mul(usd) / (PRICE_ONE / 100) / 10i128.pow(u32::from(scale))
 }
 
 /// What `amount` of `asset` is worth now in US cents, rounded down; none without a live price.

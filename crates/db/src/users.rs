@@ -512,6 +512,24 @@ impl Db {
         Ok(Deletion::Deleted)
     }
 
+    /// On PostgreSQL, row-locks the user until `tx` ends, so that per-user limits counted in
+    /// it (open orders, alerts) hold against the same user's concurrent requests (SQLite's
+    /// IMMEDIATE transaction already serialises writers).
+    pub async fn lock_user(
+        &self,
+        tx: &sea_orm::DatabaseTransaction,
+        id: &str,
+    ) -> Result<(), DbErr> {
+        if self.kind() == crate::DbKind::Postgres {
+            tx.query_all_raw(self.stmt(
+                "SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE",
+                [id.into()],
+            ))
+            .await?;
+        }
+        Ok(())
+    }
+
     /// On PostgreSQL, row-locks the active admins so concurrent demotions are decided one after
     /// the other (SQLite's IMMEDIATE transaction already serialises writers).
     async fn lock_admins(&self, tx: &sea_orm::DatabaseTransaction) -> Result<(), DbErr> {

@@ -227,6 +227,7 @@ async fn hold(
     }
     let u = user.id.as_str();
     let tx = state.db.begin_write().await?;
+    state.db.lock_user(&tx, u).await?;
     if state.db.count_open_orders(&tx, u).await? >= state.config.trading.max_open_orders {
         return Err(CoreError::LimitExceeded(format!(
             "you have {} open orders, the most allowed: cancel one first",

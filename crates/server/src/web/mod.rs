@@ -279,6 +279,16 @@ impl askama::filters::HtmlSafe for Stamp {}
 /// Template filters for figures: `|grouped` puts thousands separators into a decimal amount
 /// (keeping its asset's decimals), `|price` shows a price with the decimals its size needs.
 /// Anything that is not a plain decimal passes through unchanged.
+/// A money form's idempotency key: the one the page rendered (checked as the API checks its
+/// header), or a new one for a form posted without it.
+pub(crate) fn form_key(given: &str) -> Result<String, etx_core::CoreError> {
+    if given.is_empty() {
+        Ok(uuid::Uuid::now_v7().to_string())
+    } else {
+        etx_core::ledger::idempotency_key(given)
+    }
+}
+
 pub mod filters {
     use std::fmt::Display;
 

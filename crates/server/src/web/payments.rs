@@ -473,10 +473,9 @@ pub async fn view_withdraw_post(
     if let Err(e) = check_form_csrf(&headers, &f.csrf_token) {
         return withdraw_page(&state, &u, f, None, Some(e), None).await;
     }
-    let key = if f.idempotency_key.is_empty() {
-        uuid::Uuid::now_v7().to_string()
-    } else {
-        f.idempotency_key.clone()
+    let key = match super::form_key(&f.idempotency_key) {
+        Ok(k) => k,
+        Err(e) => return withdraw_page(&state, &u, f, None, Some(e.into()), None).await,
     };
     let body =
         serde_json::json!({"amount": f.amount, "currency": f.currency, "address": f.address});

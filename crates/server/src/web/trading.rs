@@ -171,17 +171,13 @@ pub async fn view_quote_post(
     }
 }
 
-fn key_of(f: &OrderForm) -> String {
-    if f.idempotency_key.is_empty() {
-        uuid::Uuid::now_v7().to_string()
-    } else {
-        f.idempotency_key.clone()
-    }
-}
-
 async fn place(state: &AppState, u: &WebUser, f: OrderForm, body: serde_json::Value) -> Response {
+    let key = match super::form_key(&f.idempotency_key) {
+        Ok(k) => k,
+        Err(e) => return trade_page(state, u, f, None, Some(e.into()), None).await,
+    };
     let raw = serde_json::value::to_raw_value(&body).expect("a JSON value always serializes");
-    match etx_core::trading::place_order(state, &u.auth.user, &key_of(&f), &raw).await {
+    match etx_core::trading::place_order(state, &u.auth.user, &key, &raw).await {
         Ok(out) => {
             let open = serde_json::from_str::<serde_json::Value>(&out.body)
                 .ok()

@@ -133,10 +133,9 @@ pub async fn view_transfer_post(
     if !f.edit.is_empty() {
         return wallet_page(&state, &u, f, None, None).await;
     }
-    let key = if f.idempotency_key.is_empty() {
-        uuid::Uuid::now_v7().to_string()
-    } else {
-        f.idempotency_key.clone()
+    let key = match super::form_key(&f.idempotency_key) {
+        Ok(k) => k,
+        Err(e) => return wallet_page(&state, &u, f, Some(e.into()), None).await,
     };
     let mut body =
         serde_json::json!({"recipient": f.recipient, "amount": f.amount, "currency": f.currency});

@@ -318,3 +318,33 @@ async fn an_alert_asked_for_by_email_is_mailed_once_when_it_fires() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(app.mail_to(&alice.email, 2).await.len(), 2);
 }
+
+#[tokio::test]
+async fn concurrent_creations_stay_within_the_alert_limit() {
+    let app = spawn_quiet_market().await;
+    let alice = app.register("alice").await;
+    let body =
+        |i: usize| json!({"asset": "BTC", "kind": "above", "price": format!("{}", 100_000 + i)});
+    for i in 0..95 {
+        let (s, a) = create(&app, &alice, body(i)).await;
+        assert_eq!(s, StatusCode::CREATED, "{a}");
+    }
+    let tries = (95..105).map(|i| {
+        let (app, alice, b) = (&app, &alice, body(i));
+        async move { create(app, alice, b).await.0 }
+    });
+    let statuses = futures_util::future::join_all(tries).await;
+    let made = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CREATED)
+        .count();
+    assert_eq!(made, 5, "{statuses:?}");
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM price_alerts WHERE user_id = '{}'",
+            alice.id
+        ))
+        .await,
+        100
+    );
+}

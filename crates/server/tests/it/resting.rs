@@ -190,6 +190,15 @@ async fn bad_limit_and_stop_orders_are_refused_and_move_nothing() {
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {e}");
         assert!(e["error"]["fields"][field].is_string(), "{body}: {e}");
     }
+    // Worth more than any number the ledger holds: refused, not a crash.
+    let (s, e) = order(
+        &app,
+        &alice,
+        "huge",
+        json!({"type": "limit", "pair": "USD/BTC", "side": "sell", "amount": "10000000000000000", "limit_price": "1000"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
     // Too much to hold, and too small an order.
     let (s, e) = order(&app, &alice, "big", limit("buy", "1", "50000")).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
@@ -993,5 +1002,51 @@ async fn orders_filled_by_one_tick_are_one_notification_to_their_owner() {
     want.sort_unstable();
     got.sort_unstable();
     assert_eq!(got, want);
+    app.ledger_ok().await;
+}
+
+#[tokio::test]
+async fn concurrent_placements_stay_within_the_open_order_limit() {
+    let app = TestApp::spawn_with(|c| {
+        c.market.tick_ms = 60_000;
+        c.trading.max_open_orders = 3;
+    })
+    .await;
+    let admin = app.user_with_role("treasurer", "admin").await;
+    let alice = app.register("alice").await;
+    app.fund(&admin, &alice, "USD", "1000.00").await;
+    set_price_cents(&app, "BTC", 6_000_000);
+    let tries = (0..10).map(|i| {
+        let (app, alice) = (&app, &alice);
+        async move {
+            let (s, e) = order(
+                app,
+                alice,
+                &format!("cap-{i}"),
+                limit("buy", "0.001", "50000"),
+            )
+            .await;
+            (s, e["error"]["code"].as_str().map(str::to_string))
+        }
+    });
+    let answers = futures_util::future::join_all(tries).await;
+    let placed = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .count();
+    let refused = answers
+        .iter()
+        .filter(|(_, c)| c.as_deref() == Some("LIMIT_EXCEEDED"))
+        .count();
+    assert_eq!((placed, refused), (3, 7), "{answers:?}");
+    let open: Value = app
+        .get("/api/orders?status=open", Some(&alice.token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(open["total"], 3);
+    // 3 × (50.00 + 0.05 fee) held, nothing for the refused ones.
+    assert_eq!(app.balances(&alice).await["USD"], "849.85");
     app.ledger_ok().await;
 }

@@ -1729,6 +1729,28 @@ async fn trade_portfolio_and_alerts_pages_work_without_script() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    // So is a key the API would refuse in its header.
+    let r = b
+        .post(at(&app, "/trade/order"))
+        .form(&[
+            ("csrf_token", csrf_of(&page).as_str()),
+            ("idempotency_key", "not a key\u{0}"),
+            ("type", "limit"),
+            ("side", "sell"),
+            ("base", "BTC"),
+            ("quote", "USD"),
+            ("amount", "0.005"),
+            ("price", "70000"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        r.text().await.unwrap().contains("Idempotency-Key must be"),
+        "the form says why"
+    );
+    assert_eq!(app.balances(&alice).await["BTC"], "0.00500000");
     let r = b
         .post(at(&app, &format!("/trade/orders/{id}/cancel")))
         .form(&[("csrf_token", csrf_of(&page))])
