@@ -94,11 +94,20 @@ impl Db {
     /// Every entry of the owner, for the tree and for walks: bounded by the caller's quota and
     /// the entry limit.
     pub async fn all_files(&self, owner: &str) -> Result<Vec<FileRow>, DbErr> {
+        self.all_files_in(self.conn(), owner).await
+    }
+
+    /// `all_files` on a given connection or transaction.
+    pub async fn all_files_in(
+        &self,
+        c: &impl ConnectionTrait,
+        owner: &str,
+    ) -> Result<Vec<FileRow>, DbErr> {
         FileRow::find_by_statement(self.stmt(
             &format!("SELECT {COLUMNS} FROM files WHERE owner_id = $1 ORDER BY name"),
             [owner.into()],
         ))
-        .all(self.conn())
+        .all(c)
         .await
     }
 

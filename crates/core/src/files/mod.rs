@@ -18,7 +18,7 @@ use etx_domain::AuditAction;
 use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FilesConfig {
@@ -222,6 +222,8 @@ pub async fn create_folder(
     let name = names::entry_name(name, "name")?;
     let db = &state.db;
     let tx = db.begin_write().await?;
+    // One change to a workspace's tree at a time: checks below hold until the commit.
+    db.lock_user(&tx, &user.id).await?;
     let parent = folder(db, &tx, &user.id, parent).await?;
     if ancestors(db, &tx, &user.id, parent.as_ref()).await?.len() >= MAX_DEPTH {
         return Err(CoreError::field(
@@ -250,6 +252,30 @@ pub async fn create_folder(
     .await?;
     tx.commit().await?;
     Ok(FileView::from(&row))
+}
+
+/// How many levels `f` spans: 1 for a file or an empty folder, one more per level of folders
+/// inside it.
+fn levels(all: &[FileRow], f: &FileRow) -> usize {
+    let mut children: HashMap<&str, Vec<&FileRow>> = HashMap::new();
+    for e in all {
+        if let Some(p) = &e.parent_id {
+            children.entry(p.as_str()).or_default().push(e);
+        }
+    }
+    let mut seen: HashSet<&str> = HashSet::new();
+    let mut deepest = 0;
+    let mut stack = vec![(f, 1usize)];
+    while let Some((e, depth)) = stack.pop() {
+        deepest = deepest.max(depth);
+        if !seen.insert(e.id.as_str()) {
+            continue;
+        }
+        for c in children.get(e.id.as_str()).into_iter().flatten() {
+            stack.push((c, depth + 1));
+        }
+    }
+    deepest
 }
 
 /// `f` and the folders above it, nearest first (empty at the top), at most `MAX_DEPTH + 1`.
@@ -482,6 +508,7 @@ async fn record(
 ) -> Result<Vec<FileView>, CoreError> {
     let db = &state.db;
     let tx = db.begin_write().await?;
+    db.lock_user(&tx, &user.id).await?;
     let total: i64 = staged.iter().map(|s| s.size).sum();
     if !db
         .reserve_file_bytes(&tx, &user.id, total, quota(state))
@@ -571,6 +598,7 @@ pub async fn update(
 ) -> Result<FileView, CoreError> {
     let db = &state.db;
     let tx = db.begin_write().await?;
+    db.lock_user(&tx, &user.id).await?;
     let f = db
         .file(&tx, &user.id, id)
         .await?
@@ -590,6 +618,15 @@ pub async fn update(
             "parent_id",
             "a folder cannot move into itself or a folder inside it",
         ));
+    }
+    if f.is_folder && parent.is_some() {
+        let all = db.all_files_in(&tx, &user.id).await?;
+        if above.len() + levels(&all, &f) > MAX_DEPTH {
+            return Err(CoreError::field(
+                "parent_id",
+                "folders nest at most 32 deep: this move would nest deeper",
+            ));
+        }
     }
     let parent_id = target.as_ref().map(|t| t.id.as_str());
     let moved = match db.move_file(&tx, &user.id, id, parent_id, &name).await {
@@ -611,7 +648,9 @@ pub async fn update(
 /// bytes are removed from the object store after it commits.
 pub async fn delete(state: &Core, user: &UserRow, id: &str) -> Result<Deleted, CoreError> {
     let db = &state.db;
-    let all = db.all_files(&user.id).await?;
+    let tx = db.begin_write().await?;
+    db.lock_user(&tx, &user.id).await?;
+    let all = db.all_files_in(&tx, &user.id).await?;
     let target = all.iter().find(|f| f.id == id).ok_or(CoreError::NotFound)?;
     let mut children: HashMap<&str, Vec<&FileRow>> = HashMap::new();
     for f in &all {
@@ -622,9 +661,14 @@ pub async fn delete(state: &Core, user: &UserRow, id: &str) -> Result<Deleted, C
     // Depth-first, so every entry comes after the entries inside it.
     let mut order: Vec<&FileRow> = Vec::new();
     let mut stack = vec![(target, false)];
+    // Guards the walk should a loop of folders ever be stored.
+    let mut seen: HashSet<&str> = HashSet::new();
     while let Some((f, expanded)) = stack.pop() {
         if expanded || !f.is_folder {
             order.push(f);
+            continue;
+        }
+        if !seen.insert(f.id.as_str()) {
             continue;
         }
         stack.push((f, true));
@@ -634,7 +678,6 @@ pub async fn delete(state: &Core, user: &UserRow, id: &str) -> Result<Deleted, C
     }
     let ids: Vec<String> = order.iter().map(|f| f.id.clone()).collect();
     let bytes: i64 = order.iter().filter(|f| !f.is_folder).map(|f| f.size).sum();
-    let tx = db.begin_write().await?;
     let removed = db.delete_files(&tx, &user.id, &ids).await?;
     if removed != ids.len() as u64 {
         // Something was added or moved meanwhile: do nothing rather than orphan it.

@@ -782,3 +782,83 @@ async fn admins_read_a_users_files_only_through_audited_routes() {
     assert_eq!(app.count(&audited("files.staff_read")).await, 1);
     assert_eq!(app.count(&audited("files.staff_download")).await, 1);
 }
+
+#[tokio::test]
+async fn moves_keep_the_folders_a_tree_at_most_32_deep() {
+    let app = TestApp::spawn().await;
+    let u = app.register("alice").await;
+    let folder = |name: String, parent: Option<String>| {
+        let (app, u) = (&app, &u);
+        async move {
+            let r = app
+                .files_json(
+                    reqwest::Method::POST,
+                    "/api/files/folders",
+                    u,
+                    json!({"name": name, "parent_id": parent}),
+                )
+                .await;
+            assert_eq!(r.status(), StatusCode::CREATED);
+            r.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let patch = |id: String, body: Value| {
+        let path = format!("/api/files/{id}");
+        let (app, u) = (&app, &u);
+        async move {
+            app.files_json(reqwest::Method::PATCH, &path, u, body)
+                .await
+                .status()
+        }
+    };
+    // a1/a2/…/a32, the deepest a folder may be; b1/b2 beside it.
+    let mut chain = vec![folder("a1".into(), None).await];
+    for n in 2..=32 {
+        let parent = chain.last().cloned();
+        chain.push(folder(format!("a{n}"), parent).await);
+    }
+    let b1 = folder("b1".into(), None).await;
+    let b2 = folder("b2".into(), Some(b1.clone())).await;
+    // b1 with b2 inside it does not fit below a32, nor below a31; below a30 it does.
+    for at in [31, 30] {
+        let s = patch(b1.clone(), json!({"parent_id": chain[at]})).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "below a{}", at + 1);
+    }
+    assert_eq!(
+        patch(b1.clone(), json!({"parent_id": chain[29]})).await,
+        StatusCode::OK
+    );
+    // The top folder cannot then go below b2: that would be a loop.
+    assert_eq!(
+        patch(chain[0].clone(), json!({"parent_id": b2})).await,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    // Two folders moved into each other at once: one wins, the tree stays a tree and the top
+    // one deletes with everything in it.
+    let x = folder("x".into(), None).await;
+    let y = folder("y".into(), None).await;
+    let (sx, sy) = tokio::join!(
+        patch(x.clone(), json!({"parent_id": y})),
+        patch(y.clone(), json!({"parent_id": x}))
+    );
+    assert_eq!(
+        [sx, sy].iter().filter(|s| **s == StatusCode::OK).count(),
+        1,
+        "{sx} {sy}"
+    );
+    let top = if sx == StatusCode::OK { &y } else { &x };
+    let r = app
+        .files_json(
+            reqwest::Method::DELETE,
+            &format!("/api/files/{top}"),
+            &u,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let d: Value = r.json().await.unwrap();
+    assert_eq!(d["folders"], 2);
+}
