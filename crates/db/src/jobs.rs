@@ -158,6 +158,23 @@ impl Db {
         .await
     }
 
+    /// How many jobs were started as retries of `job`.
+    pub async fn retries_of(
+        &self,
+        conn: &impl ConnectionTrait,
+        owner: &str,
+        job: &str,
+    ) -> Result<i64, DbErr> {
+        count(
+            conn,
+            self.stmt(
+                "SELECT COUNT(*) FROM jobs WHERE owner_id = $1 AND retry_of = $2",
+                [owner.into(), job.into()],
+            ),
+        )
+        .await
+    }
+
     /// Claims the oldest job that is queued, or running under a lease that has ended (its
     /// worker died), skipping owners already running `per_user` jobs. On PostgreSQL the
     /// candidates are row-locked with `SKIP LOCKED`, so instances claiming at once take

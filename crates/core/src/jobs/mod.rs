@@ -265,6 +265,17 @@ async fn queue(
         updated_at: now,
     };
     let tx = db.begin_write().await?;
+    // The user's jobs are counted and a retry looked for with the user's row locked, so that
+    // concurrent requests are decided one after the other.
+    db.lock_user(&tx, &user.id).await?;
+    if let Some(earlier) = retry_of
+        && db.retries_of(&tx, &user.id, earlier).await? > 0
+    {
+        return Err(CoreError::conflict_field(
+            "status",
+            "this job was retried already: see the newer job",
+        ));
+    }
     if db.unfinished_jobs(&tx, &user.id).await? >= limit {
         return Err(CoreError::LimitExceeded(format!(
             "you have {limit} jobs waiting or running; wait for one to end or cancel one"

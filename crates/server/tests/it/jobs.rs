@@ -230,6 +230,15 @@ async fn a_file_without_the_key_columns_fails_alone_and_the_job_says_which() {
     assert_eq!(r.status(), StatusCode::CREATED);
     let again: Value = r.json().await.unwrap();
     assert_eq!(again["retry_of"], job["id"]);
+    // Retried once: a second retry of the same job (a double click) starts nothing.
+    let r = app
+        .post(
+            &format!("/api/jobs/{}/retry", str_of(&job, "id")),
+            json!({}),
+            Some(&u.token),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
     let done = app.ended_job(&u, str_of(&again, "id")).await;
     assert_eq!(done["job"]["status"], "failed");
     // A second run writes a new folder beside the first.
@@ -319,14 +328,24 @@ async fn bad_job_requests_are_refused_and_other_users_jobs_do_not_exist() {
     assert_eq!(cancelled["status"], "cancelled");
     assert_eq!(app.job(&u, id).await["steps"], json!([]));
 
-    // The unfinished-job limit.
+    // The unfinished-job limit, also for requests sent at once for the last place.
     let limit = app.state.config.jobs.per_user_unfinished;
-    for _ in 0..limit {
+    for _ in 1..limit {
         assert_eq!(
             app.start_job(&u, "bar_grouping", &csv).await.status(),
             StatusCode::CREATED
         );
     }
+    let tries = (0..4).map(|_| async { app.start_job(&u, "bar_grouping", &csv).await.status() });
+    let statuses = futures_util::future::join_all(tries).await;
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::CREATED)
+            .count(),
+        1,
+        "{statuses:?}"
+    );
     let (status, code, _) = error_code(app.start_job(&u, "bar_grouping", &csv).await).await;
     assert_eq!(
         (status, code.as_str()),
