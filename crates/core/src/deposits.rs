@@ -738,6 +738,13 @@ pub(crate) async fn resolve_suspense_attempt(
                 Err(_) => None,
             }
             .ok_or_else(|| CoreError::field("user_id", "no such user"))?;
+            // As with adjustments: staff never move money into their own wallet.
+            if user.id == staff.id {
+                return Err(CoreError::Forbidden(
+                    "staff cannot credit suspense money to their own wallet".into(),
+                )
+                .into());
+            }
             Some(user)
         }
     };

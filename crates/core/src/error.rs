@@ -115,8 +115,8 @@ impl CoreError {
                 .is_some_and(|d| etx_db::classify(d) == etx_db::DbErrorKind::UnstorableValue)
         }) {
             return CoreError::BadRequest(
-                "a value in the request cannot be stored: text with a NUL character, or too \
-                 long"
+                "a value in the request cannot be stored: text with a NUL character, or a \
+                 value too long or too large"
                     .into(),
             );
         }

@@ -443,6 +443,9 @@ pub struct AdjustRequest {
 /// Admin balance adjustment, posted against the platform equity account. Never of the
 /// admin's own balance; worth `[admin] adjust_approval_from_usd` or more, it waits (202) for a
 /// second admin's approval instead of moving money.
+/// The largest adjustment, in minor units of its asset.
+const MAX_ADJUST_MINOR: u64 = 1_000_000_000_000_000;
+
 pub async fn adjust(
     state: &Core,
     admin: &UserRow,
@@ -469,6 +472,19 @@ pub(crate) async fn adjust_attempt(
     let amount = parse_amount(req.amount.0.trim(), asset.scale).map_err(amount_field)?;
     if amount == 0 {
         return Err(amount_field(AmountError::NotPositive).into());
+    }
+    // Far beyond any real correction, and far enough from the balances' 64-bit range that
+    // no run of adjustments can overflow one.
+    if amount.unsigned_abs() > MAX_ADJUST_MINOR {
+        return Err(CoreError::field(
+            "amount",
+            &format!(
+                "an adjustment moves at most {} {}",
+                etx_domain::format_amount(MAX_ADJUST_MINOR as i64, asset.scale),
+                asset.code
+            ),
+        )
+        .into());
     }
     let reason = req.reason.trim();
     if reason.chars().count() < 3 || reason.chars().count() > 500 {

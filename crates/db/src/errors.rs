@@ -26,8 +26,9 @@ pub enum DbErrorKind {
     /// idempotency keys answer on the retry.
     Unreachable,
     /// PostgreSQL refused a value the client sent: text with a NUL character (SQLSTATE 22021)
-    /// or one it cannot encode (22P05), or a value too long to index (54000). The statement
-    /// changed nothing; the request is at fault, not the server.
+    /// or one it cannot encode (22P05), a value too long to index (54000) or a number out of
+    /// its column's range (22003). The statement changed nothing; the request is at fault, not
+    /// the server.
     UnstorableValue,
     Other,
 }
@@ -49,8 +50,9 @@ const PG_SERIALIZATION_FAILURE: &str = "40001";
 const PG_DEADLOCK_DETECTED: &str = "40P01";
 /// admin_shutdown, crash_shutdown, cannot_connect_now, too_many_connections.
 const PG_GONE: [&str; 4] = ["57P01", "57P02", "57P03", "53300"];
-/// character_not_in_repertoire, untranslatable_character, program_limit_exceeded.
-const PG_UNSTORABLE: [&str; 3] = ["22021", "22P05", "54000"];
+/// character_not_in_repertoire, untranslatable_character, program_limit_exceeded,
+/// numeric_value_out_of_range.
+const PG_UNSTORABLE: [&str; 4] = ["22021", "22P05", "54000", "22003"];
 
 // SQLite primary result codes; an extended code carries its primary code in the low byte.
 const SQLITE_BUSY: i32 = 5;

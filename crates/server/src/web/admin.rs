@@ -102,12 +102,7 @@ pub async fn view_audit_get(
         from,
         to,
     };
-    let skip = q
-        .skip
-        .as_deref()
-        .and_then(|s| s.parse::<i64>().ok())
-        .unwrap_or(0)
-        .max(0);
+    let skip = super::skip_param(q.skip.as_deref());
     // Built in a block: the serializer is not `Send` and must not live across an await.
     let query = {
         let mut q = form_urlencoded::Serializer::new(String::new());

@@ -58,7 +58,13 @@ pub fn router(state: &AppState) -> Router<AppState> {
             "/profile",
             get(account::view_profile_get).post(account::view_profile_post),
         )
-        .route("/profile/avatar", post(account::view_avatar_post))
+        // As the API's avatar route: room for the image and its multipart framing.
+        .route(
+            "/profile/avatar",
+            post(account::view_avatar_post).layer(axum::extract::DefaultBodyLimit::max(
+                state.config.avatar.max_bytes + 64 * 1024,
+            )),
+        )
         .route(
             "/profile/avatar/delete",
             post(account::view_avatar_delete_post),
@@ -279,6 +285,16 @@ impl askama::filters::HtmlSafe for Stamp {}
 /// Template filters for figures: `|grouped` puts thousands separators into a decimal amount
 /// (keeping its asset's decimals), `|price` shows a price with the decimals its size needs.
 /// Anything that is not a plain decimal passes through unchanged.
+/// A list page's `skip`: rows before this page, 0 when absent or not a number, and never so
+/// large that the next page's offset overflows.
+pub(crate) fn skip_param(given: Option<&str>) -> i64 {
+    const MOST: i64 = 1_000_000_000;
+    given
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .unwrap_or(0)
+        .clamp(0, MOST)
+}
+
 /// A money form's idempotency key: the one the page rendered (checked as the API checks its
 /// header), or a new one for a form posted without it.
 pub(crate) fn form_key(given: &str) -> Result<String, etx_core::CoreError> {

@@ -71,12 +71,7 @@ pub async fn view_users_get(
         return not_found();
     }
     let some = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
-    let skip = p
-        .skip
-        .as_deref()
-        .and_then(|s| s.parse::<i64>().ok())
-        .unwrap_or(0)
-        .max(0);
+    let skip = super::skip_param(p.skip.as_deref());
     let q = ListUsersQuery {
         q: some(&p.q),
         role: some(&p.role),

@@ -225,12 +225,7 @@ pub async fn view_transactions_get(
         from,
         to,
     };
-    let skip = q
-        .skip
-        .as_deref()
-        .and_then(|s| s.parse::<i64>().ok())
-        .unwrap_or(0)
-        .max(0);
+    let skip = super::skip_param(q.skip.as_deref());
     let echo = FilterEcho {
         kind: kind.unwrap_or_default(),
         currency: asset.unwrap_or_default(),

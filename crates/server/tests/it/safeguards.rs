@@ -283,6 +283,12 @@ async fn adjustments_need_a_second_admin_for_large_amounts_and_never_touch_your_
     }
     assert_eq!(app.balances(&first).await["USD"], "0.00");
 
+    // Beyond what any balance could hold: refused before anything waits for approval.
+    for amount in ["92233720368547758.07", "-10000000000000.01"] {
+        let (status, _, body) = error_code(adjust(&app, &first, &alice.id, amount).await).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(body["error"]["fields"]["amount"].is_string(), "{body}");
+    }
     // Below the threshold: applied at once.
     let r = adjust(&app, &first, &alice.id, "999.99").await;
     assert_eq!(r.status(), StatusCode::CREATED);
@@ -552,6 +558,18 @@ async fn a_payment_for_a_deleted_owner_waits_in_suspense_until_staff_resolve_it(
         )
         .await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let r = app
+        .post(
+            &format!("/api/admin/suspense/{id}/credit"),
+            json!({"user_id": admin.id, "reason": "mine now"}),
+            Some(&admin.token),
+        )
+        .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::FORBIDDEN,
+        "not into one's own wallet"
+    );
     let r = app
         .post(
             &format!("/api/admin/suspense/{id}/credit"),

@@ -156,6 +156,50 @@ async fn register_home_profile_logout_through_pages() {
         html.contains("Your avatar was updated") && html.contains("/avatar?v="),
         "{html}"
     );
+    // A photo of more than a megabyte but within the 5 MB the page allows.
+    let photo = {
+        use image::ImageEncoder;
+        let mut x = 0x2545_f491_u32;
+        let pixels: Vec<u8> = (0..800 * 600 * 3)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        let mut out = Vec::new();
+        image::codecs::png::PngEncoder::new(&mut out)
+            .write_image(&pixels, 800, 600, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        out
+    };
+    assert!(photo.len() > 1 << 20, "{} bytes", photo.len());
+    let form = reqwest::multipart::Form::new()
+        .text("csrf_token", csrf.clone())
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(photo)
+                .file_name("photo.png")
+                .mime_str("image/png")
+                .unwrap(),
+        );
+    let r = b
+        .post(at(&app, "/profile/avatar"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let html = r.text().await.unwrap();
+    assert!(html.contains("Your avatar was updated"), "{html}");
+    // List pages take any `skip` without failing.
+    for page in [
+        "/transactions?skip=9223372036854775807",
+        "/transactions?skip=-5",
+    ] {
+        let r = b.get(at(&app, page)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{page}");
+    }
     // Logout ends the session.
     let r = b
         .post(at(&app, "/logout"))
