@@ -150,6 +150,10 @@ async fn prepare(
         .user_by_id(&job.owner_id)
         .await?
         .ok_or(CoreError::NotFound)?;
+    // Checked again when the job runs, not only when it was queued.
+    if !user.is_active {
+        return Err(CoreError::Forbidden("the job's owner is suspended".into()));
+    }
     // A run whose worker stopped is done again from the start, without what it wrote.
     if let Some(old) = &job.output_id {
         match files::delete(state, &user, old).await {

@@ -184,6 +184,14 @@ pub(super) async fn run(run: &Run, kind: JobKind) -> Outcome {
         Ok(None) => return failed("the job's owner no longer exists".into()),
         Err(e) => return failed(format!("the job could not start: {e}")),
     };
+    // Checked again when the job runs, not only when it was queued: the owner may have been
+    // suspended or lost the role meanwhile.
+    if !user.is_active {
+        return failed("the job's owner is suspended".into());
+    }
+    if matches!(kind, JobKind::CreateTenant | JobKind::SetVersion) && !user_is_admin(&user) {
+        return failed(format!("only admins may run {kind} jobs"));
+    }
     let platform = match platform::for_user(state, &user).await {
         Ok(Some(p)) => p,
         Ok(None) => {

@@ -595,3 +595,56 @@ async fn a_job_whose_worker_died_is_run_again_from_the_start() {
     assert_eq!(names, vec!["in BAR groups", "in.csv"]);
     assert_ne!(done["job"]["output_id"], half["id"]);
 }
+
+#[tokio::test]
+async fn a_job_queued_by_someone_suspended_since_does_not_run() {
+    let app = TestApp::spawn_with(|c| c.jobs.workers = 0).await;
+    let u = app.register("mallory").await;
+    app.upload(&u, None, &[("in.csv", NORTH.as_bytes())]).await;
+    let input = id_of(&app.listing(&u, None).await, "in.csv");
+    let job: Value = app
+        .start_job(&u, "bar_grouping", &input)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = str_of(&job, "id").to_string();
+    app.exec(&format!(
+        "UPDATE users SET is_active = FALSE WHERE id = '{}'",
+        u.id
+    ))
+    .await;
+    // A worker takes it up: it fails, and writes nothing.
+    let worker = TestApp::start({
+        let mut c = app.state.config.clone();
+        c.jobs.workers = 1;
+        c.bind = "127.0.0.1:0".parse().unwrap();
+        c
+    })
+    .await;
+    let start = std::time::Instant::now();
+    let status = loop {
+        let s = app
+            .count(&format!(
+                "SELECT CASE status WHEN 'failed' THEN 1 WHEN 'completed' THEN 2 ELSE 0 END \
+                 FROM jobs WHERE id = '{id}'"
+            ))
+            .await;
+        if s != 0 {
+            break s;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(10));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(status, 1, "failed, not completed");
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM files WHERE owner_id = '{}'",
+            u.id
+        ))
+        .await,
+        1,
+        "only the input"
+    );
+    drop(worker);
+}
