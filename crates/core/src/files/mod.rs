@@ -509,6 +509,15 @@ async fn record(
     let db = &state.db;
     let tx = db.begin_write().await?;
     db.lock_user(&tx, &user.id).await?;
+    // The folder the files go to was found before they streamed in; it may be gone since.
+    if let Some(b) = base
+        && db.file(&tx, &user.id, &b.id).await?.is_none()
+    {
+        return Err(CoreError::conflict_field(
+            "parent_id",
+            "the folder was deleted while the files were uploading",
+        ));
+    }
     let total: i64 = staged.iter().map(|s| s.size).sum();
     if !db
         .reserve_file_bytes(&tx, &user.id, total, quota(state))
