@@ -444,7 +444,7 @@ pub struct AdjustRequest {
 /// admin's own balance; worth `[admin] adjust_approval_from_usd` or more, it waits (202) for a
 /// second admin's approval instead of moving money.
 /// The largest adjustment, in minor units of its asset.
-const MAX_ADJUST_MINOR: u64 = 1_000_000_000_000_000;
+const MAX_ADJUST_MINOR: u64 = 10_000_000_000_000_000;
 
 pub async fn adjust(
     state: &Core,
