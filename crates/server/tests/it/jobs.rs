@@ -626,8 +626,8 @@ async fn a_job_queued_by_someone_suspended_since_does_not_run() {
     let status = loop {
         let s = app
             .count(&format!(
-                "SELECT CASE status WHEN 'failed' THEN 1 WHEN 'completed' THEN 2 ELSE 0 END \
-                 FROM jobs WHERE id = '{id}'"
+                "SELECT CAST(CASE status WHEN 'failed' THEN 1 WHEN 'completed' THEN 2 ELSE 0 END \
+                 AS BIGINT) FROM jobs WHERE id = '{id}'"
             ))
             .await;
         if s != 0 {
